@@ -1,0 +1,100 @@
+// cli/driver.c: the compiler pipeline, one function per stage, called in
+// order (QBE's main.c func()). Today: read the file, parse, check. The IR
+// lowering, passes and code generation slot in after heed_frontend.
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/driver.h"
+
+enum { HEED_MAX_SOURCE = 64 << 20 };  // a model file larger than this is surely a mistake
+
+Compilation *heed_compilation_new(HeedOptions *opts) {
+  Compilation *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->arena = arena_new();
+  if (!c->arena) {
+    free(c);
+    return NULL;
+  }
+  c->opts = opts;
+  diag_init(&c->diag, stderr);
+  if (opts->max_errors > 0) c->diag.max_errors = opts->max_errors;
+  return c;
+}
+
+void heed_compilation_free(Compilation *c) {
+  if (!c) return;
+  diag_fini(&c->diag);
+  arena_free(c->arena);
+  free(c);
+}
+
+// Reads the model file into the diagnostics' file table.
+static int read_source(Compilation *c, uint32_t *file) {
+  const char *path = c->opts->path;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    diag_error(&c->diag, (SrcLoc){0}, "cannot open '%s': %s", path, strerror(errno));
+    return HEED_ERR_IO;
+  }
+  struct stat st;
+  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+    fclose(f);
+    diag_error(&c->diag, (SrcLoc){0}, "'%s' is a directory, not a model file", path);
+    return HEED_ERR_IO;
+  }
+  size_t cap = 1 << 16, len = 0;
+  char *buf = malloc(cap);
+  while (buf) {
+    size_t n = fread(buf + len, 1, cap - len, f);
+    len += n;
+    if (n == 0) break;
+    if (len > HEED_MAX_SOURCE) break;
+    if (len == cap) {
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+  }
+  bool err = ferror(f);
+  fclose(f);
+  if (!buf || err || len > HEED_MAX_SOURCE) {
+    diag_error(&c->diag, (SrcLoc){0}, "cannot read '%s': %s", path,
+               !buf ? "out of memory" : err ? "read error" : "file larger than 64 MiB");
+    free(buf);
+    return HEED_ERR_IO;
+  }
+  *file = diag_add_file(&c->diag, path, buf, len);
+  free(buf);
+  if (*file == 0) {
+    diag_error(&c->diag, (SrcLoc){0}, "out of memory reading '%s'", path);
+    return HEED_ERR_NOMEM;
+  }
+  return HEED_OK;
+}
+
+int heed_parse_only(Compilation *c) {
+  uint32_t file;
+  int rc = read_source(c, &file);
+  if (rc != HEED_OK) return rc;
+  c->ast = fe_parse(c->arena, &c->diag, file);
+  if (!c->ast) {
+    diag_error(&c->diag, (SrcLoc){0}, "out of memory");
+    return HEED_ERR_NOMEM;
+  }
+  return c->diag.nerr ? HEED_ERR_SYNTAX : HEED_OK;
+}
+
+int heed_frontend(Compilation *c) {
+  int rc = heed_parse_only(c);
+  if (rc != HEED_OK) return rc;  // no semantic errors on top of syntax errors
+  c->model = fe_check(c->arena, &c->diag, c->ast, &c->opts->check);
+  return c->diag.nerr ? HEED_ERR_CHECK : HEED_OK;
+}

@@ -1,0 +1,244 @@
+// cli/heed.c: the heed command (CLI.md). Parses argv, runs the driver
+// (driver.c), prints results and maps statuses to exit codes: 0 success,
+// 1 a user error (bad model file, unreadable input), 2 bad usage. The only
+// file in heed that calls exit.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/driver.h"
+
+typedef struct {
+  const char *name, *usage, *help;
+  bool available;
+} Command;
+
+static const Command commands[] = {
+    {"check", "heed check MODEL.heed [--model NAME] [--set KEY=VALUE]... [--params]",
+     "Parse and type-check a model file. Prints a one-line summary per model, or\n"
+     "diagnostics (FILE:LINE:COL: error: ...) and exits with status 1.\n"
+     "  --params           also list every parameter with its full name, dtype and shape\n",
+     true},
+    {"compile", "heed compile MODEL.heed --emit KIND [-o OUT] [--model NAME] [--set KEY=VALUE]...",
+     "Compile a model file and write an intermediate form.\n"
+     "  --emit ast         the syntax tree, with LINE:COL of every node\n"
+     "  --emit ir|ir-opt|dot|llvm|asm|obj|cuda|ptx   not available in this version\n"
+     "  -o OUT             write to OUT instead of standard output\n",
+     true},
+    {"init", "heed init MODEL.heed -o W.safetensors [--seed S]", "Write initialised parameters.\n", false},
+    {"run", "heed run MODEL.heed --weights W --inputs IN --outputs OUT", "Evaluate the model's forward.\n", false},
+    {"grad", "heed grad MODEL.heed --weights W --inputs IN --outputs OUT", "Evaluate the loss and gradients.\n", false},
+    {"train", "heed train MODEL.heed --data FILE [--steps N] [--out DIR]", "Train a model.\n", false},
+    {"generate", "heed generate MODEL.heed --weights W --prompt TEXT", "Generate text.\n", false},
+    {"build", "heed build MODEL.heed --weights W -o PROGRAM", "Build a standalone program.\n", false},
+    {"bench", "heed bench MODEL.heed [--train] [--json]", "Time compile, forward and train steps.\n", false},
+};
+enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
+
+static const char common_flags[] =
+    "Common flags:\n"
+    "  --model NAME       which model of the file (default: the only or last one)\n"
+    "  --set KEY=VALUE    override a config value or a train setting (repeatable)\n"
+    "  --max-errors N     stop reporting after N errors (default 20)\n"
+    "  --target cpu|cuda, --threads N   accepted; used by the commands that run code\n"
+    "  -h, --help         this help\n";
+
+static void usage_all(FILE *out) {
+  fprintf(out, "usage: heed COMMAND [ARGS]\n\nheed compiles Transformer models described in .heed files.\n\n"
+               "Commands:\n");
+  for (int i = 0; i < NCOMMANDS; i++)
+    fprintf(out, "  %-10s %s", commands[i].name, commands[i].available ? commands[i].help : "(not in this version) ");
+  for (int i = 0; i < NCOMMANDS; i++)
+    if (!commands[i].available) fprintf(out, "%s%s", i == 2 ? "" : "", "");
+  fprintf(out, "\nRun 'heed help COMMAND' or 'heed COMMAND --help' for a command's flags.\n");
+}
+
+static void usage_cmd(const Command *c, FILE *out) {
+  fprintf(out, "usage: %s\n\n%s\n%s", c->usage, c->help, common_flags);
+}
+
+static const Command *find_command(const char *name) {
+  for (int i = 0; i < NCOMMANDS; i++)
+    if (strcmp(commands[i].name, name) == 0) return &commands[i];
+  return NULL;
+}
+
+typedef struct {
+  HeedOptions o;
+  FeOverride sets[64];
+  const char *emit, *out;
+  bool params, help;
+} Args;
+
+static int usage_error(const Command *c, const char *fmt, const char *arg) {
+  fprintf(stderr, "heed %s: ", c->name);
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\nusage: %s\n", c->usage);
+  return 2;
+}
+
+// Parses the flags of command c; returns 0 or an exit status.
+static int parse_args(const Command *c, int argc, char **argv, Args *a) {
+  for (int i = 0; i < argc; i++) {
+    const char *s = argv[i];
+    const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
+      a->help = true;
+    } else if (!strcmp(s, "--params") && !strcmp(c->name, "check")) {
+      a->params = true;
+    } else if (!strcmp(s, "--model") || !strcmp(s, "--set") || !strcmp(s, "--emit") || !strcmp(s, "-o") ||
+               !strcmp(s, "--max-errors") || !strcmp(s, "--target") || !strcmp(s, "--threads")) {
+      if (!val) return usage_error(c, "%s needs a value", s);
+      i++;
+      if (!strcmp(s, "--model")) a->o.check.model_name = val;
+      else if (!strcmp(s, "--emit")) a->emit = val;
+      else if (!strcmp(s, "-o")) a->out = val;
+      else if (!strcmp(s, "--target") && strcmp(val, "cpu") && strcmp(val, "cuda"))
+        return usage_error(c, "--target must be cpu or cuda, not '%s'", val);
+      else if (!strcmp(s, "--threads") || !strcmp(s, "--max-errors")) {
+        char *end;
+        long n = strtol(val, &end, 10);
+        if (*end || n < 1 || n > 100000) return usage_error(c, "expected a positive number, got '%s'", val);
+        if (!strcmp(s, "--max-errors")) a->o.max_errors = (int)n;
+      } else if (!strcmp(s, "--set")) {
+        const char *eq = strchr(val, '=');
+        if (!eq || eq == val || !eq[1]) return usage_error(c, "--set takes KEY=VALUE, got '%s'", val);
+        if (a->o.check.noverrides >= 64) return usage_error(c, "too many --set flags%s", "");
+        FeOverride *ov = &a->sets[a->o.check.noverrides++];
+        size_t klen = (size_t)(eq - val);
+        char *key = malloc(klen + 1);
+        if (!key) return 1;
+        memcpy(key, val, klen);
+        key[klen] = 0;
+        *ov = (FeOverride){.key = key, .value = eq + 1};
+      }
+    } else if (s[0] == '-' && s[1]) {
+      return usage_error(c, "unknown flag '%s'", s);
+    } else if (!a->o.path) {
+      a->o.path = s;
+    } else {
+      return usage_error(c, "unexpected argument '%s' (one model file at a time)", s);
+    }
+  }
+  a->o.check.overrides = a->sets;
+  return 0;
+}
+
+typedef struct {
+  FILE *out;
+  const FeModel *m;
+} ParamPrint;
+
+static void print_param(void *ud, const char *name, const FeParamDecl *p) {
+  ParamPrint *pp = ud;
+  char buf[512];
+  fprintf(pp->out, "  %s %s %s", p->is_buffer ? "buffer" : "param ", name,
+          ir_type_str(&p->type, &pp->m->syms, true, buf, sizeof buf));
+  if (!strcmp(p->init.kind, "constant")) fprintf(pp->out, " = constant(%g)\n", p->init.a);
+  else if (!strcmp(p->init.kind, "normal")) fprintf(pp->out, " = normal(%g, %g)\n", p->init.a, p->init.b);
+  else if (!strcmp(p->init.kind, "uniform")) fprintf(pp->out, " = uniform(%g, %g)\n", p->init.a, p->init.b);
+  else fprintf(pp->out, " = %s\n", p->init.kind);
+}
+
+static void print_summary(const Compilation *c, bool params) {
+  const FeModel *m = c->model;
+  char buf[512];
+  printf("%s: model %s: %lld parameters in %lld tensors\n", c->opts->path, m->decl->name,
+         (long long)m->nparam_elems, (long long)m->nparam_tensors);
+  for (int i = 0; i < m->ninputs; i++)
+    printf("  input  %s: %s\n", m->input_names[i], ir_type_str(&m->inputs[i], &m->syms, true, buf, sizeof buf));
+  for (int i = 0; i < m->noutputs; i++)
+    printf("  output %s: %s\n", m->noutputs == 1 ? "out" : "out#",
+           ir_type_str(&m->outputs[i], &m->syms, true, buf, sizeof buf));
+  if (m->train) {
+    const FeTrain *t = m->train;
+    printf("  train  %s(lr=%g), schedule %s, clip %g, batch %lld, seq %lld, steps %lld\n", t->optimizer, t->lr,
+           t->schedule, t->clip, (long long)t->batch, (long long)t->seq, (long long)t->steps);
+  }
+  if (params) {
+    ParamPrint pp = {stdout, m};
+    fe_model_each_param(m, print_param, &pp);
+  }
+}
+
+static int status_to_exit(int rc) { return rc == HEED_OK ? 0 : rc == HEED_ERR_USAGE ? 2 : 1; }
+
+static int cmd_frontend(const Command *cmd, Args *a) {
+  Compilation *c = heed_compilation_new(&a->o);
+  if (!c) {
+    fprintf(stderr, "heed: out of memory\n");
+    return 1;
+  }
+  int rc;
+  if (!strcmp(cmd->name, "compile")) {
+    FILE *out = stdout;
+    rc = heed_parse_only(c);
+    if (rc == HEED_OK && a->out && !(out = fopen(a->out, "w"))) {
+      fprintf(stderr, "heed: cannot write '%s'\n", a->out);
+      rc = HEED_ERR_IO;
+    }
+    if (rc == HEED_OK) fe_ast_print(c->ast, out);
+    if (out && out != stdout && fclose(out) != 0) {
+      fprintf(stderr, "heed: cannot write '%s'\n", a->out);
+      rc = HEED_ERR_IO;
+    }
+  } else {
+    rc = heed_frontend(c);
+    if (rc == HEED_OK && c->model) print_summary(c, a->params);
+  }
+  diag_finish(&c->diag);
+  heed_compilation_free(c);
+  return status_to_exit(rc);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+    usage_all(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "help")) {
+    if (argc < 3) {
+      usage_all(stdout);
+      return 0;
+    }
+    const Command *c = find_command(argv[2]);
+    if (!c) {
+      fprintf(stderr, "heed help: unknown command '%s'\n", argv[2]);
+      return 2;
+    }
+    usage_cmd(c, stdout);
+    return 0;
+  }
+  const Command *cmd = find_command(argv[1]);
+  if (!cmd) {
+    fprintf(stderr, "heed: unknown command '%s'; run 'heed --help' for the list\n", argv[1]);
+    return 2;
+  }
+  Args a = {0};
+  int rc = parse_args(cmd, argc - 2, argv + 2, &a);
+  if (rc == 0 && a.help) {
+    usage_cmd(cmd, stdout);
+  } else if (rc == 0 && !cmd->available) {
+    fprintf(stderr, "heed %s: not available in this version of heed (only check and compile --emit ast are)\n",
+            cmd->name);
+    rc = 1;
+  } else if (rc == 0 && !a.o.path) {
+    rc = usage_error(cmd, "missing the model file%s", "");
+  } else if (rc == 0 && !strcmp(cmd->name, "compile") && !a.emit) {
+    rc = usage_error(cmd, "--emit KIND is required%s", "");
+  } else if (rc == 0 && !strcmp(cmd->name, "compile") && strcmp(a.emit, "ast")) {
+    static const char *later[] = {"ir", "ir-opt", "dot", "llvm", "asm", "obj", "cuda", "ptx"};
+    bool known = false;
+    for (int i = 0; i < 8; i++) known |= !strcmp(a.emit, later[i]);
+    if (known) {
+      fprintf(stderr, "heed compile: --emit %s is not available in this version (only --emit ast is)\n", a.emit);
+      rc = 1;
+    } else {
+      rc = usage_error(cmd, "unknown --emit kind '%s' (ast, ir, ir-opt, dot, llvm, asm, obj, cuda, ptx)", a.emit);
+    }
+  } else if (rc == 0) {
+    rc = cmd_frontend(cmd, &a);
+  }
+  for (int i = 0; i < a.o.check.noverrides; i++) free((char *)a.sets[i].key);
+  return rc;
+}
