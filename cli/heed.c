@@ -2,6 +2,7 @@
 // (driver.c), prints results and maps statuses to exit codes: 0 success,
 // 1 a user error (bad model file, unreadable input), 2 bad usage. The only
 // file in heed that calls exit.
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,8 +49,6 @@ static void usage_all(FILE *out) {
                "Commands:\n");
   for (int i = 0; i < NCOMMANDS; i++)
     fprintf(out, "  %-10s %s", commands[i].name, commands[i].available ? commands[i].help : "(not in this version) ");
-  for (int i = 0; i < NCOMMANDS; i++)
-    if (!commands[i].available) fprintf(out, "%s%s", i == 2 ? "" : "", "");
   fprintf(out, "\nRun 'heed help COMMAND' or 'heed COMMAND --help' for a command's flags.\n");
 }
 
@@ -174,12 +173,12 @@ static int cmd_frontend(const Command *cmd, Args *a) {
     FILE *out = stdout;
     rc = heed_parse_only(c);
     if (rc == HEED_OK && a->out && !(out = fopen(a->out, "w"))) {
-      fprintf(stderr, "heed: cannot write '%s'\n", a->out);
+      fprintf(stderr, "heed: error: cannot write '%s': %s\n", a->out, strerror(errno));
       rc = HEED_ERR_IO;
     }
     if (rc == HEED_OK) fe_ast_print(c->ast, out);
     if (out && out != stdout && fclose(out) != 0) {
-      fprintf(stderr, "heed: cannot write '%s'\n", a->out);
+      fprintf(stderr, "heed: error: cannot write '%s': %s\n", a->out, strerror(errno));
       rc = HEED_ERR_IO;
     }
   } else {
@@ -216,6 +215,9 @@ int main(int argc, char **argv) {
   }
   Args a = {0};
   int rc = parse_args(cmd, argc - 2, argv + 2, &a);
+  if (!cmd->available && !a.help) {  // its flags are not parsed yet
+    rc = 0;
+  }
   if (rc == 0 && a.help) {
     usage_cmd(cmd, stdout);
   } else if (rc == 0 && !cmd->available) {

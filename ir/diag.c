@@ -141,8 +141,7 @@ bool diag_full(const Diag *d) { return d->nerr >= d->max_errors; }
 
 void diag_finish(Diag *d) {
   if (d->limit_hit)
-    emitf(d, "heed: too many errors (%d); stopped reporting after %d\n", d->nerr,
-          d->max_errors);
+    emitf(d, "heed: too many errors; stopped reporting after %d\n", d->max_errors);
   else if (d->nerr > 1)
     emitf(d, "%d errors generated.\n", d->nerr);
 }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# scripts/fuzz.sh BUILD_DIR SECONDS: runs each libFuzzer target for SECONDS
+# on a seed corpus made of the examples and the golden files. Fails on any
+# crash, leak, sanitizer report or timeout (libFuzzer exits non-zero).
+set -euo pipefail
+B=${1:-build-fuzz}
+SECS=${2:-60}
+corpus=$B/corpus-frontend
+mkdir -p "$corpus"
+cp examples/*.heed tests/golden/errors/*.heed tests/golden/ok/*.heed "$corpus"/ 2>/dev/null || true
+"$B/fuzz_frontend" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+  -print_final_stats=1 -artifact_prefix="$B/" "$corpus"

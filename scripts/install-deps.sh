@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh: installs the Debian packages heed needs, only those
+# that are missing. Called by `make build|test|demo|fuzz`; safe to re-run.
+set -euo pipefail
+
+PKGS=(cmake make gcc pkg-config flex bison llvm-19-dev clang-19 libfuzzer-19-dev
+      libcmocka-dev libcjson-dev python3 python3-numpy python3-torch)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "heed: installing missing packages: ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "heed: please install as root: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >&2
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# tests/cli/test_cli.sh HEED REPO: the command-line contract (CLI.md): help
+# for every subcommand, exit statuses 0/1/2, output files, errors without a
+# location. Prints "N passed, N failed".
+set -u
+HEED=$1
+REPO=$2
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+
+expect() {  # expect STATUS PATTERN -- COMMAND...: status and a regex on stdout+stderr ('' = no output)
+  local want=$1 pat=$2
+  shift 3
+  local out
+  out=$("$@" 2>&1)
+  local rc=$?
+  local ok=0
+  if [ -z "$pat" ]; then [ -z "$out" ] && ok=1; else printf '%s' "$out" | grep -Eq -- "$pat" && ok=1; fi
+  if [ "$rc" -eq "$want" ] && [ "$ok" -eq 1 ]; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    printf 'FAIL: %s\n  want status %s and /%s/, got %s:\n%s\n' "$*" "$want" "$pat" "$rc" "$out"
+  fi
+}
+
+expect 0 'usage: heed COMMAND' -- "$HEED" --help
+expect 2 'usage: heed COMMAND' -- "$HEED"
+expect 2 "unknown command 'frobnicate'" -- "$HEED" frobnicate
+for c in check compile init run grad train generate build bench; do
+  expect 0 "usage: heed $c" -- "$HEED" help "$c"
+  expect 0 "usage: heed $c" -- "$HEED" "$c" --help
+done
+expect 0 'model GPT2: 124439808 parameters in 148 tensors' -- "$HEED" check "$REPO/examples/gpt2.heed"
+expect 0 'param  h.11.mlp.c_proj.weight f32\[3072, 768\] = normal\(0, 0.00408248' -- \
+  "$HEED" check "$REPO/examples/gpt2.heed" --params
+expect 0 'model GPT2: 23241600 parameters in 28 tensors' -- "$HEED" check "$REPO/examples/gpt2.heed" --set layers=2 --set dim=384 --set heads=6
+expect 1 "heed: error: --set lyers: no config value or train setting has this name; did you mean 'layers'\?" -- \
+  "$HEED" check "$REPO/examples/gpt2.heed" --set lyers=2
+expect 1 "--set layers=2.5: 'layers' is an integer" -- "$HEED" check "$REPO/examples/gpt2.heed" --set layers=2.5
+expect 1 "no model named 'GPT3'; did you mean 'GPT2'\?" -- "$HEED" check "$REPO/examples/gpt2.heed" --model GPT3
+expect 2 'unknown flag' -- "$HEED" check "$REPO/examples/gpt2.heed" --frob
+expect 2 'missing the model file' -- "$HEED" check
+expect 2 '--set takes KEY=VALUE' -- "$HEED" check "$REPO/examples/gpt2.heed" --set layers
+expect 1 "cannot open '$T/none.heed'" -- "$HEED" check "$T/none.heed"
+expect 1 "is a directory" -- "$HEED" check "$T"
+expect 2 '--emit KIND is required' -- "$HEED" compile "$REPO/examples/gpt2.heed"
+expect 1 'not available in this version' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit llvm
+expect 2 "unknown --emit kind 'wat'" -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit wat
+expect 1 'not available in this version' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x
+expect 0 '' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ast -o "$T/gpt2.ast"
+expect 0 'model GPT2 +@' -- cat "$T/gpt2.ast"
+printf 'model M {\n  forward(x: f32[B]) = x @ \n}\n' > "$T/bad.heed"
+expect 1 "bad.heed:3:1: error: syntax error: unexpected '}', expected an expression" -- "$HEED" check "$T/bad.heed"
+expect 1 'heed: error: cannot write' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ast -o "$T/no/such/dir/x.ast"
+# the error limit: 30 errors -> 20 shown and a summary line
+{ echo 'model M {'; for i in $(seq 30); do echo "  param p$i: f32[nope$i] = zeros"; done; echo '}'; } > "$T/many.heed"
+expect 1 'too many errors; stopped reporting after 20' -- "$HEED" check "$T/many.heed"
+expect 1 'stopped reporting after 5' -- "$HEED" check "$T/many.heed" --max-errors 5
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
