@@ -85,7 +85,7 @@ static FeItem *mk_func(FeParser *p, const char *name, FeLoc loc, FeParamVec ps, 
 
 %token CONFIG "'config'" BLOCK "'block'" MODEL "'model'" PARAM "'param'" BUFFER "'buffer'"
 %token FORWARD "'forward'" REPEAT "'repeat'" TRAIN "'train'" RETURN "'return'"
-%token TRUE "'true'" FALSE "'false'" ARROW "'->'" NL "end of line"
+%token TRUE "'true'" FALSE "'false'" ARROW "'->'" NL "end of line" DOT "'.'"
 %token <s> IDENT "identifier" STRING "string"
 %token <i> INT "integer"
 %token <f> FLOAT "number"
