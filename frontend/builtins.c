@@ -311,7 +311,7 @@ static FeVal bi_norm(FeCk *ck, Args *a) {
   }
   double eps;
   if (!norm_vec(ck, a, 1, "weight") || (ln && !norm_vec(ck, a, 2, "bias")) ||
-      !num_arg(ck, a, ln ? 3 : 2, "eps", 1e-5, &eps))
+      !num_arg(ck, a, ln ? 3 : 2, "eps", ln ? 1e-5 : 1e-6, &eps))
     return fe_val_err();
   if (!(eps > 0)) {
     diag_error(ck->d, at(a, ln ? 3 : 2), "%s: eps must be positive, got %g", a->name, eps);
