@@ -20,6 +20,150 @@
 #else
 #define HEED_INTERNAL
 #define HEED_PRINTF(f, a)
+// ---- ir.c: the graph IR ----
+// A graph is a list of nodes in topological order (id = index). Each node is
+// one op over up to IR_MAX_SRC operands with a result type. Worked example
+// (what `heed compile --emit ir` prints for x @ w + b):
+//   input %0 x: f32[B, 64]
+//   param %1 w: f32[64, 32] = normal(0, 0.02)
+//   param %2 b: f32[32] = zeros
+//   %3: f32[B, 32] = matmul %0, %1
+//   %4: f32[B, 32] = add %3, %2
+//   output out = %4
+typedef enum {
+#define OP(name, nsrc, attrs) IR_OP_##name,
+#include "ir/ops.def"
+#undef OP
+  IR_OP_COUNT
+} IrOp;
+
+enum { IR_MAX_SRC = 8 };
+
+typedef struct {
+  int nsrc;           // -1: variadic
+  const char *attrs;  // printed attribute names, comma-separated
+} IrOpInfo;
+extern const IrOpInfo ir_op_info[IR_OP_COUNT];
+const char *ir_op_name(IrOp op);        // "matmul"
+int ir_op_from_name(const char *s);      // -1 if none
+
+typedef struct {      // op parameters; each op uses the ones ops.def names
+  int64_t axis, start;     // SOFTMAX, SLICE, CONCAT
+  uint32_t axes;           // reductions: bit i set = reduce axis i
+  bool keepdim, causal, interleaved, inverse;
+  double value;            // CONST fill, DROPOUT p
+  double eps, scale, base;
+  int64_t heads, kv_heads, ignore;
+  int perm[IR_MAX_RANK];   // PERMUTE: result axis i is source axis perm[i]
+  int fn;                  // UNARY_GRAD: the forward op (IrOp); MAXIMUM_GRAD: IR_OP_MAXIMUM or MINIMUM
+} IrAttr;
+
+typedef struct {      // PARAM initializer (from the model's INIT)
+  const char *kind;   // "zeros" "ones" "constant" "normal" "uniform"
+  double a, b;        // constant(a); normal(mean a, std b); uniform(a, b)
+} IrInit;
+
+enum { IR_FLAG_INPUT = 1, IR_FLAG_PARAM = 2, IR_FLAG_BUFFER = 4, IR_FLAG_OUTPUT = 8, IR_FLAG_GRAD = 16 };
+
+typedef struct IrNode IrNode;
+struct IrNode {
+  IrOp op;
+  IrType ty;
+  uint32_t id;               // index in g->nodes (topological)
+  IrNode *src[IR_MAX_SRC];
+  int nsrc;
+  IrAttr attr;
+  IrInit init;               // PARAM only
+  uint32_t flags;
+  const char *name;          // INPUT/PARAM: the full name; else NULL
+  SrcLoc loc;
+};
+
+typedef struct {
+  const char *name;          // what the graph computes ("GPT2.forward")
+  Arena *a;
+  Diag *diag;
+  IrSymTab syms;             // symbolic sizes
+  Vec(IrNode *) nodes;
+  Vec(IrNode *) inputs, params, outputs;
+  Vec(const char *) output_names;
+} IrGraph;
+
+// Nodes live in a. Builders record a diagnostic at loc and return NULL on a
+// type mismatch (they never assert on user-reachable input).
+IrGraph *ir_graph_new(Arena *a, Diag *d, const char *name);
+IrNode *ir_input(IrGraph *g, const char *name, const IrType *ty, SrcLoc loc);
+IrNode *ir_param(IrGraph *g, const char *name, const IrType *ty, IrInit init, bool buffer, SrcLoc loc);
+IrNode *ir_const(IrGraph *g, double value, IrDType dt, SrcLoc loc);   // rank 0
+// The general builder: infers the result type (ty: the target type for
+// RESHAPE, EXPAND, SUM_TO, CAST, SLICE, GATHER_GRAD, SLICE_GRAD; else NULL).
+IrNode *ir_op(IrGraph *g, IrOp op, IrNode *const *src, int nsrc, const IrAttr *attr, const IrType *ty,
+              SrcLoc loc);
+IrNode *ir_unary(IrGraph *g, IrOp op, IrNode *x, SrcLoc loc);
+IrNode *ir_binary(IrGraph *g, IrOp op, IrNode *a, IrNode *b, SrcLoc loc);
+bool ir_output(IrGraph *g, const char *name, IrNode *n);
+// Result type of op on src; false (with a diagnostic at loc) on mismatch.
+bool ir_infer(IrGraph *g, IrOp op, IrNode *const *src, int nsrc, const IrAttr *attr, const IrType *hint,
+              IrType *out, SrcLoc loc);
+bool ir_broadcast_type(const IrType *a, const IrType *b, IrType *out);
+int64_t ir_type_numel(const IrType *t, const int64_t *symvals);  // -1 on overflow
+int64_t ir_dim_value(IrDim d, const int64_t *symvals);
+
+// ---- verify.c ----
+// Checks the graph's invariants (topological order, arity, types equal to
+// what ir_infer gives, flags). Returns false and records a diagnostic naming
+// the first bad node. A failure after a pass is an internal error.
+bool ir_verify(IrGraph *g);
+
+// ---- print.c ----
+void ir_print(const IrGraph *g, FILE *out);         // the text form
+void ir_print_dot(const IrGraph *g, FILE *out);     // Graphviz
+// Reads the text form back (tests, pass debugging): diagnostics at the
+// line and column of the text (file registered in d).
+IrGraph *ir_parse(Arena *a, Diag *d, uint32_t file);
+
+// ---- interp.c: the reference interpreter (the definition of what a graph means) ----
+// Every value is held as double, whatever its dtype; after each node the
+// result is rounded to the node's dtype (f32, f16, bf16 rounding; integer
+// wrap-around; bool 0/1) unless `exact` is set, which keeps f64 throughout
+// (finite-difference gradient checks). Tensors are row-major.
+enum { IR_MAX_SYMS = 64 };
+typedef struct {
+  const IrGraph *g;
+  int64_t symvals[IR_MAX_SYMS];  // the value of each symbolic size
+  double **val;                  // per node id: its values (numel of them)
+  int64_t *numel;                // per node id
+  bool exact;
+} IrValues;
+
+// Concrete dims of t under symvals; false if a size is unbound or overflows.
+bool ir_shape(const IrType *t, const int64_t *symvals, int64_t dims[IR_MAX_RANK]);
+// Binds symbolic sizes from the actual input shapes (shapes[i], ranks[i] for
+// g->inputs[i]); reports a mismatch naming the input and axis.
+bool ir_bind_syms(const IrGraph *g, const int64_t *const *shapes, const int *ranks, int64_t *symvals, Diag *d);
+// Evaluates the graph. inputs[i], params[i]: values of g->inputs[i] and
+// g->params[i]. Run-time errors (an index outside a table, a sequence longer
+// than a position table) are diagnostics naming the op's source location;
+// NULL then. Caller frees with ir_values_free.
+IrValues *ir_interp(const IrGraph *g, const int64_t *symvals, double *const *inputs, double *const *params,
+                    bool exact, Diag *d);
+void ir_values_free(IrValues *v);
+double ir_round_to(IrDType dt, double v);  // the value as dtype dt holds it
+
+// Kernels: compute node n from its operands' values into out (numel of n).
+// kernels.c: forward ops; kernels_grad.c: the gradient ops autodiff emits.
+typedef struct {
+  const IrNode *n;
+  const double *in[IR_MAX_SRC];
+  int64_t in_dims[IR_MAX_SRC][IR_MAX_RANK];  // concrete operand shapes
+  int64_t dims[IR_MAX_RANK];                 // concrete result shape
+  int64_t numel;
+  double *out;
+  Diag *d;
+} IrKernelArgs;
+bool ir_kernel_forward(IrKernelArgs *k);   // false: error reported
+bool ir_kernel_grad(IrKernelArgs *k);
+
 #endif
 
 // Internal bugs only: never for anything a user can cause.
@@ -141,5 +285,149 @@ bool ir_type_eq(const IrType *a, const IrType *b);
 const char *ir_type_str(const IrType *t, const IrSymTab *st, bool dtype, char *buf, size_t n);
 const char *ir_dim_str(IrDim d, const IrSymTab *st, char *buf, size_t n);
 int ir_symtab_intern(IrSymTab *st, Arena *a, const char *name);  // -1 on OOM/too many
+
+// ---- ir.c: the graph IR ----
+// A graph is a list of nodes in topological order (id = index). Each node is
+// one op over up to IR_MAX_SRC operands with a result type. Worked example
+// (what `heed compile --emit ir` prints for x @ w + b):
+//   input %0 x: f32[B, 64]
+//   param %1 w: f32[64, 32] = normal(0, 0.02)
+//   param %2 b: f32[32] = zeros
+//   %3: f32[B, 32] = matmul %0, %1
+//   %4: f32[B, 32] = add %3, %2
+//   output out = %4
+typedef enum {
+#define OP(name, nsrc, attrs) IR_OP_##name,
+#include "ir/ops.def"
+#undef OP
+  IR_OP_COUNT
+} IrOp;
+
+enum { IR_MAX_SRC = 8 };
+
+typedef struct {
+  int nsrc;           // -1: variadic
+  const char *attrs;  // printed attribute names, comma-separated
+} IrOpInfo;
+extern const IrOpInfo ir_op_info[IR_OP_COUNT];
+const char *ir_op_name(IrOp op);        // "matmul"
+int ir_op_from_name(const char *s);      // -1 if none
+
+typedef struct {      // op parameters; each op uses the ones ops.def names
+  int64_t axis, start;     // SOFTMAX, SLICE, CONCAT
+  uint32_t axes;           // reductions: bit i set = reduce axis i
+  bool keepdim, causal, interleaved, inverse;
+  double value;            // CONST fill, DROPOUT p
+  double eps, scale, base;
+  int64_t heads, kv_heads, ignore;
+  int perm[IR_MAX_RANK];   // PERMUTE: result axis i is source axis perm[i]
+  int fn;                  // UNARY_GRAD: the forward op (IrOp); MAXIMUM_GRAD: IR_OP_MAXIMUM or MINIMUM
+} IrAttr;
+
+typedef struct {      // PARAM initializer (from the model's INIT)
+  const char *kind;   // "zeros" "ones" "constant" "normal" "uniform"
+  double a, b;        // constant(a); normal(mean a, std b); uniform(a, b)
+} IrInit;
+
+enum { IR_FLAG_INPUT = 1, IR_FLAG_PARAM = 2, IR_FLAG_BUFFER = 4, IR_FLAG_OUTPUT = 8, IR_FLAG_GRAD = 16 };
+
+typedef struct IrNode IrNode;
+struct IrNode {
+  IrOp op;
+  IrType ty;
+  uint32_t id;               // index in g->nodes (topological)
+  IrNode *src[IR_MAX_SRC];
+  int nsrc;
+  IrAttr attr;
+  IrInit init;               // PARAM only
+  uint32_t flags;
+  const char *name;          // INPUT/PARAM: the full name; else NULL
+  SrcLoc loc;
+};
+
+typedef struct {
+  const char *name;          // what the graph computes ("GPT2.forward")
+  Arena *a;
+  Diag *diag;
+  IrSymTab syms;             // symbolic sizes
+  Vec(IrNode *) nodes;
+  Vec(IrNode *) inputs, params, outputs;
+  Vec(const char *) output_names;
+} IrGraph;
+
+// Nodes live in a. Builders record a diagnostic at loc and return NULL on a
+// type mismatch (they never assert on user-reachable input).
+IrGraph *ir_graph_new(Arena *a, Diag *d, const char *name);
+IrNode *ir_input(IrGraph *g, const char *name, const IrType *ty, SrcLoc loc);
+IrNode *ir_param(IrGraph *g, const char *name, const IrType *ty, IrInit init, bool buffer, SrcLoc loc);
+IrNode *ir_const(IrGraph *g, double value, IrDType dt, SrcLoc loc);   // rank 0
+// The general builder: infers the result type (ty: the target type for
+// RESHAPE, EXPAND, SUM_TO, CAST, SLICE, GATHER_GRAD, SLICE_GRAD; else NULL).
+IrNode *ir_op(IrGraph *g, IrOp op, IrNode *const *src, int nsrc, const IrAttr *attr, const IrType *ty,
+              SrcLoc loc);
+IrNode *ir_unary(IrGraph *g, IrOp op, IrNode *x, SrcLoc loc);
+IrNode *ir_binary(IrGraph *g, IrOp op, IrNode *a, IrNode *b, SrcLoc loc);
+bool ir_output(IrGraph *g, const char *name, IrNode *n);
+// Result type of op on src; false (with a diagnostic at loc) on mismatch.
+bool ir_infer(IrGraph *g, IrOp op, IrNode *const *src, int nsrc, const IrAttr *attr, const IrType *hint,
+              IrType *out, SrcLoc loc);
+bool ir_broadcast_type(const IrType *a, const IrType *b, IrType *out);
+int64_t ir_type_numel(const IrType *t, const int64_t *symvals);  // -1 on overflow
+int64_t ir_dim_value(IrDim d, const int64_t *symvals);
+
+// ---- verify.c ----
+// Checks the graph's invariants (topological order, arity, types equal to
+// what ir_infer gives, flags). Returns false and records a diagnostic naming
+// the first bad node. A failure after a pass is an internal error.
+bool ir_verify(IrGraph *g);
+
+// ---- print.c ----
+void ir_print(const IrGraph *g, FILE *out);         // the text form
+void ir_print_dot(const IrGraph *g, FILE *out);     // Graphviz
+// Reads the text form back (tests, pass debugging): diagnostics at the
+// line and column of the text (file registered in d).
+IrGraph *ir_parse(Arena *a, Diag *d, uint32_t file);
+
+// ---- interp.c: the reference interpreter (the definition of what a graph means) ----
+// Every value is held as double, whatever its dtype; after each node the
+// result is rounded to the node's dtype (f32, f16, bf16 rounding; integer
+// wrap-around; bool 0/1) unless `exact` is set, which keeps f64 throughout
+// (finite-difference gradient checks). Tensors are row-major.
+enum { IR_MAX_SYMS = 64 };
+typedef struct {
+  const IrGraph *g;
+  int64_t symvals[IR_MAX_SYMS];  // the value of each symbolic size
+  double **val;                  // per node id: its values (numel of them)
+  int64_t *numel;                // per node id
+  bool exact;
+} IrValues;
+
+// Concrete dims of t under symvals; false if a size is unbound or overflows.
+bool ir_shape(const IrType *t, const int64_t *symvals, int64_t dims[IR_MAX_RANK]);
+// Binds symbolic sizes from the actual input shapes (shapes[i], ranks[i] for
+// g->inputs[i]); reports a mismatch naming the input and axis.
+bool ir_bind_syms(const IrGraph *g, const int64_t *const *shapes, const int *ranks, int64_t *symvals, Diag *d);
+// Evaluates the graph. inputs[i], params[i]: values of g->inputs[i] and
+// g->params[i]. Run-time errors (an index outside a table, a sequence longer
+// than a position table) are diagnostics naming the op's source location;
+// NULL then. Caller frees with ir_values_free.
+IrValues *ir_interp(const IrGraph *g, const int64_t *symvals, double *const *inputs, double *const *params,
+                    bool exact, Diag *d);
+void ir_values_free(IrValues *v);
+double ir_round_to(IrDType dt, double v);  // the value as dtype dt holds it
+
+// Kernels: compute node n from its operands' values into out (numel of n).
+// kernels.c: forward ops; kernels_grad.c: the gradient ops autodiff emits.
+typedef struct {
+  const IrNode *n;
+  const double *in[IR_MAX_SRC];
+  int64_t in_dims[IR_MAX_SRC][IR_MAX_RANK];  // concrete operand shapes
+  int64_t dims[IR_MAX_RANK];                 // concrete result shape
+  int64_t numel;
+  double *out;
+  Diag *d;
+} IrKernelArgs;
+bool ir_kernel_forward(IrKernelArgs *k);   // false: error reported
+bool ir_kernel_grad(IrKernelArgs *k);
 
 #endif

@@ -1,0 +1,3 @@
+// ir/kernels_grad.c: gradient reference kernels (to be written).
+#include "ir/ir.h"
+bool ir_kernel_grad(IrKernelArgs *k) { diag_error(k->d, k->n->loc, "%s: no reference kernel yet", ir_op_name(k->n->op)); return false; }

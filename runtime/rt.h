@@ -1,0 +1,112 @@
+// runtime/rt.h: the runtime's internal header (prefix rt_). The runtime sits
+// at the end of the data flow: it loads weights, inputs and checkpoints,
+// runs a HeedProgram and writes results. It includes no other heed module
+// (libc and cJSON only), so that standalone programs link it alone.
+//
+// One section per source file:
+//   safetensors.c  read (mmap) and write (atomic replace) safetensors files,
+//                  dtype names and sizes, f16/bf16 <-> f32 conversions
+//
+// Functions return RT_OK (0) or an RtStatus error code; on error they write
+// a one-line message naming the file (and the tensor where there is one)
+// into err, e.g.
+//   w.safetensors: tensor 'h.0.attn.weight': data offsets [0, 100) exceed
+//   the data section (64 bytes)
+// err may be NULL (errlen 0); a message longer than errlen is truncated.
+#ifndef HEED_RT_H
+#define HEED_RT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+  RT_OK = 0,
+  RT_ERR_IO,      // a file could not be opened, read or written
+  RT_ERR_FORMAT,  // a file is not a well-formed safetensors file
+  RT_ERR_ARG,     // the caller passed something invalid (writer input, dtype)
+  RT_ERR_NOMEM,
+} RtStatus;
+
+// ---- safetensors.c ----
+// The format (https://github.com/huggingface/safetensors):
+//   u64 N (little endian) | N bytes of JSON header | data section
+// The header maps tensor names to {"dtype", "shape", "data_offsets":
+// [begin, end)} with offsets relative to the data section, plus an optional
+// "__metadata__" object of string -> string. Data is raw little-endian,
+// row-major. Example, two tensors (header padded with spaces to 8 bytes):
+//   {"__metadata__":{"format":"pt"},"wte":{"dtype":"F32","shape":[4,2],
+//    "data_offsets":[0,32]},"ln.b":{"dtype":"BF16","shape":[2],
+//    "data_offsets":[32,36]}}
+enum { RT_MAX_RANK = 8, RT_ST_MAX_HEADER = 100000000 };
+
+// The order matches IrDType in ir/ir.h (the runtime may not include it).
+typedef enum { RT_F32, RT_F16, RT_BF16, RT_I32, RT_I64, RT_I8, RT_U8, RT_BOOL, RT_DT_COUNT } RtDType;
+
+const char *rt_dtype_name(RtDType dt);  // "F32", ... (safetensors spelling); "?" if out of range
+size_t rt_dtype_size(RtDType dt);       // bytes per element; 0 if out of range
+
+// Round to nearest, ties to even; infinities, NaNs (kept NaN, made quiet),
+// signed zeros and subnormals are converted exactly as IEEE 754 says.
+float rt_f16_to_f32(uint16_t h);
+uint16_t rt_f32_to_f16(float f);
+float rt_bf16_to_f32(uint16_t h);
+uint16_t rt_f32_to_bf16(float f);
+
+typedef struct {
+  char *name;
+  RtDType dt;
+  int rank;                     // 0 (a scalar) .. RT_MAX_RANK
+  int64_t shape[RT_MAX_RANK];   // shape[rank..] are 0
+  uint64_t off, nbytes;         // [off, off + nbytes) within the data section
+} RtStTensor;
+
+typedef struct {
+  RtStTensor *t;                // in header order
+  int n;
+  char **meta_key, **meta_val;  // "__metadata__", in header order
+  int nmeta;
+  const uint8_t *data;          // the data section (not necessarily aligned)
+  uint64_t data_len;
+  // private
+  const RtStTensor **by_name_;  // t sorted by name (rt_st_find)
+  void *map_;                   // the mapping made by rt_st_open, or NULL
+  size_t map_len_;
+} RtSafetensors;
+
+// Parses a safetensors file held in buf[0..len). label names the file in
+// messages. On success out owns the tensor table (free with rt_st_close)
+// and points into buf, which must outlive it. On failure out is zeroed and
+// owns nothing (rt_st_close on it is harmless). Every tensor is checked:
+// dtype, shape (rank <= 8, element count without overflow), offsets inside
+// the data section and of exactly numel * size bytes, no two tensors
+// overlapping, no name twice. Zero-element tensors are allowed; gaps
+// between tensors are allowed.
+int rt_st_parse(const uint8_t *buf, size_t len, const char *label, RtSafetensors *out, char *err,
+                size_t errlen);
+// Maps path read-only and parses it (label = path). Free with rt_st_close.
+// The file must not be truncated while it is open (SIGBUS, as for any mmap).
+int rt_st_open(const char *path, RtSafetensors *out, char *err, size_t errlen);
+void rt_st_close(RtSafetensors *st);  // frees the table, unmaps; zeroes st
+const RtStTensor *rt_st_find(const RtSafetensors *st, const char *name);  // NULL if absent
+uint64_t rt_st_numel(const RtStTensor *t);
+// Converts t's elements (any dtype) to f32 into out[rt_st_numel(t)].
+int rt_st_read_f32(const RtSafetensors *st, const RtStTensor *t, float *out, char *err, size_t errlen);
+
+typedef struct {
+  const char *name;
+  RtDType dt;
+  int rank;
+  const int64_t *shape;  // rank dims (may be NULL when rank is 0)
+  const void *data;      // numel * size bytes, little endian (may be NULL when empty)
+} RtStWrite;
+
+// Writes n tensors, in the given order and contiguous, and nmeta metadata
+// pairs (meta[2i] = key, meta[2i+1] = value) as path. The header is compact
+// JSON, "__metadata__" first, padded with spaces to a multiple of 8 bytes.
+// Atomic: the bytes go to path.tmp.XXXXXX in the same directory, which is
+// fsynced and renamed over path, then the directory is fsynced. On any
+// failure the temporary file is removed and an existing path is untouched.
+int rt_st_write(const char *path, const RtStWrite *ts, int n, const char *const *meta, int nmeta, char *err,
+                size_t errlen);
+
+#endif
