@@ -23,7 +23,10 @@ static const Command commands[] = {
     {"compile", "heed compile MODEL.heed --emit KIND [-o OUT] [--model NAME] [--set KEY=VALUE]...",
      "Compile a model file and write an intermediate form.\n"
      "  --emit ast         the syntax tree, with LINE:COL of every node\n"
-     "  --emit ir|ir-opt|dot|llvm|asm|obj|cuda|ptx   not available in this version\n"
+     "  --emit ir          the model's forward as IR (the text form ir_parse reads back)\n"
+     "  --emit dot         the same graph for Graphviz (dot -Tsvg)\n"
+     "  --loss             emit the train section's loss graph instead of the forward\n"
+     "  --emit ir-opt|llvm|asm|obj|cuda|ptx   not available in this version\n"
      "  -o OUT             write to OUT instead of standard output\n",
      true},
     {"init", "heed init MODEL.heed -o W.safetensors [--seed S]", "Write initialised parameters.\n", false},
@@ -66,7 +69,7 @@ typedef struct {
   HeedOptions o;
   FeOverride sets[64];
   const char *emit, *out;
-  bool params, help;
+  bool params, help, loss;
 } Args;
 
 static int usage_error(const Command *c, const char *fmt, const char *arg) {
@@ -85,6 +88,8 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       a->help = true;
     } else if (!strcmp(s, "--params") && !strcmp(c->name, "check")) {
       a->params = true;
+    } else if (!strcmp(s, "--loss") && !strcmp(c->name, "compile")) {
+      a->loss = true;
     } else if (!strcmp(s, "--model") || !strcmp(s, "--set") || !strcmp(s, "--emit") || !strcmp(s, "-o") ||
                !strcmp(s, "--max-errors") || !strcmp(s, "--target") || !strcmp(s, "--threads")) {
       if (!val) return usage_error(c, "%s needs a value", s);
@@ -171,12 +176,22 @@ static int cmd_frontend(const Command *cmd, Args *a) {
   int rc;
   if (!strcmp(cmd->name, "compile")) {
     FILE *out = stdout;
-    rc = heed_parse_only(c);
+    bool ast = !strcmp(a->emit, "ast");
+    a->o.check.lower = !ast;
+    rc = ast ? heed_parse_only(c) : heed_frontend(c);
+    IrGraph *g = c->model ? (a->loss ? c->model->loss : c->model->forward) : NULL;
+    if (rc == HEED_OK && !ast && !g) {
+      fprintf(stderr, "heed: error: model '%s' has no %s to emit\n", c->model ? c->model->decl->name : "?",
+              a->loss ? "train section (loss)" : "forward");
+      rc = HEED_ERR_CHECK;
+    }
     if (rc == HEED_OK && a->out && !(out = fopen(a->out, "w"))) {
       fprintf(stderr, "heed: error: cannot write '%s': %s\n", a->out, strerror(errno));
       rc = HEED_ERR_IO;
     }
-    if (rc == HEED_OK) fe_ast_print(c->ast, out);
+    if (rc == HEED_OK && ast) fe_ast_print(c->ast, out);
+    else if (rc == HEED_OK && !strcmp(a->emit, "ir")) ir_print(g, out);
+    else if (rc == HEED_OK) ir_print_dot(g, out);
     if (out && out != stdout && fclose(out) != 0) {
       fprintf(stderr, "heed: error: cannot write '%s': %s\n", a->out, strerror(errno));
       rc = HEED_ERR_IO;
@@ -228,12 +243,13 @@ int main(int argc, char **argv) {
     rc = usage_error(cmd, "missing the model file%s", "");
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && !a.emit) {
     rc = usage_error(cmd, "--emit KIND is required%s", "");
-  } else if (rc == 0 && !strcmp(cmd->name, "compile") && strcmp(a.emit, "ast")) {
-    static const char *later[] = {"ir", "ir-opt", "dot", "llvm", "asm", "obj", "cuda", "ptx"};
+  } else if (rc == 0 && !strcmp(cmd->name, "compile") && strcmp(a.emit, "ast") && strcmp(a.emit, "ir") &&
+             strcmp(a.emit, "dot")) {
+    static const char *later[] = {"ir-opt", "llvm", "asm", "obj", "cuda", "ptx"};
     bool known = false;
-    for (int i = 0; i < 8; i++) known |= !strcmp(a.emit, later[i]);
+    for (int i = 0; i < 6; i++) known |= !strcmp(a.emit, later[i]);
     if (known) {
-      fprintf(stderr, "heed compile: --emit %s is not available in this version (only --emit ast is)\n", a.emit);
+      fprintf(stderr, "heed compile: --emit %s is not available in this version (ast, ir and dot are)\n", a.emit);
       rc = 1;
     } else {
       rc = usage_error(cmd, "unknown --emit kind '%s' (ast, ir, ir-opt, dot, llvm, asm, obj, cuda, ptx)", a.emit);

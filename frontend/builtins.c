@@ -681,6 +681,122 @@ static FeVal bi_dropout(FeCk *ck, Args *a) {
   return result(&a->v[0].ty, a);
 }
 
+
+// ---- lowering: the IR for a checked builtin call (ck->g set) ----
+
+static int norm_axis(int64_t axis, int rank) { return (int)(axis < 0 ? axis + rank : axis); }
+
+static const struct { const char *name; IrOp op; } unary_ops[] = {
+    {"exp", IR_OP_EXP},         {"log", IR_OP_LOG},       {"sqrt", IR_OP_SQRT}, {"rsqrt", IR_OP_RSQRT},
+    {"tanh", IR_OP_TANH},       {"sigmoid", IR_OP_SIGMOID}, {"relu", IR_OP_RELU}, {"gelu", IR_OP_GELU},
+    {"gelu_tanh", IR_OP_GELU_TANH}, {"silu", IR_OP_SILU}, {"abs", IR_OP_ABS},
+};
+
+static IrNode *lower_reduce(FeCk *ck, Args *a, const FeVal *r) {
+  bool mask[IR_MAX_RANK], keep = false;
+  axes(ck, a, 1, a->v[0].ty.rank, mask);
+  bool_arg(ck, a, 2, "keepdim", &keep);
+  IrAttr at = {.keepdim = keep};
+  for (int i = 0; i < a->v[0].ty.rank; i++)
+    if (mask[i]) at.axes |= 1u << i;
+  IrOp op = !strcmp(a->name, "sum") ? IR_OP_SUM : !strcmp(a->name, "mean") ? IR_OP_MEAN
+            : !strcmp(a->name, "max") ? IR_OP_MAX : IR_OP_MIN;
+  IrNode *x = a->v[0].node;
+  return ir_op(ck->g, op, &x, 1, &at, &r->ty, a->loc);
+}
+
+static IrNode *lower_concat(FeCk *ck, Args *a, const FeVal *r) {
+  FeVal *xs = a->rest;
+  int n = a->nrest;
+  if (n == 1 && (xs[0].k == FV_LIST || xs[0].k == FV_TUPLE)) n = xs[0].n, xs = xs[0].elems;
+  int64_t axis = a->v[0].k == FV_INT ? a->v[0].i : 0;
+  IrAttr at = {.axis = norm_axis(axis, r->ty.rank)};
+  IrNode *acc = xs[0].node;
+  for (int i = 1; i < n; i += IR_MAX_SRC - 1) {  // chains of at most IR_MAX_SRC operands
+    IrNode *src[IR_MAX_SRC] = {acc};
+    int k = 1;
+    for (int j = i; j < n && k < IR_MAX_SRC; j++) src[k++] = xs[j].node;
+    acc = ir_op(ck->g, IR_OP_CONCAT, src, k, &at, NULL, a->loc);
+  }
+  return acc;
+}
+
+static IrNode *lower_attention(FeCk *ck, Args *a, const FeVal *r) {
+  int64_t heads = a->v[3].i, kvh = a->v[4].k == FV_INT ? a->v[4].i : heads;
+  int64_t d = r->ty.dim[2].n / heads;
+  IrAttr at = {.heads = heads, .kv_heads = kvh, .causal = a->v[5].k == FV_BOOL && a->v[5].i,
+               .scale = a->v[7].k != FV_NONE ? fe_val_num(&a->v[7]) : 1 / sqrt((double)d)};
+  IrNode *src[4] = {a->v[0].node, a->v[1].node, a->v[2].node, a->v[6].node};
+  return ir_op(ck->g, IR_OP_ATTENTION, src, a->v[6].k == FV_TENSOR ? 4 : 3, &at, NULL, a->loc);
+}
+
+// Builds the node(s) for a call the shape rule accepted; r gets them.
+static FeVal lower_builtin(FeCk *ck, Args *a, FeVal r) {
+  const char *n = a->name;
+  IrNode *x = a->v[0].node, *out = NULL;
+  IrAttr at = {0};
+  if (r.k == FV_TUPLE) {  // split: slices at running offsets
+    int axis = norm_axis(a->v[2].k == FV_INT ? a->v[2].i : -1, a->v[0].ty.rank);
+    int64_t off = 0;
+    for (int i = 0; i < r.n; i++) {
+      r.elems[i] = with_node(ck, r.elems[i], fe_lower_slice(ck, x, axis, off, r.elems[i].ty.dim[axis], a->loc));
+      if (r.elems[i].k == FV_ERR) return fe_val_err();
+      off += r.elems[i].ty.dim[axis].n;  // split parts of a symbolic axis: one part, offset unused
+    }
+    return r;
+  }
+  if (r.k != FV_TENSOR) return r;  // compile-time math
+  for (size_t i = 0; i < sizeof unary_ops / sizeof unary_ops[0]; i++)
+    if (!strcmp(n, unary_ops[i].name)) return with_node(ck, r, ir_unary(ck->g, unary_ops[i].op, x, a->loc));
+  if (!strcmp(n, "maximum") || !strcmp(n, "minimum")) {
+    IrNode *l = fe_lower_const(ck, &a->v[0], r.ty.dt, a->loc), *rr = fe_lower_const(ck, &a->v[1], r.ty.dt, a->loc);
+    out = ir_binary(ck->g, n[1] == 'a' ? IR_OP_MAXIMUM : IR_OP_MINIMUM, l, rr, a->loc);
+  } else if (!strcmp(n, "where")) {
+    IrNode *src[3] = {x, fe_lower_const(ck, &a->v[1], r.ty.dt, a->loc), fe_lower_const(ck, &a->v[2], r.ty.dt, a->loc)};
+    out = ir_op(ck->g, IR_OP_WHERE, src, 3, NULL, NULL, a->loc);
+  } else if (!strcmp(n, "cast")) {
+    out = ir_op(ck->g, IR_OP_CAST, &x, 1, NULL, &r.ty, a->loc);
+  } else if (!strcmp(n, "sum") || !strcmp(n, "mean") || !strcmp(n, "max") || !strcmp(n, "min")) {
+    out = lower_reduce(ck, a, &r);
+  } else if (!strcmp(n, "softmax") || !strcmp(n, "log_softmax")) {
+    at.axis = norm_axis(a->v[1].k == FV_INT ? a->v[1].i : -1, r.ty.rank);
+    out = ir_op(ck->g, n[0] == 's' ? IR_OP_SOFTMAX : IR_OP_LOG_SOFTMAX, &x, 1, &at, NULL, a->loc);
+  } else if (!strcmp(n, "layernorm") || !strcmp(n, "rmsnorm")) {
+    bool ln = n[0] == 'l';
+    const FeVal *e = &a->v[ln ? 3 : 2];
+    at.eps = e->k != FV_NONE ? fe_val_num(e) : ln ? 1e-5 : 1e-6;
+    IrNode *src[3] = {x, a->v[1].node, ln ? a->v[2].node : NULL};
+    out = ir_op(ck->g, ln ? IR_OP_LAYERNORM : IR_OP_RMSNORM, src, ln ? 3 : 2, &at, NULL, a->loc);
+  } else if (!strcmp(n, "transpose") || !strcmp(n, "permute")) {
+    int rank = r.ty.rank;
+    for (int i = 0; i < rank; i++) at.perm[i] = n[0] == 't' ? i : norm_axis(a->v[1].elems[i].i, rank);
+    if (n[0] == 't') at.perm[rank - 1] = rank - 2, at.perm[rank - 2] = rank - 1;
+    out = ir_op(ck->g, IR_OP_PERMUTE, &x, 1, &at, NULL, a->loc);
+  } else if (!strcmp(n, "reshape") || !strcmp(n, "unsqueeze")) {
+    out = fe_lower_reshape(ck, x, &r.ty, a->loc);
+  } else if (!strcmp(n, "concat")) {
+    out = lower_concat(ck, a, &r);
+  } else if (!strcmp(n, "attention")) {
+    out = lower_attention(ck, a, &r);
+  } else if (!strcmp(n, "rope")) {
+    at.heads = a->v[1].i;
+    at.base = a->v[2].k != FV_NONE ? fe_val_num(&a->v[2]) : 10000;
+    at.interleaved = a->v[3].k == FV_BOOL && a->v[3].i;
+    out = ir_op(ck->g, IR_OP_ROPE, &x, 1, &at, NULL, a->loc);
+  } else if (!strcmp(n, "positions")) {
+    out = ir_op(ck->g, IR_OP_POSITIONS, &x, 1, NULL, NULL, a->loc);
+  } else if (!strcmp(n, "cross_entropy")) {
+    at.ignore = a->v[2].k == FV_INT ? a->v[2].i : -1;
+    IrNode *src[2] = {x, a->v[1].node};
+    out = ir_op(ck->g, IR_OP_XENT, src, 2, &at, NULL, a->loc);
+  } else if (!strcmp(n, "dropout")) {
+    at.value = fe_val_num(&a->v[1]);
+    out = ir_op(ck->g, IR_OP_DROPOUT, &x, 1, &at, NULL, a->loc);
+  }
+  if (!out && !ck->d->nerr) diag_error(ck->d, a->loc, "internal error: no IR for builtin '%s'", n);
+  return with_node(ck, r, out);
+}
+
 // ---- the table ----
 
 static const Builtin builtins[] = {
@@ -809,5 +925,6 @@ FeVal fe_builtin_call(FeCk *ck, int idx, FeEnv *env, const FeExpr *call) {
     }
   for (int j = 0; j < nfixed; j++)
     if (!a.e[j]) a.v[j].k = FV_NONE;
-  return b->fn(ck, &a);
+  FeVal r = b->fn(ck, &a);
+  return ck->g && r.k != FV_ERR ? lower_builtin(ck, &a, r) : r;
 }

@@ -16,7 +16,9 @@
 
 // ---- scopes ----
 
-static FeEnv *env_new(FeCk *ck, FeEnv *parent, int kind) {
+FeEnv *fe_env_new(FeCk *ck, FeEnv *parent, int kind);
+static FeEnv *env_new(FeCk *ck, FeEnv *parent, int kind) { return fe_env_new(ck, parent, kind); }
+FeEnv *fe_env_new(FeCk *ck, FeEnv *parent, int kind) {
   FeEnv *e = arena_alloc(ck->a, sizeof(FeEnv));
   if (!e) return NULL;
   e->parent = parent;
@@ -30,7 +32,8 @@ static int env_find_local(FeEnv *env, const char *name) {
   return -1;
 }
 
-static void env_bind(FeCk *ck, FeEnv *env, const char *name, FeVal v, SrcLoc loc) {
+static void env_bind(FeCk *ck, FeEnv *env, const char *name, FeVal v, SrcLoc loc) { fe_env_bind(ck, env, name, v, loc); }
+void fe_env_bind(FeCk *ck, FeEnv *env, const char *name, FeVal v, SrcLoc loc) {
   int i = env_find_local(env, name);
   if (i >= 0) {
     env->vals.data[i] = v;
@@ -95,6 +98,7 @@ static FeVal eval_name(FeCk *ck, FeEnv *env, const FeExpr *e) {
   FeVal v;
   if (fe_env_lookup(env, e->name, &v, NULL)) {
     v.loc = e->loc;
+    if (ck->g && v.k == FV_TENSOR && v.param && !(v.node = fe_lower_param(ck, v.param, e->loc))) return fe_val_err();
     return v;
   }
   int dt = ir_dtype_from_name(e->name);
@@ -183,7 +187,7 @@ static FeVal eval_index(FeCk *ck, FeEnv *env, const FeExpr *e) {
       IrType t = {.dt = x.ty.dt, .rank = i.ty.rank + x.ty.rank - 1};
       memcpy(t.dim, i.ty.dim, sizeof(IrDim) * (size_t)i.ty.rank);
       memcpy(t.dim + i.ty.rank, x.ty.dim + 1, sizeof(IrDim) * (size_t)(x.ty.rank - 1));
-      return fe_val_tensor(&t, e->loc);
+      return with_node(ck, fe_val_tensor(&t, e->loc), ck->g ? ir_binary(ck->g, IR_OP_GATHER, x.node, i.node, e->loc) : NULL);
     }
   }
   if (e->nidx > x.ty.rank) {
@@ -191,6 +195,7 @@ static FeVal eval_index(FeCk *ck, FeEnv *env, const FeExpr *e) {
     return fe_val_err();
   }
   IrType t = {.dt = x.ty.dt};
+  IrNode *cur = x.node;  // lowering: slices along each axis, then one reshape
   for (int ax = 0; ax < x.ty.rank; ax++) {
     IrDim d = x.ty.dim[ax];
     if (ax >= e->nidx) {
@@ -217,6 +222,7 @@ static FeVal eval_index(FeCk *ck, FeEnv *env, const FeExpr *e) {
                    (long long)lo.i, ax, ds);
         return fe_val_err();
       }
+      if (ck->g) cur = fe_lower_slice(ck, cur, ax, lo.i, ir_dim_const(1), s->loc);
       continue;
     }
     bool has_lo = lo.k == FV_INT, has_hi = hi.k == FV_INT;
@@ -230,6 +236,8 @@ static FeVal eval_index(FeCk *ck, FeEnv *env, const FeExpr *e) {
         return fe_val_err();
       }
       t.dim[t.rank++] = ir_dim_const(b - a);
+      if (ck->g) cur = fe_lower_slice(ck, cur, ax, a, ir_dim_const(b - a), s->loc);
+      continue;
     } else if (!has_lo && !has_hi) {
       t.dim[t.rank++] = d;
     } else if (has_lo && has_hi && lo.i >= 0 && hi.i > lo.i) {
@@ -245,8 +253,9 @@ static FeVal eval_index(FeCk *ck, FeEnv *env, const FeExpr *e) {
                  ds);
       return fe_val_err();
     }
+    if (ck->g) cur = fe_lower_slice(ck, cur, ax, has_lo ? lo.i : 0, t.dim[t.rank - 1], s->loc);
   }
-  return fe_val_tensor(&t, e->loc);
+  return with_node(ck, fe_val_tensor(&t, e->loc), ck->g ? fe_lower_reshape(ck, cur, &t, e->loc) : NULL);
 }
 
 static FeVal eval_seq(FeCk *ck, FeEnv *env, const FeExpr *e) {
@@ -277,7 +286,7 @@ static FeVal eval_neg(FeCk *ck, FeEnv *env, const FeExpr *e) {
       return fe_val_err();
     }
     x.loc = e->loc;
-    return x;
+    return with_node(ck, x, ck->g ? ir_unary(ck->g, IR_OP_NEG, x.node, e->loc) : NULL);
   default:
     diag_error(ck->d, e->loc, "unary '-' needs a number or a tensor, got %s", fe_val_describe(ck, &x));
     return fe_val_err();
@@ -413,7 +422,7 @@ static bool reject_config_name(FeCk *ck, const char *name, SrcLoc loc, const cha
 
 // Runs statements in env (whose innermost frame holds the parameters and
 // receives the locals). Returns the value of the return statement.
-static FeVal run_body(FeCk *ck, FeEnv *env, const FeItem *fn, FeEnv *members) {
+FeVal fe_run_body(FeCk *ck, FeEnv *env, const FeItem *fn, FeEnv *members) {
   for (int i = 0; i < fn->nbody; i++) {
     const FeStmt *st = fn->body[i];
     if (st->kind == FE_ST_RETURN) {
@@ -494,6 +503,19 @@ static FeEnv *inst_env(FeCk *ck, FeInst *in);
 // Calls an instance's forward with argument values: checks the body with
 // those types, once per distinct argument list.
 static FeVal call_inst(FeCk *ck, FeInst *in, FeVal *args, int nargs, SrcLoc loc) {
+  if (in->repeat > 0 && ck->g) {  // lowering: every layer, with its own parameters
+    size_t saved = ck->plen;
+    FeVal x = args[0];
+    for (int i = 0; i < in->repeat && x.k != FV_ERR; i++) {
+      ck->plen += (size_t)snprintf(ck->prefix + ck->plen, sizeof ck->prefix - ck->plen, "%s%s.%d",
+                                   saved ? "." : "", in->name, i);
+      args[0] = x;
+      x = call_inst(ck, in->children[0], args, nargs, loc);
+      ck->plen = saved;
+      ck->prefix[saved] = 0;
+    }
+    return x;
+  }
   if (in->repeat > 0) {  // apply the layers in order, extra arguments unchanged
     if (nargs < 1) {
       diag_error(ck->d, loc, "'%s' (repeat of %s) needs at least one argument", in->name,
@@ -512,7 +534,7 @@ static FeVal call_inst(FeCk *ck, FeInst *in, FeVal *args, int nargs, SrcLoc loc)
     }
     return r;
   }
-  for (struct FeMemo *m = in->memo; m; m = m->next) {
+  for (struct FeMemo *m = ck->g ? NULL : in->memo; m; m = m->next) {
     if (m->nargs != nargs) continue;
     bool same = true;
     for (int i = 0; i < nargs && same; i++) same = fe_val_same(&m->args[i], &args[i]);
@@ -532,6 +554,12 @@ static FeVal call_inst(FeCk *ck, FeInst *in, FeVal *args, int nargs, SrcLoc loc)
   }
   char saved[sizeof ck->fn_label];
   memcpy(saved, ck->fn_label, sizeof saved);
+  size_t saved_plen = ck->plen;
+  // the path of this instance; a repeat template ("0", never a user name) was
+  // given "h.3" by its group above
+  if (ck->g && in->name[0] && strcmp(in->name, "0") != 0)
+    ck->plen += (size_t)snprintf(ck->prefix + ck->plen, sizeof ck->prefix - ck->plen, "%s%s", ck->plen ? "." : "",
+                                 in->name);
   snprintf(ck->fn_label, sizeof ck->fn_label, "%s.forward", in->block->name);
   FeEnv *env = env_new(ck, inst_env(ck, in), FE_ENV_LOCALS);
   FeVal res = fe_val_err();
@@ -552,11 +580,13 @@ static FeVal call_inst(FeCk *ck, FeInst *in, FeVal *args, int nargs, SrcLoc loc)
     env_bind(ck, env, p->name, args[i], p->loc);
   }
   if (ok) {
-    res = run_body(ck, env, fn, inst_env(ck, in));
+    res = fe_run_body(ck, env, fn, inst_env(ck, in));
     check_results(ck, env, fn, &res);
   }
   memcpy(ck->fn_label, saved, sizeof saved);
-  struct FeMemo *m = arena_alloc(ck->a, sizeof *m);
+  ck->plen = saved_plen;
+  ck->prefix[saved_plen] = 0;
+  struct FeMemo *m = ck->g ? NULL : arena_alloc(ck->a, sizeof *m);
   if (m) {
     m->args = args;
     m->nargs = nargs;
@@ -697,8 +727,15 @@ static void elab_item(FeCk *ck, FeInst *in, FeEnv *members, const FeItem *it, co
     FeParamDecl p = {.name = it->name, .is_buffer = it->kind == FE_IT_BUFFER, .loc = it->name_loc};
     ok = eval_type(ck, members, it->type, false, &p.type) && ok;
     ok = ok && eval_init(ck, members, it->expr, p.type.dt, &p.init);
-    if (ok) add_param(ck, in, p);
-    env_bind(ck, members, it->name, ok ? fe_val_tensor(&p.type, it->name_loc) : fe_val_err(), it->name_loc);
+    FeVal pv = fe_val_err();
+    FeParamDecl *keep = ok ? arena_alloc(ck->a, sizeof *keep) : NULL;
+    if (keep) {
+      add_param(ck, in, p);
+      *keep = p;
+      pv = fe_val_tensor(&p.type, it->name_loc);
+      pv.param = keep;
+    }
+    env_bind(ck, members, it->name, pv, it->name_loc);
     return;
   }
   case FE_IT_REPEAT: {
@@ -1026,7 +1063,7 @@ static FeModel *check_model(FeCk *ck, const FeDecl *md) {
   FeEnv *env = env_new(ck, root->env, FE_ENV_LOCALS);
   if (!env || !bind_typed_params(ck, env, fn, &m->inputs, &m->input_names)) return NULL;
   m->ninputs = fn->nparams;
-  FeVal res = run_body(ck, env, fn, root->env);
+  FeVal res = fe_run_body(ck, env, fn, root->env);
   check_results(ck, env, fn, &res);
   if (res.k == FV_ERR) return NULL;
   int n = res.k == FV_TUPLE ? res.n : 1;
@@ -1259,7 +1296,8 @@ static FeTrain *check_train(FeCk *ck, const FeDecl *td, FeModel *m) {
   FeEnv *locals = env_new(ck, env, FE_ENV_LOCALS);
   if (!locals || !bind_typed_params(ck, locals, loss, &t->loss_inputs, &t->loss_input_names)) return t;
   t->nloss_inputs = loss->nparams;
-  FeVal r = run_body(ck, locals, loss, NULL);
+  t->loss_fn = loss;
+  FeVal r = fe_run_body(ck, locals, loss, NULL);
   if (r.k != FV_ERR && (r.k != FV_TENSOR || r.ty.rank != 0 || !ir_dtype_info[r.ty.dt].is_float))
     diag_error(ck->d, r.loc, "the loss must be a float scalar, got %s%s", fe_val_describe(ck, &r),
                r.k == FV_TENSOR && r.ty.rank > 0 ? " (reduce it with mean() or cross_entropy())" : "");
@@ -1363,6 +1401,7 @@ FeModel *fe_check(Arena *a, Diag *d, const FeAst *ast, FeCheckOpts *opts) {
     diag_error(d, (SrcLoc){0}, "--set %s: no config value or train setting has this name%s",
                opts->overrides[i].key, fe_suggest(&ck, opts->overrides[i].key, cands, n));
   }
+  if (result && !d->nerr && opts && opts->lower) fe_lower_model(&ck, result);
   if (result) result->syms = *ck.syms;
   return d->nerr ? NULL : result;
 }

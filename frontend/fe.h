@@ -99,7 +99,7 @@ typedef enum {
   FE_IT_FUNC,     // forward(PARAMS) ... or loss(PARAMS) ...
 } FeItemKind;
 
-typedef struct {
+typedef struct FeItem {
   FeItemKind kind;
   SrcLoc loc;
   const char *name;       // FUNC: "forward" or the identifier
@@ -191,6 +191,7 @@ typedef struct {            // the train section, evaluated
   IrType *loss_inputs;
   const char **loss_input_names;
   int nloss_inputs;
+  const struct FeItem *loss_fn; // the loss(...) item
 } FeTrain;
 
 struct FeModel {
@@ -204,6 +205,8 @@ struct FeModel {
   int noutputs;
   int64_t nparam_tensors, nparam_elems;  // trainable parameters (repeats counted)
   FeTrain *train;           // NULL if the file has no train section for it
+  IrGraph *forward;         // with FeCheckOpts.lower: the forward as IR
+  IrGraph *loss;            // ... and the train loss as IR (NULL without train)
 };
 
 typedef struct {            // --set KEY=VALUE
@@ -215,6 +218,7 @@ typedef struct {
   const char *model_name;   // NULL: the only or last model
   FeOverride *overrides;
   int noverrides;
+  bool lower;               // also build FeModel.forward and .loss
 } FeCheckOpts;
 
 // Checks the whole file and elaborates the chosen model. Returns NULL when

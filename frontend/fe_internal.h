@@ -83,6 +83,8 @@ typedef struct FeVal {
   FeInst *inst;           // INST
   const FeDecl *block;    // BLOCK
   SrcLoc loc;             // where the value was computed, for notes
+  const FeParamDecl *param; // a block's parameter or buffer (TENSOR)
+  IrNode *node;           // lowering: the IR node computing this TENSOR
 } FeVal;
 
 // A scope frame: names bound to values, searched innermost first.
@@ -107,6 +109,9 @@ typedef struct FeCk {
   SrcLoc stack_loc[FE_MAX_BLOCK_DEPTH];
   int nstack;
   char fn_label[96];                  // the forward being checked, for messages
+  IrGraph *g;                         // lowering: the graph being built (NULL: checking)
+  char prefix[1024];                  // lowering: the instance path ("h.3.attn")
+  size_t plen;
 } FeCk;
 
 struct FeMemo {                       // an instance's forward results per argument types
@@ -134,13 +139,25 @@ const char *fe_dim_str(FeCk *ck, IrDim d);
 FeVal fe_const_binop(FeCk *ck, int op, const FeVal *l, const FeVal *r, SrcLoc loc);
 FeVal fe_tensor_binop(FeCk *ck, int op, const FeVal *l, const FeVal *r, SrcLoc loc);
 FeVal fe_matmul(FeCk *ck, const FeVal *l, const FeVal *r, SrcLoc loc);
+FeVal with_node(FeCk *ck, FeVal v, IrNode *n);  // lowering: attach n (NULL: error)
 bool fe_broadcast(FeCk *ck, const char *what, const IrType *a, const IrType *b, IrType *out,
                   SrcLoc loc, SrcLoc bloc);
 bool fe_check_axis(FeCk *ck, int64_t axis, int rank, SrcLoc loc, const char *what, int *out);
 // Suggests the closest of cands to name: appends "; did you mean 'x'?" to buf.
 const char *fe_suggest(FeCk *ck, const char *name, const char **cands, int n);
 
-// check.c (used by builtins.c)
+// lower.c: building IR while evaluating (ck->g set); each returns the node or NULL
+IrNode *fe_lower_const(FeCk *ck, const FeVal *v, IrDType dt, SrcLoc loc);  // a tensor's node or a number
+IrNode *fe_lower_param(FeCk *ck, const FeParamDecl *p, SrcLoc loc);
+IrNode *fe_lower_binop(FeCk *ck, int op, const FeVal *l, const FeVal *r, const IrType *ty, SrcLoc loc);
+IrNode *fe_lower_reshape(FeCk *ck, IrNode *x, const IrType *ty, SrcLoc loc);
+IrNode *fe_lower_slice(FeCk *ck, IrNode *x, int axis, int64_t start, IrDim len, SrcLoc loc);
+void fe_lower_model(FeCk *ck, FeModel *m);
+
+// check.c (used by builtins.c and lower.c)
+FeVal fe_run_body(FeCk *ck, FeEnv *env, const FeItem *fn, FeEnv *members);
+FeEnv *fe_env_new(FeCk *ck, FeEnv *parent, int kind);
+void fe_env_bind(FeCk *ck, FeEnv *env, const char *name, FeVal v, SrcLoc loc);
 FeVal fe_eval(FeCk *ck, FeEnv *env, const FeExpr *e);
 bool fe_eval_dim(FeCk *ck, FeEnv *env, const FeExpr *e, bool allow_sym, bool allow_neg1, IrDim *out);
 bool fe_env_lookup(FeEnv *env, const char *name, FeVal *out, SrcLoc *loc);

@@ -206,6 +206,30 @@ static bool numeric_dtype(FeCk *ck, const IrType *t, SrcLoc loc, const char *wha
   return true;
 }
 
+// While lowering, a tensor value must come with its node (else the IR
+// builder has reported why).
+FeVal with_node(FeCk *ck, FeVal v, IrNode *n) {
+  if (!ck->g) return v;
+  if (!n) return fe_val_err();
+  v.node = n;
+  return v;
+}
+
+// (...,M,K) @ (...,K,N) in IR: 1-d operands get their unit axis and lose it.
+static IrNode *lower_matmul(FeCk *ck, const FeVal *l, const FeVal *r, const IrType *out, SrcLoc loc) {
+  IrNode *a = l->node, *b = r->node;
+  if (l->ty.rank == 1) {
+    IrType t = {.dt = l->ty.dt, .rank = 2, .dim = {ir_dim_const(1), l->ty.dim[0]}};
+    a = fe_lower_reshape(ck, a, &t, loc);
+  }
+  if (r->ty.rank == 1) {
+    IrType t = {.dt = r->ty.dt, .rank = 2, .dim = {r->ty.dim[0], ir_dim_const(1)}};
+    b = fe_lower_reshape(ck, b, &t, loc);
+  }
+  IrNode *c = ir_binary(ck->g, IR_OP_MATMUL, a, b, loc);
+  return fe_lower_reshape(ck, c, out, loc);
+}
+
 FeVal fe_tensor_binop(FeCk *ck, int op, const FeVal *l, const FeVal *r, SrcLoc loc) {
   const char *what = op_name(op);
   if (op == '@') return fe_matmul(ck, l, r, loc);
@@ -219,7 +243,7 @@ FeVal fe_tensor_binop(FeCk *ck, int op, const FeVal *l, const FeVal *r, SrcLoc l
     }
     IrType t;
     if (!fe_broadcast(ck, what, &l->ty, &r->ty, &t, loc, r->loc)) return fe_val_err();
-    return fe_val_tensor(&t, loc);
+    return with_node(ck, fe_val_tensor(&t, loc), ck->g ? fe_lower_binop(ck, op, l, r, &t, loc) : NULL);
   }
   const FeVal *t = l->k == FV_TENSOR ? l : r, *s = l->k == FV_TENSOR ? r : l;
   if (!fe_val_is_const(s)) {
@@ -229,7 +253,7 @@ FeVal fe_tensor_binop(FeCk *ck, int op, const FeVal *l, const FeVal *r, SrcLoc l
   }
   if (!numeric_dtype(ck, &t->ty, loc, what) || !scalar_fits(ck, s, &t->ty, loc, what))
     return fe_val_err();
-  return fe_val_tensor(&t->ty, loc);
+  return with_node(ck, fe_val_tensor(&t->ty, loc), ck->g ? fe_lower_binop(ck, op, l, r, &t->ty, loc) : NULL);
 }
 
 // numpy matmul: [..., M, K] @ [..., K, N] -> [..., M, N]; a 1-d operand gets
@@ -270,7 +294,7 @@ FeVal fe_matmul(FeCk *ck, const FeVal *l, const FeVal *r, SrcLoc loc) {
     diag_error(ck->d, loc, "matmul: result rank above %d", IR_MAX_RANK);
     return fe_val_err();
   }
-  return fe_val_tensor(&out, loc);
+  return with_node(ck, fe_val_tensor(&out, loc), ck->g ? lower_matmul(ck, l, r, &out, loc) : NULL);
 }
 
 bool fe_check_axis(FeCk *ck, int64_t axis, int rank, SrcLoc loc, const char *what, int *out) {

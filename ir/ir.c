@@ -27,7 +27,8 @@ const char *ir_op_name(IrOp op) {
   if (!lower_names[op][0]) {
     const char *s = op_names[op];
     size_t i = 0;
-    for (; s[i] && i < sizeof lower_names[op] - 1; i++) lower_names[op][i] = (char)(s[i] | 0x20);
+    for (; s[i] && i < sizeof lower_names[op] - 1; i++)
+      lower_names[op][i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] | 0x20 : s[i]);
     lower_names[op][i] = 0;
   }
   return lower_names[op];

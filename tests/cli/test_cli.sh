@@ -47,6 +47,9 @@ expect 1 "cannot open '$T/none.heed'" -- "$HEED" check "$T/none.heed"
 expect 1 "is a directory" -- "$HEED" check "$T"
 expect 2 '--emit KIND is required' -- "$HEED" compile "$REPO/examples/gpt2.heed"
 expect 1 'not available in this version' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit llvm
+expect 0 '%[0-9]+: f32\[B, T, 50257\] = matmul' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ir --set layers=1
+expect 0 'output loss = %' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ir --loss --set layers=1
+expect 0 'digraph' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit dot --set layers=1
 expect 2 "unknown --emit kind 'wat'" -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit wat
 expect 1 'not available in this version' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x
 expect 0 '' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ast -o "$T/gpt2.ast"
