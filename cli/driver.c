@@ -92,6 +92,15 @@ int heed_parse_only(Compilation *c) {
   return c->diag.nerr ? HEED_ERR_SYNTAX : HEED_OK;
 }
 
+int heed_read_ir(Compilation *c) {
+  uint32_t file;
+  int rc = read_source(c, &file);
+  if (rc != HEED_OK) return rc;
+  c->ir = ir_parse(c->arena, &c->diag, file);
+  if (c->ir && !ir_verify(c->ir)) c->ir = NULL;
+  return c->ir ? HEED_OK : HEED_ERR_SYNTAX;
+}
+
 int heed_frontend(Compilation *c) {
   int rc = heed_parse_only(c);
   if (rc != HEED_OK) return rc;  // no semantic errors on top of syntax errors

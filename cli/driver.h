@@ -18,6 +18,7 @@ typedef struct {           // one compilation: its arena, diagnostics and result
   HeedOptions *opts;
   FeAst *ast;
   FeModel *model;
+  IrGraph *ir;             // heed_read_ir: a graph read from IR text
 } Compilation;
 
 // Creates a compilation; caller frees with heed_compilation_free.
@@ -28,5 +29,7 @@ void heed_compilation_free(Compilation *c);
 int heed_frontend(Compilation *c);
 // Stops after parsing (for --emit ast).
 int heed_parse_only(Compilation *c);
+// Reads IR text (a .ir file, as --emit ir writes it) into c->ir and verifies it.
+int heed_read_ir(Compilation *c);
 
 #endif

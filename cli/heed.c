@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/driver.h"
+#include "cli/run.h"
 
 typedef struct {
   const char *name, *usage, *help;
@@ -29,9 +30,25 @@ static const Command commands[] = {
      "  --emit ir-opt|llvm|asm|obj|cuda|ptx   not available in this version\n"
      "  -o OUT             write to OUT instead of standard output\n",
      true},
-    {"init", "heed init MODEL.heed -o W.safetensors [--seed S]", "Write initialised parameters.\n", false},
-    {"run", "heed run MODEL.heed --weights W --inputs IN --outputs OUT", "Evaluate the model's forward.\n", false},
-    {"grad", "heed grad MODEL.heed --weights W --inputs IN --outputs OUT", "Evaluate the loss and gradients.\n", false},
+    {"init", "heed init MODEL.heed -o W.safetensors [--seed S]",
+     "Write the model's parameters, initialised as their INITs say (normal, uniform:\n"
+     "seeded, one random stream per parameter name), as safetensors.\n"
+     "  -o FILE            the weights file to write (atomically)\n"
+     "  --seed S           the random seed (default 1337)\n",
+     true},
+    {"run", "heed run MODEL.heed --weights W --inputs IN --outputs OUT",
+     "Evaluate the model's forward on the reference interpreter. IN holds one tensor\n"
+     "per forward parameter, by name; OUT gets `out` (or out0, out1, ... for several).\n"
+     "  --weights W        parameters (safetensors); a missing, misshapen or extra tensor is an error\n"
+     "  --prefix P         tensor names in W carry the prefix P (e.g. transformer.)\n"
+     "  --strict=false     ignore tensors in W that are not parameters\n"
+     "  --interp           run on the reference interpreter (the only executor in this version)\n",
+     true},
+    {"grad", "heed grad MODEL.heed --weights W --inputs IN --outputs OUT",
+     "Evaluate the train section's loss on IN and write `loss` and `grad.NAME` for\n"
+     "every parameter NAME (reverse-mode autodiff, on the reference interpreter).\n"
+     "  --weights W, --prefix P, --strict=false, --interp   as for run\n",
+     true},
     {"train", "heed train MODEL.heed --data FILE [--steps N] [--out DIR]", "Train a model.\n", false},
     {"generate", "heed generate MODEL.heed --weights W --prompt TEXT", "Generate text.\n", false},
     {"build", "heed build MODEL.heed --weights W -o PROGRAM", "Build a standalone program.\n", false},
@@ -70,6 +87,7 @@ typedef struct {
   FeOverride sets[64];
   const char *emit, *out;
   bool params, help, loss;
+  HeedRunOpts run;
 } Args;
 
 static int usage_error(const Command *c, const char *fmt, const char *arg) {
@@ -90,6 +108,25 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       a->params = true;
     } else if (!strcmp(s, "--loss") && !strcmp(c->name, "compile")) {
       a->loss = true;
+    } else if (!strcmp(s, "--interp")) {
+      // the interpreter is the only executor in this version
+    } else if (!strncmp(s, "--strict=", 9)) {
+      if (strcmp(s + 9, "true") && strcmp(s + 9, "false")) return usage_error(c, "--strict takes true or false, not '%s'", s + 9);
+      a->run.strict = !strcmp(s + 9, "true");
+    } else if (!strcmp(s, "--weights") || !strcmp(s, "--inputs") || !strcmp(s, "--outputs") ||
+               !strcmp(s, "--prefix") || !strcmp(s, "--seed")) {
+      if (!val) return usage_error(c, "%s needs a value", s);
+      i++;
+      if (!strcmp(s, "--weights")) a->run.weights = val;
+      else if (!strcmp(s, "--inputs")) a->run.inputs = val;
+      else if (!strcmp(s, "--outputs")) a->run.outputs = val;
+      else if (!strcmp(s, "--prefix")) a->run.prefix = val;
+      else {
+        char *end;
+        unsigned long long v = strtoull(val, &end, 10);
+        if (*end || !*val || val[0] == '-') return usage_error(c, "--seed takes a non-negative integer, got '%s'", val);
+        a->run.seed = v;
+      }
     } else if (!strcmp(s, "--model") || !strcmp(s, "--set") || !strcmp(s, "--emit") || !strcmp(s, "-o") ||
                !strcmp(s, "--max-errors") || !strcmp(s, "--target") || !strcmp(s, "--threads")) {
       if (!val) return usage_error(c, "%s needs a value", s);
@@ -167,6 +204,15 @@ static void print_summary(const Compilation *c, bool params) {
 
 static int status_to_exit(int rc) { return rc == HEED_OK ? 0 : rc == HEED_ERR_USAGE ? 2 : 1; }
 
+// init, run, grad: what each needs on the command line.
+static const char *missing_run_flag(const Command *cmd, const Args *a) {
+  if (!strcmp(cmd->name, "init")) return a->out ? NULL : "-o FILE";
+  if (!a->run.weights) return "--weights W";
+  if (!a->run.inputs) return "--inputs IN";
+  if (!a->run.outputs) return "--outputs OUT";
+  return NULL;
+}
+
 static int cmd_frontend(const Command *cmd, Args *a) {
   Compilation *c = heed_compilation_new(&a->o);
   if (!c) {
@@ -177,10 +223,13 @@ static int cmd_frontend(const Command *cmd, Args *a) {
   if (!strcmp(cmd->name, "compile")) {
     FILE *out = stdout;
     bool ast = !strcmp(a->emit, "ast");
+    size_t plen = strlen(a->o.path);
+    bool ir_in = plen > 3 && !strcmp(a->o.path + plen - 3, ".ir");  // IR text in, for pass debugging
     a->o.check.lower = !ast;
-    rc = ast ? heed_parse_only(c) : heed_frontend(c);
-    IrGraph *g = c->model ? (a->loss ? c->model->loss : c->model->forward) : NULL;
-    if (rc == HEED_OK && !ast && !g) {
+    rc = ir_in ? (ast ? HEED_ERR_USAGE : heed_read_ir(c)) : ast ? heed_parse_only(c) : heed_frontend(c);
+    if (rc == HEED_ERR_USAGE) fprintf(stderr, "heed compile: an .ir file has no syntax tree; use --emit ir or dot\n");
+    IrGraph *g = ir_in ? c->ir : c->model ? (a->loss ? c->model->loss : c->model->forward) : NULL;
+    if (rc == HEED_OK && !ast && !g && !ir_in) {
       fprintf(stderr, "heed: error: model '%s' has no %s to emit\n", c->model ? c->model->decl->name : "?",
               a->loss ? "train section (loss)" : "forward");
       rc = HEED_ERR_CHECK;
@@ -196,9 +245,17 @@ static int cmd_frontend(const Command *cmd, Args *a) {
       fprintf(stderr, "heed: error: cannot write '%s': %s\n", a->out, strerror(errno));
       rc = HEED_ERR_IO;
     }
-  } else {
+  } else if (!strcmp(cmd->name, "check")) {
     rc = heed_frontend(c);
     if (rc == HEED_OK && c->model) print_summary(c, a->params);
+  } else {
+    a->o.check.lower = true;
+    a->run.out = a->out;
+    rc = heed_frontend(c);
+    if (rc == HEED_OK && !c->model->forward) rc = HEED_ERR_CHECK;
+    if (rc == HEED_OK && !strcmp(cmd->name, "init")) rc = heed_cmd_init(c, &a->run);
+    else if (rc == HEED_OK && !strcmp(cmd->name, "run")) rc = heed_cmd_run(c, &a->run);
+    else if (rc == HEED_OK) rc = heed_cmd_grad(c, &a->run);
   }
   diag_finish(&c->diag);
   heed_compilation_free(c);
@@ -228,7 +285,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "heed: unknown command '%s'; run 'heed --help' for the list\n", argv[1]);
     return 2;
   }
-  Args a = {0};
+  Args a = {.run = {.strict = true, .seed = 1337}};
   int rc = parse_args(cmd, argc - 2, argv + 2, &a);
   if (!cmd->available && !a.help) {  // its flags are not parsed yet
     rc = 0;
@@ -236,11 +293,14 @@ int main(int argc, char **argv) {
   if (rc == 0 && a.help) {
     usage_cmd(cmd, stdout);
   } else if (rc == 0 && !cmd->available) {
-    fprintf(stderr, "heed %s: not available in this version of heed (only check and compile --emit ast are)\n",
+    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run and grad are)\n",
             cmd->name);
     rc = 1;
   } else if (rc == 0 && !a.o.path) {
     rc = usage_error(cmd, "missing the model file%s", "");
+  } else if (rc == 0 && missing_run_flag(cmd, &a) &&
+             (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad"))) {
+    rc = usage_error(cmd, "missing %s", missing_run_flag(cmd, &a));
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && !a.emit) {
     rc = usage_error(cmd, "--emit KIND is required%s", "");
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && strcmp(a.emit, "ast") && strcmp(a.emit, "ir") &&

@@ -159,6 +159,7 @@ static const char *word(P *p) {  // [A-Za-z0-9_.]+
 
 static bool integer(P *p, int64_t *v) {
   ws(p);
+  if (!isdigit((unsigned char)*p->p) && *p->p != '-') return perr(p, "expected an integer");
   char *end;
   long long x = strtoll(p->p, &end, 10);
   if (end == p->p) return perr(p, "expected an integer");
@@ -169,6 +170,7 @@ static bool integer(P *p, int64_t *v) {
 
 static bool number(P *p, double *v) {
   ws(p);
+  if (!isdigit((unsigned char)*p->p) && !strchr("-+.in", *p->p)) return perr(p, "expected a number");
   char *end;
   *v = strtod(p->p, &end);
   if (end == p->p) return perr(p, "expected a number");
@@ -340,13 +342,20 @@ IrGraph *ir_parse(Arena *a, Diag *d, uint32_t file) {
   p.g = ir_graph_new(a, d, "graph");
   if (!p.g) return NULL;
   const char *text = d->files[file].text, *end = text + d->files[file].len;
-  for (const char *s = text; s < end && !diag_full(d);) {
+  int nerr = d->nerr;
+  for (const char *s = text; s < end && d->nerr == nerr;) {  // IR is machine-written: stop at the first error
     const char *nl = memchr(s, '\n', (size_t)(end - s));
     p.p = p.line_start = s;
     p.err = false;
+    int nodes_before = p.g->nodes.len;
     if (memchr(s, 0, (size_t)((nl ? nl : end) - s))) perr(&p, "NUL byte");
     else if (parse_line(&p)) {
       ws(&p);
+      unsigned line, col;
+      // "; @L:C" is the node's place in the model source: kept (with no file)
+      // so that printing the graph again gives the same text
+      if (*p.p == ';' && sscanf(p.p, "; @%u:%u", &line, &col) == 2 && p.g->nodes.len > nodes_before)
+        p.g->nodes.data[p.g->nodes.len - 1]->loc = (SrcLoc){.line = line, .col = col};
       if (*p.p == ';') p.p += strcspn(p.p, "\n");
       if (*p.p != '\n' && *p.p != 0) perr(&p, "unexpected text at the end of the line");
     }

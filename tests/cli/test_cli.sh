@@ -57,6 +57,11 @@ expect 0 'model GPT2 +@' -- cat "$T/gpt2.ast"
 printf 'model M {\n  forward(x: f32[B]) = x @ \n}\n' > "$T/bad.heed"
 expect 1 "bad.heed:3:1: error: syntax error: unexpected '}', expected an expression" -- "$HEED" check "$T/bad.heed"
 expect 1 'heed: error: cannot write' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ast -o "$T/no/such/dir/x.ast"
+# IR text round trip: --emit ir output reads back to the same text, for every example
+for f in "$REPO"/examples/*.heed; do
+  "$HEED" compile "$f" --emit ir -o "$T/a.ir" && "$HEED" compile "$T/a.ir" --emit ir -o "$T/b.ir"
+  expect 0 '' -- cmp "$T/a.ir" "$T/b.ir"
+done
 # the error limit: 30 errors -> 20 shown and a summary line
 { echo 'model M {'; for i in $(seq 30); do echo "  param p$i: f32[nope$i] = zeros"; done; echo '}'; } > "$T/many.heed"
 expect 1 'too many errors; stopped reporting after 20' -- "$HEED" check "$T/many.heed"

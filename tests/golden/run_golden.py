@@ -29,19 +29,19 @@ LOC_LINE = re.compile(r'^(?P<path>[^\s:][^:]*):(?P<line>\d+):(?P<col>\d+): (?P<k
 PLAIN_LINE = re.compile(r'^heed: (error|note): ')
 
 
-def blocks(text):
+def blocks(text, cm='//'):
     out, cur, name = {}, None, None
     for line in text.splitlines():
-        m = re.match(r'^// >>> (\w+)\s*$', line)
+        m = re.match(r'^' + re.escape(cm) + r' >>> (\w+)\s*$', line)
         if m:
             name, cur = m.group(1), []
             continue
-        if line.strip() == '// <<<' and name:
+        if line.strip() == cm + ' <<<' and name:
             out[name] = cur
             name = cur = None
             continue
         if cur is not None:
-            cur.append(line[3:] if line.startswith('// ') else line[2:] if line.startswith('//') else line)
+            cur.append(line[len(cm) + 1:] if line.startswith(cm + ' ') else line[len(cm):] if line.startswith(cm) else line)
     return out
 
 
@@ -59,11 +59,11 @@ def diag_lines(stderr):
     return got
 
 
-def rewrite(path, text, updates):
+def rewrite(path, text, updates, cm='//'):
     for name, lines in updates.items():
-        body = ''.join('// ' + l + '\n' for l in lines)
-        pat = re.compile(r'// >>> ' + name + r'\n.*?// <<<\n', re.S)
-        new = '// >>> ' + name + '\n' + body + '// <<<\n'
+        body = ''.join(cm + ' ' + l + '\n' for l in lines)
+        pat = re.compile(re.escape(cm) + r' >>> ' + name + r'\n.*?' + re.escape(cm) + r' <<<\n', re.S)
+        new = cm + ' >>> ' + name + '\n' + body + cm + ' <<<\n'
         if pat.search(text):
             text = pat.sub(lambda _: new, text, count=1)
         else:
@@ -75,9 +75,11 @@ def rewrite(path, text, updates):
 def run_one(heed, path, all_ok):
     with open(path, encoding='utf-8', errors='replace') as f:
         text = f.read()
-    b = blocks(text)
+    ir = path.endswith('.ir')  # IR text: comments are ';', the command re-prints it
+    cm = ';' if ir else '//'
+    b = blocks(text, cm)
     args = ' '.join(b.get('args', [])).split()
-    cmd = [heed, 'check', path] + args
+    cmd = [heed, 'compile', path, '--emit', 'ir'] + args if ir else [heed, 'check', path] + args
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, errors='replace', timeout=30)
     except subprocess.TimeoutExpired:
@@ -93,7 +95,7 @@ def run_one(heed, path, all_ok):
             upd['error'] = got
         if 'stdout' in b:
             upd['stdout'] = p.stdout.rstrip('\n').splitlines()
-        rewrite(path, text, upd)
+        rewrite(path, text, upd, cm)
         return problems
     if all_ok or want is None:
         if p.returncode != 0:
@@ -117,7 +119,7 @@ def main():
     files = []
     for t in targets:
         if os.path.isdir(t):
-            files += sorted(os.path.join(t, f) for f in os.listdir(t) if f.endswith('.heed'))
+            files += sorted(os.path.join(t, f) for f in os.listdir(t) if f.endswith(('.heed', '.ir')))
         else:
             files.append(t)
     if not files:

@@ -1,0 +1,294 @@
+// cli/run.c: `heed init | run | grad`: the glue between a lowered model
+// (IrGraph), safetensors files (runtime/rt.h) and an executor. Until the
+// compiled backend lands the executor is the reference interpreter
+// (ir/interp.c), which `--interp` will keep selecting afterwards.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/run.h"
+#include "passes/pass.h"
+#include "runtime/rt.h"
+
+// ---- initialisation ----
+
+// splitmix64: one independent stream per parameter (seed ^ hash(name)), so
+// a parameter's values do not depend on the order or number of the others.
+static uint64_t mix(uint64_t *s) {
+  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+static double uniform01(uint64_t *s) { return ((mix(s) >> 11) + 0.5) * 0x1.0p-53; }  // (0, 1)
+static uint64_t fnv1a(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+void heed_init_values(const char *name, const IrInit *in, uint64_t seed, double *out, int64_t n) {
+  uint64_t s = seed ^ fnv1a(name);
+  for (int64_t i = 0; i < n; i++) {
+    if (!strcmp(in->kind, "zeros")) out[i] = 0;
+    else if (!strcmp(in->kind, "ones")) out[i] = 1;
+    else if (!strcmp(in->kind, "constant")) out[i] = in->a;
+    else if (!strcmp(in->kind, "uniform")) out[i] = in->a + (in->b - in->a) * uniform01(&s);
+    else {  // normal: Box-Muller, one draw per value
+      double u = uniform01(&s), v = uniform01(&s);
+      out[i] = in->a + in->b * sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+    }
+  }
+}
+
+// ---- tensors <-> doubles ----
+
+// Converts n doubles to dtype dt bytes (little endian) into a new buffer.
+static void *pack(IrDType dt, const double *v, int64_t n) {
+  size_t sz = ir_dtype_info[dt].size;
+  unsigned char *b = malloc(sz * (size_t)(n ? n : 1));
+  if (!b) return NULL;
+  for (int64_t i = 0; i < n; i++) {
+    unsigned char *p = b + sz * (size_t)i;
+    switch (dt) {
+    case IR_F32: { float f = (float)v[i]; memcpy(p, &f, 4); } break;
+    case IR_F16: { uint16_t h = rt_f32_to_f16((float)v[i]); memcpy(p, &h, 2); } break;
+    case IR_BF16: { uint16_t h = rt_f32_to_bf16((float)v[i]); memcpy(p, &h, 2); } break;
+    case IR_I32: { int32_t x = (int32_t)v[i]; memcpy(p, &x, 4); } break;
+    case IR_I64: { int64_t x = (int64_t)v[i]; memcpy(p, &x, 8); } break;
+    case IR_I8: { int8_t x = (int8_t)v[i]; memcpy(p, &x, 1); } break;
+    default: *p = (unsigned char)(uint8_t)(int)v[i]; break;  // u8, bool
+    }
+  }
+  return b;
+}
+
+// Reads tensor t as doubles (exact for every dtype that fits a double).
+static double *unpack(const RtSafetensors *st, const RtStTensor *t, char *err, size_t errlen) {
+  uint64_t n = rt_st_numel(t);
+  double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
+  if (!v) return NULL;
+  const unsigned char *p = st->data + t->off;
+  if (t->dt == RT_F32 || t->dt == RT_F16 || t->dt == RT_BF16) {
+    float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!f || rt_st_read_f32(st, t, f, err, errlen) != RT_OK) {
+      free(f);
+      free(v);
+      return NULL;
+    }
+    for (uint64_t i = 0; i < n; i++) v[i] = f[i];
+    free(f);
+    return v;
+  }
+  for (uint64_t i = 0; i < n; i++) {
+    switch (t->dt) {
+    case RT_I32: { int32_t x; memcpy(&x, p + 4 * i, 4); v[i] = x; } break;
+    case RT_I64: { int64_t x; memcpy(&x, p + 8 * i, 8); v[i] = (double)x; } break;
+    case RT_I8: v[i] = (int8_t)p[i]; break;
+    default: v[i] = p[i]; break;  // u8, bool
+    }
+  }
+  return v;
+}
+
+static bool is_int_dt(RtDType d) { return d == RT_I32 || d == RT_I64 || d == RT_I8 || d == RT_U8; }
+
+// Does a file dtype fit a declared one? Floats convert among themselves,
+// integers among themselves, bool only to bool.
+static bool dtype_fits(RtDType have, IrDType want) {
+  if (want == IR_BOOL) return have == RT_BOOL || have == RT_U8;
+  if (ir_dtype_info[want].is_int) return is_int_dt(have);
+  return have == RT_F32 || have == RT_F16 || have == RT_BF16;
+}
+
+static int fail(Compilation *c, const char *msg) {
+  diag_error(&c->diag, (SrcLoc){0}, "%s", msg);
+  return HEED_ERR_IO;
+}
+
+static void free_all(double **v, int n) {
+  for (int i = 0; v && i < n; i++) free(v[i]);
+  free(v);
+}
+
+// The parameters of g from a weights file: every one present with its
+// declared shape; extra tensors are an error unless strict is off.
+static double **load_params(Compilation *c, const IrGraph *g, const HeedRunOpts *o) {
+  RtSafetensors st;
+  char err[512], buf[256];
+  if (rt_st_open(o->weights, &st, err, sizeof err) != RT_OK) {
+    fail(c, err);
+    return NULL;
+  }
+  double **vals = calloc((size_t)g->params.len + 1, sizeof(double *));
+  bool ok = vals != NULL;
+  size_t plen = o->prefix ? strlen(o->prefix) : 0;
+  for (int i = 0; ok && i < g->params.len; i++) {
+    const IrNode *p = g->params.data[i];
+    char name[1400];
+    snprintf(name, sizeof name, "%s%s", o->prefix ? o->prefix : "", p->name);
+    const RtStTensor *t = rt_st_find(&st, name);
+    int64_t dims[IR_MAX_RANK];
+    ir_shape(&p->ty, NULL, dims);
+    bool same = t && t->rank == p->ty.rank;
+    for (int k = 0; same && k < t->rank; k++) same = t->shape[k] == dims[k];
+    ir_type_str(&p->ty, &g->syms, true, buf, sizeof buf);
+    if (!t) {
+      diag_error(&c->diag, (SrcLoc){0}, "%s: missing tensor '%s' (%s)", o->weights, name, buf);
+      ok = false;
+    } else if (!same || !dtype_fits(t->dt, p->ty.dt)) {
+      char have[200] = "";
+      for (int k = 0; k < t->rank; k++)
+        snprintf(have + strlen(have), sizeof have - strlen(have), "%s%lld", k ? ", " : "", (long long)t->shape[k]);
+      diag_error(&c->diag, (SrcLoc){0}, "%s: tensor '%s' is %s[%s] but the model declares %s", o->weights, name,
+                 rt_dtype_name(t->dt), have, buf);
+      ok = false;
+    } else if (!(vals[i] = unpack(&st, t, err, sizeof err))) {
+      ok = false;
+      fail(c, err);
+    }
+  }
+  for (int j = 0; ok && o->strict && j < st.n; j++) {  // extras
+    const char *nm = st.t[j].name;
+    bool known = false;
+    for (int i = 0; !known && i < g->params.len; i++)
+      known = !strncmp(nm, o->prefix ? o->prefix : "", plen) && !strcmp(nm + plen, g->params.data[i]->name);
+    if (!known) {
+      diag_error(&c->diag, (SrcLoc){0}, "%s: tensor '%s' is not a parameter of the model (--strict=false ignores extras)",
+                 o->weights, nm);
+      ok = false;
+    }
+  }
+  rt_st_close(&st);
+  if (!ok) free_all(vals, g->params.len);
+  return ok ? vals : NULL;
+}
+
+// The inputs of g by name; binds the symbolic sizes from their shapes.
+static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, int64_t *symvals) {
+  RtSafetensors st;
+  char err[512], buf[256];
+  if (rt_st_open(path, &st, err, sizeof err) != RT_OK) {
+    fail(c, err);
+    return NULL;
+  }
+  int n = g->inputs.len;
+  double **vals = calloc((size_t)n + 1, sizeof(double *));
+  const int64_t **shapes = calloc((size_t)n + 1, sizeof(int64_t *));
+  int *ranks = calloc((size_t)n + 1, sizeof(int));
+  bool ok = vals && shapes && ranks;
+  for (int i = 0; ok && i < n; i++) {
+    const IrNode *in = g->inputs.data[i];
+    const RtStTensor *t = rt_st_find(&st, in->name);
+    ir_type_str(&in->ty, &g->syms, true, buf, sizeof buf);
+    if (!t || !dtype_fits(t->dt, in->ty.dt)) {
+      diag_error(&c->diag, (SrcLoc){0}, "%s: %s input '%s' (%s)%s%s", path, t ? "wrong dtype for" : "missing",
+                 in->name, buf, t ? ", got " : "", t ? rt_dtype_name(t->dt) : "");
+      ok = false;
+      break;
+    }
+    shapes[i] = t->shape;
+    ranks[i] = t->rank;
+    if (!(vals[i] = unpack(&st, t, err, sizeof err))) ok = false, fail(c, err);
+  }
+  for (int j = 0; ok && j < st.n; j++) {
+    bool known = false;
+    for (int i = 0; i < n; i++) known |= !strcmp(st.t[j].name, g->inputs.data[i]->name);
+    if (!known) {
+      diag_error(&c->diag, (SrcLoc){0}, "%s: tensor '%s' is not an input of %s", path, st.t[j].name, g->name);
+      ok = false;
+    }
+  }
+  ok = ok && ir_bind_syms(g, shapes, ranks, symvals, &c->diag);
+  rt_st_close(&st);
+  free(shapes);
+  free(ranks);
+  if (!ok) free_all(vals, n);
+  return ok ? vals : NULL;
+}
+
+// Writes every output of g from the interpreter's values.
+static int write_outputs(Compilation *c, const IrGraph *g, const IrValues *v, const char *path) {
+  int n = g->outputs.len, rc = HEED_OK;
+  RtStWrite *ts = calloc((size_t)n + 1, sizeof *ts);
+  int64_t(*shapes)[IR_MAX_RANK] = calloc((size_t)n + 1, sizeof *shapes);
+  void **bufs = calloc((size_t)n + 1, sizeof(void *));
+  if (!ts || !shapes || !bufs) rc = fail(c, "out of memory");
+  for (int i = 0; rc == HEED_OK && i < n; i++) {
+    const IrNode *o = g->outputs.data[i];
+    ir_shape(&o->ty, v->symvals, shapes[i]);
+    bufs[i] = pack(o->ty.dt, v->val[o->id], v->numel[o->id]);
+    if (!bufs[i]) rc = fail(c, "out of memory");
+    ts[i] = (RtStWrite){.name = g->output_names.data[i], .dt = (RtDType)o->ty.dt, .rank = o->ty.rank,
+                        .shape = shapes[i], .data = bufs[i]};
+  }
+  char err[512];
+  const char *meta[] = {"producer", "heed"};
+  if (rc == HEED_OK && rt_st_write(path, ts, n, meta, 1, err, sizeof err) != RT_OK) rc = fail(c, err);
+  for (int i = 0; bufs && i < n; i++) free(bufs[i]);
+  free(bufs);
+  free(shapes);
+  free(ts);
+  return rc;
+}
+
+static int execute(Compilation *c, const IrGraph *g, const HeedRunOpts *o) {
+  int64_t symvals[IR_MAX_SYMS];
+  double **params = load_params(c, g, o);
+  double **inputs = params ? load_inputs(c, g, o->inputs, symvals) : NULL;
+  int rc = HEED_ERR_IO;
+  if (params && inputs) {
+    IrValues *v = ir_interp(g, symvals, inputs, params, false, &c->diag);
+    rc = v ? write_outputs(c, g, v, o->outputs) : HEED_ERR_CHECK;
+    ir_values_free(v);
+  }
+  free_all(params, g->params.len);
+  free_all(inputs, g->inputs.len);
+  return rc;
+}
+
+int heed_cmd_run(Compilation *c, const HeedRunOpts *o) { return execute(c, c->model->forward, o); }
+
+int heed_cmd_grad(Compilation *c, const HeedRunOpts *o) {
+  IrGraph *g = c->model->loss;
+  if (!g) {
+    diag_error(&c->diag, c->model->decl->name_loc, "model '%s' has no train section, so no loss to differentiate",
+               c->model->decl->name);
+    return HEED_ERR_CHECK;
+  }
+  if (!pass_autodiff(g, g->outputs.data[0], false) || !ir_verify(g)) return HEED_ERR_CHECK;
+  return execute(c, g, o);
+}
+
+int heed_cmd_init(Compilation *c, const HeedRunOpts *o) {
+  const IrGraph *g = c->model->forward;
+  int n = g->params.len, rc = HEED_OK;
+  RtStWrite *ts = calloc((size_t)n + 1, sizeof *ts);
+  int64_t(*shapes)[IR_MAX_RANK] = calloc((size_t)n + 1, sizeof *shapes);
+  void **bufs = calloc((size_t)n + 1, sizeof(void *));
+  if (!ts || !shapes || !bufs) rc = fail(c, "out of memory");
+  for (int i = 0; rc == HEED_OK && i < n; i++) {
+    const IrNode *p = g->params.data[i];
+    int64_t numel = ir_type_numel(&p->ty, NULL);
+    double *v = malloc(sizeof(double) * (size_t)(numel ? numel : 1));
+    if (!v) {
+      rc = fail(c, "out of memory");
+      break;
+    }
+    heed_init_values(p->name, &p->init, o->seed, v, numel);
+    bufs[i] = pack(p->ty.dt, v, numel);
+    free(v);
+    if (!bufs[i]) rc = fail(c, "out of memory");
+    ir_shape(&p->ty, NULL, shapes[i]);
+    ts[i] = (RtStWrite){.name = p->name, .dt = (RtDType)p->ty.dt, .rank = p->ty.rank, .shape = shapes[i], .data = bufs[i]};
+  }
+  char err[512], seed[32];
+  snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+  const char *meta[] = {"producer", "heed init", "model", c->model->decl->name, "seed", seed};
+  if (rc == HEED_OK && rt_st_write(o->out, ts, n, meta, 3, err, sizeof err) != RT_OK) rc = fail(c, err);
+  for (int i = 0; bufs && i < n; i++) free(bufs[i]);
+  free(bufs);
+  free(shapes);
+  free(ts);
+  return rc;
+}
