@@ -1,0 +1,794 @@
+// runtime/safetensors.c: safetensors files, the runtime's way in and out.
+// Weights, --inputs, --outputs and checkpoints (CLI.md "Files") arrive here:
+// rt_st_open maps a file read-only and rt_st_parse checks its header into an
+// RtSafetensors table (names, dtypes, shapes, byte ranges into the mapping,
+// no copies of the data); rt_st_write writes tensors back atomically.
+//
+// Every malformed file gets a one-line message and an error code, never a
+// crash, a leak or an allocation larger than the header: the header length
+// is capped (RT_ST_MAX_HEADER, as the reference implementation does), JSON
+// parsing is cJSON's (bounded nesting), and every number in the header is
+// checked before it is used as a size or offset.
+#include "runtime/rt.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "heed reads and writes safetensors data in host byte order: a little-endian host is required"
+#endif
+
+// Header integers are JSON numbers held as doubles by cJSON: anything
+// above 2^53 cannot be told apart from its neighbours, so it is rejected.
+#define ST_MAX_INT 9007199254740992.0
+#define ST_METADATA "__metadata__"
+
+// ---- dtypes ----
+
+static const struct {
+  const char *name;
+  size_t size;
+} dtypes[] = {
+    [RT_F32] = {"F32", 4}, [RT_F16] = {"F16", 2}, [RT_BF16] = {"BF16", 2}, [RT_I32] = {"I32", 4},
+    [RT_I64] = {"I64", 8}, [RT_I8] = {"I8", 1},   [RT_U8] = {"U8", 1},     [RT_BOOL] = {"BOOL", 1},
+};
+_Static_assert(sizeof dtypes / sizeof dtypes[0] == RT_DT_COUNT, "dtypes[] must list every RtDType");
+
+const char *rt_dtype_name(RtDType dt) { return (unsigned)dt < RT_DT_COUNT ? dtypes[dt].name : "?"; }
+size_t rt_dtype_size(RtDType dt) { return (unsigned)dt < RT_DT_COUNT ? dtypes[dt].size : 0; }
+
+static uint32_t f32_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+static float bits_f32(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+float rt_f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  if (exp == 0x1f) return bits_f32(sign | 0x7f800000 | (mant << 13));  // inf, NaN (payload kept)
+  if (exp == 0) {
+    if (mant == 0) return bits_f32(sign);  // +-0
+    // subnormal mant * 2^-24: normalize so that the leading 1 is implicit
+    uint32_t e = 113;  // the f32 biased exponent of 2^-14
+    while (!(mant & 0x400)) {
+      mant <<= 1;
+      e--;
+    }
+    return bits_f32(sign | (e << 23) | ((mant & 0x3ff) << 13));
+  }
+  return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));  // rebias 15 -> 127
+}
+
+uint16_t rt_f32_to_f16(float f) {
+  uint32_t x = f32_bits(f), ax = x & 0x7fffffff;
+  uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+  if (ax > 0x7f800000) return sign | 0x7e00 | (uint16_t)((ax >> 13) & 0x3ff);  // NaN, made quiet
+  if (ax >= 0x477ff000) return sign | 0x7c00;  // >= 65520 (halfway past 65504) rounds to inf
+  uint32_t exp = ax >> 23;
+  if (exp < 113) {  // below 2^-14: a subnormal half, units of 2^-24
+    if (exp < 102) return sign;  // below 2^-25 (the tie with 0): rounds to zero
+    uint32_t mant = (ax & 0x7fffff) | 0x800000, shift = 126 - exp;  // shift in 14..24
+    uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1))) h++;  // may carry into the smallest normal
+    return sign | (uint16_t)h;
+  }
+  uint32_t h = (ax >> 13) - (112u << 10), rem = ax & 0x1fff;  // rebias 127 -> 15
+  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;  // a carry moves to the next binade
+  return sign | (uint16_t)h;
+}
+
+float rt_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+
+uint16_t rt_f32_to_bf16(float f) {
+  uint32_t x = f32_bits(f);
+  if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);  // NaN, made quiet
+  // ties to even; overflow carries into the exponent and gives inf, as it should
+  return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
+// ---- errors ----
+
+typedef struct {
+  const char *label;  // the file, as messages name it
+  char *err;
+  size_t errlen;
+} StCtx;
+
+// Copies s for a one-line message: control characters become '?', and a
+// long string is cut (at a UTF-8 boundary) and ends in "...".
+static void clean(char *dst, size_t cap, const char *s) {
+  size_t n = strlen(s), keep = n;
+  if (n + 1 > cap) {
+    keep = cap - 4;
+    while (keep > 0 && ((unsigned char)s[keep] & 0xc0) == 0x80) keep--;
+  }
+  size_t j = 0;
+  for (size_t i = 0; i < keep; i++) {
+    unsigned char c = (unsigned char)s[i];
+    dst[j++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+  }
+  if (keep < n) {
+    memcpy(dst + j, "...", 3);
+    j += 3;
+  }
+  dst[j] = 0;
+}
+
+// "label: tensor 'name': message" (no tensor part when tensor is NULL).
+static int st_err(StCtx *c, int code, const char *tensor, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int st_err(StCtx *c, int code, const char *tensor, const char *fmt, ...) {
+  if (!c->err || c->errlen == 0) return code;
+  char msg[512], name[96];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (tensor) {
+    clean(name, sizeof name, tensor);
+    snprintf(c->err, c->errlen, "%s: tensor '%s': %s", c->label, name, msg);
+  } else {
+    snprintf(c->err, c->errlen, "%s: %s", c->label, msg);
+  }
+  return code;
+}
+
+// ---- reading ----
+
+static uint64_t le64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+  return v;
+}
+
+// The offset of the first byte that is not valid UTF-8 (overlong forms,
+// surrogates and code points past U+10FFFF included) or is NUL; n if none.
+static size_t utf8_bad_at(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = s[i];
+    if (c == 0) return i;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t len;
+    uint32_t cp, min;
+    if ((c & 0xe0) == 0xc0) {
+      len = 2, cp = c & 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3, cp = c & 0x0f, min = 0x800;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+      return i;
+    }
+    if (n - i < len) return i;
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xc0) != 0x80) return i;
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+    i += len;
+  }
+  return n;
+}
+
+static const char *json_kind(const cJSON *j) {
+  if (cJSON_IsObject(j)) return "an object";
+  if (cJSON_IsArray(j)) return "an array";
+  if (cJSON_IsString(j)) return "a string";
+  if (cJSON_IsNumber(j)) return "a number";
+  if (cJSON_IsBool(j)) return "a boolean";
+  return "null";
+}
+
+// A JSON number that is a non-negative integer no larger than 2^53.
+// Returns 0 (ok, *out set), 1 (not a non-negative integer), 2 (too large).
+static int json_uint(const cJSON *j, uint64_t *out) {
+  if (!cJSON_IsNumber(j)) return 1;
+  double d = j->valuedouble;
+  if (!(d >= 0)) return 1;  // negative or NaN
+  if (d > ST_MAX_INT) return 2;
+  if ((double)(uint64_t)d != d) return 1;  // a fraction
+  *out = (uint64_t)d;
+  return 0;
+}
+
+// "F32[2, 3]" for messages.
+static void shape_str(char *dst, size_t cap, RtDType dt, int rank, const int64_t *shape) {
+  size_t j = (size_t)snprintf(dst, cap, "%s[", rt_dtype_name(dt));
+  for (int i = 0; i < rank && j < cap; i++) j += (size_t)snprintf(dst + j, cap - j, i ? ", %" PRId64 : "%" PRId64, shape[i]);
+  if (j < cap) snprintf(dst + j, cap - j, "]");
+}
+
+// The object's field named key: *out (NULL if absent); an error if twice.
+static int entry_field(StCtx *c, const char *tensor, const cJSON *e, const char *key, const cJSON **out) {
+  *out = NULL;
+  for (const cJSON *f = e->child; f; f = f->next) {
+    if (!f->string || strcmp(f->string, key) != 0) continue;
+    if (*out) return st_err(c, RT_ERR_FORMAT, tensor, "field \"%s\" appears twice", key);
+    *out = f;
+  }
+  if (!*out) return st_err(c, RT_ERR_FORMAT, tensor, "missing \"%s\"", key);
+  return RT_OK;
+}
+
+// One header entry {"dtype", "shape", "data_offsets"} into t (t->name set).
+static int parse_entry(StCtx *c, const cJSON *e, uint64_t data_len, RtStTensor *t) {
+  const char *nm = t->name;
+  if (!cJSON_IsObject(e)) return st_err(c, RT_ERR_FORMAT, nm, "entry is %s, not a JSON object", json_kind(e));
+  const cJSON *dtype, *shape, *offs;
+  int rc;
+  if ((rc = entry_field(c, nm, e, "dtype", &dtype)) || (rc = entry_field(c, nm, e, "shape", &shape)) ||
+      (rc = entry_field(c, nm, e, "data_offsets", &offs)))
+    return rc;
+
+  if (!cJSON_IsString(dtype) || !dtype->valuestring)
+    return st_err(c, RT_ERR_FORMAT, nm, "\"dtype\" is %s, not a string", json_kind(dtype));
+  int dt = 0;
+  while (dt < RT_DT_COUNT && strcmp(dtypes[dt].name, dtype->valuestring) != 0) dt++;
+  if (dt == RT_DT_COUNT) {
+    char s[40];
+    clean(s, sizeof s, dtype->valuestring);
+    return st_err(c, RT_ERR_FORMAT, nm, "unsupported dtype '%s' (heed reads F32, F16, BF16, I32, I64, I8, U8, BOOL)",
+                  s);
+  }
+  t->dt = (RtDType)dt;
+
+  if (!cJSON_IsArray(shape)) return st_err(c, RT_ERR_FORMAT, nm, "\"shape\" is %s, not an array", json_kind(shape));
+  int rank = cJSON_GetArraySize(shape);
+  if (rank > RT_MAX_RANK) return st_err(c, RT_ERR_FORMAT, nm, "rank %d exceeds the maximum of %d", rank, RT_MAX_RANK);
+  t->rank = rank;
+  uint64_t numel = 1;
+  bool overflow = false;
+  int i = 0;
+  for (const cJSON *d = shape->child; d; d = d->next, i++) {
+    uint64_t v = 0;
+    int bad = json_uint(d, &v);
+    if (bad == 2) return st_err(c, RT_ERR_FORMAT, nm, "shape[%d] (%.17g) is too large", i, d->valuedouble);
+    if (bad) return st_err(c, RT_ERR_FORMAT, nm, "shape[%d] is not a non-negative integer", i);
+    t->shape[i] = (int64_t)v;
+    if (v != 0 && numel > UINT64_MAX / v) overflow = true;
+    numel *= v;
+  }
+  // A zero dimension makes the count 0, yet an overflow before it still means
+  // a shape no one could have written data for: reject it either way.
+  if (overflow || numel > UINT64_MAX / dtypes[dt].size)
+    return st_err(c, RT_ERR_FORMAT, nm, "shape is too large: its size in bytes overflows 64 bits");
+  t->nbytes = numel * dtypes[dt].size;
+
+  uint64_t begin = 0, end = 0;
+  if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2 || json_uint(offs->child, &begin) ||
+      json_uint(offs->child->next, &end))
+    return st_err(c, RT_ERR_FORMAT, nm, "\"data_offsets\" is not two non-negative integers [begin, end]");
+  if (begin > end)
+    return st_err(c, RT_ERR_FORMAT, nm, "data offsets [%" PRIu64 ", %" PRIu64 ") are out of order", begin, end);
+  if (end > data_len)
+    return st_err(c, RT_ERR_FORMAT, nm, "data offsets [%" PRIu64 ", %" PRIu64 ") exceed the data section (%" PRIu64
+                  " bytes)", begin, end, data_len);
+  if (end - begin != t->nbytes) {
+    char s[256];
+    shape_str(s, sizeof s, t->dt, t->rank, t->shape);
+    return st_err(c, RT_ERR_FORMAT, nm,
+                  "data offsets [%" PRIu64 ", %" PRIu64 ") hold %" PRIu64 " bytes, but %s needs %" PRIu64, begin, end,
+                  end - begin, s, t->nbytes);
+  }
+  t->off = begin;
+  return RT_OK;
+}
+
+static int cmp_tensor_name(const void *a, const void *b) {
+  return strcmp((*(const RtStTensor *const *)a)->name, (*(const RtStTensor *const *)b)->name);
+}
+
+static int cmp_tensor_off(const void *a, const void *b) {
+  const RtStTensor *x = *(const RtStTensor *const *)a, *y = *(const RtStTensor *const *)b;
+  if (x->off != y->off) return x->off < y->off ? -1 : 1;
+  return x->nbytes < y->nbytes ? -1 : x->nbytes > y->nbytes;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+// No name twice (cJSON keeps duplicate keys), no two byte ranges sharing a byte.
+static int check_table(StCtx *c, RtSafetensors *st) {
+  const RtStTensor **by = st->by_name_;
+  for (int i = 0; i < st->n; i++) by[i] = &st->t[i];
+  qsort(by, (size_t)st->n, sizeof *by, cmp_tensor_name);
+  for (int i = 1; i < st->n; i++)
+    if (strcmp(by[i - 1]->name, by[i]->name) == 0)
+      return st_err(c, RT_ERR_FORMAT, by[i]->name, "appears more than once in the header");
+
+  const RtStTensor **byoff = malloc((size_t)(st->n ? st->n : 1) * sizeof *byoff);
+  if (!byoff) return st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
+  int m = 0;
+  for (int i = 0; i < st->n; i++)
+    if (st->t[i].nbytes > 0) byoff[m++] = &st->t[i];  // empty ranges overlap nothing
+  qsort(byoff, (size_t)m, sizeof *byoff, cmp_tensor_off);
+  const RtStTensor *reach = NULL;  // the tensor ending last so far
+  int rc = RT_OK;
+  for (int i = 0; i < m && !rc; i++) {
+    const RtStTensor *t = byoff[i];
+    if (reach && t->off < reach->off + reach->nbytes)
+      rc = st_err(c, RT_ERR_FORMAT, t->name,
+                  "data [%" PRIu64 ", %" PRIu64 ") overlaps tensor '%s' [%" PRIu64 ", %" PRIu64 ")", t->off,
+                  t->off + t->nbytes, reach->name, reach->off, reach->off + reach->nbytes);
+    if (!reach || t->off + t->nbytes > reach->off + reach->nbytes) reach = t;
+  }
+  free(byoff);
+  return rc;
+}
+
+static int parse_metadata(StCtx *c, const cJSON *m, RtSafetensors *st) {
+  if (!cJSON_IsObject(m))
+    return st_err(c, RT_ERR_FORMAT, NULL, "\"" ST_METADATA "\" is %s, not an object of strings", json_kind(m));
+  int n = cJSON_GetArraySize(m);
+  st->meta_key = calloc((size_t)(n ? n : 1), sizeof *st->meta_key);
+  st->meta_val = calloc((size_t)(n ? n : 1), sizeof *st->meta_val);
+  if (!st->meta_key || !st->meta_val) return st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
+  for (const cJSON *kv = m->child; kv; kv = kv->next) {
+    char k[96];
+    clean(k, sizeof k, kv->string ? kv->string : "");
+    if (!cJSON_IsString(kv) || !kv->valuestring)
+      return st_err(c, RT_ERR_FORMAT, NULL, "\"" ST_METADATA "\" value for '%s' is %s, not a string", k,
+                    json_kind(kv));
+    int i = st->nmeta;
+    st->meta_key[i] = strdup(kv->string ? kv->string : "");
+    st->meta_val[i] = strdup(kv->valuestring);
+    st->nmeta++;
+    if (!st->meta_key[i] || !st->meta_val[i]) return st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
+  }
+  char **keys = malloc((size_t)(n ? n : 1) * sizeof *keys);
+  if (!keys) return st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
+  memcpy(keys, st->meta_key, (size_t)n * sizeof *keys);
+  qsort(keys, (size_t)n, sizeof *keys, cmp_str);
+  int rc = RT_OK;
+  for (int i = 1; i < n && !rc; i++)
+    if (strcmp(keys[i - 1], keys[i]) == 0) {
+      char k[96];
+      clean(k, sizeof k, keys[i]);
+      rc = st_err(c, RT_ERR_FORMAT, NULL, "\"" ST_METADATA "\" key '%s' appears more than once", k);
+    }
+  free(keys);
+  return rc;
+}
+
+// The header JSON (already checked: UTF-8, starts with '{') into st.
+static int parse_header(StCtx *c, const char *text, size_t hlen, uint64_t data_len, RtSafetensors *st) {
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithLengthOpts(text, hlen, &end, 0);
+  if (!root) {
+    size_t at = end && end >= text && end <= text + hlen ? (size_t)(end - text) : 0;
+    return st_err(c, RT_ERR_FORMAT, NULL, "header is not valid JSON (error near byte %zu of %zu)", at, hlen);
+  }
+  int rc = RT_OK;
+  size_t at = end ? (size_t)(end - text) : hlen;
+  while (at < hlen && (text[at] == ' ' || text[at] == '\t' || text[at] == '\n' || text[at] == '\r')) at++;
+  if (at < hlen) {
+    rc = st_err(c, RT_ERR_FORMAT, NULL, "header has unexpected bytes after the JSON object (at byte %zu of %zu)", at,
+                hlen);
+    goto done;
+  }
+  if (!cJSON_IsObject(root)) {
+    rc = st_err(c, RT_ERR_FORMAT, NULL, "header is %s, not a JSON object", json_kind(root));
+    goto done;
+  }
+  const cJSON *meta = NULL;
+  int n = 0;
+  for (const cJSON *e = root->child; e; e = e->next) {
+    if (e->string && strcmp(e->string, ST_METADATA) == 0) {
+      if (meta) {
+        rc = st_err(c, RT_ERR_FORMAT, NULL, "\"" ST_METADATA "\" appears more than once in the header");
+        goto done;
+      }
+      meta = e;
+    } else {
+      n++;
+    }
+  }
+  st->t = calloc((size_t)(n ? n : 1), sizeof *st->t);
+  st->by_name_ = calloc((size_t)(n ? n : 1), sizeof *st->by_name_);
+  if (!st->t || !st->by_name_) {
+    rc = st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
+    goto done;
+  }
+  for (const cJSON *e = root->child; e; e = e->next) {
+    if (e == meta) continue;
+    RtStTensor *t = &st->t[st->n];
+    t->name = strdup(e->string ? e->string : "");
+    if (!t->name) {
+      rc = st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
+      goto done;
+    }
+    st->n++;
+    if ((rc = parse_entry(c, e, data_len, t))) goto done;
+  }
+  if (meta && (rc = parse_metadata(c, meta, st))) goto done;
+  rc = check_table(c, st);
+done:
+  cJSON_Delete(root);
+  return rc;
+}
+
+int rt_st_parse(const uint8_t *buf, size_t len, const char *label, RtSafetensors *out, char *err, size_t errlen) {
+  StCtx c = {label ? label : "safetensors", err, errlen};
+  memset(out, 0, sizeof *out);
+  if (err && errlen) err[0] = 0;
+  if (len < 8 || !buf)
+    return st_err(&c, RT_ERR_FORMAT, NULL, "file is %zu bytes, too short for a safetensors file (at least 8)", len);
+  uint64_t hlen = le64(buf);
+  if (hlen > RT_ST_MAX_HEADER)
+    return st_err(&c, RT_ERR_FORMAT, NULL,
+                  "header length %" PRIu64 " exceeds the limit of %d bytes (not a safetensors file?)", hlen,
+                  RT_ST_MAX_HEADER);
+  if (hlen > len - 8)
+    return st_err(&c, RT_ERR_FORMAT, NULL,
+                  "header length %" PRIu64 " exceeds the file size (%zu bytes after the 8-byte length)", hlen,
+                  len - 8);
+  const uint8_t *h = buf + 8;
+  if (hlen == 0 || h[0] != '{') {
+    if (hlen == 0) return st_err(&c, RT_ERR_FORMAT, NULL, "header is empty, not a JSON object");
+    if (h[0] >= 0x20 && h[0] < 0x7f)
+      return st_err(&c, RT_ERR_FORMAT, NULL, "header is not a JSON object (it starts with '%c')", h[0]);
+    return st_err(&c, RT_ERR_FORMAT, NULL, "header is not a JSON object (it starts with byte 0x%02x)", h[0]);
+  }
+  size_t bad = utf8_bad_at(h, (size_t)hlen);
+  if (bad < hlen)
+    return st_err(&c, RT_ERR_FORMAT, NULL, "header is not valid UTF-8 text (byte 0x%02x at header byte %zu)", h[bad],
+                  bad);
+  // A NUL-terminated copy: cJSON is then never near the end of the buffer.
+  char *text = malloc((size_t)hlen + 1);
+  if (!text) return st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
+  memcpy(text, h, (size_t)hlen);
+  text[hlen] = 0;
+  int rc = parse_header(&c, text, (size_t)hlen, len - 8 - hlen, out);
+  free(text);
+  if (rc) {
+    rt_st_close(out);
+    return rc;
+  }
+  out->data = buf + 8 + hlen;
+  out->data_len = len - 8 - hlen;
+  return RT_OK;
+}
+
+int rt_st_open(const char *path, RtSafetensors *out, char *err, size_t errlen) {
+  StCtx c = {path, err, errlen};
+  memset(out, 0, sizeof *out);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return st_err(&c, RT_ERR_IO, NULL, "cannot open: %s", strerror(errno));
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) {
+    int e = errno;
+    close(fd);
+    return st_err(&c, RT_ERR_IO, NULL, "cannot stat: %s", strerror(e));
+  }
+  if (!S_ISREG(sb.st_mode)) {
+    close(fd);
+    return st_err(&c, RT_ERR_IO, NULL, "%s", S_ISDIR(sb.st_mode) ? "is a directory" : "is not a regular file");
+  }
+  if (sb.st_size < 8) {
+    close(fd);
+    return rt_st_parse((const uint8_t *)"", (size_t)sb.st_size, path, out, err, errlen);
+  }
+  if ((uint64_t)sb.st_size > SIZE_MAX) {
+    close(fd);
+    return st_err(&c, RT_ERR_IO, NULL, "file too large to map");
+  }
+  size_t len = (size_t)sb.st_size;
+  void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+  int e = errno;
+  close(fd);
+  if (map == MAP_FAILED) return st_err(&c, RT_ERR_IO, NULL, "cannot map: %s", strerror(e));
+  int rc = rt_st_parse(map, len, path, out, err, errlen);
+  if (rc) {
+    munmap(map, len);
+    return rc;
+  }
+  out->map_ = map;
+  out->map_len_ = len;
+  return RT_OK;
+}
+
+void rt_st_close(RtSafetensors *st) {
+  if (!st) return;
+  for (int i = 0; i < st->n; i++) free(st->t[i].name);
+  free(st->t);
+  free(st->by_name_);
+  for (int i = 0; i < st->nmeta; i++) {
+    free(st->meta_key[i]);
+    free(st->meta_val[i]);
+  }
+  free(st->meta_key);
+  free(st->meta_val);
+  if (st->map_) munmap(st->map_, st->map_len_);
+  memset(st, 0, sizeof *st);
+}
+
+const RtStTensor *rt_st_find(const RtSafetensors *st, const char *name) {
+  if (!st || !name) return NULL;
+  if (!st->by_name_) {  // a table not made by rt_st_parse
+    for (int i = 0; i < st->n; i++)
+      if (strcmp(st->t[i].name, name) == 0) return &st->t[i];
+    return NULL;
+  }
+  int lo = 0, hi = st->n;
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2, d = strcmp(st->by_name_[mid]->name, name);
+    if (d == 0) return st->by_name_[mid];
+    if (d < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return NULL;
+}
+
+uint64_t rt_st_numel(const RtStTensor *t) {
+  size_t size = rt_dtype_size(t->dt);
+  return size ? t->nbytes / size : 0;
+}
+
+int rt_st_read_f32(const RtSafetensors *st, const RtStTensor *t, float *out, char *err, size_t errlen) {
+  StCtx c = {"safetensors", err, errlen};
+  if (!st || !t || (!out && t->nbytes)) return st_err(&c, RT_ERR_ARG, NULL, "rt_st_read_f32: NULL argument");
+  if ((unsigned)t->dt >= RT_DT_COUNT) return st_err(&c, RT_ERR_ARG, t->name, "invalid dtype %d", (int)t->dt);
+  if (t->off > st->data_len || t->nbytes > st->data_len - t->off)
+    return st_err(&c, RT_ERR_ARG, t->name, "bytes [%" PRIu64 ", %" PRIu64 ") lie outside the data section",
+                  t->off, t->off + t->nbytes);
+  const uint8_t *p = st->data + t->off;  // not necessarily aligned: memcpy each element
+  uint64_t n = rt_st_numel(t);
+  for (uint64_t i = 0; i < n; i++) {
+    switch (t->dt) {
+    case RT_F32: memcpy(&out[i], p + 4 * i, 4); break;
+    case RT_F16:
+    case RT_BF16: {
+      uint16_t h;
+      memcpy(&h, p + 2 * i, 2);
+      out[i] = t->dt == RT_F16 ? rt_f16_to_f32(h) : rt_bf16_to_f32(h);
+      break;
+    }
+    case RT_I32: {
+      int32_t v;
+      memcpy(&v, p + 4 * i, 4);
+      out[i] = (float)v;
+      break;
+    }
+    case RT_I64: {
+      int64_t v;
+      memcpy(&v, p + 8 * i, 8);
+      out[i] = (float)v;
+      break;
+    }
+    case RT_I8: out[i] = (float)(int8_t)p[i]; break;
+    case RT_U8: out[i] = (float)p[i]; break;
+    case RT_BOOL: out[i] = p[i] ? 1.0f : 0.0f; break;
+    case RT_DT_COUNT: break;
+    }
+  }
+  return RT_OK;
+}
+
+// ---- writing ----
+
+// Appends the decimal text num to the JSON array arr.
+static bool add_raw(cJSON *arr, const char *num) {
+  cJSON *v = cJSON_CreateRaw(num);
+  if (v && cJSON_AddItemToArray(arr, v)) return true;
+  cJSON_Delete(v);
+  return false;
+}
+
+// The compact JSON header, "__metadata__" first, tensors in order with
+// contiguous offsets. Numbers are written as raw decimal text (cJSON would
+// print doubles, e.g. 1e+15). Returns a cJSON-allocated string or NULL (OOM).
+static char *st_header(const RtStWrite *ts, int n, const uint64_t *nbytes, const char *const *meta, int nmeta) {
+  cJSON *root = cJSON_CreateObject();
+  char *json = NULL, num[24];
+  if (!root) return NULL;
+  if (nmeta > 0) {
+    cJSON *m = cJSON_AddObjectToObject(root, ST_METADATA);
+    if (!m) goto done;
+    for (int i = 0; i < nmeta; i++)
+      if (!cJSON_AddStringToObject(m, meta[2 * i], meta[2 * i + 1])) goto done;
+  }
+  uint64_t off = 0;
+  for (int i = 0; i < n; i++) {
+    cJSON *e = cJSON_CreateObject();
+    if (!e) goto done;
+    if (!cJSON_AddItemToObject(root, ts[i].name, e)) {
+      cJSON_Delete(e);
+      goto done;
+    }
+    cJSON *shape, *offs;
+    if (!cJSON_AddStringToObject(e, "dtype", rt_dtype_name(ts[i].dt)) || !(shape = cJSON_AddArrayToObject(e, "shape")))
+      goto done;
+    for (int k = 0; k < ts[i].rank; k++) {
+      snprintf(num, sizeof num, "%" PRId64, ts[i].shape[k]);
+      if (!add_raw(shape, num)) goto done;
+    }
+    if (!(offs = cJSON_AddArrayToObject(e, "data_offsets"))) goto done;
+    uint64_t ends[2] = {off, off + nbytes[i]};
+    for (int k = 0; k < 2; k++) {
+      snprintf(num, sizeof num, "%" PRIu64, ends[k]);
+      if (!add_raw(offs, num)) goto done;
+    }
+    off += nbytes[i];
+  }
+  json = cJSON_PrintUnformatted(root);
+done:
+  cJSON_Delete(root);
+  return json;
+}
+
+// Checks the writer's input; nbytes[i] gets each tensor's size.
+static int check_write(StCtx *c, const RtStWrite *ts, int n, const char *const *meta, int nmeta, uint64_t *nbytes) {
+  uint64_t total = 0;
+  for (int i = 0; i < n; i++) {
+    const RtStWrite *t = &ts[i];
+    if (!t->name) return st_err(c, RT_ERR_ARG, NULL, "tensor %d has no name", i);
+    const char *nm = t->name;
+    if (strcmp(nm, ST_METADATA) == 0) return st_err(c, RT_ERR_ARG, nm, "the name is reserved");
+    if (utf8_bad_at((const uint8_t *)nm, strlen(nm)) < strlen(nm))
+      return st_err(c, RT_ERR_ARG, nm, "the name is not valid UTF-8");
+    if ((unsigned)t->dt >= RT_DT_COUNT) return st_err(c, RT_ERR_ARG, nm, "invalid dtype %d", (int)t->dt);
+    if (t->rank < 0 || t->rank > RT_MAX_RANK)
+      return st_err(c, RT_ERR_ARG, nm, "rank %d is outside 0..%d", t->rank, RT_MAX_RANK);
+    if (t->rank > 0 && !t->shape) return st_err(c, RT_ERR_ARG, nm, "no shape given for rank %d", t->rank);
+    uint64_t numel = 1;
+    bool overflow = false;
+    for (int k = 0; k < t->rank; k++) {
+      int64_t d = t->shape[k];
+      if (d < 0 || (double)d > ST_MAX_INT)
+        return st_err(c, RT_ERR_ARG, nm, "shape[%d] = %" PRId64 " is out of range", k, d);
+      if (d != 0 && numel > UINT64_MAX / (uint64_t)d) overflow = true;
+      numel *= (uint64_t)d;
+    }
+    size_t size = dtypes[t->dt].size;
+    if (overflow || numel > UINT64_MAX / size || numel * size > (uint64_t)ST_MAX_INT - total)
+      return st_err(c, RT_ERR_ARG, nm, "too large to write");
+    nbytes[i] = numel * size;
+    total += nbytes[i];
+    if (nbytes[i] > 0 && !t->data) return st_err(c, RT_ERR_ARG, nm, "no data given for %" PRIu64 " bytes", nbytes[i]);
+  }
+  const char **names = malloc((size_t)(n ? n : 1) * sizeof *names);
+  if (!names) return st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
+  for (int i = 0; i < n; i++) names[i] = ts[i].name;
+  qsort(names, (size_t)n, sizeof *names, cmp_str);
+  int rc = RT_OK;
+  for (int i = 1; i < n && !rc; i++)
+    if (strcmp(names[i - 1], names[i]) == 0) rc = st_err(c, RT_ERR_ARG, names[i], "given more than once");
+  free(names);
+  if (rc) return rc;
+
+  for (int i = 0; i < 2 * nmeta; i++) {
+    const char *s = meta[i];
+    if (!s) return st_err(c, RT_ERR_ARG, NULL, "metadata %s %d is NULL", i % 2 ? "value" : "key", i / 2);
+    if (utf8_bad_at((const uint8_t *)s, strlen(s)) < strlen(s)) {
+      char k[96];
+      clean(k, sizeof k, meta[i - i % 2] ? meta[i - i % 2] : "");
+      return st_err(c, RT_ERR_ARG, NULL, "metadata %s for '%s' is not valid UTF-8", i % 2 ? "value" : "key", k);
+    }
+    for (int j = 0; j < i && i % 2 == 0; j += 2)
+      if (strcmp(meta[j], s) == 0) {
+        char k[96];
+        clean(k, sizeof k, s);
+        return st_err(c, RT_ERR_ARG, NULL, "metadata key '%s' given more than once", k);
+      }
+  }
+  return RT_OK;
+}
+
+static int write_all(int fd, const void *buf, uint64_t n) {
+  const uint8_t *p = buf;
+  while (n > 0) {
+    size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
+    ssize_t w = write(fd, p, chunk);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -1;
+    if (w == 0) {
+      errno = EIO;
+      return -1;
+    }
+    p += w;
+    n -= (uint64_t)w;
+  }
+  return 0;
+}
+
+// Six characters for path.tmp.XXXXXX, different per process, time and try.
+static void tmp_suffix(char out[7], unsigned attempt) {
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  uint64_t x = (uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 30) ^ ((uint64_t)getpid() << 40) ^
+               (uint64_t)(uintptr_t)out ^ (attempt + 1) * 0x9e3779b97f4a7c15ull;
+  x ^= x >> 31, x *= 0xbf58476d1ce4e5b9ull, x ^= x >> 27, x *= 0x94d049bb133111ebull, x ^= x >> 31;
+  static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  for (int i = 0; i < 6; i++, x /= 62) out[i] = al[x % 62];
+  out[6] = 0;
+}
+
+// fsync the directory holding path, so that the rename is durable.
+static int sync_dir(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  if (!dir) return ENOMEM;
+  int e = 0, fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) e = errno;
+  else if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP) e = errno;  // some filesystems cannot
+  if (fd >= 0) close(fd);
+  free(dir);
+  return e;
+}
+
+int rt_st_write(const char *path, const RtStWrite *ts, int n, const char *const *meta, int nmeta, char *err,
+                size_t errlen) {
+  StCtx c = {path ? path : "safetensors", err, errlen};
+  if (err && errlen) err[0] = 0;
+  if (!path || !*path || n < 0 || nmeta < 0 || (n > 0 && !ts) || (nmeta > 0 && !meta))
+    return st_err(&c, RT_ERR_ARG, NULL, "rt_st_write: invalid arguments");
+  uint64_t *nbytes = malloc((size_t)(n ? n : 1) * sizeof *nbytes);
+  if (!nbytes) return st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
+  char *json = NULL, *tmp = NULL;
+  int fd = -1, rc = check_write(&c, ts, n, meta, nmeta, nbytes);
+  if (rc) goto done;
+  if (!(json = st_header(ts, n, nbytes, meta, nmeta)) || !(tmp = malloc(strlen(path) + 16))) {
+    rc = st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
+    goto done;
+  }
+  size_t jlen = strlen(json), hlen = (jlen + 7) & ~(size_t)7;  // pad so that the data is 8-aligned
+  for (unsigned attempt = 0; attempt < 100; attempt++) {
+    char sfx[7];
+    tmp_suffix(sfx, attempt);
+    sprintf(tmp, "%s.tmp.%s", path, sfx);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);  // 0666 & ~umask, as any new file
+    if (fd >= 0 || errno != EEXIST) break;
+  }
+  if (fd < 0) {
+    rc = st_err(&c, RT_ERR_IO, NULL, "cannot create a temporary file beside it: %s", strerror(errno));
+    goto done;
+  }
+  uint8_t len8[8];
+  for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
+  const char *what = "cannot write";
+  bool ok = write_all(fd, len8, 8) == 0 && write_all(fd, json, jlen) == 0 &&
+            write_all(fd, "        ", hlen - jlen) == 0;
+  for (int i = 0; ok && i < n; i++) ok = write_all(fd, ts[i].data, nbytes[i]) == 0;
+  if (ok && !(ok = fsync(fd) == 0)) what = "cannot sync";
+  if (ok) {
+    int cl = close(fd);
+    fd = -1;
+    if (!(ok = cl == 0)) what = "cannot write (close)";
+  }
+  if (ok && !(ok = rename(tmp, path) == 0)) what = "cannot replace it";
+  if (!ok) {
+    int e = errno;
+    if (fd >= 0) close(fd);
+    fd = -1;
+    unlink(tmp);
+    rc = st_err(&c, RT_ERR_IO, NULL, "%s: %s", what, strerror(e));
+    goto done;
+  }
+  int e = sync_dir(path);
+  if (e) rc = st_err(&c, RT_ERR_IO, NULL, "written, but its directory cannot be synced: %s", strerror(e));
+done:
+  free(nbytes);
+  free(tmp);
+  cJSON_free(json);
+  return rc;
+}
