@@ -1063,8 +1063,19 @@ static FeModel *check_model(FeCk *ck, const FeDecl *md) {
   FeEnv *env = env_new(ck, root->env, FE_ENV_LOCALS);
   if (!env || !bind_typed_params(ck, env, fn, &m->inputs, &m->input_names)) return NULL;
   m->ninputs = fn->nparams;
+  int nerr = ck->d->nerr;
   FeVal res = fe_run_body(ck, env, fn, root->env);
   check_results(ck, env, fn, &res);
+  if (ck->d->nerr > nerr) res = fe_val_err();
+  // a train loss calling the model gets this result instead of checking (and
+  // reporting) the forward again
+  struct FeMemo *memo = arena_alloc(ck->a, sizeof *memo);
+  FeVal *args = arena_alloc(ck->a, sizeof(FeVal) * (size_t)(fn->nparams + 1));
+  if (memo && args) {
+    for (int i = 0; i < fn->nparams; i++) args[i] = fe_val_tensor(&m->inputs[i], fn->params[i].loc);
+    *memo = (struct FeMemo){.next = root->memo, .args = args, .nargs = fn->nparams, .result = res};
+    root->memo = memo;
+  }
   if (res.k == FV_ERR) return NULL;
   int n = res.k == FV_TUPLE ? res.n : 1;
   m->outputs = arena_alloc(ck->a, sizeof(IrType) * (size_t)n);

@@ -102,8 +102,29 @@ static void show_line(Diag *d, SrcLoc loc) {
   emitf(d, "  %.*s\n  %.*s\n", (int)n, line, (int)m, caret);
 }
 
+// FNV-1a over the location and the message text.
+static uint64_t diag_hash(SrcLoc loc, const char *msg) {
+  uint64_t h = 1469598103934665603ull ^ ((uint64_t)loc.file << 40 ^ (uint64_t)loc.line << 20 ^ loc.col);
+  for (; *msg; msg++) h = (h ^ (unsigned char)*msg) * 1099511628211ull;
+  return h;
+}
+
+// An error already reported at the same place with the same text (a block
+// instantiated several times) is dropped, with its notes.
+static bool seen_before(Diag *d, SrcLoc loc, const char *msg) {
+  uint64_t h = diag_hash(loc, msg);
+  for (int i = 0; i < d->nseen; i++)
+    if (d->seen[i] == h) return true;
+  if (d->nseen < (int)(sizeof d->seen / sizeof d->seen[0])) d->seen[d->nseen++] = h;
+  return false;
+}
+
 void diag_verror(Diag *d, SrcLoc loc, const char *kind, const char *fmt, va_list ap) {
   bool is_err = strcmp(kind, "error") == 0;
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  if (is_err) d->dropping = seen_before(d, loc, msg);
+  if (d->dropping) return;
   if (is_err) {
     d->nerr++;
     if (d->nerr > d->max_errors) {
@@ -113,8 +134,6 @@ void diag_verror(Diag *d, SrcLoc loc, const char *kind, const char *fmt, va_list
   } else if (d->nerr > d->max_errors) {
     return;  // a note of a dropped error
   }
-  char msg[1024];
-  vsnprintf(msg, sizeof msg, fmt, ap);
   bool has_loc = loc.file > 0 && (int)loc.file < d->nfiles && loc.line > 0;
   if (has_loc)
     emitf(d, "%s:%u:%u: %s: %s\n", d->files[loc.file].name, loc.line, loc.col, kind, msg);
@@ -146,26 +165,28 @@ void diag_finish(Diag *d) {
     emitf(d, "%d errors generated.\n", d->nerr);
 }
 
+// Optimal string alignment distance (Levenshtein plus adjacent
+// transpositions, so "bais" is one edit from "bias"), giving up past max.
 int diag_edit_distance(const char *a, const char *b, int max) {
   size_t la = strlen(a), lb = strlen(b);
   if (la > 64 || lb > 64) return max + 1;
   if ((la > lb ? la - lb : lb - la) > (size_t)max) return max + 1;
-  int row[65];
-  for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+  int prev2[65], prev[65], cur[65];
+  for (size_t j = 0; j <= lb; j++) prev[j] = (int)j;
   for (size_t i = 1; i <= la; i++) {
-    int prev = row[0], best;
-    row[0] = (int)i;
-    best = row[0];
+    cur[0] = (int)i;
+    int best = cur[0];
     for (size_t j = 1; j <= lb; j++) {
-      int cur = row[j];
-      int v = prev + (a[i - 1] != b[j - 1]);
-      if (row[j] + 1 < v) v = row[j] + 1;
-      if (row[j - 1] + 1 < v) v = row[j - 1] + 1;
-      row[j] = v;
-      prev = cur;
+      int v = prev[j - 1] + (a[i - 1] != b[j - 1]);
+      if (prev[j] + 1 < v) v = prev[j] + 1;
+      if (cur[j - 1] + 1 < v) v = cur[j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && prev2[j - 2] + 1 < v) v = prev2[j - 2] + 1;
+      cur[j] = v;
       if (v < best) best = v;
     }
     if (best > max) return max + 1;
+    memcpy(prev2, prev, sizeof prev);
+    memcpy(prev, cur, sizeof cur);
   }
-  return row[lb];
+  return prev[lb];
 }

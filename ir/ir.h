@@ -226,6 +226,9 @@ typedef struct {
   char *log;        // everything rendered, for tests (malloc'd)
   size_t loglen, logcap;
   bool color;
+  uint64_t seen[256];   // hashes of reported errors (duplicates are dropped)
+  int nseen;
+  bool dropping;        // the last error was a duplicate: drop its notes
 } Diag;
 
 void diag_init(Diag *d, FILE *out);
