@@ -495,16 +495,8 @@ static FeVal bi_concat(FeCk *ck, Args *a) {
     const IrType *y = &xs[i].ty;
     bool ok = y->rank == t.rank && y->dt == t.dt;
     for (int j = 0; ok && j < t.rank; j++) ok = j == ax || ir_dim_eq(y->dim[j], t.dim[j]);
-    IrDim sum;
-    if (ok && ir_dim_is_const(t.dim[ax]) && ir_dim_is_const(y->dim[ax])) {
-      if (__builtin_add_overflow(t.dim[ax].n, y->dim[ax].n, &sum.n)) ok = false;
-      sum = ir_dim_const(sum.n);
-    } else if (ok && ir_dim_eq(t.dim[ax], y->dim[ax]) && t.dim[ax].nsym && !ir_dim_is_const(y->dim[ax])) {
-      IrDim unit = t.dim[ax], k;
-      unit.n = 1;
-      ok = ir_dim_mul(unit, ir_dim_const(t.dim[ax].n + y->dim[ax].n), &k);  // 2*T when both are T
-      sum = k;
-    } else if (ok) {
+    IrDim sum = t.dim[ax];
+    if (ok && !ir_dim_add(t.dim[ax], y->dim[ax], &sum)) {
       diag_error(ck->d, xs[i].loc, "concat: cannot add the sizes %s and %s of axis %d", fe_dim_str(ck, t.dim[ax]),
                  fe_dim_str(ck, y->dim[ax]), ax);
       return fe_val_err();

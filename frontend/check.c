@@ -159,9 +159,14 @@ static FeVal eval_index(FeCk *ck, FeEnv *env, const FeExpr *e) {
     }
     FeVal i = fe_eval(ck, env, e->idx[0].e);
     if (i.k == FV_ERR) return i;
-    if (i.k != FV_INT || i.i < -x.n || i.i >= x.n) {
-      diag_error(ck->d, e->idx[0].loc, "index %s is out of range for %s",
-                 fe_val_describe(ck, &i), fe_val_describe(ck, &x));
+    if (i.k != FV_INT) {
+      diag_error(ck->d, e->idx[0].loc, "a %s is indexed with an integer constant, got %s",
+                 x.k == FV_TUPLE ? "tuple" : "list", fe_val_describe(ck, &i));
+      return fe_val_err();
+    }
+    if (i.i < -x.n || i.i >= x.n) {
+      diag_error(ck->d, e->idx[0].loc, "index %lld is out of range for %s", (long long)i.i,
+                 fe_val_describe(ck, &x));
       return fe_val_err();
     }
     return x.elems[i.i < 0 ? i.i + x.n : i.i];
@@ -322,6 +327,17 @@ FeVal fe_eval(FeCk *ck, FeEnv *env, const FeExpr *e) {
   return fe_val_err();
 }
 
+// Does e mention a name that would be a symbolic size? (Bounded recursion:
+// the parser caps expression depth.)
+static bool has_unbound_name(FeCk *ck, FeEnv *env, const FeExpr *e) {
+  if (!e) return false;
+  if (e->kind == FE_EX_NAME)
+    return !fe_env_lookup(env, e->name, NULL, NULL) && ir_dtype_from_name(e->name) < 0 && !find_block(ck, e->name);
+  if (e->kind == FE_EX_BIN) return has_unbound_name(ck, env, e->lhs) || has_unbound_name(ck, env, e->rhs);
+  if (e->kind == FE_EX_NEG) return has_unbound_name(ck, env, e->lhs);
+  return false;
+}
+
 // A dimension: an int constant expression, or (allow_sym) a product of
 // symbolic sizes and constants such as B * T. Unbound names are symbolic.
 bool fe_eval_dim(FeCk *ck, FeEnv *env, const FeExpr *e, bool allow_sym, bool allow_neg1, IrDim *out) {
@@ -334,6 +350,18 @@ bool fe_eval_dim(FeCk *ck, FeEnv *env, const FeExpr *e, bool allow_sym, bool all
       return false;
     }
     *out = ir_dim_sym(s);
+    return true;
+  }
+  if (e->kind == FE_EX_BIN && (e->op == '+' || e->op == '-') && allow_sym && has_unbound_name(ck, env, e)) {
+    IrDim a, b;
+    if (!fe_eval_dim(ck, env, e->lhs, true, false, &a) || !fe_eval_dim(ck, env, e->rhs, true, false, &b)) return false;
+    IrDim nb = b;
+    nb.n = e->op == '-' ? -b.n : b.n;
+    if (!ir_dim_add(a, nb, out) || (ir_dim_is_const(*out) && out->n < 1) || out->n == 0) {
+      diag_error(ck->d, e->loc, "dimension %s %c %s is not a size (symbolic sizes can be multiplied and divided, "
+                 "not added)", fe_dim_str(ck, a), e->op, fe_dim_str(ck, b));
+      return false;
+    }
     return true;
   }
   if (e->kind == FE_EX_BIN && (e->op == '*' || e->op == '/') && allow_sym) {
@@ -500,6 +528,9 @@ static const FeItem *find_func(const FeDecl *d, const char *name) {
 
 static FeEnv *inst_env(FeCk *ck, FeInst *in);
 
+// An instance's name for messages (the root is named after its model).
+static const char *inst_label(const FeInst *in) { return in->name[0] ? in->name : in->block->name; }
+
 // Calls an instance's forward with argument values: checks the body with
 // those types, once per distinct argument list.
 static FeVal call_inst(FeCk *ck, FeInst *in, FeVal *args, int nargs, SrcLoc loc) {
@@ -542,12 +573,12 @@ static FeVal call_inst(FeCk *ck, FeInst *in, FeVal *args, int nargs, SrcLoc loc)
   }
   const FeItem *fn = find_func(in->block, "forward");
   if (!fn) {
-    diag_error(ck->d, loc, "block '%s' has no forward, so '%s' cannot be called", in->block->name, in->name);
+    diag_error(ck->d, loc, "block '%s' has no forward, so '%s' cannot be called", in->block->name, inst_label(in));
     diag_note(ck->d, in->block->name_loc, "'%s' is declared here", in->block->name);
     return fe_val_err();
   }
   if (nargs != fn->nparams) {
-    diag_error(ck->d, loc, "'%s' (%s) takes %d argument%s, got %d", in->name, in->block->name, fn->nparams,
+    diag_error(ck->d, loc, "'%s' (%s) takes %d argument%s, got %d", inst_label(in), in->block->name, fn->nparams,
                fn->nparams == 1 ? "" : "s", nargs);
     diag_note(ck->d, fn->loc, "%s.forward is declared here", in->block->name);
     return fe_val_err();
@@ -571,7 +602,7 @@ static FeVal call_inst(FeCk *ck, FeInst *in, FeVal *args, int nargs, SrcLoc loc)
       IrType want;
       if (eval_type(ck, env, p->type, true, &want) &&
           (args[i].k != FV_TENSOR || !ir_type_eq(&want, &args[i].ty))) {
-        diag_error(ck->d, args[i].loc, "argument %d of '%s' must be %s, got %s", i + 1, in->name,
+        diag_error(ck->d, args[i].loc, "argument %d of '%s' must be %s, got %s", i + 1, inst_label(in),
                    fe_type_str(ck, &want), fe_val_describe(ck, &args[i]));
         diag_note(ck->d, p->loc, "parameter '%s' of %s.forward is declared here", p->name, in->block->name);
         ok = false;
@@ -1166,6 +1197,7 @@ static void train_optimizer(FeCk *ck, FeEnv *env, FeTrain *t, const FeExpr *e) {
   static const char *const kw[] = {"lr", "betas", "eps", "weight_decay", "lr", "momentum", NULL, NULL};
   static const int nkw[] = {4, 2};
   double v[4][4];
+  for (int i = 0; i < 4; i++) v[i][0] = v[i][1] = NAN;
   const char *o = e ? eval_choice(ck, env, e, "optimizer", opts, 2, kw, nkw, v) : "adamw";
   if (!o) return;
   t->optimizer = o;
@@ -1177,11 +1209,11 @@ static void train_optimizer(FeCk *ck, FeEnv *env, FeTrain *t, const FeExpr *e) {
     t->eps = pick(v[2][0], 1e-8);
     t->weight_decay = pick(v[3][0], 0.01);
   } else {
+    t->lr = pick(v[0][0], 0.1);  // (a default only to keep later checks quiet)
     if (isnan(v[0][0]) && !find_override(ck, "lr")) {
       diag_error(ck->d, loc, "sgd needs a learning rate: sgd(lr = 0.1)");
       return;
     }
-    t->lr = pick(v[0][0], 0.1);
     t->momentum = pick(v[1][0], 0);
   }
 }
@@ -1191,6 +1223,7 @@ static void train_schedule(FeCk *ck, FeEnv *env, FeTrain *t, const FeExpr *e) {
   static const char *const kw[] = {NULL, NULL, NULL, NULL, "warmup", "min_lr", NULL, NULL, "warmup", NULL, NULL, NULL};
   static const int nkw[] = {0, 2, 1};
   double v[4][4];
+  for (int i = 0; i < 4; i++) v[i][0] = v[i][1] = NAN;
   const char *s = e ? eval_choice(ck, env, e, "schedule", scheds, 3, kw, nkw, v) : "constant";
   if (!s) return;
   t->schedule = s;

@@ -13,6 +13,22 @@ typedef struct FeLoc {     // bison's location type
 #define FE_YYLTYPE FeLoc
 #define FE_YYLTYPE_IS_DECLARED 1
 #define FE_YYLTYPE_IS_TRIVIAL 1
+// A rule's location spans its symbols and keeps their file (bison's default
+// would drop FeLoc.file).
+#define YYLLOC_DEFAULT(Cur, Rhs, N)                                                   \
+  do {                                                                                \
+    if (N) {                                                                          \
+      (Cur).first_line = YYRHSLOC(Rhs, 1).first_line;                                 \
+      (Cur).first_column = YYRHSLOC(Rhs, 1).first_column;                             \
+      (Cur).last_line = YYRHSLOC(Rhs, N).last_line;                                   \
+      (Cur).last_column = YYRHSLOC(Rhs, N).last_column;                               \
+      (Cur).file = YYRHSLOC(Rhs, 1).file;                                             \
+    } else {                                                                          \
+      (Cur).first_line = (Cur).last_line = YYRHSLOC(Rhs, 0).last_line;                \
+      (Cur).first_column = (Cur).last_column = YYRHSLOC(Rhs, 0).last_column;          \
+      (Cur).file = YYRHSLOC(Rhs, 0).file;                                             \
+    }                                                                                 \
+  } while (0)
 
 struct FeLexState {
   Arena *arena;

@@ -31,6 +31,7 @@ void arena_free(Arena *a) {
 }
 
 void *arena_alloc(Arena *a, size_t n) {
+  if (n > SIZE_MAX - sizeof(ArenaChunk) - 16) return NULL;
   n = (n + 15) & ~(size_t)15;
   if (n == 0) n = 16;
   ArenaChunk *c = a->head;

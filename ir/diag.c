@@ -135,9 +135,10 @@ void diag_verror(Diag *d, SrcLoc loc, const char *kind, const char *fmt, va_list
     return;  // a note of a dropped error
   }
   bool has_loc = loc.file > 0 && (int)loc.file < d->nfiles && loc.line > 0;
-  if (has_loc)
-    emitf(d, "%s:%u:%u: %s: %s\n", d->files[loc.file].name, loc.line, loc.col, kind, msg);
-  else
+  if (has_loc) {
+    emit(d, d->files[loc.file].name, strlen(d->files[loc.file].name));  // any length
+    emitf(d, ":%u:%u: %s: %s\n", loc.line, loc.col, kind, msg);
+  } else
     emitf(d, "heed: %s: %s\n", kind, msg);
   if (has_loc) show_line(d, loc);
 }

@@ -62,24 +62,13 @@ static bool reduce_ok(const IrType *x, const IrAttr *at, IrType *out) {
 static bool concat_type(IrNode *const *s, int n, int64_t axis, IrType *out) {
   IrType t = s[0]->ty;
   if (axis < 0 || axis >= t.rank) return false;
-  int64_t cst = 0, k = 0;
-  bool all_const = true, same = true;
-  for (int i = 0; i < n; i++) {
+  for (int i = 1; i < n; i++) {
     const IrType *y = &s[i]->ty;
     if (y->rank != t.rank || y->dt != t.dt) return false;
     for (int j = 0; j < t.rank; j++)
       if (j != axis && !ir_dim_eq(y->dim[j], t.dim[j])) return false;
-    all_const &= ir_dim_is_const(y->dim[axis]);
-    same &= ir_dim_eq(y->dim[axis], t.dim[axis]);
-    if (__builtin_add_overflow(cst, y->dim[axis].n, &cst)) return false;
-    k++;
+    if (!ir_dim_add(t.dim[axis], y->dim[axis], &t.dim[axis])) return false;
   }
-  if (all_const) t.dim[axis] = ir_dim_const(cst);
-  else if (same) {
-    IrDim d = t.dim[axis];
-    d.n = 1;
-    if (!ir_dim_mul(d, ir_dim_const(t.dim[axis].n * k), &t.dim[axis])) return false;
-  } else return false;
   *out = t;
   return true;
 }

@@ -283,6 +283,7 @@ bool ir_dim_is_const(IrDim d);
 bool ir_dim_eq(IrDim a, IrDim b);
 bool ir_dim_mul(IrDim a, IrDim b, IrDim *out);       // false on overflow/too many syms
 bool ir_dim_div(IrDim a, IrDim b, IrDim *out);       // false if not exact
+bool ir_dim_add(IrDim a, IrDim b, IrDim *out);       // like terms only (2*T + T); false otherwise
 bool ir_type_eq(const IrType *a, const IrType *b);
 // Renders "f32[B, T, 768]" (or "[B, T, 768]" with dtype=false) into buf.
 const char *ir_type_str(const IrType *t, const IrSymTab *st, bool dtype, char *buf, size_t n);

@@ -6,7 +6,7 @@
 // backends are tested against them, and they against PyTorch
 // (tests/ref/op_refs.py, tests/unit/test_ir_interp.c).
 //
-// Choices where PyTorch/numpy leave room or differ (docs/language.md):
+// Choices where PyTorch/numpy leave room or differ (the definition is here):
 //   - integer DIV truncates toward zero, as C does (torch.div(...,
 //     rounding_mode='trunc')); an integer division by zero is a run-time error.
 //   - MAXIMUM, MINIMUM, MAX, MIN propagate NaN (torch.maximum, torch.amax).
@@ -435,8 +435,8 @@ static bool xent(IrKernelArgs *k) {
     double tg = k->in[1][i];
     if (tg == (double)k->n->attr.ignore) continue;
     if (!(tg >= 0 && tg < (double)V)) {
-      diag_error(k->d, k->n->loc, "cross_entropy: target %.0f is outside the %lld classes of the logits [0, %lld)",
-                 tg, (long long)V, (long long)V);
+      diag_error(k->d, k->n->loc, "cross_entropy: target %.0f is outside the %lld classes of the logits "
+                 "(ignore index %lld)", tg, (long long)V, (long long)k->n->attr.ignore);
       return false;
     }
     const double *x = k->in[0] + i * V;

@@ -297,8 +297,8 @@ static bool xent_grad(IrKernelArgs *k) {
   for (int64_t i = 0; i < N; i++) {
     if (tg[i] == (double)k->n->attr.ignore) continue;
     if (tg[i] < 0 || tg[i] >= (double)V) {
-      diag_error(k->d, k->n->loc, "cross_entropy: target %.0f at row %lld is outside the vocabulary of %lld", tg[i],
-                 (long long)i, (long long)V);
+      diag_error(k->d, k->n->loc, "cross_entropy: target %.0f is outside the %lld classes of the logits [0, %lld)",
+                 tg[i], (long long)V, (long long)V);
       return false;
     }
     kept++;

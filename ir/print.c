@@ -131,6 +131,17 @@ static void ws(P *p) {
   while (*p->p == ' ' || *p->p == '\t') p->p++;
 }
 
+// An error about the token that starts at tok (not at the end of it).
+static bool perr_at(P *p, const char *tok, const char *what) {
+  p->p = tok;
+  return perr(p, what);
+}
+
+static const char *token_start(P *p) {
+  ws(p);
+  return p->p;
+}
+
 static bool lit(P *p, const char *s) {
   ws(p);
   size_t n = strlen(s);
@@ -186,9 +197,9 @@ static bool boolean(P *p, bool *v) {
 
 // f32[B, 2*T, 768]
 static bool type(P *p, IrType *t) {
-  const char *dt = word(p);
+  const char *tok = token_start(p), *dt = word(p);
   int k = dt ? ir_dtype_from_name(dt) : -1;
-  if (k < 0) return perr(p, "unknown dtype");
+  if (k < 0) return perr_at(p, tok, "unknown dtype");
   *t = (IrType){.dt = (IrDType)k};
   if (!expect(p, "[")) return false;
   ws(p);
@@ -203,12 +214,12 @@ static bool type(P *p, IrType *t) {
         if (!integer(p, &v)) return false;
         f = ir_dim_const(v);
       } else {
-        const char *s = word(p);
+        const char *tok = p->p, *s = word(p);
         if (!s) return false;
         int sym = -1;
         for (int i = 0; i < p->g->syms.len; i++)
           if (!strcmp(p->g->syms.data[i], s)) sym = i;
-        if (sym < 0) return perr(p, "undeclared symbolic size (list it on the sym line)");
+        if (sym < 0) return perr_at(p, tok, "undeclared symbolic size (list it on the sym line)");
         f = ir_dim_sym(sym);
       }
       if (!ir_dim_mul(d, f, &d)) return perr(p, "dimension too large");
@@ -221,9 +232,10 @@ static bool type(P *p, IrType *t) {
 
 static IrNode *ref(P *p) {
   int64_t id;
+  const char *tok = token_start(p);
   if (!expect(p, "%") || !integer(p, &id)) return NULL;
   if (id < 0 || id >= p->g->nodes.len) {
-    perr(p, "reference to an undefined node");
+    perr_at(p, tok, "reference to an undefined node");
     return NULL;
   }
   return p->g->nodes.data[id];
@@ -232,7 +244,7 @@ static IrNode *ref(P *p) {
 static bool attrs(P *p, IrAttr *a) {
   if (!lit(p, "{")) return true;
   do {
-    const char *k = word(p);
+    const char *tok = token_start(p), *k = word(p);
     if (!k || !expect(p, "=")) return false;
     bool ok = true;
     if (!strcmp(k, "axis")) ok = integer(p, &a->axis);
@@ -260,7 +272,7 @@ static bool attrs(P *p, IrAttr *a) {
         if (k[1] == 'x') a->axes |= 1u << v;
         else a->perm[i] = (int)v;
       }
-    } else return perr(p, "unknown attribute");
+    } else return perr_at(p, tok, "unknown attribute");
     if (!ok) return false;
   } while (lit(p, ","));
   return expect(p, "}");
@@ -312,9 +324,9 @@ static bool parse_line(P *p) {
     return ir_param(p->g, name, &t, in, kind[0] == 'b', loc) != NULL;
   }
   if (!expect(p, ":") || !type(p, &t) || !expect(p, "=")) return false;
-  const char *opn = word(p);
+  const char *tok = token_start(p), *opn = word(p);
   int op = opn ? ir_op_from_name(opn) : -1;
-  if (op < 0) return perr(p, "unknown op");
+  if (op < 0) return perr_at(p, tok, "unknown op");
   IrNode *src[IR_MAX_SRC];
   int n = 0;
   ws(p);

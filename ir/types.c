@@ -77,6 +77,16 @@ bool ir_dim_div(IrDim a, IrDim b, IrDim *out) {
   return true;
 }
 
+bool ir_dim_add(IrDim a, IrDim b, IrDim *out) {
+  if (a.nsym != b.nsym) return false;
+  for (int i = 0; i < a.nsym; i++)
+    if (a.sym[i] != b.sym[i]) return false;
+  IrDim r = a;
+  if (__builtin_add_overflow(a.n, b.n, &r.n)) return false;
+  *out = r;
+  return true;
+}
+
 bool ir_type_eq(const IrType *a, const IrType *b) {
   if (a->dt != b->dt || a->rank != b->rank) return false;
   for (int i = 0; i < a->rank; i++)

@@ -105,7 +105,9 @@ typedef struct {
 // JSON, "__metadata__" first, padded with spaces to a multiple of 8 bytes.
 // Atomic: the bytes go to path.tmp.XXXXXX in the same directory, which is
 // fsynced and renamed over path, then the directory is fsynced. On any
-// failure the temporary file is removed and an existing path is untouched.
+// failure the temporary file is removed and an existing path is untouched
+// (but for a failure to sync the directory after the rename: the new file
+// is then in place, and the message says so).
 int rt_st_write(const char *path, const RtStWrite *ts, int n, const char *const *meta, int nmeta, char *err,
                 size_t errlen);
 

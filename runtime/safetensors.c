@@ -29,9 +29,9 @@
 #error "heed reads and writes safetensors data in host byte order: a little-endian host is required"
 #endif
 
-// Header integers are JSON numbers held as doubles by cJSON: anything
-// above 2^53 cannot be told apart from its neighbours, so it is rejected.
-#define ST_MAX_INT 9007199254740992.0
+// Header integers are JSON numbers held as doubles by cJSON: from 2^53 on
+// they cannot be told apart from their neighbours, so they are rejected.
+#define ST_INT_LIMIT 9007199254740992.0
 #define ST_METADATA "__metadata__"
 
 // ---- dtypes ----
@@ -200,13 +200,13 @@ static const char *json_kind(const cJSON *j) {
   return "null";
 }
 
-// A JSON number that is a non-negative integer no larger than 2^53.
+// A JSON number that is a non-negative integer below 2^53.
 // Returns 0 (ok, *out set), 1 (not a non-negative integer), 2 (too large).
 static int json_uint(const cJSON *j, uint64_t *out) {
   if (!cJSON_IsNumber(j)) return 1;
   double d = j->valuedouble;
   if (!(d >= 0)) return 1;  // negative or NaN
-  if (d > ST_MAX_INT) return 2;
+  if (d >= ST_INT_LIMIT) return 2;
   if ((double)(uint64_t)d != d) return 1;  // a fraction
   *out = (uint64_t)d;
   return 0;
@@ -215,7 +215,8 @@ static int json_uint(const cJSON *j, uint64_t *out) {
 // "F32[2, 3]" for messages.
 static void shape_str(char *dst, size_t cap, RtDType dt, int rank, const int64_t *shape) {
   size_t j = (size_t)snprintf(dst, cap, "%s[", rt_dtype_name(dt));
-  for (int i = 0; i < rank && j < cap; i++) j += (size_t)snprintf(dst + j, cap - j, i ? ", %" PRId64 : "%" PRId64, shape[i]);
+  for (int i = 0; i < rank && j < cap; i++)
+    j += (size_t)snprintf(dst + j, cap - j, i ? ", %" PRId64 : "%" PRId64, shape[i]);
   if (j < cap) snprintf(dst + j, cap - j, "]");
 }
 
@@ -431,7 +432,8 @@ int rt_st_parse(const uint8_t *buf, size_t len, const char *label, RtSafetensors
   StCtx c = {label ? label : "safetensors", err, errlen};
   memset(out, 0, sizeof *out);
   if (err && errlen) err[0] = 0;
-  if (len < 8 || !buf)
+  if (!buf) return st_err(&c, RT_ERR_ARG, NULL, "rt_st_parse: no buffer");
+  if (len < 8)
     return st_err(&c, RT_ERR_FORMAT, NULL, "file is %zu bytes, too short for a safetensors file (at least 8)", len);
   uint64_t hlen = le64(buf);
   if (hlen > RT_ST_MAX_HEADER)
@@ -654,13 +656,13 @@ static int check_write(StCtx *c, const RtStWrite *ts, int n, const char *const *
     bool overflow = false;
     for (int k = 0; k < t->rank; k++) {
       int64_t d = t->shape[k];
-      if (d < 0 || (double)d > ST_MAX_INT)
+      if (d < 0 || (double)d >= ST_INT_LIMIT)
         return st_err(c, RT_ERR_ARG, nm, "shape[%d] = %" PRId64 " is out of range", k, d);
       if (d != 0 && numel > UINT64_MAX / (uint64_t)d) overflow = true;
       numel *= (uint64_t)d;
     }
     size_t size = dtypes[t->dt].size;
-    if (overflow || numel > UINT64_MAX / size || numel * size > (uint64_t)ST_MAX_INT - total)
+    if (overflow || numel > UINT64_MAX / size || numel * size >= (uint64_t)ST_INT_LIMIT - total)
       return st_err(c, RT_ERR_ARG, nm, "too large to write");
     nbytes[i] = numel * size;
     total += nbytes[i];

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh BUILD_DIR SECONDS: runs each libFuzzer target for SECONDS
-# on a seed corpus made of the examples and the golden files. Fails on any
-# crash, leak, sanitizer report or timeout (libFuzzer exits non-zero).
+# on a seed corpus: the examples and the golden files for fuzz_frontend, the
+# small files in tests/fuzz/corpus-safetensors/ for fuzz_safetensors. Fails
+# on any crash, leak, sanitizer report or timeout (libFuzzer exits non-zero).
 set -euo pipefail
 B=${1:-build-fuzz}
 SECS=${2:-60}
@@ -9,4 +10,10 @@ corpus=$B/corpus-frontend
 mkdir -p "$corpus"
 cp examples/*.heed tests/golden/errors/*.heed tests/golden/ok/*.heed "$corpus"/ 2>/dev/null || true
 "$B/fuzz_frontend" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+  -print_final_stats=1 -artifact_prefix="$B/" "$corpus"
+
+corpus=$B/corpus-safetensors
+mkdir -p "$corpus"
+cp tests/fuzz/corpus-safetensors/* "$corpus"/
+"$B/fuzz_safetensors" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
   -print_final_stats=1 -artifact_prefix="$B/" "$corpus"

@@ -72,6 +72,16 @@ static inline void test_assert_not_contains_(const char *h, const char *n, const
   _fail(file, line);
 }
 
+// Asserts that s (may be NULL) starts with prefix.
+#define assert_starts_with(s, prefix) test_assert_starts_with_((s), (prefix), __FILE__, __LINE__)
+
+static inline void test_assert_starts_with_(const char *s, const char *p, const char *file, int line) {
+  if (s && strncmp(s, p, strlen(p)) == 0) return;
+  print_error("%s:%d: expected a string starting with\n---\n%s\n--- got ---\n%s\n---\n", file, line, p,
+              s ? s : "(null)");
+  _fail(file, line);
+}
+
 // Number of non-overlapping occurrences of needle in haystack (NULL: 0).
 static inline int count_substr(const char *h, const char *n) {
   int c = 0;

@@ -79,9 +79,12 @@ def run_one(heed, path, all_ok):
     cm = ';' if ir else '//'
     b = blocks(text, cm)
     args = ' '.join(b.get('args', [])).split()
-    cmd = [heed, 'compile', path, '--emit', 'ir'] + args if ir else [heed, 'check', path] + args
+    # run beside the file, so that every path heed prints is the base name
+    name = os.path.basename(path)
+    cmd = [heed, 'compile', name, '--emit', 'ir'] + args if ir else [heed, 'check', name] + args
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, errors='replace', timeout=30)
+        p = subprocess.run(cmd, capture_output=True, text=True, errors='replace', timeout=30,
+                           cwd=os.path.dirname(os.path.abspath(path)))
     except subprocess.TimeoutExpired:
         return ['timeout (30 s): ' + ' '.join(cmd)]
     got = diag_lines(p.stderr)
@@ -115,7 +118,7 @@ def main():
     argv = sys.argv[1:]
     all_ok = '--all-ok' in argv
     argv = [a for a in argv if a != '--all-ok']
-    heed, targets = argv[0], argv[1:]
+    heed, targets = os.path.abspath(argv[0]), argv[1:]
     files = []
     for t in targets:
         if os.path.isdir(t):
