@@ -11,9 +11,6 @@
 // by ir_infer like any other. Only float nodes that depend on a
 // differentiated leaf get adjoints: integer values (indices, targets, masks,
 // positions) carry none. Gradient kernels live in ir/kernels_grad.c.
-#include <stdlib.h>
-#include <string.h>
-
 #include "passes/pass.h"
 
 typedef struct {
@@ -57,6 +54,13 @@ static IrNode *op3(Ad *ad, IrOp o, IrNode *a, IrNode *b, IrNode *c, const IrAttr
 static IrNode *sum_to(Ad *ad, IrNode *dy, const IrType *ty, SrcLoc loc) {
   if (!dy || ir_type_eq(&dy->ty, ty)) return dy;
   return op1(ad, IR_OP_SUM_TO, dy, NULL, ty, loc);
+}
+
+// op1 for the ops whose result type is given (EXPAND, RESHAPE, CAST): dy
+// itself when it already has that type.
+static IrNode *retype(Ad *ad, IrOp o, IrNode *dy, const IrType *ty, SrcLoc loc) {
+  if (!dy || ir_type_eq(&dy->ty, ty)) return dy;
+  return op1(ad, o, dy, NULL, ty, loc);
 }
 
 // Adds the contribution d (exactly x's type) to x's adjoint.
@@ -129,11 +133,12 @@ static bool vjp(Ad *ad, IrNode *n) {
     return (!wants(ad, a) || acc_to(ad, a, op2(ad, IR_OP_MUL, dy, b, NULL, loc), loc)) &&
            (!wants(ad, b) || acc_to(ad, b, op2(ad, IR_OP_MUL, dy, a, NULL, loc), loc));
   // y = a / b: da = dy / b, db = -dy a / b^2 = -(dy y) / b
-  case IR_OP_DIV:
-    return (!wants(ad, a) || acc_to(ad, a, op2(ad, IR_OP_DIV, dy, b, NULL, loc), loc)) &&
-           (!wants(ad, b) ||
-            acc_to(ad, b, op1(ad, IR_OP_NEG, op2(ad, IR_OP_DIV, op2(ad, IR_OP_MUL, dy, n, NULL, loc), b, NULL, loc),
-                              NULL, NULL, loc), loc));
+  case IR_OP_DIV: {
+    if (wants(ad, a) && !acc_to(ad, a, op2(ad, IR_OP_DIV, dy, b, NULL, loc), loc)) return false;
+    if (!wants(ad, b)) return true;
+    IrNode *dyy_b = op2(ad, IR_OP_DIV, op2(ad, IR_OP_MUL, dy, n, NULL, loc), b, NULL, loc);
+    return acc_to(ad, b, op1(ad, IR_OP_NEG, dyy_b, NULL, NULL, loc), loc);
+  }
   // y = max(a, b) (min likewise): dy goes to the winner, half to each on a tie
   case IR_OP_MAXIMUM:
   case IR_OP_MINIMUM: {
@@ -157,7 +162,7 @@ static bool vjp(Ad *ad, IrNode *n) {
   }
   // y = cast(x): dx = cast(dy) back to x's dtype (float to float only)
   case IR_OP_CAST:
-    return !wants(ad, a) || acc(ad, a, op1(ad, IR_OP_CAST, dy, NULL, &a->ty, loc));
+    return !wants(ad, a) || acc(ad, a, retype(ad, IR_OP_CAST, dy, &a->ty, loc));
   // y = dropout(x): the identity outside training
   case IR_OP_DROPOUT:
     return acc(ad, a, dy);
@@ -175,9 +180,9 @@ static bool vjp(Ad *ad, IrNode *n) {
   case IR_OP_SUM:
   case IR_OP_MEAN: {
     IrType kt = keepdim_type(a, at.axes);
-    IrNode *dyk = at.keepdim ? dy : op1(ad, IR_OP_RESHAPE, dy, NULL, &kt, loc);
+    IrNode *dyk = retype(ad, IR_OP_RESHAPE, dy, &kt, loc);
     if (n->op == IR_OP_MEAN) dyk = dyk ? mean_scale(ad, a, dyk, at.axes, loc) : NULL;
-    return acc(ad, a, op1(ad, IR_OP_EXPAND, dyk, NULL, &a->ty, loc));
+    return acc(ad, a, retype(ad, IR_OP_EXPAND, dyk, &a->ty, loc));
   }
   // y = max(x, axes) (min likewise): dy to the elements equal to y, split among ties
   case IR_OP_MAX:
@@ -210,7 +215,7 @@ static bool vjp(Ad *ad, IrNode *n) {
   }
   // y = reshape(x): dx = reshape(dy) back
   case IR_OP_RESHAPE:
-    return acc(ad, a, op1(ad, IR_OP_RESHAPE, dy, NULL, &a->ty, loc));
+    return acc(ad, a, retype(ad, IR_OP_RESHAPE, dy, &a->ty, loc));
   // y = permute(x, p) (y axis i is x axis p[i]): dx = permute(dy, p^-1)
   case IR_OP_PERMUTE: {
     IrAttr g = {0};
@@ -243,7 +248,7 @@ static bool vjp(Ad *ad, IrNode *n) {
     return acc_to(ad, a, dy, loc);
   // y = sum_to(x): dx = dy broadcast back
   case IR_OP_SUM_TO:
-    return acc(ad, a, op1(ad, IR_OP_EXPAND, dy, NULL, &a->ty, loc));
+    return acc(ad, a, retype(ad, IR_OP_EXPAND, dy, &a->ty, loc));
   // y = table[idx]: dtable = rows of dy scatter-added at idx; none for idx
   case IR_OP_GATHER: {
     IrNode *g[2] = {b, dy};
@@ -291,7 +296,9 @@ bool pass_autodiff(IrGraph *g, IrNode *loss, bool inputs_too) {
     return false;
   }
   int nfwd = g->nodes.len;
-  Ad ad = {.g = g, .adj = calloc((size_t)nfwd + 1, sizeof(IrNode *)), .need = calloc((size_t)nfwd + 1, sizeof(bool))};
+  // Scratch in the graph's arena (released with the compilation).
+  Ad ad = {.g = g, .adj = arena_alloc(g->a, sizeof(IrNode *) * ((size_t)nfwd + 1)),
+           .need = arena_alloc(g->a, sizeof(bool) * ((size_t)nfwd + 1))};
   bool ok = ad.adj && ad.need;
   if (!ok) diag_error(g->diag, loss->loc, "autodiff: out of memory");
 
@@ -328,7 +335,5 @@ bool pass_autodiff(IrGraph *g, IrNode *loss, bool inputs_too) {
       ok = d && grad_output(g, x, d);
     }
   }
-  free(ad.adj);
-  free(ad.need);
   return ok;
 }
