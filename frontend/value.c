@@ -160,27 +160,21 @@ FeVal fe_const_binop(FeCk *ck, int op, const FeVal *l, const FeVal *r, SrcLoc lo
   return fe_val_float(v, loc);
 }
 
+// numpy broadcasting (ir_broadcast_type); on failure, names the first pair
+// of axes (from the right) that do not fit.
 bool fe_broadcast(FeCk *ck, const char *what, const IrType *a, const IrType *b, IrType *out,
                   SrcLoc loc, SrcLoc bloc) {
-  int rank = a->rank > b->rank ? a->rank : b->rank;
-  IrType r = {.dt = a->dt, .rank = rank};
-  for (int i = 0; i < rank; i++) {
-    int ia = a->rank - rank + i, ib = b->rank - rank + i;
-    IrDim da = ia >= 0 ? a->dim[ia] : ir_dim_const(1);
-    IrDim db = ib >= 0 ? b->dim[ib] : ir_dim_const(1);
-    if (ir_dim_eq(da, db) || (ir_dim_is_const(db) && db.n == 1)) {
-      r.dim[i] = da;
-    } else if (ir_dim_is_const(da) && da.n == 1) {
-      r.dim[i] = db;
-    } else {
-      diag_error(ck->d, loc, "%s: shapes %s and %s do not broadcast (%s vs %s)", what,
-                 fe_shape_str(ck, a), fe_shape_str(ck, b), fe_dim_str(ck, da), fe_dim_str(ck, db));
-      if (bloc.line) diag_note(ck->d, bloc, "this operand has shape %s", fe_shape_str(ck, b));
-      return false;
-    }
+  if (ir_broadcast_type(a, b, out)) return true;
+  IrDim da = ir_dim_const(1), db = ir_dim_const(1);
+  for (int i = 1; i <= a->rank && i <= b->rank; i++) {
+    da = a->dim[a->rank - i];
+    db = b->dim[b->rank - i];
+    if (!ir_dim_eq(da, db) && !(ir_dim_is_const(da) && da.n == 1) && !(ir_dim_is_const(db) && db.n == 1)) break;
   }
-  *out = r;
-  return true;
+  diag_error(ck->d, loc, "%s: shapes %s and %s do not broadcast (%s vs %s)", what, fe_shape_str(ck, a),
+             fe_shape_str(ck, b), fe_dim_str(ck, da), fe_dim_str(ck, db));
+  if (bloc.line) diag_note(ck->d, bloc, "this operand has shape %s", fe_shape_str(ck, b));
+  return false;
 }
 
 // A number next to a tensor takes the tensor's dtype (as a Python scalar

@@ -754,7 +754,7 @@ static void test_builtin_errors(void **state) {
       {"minimum(ids, 0.5)", "t.heed:10:25: error: minimum: the number 0.5 does not fit i32 tensors"},
       {"where(ids, x, x)", "t.heed:10:18: error: where: the condition must be a bool tensor, got i32[B, T]"},
       {"where(m, x, ids)", "t.heed:10:24: error: where: dtypes differ: f32[B, T, 64] and i32[B, T]; use cast()"},
-      {"where(m, x, x)", "t.heed:10:12: error: where: shapes [B, T] and [B, T, 64] do not broadcast (B vs T)"},
+      {"where(m, x, x)", "t.heed:10:12: error: where: shapes [B, T] and [B, T, 64] do not broadcast (T vs 64)"},
       {"cast(x, 3)",
        "t.heed:10:20: error: cast: the second argument must be a dtype (f32 f16 bf16 i32 i64 i8 u8 bool), got the integer 3"},
       {"cast(3, f32)", "t.heed:10:17: error: cast: 'x' must be a tensor, got the integer 3"},
