@@ -98,7 +98,10 @@ static FeVal eval_name(FeCk *ck, FeEnv *env, const FeExpr *e) {
   FeVal v;
   if (fe_env_lookup(env, e->name, &v, NULL)) {
     v.loc = e->loc;
-    if (ck->g && v.k == FV_TENSOR && v.param && !(v.node = fe_lower_param(ck, v.param, e->loc))) return fe_val_err();
+    // a block's own parameter becomes its node under the current instance
+    // path; a parameter passed in or out of a block already has its node
+    if (ck->g && v.k == FV_TENSOR && v.param && !v.node && !(v.node = fe_lower_param(ck, v.param, e->loc)))
+      return fe_val_err();
     return v;
   }
   int dt = ir_dtype_from_name(e->name);
