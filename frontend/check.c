@@ -436,7 +436,7 @@ static bool eval_type(FeCk *ck, FeEnv *env, const FeTypeExpr *te, bool allow_sym
 
 // ---- functions: forward bodies and the train loss ----
 
-static bool is_config_name(FeCk *ck, const char *name, SrcLoc *where) {
+bool fe_is_config_name(FeCk *ck, const char *name, SrcLoc *where) {
   int idx;
   FeEnv *e = env_of_kind(ck->config, FE_ENV_CONFIG, name, &idx);
   if (e && where) *where = e->locs.data[idx];
@@ -445,7 +445,7 @@ static bool is_config_name(FeCk *ck, const char *name, SrcLoc *where) {
 
 static bool reject_config_name(FeCk *ck, const char *name, SrcLoc loc, const char *what) {
   SrcLoc prev;
-  if (!is_config_name(ck, name, &prev)) return false;
+  if (!fe_is_config_name(ck, name, &prev)) return false;
   diag_error(ck->d, loc, "%s '%s' reuses the name of a config value", what, name);
   diag_note(ck->d, prev, "'%s' is defined in config here", name);
   return true;
@@ -943,14 +943,14 @@ static bool eval_init(FeCk *ck, FeEnv *env, const FeExpr *e, IrDType dt, FeInit 
 
 // ---- config and --set ----
 
-static FeOverride *find_override(FeCk *ck, const char *key) {
+FeOverride *fe_find_override(FeCk *ck, const char *key) {
   for (int i = 0; ck->opts && i < ck->opts->noverrides; i++)
     if (strcmp(ck->opts->overrides[i].key, key) == 0) return &ck->opts->overrides[i];
   return NULL;
 }
 
 // Parses VALUE of --set KEY=VALUE to the kind of want (int, float, bool).
-static bool parse_override(FeCk *ck, FeOverride *o, const FeVal *want, FeVal *out) {
+bool fe_parse_override(FeCk *ck, FeOverride *o, const FeVal *want, FeVal *out) {
   const char *s = o->value;
   char *end;
   o->used = true;
@@ -1000,8 +1000,8 @@ static void eval_config(FeCk *ck, const FeDecl *d) {
                  fe_val_describe(ck, &v));
       v = fe_val_err();
     }
-    FeOverride *o = find_override(ck, it->name);
-    if (o && v.k != FV_ERR && !parse_override(ck, o, &v, &v)) v = fe_val_err();
+    FeOverride *o = fe_find_override(ck, it->name);
+    if (o && v.k != FV_ERR && !fe_parse_override(ck, o, &v, &v)) v = fe_val_err();
     if (o) o->used = true;
     env_bind(ck, ck->config, it->name, v, it->name_loc);
   }
@@ -1044,7 +1044,7 @@ static bool count_params(FeCk *ck, const FeInst *in, int64_t *tensors, int64_t *
 }
 
 // Typed parameters of a model forward or a train loss: bound in env.
-static bool bind_typed_params(FeCk *ck, FeEnv *env, const FeItem *fn, IrType **types, const char ***names) {
+bool fe_bind_typed_params(FeCk *ck, FeEnv *env, const FeItem *fn, IrType **types, const char ***names) {
   bool ok = true;
   *types = arena_alloc(ck->a, sizeof(IrType) * (size_t)(fn->nparams + 1));
   *names = arena_alloc(ck->a, sizeof(char *) * (size_t)(fn->nparams + 1));
@@ -1095,7 +1095,7 @@ static FeModel *check_model(FeCk *ck, const FeDecl *md) {
   }
   snprintf(ck->fn_label, sizeof ck->fn_label, "%s.forward", md->name);
   FeEnv *env = env_new(ck, root->env, FE_ENV_LOCALS);
-  if (!env || !bind_typed_params(ck, env, fn, &m->inputs, &m->input_names)) return NULL;
+  if (!env || !fe_bind_typed_params(ck, env, fn, &m->inputs, &m->input_names)) return NULL;
   m->ninputs = fn->nparams;
   int nerr = ck->d->nerr;
   FeVal res = fe_run_body(ck, env, fn, root->env);
@@ -1124,231 +1124,6 @@ static FeModel *check_model(FeCk *ck, const FeDecl *md) {
   }
   if (!count_params(ck, root, &m->nparam_tensors, &m->nparam_elems)) return NULL;
   return m;
-}
-
-// ---- train sections ----
-
-static const char *const train_settings[] = {"optimizer", "schedule", "clip",       "batch",
-                                             "seq",       "steps",    "eval_every", "seed"};
-enum { NTRAIN_SETTINGS = sizeof train_settings / sizeof train_settings[0] };
-
-// Evaluates NAME or NAME(args) against a keyword list; vals get the given
-// numbers (NAN where not given), tuples flattened into consecutive slots.
-static const char *eval_choice(FeCk *ck, FeEnv *env, const FeExpr *e, const char *what,
-                               const char *const *choices, int nchoices, const char *const *kw,
-                               const int *nkw, double vals[][4]) {
-  if (!e || e->kind == FE_EX_ERROR) return NULL;
-  int c = -1;
-  if (e->kind == FE_EX_NAME || e->kind == FE_EX_CALL)
-    for (int i = 0; i < nchoices; i++)
-      if (strcmp(e->name, choices[i]) == 0) c = i;
-  if (c < 0) {
-    char list[128] = "";
-    for (int i = 0; i < nchoices; i++)
-      snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", choices[i]);
-    const char *name = e->kind == FE_EX_NAME || e->kind == FE_EX_CALL ? e->name : "";
-    diag_error(ck->d, e->loc, "unknown %s%s%s%s%s (one of: %s)", what, *name ? " '" : "", name, *name ? "'" : "",
-               fe_suggest(ck, name, (const char **)choices, nchoices), list);
-    return NULL;
-  }
-  const char *const *names = kw + 4 * c;
-  for (int i = 0; i < 4; i++) vals[i][0] = NAN;
-  int npos = 0;
-  for (int i = 0; e->kind == FE_EX_CALL && i < e->nargs; i++) {
-    int slot = -1;
-    if (e->args[i].kw) {
-      for (int j = 0; j < nkw[c]; j++)
-        if (strcmp(names[j], e->args[i].kw) == 0) slot = j;
-      if (slot < 0) {
-        diag_error(ck->d, e->args[i].kwloc, "%s has no setting '%s'%s", choices[c], e->args[i].kw,
-                   fe_suggest(ck, e->args[i].kw, (const char **)names, nkw[c]));
-        return NULL;
-      }
-    } else if ((slot = npos++) >= nkw[c]) {
-      diag_error(ck->d, e->args[i].e->loc, "%s takes at most %d argument%s", choices[c], nkw[c], nkw[c] == 1 ? "" : "s");
-      return NULL;
-    }
-    FeVal v = fe_eval(ck, env, e->args[i].e);
-    if (v.k == FV_ERR) return NULL;
-    if (v.k == FV_TUPLE && strcmp(names[slot], "betas") == 0 && v.n == 2 && fe_val_is_num(&v.elems[0]) &&
-        fe_val_is_num(&v.elems[1])) {
-      vals[slot][0] = fe_val_num(&v.elems[0]);
-      vals[slot][1] = fe_val_num(&v.elems[1]);
-      continue;
-    }
-    if (!fe_val_is_num(&v) || strcmp(names[slot], "betas") == 0) {
-      diag_error(ck->d, e->args[i].e->loc, "%s: '%s' must be %s, got %s", choices[c], names[slot],
-                 strcmp(names[slot], "betas") == 0 ? "a pair of numbers like (0.9, 0.999)" : "a number",
-                 fe_val_describe(ck, &v));
-      return NULL;
-    }
-    vals[slot][0] = fe_val_num(&v);
-  }
-  return choices[c];
-}
-
-static double pick(double given, double dflt) { return isnan(given) ? dflt : given; }
-
-static bool in_range(FeCk *ck, SrcLoc loc, const char *name, double v, double lo, double hi, bool hi_open) {
-  if (v >= lo && (hi_open ? v < hi : v <= hi)) return true;
-  diag_error(ck->d, loc, "%s must be in [%g, %g%s, got %g", name, lo, hi, hi_open ? ")" : "]", v);
-  return false;
-}
-
-static void train_optimizer(FeCk *ck, FeEnv *env, FeTrain *t, const FeExpr *e) {
-  static const char *const opts[] = {"adamw", "sgd"};
-  static const char *const kw[] = {"lr", "betas", "eps", "weight_decay", "lr", "momentum", NULL, NULL};
-  static const int nkw[] = {4, 2};
-  double v[4][4];
-  for (int i = 0; i < 4; i++) v[i][0] = v[i][1] = NAN;
-  const char *o = e ? eval_choice(ck, env, e, "optimizer", opts, 2, kw, nkw, v) : "adamw";
-  if (!o) return;
-  t->optimizer = o;
-  SrcLoc loc = e ? e->loc : t->decl->name_loc;
-  if (strcmp(o, "adamw") == 0) {
-    t->lr = pick(v[0][0], 1e-3);
-    t->beta1 = isnan(v[1][0]) ? 0.9 : v[1][0];
-    t->beta2 = isnan(v[1][0]) ? 0.999 : v[1][1];
-    t->eps = pick(v[2][0], 1e-8);
-    t->weight_decay = pick(v[3][0], 0.01);
-  } else {
-    t->lr = pick(v[0][0], 0.1);  // (a default only to keep later checks quiet)
-    if (isnan(v[0][0]) && !find_override(ck, "lr")) {
-      diag_error(ck->d, loc, "sgd needs a learning rate: sgd(lr = 0.1)");
-      return;
-    }
-    t->momentum = pick(v[1][0], 0);
-  }
-}
-
-static void train_schedule(FeCk *ck, FeEnv *env, FeTrain *t, const FeExpr *e) {
-  static const char *const scheds[] = {"constant", "cosine", "linear"};
-  static const char *const kw[] = {NULL, NULL, NULL, NULL, "warmup", "min_lr", NULL, NULL, "warmup", NULL, NULL, NULL};
-  static const int nkw[] = {0, 2, 1};
-  double v[4][4];
-  for (int i = 0; i < 4; i++) v[i][0] = v[i][1] = NAN;
-  const char *s = e ? eval_choice(ck, env, e, "schedule", scheds, 3, kw, nkw, v) : "constant";
-  if (!s) return;
-  t->schedule = s;
-  t->warmup = e && strcmp(s, "constant") ? pick(v[0][0], 0) : 0;
-  t->min_lr = e && strcmp(s, "cosine") == 0 ? pick(v[1][0], 0) : 0;
-}
-
-// Applies --set for train settings and validates the final values.
-static void train_settle(FeCk *ck, FeTrain *t) {
-  struct { const char *key; double *f; int64_t *i; } keys[] = {
-      {"lr", &t->lr, NULL},         {"weight_decay", &t->weight_decay, NULL}, {"momentum", &t->momentum, NULL},
-      {"warmup", &t->warmup, NULL}, {"min_lr", &t->min_lr, NULL},             {"clip", &t->clip, NULL},
-      {"batch", NULL, &t->batch},   {"seq", NULL, &t->seq},                   {"steps", NULL, &t->steps},
-      {"eval_every", NULL, &t->eval_every}, {"seed", NULL, &t->seed},
-  };
-  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-    FeOverride *o = find_override(ck, keys[i].key);
-    if (!o || is_config_name(ck, keys[i].key, NULL)) continue;
-    FeVal want = keys[i].f ? fe_val_float(0, (SrcLoc){0}) : fe_val_int(0, (SrcLoc){0}), v;
-    if (!parse_override(ck, o, &want, &v)) continue;
-    if (keys[i].f) *keys[i].f = v.f;
-    else *keys[i].i = v.i;
-  }
-  SrcLoc loc = t->decl->name_loc;
-  if (t->lr <= 0 || !isfinite(t->lr)) diag_error(ck->d, loc, "the learning rate must be positive, got %g", t->lr);
-  in_range(ck, loc, "beta1", t->beta1, 0, 1, true);
-  in_range(ck, loc, "beta2", t->beta2, 0, 1, true);
-  in_range(ck, loc, "momentum", t->momentum, 0, 1, true);
-  if (t->eps <= 0 && strcmp(t->optimizer ? t->optimizer : "", "adamw") == 0)
-    diag_error(ck->d, loc, "adamw: eps must be positive, got %g", t->eps);
-  if (t->weight_decay < 0) diag_error(ck->d, loc, "weight_decay must not be negative, got %g", t->weight_decay);
-  if (t->clip < 0) diag_error(ck->d, loc, "clip must not be negative, got %g", t->clip);
-  if (t->warmup < 0) diag_error(ck->d, loc, "warmup must not be negative, got %g", t->warmup);
-  if (t->min_lr < 0 || t->min_lr > t->lr) diag_error(ck->d, loc, "min_lr must be in [0, lr], got %g", t->min_lr);
-  if (t->batch < 1 || t->seq < 1 || t->steps < 1)
-    diag_error(ck->d, loc, "batch, seq and steps must be at least 1 (got %lld, %lld, %lld)", (long long)t->batch,
-               (long long)t->seq, (long long)t->steps);
-  if (t->eval_every < 0 || t->seed < 0)
-    diag_error(ck->d, loc, "eval_every and seed must not be negative");
-}
-
-static bool train_int(FeCk *ck, FeEnv *env, const FeItem *it, int64_t *out) {
-  FeVal v = fe_eval(ck, env, it->expr);
-  if (v.k == FV_ERR) return false;
-  if (v.k != FV_INT) {
-    diag_error(ck->d, it->expr->loc, "'%s' must be an integer, got %s", it->name, fe_val_describe(ck, &v));
-    return false;
-  }
-  *out = v.i;
-  return true;
-}
-
-static FeTrain *check_train(FeCk *ck, const FeDecl *td, FeModel *m) {
-  FeTrain *t = arena_alloc(ck->a, sizeof(FeTrain));
-  FeEnv *env = env_new(ck, ck->config, FE_ENV_LOCALS);
-  if (!t || !env) return NULL;
-  t->decl = td;
-  *t = (FeTrain){.decl = td, .clip = 0, .batch = 8, .seq = 64, .steps = 1000, .eval_every = 100, .seed = 1337};
-  const FeItem *loss = NULL, *opt = NULL, *sched = NULL, *seen[NTRAIN_SETTINGS] = {0};
-  for (int i = 0; i < td->nitems; i++) {
-    const FeItem *it = td->items[i];
-    if (it->kind == FE_IT_FUNC) {
-      if (strcmp(it->name, "loss") != 0) {
-        diag_error(ck->d, it->loc, "a train section defines loss(...), not '%s'", it->name);
-      } else if (loss) {
-        diag_error(ck->d, it->loc, "loss is defined twice");
-        diag_note(ck->d, loss->loc, "the first definition is here");
-      } else {
-        loss = it;
-      }
-      continue;
-    }
-    if (it->kind != FE_IT_BIND) {
-      diag_error(ck->d, it->loc, "a train section holds loss(...) and settings (NAME = VALUE) only");
-      continue;
-    }
-    int k = -1;
-    for (int j = 0; j < NTRAIN_SETTINGS; j++)
-      if (strcmp(it->name, train_settings[j]) == 0) k = j;
-    if (k < 0) {
-      diag_error(ck->d, it->name_loc, "unknown train setting '%s'%s", it->name,
-                 fe_suggest(ck, it->name, (const char **)train_settings, NTRAIN_SETTINGS));
-      continue;
-    }
-    if (seen[k]) {
-      diag_error(ck->d, it->name_loc, "'%s' is set twice", it->name);
-      diag_note(ck->d, seen[k]->name_loc, "the first setting is here");
-      continue;
-    }
-    seen[k] = it;
-    if (k == 0) opt = it;
-    else if (k == 1) sched = it;
-    else if (k == 2) {
-      FeVal v = fe_eval(ck, env, it->expr);
-      if (v.k != FV_ERR && !fe_val_is_num(&v))
-        diag_error(ck->d, it->expr->loc, "clip must be a number, got %s", fe_val_describe(ck, &v));
-      else if (v.k != FV_ERR) t->clip = fe_val_num(&v);
-    } else {
-      int64_t *dst[] = {&t->batch, &t->seq, &t->steps, &t->eval_every, &t->seed};
-      train_int(ck, env, it, dst[k - 3]);
-    }
-  }
-  train_optimizer(ck, env, t, opt ? opt->expr : NULL);
-  train_schedule(ck, env, t, sched ? sched->expr : NULL);
-  train_settle(ck, t);
-  if (!loss) {
-    diag_error(ck->d, td->name_loc, "train section for '%s' has no loss(...)", td->name);
-    return t;
-  }
-  if (!m) return t;  // the model itself failed to check
-  env_bind(ck, env, m->decl->name, (FeVal){.k = FV_INST, .inst = m->root, .loc = m->decl->name_loc},
-           m->decl->name_loc);
-  snprintf(ck->fn_label, sizeof ck->fn_label, "loss");
-  FeEnv *locals = env_new(ck, env, FE_ENV_LOCALS);
-  if (!locals || !bind_typed_params(ck, locals, loss, &t->loss_inputs, &t->loss_input_names)) return t;
-  t->nloss_inputs = loss->nparams;
-  t->loss_fn = loss;
-  FeVal r = fe_run_body(ck, locals, loss, NULL);
-  if (r.k != FV_ERR && (r.k != FV_TENSOR || r.ty.rank != 0 || !ir_dtype_info[r.ty.dt].is_float))
-    diag_error(ck->d, r.loc, "the loss must be a float scalar, got %s%s", fe_val_describe(ck, &r),
-               r.k == FV_TENSOR && r.ty.rank > 0 ? " (reduce it with mean() or cross_entropy())" : "");
-  return t;
 }
 
 // ---- the whole file ----
@@ -1434,7 +1209,7 @@ FeModel *fe_check(Arena *a, Diag *d, const FeAst *ast, FeCheckOpts *opts) {
       diag_note(d, m->train->decl->name_loc, "the first one is here");
       continue;
     }
-    FeTrain *t = check_train(&ck, td, m);
+    FeTrain *t = fe_check_train(&ck, td, m);
     if (m) m->train = t;
   }
   for (int i = 0; opts && i < opts->noverrides; i++) {
@@ -1442,7 +1217,7 @@ FeModel *fe_check(Arena *a, Diag *d, const FeAst *ast, FeCheckOpts *opts) {
     const char *cands[128];
     int n = 0;
     for (int j = 0; j < ck.config->names.len && n < 100; j++) cands[n++] = ck.config->names.data[j];
-    for (int j = 0; j < NTRAIN_SETTINGS; j++) cands[n++] = train_settings[j];
+    for (int j = 0; j < FE_NTRAIN_SETTINGS; j++) cands[n++] = fe_train_settings[j];
     static const char *const extra[] = {"lr", "weight_decay", "momentum", "warmup", "min_lr"};
     for (int j = 0; j < 5; j++) cands[n++] = extra[j];
     diag_error(d, (SrcLoc){0}, "--set %s: no config value or train setting has this name%s",

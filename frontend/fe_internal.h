@@ -170,7 +170,16 @@ IrNode *fe_lower_reshape(FeCk *ck, IrNode *x, const IrType *ty, SrcLoc loc);
 IrNode *fe_lower_slice(FeCk *ck, IrNode *x, int axis, int64_t start, IrDim len, SrcLoc loc);
 void fe_lower_model(FeCk *ck, FeModel *m);
 
-// check.c (used by builtins.c and lower.c)
+// check.c (used by builtins.c, lower.c and train.c)
+FeOverride *fe_find_override(FeCk *ck, const char *key);
+bool fe_parse_override(FeCk *ck, FeOverride *o, const FeVal *want, FeVal *out);
+bool fe_is_config_name(FeCk *ck, const char *name, SrcLoc *where);
+bool fe_bind_typed_params(FeCk *ck, FeEnv *env, const FeItem *fn, IrType **types, const char ***names);
+
+// train.c
+enum { FE_NTRAIN_SETTINGS = 8 };
+extern const char *const fe_train_settings[FE_NTRAIN_SETTINGS];
+FeTrain *fe_check_train(FeCk *ck, const FeDecl *td, FeModel *m);
 FeVal fe_run_body(FeCk *ck, FeEnv *env, const FeItem *fn, FeEnv *members);
 FeEnv *fe_env_new(FeCk *ck, FeEnv *parent, int kind);
 void fe_env_bind(FeCk *ck, FeEnv *env, const char *name, FeVal v, SrcLoc loc);
