@@ -6,6 +6,7 @@
 // One section per source file:
 //   safetensors.c  read (mmap) and write (atomic replace) safetensors files,
 //                  dtype names and sizes, f16/bf16 <-> f32 conversions
+//   threads.c      a pthreads pool with deterministic static chunking
 //
 // Functions return RT_OK (0) or an RtStatus error code; on error they write
 // a one-line message naming the file (and the tensor where there is one)
@@ -110,5 +111,28 @@ typedef struct {
 // is then in place, and the message says so).
 int rt_st_write(const char *path, const RtStWrite *ts, int n, const char *const *meta, int nmeta, char *err,
                 size_t errlen);
+
+// ---- threads.c ----
+// A fixed pool of threads that compiled code calls for its parallel loops
+// (the generated sgemm's N split). Static chunking: with P threads, thread t
+// runs tasks [t*n/P, (t+1)*n/P) in increasing order, thread 0 being the
+// caller, so which thread runs a task depends on n and P only, never on
+// timing. Example:
+//   RtPool *pool = rt_pool_new(2);      // the caller + 1 worker
+//   rt_parallel_for(pool, 8, fn, ctx);  // fn(ctx, 0..3, 0), fn(ctx, 4..7, 1)
+//   rt_pool_free(pool);
+// One rt_parallel_for at a time per pool (concurrent callers are
+// serialized); fn must not call rt_parallel_for on the same pool.
+typedef struct RtPool RtPool;
+typedef void (*RtTaskFn)(void *ctx, int64_t task, int32_t thread);
+
+// nthreads >= 1 (the caller counts as one). Returns NULL if a thread cannot
+// be started or memory runs out. Caller frees with rt_pool_free.
+RtPool *rt_pool_new(int nthreads);
+void rt_pool_free(RtPool *pool);  // joins the workers; NULL is harmless
+int rt_pool_size(const RtPool *pool);  // 1 for NULL
+// Runs fn(ctx, task, thread) for task in [0, n_tasks) and returns when all
+// are done. pool NULL: the caller runs them all (thread 0).
+void rt_parallel_for(RtPool *pool, int64_t n_tasks, RtTaskFn fn, void *ctx);
 
 #endif
