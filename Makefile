@@ -36,3 +36,12 @@ fuzz: deps
 
 clean:
 	rm -rf $(BUILD) build-asan build-fuzz
+
+# heed's generated sgemm against OpenBLAS (bench/README.md); needs Debian's
+# libopenblas0-openmp + libopenblas-dev (benchmark only). BENCH_ARGS: e.g.
+# --m 512 --threads 1.
+.PHONY: bench-gemm
+bench-gemm:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target gemm_bench
+	@bench/gemm_bench.sh $(BUILD)/gemm_bench $(BENCH_ARGS)

@@ -132,7 +132,8 @@ RtPool *rt_pool_new(int nthreads);
 void rt_pool_free(RtPool *pool);  // joins the workers; NULL is harmless
 int rt_pool_size(const RtPool *pool);  // 1 for NULL
 // Runs fn(ctx, task, thread) for task in [0, n_tasks) and returns when all
-// are done. pool NULL: the caller runs them all (thread 0).
+// are done. pool NULL, a pool of 1 or a single task: the caller runs them
+// all (thread 0).
 void rt_parallel_for(RtPool *pool, int64_t n_tasks, RtTaskFn fn, void *ctx);
 
 #endif

@@ -1,0 +1,22 @@
+#!/bin/sh
+# bench/gemm_bench.sh: runs gemm_bench (heed's generated sgemm vs OpenBLAS)
+# with the OpenBLAS kernels this CPU should get. Debian's OpenBLAS 0.3.21
+# does not know Zen 4/5 and would fall back to its Haswell (AVX2) kernels, so
+# on an AVX-512 CPU it is told OPENBLAS_CORETYPE=SkylakeX; on an AVX2-only
+# CPU (SkylakeX kernels would fault) Haswell, which it also picks for Zen 1-3.
+# usage: gemm_bench.sh path/to/gemm_bench [gemm_bench args]
+set -e
+bin=$1
+shift
+if [ -z "$OPENBLAS_CORETYPE" ]; then
+  if grep -qw avx512f /proc/cpuinfo; then
+    OPENBLAS_CORETYPE=SkylakeX
+  else
+    OPENBLAS_CORETYPE=Haswell
+  fi
+fi
+export OPENBLAS_CORETYPE
+lib=$(ldd "$bin" | awk '/libopenblas/ {print $3}')
+echo "OpenBLAS library: $lib ($(dpkg -S "$lib" 2>/dev/null | cut -d: -f1 || echo 'not from a Debian package'))"
+echo "OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE"
+exec "$bin" "$@"

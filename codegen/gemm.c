@@ -1,0 +1,628 @@
+// codegen/gemm.c: a generated sgemm, the CPU backend's hot kernel for
+// matmul and linear layers. Built with the LLVM C API into the current
+// module of llvm.c, on explicit <vw x float> vectors and llvm.fma (not left
+// to the loop vectorizer), in the BLIS structure:
+//
+//   for jc in [n0, n1) step NC            B block (kc x nc) packed: L3
+//     for pc in [0, K) step KC            same KC blocks on every thread
+//       pack B[pc:pc+kc, jc:jc+nc] -> Bp  NR-column panels, k-major
+//       for ic in [0, M) step MC
+//         pack A[ic:ic+mc, pc:pc+kc] -> Ap  MR-row panels, k-major: L2
+//         for jr step NR, ir step MR      micro-kernel: MR x NR floats in
+//           C[ir, jr] (+)= Ap_ir @ Bp_jr  registers, kc rank-1 updates
+//
+// Edge tiles (any M, N, K) are packed with zeros and stored through a tile
+// on the stack. Threads: the entry point splits N into nthreads ranges of
+// whole NR panels and calls rt_parallel_for (the runtime's pool); one task
+// per range, each with its own packing buffers.
+#include <stdio.h>
+#include <string.h>
+
+#include "codegen/cg.h"
+
+static const SrcLoc NOLOC = {0, 0, 0};
+
+// The generator's state: the builder and the function being built.
+typedef struct {
+  CgLlvm *cg;
+  const CgGemmConfig *cfg;
+  LLVMContextRef c;
+  LLVMModuleRef m;
+  LLVMBuilderRef b;
+  LLVMValueRef fn;  // the function being built
+  LLVMTypeRef i1, i32, i64, f32, ptr, vec, voidt;
+  LLVMTypeRef fma_ty;
+  LLVMValueRef fma;  // llvm.fma.v<vw>f32
+} G;
+
+static LLVMValueRef ci64(G *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
+
+static LLVMValueRef gep(G *g, LLVMValueRef p, LLVMValueRef idx) {
+  return LLVMBuildInBoundsGEP2(g->b, g->f32, p, &idx, 1, "");
+}
+
+static LLVMValueRef load(G *g, LLVMTypeRef t, LLVMValueRef p, unsigned align) {
+  LLVMValueRef v = LLVMBuildLoad2(g->b, t, p, "");
+  LLVMSetAlignment(v, align);
+  return v;
+}
+
+static void store(G *g, LLVMValueRef v, LLVMValueRef p, unsigned align) {
+  LLVMSetAlignment(LLVMBuildStore(g->b, v, p), align);
+}
+
+static LLVMValueRef add(G *g, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildNSWAdd(g->b, a, b, "");
+}
+static LLVMValueRef mul(G *g, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildNSWMul(g->b, a, b, "");
+}
+static LLVMValueRef lt(G *g, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildICmp(g->b, LLVMIntSLT, a, b, "");
+}
+static LLVMValueRef min64(G *g, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSelect(g->b, lt(g, a, b), a, b, "");
+}
+
+static LLVMBasicBlockRef block(G *g, const char *name) {
+  return LLVMAppendBasicBlockInContext(g->c, g->fn, name);
+}
+
+// for (iv = lo; iv < hi; iv += step) { ... }: loop_begin returns iv and
+// leaves the builder in the body; loop_end closes it and moves to the exit.
+typedef struct {
+  LLVMBasicBlockRef head, exit;
+  LLVMValueRef iv, step;
+} Loop;
+
+static LLVMValueRef loop_begin(G *g, Loop *l, LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef step) {
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
+  l->head = block(g, "loop");
+  LLVMBasicBlockRef body = block(g, "body");
+  l->exit = block(g, "exit");
+  l->step = step;
+  LLVMBuildBr(g->b, l->head);
+  LLVMPositionBuilderAtEnd(g->b, l->head);
+  l->iv = LLVMBuildPhi(g->b, g->i64, "i");
+  LLVMAddIncoming(l->iv, &lo, &pre, 1);
+  LLVMBuildCondBr(g->b, lt(g, l->iv, hi), body, l->exit);
+  LLVMPositionBuilderAtEnd(g->b, body);
+  return l->iv;
+}
+
+static void loop_end(G *g, Loop *l) {
+  LLVMValueRef next = add(g, l->iv, l->step);
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
+  LLVMBuildBr(g->b, l->head);
+  LLVMAddIncoming(l->iv, &next, &latch, 1);
+  LLVMPositionBuilderAtEnd(g->b, l->exit);
+}
+
+// if (cond) { ... }: if_begin returns the join block for if_end.
+static LLVMBasicBlockRef if_begin(G *g, LLVMValueRef cond) {
+  LLVMBasicBlockRef then = block(g, "then"), join = block(g, "join");
+  LLVMBuildCondBr(g->b, cond, then, join);
+  LLVMPositionBuilderAtEnd(g->b, then);
+  return join;
+}
+
+static void if_end(G *g, LLVMBasicBlockRef join) {
+  LLVMBuildBr(g->b, join);
+  LLVMPositionBuilderAtEnd(g->b, join);
+}
+
+// Starts an internal (or exported) function; the builder sits in its entry.
+static LLVMValueRef func_begin(G *g, const char *suffix, LLVMTypeRef ret, LLVMTypeRef *params,
+                               unsigned n, bool exported) {
+  char name[96];
+  snprintf(name, sizeof name, "%s%s", g->cfg->name, suffix);
+  LLVMValueRef f = LLVMAddFunction(g->m, name, LLVMFunctionType(ret, params, n, 0));
+  if (!exported)
+    LLVMSetLinkage(f, LLVMInternalLinkage);
+  cg_llvm_fn_attrs(g->cg, f);
+  g->fn = f;
+  LLVMPositionBuilderAtEnd(g->b, block(g, "entry"));
+  return f;
+}
+
+static void noalias(G *g, LLVMValueRef f, unsigned param) {
+  unsigned kind = LLVMGetEnumAttributeKindForName("noalias", 7);
+  LLVMAddAttributeAtIndex(f, param + 1, LLVMCreateEnumAttribute(g->c, kind, 0));
+}
+
+static LLVMValueRef splat(G *g, LLVMValueRef s) {
+  LLVMValueRef v = LLVMBuildInsertElement(g->b, LLVMGetUndef(g->vec), s, ci64(g, 0), "");
+  LLVMValueRef zeros = LLVMConstNull(LLVMVectorType(g->i32, (unsigned)g->cfg->vw));
+  return LLVMBuildShuffleVector(g->b, v, LLVMGetUndef(g->vec), zeros, "");
+}
+
+// ---- packing ----
+
+// Ap[p][k][MR] <- A[p*MR + r, k] for the mc x kc block at A (row stride
+// lda); rows past mc are zero. One panel: rows == NULL means a full one.
+static void pack_a_panel(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValueRef kc,
+                         LLVMValueRef dst, LLVMValueRef rows) {
+  int mr = g->cfg->mr;
+  LLVMValueRef rowp[32], ok[32];
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef ri = ci64(g, r);
+    if (rows) {  // clamp to the last valid row, zero the value below
+      ok[r] = lt(g, ri, rows);
+      ri = LLVMBuildSelect(g->b, ok[r], ri, LLVMBuildNSWSub(g->b, rows, ci64(g, 1), ""), "");
+    }
+    rowp[r] = gep(g, a, mul(g, ri, lda));
+  }
+  Loop lk;
+  LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, ci64(g, 1));
+  LLVMValueRef out = gep(g, dst, mul(g, k, ci64(g, mr)));
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef v = load(g, g->f32, gep(g, rowp[r], k), 4);
+    if (rows)
+      v = LLVMBuildSelect(g->b, ok[r], v, LLVMConstReal(g->f32, 0), "");
+    store(g, v, gep(g, out, ci64(g, r)), 4);
+  }
+  loop_end(g, &lk);
+}
+
+// void packA(const float *A, i64 lda, i64 mc, i64 kc, float *Ap)
+static LLVMValueRef emit_pack_a(G *g) {
+  LLVMTypeRef ps[] = {g->ptr, g->i64, g->i64, g->i64, g->ptr};
+  LLVMValueRef f = func_begin(g, ".packA", g->voidt, ps, 5, false);
+  LLVMValueRef a = LLVMGetParam(f, 0), lda = LLVMGetParam(f, 1), mc = LLVMGetParam(f, 2),
+               kc = LLVMGetParam(f, 3), ap = LLVMGetParam(f, 4);
+  int mr = g->cfg->mr;
+  Loop lp;
+  LLVMValueRef p0 = loop_begin(g, &lp, ci64(g, 0), mc, ci64(g, mr));
+  LLVMValueRef rows = LLVMBuildNSWSub(g->b, mc, p0, "");
+  LLVMValueRef src = gep(g, a, mul(g, p0, lda)), dst = gep(g, ap, mul(g, p0, kc));
+  LLVMBasicBlockRef full = block(g, "full"), edge = block(g, "edge"), next = block(g, "next");
+  LLVMBuildCondBr(g->b, lt(g, rows, ci64(g, mr)), edge, full);
+  LLVMPositionBuilderAtEnd(g->b, full);
+  pack_a_panel(g, src, lda, kc, dst, NULL);
+  LLVMBuildBr(g->b, next);
+  LLVMPositionBuilderAtEnd(g->b, edge);
+  pack_a_panel(g, src, lda, kc, dst, rows);
+  LLVMBuildBr(g->b, next);
+  LLVMPositionBuilderAtEnd(g->b, next);
+  loop_end(g, &lp);
+  LLVMBuildRetVoid(g->b);
+  return f;
+}
+
+// Transposes vw vectors of vw lanes in place (t[i][j] <- t[j][i]) with
+// log2(vw) rounds of interleaves: row i pairs with row i + vw/2 and the
+// low/high interleave lands in rows 2i and 2i + 1.
+static void transpose(G *g, LLVMValueRef *t) {
+  int vw = g->cfg->vw, h = vw / 2;
+  LLVMValueRef lo[16], hi[16], out[16];
+  for (int l = 0; l < h; l++) {
+    lo[2 * l] = LLVMConstInt(g->i32, (unsigned)l, 0);
+    lo[2 * l + 1] = LLVMConstInt(g->i32, (unsigned)(vw + l), 0);
+    hi[2 * l] = LLVMConstInt(g->i32, (unsigned)(h + l), 0);
+    hi[2 * l + 1] = LLVMConstInt(g->i32, (unsigned)(vw + h + l), 0);
+  }
+  LLVMValueRef mlo = LLVMConstVector(lo, (unsigned)vw), mhi = LLVMConstVector(hi, (unsigned)vw);
+  for (int round = 1; round < vw; round *= 2) {
+    for (int i = 0; i < h; i++) {
+      out[2 * i] = LLVMBuildShuffleVector(g->b, t[i], t[i + h], mlo, "");
+      out[2 * i + 1] = LLVMBuildShuffleVector(g->b, t[i], t[i + h], mhi, "");
+    }
+    memcpy(t, out, (size_t)vw * sizeof *t);
+  }
+}
+
+// A full panel of transposed B (B(k, n) = B[n*ldb + k]): vw k at a time,
+// each of the NR columns read as a vector along k and transposed in
+// registers; returns the k where the scalar tail starts.
+static LLVMValueRef pack_bt_vec(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef kc,
+                                LLVMValueRef dst) {
+  int nr = g->cfg->nr, vw = g->cfg->vw;
+  LLVMValueRef kv = LLVMBuildAnd(g->b, kc, ci64(g, -vw), "");  // kc rounded down to vw
+  Loop lk;
+  LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kv, ci64(g, vw));
+  for (int j = 0; j < nr / vw; j++) {
+    LLVMValueRef t[16];
+    for (int l = 0; l < vw; l++)
+      t[l] = load(g, g->vec, gep(g, b, add(g, mul(g, ci64(g, j * vw + l), ldb), k)), 4);
+    transpose(g, t);
+    for (int l = 0; l < vw; l++)
+      store(g, t[l], gep(g, dst, add(g, mul(g, add(g, k, ci64(g, l)), ci64(g, nr)), ci64(g, j * vw))),
+            (unsigned)vw * 4);
+  }
+  loop_end(g, &lk);
+  return kv;
+}
+
+// Bp[q][k][NR] <- B(k, q*NR + c) for the kc x nc block at B: B(k, n) is
+// B[k*ldb + n], or B[n*ldb + k] when transposed. Columns past nc are zero.
+// One panel, k in [k0, kc): cols == NULL means a full one.
+static void pack_b_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef k0,
+                         LLVMValueRef kc, LLVMValueRef dst, LLVMValueRef cols) {
+  int nr = g->cfg->nr, vw = g->cfg->vw;
+  bool tb = g->cfg->trans_b;
+  Loop lk;
+  if (!cols && !tb) {  // rows of B are contiguous: vector copies
+    LLVMValueRef k = loop_begin(g, &lk, k0, kc, ci64(g, 1));
+    LLVMValueRef src = gep(g, b, mul(g, k, ldb)), out = gep(g, dst, mul(g, k, ci64(g, nr)));
+    for (int j = 0; j < nr / vw; j++) {
+      LLVMValueRef v = load(g, g->vec, gep(g, src, ci64(g, j * vw)), 4);
+      store(g, v, gep(g, out, ci64(g, j * vw)), (unsigned)vw * 4);
+    }
+    loop_end(g, &lk);
+    return;
+  }
+  LLVMValueRef colp[64], ok[64];
+  LLVMValueRef cstride = tb ? ldb : ci64(g, 1), kstride = tb ? ci64(g, 1) : ldb;
+  for (int c = 0; c < nr; c++) {
+    LLVMValueRef ci = ci64(g, c);
+    if (cols) {
+      ok[c] = lt(g, ci, cols);
+      ci = LLVMBuildSelect(g->b, ok[c], ci, LLVMBuildNSWSub(g->b, cols, ci64(g, 1), ""), "");
+    }
+    colp[c] = gep(g, b, mul(g, ci, cstride));
+  }
+  LLVMValueRef k = loop_begin(g, &lk, k0, kc, ci64(g, 1));
+  LLVMValueRef koff = mul(g, k, kstride), out = gep(g, dst, mul(g, k, ci64(g, nr)));
+  for (int j = 0; j < nr / vw; j++) {
+    LLVMValueRef v = LLVMGetUndef(g->vec);
+    for (int l = 0; l < vw; l++) {
+      int c = j * vw + l;
+      LLVMValueRef x = load(g, g->f32, gep(g, colp[c], koff), 4);
+      if (cols)
+        x = LLVMBuildSelect(g->b, ok[c], x, LLVMConstReal(g->f32, 0), "");
+      v = LLVMBuildInsertElement(g->b, v, x, ci64(g, l), "");
+    }
+    store(g, v, gep(g, out, ci64(g, j * vw)), (unsigned)vw * 4);
+  }
+  loop_end(g, &lk);
+}
+
+// void packB(const float *B, i64 ldb, i64 kc, i64 nc, float *Bp)
+static LLVMValueRef emit_pack_b(G *g) {
+  LLVMTypeRef ps[] = {g->ptr, g->i64, g->i64, g->i64, g->ptr};
+  LLVMValueRef f = func_begin(g, ".packB", g->voidt, ps, 5, false);
+  LLVMValueRef b = LLVMGetParam(f, 0), ldb = LLVMGetParam(f, 1), kc = LLVMGetParam(f, 2),
+               nc = LLVMGetParam(f, 3), bp = LLVMGetParam(f, 4);
+  int nr = g->cfg->nr;
+  Loop lq;
+  LLVMValueRef q0 = loop_begin(g, &lq, ci64(g, 0), nc, ci64(g, nr));
+  LLVMValueRef cols = LLVMBuildNSWSub(g->b, nc, q0, "");
+  LLVMValueRef src = gep(g, b, g->cfg->trans_b ? mul(g, q0, ldb) : q0);
+  LLVMValueRef dst = gep(g, bp, mul(g, q0, kc));
+  LLVMBasicBlockRef full = block(g, "full"), edge = block(g, "edge"), next = block(g, "next");
+  LLVMBuildCondBr(g->b, lt(g, cols, ci64(g, nr)), edge, full);
+  LLVMPositionBuilderAtEnd(g->b, full);
+  LLVMValueRef k0 = g->cfg->trans_b ? pack_bt_vec(g, src, ldb, kc, dst) : ci64(g, 0);
+  pack_b_panel(g, src, ldb, k0, kc, dst, NULL);
+  LLVMBuildBr(g->b, next);
+  LLVMPositionBuilderAtEnd(g->b, edge);
+  pack_b_panel(g, src, ldb, ci64(g, 0), kc, dst, cols);
+  LLVMBuildBr(g->b, next);
+  LLVMPositionBuilderAtEnd(g->b, next);
+  loop_end(g, &lq);
+  LLVMBuildRetVoid(g->b);
+  return f;
+}
+
+// ---- micro-kernel ----
+
+// One rank-1 update: acc[r][j] += Ap[k][r] * Bp[k][j*vw .. +vw].
+static void kernel_step(G *g, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef k,
+                        LLVMValueRef *acc) {
+  int mr = g->cfg->mr, vw = g->cfg->vw, nb = g->cfg->nr / vw;
+  LLVMValueRef ak = gep(g, ap, mul(g, k, ci64(g, mr)));
+  LLVMValueRef bk = gep(g, bp, mul(g, k, ci64(g, g->cfg->nr)));
+  LLVMValueRef bv[4];
+  for (int j = 0; j < nb; j++)
+    bv[j] = load(g, g->vec, gep(g, bk, ci64(g, j * vw)), (unsigned)vw * 4);
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef av = splat(g, load(g, g->f32, gep(g, ak, ci64(g, r)), 4));
+    for (int j = 0; j < nb; j++) {
+      LLVMValueRef args[3] = {av, bv[j], acc[r * nb + j]};
+      acc[r * nb + j] = LLVMBuildCall2(g->b, g->fma_ty, g->fma, args, 3, "");
+    }
+  }
+}
+
+// for (k = lo; k + unroll <= hi; k += unroll) `unroll` steps, with the
+// accumulators as loop phis; acc holds their exit values afterwards.
+// Returns k at exit.
+static LLVMValueRef kernel_loop(G *g, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef lo,
+                                LLVMValueRef hi, int unroll, LLVMValueRef *acc) {
+  int n = g->cfg->mr * (g->cfg->nr / g->cfg->vw);
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
+  LLVMBasicBlockRef head = block(g, "kloop"), body = block(g, "kbody"), exit = block(g, "kexit");
+  LLVMBuildBr(g->b, head);
+  LLVMPositionBuilderAtEnd(g->b, head);
+  LLVMValueRef k = LLVMBuildPhi(g->b, g->i64, "k"), phi[128];
+  LLVMAddIncoming(k, &lo, &pre, 1);
+  for (int i = 0; i < n; i++) {
+    phi[i] = LLVMBuildPhi(g->b, g->vec, "acc");
+    LLVMAddIncoming(phi[i], &acc[i], &pre, 1);
+  }
+  LLVMValueRef more = LLVMBuildICmp(g->b, LLVMIntSLE, add(g, k, ci64(g, unroll)), hi, "");
+  LLVMBuildCondBr(g->b, more, body, exit);
+  LLVMPositionBuilderAtEnd(g->b, body);
+  for (int i = 0; i < n; i++)
+    acc[i] = phi[i];
+  for (int u = 0; u < unroll; u++)
+    kernel_step(g, ap, bp, add(g, k, ci64(g, u)), acc);
+  LLVMValueRef knext = add(g, k, ci64(g, unroll));
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
+  LLVMBuildBr(g->b, head);
+  LLVMAddIncoming(k, &knext, &latch, 1);
+  for (int i = 0; i < n; i++) {
+    LLVMAddIncoming(phi[i], &acc[i], &latch, 1);
+    acc[i] = phi[i];
+  }
+  LLVMPositionBuilderAtEnd(g->b, exit);
+  return k;
+}
+
+// void kernel(i64 kc, const float *Ap, const float *Bp, float *C, i64 ldc,
+//             i64 mr, i64 nr, i32 add)
+// C[0:mr, 0:nr] = (add ? C : 0) + Ap (MR x kc, k-major) @ Bp (kc x NR).
+static LLVMValueRef emit_kernel(G *g) {
+  LLVMTypeRef ps[] = {g->i64, g->ptr, g->ptr, g->ptr, g->i64, g->i64, g->i64, g->i32};
+  LLVMValueRef f = func_begin(g, ".kernel", g->voidt, ps, 8, false);
+  for (unsigned i = 1; i <= 3; i++)
+    noalias(g, f, i);
+  LLVMValueRef kc = LLVMGetParam(f, 0), ap = LLVMGetParam(f, 1), bp = LLVMGetParam(f, 2),
+               c = LLVMGetParam(f, 3), ldc = LLVMGetParam(f, 4), mrv = LLVMGetParam(f, 5),
+               nrv = LLVMGetParam(f, 6);
+  LLVMValueRef addc = LLVMBuildICmp(g->b, LLVMIntNE, LLVMGetParam(f, 7), LLVMConstInt(g->i32, 0, 0), "");
+  int mr = g->cfg->mr, nr = g->cfg->nr, vw = g->cfg->vw, nb = nr / vw, n = mr * nb;
+  // The edge tile lives on the stack (allocas in the entry block).
+  LLVMValueRef tile = LLVMBuildArrayAlloca(g->b, g->f32, ci64(g, mr * nr), "tile");
+  LLVMSetAlignment(tile, 64);
+  LLVMValueRef acc[128];
+  for (int i = 0; i < n; i++)
+    acc[i] = LLVMConstNull(g->vec);
+  // Prefetch the C tile (the first and last byte of each row) while the
+  // rank-1 updates run.
+  LLVMTypeRef pf_ps[] = {g->ptr, g->i32, g->i32, g->i32};
+  LLVMTypeRef pf_ty = LLVMFunctionType(g->voidt, pf_ps, 4, 0);
+  unsigned pf_id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+  LLVMValueRef pf = LLVMGetIntrinsicDeclaration(g->m, pf_id, &g->ptr, 1);
+  for (int r = 0; r < mr; r++)
+    for (int e = 0; e < 2; e++) {
+      LLVMValueRef row = gep(g, c, add(g, mul(g, min64(g, ci64(g, r), LLVMBuildNSWSub(g->b, mrv, ci64(g, 1), "")), ldc),
+                                       ci64(g, e ? nr - 1 : 0)));
+      LLVMValueRef args[] = {row, LLVMConstInt(g->i32, 1, 0), LLVMConstInt(g->i32, 3, 0),
+                             LLVMConstInt(g->i32, 1, 0)};
+      LLVMBuildCall2(g->b, pf_ty, pf, args, 4, "");
+    }
+  LLVMValueRef k = kernel_loop(g, ap, bp, ci64(g, 0), kc, 4, acc);
+  kernel_loop(g, ap, bp, k, kc, 1, acc);
+
+  LLVMValueRef full = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, mrv, ci64(g, mr), ""),
+                                   LLVMBuildICmp(g->b, LLVMIntEQ, nrv, ci64(g, nr), ""), "");
+  LLVMBasicBlockRef bfull = block(g, "full"), bedge = block(g, "edge"), done = block(g, "done");
+  LLVMBuildCondBr(g->b, full, bfull, bedge);
+  // Full tile: C rows (unaligned) += or = the accumulators; C is read only
+  // when adding (the first K block of beta = 0 never touches it).
+  LLVMPositionBuilderAtEnd(g->b, bfull);
+  LLVMBasicBlockRef badd = block(g, "add"), bset = block(g, "set");
+  LLVMBuildCondBr(g->b, addc, badd, bset);
+  for (int pass = 0; pass < 2; pass++) {
+    LLVMPositionBuilderAtEnd(g->b, pass ? bset : badd);
+    for (int r = 0; r < mr; r++) {
+      LLVMValueRef row = gep(g, c, mul(g, ci64(g, r), ldc));
+      for (int j = 0; j < nb; j++) {
+        LLVMValueRef p = gep(g, row, ci64(g, j * vw)), v = acc[r * nb + j];
+        if (!pass)
+          v = LLVMBuildFAdd(g->b, load(g, g->vec, p, 4), v, "");
+        store(g, v, p, 4);
+      }
+    }
+    LLVMBuildBr(g->b, done);
+  }
+  // Edge tile: spill to the stack, copy the valid mr x nr part.
+  LLVMPositionBuilderAtEnd(g->b, bedge);
+  for (int i = 0; i < n; i++)
+    store(g, acc[i], gep(g, tile, ci64(g, i * vw)), 64);
+  Loop li, lj;
+  LLVMValueRef i = loop_begin(g, &li, ci64(g, 0), mrv, ci64(g, 1));
+  LLVMValueRef row = gep(g, c, mul(g, i, ldc)), trow = gep(g, tile, mul(g, i, ci64(g, nr)));
+  LLVMValueRef j = loop_begin(g, &lj, ci64(g, 0), nrv, ci64(g, 1));
+  LLVMValueRef p = gep(g, row, j), t = load(g, g->f32, gep(g, trow, j), 4);
+  LLVMValueRef sum = LLVMBuildFAdd(g->b, load(g, g->f32, p, 4), t, "");
+  store(g, LLVMBuildSelect(g->b, addc, sum, t, ""), p, 4);
+  loop_end(g, &lj);
+  loop_end(g, &li);
+  LLVMBuildBr(g->b, done);
+  LLVMPositionBuilderAtEnd(g->b, done);
+  LLVMBuildRetVoid(g->b);
+  return f;
+}
+
+// ---- blocking and threads ----
+
+// void range(i64 M, i64 N, i64 K, const float *A, i64 lda, const float *B,
+//            i64 ldb, float *C, i64 ldc, i32 beta, i64 n0, i64 n1, float *work)
+// Columns [n0, n1) of C; work holds Ap (MC x KC) then Bp (KC x NC).
+static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b,
+                               LLVMValueRef kernel) {
+  const CgGemmConfig *cfg = g->cfg;
+  LLVMTypeRef ps[] = {g->i64, g->i64, g->i64, g->ptr, g->i64, g->ptr, g->i64,
+                      g->ptr, g->i64, g->i32, g->i64, g->i64, g->ptr};
+  LLVMValueRef f = func_begin(g, ".range", g->voidt, ps, 13, false);
+  LLVMValueRef M = LLVMGetParam(f, 0), K = LLVMGetParam(f, 2), a = LLVMGetParam(f, 3),
+               lda = LLVMGetParam(f, 4), b = LLVMGetParam(f, 5), ldb = LLVMGetParam(f, 6),
+               c = LLVMGetParam(f, 7), ldc = LLVMGetParam(f, 8), beta = LLVMGetParam(f, 9),
+               n0 = LLVMGetParam(f, 10), n1 = LLVMGetParam(f, 11), work = LLVMGetParam(f, 12);
+  LLVMValueRef ap = work, bp = gep(g, work, ci64(g, (int64_t)cfg->mc * cfg->kc));
+  LLVMValueRef zero = ci64(g, 0), one = ci64(g, 1);
+  LLVMTypeRef pack_ty = LLVMGlobalGetValueType(pack_a), kern_ty = LLVMGlobalGetValueType(kernel);
+
+  // K == 0: C = beta ? C : 0 (no K block runs below).
+  LLVMValueRef kzero = LLVMBuildICmp(g->b, LLVMIntEQ, K, zero, "");
+  LLVMValueRef nobeta = LLVMBuildICmp(g->b, LLVMIntEQ, beta, LLVMConstInt(g->i32, 0, 0), "");
+  LLVMBasicBlockRef join = if_begin(g, LLVMBuildAnd(g->b, kzero, nobeta, ""));
+  Loop lzi, lzj;
+  LLVMValueRef zi = loop_begin(g, &lzi, zero, M, one);
+  LLVMValueRef zrow = gep(g, c, mul(g, zi, ldc));
+  LLVMValueRef zj = loop_begin(g, &lzj, n0, n1, one);
+  store(g, LLVMConstReal(g->f32, 0), gep(g, zrow, zj), 4);
+  loop_end(g, &lzj);
+  loop_end(g, &lzi);
+  if_end(g, join);
+
+  Loop ljc, lpc, lic, ljr, lir;
+  LLVMValueRef jc = loop_begin(g, &ljc, n0, n1, ci64(g, cfg->nc));
+  LLVMValueRef nc = min64(g, ci64(g, cfg->nc), LLVMBuildNSWSub(g->b, n1, jc, ""));
+  LLVMValueRef pc = loop_begin(g, &lpc, zero, K, ci64(g, cfg->kc));
+  LLVMValueRef kc = min64(g, ci64(g, cfg->kc), LLVMBuildNSWSub(g->b, K, pc, ""));
+  LLVMValueRef addc = LLVMBuildZExt(
+      g->b, LLVMBuildOr(g->b, LLVMBuildNot(g->b, nobeta, ""), LLVMBuildICmp(g->b, LLVMIntSGT, pc, zero, ""), ""),
+      g->i32, "");
+  LLVMValueRef bsrc = cfg->trans_b ? gep(g, b, add(g, mul(g, jc, ldb), pc))
+                                   : gep(g, b, add(g, mul(g, pc, ldb), jc));
+  LLVMValueRef pb_args[] = {bsrc, ldb, kc, nc, bp};
+  LLVMBuildCall2(g->b, pack_ty, pack_b, pb_args, 5, "");
+  LLVMValueRef ic = loop_begin(g, &lic, zero, M, ci64(g, cfg->mc));
+  LLVMValueRef mc = min64(g, ci64(g, cfg->mc), LLVMBuildNSWSub(g->b, M, ic, ""));
+  LLVMValueRef pa_args[] = {gep(g, a, add(g, mul(g, ic, lda), pc)), lda, mc, kc, ap};
+  LLVMBuildCall2(g->b, pack_ty, pack_a, pa_args, 5, "");
+  LLVMValueRef jr = loop_begin(g, &ljr, zero, nc, ci64(g, cfg->nr));
+  LLVMValueRef nr = min64(g, ci64(g, cfg->nr), LLVMBuildNSWSub(g->b, nc, jr, ""));
+  LLVMValueRef ir = loop_begin(g, &lir, zero, mc, ci64(g, cfg->mr));
+  LLVMValueRef mr = min64(g, ci64(g, cfg->mr), LLVMBuildNSWSub(g->b, mc, ir, ""));
+  LLVMValueRef cij = gep(g, c, add(g, mul(g, add(g, ic, ir), ldc), add(g, jc, jr)));
+  LLVMValueRef k_args[] = {kc, gep(g, ap, mul(g, ir, kc)), gep(g, bp, mul(g, jr, kc)), cij, ldc,
+                           mr, nr, addc};
+  LLVMBuildCall2(g->b, kern_ty, kernel, k_args, 8, "");
+  loop_end(g, &lir);
+  loop_end(g, &ljr);
+  loop_end(g, &lic);
+  loop_end(g, &lpc);
+  loop_end(g, &ljc);
+  LLVMBuildRetVoid(g->b);
+  return f;
+}
+
+// The context the entry point passes to its tasks (one per thread).
+enum { CTX_M, CTX_N, CTX_K, CTX_A, CTX_LDA, CTX_B, CTX_LDB, CTX_C, CTX_LDC, CTX_BETA,
+       CTX_NTHREADS, CTX_WORK, CTX_COUNT };
+
+static LLVMTypeRef ctx_type(G *g) {
+  LLVMTypeRef t[CTX_COUNT] = {g->i64, g->i64, g->i64, g->ptr, g->i64, g->ptr,
+                              g->i64, g->ptr, g->i64, g->i32, g->i32, g->ptr};
+  return LLVMStructTypeInContext(g->c, t, CTX_COUNT, 0);
+}
+
+// void task(void *ctx, i64 task, i32 thread): NR panels
+// [task*np/nt, (task+1)*np/nt) of np = ceil(N/NR), work buffer number task.
+static LLVMValueRef emit_task(G *g, LLVMValueRef range) {
+  LLVMTypeRef ps[] = {g->ptr, g->i64, g->i32};
+  LLVMValueRef f = func_begin(g, ".task", g->voidt, ps, 3, false);
+  LLVMValueRef ctx = LLVMGetParam(f, 0), task = LLVMGetParam(f, 1);
+  LLVMTypeRef ct = ctx_type(g);
+  LLVMTypeRef ft[CTX_COUNT];
+  LLVMGetStructElementTypes(ct, ft);
+  LLVMValueRef v[CTX_COUNT];
+  for (int i = 0; i < CTX_COUNT; i++)
+    v[i] = load(g, ft[i], LLVMBuildStructGEP2(g->b, ct, ctx, (unsigned)i, ""), 4);
+  int nr = g->cfg->nr;
+  LLVMValueRef nt = LLVMBuildSExt(g->b, v[CTX_NTHREADS], g->i64, "");
+  LLVMValueRef np = LLVMBuildSDiv(g->b, add(g, v[CTX_N], ci64(g, nr - 1)), ci64(g, nr), "");
+  LLVMValueRef p0 = LLVMBuildSDiv(g->b, mul(g, task, np), nt, "");
+  LLVMValueRef p1 = LLVMBuildSDiv(g->b, mul(g, add(g, task, ci64(g, 1)), np), nt, "");
+  LLVMValueRef n0 = mul(g, p0, ci64(g, nr)), n1 = min64(g, v[CTX_N], mul(g, p1, ci64(g, nr)));
+  int64_t ws = (int64_t)(cg_gemm_work_bytes(g->cfg) / sizeof(float)) / g->cfg->nthreads_max;
+  LLVMValueRef work = gep(g, v[CTX_WORK], mul(g, task, ci64(g, ws)));
+  LLVMBasicBlockRef join = if_begin(g, lt(g, n0, n1));
+  LLVMValueRef args[] = {v[CTX_M], v[CTX_N], v[CTX_K], v[CTX_A], v[CTX_LDA], v[CTX_B], v[CTX_LDB],
+                         v[CTX_C], v[CTX_LDC], v[CTX_BETA], n0, n1, work};
+  LLVMBuildCall2(g->b, LLVMGlobalGetValueType(range), range, args, 13, "");
+  if_end(g, join);
+  LLVMBuildRetVoid(g->b);
+  return f;
+}
+
+// The exported entry (CgGemmFn): fills the context and hands nthreads tasks
+// to rt_parallel_for.
+static void emit_entry(G *g, LLVMValueRef task) {
+  LLVMTypeRef ps[] = {g->i64, g->i64, g->i64, g->ptr, g->i64, g->ptr, g->i64,
+                      g->ptr, g->i64, g->i32, g->ptr, g->i32, g->ptr};
+  LLVMValueRef f = func_begin(g, "", g->voidt, ps, 13, true);
+  LLVMTypeRef ct = ctx_type(g);
+  LLVMValueRef ctx = LLVMBuildAlloca(g->b, ct, "ctx");
+  // Parameters in order, skipping the pool (10), match the context fields.
+  unsigned from[CTX_COUNT] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12};
+  for (int i = 0; i < CTX_COUNT; i++) {
+    LLVMValueRef p = LLVMGetParam(f, from[i]);
+    if (i == CTX_NTHREADS) {  // clamp to [1, nthreads_max]
+      LLVMValueRef one = LLVMConstInt(g->i32, 1, 0), mx = LLVMConstInt(g->i32, (unsigned)g->cfg->nthreads_max, 0);
+      p = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, p, one, ""), one, p, "");
+      p = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, p, mx, ""), mx, p, "");
+    }
+    store(g, p, LLVMBuildStructGEP2(g->b, ct, ctx, (unsigned)i, ""), 4);
+  }
+  LLVMValueRef nt = load(g, g->i32, LLVMBuildStructGEP2(g->b, ct, ctx, CTX_NTHREADS, ""), 4);
+  LLVMTypeRef pf_ps[] = {g->ptr, g->i64, g->ptr, g->ptr};
+  LLVMTypeRef pf_ty = LLVMFunctionType(g->voidt, pf_ps, 4, 0);
+  LLVMValueRef pf = LLVMGetNamedFunction(g->m, "rt_parallel_for");
+  if (!pf)
+    pf = LLVMAddFunction(g->m, "rt_parallel_for", pf_ty);
+  LLVMValueRef args[] = {LLVMGetParam(f, 10), LLVMBuildSExt(g->b, nt, g->i64, ""), task, ctx};
+  LLVMBuildCall2(g->b, pf_ty, pf, args, 4, "");
+  LLVMBuildRetVoid(g->b);
+}
+
+void cg_gemm_config_default(const CgLlvm *cg, CgGemmConfig *cfg, const char *name, bool trans_b) {
+  memset(cfg, 0, sizeof *cfg);
+  snprintf(cfg->name, sizeof cfg->name, "%s", name);
+  cfg->trans_b = trans_b;
+  cfg->vw = cg_llvm_vector_width(cg);
+  cfg->nr = 2 * cfg->vw;
+  if (cfg->vw == 16) {  // AVX-512 (Zen 4/5: 32 zmm, 48 KB L1d, 1 MB L2)
+    cfg->mr = 12;       // 24 accumulators + 2 B vectors + broadcast
+    cfg->kc = 192;      // B micro-panel 24 KB in L1
+    cfg->mc = 240;      // A block 180 KB in L2
+  } else {              // AVX2 (16 ymm): 12 accumulators
+    cfg->mr = 6;
+    cfg->kc = 256;      // B micro-panel 16 KB in L1
+    cfg->mc = 144;      // A block 144 KB in L2
+  }
+  cfg->nc = 3072;       // B block 3 MB (L3)
+  cfg->nthreads_max = 64;
+}
+
+size_t cg_gemm_work_bytes(const CgGemmConfig *cfg) {
+  size_t per = (size_t)cfg->mc * cfg->kc + (size_t)cfg->kc * cfg->nc;  // floats
+  per = (per + 15) / 16 * 16;  // each thread's buffer 64-byte aligned
+  return per * sizeof(float) * (size_t)cfg->nthreads_max;
+}
+
+bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d) {
+  LLVMModuleRef m = cg_llvm_module(cg);
+  if (!m) {
+    diag_error(d, NOLOC, "gemm: no current module");
+    return false;
+  }
+  if ((cfg->vw != 8 && cfg->vw != 16) || cfg->nr % cfg->vw || cfg->nr / cfg->vw > 4 || cfg->mr < 1 ||
+      cfg->mr * (cfg->nr / cfg->vw) > 128 || cfg->nr > 64 || cfg->mc % cfg->mr ||
+      cfg->nc % cfg->nr || cfg->kc < 1 || cfg->nthreads_max < 1) {
+    diag_error(d, NOLOC, "gemm %s: bad blocking (vw %d, mr %d, nr %d, mc %d, kc %d, nc %d)",
+               cfg->name, cfg->vw, cfg->mr, cfg->nr, cfg->mc, cfg->kc, cfg->nc);
+    return false;
+  }
+  G g = {.cg = cg, .cfg = cfg, .m = m, .c = LLVMGetModuleContext(m)};
+  g.b = LLVMCreateBuilderInContext(g.c);
+  g.i1 = LLVMInt1TypeInContext(g.c);
+  g.i32 = LLVMInt32TypeInContext(g.c);
+  g.i64 = LLVMInt64TypeInContext(g.c);
+  g.f32 = LLVMFloatTypeInContext(g.c);
+  g.ptr = LLVMPointerTypeInContext(g.c, 0);
+  g.voidt = LLVMVoidTypeInContext(g.c);
+  g.vec = LLVMVectorType(g.f32, (unsigned)cfg->vw);
+  unsigned fma_id = LLVMLookupIntrinsicID("llvm.fma", 8);
+  g.fma = LLVMGetIntrinsicDeclaration(m, fma_id, &g.vec, 1);
+  g.fma_ty = LLVMIntrinsicGetType(g.c, fma_id, &g.vec, 1);
+  LLVMValueRef pa = emit_pack_a(&g), pb = emit_pack_b(&g), k = emit_kernel(&g);
+  LLVMValueRef range = emit_range(&g, pa, pb, k);
+  emit_entry(&g, emit_task(&g, range));
+  LLVMDisposeBuilder(g.b);
+  return true;
+}

@@ -1,0 +1,138 @@
+// runtime/threads.c: the thread pool that compiled code (JIT or AOT) calls
+// for its parallel loops, at the end of the data flow with the rest of the
+// runtime. Workers sleep on a condition variable between jobs; a job is
+// (fn, ctx, n_tasks), published under the mutex with a new generation
+// number. Chunks are static (thread t runs tasks [t*n/P, (t+1)*n/P)), so a
+// task's thread, and anything a task derives from its index, never depends
+// on timing.
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "runtime/rt.h"
+
+typedef struct {
+  RtPool *pool;
+  int id;  // 1 .. n-1 (the caller is thread 0)
+} Worker;
+
+struct RtPool {
+  int n;                  // threads, the caller included
+  pthread_t *tid;         // n - 1 workers
+  Worker *w;
+  pthread_mutex_t mu;     // guards everything below
+  pthread_cond_t wake;    // a new job or shutdown
+  pthread_cond_t done;    // pending reached 0
+  pthread_mutex_t call;   // one rt_parallel_for at a time
+  uint64_t gen;           // job generation
+  int pending;            // workers still running the current job
+  bool stop;
+  RtTaskFn fn;
+  void *ctx;
+  int64_t n_tasks;
+};
+
+static void run_chunk(RtTaskFn fn, void *ctx, int64_t n_tasks, int t, int n) {
+  int64_t lo = n_tasks * t / n, hi = n_tasks * (t + 1) / n;
+  for (int64_t i = lo; i < hi; i++)
+    fn(ctx, i, t);
+}
+
+static void *worker_main(void *arg) {
+  Worker *w = arg;
+  RtPool *p = w->pool;
+  uint64_t seen = 0;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (!p->stop && p->gen == seen)
+      pthread_cond_wait(&p->wake, &p->mu);
+    if (p->stop)
+      break;
+    seen = p->gen;
+    RtTaskFn fn = p->fn;
+    void *ctx = p->ctx;
+    int64_t n_tasks = p->n_tasks;
+    pthread_mutex_unlock(&p->mu);
+    run_chunk(fn, ctx, n_tasks, w->id, p->n);
+    pthread_mutex_lock(&p->mu);
+    if (--p->pending == 0)
+      pthread_cond_signal(&p->done);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+RtPool *rt_pool_new(int nthreads) {
+  if (nthreads < 1)
+    return NULL;
+  RtPool *p = calloc(1, sizeof *p);
+  if (!p)
+    return NULL;
+  p->n = nthreads;
+  p->tid = calloc((size_t)nthreads, sizeof *p->tid);
+  p->w = calloc((size_t)nthreads, sizeof *p->w);
+  if (!p->tid || !p->w) {
+    free(p->tid);
+    free(p->w);
+    free(p);
+    return NULL;
+  }
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_mutex_init(&p->call, NULL);
+  pthread_cond_init(&p->wake, NULL);
+  pthread_cond_init(&p->done, NULL);
+  for (int i = 1; i < nthreads; i++) {
+    p->w[i] = (Worker){p, i};
+    if (pthread_create(&p->tid[i], NULL, worker_main, &p->w[i]) != 0) {
+      p->n = i;  // join the ones that started
+      rt_pool_free(p);
+      return NULL;
+    }
+  }
+  return p;
+}
+
+void rt_pool_free(RtPool *p) {
+  if (!p)
+    return;
+  pthread_mutex_lock(&p->mu);
+  p->stop = true;
+  pthread_cond_broadcast(&p->wake);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 1; i < p->n; i++)
+    pthread_join(p->tid[i], NULL);
+  pthread_mutex_destroy(&p->mu);
+  pthread_mutex_destroy(&p->call);
+  pthread_cond_destroy(&p->wake);
+  pthread_cond_destroy(&p->done);
+  free(p->tid);
+  free(p->w);
+  free(p);
+}
+
+int rt_pool_size(const RtPool *p) { return p ? p->n : 1; }
+
+void rt_parallel_for(RtPool *p, int64_t n_tasks, RtTaskFn fn, void *ctx) {
+  if (n_tasks <= 0)
+    return;
+  if (!p || p->n == 1 || n_tasks == 1) {  // the same chunks: all on the caller
+    for (int64_t i = 0; i < n_tasks; i++)
+      fn(ctx, i, 0);
+    return;
+  }
+  pthread_mutex_lock(&p->call);
+  pthread_mutex_lock(&p->mu);
+  p->fn = fn;
+  p->ctx = ctx;
+  p->n_tasks = n_tasks;
+  p->pending = p->n - 1;
+  p->gen++;
+  pthread_cond_broadcast(&p->wake);
+  pthread_mutex_unlock(&p->mu);
+  run_chunk(fn, ctx, n_tasks, 0, p->n);
+  pthread_mutex_lock(&p->mu);
+  while (p->pending > 0)
+    pthread_cond_wait(&p->done, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+  pthread_mutex_unlock(&p->call);
+}
