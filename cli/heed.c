@@ -189,8 +189,11 @@ static void print_summary(const Compilation *c, bool params) {
   for (int i = 0; i < m->ninputs; i++)
     printf("  input  %s: %s\n", m->input_names[i], ir_type_str(&m->inputs[i], &m->syms, true, buf, sizeof buf));
   for (int i = 0; i < m->noutputs; i++)
-    printf("  output %s: %s\n", m->noutputs == 1 ? "out" : "out#",
-           ir_type_str(&m->outputs[i], &m->syms, true, buf, sizeof buf));
+  {
+    char nm[16];
+    snprintf(nm, sizeof nm, m->noutputs == 1 ? "out" : "out%d", i);
+    printf("  output %s: %s\n", nm, ir_type_str(&m->outputs[i], &m->syms, true, buf, sizeof buf));
+  }
   if (m->train) {
     const FeTrain *t = m->train;
     printf("  train  %s(lr=%g), schedule %s, clip %g, batch %lld, seq %lld, steps %lld\n", t->optimizer, t->lr,

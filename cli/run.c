@@ -190,6 +190,12 @@ static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, 
     shapes[i] = t->shape;
     ranks[i] = t->rank;
     if (!(vals[i] = unpack(&st, t, err, sizeof err))) ok = false, fail(c, err);
+    for (uint64_t j = 0; ok && ir_dtype_info[in->ty.dt].is_int && j < rt_st_numel(t); j++)
+      if (ir_round_to(in->ty.dt, vals[i][j]) != vals[i][j]) {  // a wider integer that does not fit
+        diag_error(&c->diag, (SrcLoc){0}, "%s: input '%s' (%s): value %.0f at index %llu does not fit %s", path,
+                   in->name, buf, vals[i][j], (unsigned long long)j, ir_dtype_info[in->ty.dt].name);
+        ok = false;
+      }
   }
   for (int j = 0; ok && j < st.n; j++) {
     bool known = false;

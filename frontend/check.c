@@ -76,8 +76,14 @@ static const char *suggest_name(FeCk *ck, FeEnv *env, const char *name, bool bui
     for (int i = 0; i < e->names.len; i++) (void)vec_push(ck->a, &c, e->names.data[i]);
   if (builtins)
     for (int i = 0; i < fe_builtin_count; i++) (void)vec_push(ck->a, &c, fe_builtin_names[i]);
-  for (int i = 0; i < ck->ast->ndecls; i++)
+  for (int i = 0; strlen(name) > 1 && i < ck->ast->ndecls; i++)  // 'T' is no typo of model 'M'
     if (ck->ast->decls[i] && ck->ast->decls[i]->name) (void)vec_push(ck->a, &c, ck->ast->decls[i]->name);
+  static const char *const torch_dtypes[][2] = {
+      {"float32", "f32"}, {"float", "f32"},  {"float16", "f16"}, {"half", "f16"},   {"bfloat16", "bf16"},
+      {"int32", "i32"},   {"int", "i32"},    {"int64", "i64"},   {"long", "i64"},   {"int8", "i8"},
+      {"uint8", "u8"},    {"bool_", "bool"}, {"float64", "f32 (heed has no f64)"}, {"double", "f32 (heed has no f64)"}};
+  for (size_t i = 0; i < sizeof torch_dtypes / sizeof torch_dtypes[0]; i++)
+    if (!strcmp(name, torch_dtypes[i][0])) return arena_printf(ck->a, "; the dtype is spelled %s", torch_dtypes[i][1]);
   return fe_suggest(ck, name, c.data, c.len);
 }
 
@@ -110,6 +116,16 @@ static FeVal eval_name(FeCk *ck, FeEnv *env, const FeExpr *e) {
   if (b) return (FeVal){.k = FV_BLOCK, .block = b, .loc = e->loc};
   int bi = fe_builtin_find(e->name);
   if (bi >= 0) return (FeVal){.k = FV_BUILTIN, .i = bi, .loc = e->loc};
+  for (int i = 0; i < ck->ast->ndecls; i++) {  // a config value defined further down
+    const FeDecl *cd = ck->ast->decls[i];
+    for (int j = 0; cd && cd->kind == FE_DECL_CONFIG && j < cd->nitems; j++)
+      if (cd->items[j]->kind == FE_IT_BIND && !strcmp(cd->items[j]->name, e->name)) {
+        diag_error(ck->d, e->loc, "config value '%s' is used before its definition (config is evaluated in order)",
+                   e->name);
+        diag_note(ck->d, cd->items[j]->name_loc, "'%s' is defined here", e->name);
+        return fe_val_err();
+      }
+  }
   diag_error(ck->d, e->loc, "unknown name '%s'%s", e->name, suggest_name(ck, env, e->name, false));
   return fe_val_err();
 }
@@ -1165,7 +1181,10 @@ static void model_not_found(FeCk *ck, const char *name, SrcLoc loc, const char *
   int n = 0;
   for (int i = 0; i < ck->ast->ndecls && n < 64; i++)
     if (ck->ast->decls[i] && ck->ast->decls[i]->kind == FE_DECL_MODEL) names[n++] = ck->ast->decls[i]->name;
-  diag_error(ck->d, loc, "%sno model named '%s'%s", prefix, name, fe_suggest(ck, name, names, n));
+  char list[512] = "";
+  for (int i = 0; i < n; i++) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
+  diag_error(ck->d, loc, "%sno model named '%s'%s (models in this file: %s)", prefix, name, fe_suggest(ck, name, names, n),
+             n ? list : "none");
 }
 
 FeModel *fe_check(Arena *a, Diag *d, const FeAst *ast, FeCheckOpts *opts) {

@@ -75,6 +75,16 @@ static bool lower_fn(FeCk *ck, FeEnv *env, const FeItem *fn, const IrType *types
   return ir_verify(ck->g);
 }
 
+// Every declared parameter is in the graph, used or not, so that init writes
+// it, a checkpoint holding it loads, and grad gives it a (zero) gradient.
+static void add_unused(void *ud, const char *name, const FeParamDecl *p) {
+  IrGraph *g = ud;
+  for (int i = 0; i < g->params.len; i++)
+    if (!strcmp(g->params.data[i]->name, name)) return;
+  IrInit init = {.kind = p->init.kind, .a = p->init.a, .b = p->init.b};
+  ir_param(g, name, &p->type, init, p->is_buffer, p->loc);
+}
+
 void fe_lower_model(FeCk *ck, FeModel *m) {
   const FeItem *fwd = NULL;
   for (int i = 0; i < m->decl->nitems; i++)
@@ -85,7 +95,10 @@ void fe_lower_model(FeCk *ck, FeModel *m) {
   ck->plen = 0;
   ck->prefix[0] = 0;
   FeEnv *env = fe_env_new(ck, m->root->env, FE_ENV_LOCALS);
-  if (ck->g && env && fwd && lower_fn(ck, env, fwd, m->inputs, m->root->env, "out")) m->forward = ck->g;
+  if (ck->g && env && fwd && lower_fn(ck, env, fwd, m->inputs, m->root->env, "out")) {
+    m->forward = ck->g;
+    fe_model_each_param(m, add_unused, ck->g);
+  }
   if (m->train && m->train->loss_fn && m->forward) {
     snprintf(name, sizeof name, "%s.loss", m->decl->name);
     ck->g = new_graph(ck, name);
@@ -94,7 +107,10 @@ void fe_lower_model(FeCk *ck, FeModel *m) {
       fe_env_bind(ck, tenv, m->decl->name, (FeVal){.k = FV_INST, .inst = m->root, .loc = m->decl->name_loc},
                   m->decl->name_loc);
       FeEnv *locals = fe_env_new(ck, tenv, FE_ENV_LOCALS);
-      if (locals && lower_fn(ck, locals, m->train->loss_fn, m->train->loss_inputs, NULL, "loss")) m->loss = ck->g;
+      if (locals && lower_fn(ck, locals, m->train->loss_fn, m->train->loss_inputs, NULL, "loss")) {
+        m->loss = ck->g;
+        fe_model_each_param(m, add_unused, ck->g);
+      }
     }
   }
   ck->g = NULL;

@@ -163,7 +163,9 @@ FeTrain *fe_check_train(FeCk *ck, const FeDecl *td, FeModel *m) {
   FeEnv *env = fe_env_new(ck, ck->config, FE_ENV_LOCALS);
   if (!t || !env) return NULL;
   t->decl = td;
-  *t = (FeTrain){.decl = td, .clip = 0, .batch = 8, .seq = 64, .steps = 1000, .eval_every = 100, .seed = 1337};
+  *t = (FeTrain){.decl = td, .optimizer = "adamw", .schedule = "constant", .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999,
+                 .eps = 1e-8, .weight_decay = 0.01, .clip = 0, .batch = 8, .seq = 64, .steps = 1000,
+                 .eval_every = 100, .seed = 1337};
   const FeItem *loss = NULL, *opt = NULL, *sched = NULL, *seen[FE_NTRAIN_SETTINGS] = {0};
   for (int i = 0; i < td->nitems; i++) {
     const FeItem *it = td->items[i];
@@ -224,8 +226,10 @@ FeTrain *fe_check_train(FeCk *ck, const FeDecl *td, FeModel *m) {
   t->nloss_inputs = loss->nparams;
   t->loss_fn = loss;
   FeVal r = fe_run_body(ck, locals, loss, NULL);
+  const FeStmt *ret = loss->nbody ? loss->body[loss->nbody - 1] : NULL;
+  SrcLoc where = ret && ret->kind == FE_ST_RETURN && ret->nexprs ? ret->exprs[0]->loc : loss->loc;
   if (r.k != FV_ERR && (r.k != FV_TENSOR || r.ty.rank != 0 || !ir_dtype_info[r.ty.dt].is_float))
-    diag_error(ck->d, r.loc, "the loss must be a float scalar, got %s%s", fe_val_describe(ck, &r),
+    diag_error(ck->d, where, "the loss must be a float scalar, got %s%s", fe_val_describe(ck, &r),
                r.k == FV_TENSOR && r.ty.rank > 0 ? " (reduce it with mean() or cross_entropy())" : "");
   return t;
 }

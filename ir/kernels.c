@@ -331,7 +331,11 @@ static bool gather(IrKernelArgs *k) {
   for (int64_t i = 0; i < nidx; i++) {
     double v = k->in[1][i];
     if (!(v >= 0 && v < (double)N)) {
-      diag_error(k->d, k->n->loc, "gather: index %.0f is outside the table of %lld rows", v, (long long)N);
+      if (k->n->src[1]->op == IR_OP_POSITIONS)  // wpe[positions(tokens)]
+        diag_error(k->d, k->n->loc, "the sequence length T = %lld exceeds the %lld rows of the position table",
+                   (long long)k->in_dims[1][0], (long long)N);
+      else
+        diag_error(k->d, k->n->loc, "gather: index %.0f is outside the table of %lld rows", v, (long long)N);
       return false;
     }
     memcpy(k->out + i * row, k->in[0] + (int64_t)v * row, sizeof(double) * (size_t)row);

@@ -447,7 +447,7 @@ static void test_model_selection(void **state) {
   fet_free(&t);
   fet_check_model(&t, src, "Bx", NULL, 0);
   assert_null(t.m);
-  assert_string_equal(fet_log(&t), "heed: error: --model: no model named 'Bx'; did you mean 'Bb'?\n");
+  assert_string_equal(fet_log(&t), "heed: error: --model: no model named 'Bx'; did you mean 'Bb'? (models in this file: A, Bb)\n");
   fet_free(&t);
   check_err("block A {\n  forward(x) = x\n}\n",
             "t.heed:1:1: error: t.heed has no model (model NAME { ... })\n");
