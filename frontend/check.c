@@ -1237,8 +1237,8 @@ FeModel *fe_check(Arena *a, Diag *d, const FeAst *ast, FeCheckOpts *opts) {
     int n = 0;
     for (int j = 0; j < ck.config->names.len && n < 100; j++) cands[n++] = ck.config->names.data[j];
     for (int j = 0; j < FE_NTRAIN_SETTINGS; j++) cands[n++] = fe_train_settings[j];
-    static const char *const extra[] = {"lr", "weight_decay", "momentum", "warmup", "min_lr"};
-    for (int j = 0; j < 5; j++) cands[n++] = extra[j];
+    static const char *const extra[] = {"lr", "weight_decay", "momentum", "warmup", "min_lr", "beta1", "beta2", "eps"};
+    for (int j = 0; j < 8; j++) cands[n++] = extra[j];
     diag_error(d, (SrcLoc){0}, "--set %s: no config value or train setting has this name%s",
                opts->overrides[i].key, fe_suggest(&ck, opts->overrides[i].key, cands, n));
   }

@@ -51,6 +51,9 @@ struct FeParser {
   int last_tok;            // previous token returned, for newline insertion
   FeLoc last_loc;
   int depth;               // open ( and [
+  FeLoc open_at[256];      // where each open bracket is (the innermost last)
+  char open_ch[256];
+  int depth_at_brace;      // depth just before the last { or } reset it
   bool has_pending;        // a token held back behind an inserted NL
   int pend_tok;
   FE_YYSTYPE pend_val;

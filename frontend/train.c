@@ -113,10 +113,28 @@ static void train_schedule(FeCk *ck, FeEnv *env, FeTrain *t, const FeExpr *e) {
   t->min_lr = e && strcmp(s, "cosine") == 0 ? pick(v[1][0], 0) : 0;
 }
 
+// --set optimizer=NAME, --set schedule=NAME: a choice among names.
+static void set_choice(FeCk *ck, const char *key, const char **field, const char *const *names, int n) {
+  FeOverride *o = fe_find_override(ck, key);
+  if (!o || fe_is_config_name(ck, key, NULL)) return;
+  o->used = true;
+  for (int i = 0; i < n; i++)
+    if (!strcmp(o->value, names[i])) {
+      *field = names[i];
+      return;
+    }
+  diag_error(ck->d, (SrcLoc){0}, "--set %s=%s: unknown %s%s", key, o->value, key, fe_suggest(ck, o->value, (const char **)names, n));
+}
+
 // Applies --set for train settings and validates the final values.
 static void train_settle(FeCk *ck, FeTrain *t) {
+  static const char *const opts[] = {"adamw", "sgd"}, *const scheds[] = {"constant", "cosine", "linear"};
+  set_choice(ck, "optimizer", &t->optimizer, opts, 2);
+  set_choice(ck, "schedule", &t->schedule, scheds, 3);
+  bool sgd = !strcmp(t->optimizer, "sgd");
   struct { const char *key; double *f; int64_t *i; } keys[] = {
       {"lr", &t->lr, NULL},         {"weight_decay", &t->weight_decay, NULL}, {"momentum", &t->momentum, NULL},
+      {"beta1", &t->beta1, NULL},   {"beta2", &t->beta2, NULL},               {"eps", &t->eps, NULL},
       {"warmup", &t->warmup, NULL}, {"min_lr", &t->min_lr, NULL},             {"clip", &t->clip, NULL},
       {"batch", NULL, &t->batch},   {"seq", NULL, &t->seq},                   {"steps", NULL, &t->steps},
       {"eval_every", NULL, &t->eval_every}, {"seed", NULL, &t->seed},
@@ -124,6 +142,13 @@ static void train_settle(FeCk *ck, FeTrain *t) {
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     FeOverride *o = fe_find_override(ck, keys[i].key);
     if (!o || fe_is_config_name(ck, keys[i].key, NULL)) continue;
+    const char *k = keys[i].key;
+    bool adam_only = !strcmp(k, "beta1") || !strcmp(k, "beta2") || !strcmp(k, "eps") || !strcmp(k, "weight_decay");
+    if ((sgd && adam_only) || (!sgd && !strcmp(k, "momentum"))) {
+      o->used = true;
+      diag_error(ck->d, (SrcLoc){0}, "--set %s: this train section uses %s, which has no %s", k, t->optimizer, k);
+      continue;
+    }
     FeVal want = keys[i].f ? fe_val_float(0, (SrcLoc){0}) : fe_val_int(0, (SrcLoc){0}), v;
     if (!fe_parse_override(ck, o, &want, &v)) continue;
     if (keys[i].f) *keys[i].f = v.f;

@@ -57,6 +57,9 @@ expect 0 'model GPT2 +@' -- cat "$T/gpt2.ast"
 printf 'model M {\n  forward(x: f32[B]) = x @ \n}\n' > "$T/bad.heed"
 expect 1 "bad.heed:3:1: error: syntax error: unexpected '}', expected an expression" -- "$HEED" check "$T/bad.heed"
 expect 1 'heed: error: cannot write' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ast -o "$T/no/such/dir/x.ast"
+expect 0 'train  sgd\(lr=0.001\), schedule linear' -- "$HEED" check "$REPO/examples/bytegpt.heed" --set optimizer=sgd --set schedule=linear
+expect 1 'this train section uses adamw, which has no momentum' -- "$HEED" check "$REPO/examples/bytegpt.heed" --set momentum=0.9
+expect 1 "unknown schedule; did you mean 'cosine'" -- "$HEED" check "$REPO/examples/bytegpt.heed" --set schedule=cosne
 # IR text round trip: --emit ir output reads back to the same text, for every example
 for f in "$REPO"/examples/*.heed; do
   "$HEED" compile "$f" --emit ir -o "$T/a.ir" && "$HEED" compile "$T/a.ir" --emit ir -o "$T/b.ir"
