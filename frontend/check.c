@@ -26,10 +26,43 @@ FeEnv *fe_env_new(FeCk *ck, FeEnv *parent, int kind) {
   return e;
 }
 
+static uint32_t name_hash(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+// Scopes can be large (a generated config of 50k values): small ones are
+// searched in order, large ones through a hash table.
 static int env_find_local(FeEnv *env, const char *name) {
-  for (int i = env->names.len - 1; i >= 0; i--)
+  if (!env->hcap) {
+    for (int i = env->names.len - 1; i >= 0; i--)
+      if (strcmp(env->names.data[i], name) == 0) return i;
+    return -1;
+  }
+  for (uint32_t h = name_hash(name) & (uint32_t)(env->hcap - 1);; h = (h + 1) & (uint32_t)(env->hcap - 1)) {
+    int i = env->hash[h] - 1;
+    if (i < 0) return -1;
     if (strcmp(env->names.data[i], name) == 0) return i;
-  return -1;
+  }
+}
+
+static void env_index(FeCk *ck, FeEnv *env, int i) {
+  enum { LINEAR = 16 };
+  if (env->names.len <= LINEAR) return;
+  if (2 * env->names.len > env->hcap) {  // (re)build at twice the size
+    int cap = env->hcap ? env->hcap * 2 : 64;
+    while (cap < 2 * env->names.len) cap *= 2;
+    int *h = arena_alloc(ck->a, sizeof(int) * (size_t)cap);
+    if (!h) return;  // stays linear
+    env->hash = h;
+    env->hcap = cap;
+    for (int j = 0; j < env->names.len; j++) env_index(ck, env, j);
+    return;
+  }
+  uint32_t h = name_hash(env->names.data[i]) & (uint32_t)(env->hcap - 1);
+  while (env->hash[h]) h = (h + 1) & (uint32_t)(env->hcap - 1);
+  env->hash[h] = i + 1;
 }
 
 static void env_bind(FeCk *ck, FeEnv *env, const char *name, FeVal v, SrcLoc loc) { fe_env_bind(ck, env, name, v, loc); }
@@ -41,8 +74,11 @@ void fe_env_bind(FeCk *ck, FeEnv *env, const char *name, FeVal v, SrcLoc loc) {
     return;
   }
   if (!vec_push(ck->a, &env->names, name) || !vec_push(ck->a, &env->vals, v) ||
-      !vec_push(ck->a, &env->locs, loc))
+      !vec_push(ck->a, &env->locs, loc)) {
     diag_error(ck->d, loc, "out of memory");
+    return;
+  }
+  env_index(ck, env, env->names.len - 1);
 }
 
 bool fe_env_lookup(FeEnv *env, const char *name, FeVal *out, SrcLoc *loc) {
@@ -87,13 +123,11 @@ static const char *suggest_name(FeCk *ck, FeEnv *env, const char *name, bool bui
   return fe_suggest(ck, name, c.data, c.len);
 }
 
+// Blocks and models by name (the first definition; duplicates are reported
+// by check_toplevel), through ck->blocks, an FeEnv used as a name table.
 static const FeDecl *find_block(FeCk *ck, const char *name) {
-  for (int i = 0; i < ck->ast->ndecls; i++) {
-    const FeDecl *d = ck->ast->decls[i];
-    if (d && (d->kind == FE_DECL_BLOCK || d->kind == FE_DECL_MODEL) && strcmp(d->name, name) == 0)
-      return d;
-  }
-  return NULL;
+  int i = env_find_local(ck->blocks, name);
+  return i >= 0 ? ck->blocks->vals.data[i].block : NULL;
 }
 
 // ---- expressions ----
@@ -745,19 +779,13 @@ static bool declare_member(FeCk *ck, FeEnv *members, const char *name, SrcLoc lo
 static bool eval_init(FeCk *ck, FeEnv *env, const FeExpr *e, IrDType dt, FeInit *out);
 
 static void add_child(FeCk *ck, FeInst *in, FeInst *child) {
-  FeInst **c = arena_alloc(ck->a, sizeof(FeInst *) * (size_t)(in->nchildren + 1));
-  if (!c) return;
-  if (in->nchildren) memcpy(c, in->children, sizeof(FeInst *) * (size_t)in->nchildren);
-  c[in->nchildren++] = child;
-  in->children = c;
+  if (in->nchildren < in->cap_children || vec_grow_(ck->a, (void **)&in->children, &in->cap_children, sizeof(FeInst *)))
+    in->children[in->nchildren++] = child;
 }
 
 static void add_param(FeCk *ck, FeInst *in, FeParamDecl p) {
-  FeParamDecl *ps = arena_alloc(ck->a, sizeof(FeParamDecl) * (size_t)(in->nparams + 1));
-  if (!ps) return;
-  if (in->nparams) memcpy(ps, in->params, sizeof(FeParamDecl) * (size_t)in->nparams);
-  ps[in->nparams++] = p;
-  in->params = ps;
+  if (in->nparams < in->cap_params || vec_grow_(ck->a, (void **)&in->params, &in->cap_params, sizeof(FeParamDecl)))
+    in->params[in->nparams++] = p;
 }
 
 // NAME = BLOCK, NAME = BLOCK(ARGS): the block, if the value names one that
@@ -1149,13 +1177,10 @@ static void check_toplevel(FeCk *ck) {
   for (int i = 0; i < ck->ast->ndecls; i++) {
     const FeDecl *a = ck->ast->decls[i];
     if (!a || !a->name || a->kind == FE_DECL_TRAIN) continue;
-    for (int j = 0; j < i; j++) {
-      const FeDecl *b = ck->ast->decls[j];
-      if (b && b->name && b->kind != FE_DECL_TRAIN && strcmp(a->name, b->name) == 0) {
-        diag_error(ck->d, a->name_loc, "'%s' is defined twice", a->name);
-        diag_note(ck->d, b->name_loc, "the first definition is here");
-        break;
-      }
+    const FeDecl *b = find_block(ck, a->name);
+    if (b != a) {
+      diag_error(ck->d, a->name_loc, "'%s' is defined twice", a->name);
+      diag_note(ck->d, b->name_loc, "the first definition is here");
     }
     reject_config_name(ck, a->name, a->name_loc, a->kind == FE_DECL_MODEL ? "model" : "block");
     for (int j = 0; j < a->nargs; j++)
@@ -1191,7 +1216,13 @@ FeModel *fe_check(Arena *a, Diag *d, const FeAst *ast, FeCheckOpts *opts) {
   FeCk ck = {.a = a, .d = d, .ast = ast, .opts = opts};
   ck.syms = arena_alloc(a, sizeof(IrSymTab));
   ck.config = env_new(&ck, NULL, FE_ENV_CONFIG);
-  if (!ck.syms || !ck.config) return NULL;
+  ck.blocks = env_new(&ck, NULL, FE_ENV_CONFIG);
+  if (!ck.syms || !ck.config || !ck.blocks) return NULL;
+  for (int i = 0; i < ast->ndecls; i++) {
+    const FeDecl *bd = ast->decls[i];
+    if (bd && (bd->kind == FE_DECL_BLOCK || bd->kind == FE_DECL_MODEL) && env_find_local(ck.blocks, bd->name) < 0)
+      env_bind(&ck, ck.blocks, bd->name, (FeVal){.k = FV_BLOCK, .block = bd}, bd->name_loc);
+  }
   for (int i = 0; i < ast->ndecls; i++)
     if (ast->decls[i] && ast->decls[i]->kind == FE_DECL_CONFIG) eval_config(&ck, ast->decls[i]);
   check_toplevel(&ck);

@@ -174,6 +174,7 @@ struct FeInst {            // an elaborated block instance
   int nparams;
   FeInst **children;       // sub-instances in declaration order
   int nchildren;
+  int cap_params, cap_children;
   int repeat;              // > 0: a repeat group; children[0] is the template
   struct FeVal *args;      // block argument values
   struct FeMemo *memo;     // forward results by argument types

@@ -110,6 +110,8 @@ typedef struct FeEnv {
   Vec(FeVal) vals;
   Vec(SrcLoc) locs;
   int kind;               // FE_ENV_*
+  int *hash;              // open addressing: index + 1 of a name, 0 empty
+  int hcap;               // a power of two, at least twice the names (0: no table yet)
 } FeEnv;
 enum { FE_ENV_CONFIG, FE_ENV_ARGS, FE_ENV_MEMBERS, FE_ENV_LOCALS };
 
@@ -120,6 +122,7 @@ typedef struct FeCk {
   FeCheckOpts *opts;
   IrSymTab *syms;
   FeEnv *config;
+  FeEnv *blocks;                      // block and model declarations by name
   int ninst;                          // elaborated instances, bounded
   const FeDecl *stack[FE_MAX_BLOCK_DEPTH];
   SrcLoc stack_loc[FE_MAX_BLOCK_DEPTH];
