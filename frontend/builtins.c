@@ -430,7 +430,11 @@ static FeVal bi_split(FeCk *ck, Args *a) {
   FeVal r = {.k = FV_TUPLE, .loc = a->loc};
   if (s->k == FV_INT) {
     IrDim part;
-    if (s->i < 1 || s->i > 4096 || !ir_dim_div(d, ir_dim_const(s->i), &part)) {
+    if (s->i < 1) {
+      diag_error(ck->d, at(a, 1), "split: the number of parts must be positive, got %lld", (long long)s->i);
+      return fe_val_err();
+    }
+    if (s->i > 4096 || !ir_dim_div(d, ir_dim_const(s->i), &part)) {
       diag_error(ck->d, at(a, 1), "split: axis %d of %s (size %s) does not split into %lld equal parts", ax,
                  fe_shape_str(ck, x), fe_dim_str(ck, d), (long long)s->i);
       return fe_val_err();
@@ -882,8 +886,15 @@ FeVal fe_builtin_call(FeCk *ck, int idx, FeEnv *env, const FeExpr *call) {
       for (int j = 0; j < nfixed; j++)
         if (strcmp(names[j], arg->kw) == 0) slot = j;
       if (slot < 0) {
+        static const char *const torch_kw[][2] = {{"dim", "axis"}, {"keepdims", "keepdim"}, {"num_heads", "heads"},
+                                                  {"n_head", "heads"}, {"n_kv_heads", "kv_heads"}, {"is_causal", "causal"},
+                                                  {"attn_mask", "mask"}, {"ignore_index", "ignore"}, {"theta", "base"}};
+        const char *alt = NULL;
+        for (size_t t = 0; t < sizeof torch_kw / sizeof torch_kw[0]; t++)
+          for (int j = 0; j < nfixed; j++)
+            if (!strcmp(arg->kw, torch_kw[t][0]) && !strcmp(names[j], torch_kw[t][1])) alt = torch_kw[t][1];
         diag_error(ck->d, arg->kwloc, "%s has no argument '%s'%s", b->name, arg->kw,
-                   fe_suggest(ck, arg->kw, names, nfixed));
+                   alt ? arena_printf(ck->a, "; heed calls it '%s'", alt) : fe_suggest(ck, arg->kw, names, nfixed));
         ok = false;
         continue;
       }
@@ -912,7 +923,14 @@ FeVal fe_builtin_call(FeCk *ck, int idx, FeEnv *env, const FeExpr *call) {
   if (!ok) return fe_val_err();
   for (int j = 0; j < nfixed; j++)
     if (!a.e[j] && !opt[j]) {
-      diag_error(ck->d, call->loc, "%s: missing argument '%s' (%s(%s))", b->name, names[j], b->name, b->params);
+      char sig[128];
+      size_t k = 0;
+      for (const char *c = b->params; *c && k + 5 < sizeof sig; c++)  // "x,#shape,eps=" -> "x, shape, eps=..."
+        if (*c == ',') sig[k++] = ',', sig[k++] = ' ';
+        else if (*c == '=') memcpy(sig + k, "=...", 4), k += 4;
+        else if (*c != '#' && *c != '*') sig[k++] = *c;
+      sig[k] = 0;
+      diag_error(ck->d, call->loc, "%s: missing argument '%s' (%s(%s))", b->name, names[j], b->name, sig);
       return fe_val_err();
     }
   for (int j = 0; j < nfixed; j++)

@@ -298,11 +298,11 @@ static FeVal eval_index(FeCk *ck, FeEnv *env, const FeExpr *e) {
       continue;
     } else if (!has_lo && !has_hi) {
       t.dim[t.rank++] = d;
-    } else if (has_lo && has_hi && lo.i >= 0 && hi.i > lo.i) {
+    } else if (has_lo && has_hi && lo.i >= 0 && hi.i > lo.i && hi.i - lo.i <= ((int64_t)1 << 40)) {
       t.dim[t.rank++] = ir_dim_const(hi.i - lo.i);  // checked against the size at run time
-    } else if (has_lo && !has_hi && lo.i < 0) {
+    } else if (has_lo && !has_hi && lo.i < 0 && lo.i > -((int64_t)1 << 40)) {
       t.dim[t.rank++] = ir_dim_const(-lo.i);
-    } else if (!has_lo && has_hi && hi.i > 0) {
+    } else if (!has_lo && has_hi && hi.i > 0 && hi.i <= ((int64_t)1 << 40)) {
       t.dim[t.rank++] = ir_dim_const(hi.i);
     } else {
       diag_error(ck->d, s->loc,
@@ -421,13 +421,17 @@ bool fe_eval_dim(FeCk *ck, FeEnv *env, const FeExpr *e, bool allow_sym, bool all
     IrDim a, b;
     if (!fe_eval_dim(ck, env, e->lhs, true, false, &a) || !fe_eval_dim(ck, env, e->rhs, true, false, &b))
       return false;
-    if (!(ir_dim_is_const(a) && ir_dim_is_const(b))) {
-      bool ok = e->op == '*' ? ir_dim_mul(a, b, out) : ir_dim_div(a, b, out);
-      if (!ok)
-        diag_error(ck->d, e->loc, "dimension %s %c %s is not a whole product of sizes",
-                   fe_dim_str(ck, a), e->op, fe_dim_str(ck, b));
-      return ok;
+    bool ok = e->op == '*' ? ir_dim_mul(a, b, out) : ir_dim_div(a, b, out);
+    if (!ok && e->op == '*')
+      diag_error(ck->d, e->loc, "dimension %s * %s is too large (at most %d symbolic factors, 64-bit sizes)",
+                 fe_dim_str(ck, a), fe_dim_str(ck, b), IR_MAX_DIMSYM);
+    else if (!ok)
+      diag_error(ck->d, e->loc, "dimension %s / %s is not exact", fe_dim_str(ck, a), fe_dim_str(ck, b));
+    else if (ir_dim_is_const(*out) && out->n < 1) {
+      diag_error(ck->d, e->loc, "a dimension must be positive, got %lld", (long long)out->n);
+      return false;
     }
+    return ok;
   }
   FeVal v = fe_eval(ck, env, e);
   if (v.k == FV_ERR) return false;
@@ -436,10 +440,7 @@ bool fe_eval_dim(FeCk *ck, FeEnv *env, const FeExpr *e, bool allow_sym, bool all
     return false;
   }
   if (v.k != FV_INT) {
-    const char *hint = "";
-    if (e->kind == FE_EX_BIN && (e->op == '+' || e->op == '-') && allow_sym)
-      hint = " (symbolic sizes can be multiplied and divided, not added)";
-    diag_error(ck->d, e->loc, "a dimension must be an integer, got %s%s", fe_val_describe(ck, &v), hint);
+    diag_error(ck->d, e->loc, "a dimension must be an integer, got %s", fe_val_describe(ck, &v));
     return false;
   }
   if (v.i < 1 && !(allow_neg1 && v.i == -1)) {

@@ -213,6 +213,15 @@ FeTrain *fe_check_train(FeCk *ck, const FeDecl *td, FeModel *m) {
     for (int j = 0; j < FE_NTRAIN_SETTINGS; j++)
       if (strcmp(it->name, fe_train_settings[j]) == 0) k = j;
     if (k < 0) {
+      static const char *const inner[] = {"lr", "betas", "eps", "weight_decay", "momentum", "warmup", "min_lr"};
+      bool in_opt = false, sched = !strcmp(it->name, "warmup") || !strcmp(it->name, "min_lr");
+      for (int j = 0; j < 7; j++) in_opt |= !strcmp(it->name, inner[j]);
+      if (in_opt) {
+        const char *what = sched ? "schedule" : "optimizer";
+        diag_error(ck->d, it->name_loc, "'%s' is an argument of the %s, e.g. %s = %s(%s = ...)", it->name, what, what,
+                   sched ? "cosine" : "adamw", it->name);
+        continue;
+      }
       diag_error(ck->d, it->name_loc, "unknown train setting '%s'%s", it->name,
                  fe_suggest(ck, it->name, (const char **)fe_train_settings, FE_NTRAIN_SETTINGS));
       continue;

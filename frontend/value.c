@@ -58,7 +58,11 @@ const char *fe_val_describe(FeCk *ck, const FeVal *v) {
   switch (v->k) {
   case FV_TENSOR: return arena_printf(ck->a, "a tensor %s", fe_type_str(ck, &v->ty));
   case FV_INT: return arena_printf(ck->a, "the integer %lld", (long long)v->i);
-  case FV_FLOAT: return arena_printf(ck->a, "the number %g", v->f);
+  case FV_FLOAT: {  // 4.0, not 4: the reader must see it is not an integer
+    char b[64];
+    snprintf(b, sizeof b, "%g", v->f);
+    return arena_printf(ck->a, "the number %s%s", b, strpbrk(b, ".einf") ? "" : ".0");
+  }
   case FV_BOOL: return v->i ? "true" : "false";
   case FV_TUPLE: return arena_printf(ck->a, "a tuple of %d values", v->n);
   case FV_LIST: return arena_printf(ck->a, "a list of %d values", v->n);

@@ -729,7 +729,7 @@ static void test_builtin_errors(void **state) {
       {"softmax(x, axis = -4)", "t.heed:10:30: error: softmax: axis -4 is out of range for rank 3 (valid: -3..2)"},
       {"log_softmax(w[0])", "t.heed:10:12: error: log_softmax: a scalar has no axis -1"},
       // normalisation
-      {"layernorm(x, w)", "t.heed:10:12: error: layernorm: missing argument 'bias' (layernorm(x,weight,bias,eps=))"},
+      {"layernorm(x, w)", "t.heed:10:12: error: layernorm: missing argument 'bias' (layernorm(x, weight, bias, eps=...))"},
       {"layernorm(x, emb, b)",
        "t.heed:10:25: error: layernorm: 'weight' must be f32[64] (the last axis of x: f32[B, T, 64]), got f32[100, 64]"},
       {"layernorm(x, w, b, eps = 0)", "t.heed:10:37: error: layernorm: eps must be positive, got 0"},
