@@ -68,12 +68,6 @@ static const char *eval_choice(FeCk *ck, FeEnv *env, const FeExpr *e, const char
 
 static double pick(double given, double dflt) { return isnan(given) ? dflt : given; }
 
-static bool in_range(FeCk *ck, SrcLoc loc, const char *name, double v, double lo, double hi, bool hi_open) {
-  if (v >= lo && (hi_open ? v < hi : v <= hi)) return true;
-  diag_error(ck->d, loc, "%s must be in [%g, %g%s, got %g", name, lo, hi, hi_open ? ")" : "]", v);
-  return false;
-}
-
 static void train_optimizer(FeCk *ck, FeEnv *env, FeTrain *t, const FeExpr *e) {
   static const char *const opts[] = {"adamw", "sgd"};
   static const char *const kw[] = {"lr", "betas", "eps", "weight_decay", "lr", "momentum", NULL, NULL};
@@ -126,50 +120,56 @@ static void set_choice(FeCk *ck, const char *key, const char **field, const char
   diag_error(ck->d, (SrcLoc){0}, "--set %s=%s: unknown %s%s", key, o->value, key, fe_suggest(ck, o->value, (const char **)names, n));
 }
 
-// Applies --set for train settings and validates the final values.
-static void train_settle(FeCk *ck, FeTrain *t) {
+// Applies --set for train settings and validates the final values. Each
+// error points at the setting that holds the value (the optimizer or
+// schedule expression, or NAME = VALUE), or has no location when the value
+// came from --set.
+typedef struct { SrcLoc opt, sched, item[FE_NTRAIN_SETTINGS]; } TrainLocs;
+
+static void train_settle(FeCk *ck, FeTrain *t, const TrainLocs *tl) {
   static const char *const opts[] = {"adamw", "sgd"}, *const scheds[] = {"constant", "cosine", "linear"};
   set_choice(ck, "optimizer", &t->optimizer, opts, 2);
   set_choice(ck, "schedule", &t->schedule, scheds, 3);
   bool sgd = !strcmp(t->optimizer, "sgd");
-  struct { const char *key; double *f; int64_t *i; } keys[] = {
-      {"lr", &t->lr, NULL},         {"weight_decay", &t->weight_decay, NULL}, {"momentum", &t->momentum, NULL},
-      {"beta1", &t->beta1, NULL},   {"beta2", &t->beta2, NULL},               {"eps", &t->eps, NULL},
-      {"warmup", &t->warmup, NULL}, {"min_lr", &t->min_lr, NULL},             {"clip", &t->clip, NULL},
-      {"batch", NULL, &t->batch},   {"seq", NULL, &t->seq},                   {"steps", NULL, &t->steps},
-      {"eval_every", NULL, &t->eval_every}, {"seed", NULL, &t->seed},
+  SrcLoc none = {0};
+  enum { POS, UNIT, GE1, NONNEG, MINLR };  // the valid range of each setting
+  static const char *const rule_text[] = {"must be positive", "must be in [0, 1)", "must be at least 1",
+                                          "must not be negative", "must be in [0, lr]"};
+  struct { const char *key; double *f; int64_t *i; SrcLoc loc; int rule; } keys[] = {
+      {"lr", &t->lr, NULL, tl->opt, POS},          {"weight_decay", &t->weight_decay, NULL, tl->opt, NONNEG},
+      {"momentum", &t->momentum, NULL, tl->opt, UNIT}, {"beta1", &t->beta1, NULL, tl->opt, UNIT},
+      {"beta2", &t->beta2, NULL, tl->opt, UNIT},   {"eps", &t->eps, NULL, tl->opt, POS},
+      {"warmup", &t->warmup, NULL, tl->sched, NONNEG}, {"min_lr", &t->min_lr, NULL, tl->sched, MINLR},
+      {"clip", &t->clip, NULL, tl->item[2], NONNEG}, {"batch", NULL, &t->batch, tl->item[3], GE1},
+      {"seq", NULL, &t->seq, tl->item[4], GE1},    {"steps", NULL, &t->steps, tl->item[5], GE1},
+      {"eval_every", NULL, &t->eval_every, tl->item[6], NONNEG}, {"seed", NULL, &t->seed, tl->item[7], NONNEG},
   };
-  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+  enum { NKEYS = sizeof keys / sizeof keys[0] };
+  for (size_t i = 0; i < NKEYS; i++) {
+    if (!keys[i].loc.line) keys[i].loc = t->decl->name_loc;  // a default: the train section
     FeOverride *o = fe_find_override(ck, keys[i].key);
     if (!o || fe_is_config_name(ck, keys[i].key, NULL)) continue;
     const char *k = keys[i].key;
+    keys[i].loc = none;
     bool adam_only = !strcmp(k, "beta1") || !strcmp(k, "beta2") || !strcmp(k, "eps") || !strcmp(k, "weight_decay");
     if ((sgd && adam_only) || (!sgd && !strcmp(k, "momentum"))) {
       o->used = true;
-      diag_error(ck->d, (SrcLoc){0}, "--set %s: this train section uses %s, which has no %s", k, t->optimizer, k);
+      diag_error(ck->d, none, "--set %s: this train section uses %s, which has no %s", k, t->optimizer, k);
       continue;
     }
-    FeVal want = keys[i].f ? fe_val_float(0, (SrcLoc){0}) : fe_val_int(0, (SrcLoc){0}), v;
+    FeVal want = keys[i].f ? fe_val_float(0, none) : fe_val_int(0, none), v;
     if (!fe_parse_override(ck, o, &want, &v)) continue;
     if (keys[i].f) *keys[i].f = v.f;
     else *keys[i].i = v.i;
   }
-  SrcLoc loc = t->decl->name_loc;
-  if (t->lr <= 0 || !isfinite(t->lr)) diag_error(ck->d, loc, "the learning rate must be positive, got %g", t->lr);
-  in_range(ck, loc, "beta1", t->beta1, 0, 1, true);
-  in_range(ck, loc, "beta2", t->beta2, 0, 1, true);
-  in_range(ck, loc, "momentum", t->momentum, 0, 1, true);
-  if (t->eps <= 0 && strcmp(t->optimizer ? t->optimizer : "", "adamw") == 0)
-    diag_error(ck->d, loc, "adamw: eps must be positive, got %g", t->eps);
-  if (t->weight_decay < 0) diag_error(ck->d, loc, "weight_decay must not be negative, got %g", t->weight_decay);
-  if (t->clip < 0) diag_error(ck->d, loc, "clip must not be negative, got %g", t->clip);
-  if (t->warmup < 0) diag_error(ck->d, loc, "warmup must not be negative, got %g", t->warmup);
-  if (t->min_lr < 0 || t->min_lr > t->lr) diag_error(ck->d, loc, "min_lr must be in [0, lr], got %g", t->min_lr);
-  if (t->batch < 1 || t->seq < 1 || t->steps < 1)
-    diag_error(ck->d, loc, "batch, seq and steps must be at least 1 (got %lld, %lld, %lld)", (long long)t->batch,
-               (long long)t->seq, (long long)t->steps);
-  if (t->eval_every < 0 || t->seed < 0)
-    diag_error(ck->d, loc, "eval_every and seed must not be negative");
+  for (size_t i = 0; i < NKEYS; i++) {  // ranges
+    double v = keys[i].f ? *keys[i].f : (double)*keys[i].i;
+    int r = keys[i].rule;
+    bool ok = r == POS ? v > 0 && isfinite(v) : r == UNIT ? v >= 0 && v < 1 : r == GE1 ? v >= 1
+              : r == NONNEG ? v >= 0 : !(t->lr > 0) || (v >= 0 && v <= t->lr);
+    if (!ok && !(sgd && !strcmp(keys[i].key, "eps")))
+      diag_error(ck->d, keys[i].loc, "%s %s, got %g", keys[i].key, rule_text[r], v);
+  }
 }
 
 static bool train_int(FeCk *ck, FeEnv *env, const FeItem *it, int64_t *out) {
@@ -246,7 +246,10 @@ FeTrain *fe_check_train(FeCk *ck, const FeDecl *td, FeModel *m) {
   }
   train_optimizer(ck, env, t, opt ? opt->expr : NULL);
   train_schedule(ck, env, t, sched ? sched->expr : NULL);
-  train_settle(ck, t);
+  TrainLocs tl = {.opt = opt ? opt->expr->loc : (SrcLoc){0}, .sched = sched ? sched->expr->loc : (SrcLoc){0}};
+  for (int k = 0; k < FE_NTRAIN_SETTINGS; k++)
+    if (seen[k]) tl.item[k] = seen[k]->expr->loc;
+  train_settle(ck, t, &tl);
   if (!loss) {
     diag_error(ck->d, td->name_loc, "train section for '%s' has no loss(...)", td->name);
     return t;

@@ -1078,9 +1078,9 @@ static void test_train_errors(void **state) {
   snprintf(src, sizeof src, "%strain A {\n  loss(x: f32[4]) = mean(x)\n  batch = 2\n  batch = 3\n  optimizer = adamw\n}\n", m);
   check_err(src, "t.heed:7:3: error: 'batch' is set twice\n");
   snprintf(src, sizeof src, "%strain A {\n  loss(x: f32[4]) = mean(x)\n  clip = -1\n  optimizer = adamw\n}\n", m);
-  check_err(src, "t.heed:4:7: error: clip must not be negative, got -1\n");
+  check_err(src, "t.heed:6:10: error: clip must not be negative, got -1\n");
   snprintf(src, sizeof src, "%strain A {\n  loss(x: f32[4]) = mean(x)\n  optimizer = adamw(betas = (0.9, 1.5))\n}\n", m);
-  check_err(src, "t.heed:4:7: error: beta2 must be in [0, 1), got 1.5\n");
+  check_err(src, "t.heed:6:15: error: beta2 must be in [0, 1), got 1.5\n");
   snprintf(src, sizeof src, "%strain A {\n  loss(x: f32[4]) = mean(x)\n  optimizer = adamw\n}\ntrain A {\n  loss(x: f32[4]) = mean(x)\n  optimizer = adamw\n}\n", m);
   check_err(src, "t.heed:8:7: error: model 'A' has two train sections\n");
   snprintf(src, sizeof src, "%strain A {\n  loss(x: f32[4]) = mean(x)\n  param w: f32 = zeros\n  optimizer = adamw\n}\n", m);
@@ -1088,7 +1088,7 @@ static void test_train_errors(void **state) {
   snprintf(src, sizeof src, "%strain A {\n  loss(x: f32[4]) = mean(A(y))\n  optimizer = adamw\n}\n", m);
   check_err(src, "t.heed:5:28: error: unknown name 'y'; did you mean 'x'?\n");
   snprintf(src, sizeof src, "%strain A {\n  loss(x: f32[4]) = mean(x)\n  optimizer = adamw\n  seed = -1\n}\n", m);
-  check_err(src, "t.heed:4:7: error: eval_every and seed must not be negative\n");
+  check_err(src, "t.heed:7:10: error: seed must not be negative, got -1\n");
 }
 
 int main(void) {
