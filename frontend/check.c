@@ -626,6 +626,9 @@ static FeVal call_inst(FeCk *ck, FeInst *in, FeVal *args, int nargs, SrcLoc loc)
     if (same) return m->result;
   }
   const FeItem *fn = find_func(in->block, "forward");
+  bool misnamed = false;  // a function item with another name was reported already
+  for (int i = 0; !fn && i < in->block->nitems; i++) misnamed |= in->block->items[i]->kind == FE_IT_FUNC;
+  if (!fn && misnamed) return fe_val_err();
   if (!fn) {
     diag_error(ck->d, loc, "block '%s' has no forward, so '%s' cannot be called", in->block->name, inst_label(in));
     diag_note(ck->d, in->block->name_loc, "'%s' is declared here", in->block->name);
@@ -873,8 +876,10 @@ static void elab_item(FeCk *ck, FeInst *in, FeEnv *members, const FeItem *it, co
   }
   case FE_IT_FUNC:
     if (strcmp(it->name, "forward") != 0) {
+      static const char *const fwd_name[] = {"forward"};
       diag_error(ck->d, it->loc, "a block defines 'forward', not '%s'%s", it->name,
-                 strcmp(it->name, "loss") == 0 ? " (a loss belongs in a train section)" : "");
+                 strcmp(it->name, "loss") == 0 ? " (a loss belongs in a train section)"
+                                               : fe_suggest(ck, it->name, fwd_name, 1));
     } else if (*fwd) {
       diag_error(ck->d, it->loc, "block '%s' defines forward twice", in->block->name);
       diag_note(ck->d, (*fwd)->loc, "the first forward is here");
@@ -1112,6 +1117,13 @@ bool fe_bind_typed_params(FeCk *ck, FeEnv *env, const FeItem *fn, IrType **types
       ok = false;
       env_bind(ck, env, p->name, fe_val_err(), p->loc);
       continue;
+    }
+    IrDim n = ir_dim_const(1);
+    bool fits = true;
+    for (int k = 0; k < (*types)[i].rank && fits; k++) fits = ir_dim_mul(n, (*types)[i].dim[k], &n);
+    if (!fits || n.n > ((int64_t)1 << 48)) {
+      diag_error(ck->d, p->type->loc, "input '%s' is too large: %s", p->name, fe_type_str(ck, &(*types)[i]));
+      ok = false;
     }
     env_bind(ck, env, p->name, fe_val_tensor(&(*types)[i], p->loc), p->loc);
   }

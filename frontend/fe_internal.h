@@ -163,7 +163,7 @@ bool fe_broadcast(FeCk *ck, const char *what, const IrType *a, const IrType *b, 
                   SrcLoc loc, SrcLoc bloc);
 bool fe_check_axis(FeCk *ck, int64_t axis, int rank, SrcLoc loc, const char *what, int *out);
 // Suggests the closest of cands to name: appends "; did you mean 'x'?" to buf.
-const char *fe_suggest(FeCk *ck, const char *name, const char **cands, int n);
+const char *fe_suggest(FeCk *ck, const char *name, const char *const *cands, int n);
 
 // lower.c: building IR while evaluating (ck->g set); each returns the node or NULL
 IrNode *fe_lower_const(FeCk *ck, const FeVal *v, IrDType dt, SrcLoc loc);  // a tensor's node or a number

@@ -66,8 +66,9 @@ int64_t fe_lex_int(struct FeLexState *s, FeLoc loc, const char *text) {
 }
 
 double fe_lex_float(struct FeLexState *s, FeLoc loc, const char *text) {
+  errno = 0;
   double v = strtod(text, NULL);
-  if (!isfinite(v)) {
+  if (!isfinite(v) || (errno == ERANGE && v == 0 && strpbrk(text, "123456789"))) {
     fe_lex_error(s, loc, "float literal '%.40s' is out of range", text);
     return 0;
   }

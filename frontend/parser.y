@@ -8,6 +8,7 @@
 %define api.pure full
 %define api.prefix {fe_yy}
 %define parse.error custom
+%define parse.lac full
 %locations
 %param {FeParser *p}
 
@@ -96,11 +97,11 @@ static FeItem *mk_func(FeParser *p, const char *name, FeLoc loc, FeParamVec ps, 
 %type <e> expr primary
 %type <ev> exprs list_elems dims
 %type <arg> arg
-%type <av> args opt_args
+%type <av> args arg_list opt_args
 %type <sub> sub
 %type <iv> subs
 %type <par> fparam
-%type <pv> fparams
+%type <pv> fparams fparam_list
 %type <ty> type
 %type <tv> types rets
 %type <st> stmt
@@ -192,8 +193,12 @@ opt_args
 
 fparams
   : %empty                          { memset(&$$, 0, sizeof $$); }
-  | fparam                          { memset(&$$, 0, sizeof $$); PUSH($$, $1); }
-  | fparams ',' fparam              { $$ = $1; PUSH($$, $3); }
+  | fparam_list
+  ;
+
+fparam_list
+  : fparam                          { memset(&$$, 0, sizeof $$); PUSH($$, $1); }
+  | fparam_list ',' fparam          { $$ = $1; PUSH($$, $3); }
   ;
 
 fparam
@@ -296,8 +301,13 @@ list_elems
 
 args
   : %empty                          { memset(&$$, 0, sizeof $$); }
-  | arg                             { memset(&$$, 0, sizeof $$); PUSH($$, $1); }
-  | args ',' arg                    { $$ = $1; PUSH($$, $3); }
+  | arg_list
+  | arg_list ','                    { $$ = $1; }
+  ;
+
+arg_list
+  : arg                             { memset(&$$, 0, sizeof $$); PUSH($$, $1); }
+  | arg_list ',' arg                { $$ = $1; PUSH($$, $3); }
   ;
 
 arg

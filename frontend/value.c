@@ -285,7 +285,11 @@ FeVal fe_matmul(FeCk *ck, const FeVal *l, const FeVal *r, SrcLoc loc) {
   memcpy(ba.dim, a->dim, sizeof(IrDim) * (size_t)ba.rank);
   memcpy(bb.dim, b->dim, sizeof(IrDim) * (size_t)bb.rank);
   IrType out;
-  if (!fe_broadcast(ck, "matmul batch axes", &ba, &bb, &out, loc, r->loc)) return fe_val_err();
+  if (!ir_broadcast_type(&ba, &bb, &out)) {
+    diag_error(ck->d, loc, "matmul: the batch axes of %s @ %s do not broadcast (%s vs %s)", fe_shape_str(ck, a),
+               fe_shape_str(ck, b), fe_shape_str(ck, &ba), fe_shape_str(ck, &bb));
+    return fe_val_err();
+  }
   if (a->rank >= 2) out.dim[out.rank++] = a->dim[a->rank - 2];
   if (b->rank >= 2) out.dim[out.rank++] = b->dim[b->rank - 1];
   if (out.rank > IR_MAX_RANK) {
@@ -308,7 +312,7 @@ bool fe_check_axis(FeCk *ck, int64_t axis, int rank, SrcLoc loc, const char *wha
   return true;
 }
 
-const char *fe_suggest(FeCk *ck, const char *name, const char **cands, int n) {
+const char *fe_suggest(FeCk *ck, const char *name, const char *const *cands, int n) {
   const char *best = NULL;
   int bestd = 1000, max = (int)strlen(name) / 3;
   if (max < 1) max = 1;

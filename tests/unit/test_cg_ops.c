@@ -448,8 +448,9 @@ static void test_shape(void **state) {
   IrType s3 = ty(IR_F32, "B,T,2,4");
   op(&t, IR_OP_SLICE, &x4, 1, &(IrAttr){.axis = 2, .start = 1}, &s3);
   IrNode *tab = fin(&t, "S,12");
-  IrType s4 = ty(IR_F32, "T,12");
-  op(&t, IR_OP_SLICE, &tab, 1, &(IrAttr){.axis = 0, .start = 0}, &s4);  // a position table's rows
+  IrType s4 = ty(IR_F32, "2,12");
+  op(&t, IR_OP_SLICE, &tab, 1, &(IrAttr){.axis = 0, .start = 1}, &s4);  // rows of a symbolic axis
+  op(&t, IR_OP_SLICE, &tab, 1, &(IrAttr){.axis = 0, .start = -3}, &s4);
   IrNode *y = fin(&t, "B,T,5"), *z = fin(&t, "B,T,1");
   IrNode *cs[3] = {x, y, z};
   op(&t, IR_OP_CONCAT, cs, 3, &(IrAttr){.axis = 2}, NULL);
@@ -457,7 +458,7 @@ static void test_shape(void **state) {
   IrNode *cs2[2] = {x, w};
   op(&t, IR_OP_CONCAT, cs2, 2, &(IrAttr){.axis = 1}, NULL);
   op(&t, IR_OP_CONCAT, cs2, 2, &(IrAttr){.axis = 0}, NULL);
-  check(&t, "shape", (const int64_t[][3]){{2, 5, 7}, {1, 1, 3}, {3, 17, 17}}, 3);
+  check(&t, "shape", SV, NSV);
   t_fini(&t);
 }
 
@@ -641,6 +642,21 @@ static void test_errors(void **state) {
   ((int32_t *)b.buf[y->id])[1] = 0;
   assert_false(cg_run(p, sv, b.buf, &t.d));
   assert_non_null(strstr(t.d.log, "div: integer division by zero"));
+  bufs_free(&b);
+  cg_program_free(p);
+  t_fini(&t);
+
+  // a slice longer than its (symbolic) axis at run time
+  t_init(&t);
+  f = diag_add_file(&t.d, "m.heed", "x\n", 2);
+  IrNode *tb = fin(&t, "S,3");
+  IrType s5 = ty(IR_F32, "5,3");
+  ir_output(t.g, "s", ir_op(t.g, IR_OP_SLICE, &tb, 1, &(IrAttr){.axis = 0, .start = 0}, &s5, (SrcLoc){f, 1, 1}));
+  p = compile(&t);
+  int64_t sv2[3] = {1, 1, 4};
+  b = make_bufs(&t, p, sv2);
+  assert_false(cg_run(p, sv2, b.buf, &t.d));
+  assert_non_null(strstr(t.d.log, "slice: 5 elements from 0 do not fit axis 0 of size 4"));
   bufs_free(&b);
   cg_program_free(p);
   t_fini(&t);

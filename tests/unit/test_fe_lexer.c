@@ -225,7 +225,7 @@ static void test_unexpected_characters(void **state) {
   fet_parse(&t, "config {\n  a = 1 # x\n}\n");
   assert_true(t.d.nerr >= 1);
   assert_starts_with(fet_log(&t),
-                     "t.heed:2:9: error: unexpected character '#'; comments start with '//'\n"
+                     "t.heed:2:9: error: '#' does not start a comment in heed; comments start with '//'\n"
                      "    a = 1 # x\n"
                      "          ^\n");
   fet_free(&t);
@@ -244,7 +244,7 @@ static void test_unexpected_characters(void **state) {
   assert_contains(fet_log(&t), "t.heed:2:9: error: unexpected character '%'; operators are + - * / @\n");
   fet_free(&t);
   fet_parse(&t, "config {\n  a = 'x'\n}\n");
-  assert_contains(fet_log(&t), "t.heed:2:7: error: unexpected character '''; strings use double quotes\n");
+  assert_contains(fet_log(&t), "t.heed:2:7: error: strings use double quotes (\"...\"), not single quotes\n");
   fet_free(&t);
   fet_parse(&t, "config {\n  a = 1\x01\n  b = \x7f 2\n}\n");
   assert_contains(fet_log(&t), "t.heed:2:8: error: unexpected control character (byte 0x01)\n");
@@ -267,10 +267,13 @@ static void test_non_ascii(void **state) {
   // non-ASCII inside comments and strings is fine
   assert_null(fet_parse(&t, "// caf\xc3\xa9\nconfig {\n  a = \"\xe2\x82\xac\" /* \xff */\n}\n"));
   fet_free(&t);
-  // a UTF-8 BOM is not accepted silently
-  fet_parse(&t, "\xef\xbb\xbf" "config {\n}\n");
+  // a UTF-8 byte-order mark is skipped at the start of the file (Windows
+  // editors write one), and an error anywhere else
+  assert_null(fet_parse(&t, "\xef\xbb\xbf" "config {\n}\n"));
+  fet_free(&t);
+  fet_parse(&t, "config {\n}\n\xef\xbb\xbf");
   assert_int_equal(t.d.nerr, 1);
-  assert_contains(fet_log(&t), "t.heed:1:1: error: unexpected non-ASCII character (byte 0xef)");
+  assert_contains(fet_log(&t), "t.heed:3:1: error: unexpected byte-order mark (U+FEFF) inside the file");
   fet_free(&t);
 }
 

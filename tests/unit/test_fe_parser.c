@@ -674,7 +674,7 @@ static void test_error_recovery(void **state) {
             "}\n");
   assert_int_equal(t.d.nerr, 3);
   log = fet_log(&t);
-  assert_contains(log, "t.heed:3:9: error: syntax error: unexpected integer, expected ");
+  assert_contains(log, "t.heed:3:9: error: syntax error: unexpected integer, expected an operator, '}' or the end of the line\n");
   assert_contains(log, "t.heed:7:9: error: syntax error: unexpected ':', expected identifier\n");
   assert_contains(log, "t.heed:12:3: error: syntax error: unexpected 'forward', expected an expression or 'repeat'\n");
   assert_true(t.ast->ndecls >= 2);  // the config and block B survive
@@ -690,8 +690,7 @@ static void test_syntax_error_messages(void **state) {
   FeT t;
   fet_parse(&t, "model M {\n");
   assert_int_equal(t.d.nerr, 1);
-  assert_contains(fet_log(&t), "t.heed:2:1: error: syntax error: unexpected end of file, expected 'param', 'buffer', "
-                               "'forward', identifier, ';' or '}'\n");
+  assert_contains(fet_log(&t), "t.heed:2:1: error: syntax error: unexpected end of file, expected '}'\n");
   fet_free(&t);
   fet_parse(&t, "model {\n}\n");
   assert_contains(fet_log(&t), "t.heed:1:7: error: syntax error: unexpected '{', expected identifier\n");
