@@ -458,8 +458,12 @@ static FeVal bi_split(FeCk *ck, Args *a) {
   r.elems = arena_alloc(ck->a, sizeof(FeVal) * (size_t)r.n);
   if (!r.elems) return fe_val_err();
   for (int i = 0; i < s->n; i++) {
-    if (s->elems[i].k != FV_INT || s->elems[i].i < 1 || __builtin_add_overflow(total, s->elems[i].i, &total)) {
+    if (s->elems[i].k != FV_INT || s->elems[i].i < 1) {
       diag_error(ck->d, at(a, 1), "split: sizes must be positive integers, got %s", fe_val_describe(ck, &s->elems[i]));
+      return fe_val_err();
+    }
+    if (__builtin_add_overflow(total, s->elems[i].i, &total)) {
+      diag_error(ck->d, at(a, 1), "split: the sizes add up to more than a 64-bit size");
       return fe_val_err();
     }
     IrType t = *x;

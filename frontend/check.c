@@ -796,8 +796,14 @@ static void add_param(FeCk *ck, FeInst *in, FeParamDecl p) {
 // no local name shadows.
 static const FeDecl *instance_block(FeCk *ck, FeEnv *env, const FeExpr *e) {
   if (!e || (e->kind != FE_EX_NAME && e->kind != FE_EX_CALL)) return NULL;
-  if (fe_env_lookup(env, e->name, NULL, NULL)) return NULL;
-  return find_block(ck, e->name);
+  const FeDecl *b = find_block(ck, e->name);
+  int idx;
+  // a block named like a config value is an error reported once (check_toplevel);
+  // here the block wins, so its instance does not turn into a number
+  bool local = fe_env_lookup(env, e->name, NULL, NULL) && !(b && env_of_kind(env, FE_ENV_CONFIG, e->name, &idx) &&
+                                                            !env_of_kind(env, FE_ENV_ARGS, e->name, &idx) &&
+                                                            !env_of_kind(env, FE_ENV_MEMBERS, e->name, &idx));
+  return local ? NULL : b;
 }
 
 static void elab_item(FeCk *ck, FeInst *in, FeEnv *members, const FeItem *it, const FeItem **fwd) {
