@@ -8,6 +8,9 @@
 //            host or a named CPU, the O3 pipeline, the JIT and object files
 //   gemm.c   a generated sgemm (packing, cache blocking, a register-tiled
 //            micro-kernel on explicit <16 x float> / <8 x float> vectors)
+//   compile.c a whole graph's forward ops as one module (one function per
+//            distinct kernel, an entry heed_forward calling them in order),
+//            JIT-compiled into a CgProgram that runs on caller buffers
 //
 // Errors from LLVM (LLVMErrorRef, char **ErrorMessage) are converted to a
 // diagnostic (no source location) and the function returns false; nothing
@@ -104,5 +107,72 @@ void cg_gemm_config_default(const CgLlvm *cg, CgGemmConfig *cfg, const char *nam
 size_t cg_gemm_work_bytes(const CgGemmConfig *cfg);
 // Adds the function cfg->name (and its static helpers) to cg's module.
 bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d);
+
+// ---- compile.c ----
+// Compiles g's forward ops (POSITIONS through XENT; F32, integer and bool
+// dtypes; F16/BF16 and gradient ops are rejected with a diagnostic) into a
+// CgProgram. Storage: one buffer per node id, caller-allocated
+// (cg_buffer_bytes), row-major: f32 for F32, int32 for I32, int64 for I64,
+// uint8 for BOOL and U8, int8 for I8. INPUT and PARAM buffers hold the
+// caller's data; every other node's buffer is written by cg_run, but for a
+// PERMUTE that only MATMULs read as their transposed right operand (the
+// tied LM head: the sgemm reads the permute's operand) and that is not a
+// graph output (cg_node_computed says which). Symbolic
+// sizes are run-time values (symvals, indexed like g->syms): one program
+// serves every B and T. Example:
+//   CgProgram *p = cg_compile(g, NULL, &diag);          // host CPU, 1 thread
+//   void *bufs[n]; ... bufs[i] = malloc(cg_buffer_bytes(p, i, symvals));
+//   if (!cg_run(p, symvals, bufs, &diag)) ...           // gather index error
+//   cg_program_free(p);
+typedef struct CgProgram CgProgram;
+
+// rt_parallel_for's signature (codegen does not link the runtime).
+typedef void (*CgParallelFor)(void *pool, int64_t n_tasks, void (*fn)(void *ctx, int64_t task, int32_t thread),
+                              void *ctx);
+
+typedef struct {
+  const char *cpu;             // NULL or "": the host CPU
+  void *pool;                  // an RtPool for the sgemm's threads; NULL: one thread
+  int nthreads;                // the pool's size
+  CgParallelFor parallel_for;  // rt_parallel_for; NULL: a serial stand-in
+  const char *dump_ir;         // if set: the module before optimization (.ll) goes here
+  const char *dump_obj;        // if set: the optimized module as an object file
+} CgOptions;
+
+// What heed_forward's third argument points to (the layout is the ABI).
+typedef struct {
+  void *pool;
+  int32_t nthreads;
+  float *work;      // the sgemm's packing buffers (cg_gemm_work_bytes)
+  int64_t err[4];   // written by a failing kernel: the values its message names
+} CgRunCtx;
+
+// int32_t heed_forward(void **bufs, const int64_t *symvals, CgRunCtx *ctx):
+// 0, or the failing node's id + 1.
+typedef int32_t (*CgEntryFn)(void **bufs, const int64_t *symvals, CgRunCtx *ctx);
+
+typedef struct {
+  int nkernels;       // distinct kernel functions in the module
+  int ncalls;         // kernel calls in the entry (non-leaf nodes)
+  double build_ms;    // graph -> LLVM IR
+  double opt_ms;      // the O3 pipeline
+  double jit_ms;      // machine code (LLJIT, on lookup)
+  double compile_ms;  // all of it
+} CgProgramStats;
+
+// o may be NULL (the defaults above). NULL (with a diagnostic) on failure.
+CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d);
+// Runs the forward ops on bufs (g->nodes.len of them). A run-time error (a
+// gather index outside its table, a target outside the classes, an integer
+// division by zero, a slice outside its axis) is a diagnostic at the op's
+// source location; false then. Not reentrant (one run at a time).
+bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
+// Bytes of node node_id's buffer under symvals; -1 on overflow or a bad id.
+int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals);
+const CgProgramStats *cg_program_stats(const CgProgram *p);
+// Whether cg_run writes node node_id's buffer (false for leaves and for
+// the permutes described above).
+bool cg_node_computed(const CgProgram *p, int node_id);
+void cg_program_free(CgProgram *p);  // NULL is harmless
 
 #endif
