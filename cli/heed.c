@@ -4,6 +4,8 @@
 // file in heed that calls exit.
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,7 +44,8 @@ static const Command commands[] = {
      "  --weights W        parameters (safetensors); a missing, misshapen or extra tensor is an error\n"
      "  --prefix P         tensor names in W carry the prefix P (e.g. transformer.)\n"
      "  --strict=false     ignore tensors in W that are not parameters\n"
-     "  --interp           run on the reference interpreter (the only executor in this version)\n",
+     "  --interp           run on the reference interpreter instead of compiled code\n"
+     "  --threads N        threads for compiled code (default: the cores)\n",
      true},
     {"grad", "heed grad MODEL.heed --weights W --inputs IN --outputs OUT",
      "Evaluate the train section's loss on IN and write `loss` and `grad.NAME` for\n"
@@ -52,7 +55,14 @@ static const Command commands[] = {
     {"train", "heed train MODEL.heed --data FILE [--steps N] [--out DIR]", "Train a model.\n", false},
     {"generate", "heed generate MODEL.heed --weights W --prompt TEXT", "Generate text.\n", false},
     {"build", "heed build MODEL.heed --weights W -o PROGRAM", "Build a standalone program.\n", false},
-    {"bench", "heed bench MODEL.heed [--train] [--json]", "Time compile, forward and train steps.\n", false},
+    {"bench", "heed bench MODEL.heed [--train] [--batch B] [--seq T] [--json]",
+     "Time compiling the model, its forward and (--train) a training step's forward\n"
+     "and backward, on initialised parameters and random inputs, after a warm-up.\n"
+     "  --batch B, --seq T  the sizes (default: the train section's, else 1 and 64)\n"
+     "  --reps N           timed runs (median; default 5)\n"
+     "  --json             one JSON object: compile_ms, forward_ms, train_step_ms, threads, peak_bytes\n"
+     "  --interp           time the reference interpreter instead\n",
+     true},
 };
 enum { NCOMMANDS = sizeof commands / sizeof commands[0] };
 
@@ -88,6 +98,7 @@ typedef struct {
   const char *emit, *out;
   bool params, help, loss;
   HeedRunOpts run;
+  HeedBenchOpts bench;
 } Args;
 
 static int usage_error(const Command *c, const char *fmt, const char *arg) {
@@ -109,7 +120,19 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
     } else if (!strcmp(s, "--loss") && !strcmp(c->name, "compile")) {
       a->loss = true;
     } else if (!strcmp(s, "--interp")) {
-      // the interpreter is the only executor in this version
+      a->run.interp = a->bench.interp = true;
+    } else if (!strcmp(s, "--train") && !strcmp(c->name, "bench")) {
+      a->bench.train = true;
+    } else if (!strcmp(s, "--json") && !strcmp(c->name, "bench")) {
+      a->bench.json = true;
+    } else if ((!strcmp(s, "--batch") || !strcmp(s, "--seq") || !strcmp(s, "--reps")) && !strcmp(c->name, "bench")) {
+      char *end;
+      long n = val ? strtol(val, &end, 10) : 0;
+      if (!val || *end || n < 1 || n > 1000000) return usage_error(c, "expected a positive number, got '%s'", val ? val : "");
+      i++;
+      if (s[2] == 'b') a->bench.batch = n;
+      else if (s[2] == 's') a->bench.seq = n;
+      else a->bench.reps = (int)n;
     } else if (!strncmp(s, "--strict=", 9)) {
       if (strcmp(s + 9, "true") && strcmp(s + 9, "false")) return usage_error(c, "--strict takes true or false, not '%s'", s + 9);
       a->run.strict = !strcmp(s + 9, "true");
@@ -141,6 +164,7 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
         long n = strtol(val, &end, 10);
         if (*end || n < 1 || n > 100000) return usage_error(c, "expected a positive number, got '%s'", val);
         if (!strcmp(s, "--max-errors")) a->o.max_errors = (int)n;
+        else a->run.threads = a->bench.threads = (int)(n > 256 ? 256 : n);
       } else if (!strcmp(s, "--set")) {
         const char *eq = strchr(val, '=');
         if (!eq || eq == val || !eq[1]) return usage_error(c, "--set takes KEY=VALUE, got '%s'", val);
@@ -254,9 +278,18 @@ static int cmd_frontend(const Command *cmd, Args *a) {
   } else {
     a->o.check.lower = true;
     a->run.out = a->out;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     rc = heed_frontend(c);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     if (rc == HEED_OK && !c->model->forward) rc = HEED_ERR_CHECK;
-    if (rc == HEED_OK && !strcmp(cmd->name, "init")) rc = heed_cmd_init(c, &a->run);
+    if (rc == HEED_OK && !strcmp(cmd->name, "bench")) {
+      const FeTrain *t = c->model->train;
+      if (!a->bench.batch) a->bench.batch = t ? t->batch : 1;
+      if (!a->bench.seq) a->bench.seq = t ? t->seq : 64;
+      if (!a->bench.reps) a->bench.reps = 5;
+      rc = heed_cmd_bench(c, &a->bench, (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+    } else if (rc == HEED_OK && !strcmp(cmd->name, "init")) rc = heed_cmd_init(c, &a->run);
     else if (rc == HEED_OK && !strcmp(cmd->name, "run")) rc = heed_cmd_run(c, &a->run);
     else if (rc == HEED_OK) rc = heed_cmd_grad(c, &a->run);
   }
@@ -288,7 +321,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "heed: unknown command '%s'; run 'heed --help' for the list\n", argv[1]);
     return 2;
   }
-  Args a = {.run = {.strict = true, .seed = 1337}};
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  int threads = cores < 1 ? 1 : cores > 256 ? 256 : (int)cores;
+  Args a = {.run = {.strict = true, .seed = 1337, .threads = threads}, .bench = {.threads = threads}};
   int rc = parse_args(cmd, argc - 2, argv + 2, &a);
   if (!cmd->available && !a.help) {  // its flags are not parsed yet
     rc = 0;
@@ -296,7 +331,7 @@ int main(int argc, char **argv) {
   if (rc == 0 && a.help) {
     usage_cmd(cmd, stdout);
   } else if (rc == 0 && !cmd->available) {
-    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run and grad are)\n",
+    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad and bench are)\n",
             cmd->name);
     rc = 1;
   } else if (rc == 0 && !a.o.path) {

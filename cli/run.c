@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/run.h"
+#include "cli/exec.h"
 #include "passes/pass.h"
 #include "runtime/rt.h"
 
@@ -213,8 +214,8 @@ static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, 
   return ok ? vals : NULL;
 }
 
-// Writes every output of g from the interpreter's values.
-static int write_outputs(Compilation *c, const IrGraph *g, const IrValues *v, const char *path) {
+// Writes every output of g from the executor's values.
+static int write_outputs(Compilation *c, const IrGraph *g, HeedExec *x, const int64_t *symvals, const char *path) {
   int n = g->outputs.len, rc = HEED_OK;
   RtStWrite *ts = calloc((size_t)n + 1, sizeof *ts);
   int64_t(*shapes)[IR_MAX_RANK] = calloc((size_t)n + 1, sizeof *shapes);
@@ -222,8 +223,11 @@ static int write_outputs(Compilation *c, const IrGraph *g, const IrValues *v, co
   if (!ts || !shapes || !bufs) rc = fail(c, "out of memory");
   for (int i = 0; rc == HEED_OK && i < n; i++) {
     const IrNode *o = g->outputs.data[i];
-    ir_shape(&o->ty, v->symvals, shapes[i]);
-    bufs[i] = pack(o->ty.dt, v->val[o->id], v->numel[o->id]);
+    ir_shape(&o->ty, symvals, shapes[i]);
+    int64_t numel;
+    double *vals = heed_exec_output(x, i, &numel);
+    bufs[i] = vals ? pack(o->ty.dt, vals, numel) : NULL;
+    free(vals);
     if (!bufs[i]) rc = fail(c, "out of memory");
     ts[i] = (RtStWrite){.name = g->output_names.data[i], .dt = (RtDType)o->ty.dt, .rank = o->ty.rank,
                         .shape = shapes[i], .data = bufs[i]};
@@ -244,9 +248,10 @@ static int execute(Compilation *c, const IrGraph *g, const HeedRunOpts *o) {
   double **inputs = params ? load_inputs(c, g, o->inputs, symvals) : NULL;
   int rc = HEED_ERR_IO;
   if (params && inputs) {
-    IrValues *v = ir_interp(g, symvals, inputs, params, false, &c->diag);
-    rc = v ? write_outputs(c, g, v, o->outputs) : HEED_ERR_CHECK;
-    ir_values_free(v);
+    HeedExec *x = heed_exec_new(c, g, o->interp, o->threads);
+    bool ok = x && heed_exec_bind(x, symvals, inputs, params) && heed_exec_run(x);
+    rc = ok ? write_outputs(c, g, x, symvals, o->outputs) : HEED_ERR_CHECK;
+    heed_exec_free(x);
   }
   free_all(params, g->params.len);
   free_all(inputs, g->inputs.len);

@@ -28,7 +28,7 @@ expect() {  # expect STATUS PATTERN -- COMMAND...: status and a regex on stdout+
 expect 0 'usage: heed COMMAND' -- "$HEED" --help
 expect 2 'usage: heed COMMAND' -- "$HEED"
 expect 2 "unknown command 'frobnicate'" -- "$HEED" frobnicate
-for c in check compile init run grad train generate build bench; do
+for c in check compile init run grad bench train generate build; do
   expect 0 "usage: heed $c" -- "$HEED" help "$c"
   expect 0 "usage: heed $c" -- "$HEED" "$c" --help
 done
@@ -52,6 +52,8 @@ expect 0 'output loss = %' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit 
 expect 0 'digraph' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit dot --set layers=1
 expect 2 "unknown --emit kind 'wat'" -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit wat
 expect 1 'not available in this version' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x
+expect 0 '"forward_ms": [0-9.]+' -- "$HEED" bench "$REPO/examples/mlp.heed" --json --batch 2 --reps 1
+expect 0 'forward .*reference interpreter' -- "$HEED" bench "$REPO/examples/mlp.heed" --interp --batch 2 --reps 1
 expect 0 '' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ast -o "$T/gpt2.ast"
 expect 0 'model GPT2 +@' -- cat "$T/gpt2.ast"
 printf 'model M {\n  forward(x: f32[B]) = x @ \n}\n' > "$T/bad.heed"

@@ -1,0 +1,141 @@
+// cli/bench.c: `heed bench`: times a model the way a user runs it: compile
+// (frontend, lowering, autodiff for --train), then the forward and, with
+// --train, a training step's forward + backward, on initialised parameters
+// and random inputs, after a warm-up; prints medians (or one JSON object
+// with --json: compile_ms, forward_ms, train_step_ms, threads, peak_bytes).
+// The executor is compiled code unless --interp (or a graph the backend
+// cannot compile yet); the output says which ran ("executor").
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli/run.h"
+#include "cli/exec.h"
+#include "passes/pass.h"
+
+static double now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+// The exclusive upper bound for the values of an integer input: the rows
+// of a table it indexes, or the classes of a cross-entropy it is the
+// target of (1 if neither: zeros are always valid).
+static int64_t int_bound(const IrGraph *g, const IrNode *in) {
+  int64_t bound = -1;
+  for (int i = 0; i < g->nodes.len; i++) {
+    const IrNode *n = g->nodes.data[i];
+    int64_t b = -1;
+    if (n->op == IR_OP_GATHER && n->src[1] == in && ir_dim_is_const(n->src[0]->ty.dim[0])) b = n->src[0]->ty.dim[0].n;
+    if (n->op == IR_OP_XENT && n->src[1] == in) b = n->src[0]->ty.dim[n->src[0]->ty.rank - 1].n;
+    if (b > 0 && (bound < 0 || b < bound)) bound = b;
+  }
+  return bound > 0 ? bound : 1;
+}
+
+// Parameters as their INITs say; inputs random within their valid range.
+static bool make_data(Compilation *c, const IrGraph *g, const HeedBenchOpts *o, int64_t *symvals, double ***params,
+                      double ***inputs) {
+  for (int s = 0; s < g->syms.len && s < IR_MAX_SYMS; s++)
+    symvals[s] = !strcmp(g->syms.data[s], "B") ? o->batch : o->seq;  // every other size is the sequence
+  *params = calloc((size_t)g->params.len + 1, sizeof(double *));
+  *inputs = calloc((size_t)g->inputs.len + 1, sizeof(double *));
+  if (!*params || !*inputs) return false;
+  for (int i = 0; i < g->params.len; i++) {
+    const IrNode *p = g->params.data[i];
+    int64_t n = ir_type_numel(&p->ty, NULL);
+    if (!((*params)[i] = malloc(sizeof(double) * (size_t)(n ? n : 1)))) return false;
+    heed_init_values(p->name, &p->init, 1337, (*params)[i], n);
+  }
+  uint64_t s = 42;
+  for (int i = 0; i < g->inputs.len; i++) {
+    const IrNode *in = g->inputs.data[i];
+    int64_t n = ir_type_numel(&in->ty, symvals), bound = int_bound(g, in);
+    if (n < 0 || !((*inputs)[i] = malloc(sizeof(double) * (size_t)(n ? n : 1)))) {
+      diag_error(&c->diag, in->loc, "bench: input '%s' is too large at batch %lld, seq %lld", in->name,
+                 (long long)o->batch, (long long)o->seq);
+      return false;
+    }
+    for (int64_t j = 0; j < n; j++) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      double u = (double)(s >> 11) * 0x1.0p-53;
+      (*inputs)[i][j] = in->ty.dt == IR_BOOL ? 1 : ir_dtype_info[in->ty.dt].is_int ? (double)(int64_t)(u * bound) : u - 0.5;
+    }
+  }
+  return true;
+}
+
+static void free_data(double **v, int n) {
+  for (int i = 0; v && i < n; i++) free(v[i]);
+  free(v);
+}
+
+// Median milliseconds of `reps` runs of g after one warm-up run; -1 on
+// error. compile_ms gets the backend's compile time, name the executor.
+static double time_graph(Compilation *c, const IrGraph *g, const HeedBenchOpts *o, double *compile_ms, char *name,
+                         size_t nlen) {
+  int64_t symvals[IR_MAX_SYMS] = {0};
+  double **params = NULL, **inputs = NULL, ms[64], med = -1;
+  int reps = o->reps < 1 ? 1 : o->reps > 64 ? 64 : o->reps;
+  HeedExec *x = NULL;
+  if (make_data(c, g, o, symvals, &params, &inputs) && (x = heed_exec_new(c, g, o->interp, o->threads)) &&
+      heed_exec_bind(x, symvals, inputs, params)) {
+    *compile_ms += heed_exec_compile_ms(x);
+    snprintf(name, nlen, "%s", heed_exec_name(x));
+    bool ok = true;
+    for (int r = -1; r < reps && ok; r++) {
+      double t0 = now_ms();
+      ok = heed_exec_run(x);
+      if (r >= 0) ms[r] = now_ms() - t0;
+    }
+    if (ok) {
+      qsort(ms, (size_t)reps, sizeof ms[0], cmp_double);
+      med = ms[reps / 2];
+    }
+  }
+  heed_exec_free(x);
+  free_data(params, g->params.len);
+  free_data(inputs, g->inputs.len);
+  return med;
+}
+
+int heed_cmd_bench(Compilation *c, const HeedBenchOpts *o, double frontend_ms) {
+  const FeModel *m = c->model;
+  double t0 = now_ms(), train_ms = -1;
+  IrGraph *loss = o->train ? m->loss : NULL;
+  if (o->train && !loss) {
+    diag_error(&c->diag, m->decl->name_loc, "bench --train: model '%s' has no train section", m->decl->name);
+    return HEED_ERR_CHECK;
+  }
+  if (loss && (!pass_autodiff(loss, loss->outputs.data[0], false) || !ir_verify(loss))) return HEED_ERR_CHECK;
+  double compile_ms = frontend_ms + (now_ms() - t0);
+  char fwd_exec[96] = "", train_exec[96] = "";
+  double fwd_ms = time_graph(c, m->forward, o, &compile_ms, fwd_exec, sizeof fwd_exec);
+  if (fwd_ms < 0) return HEED_ERR_CHECK;
+  if (loss && (train_ms = time_graph(c, loss, o, &compile_ms, train_exec, sizeof train_exec)) < 0) return HEED_ERR_CHECK;
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  long long peak = (long long)ru.ru_maxrss * 1024;
+  if (o->json) {
+    printf("{\"model\": \"%s\", \"executor\": \"%s\", \"batch\": %lld, \"seq\": %lld, \"threads\": %d, "
+           "\"compile_ms\": %.3f, \"forward_ms\": %.3f",
+           m->decl->name, fwd_exec, (long long)o->batch, (long long)o->seq, o->interp ? 1 : o->threads, compile_ms,
+           fwd_ms);
+    if (train_ms >= 0) printf(", \"train_step_ms\": %.3f, \"train_executor\": \"%s\"", train_ms, train_exec);
+    printf(", \"peak_bytes\": %lld}\n", peak);
+  } else {
+    printf("%s: batch %lld, seq %lld\n", m->decl->name, (long long)o->batch, (long long)o->seq);
+    printf("  compile     %10.3f ms\n  forward     %10.3f ms (median of %d; %s)\n", compile_ms, fwd_ms, o->reps, fwd_exec);
+    if (train_ms >= 0)
+      printf("  train step  %10.3f ms (forward + backward, no optimizer update yet; %s)\n", train_ms, train_exec);
+    printf("  peak memory %10.1f MiB\n", peak / 1048576.0);
+  }
+  return HEED_OK;
+}

@@ -1,0 +1,189 @@
+// cli/exec.c: the executor behind heed run, grad and bench (exec.h): the
+// compiled backend by default, the reference interpreter with --interp.
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/exec.h"
+#include "runtime/rt.h"
+#ifdef HEED_HAVE_LLVM
+#include "codegen/cg.h"
+#endif
+
+struct HeedExec {
+  Compilation *c;
+  const IrGraph *g;
+  bool interp;
+  int64_t symvals[IR_MAX_SYMS];
+  double **in, **par;         // interpreter: bound data (owned copies)
+  IrValues *vals;             // interpreter: the last run
+#ifdef HEED_HAVE_LLVM
+  CgProgram *prog;            // compiled
+  void **bufs;                // compiled: one native buffer per node
+#endif
+  RtPool *pool;
+  int threads;
+  char name[96];
+};
+
+static void free_vec(double **v, int n) {
+  for (int i = 0; v && i < n; i++) free(v[i]);
+  free(v);
+}
+
+HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threads) {
+  HeedExec *x = calloc(1, sizeof *x);
+  if (!x) return NULL;
+  x->c = c;
+  x->g = g;
+  x->interp = interp;
+  x->threads = threads;
+#ifndef HEED_HAVE_LLVM
+  x->interp = true;  // built without the LLVM backend
+#endif
+  if (x->interp) {
+    snprintf(x->name, sizeof x->name, "reference interpreter");
+    return x;
+  }
+#ifdef HEED_HAVE_LLVM
+  x->pool = threads > 1 ? rt_pool_new(threads) : NULL;
+  CgOptions o = {.pool = x->pool, .nthreads = rt_pool_size(x->pool), .parallel_for = (CgParallelFor)rt_parallel_for};
+  Diag scratch;  // what the backend cannot compile yet is a note, not an error
+  diag_init(&scratch, NULL);
+  x->prog = cg_compile(g, &o, &scratch);
+  if (!x->prog) {
+    const char *why = scratch.log ? strstr(scratch.log, "error: ") : NULL;
+    size_t len = why ? strcspn(why + 7, "\n") : 0;
+    diag_note(&c->diag, (SrcLoc){0}, "the CPU backend cannot compile %s yet (%.*s); running it on the reference interpreter",
+              g->name, (int)len, why ? why + 7 : "unknown reason");
+    diag_fini(&scratch);
+    rt_pool_free(x->pool);
+    x->pool = NULL;
+    x->interp = true;
+    snprintf(x->name, sizeof x->name, "reference interpreter");
+    return x;
+  }
+  diag_fini(&scratch);
+  snprintf(x->name, sizeof x->name, "compiled, %d thread%s", o.nthreads, o.nthreads == 1 ? "" : "s");
+#endif
+  return x;
+}
+
+#ifdef HEED_HAVE_LLVM
+static void to_native(IrDType dt, const double *v, int64_t n, void *out) {
+  for (int64_t i = 0; i < n; i++) switch (dt) {
+    case IR_F32: ((float *)out)[i] = (float)v[i]; break;
+    case IR_I32: ((int32_t *)out)[i] = (int32_t)v[i]; break;
+    case IR_I64: ((int64_t *)out)[i] = (int64_t)v[i]; break;
+    case IR_I8: ((int8_t *)out)[i] = (int8_t)v[i]; break;
+    default: ((uint8_t *)out)[i] = (uint8_t)v[i]; break;  // u8, bool
+    }
+}
+
+static void from_native(IrDType dt, const void *p, int64_t n, double *out) {
+  for (int64_t i = 0; i < n; i++) switch (dt) {
+    case IR_F32: out[i] = ((const float *)p)[i]; break;
+    case IR_I32: out[i] = ((const int32_t *)p)[i]; break;
+    case IR_I64: out[i] = (double)((const int64_t *)p)[i]; break;
+    case IR_I8: out[i] = ((const int8_t *)p)[i]; break;
+    default: out[i] = ((const uint8_t *)p)[i]; break;
+    }
+}
+#endif
+
+bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, double *const *params) {
+  const IrGraph *g = x->g;
+  memcpy(x->symvals, symvals, sizeof(int64_t) * (size_t)(g->syms.len < IR_MAX_SYMS ? g->syms.len : IR_MAX_SYMS));
+  if (x->interp) {
+    free_vec(x->in, g->inputs.len);
+    free_vec(x->par, g->params.len);
+    x->in = calloc((size_t)g->inputs.len + 1, sizeof(double *));
+    x->par = calloc((size_t)g->params.len + 1, sizeof(double *));
+    if (!x->in || !x->par) return false;
+    for (int pass = 0; pass < 2; pass++) {
+      int n = pass ? g->params.len : g->inputs.len;
+      for (int i = 0; i < n; i++) {
+        const IrNode *nd = pass ? g->params.data[i] : g->inputs.data[i];
+        int64_t k = ir_type_numel(&nd->ty, x->symvals);
+        double *cp = malloc(sizeof(double) * (size_t)(k > 0 ? k : 1));
+        if (!cp) return false;
+        memcpy(cp, pass ? params[i] : inputs[i], sizeof(double) * (size_t)k);
+        (pass ? x->par : x->in)[i] = cp;
+      }
+    }
+    return true;
+  }
+#ifdef HEED_HAVE_LLVM
+  if (x->bufs)
+    for (int i = 0; i < g->nodes.len; i++) free(x->bufs[i]);
+  free(x->bufs);
+  x->bufs = calloc((size_t)g->nodes.len + 1, sizeof(void *));
+  if (!x->bufs) return false;
+  int ii = 0, pi = 0;
+  for (int i = 0; i < g->nodes.len; i++) {
+    const IrNode *n = g->nodes.data[i];
+    int64_t bytes = cg_buffer_bytes(x->prog, i, x->symvals);
+    if (bytes < 0 || !(x->bufs[i] = aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64)))) {
+      diag_error(&x->c->diag, n->loc, "out of memory for the values of %s (%lld bytes)", ir_op_name(n->op), (long long)bytes);
+      return false;
+    }
+    if (n->op == IR_OP_INPUT) to_native(n->ty.dt, inputs[ii++], ir_type_numel(&n->ty, x->symvals), x->bufs[i]);
+    if (n->op == IR_OP_PARAM) to_native(n->ty.dt, params[pi++], ir_type_numel(&n->ty, x->symvals), x->bufs[i]);
+  }
+#endif
+  return true;
+}
+
+bool heed_exec_run(HeedExec *x) {
+  if (x->interp) {
+    ir_values_free(x->vals);
+    x->vals = ir_interp(x->g, x->symvals, x->in, x->par, false, &x->c->diag);
+    return x->vals != NULL;
+  }
+#ifdef HEED_HAVE_LLVM
+  return cg_run(x->prog, x->symvals, x->bufs, &x->c->diag);
+#else
+  return false;
+#endif
+}
+
+double *heed_exec_output(HeedExec *x, int i, int64_t *numel) {
+  const IrNode *o = x->g->outputs.data[i];
+  int64_t n = ir_type_numel(&o->ty, x->symvals);
+  double *v = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+  if (!v) return NULL;
+  *numel = n;
+  if (x->interp) {
+    memcpy(v, x->vals->val[o->id], sizeof(double) * (size_t)n);
+    return v;
+  }
+#ifdef HEED_HAVE_LLVM
+  from_native(o->ty.dt, x->bufs[o->id], n, v);
+#endif
+  return v;
+}
+
+const char *heed_exec_name(const HeedExec *x) { return x->name; }
+
+double heed_exec_compile_ms(const HeedExec *x) {
+#ifdef HEED_HAVE_LLVM
+  if (x->prog) return cg_program_stats(x->prog)->compile_ms;
+#endif
+  (void)x;
+  return 0;
+}
+
+void heed_exec_free(HeedExec *x) {
+  if (!x) return;
+  free_vec(x->in, x->g->inputs.len);
+  free_vec(x->par, x->g->params.len);
+  ir_values_free(x->vals);
+#ifdef HEED_HAVE_LLVM
+  if (x->bufs)
+    for (int i = 0; i < x->g->nodes.len; i++) free(x->bufs[i]);
+  free(x->bufs);
+  cg_program_free(x->prog);
+#endif
+  rt_pool_free(x->pool);
+  free(x);
+}

@@ -1,0 +1,26 @@
+// cli/exec.h: one way to run an IrGraph from the CLI, whatever executes it:
+// compiled code (codegen/, LLVM JIT; the default) or the reference
+// interpreter (ir/interp.c, --interp). Values cross this interface as
+// doubles, as the interpreter holds them; the compiled path converts to its
+// native storage once, in heed_exec_bind, so timed runs exclude it.
+#ifndef HEED_CLI_EXEC_H
+#define HEED_CLI_EXEC_H
+
+#include "cli/driver.h"
+
+typedef struct HeedExec HeedExec;
+
+// Compiles g (unless interp). threads: the pool size for compiled code.
+// NULL with a diagnostic on failure (a graph the backend cannot compile
+// names the reason and suggests --interp).
+HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threads);
+// Binds sizes and data (copied: the caller may free them after).
+bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, double *const *params);
+bool heed_exec_run(HeedExec *x);  // false: a run-time error was reported
+// Output i (g->outputs order) as doubles: numel values, malloc'd (caller frees).
+double *heed_exec_output(HeedExec *x, int i, int64_t *numel);
+const char *heed_exec_name(const HeedExec *x);  // "compiled (znver3, 2 threads)" or "interpreter"
+double heed_exec_compile_ms(const HeedExec *x);
+void heed_exec_free(HeedExec *x);
+
+#endif
