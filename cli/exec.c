@@ -165,6 +165,22 @@ double *heed_exec_output(HeedExec *x, int i, int64_t *numel) {
 
 const char *heed_exec_name(const HeedExec *x) { return x->name; }
 
+bool heed_exec_emit(Compilation *c, const IrGraph *g, const char *kind, const char *path, const char *cpu) {
+#ifdef HEED_HAVE_LLVM
+  CgOptions o = {.cpu = cpu};
+  if (!strcmp(kind, "llvm")) o.dump_ir = path;
+  else if (!strcmp(kind, "asm")) o.dump_asm = path;
+  else o.dump_obj = path;
+  CgProgram *p = cg_compile(g, &o, &c->diag);
+  cg_program_free(p);
+  return p != NULL;
+#else
+  (void)g, (void)path, (void)cpu;
+  diag_error(&c->diag, (SrcLoc){0}, "--emit %s: this heed was built without the LLVM backend", kind);
+  return false;
+#endif
+}
+
 double heed_exec_compile_ms(const HeedExec *x) {
 #ifdef HEED_HAVE_LLVM
   if (x->prog) return cg_program_stats(x->prog)->compile_ms;

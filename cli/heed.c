@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/driver.h"
+#include "cli/exec.h"
 #include "cli/run.h"
 
 typedef struct {
@@ -29,7 +30,9 @@ static const Command commands[] = {
      "  --emit ir          the model's forward as IR (the text form ir_parse reads back)\n"
      "  --emit dot         the same graph for Graphviz (dot -Tsvg)\n"
      "  --loss             emit the train section's loss graph instead of the forward\n"
-     "  --emit ir-opt|llvm|asm|obj|cuda|ptx   not available in this version\n"
+     "  --emit llvm|asm|obj  the compiled CPU code: optimized LLVM IR, assembly, an object file (-o needed)\n"
+     "  --cpu NAME         the target CPU for llvm/asm/obj (default: this machine's; e.g. znver5, x86-64-v3)\n"
+     "  --emit ir-opt|cuda|ptx   not available in this version\n"
      "  -o OUT             write to OUT instead of standard output\n",
      true},
     {"init", "heed init MODEL.heed -o W.safetensors [--seed S]",
@@ -95,7 +98,7 @@ static const Command *find_command(const char *name) {
 typedef struct {
   HeedOptions o;
   FeOverride sets[64];
-  const char *emit, *out;
+  const char *emit, *out, *cpu;
   bool params, help, loss;
   HeedRunOpts run;
   HeedBenchOpts bench;
@@ -136,6 +139,10 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
     } else if (!strncmp(s, "--strict=", 9)) {
       if (strcmp(s + 9, "true") && strcmp(s + 9, "false")) return usage_error(c, "--strict takes true or false, not '%s'", s + 9);
       a->run.strict = !strcmp(s + 9, "true");
+    } else if (!strcmp(s, "--cpu") && !strcmp(c->name, "compile")) {
+      if (!val) return usage_error(c, "%s needs a value", s);
+      a->cpu = val;
+      i++;
     } else if (!strcmp(s, "--weights") || !strcmp(s, "--inputs") || !strcmp(s, "--outputs") ||
                !strcmp(s, "--prefix") || !strcmp(s, "--seed")) {
       if (!val) return usage_error(c, "%s needs a value", s);
@@ -250,6 +257,7 @@ static int cmd_frontend(const Command *cmd, Args *a) {
   if (!strcmp(cmd->name, "compile")) {
     FILE *out = stdout;
     bool ast = !strcmp(a->emit, "ast");
+    bool native = !strcmp(a->emit, "llvm") || !strcmp(a->emit, "asm") || !strcmp(a->emit, "obj");
     size_t plen = strlen(a->o.path);
     bool ir_in = plen > 3 && !strcmp(a->o.path + plen - 3, ".ir");  // IR text in, for pass debugging
     a->o.check.lower = !ast;
@@ -260,6 +268,17 @@ static int cmd_frontend(const Command *cmd, Args *a) {
       fprintf(stderr, "heed: error: model '%s' has no %s to emit\n", c->model ? c->model->decl->name : "?",
               a->loss ? "train section (loss)" : "forward");
       rc = HEED_ERR_CHECK;
+    }
+    if (rc == HEED_OK && native) {
+      if (!strcmp(a->emit, "obj") && !a->out) {
+        fprintf(stderr, "heed compile: --emit obj needs -o FILE\n");
+        rc = HEED_ERR_USAGE;
+      } else if (!heed_exec_emit(c, g, a->emit, a->out ? a->out : "/dev/stdout", a->cpu)) {
+        rc = HEED_ERR_CHECK;
+      }
+      diag_finish(&c->diag);
+      heed_compilation_free(c);
+      return status_to_exit(rc);
     }
     if (rc == HEED_OK && a->out && !(out = fopen(a->out, "w"))) {
       fprintf(stderr, "heed: error: cannot write '%s': %s\n", a->out, strerror(errno));
@@ -342,12 +361,13 @@ int main(int argc, char **argv) {
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && !a.emit) {
     rc = usage_error(cmd, "--emit KIND is required%s", "");
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && strcmp(a.emit, "ast") && strcmp(a.emit, "ir") &&
-             strcmp(a.emit, "dot")) {
-    static const char *later[] = {"ir-opt", "llvm", "asm", "obj", "cuda", "ptx"};
+             strcmp(a.emit, "dot") && strcmp(a.emit, "llvm") && strcmp(a.emit, "asm") && strcmp(a.emit, "obj")) {
+    static const char *later[] = {"ir-opt", "cuda", "ptx"};
     bool known = false;
-    for (int i = 0; i < 6; i++) known |= !strcmp(a.emit, later[i]);
+    for (int i = 0; i < 3; i++) known |= !strcmp(a.emit, later[i]);
     if (known) {
-      fprintf(stderr, "heed compile: --emit %s is not available in this version (ast, ir and dot are)\n", a.emit);
+      fprintf(stderr, "heed compile: --emit %s is not available in this version (ast, ir, dot, llvm, asm and obj are)\n",
+              a.emit);
       rc = 1;
     } else {
       rc = usage_error(cmd, "unknown --emit kind '%s' (ast, ir, ir-opt, dot, llvm, asm, obj, cuda, ptx)", a.emit);

@@ -57,6 +57,7 @@ void cg_llvm_module_begin(CgLlvm *cg, const char *name);
 bool cg_llvm_optimize(CgLlvm *cg, Diag *d);
 // Writes the module as an object file for the target (the module is kept).
 bool cg_llvm_emit_object(CgLlvm *cg, const char *path, Diag *d);
+bool cg_llvm_emit_asm(CgLlvm *cg, const char *path, Diag *d);  // the same, as assembly text
 // Makes name resolve to addr in JIT-compiled code (runtime functions such
 // as rt_parallel_for; codegen does not link the runtime itself).
 bool cg_llvm_define_symbol(CgLlvm *cg, const char *name, void *addr, Diag *d);
@@ -135,8 +136,9 @@ typedef struct {
   void *pool;                  // an RtPool for the sgemm's threads; NULL: one thread
   int nthreads;                // the pool's size
   CgParallelFor parallel_for;  // rt_parallel_for; NULL: a serial stand-in
-  const char *dump_ir;         // if set: the module before optimization (.ll) goes here
+  const char *dump_ir;         // if set: the optimized module as LLVM IR text (.ll) goes here
   const char *dump_obj;        // if set: the optimized module as an object file
+  const char *dump_asm;        // if set: the optimized module as assembly
 } CgOptions;
 
 // What heed_forward's third argument points to (the layout is the ABI).

@@ -34,18 +34,11 @@
 #include <time.h>
 
 #include "codegen/cg.h"
+#include "codegen/compile.h"
 
 static const SrcLoc NOLOC = {0, 0, 0};
 
 void sincos(double x, double *s, double *c);  // glibc (a GNU extension): LLVM pairs sin and cos into it
-
-enum {  // kernel status codes (ctx->err holds the values named)
-  ST_OK = 0,
-  ST_INDEX = 1,   // gather: err = {index, rows}
-  ST_TARGET = 2,  // xent: err = {target, classes}
-  ST_DIVZ = 3,    // integer div: err = {numerator}
-  ST_SLICE = 4,   // slice: err = {len, size}
-};
 
 // What the program keeps of each node (the graph need not outlive it).
 typedef struct {
@@ -68,305 +61,6 @@ struct CgProgram {
   CgProgramStats stats;
 };
 
-// ---- the generator's state ----
-
-typedef struct {
-  char *key;
-  LLVMValueRef fn;
-} Kernel;
-
-typedef struct {
-  CgLlvm *cg;
-  LLVMContextRef c;
-  LLVMModuleRef m;
-  LLVMBuilderRef b, ab;  // b: the body; ab: the function's first block (allocas, dims)
-  LLVMValueRef fn;
-  LLVMTypeRef i1, i8, i32, i64, f32, f64, ptr, voidt, ctxty;
-  LLVMValueRef gemm[2];  // A @ B, A @ transpose(B)
-  int vw;
-  // the node being compiled
-  const IrNode *n;
-  bool nt;  // MATMUL: B is read transposed from the permute's operand
-  LLVMValueRef ctx, out, src[IR_MAX_SRC];
-  LLVMValueRef idim[IR_MAX_SRC][IR_MAX_RANK], odim[IR_MAX_RANK];
-  Kernel *kern;
-  int nkern, capkern;
-} K;
-
-// ---- small builders ----
-
-static LLVMValueRef ci(K *k, int64_t v) { return LLVMConstInt(k->i64, (unsigned long long)v, 1); }
-static LLVMValueRef ci32(K *k, int64_t v) { return LLVMConstInt(k->i32, (unsigned long long)v, 1); }
-static LLVMValueRef cf(K *k, double v) { return LLVMConstReal(k->f32, v); }
-static LLVMValueRef cd(K *k, double v) { return LLVMConstReal(k->f64, v); }
-static LLVMValueRef add(K *k, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(k->b, a, b, ""); }
-static LLVMValueRef sub(K *k, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWSub(k->b, a, b, ""); }
-static LLVMValueRef mul(K *k, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWMul(k->b, a, b, ""); }
-static LLVMValueRef icmp(K *k, LLVMIntPredicate p, LLVMValueRef a, LLVMValueRef b) {
-  return LLVMBuildICmp(k->b, p, a, b, "");
-}
-static LLVMValueRef fcmp(K *k, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b) {
-  return LLVMBuildFCmp(k->b, p, a, b, "");
-}
-static LLVMValueRef sel(K *k, LLVMValueRef c, LLVMValueRef a, LLVMValueRef b) {
-  return LLVMBuildSelect(k->b, c, a, b, "");
-}
-static LLVMValueRef ext(K *k, LLVMValueRef x) { return LLVMBuildFPExt(k->b, x, k->f64, ""); }
-static LLVMValueRef trn(K *k, LLVMValueRef x) { return LLVMBuildFPTrunc(k->b, x, k->f32, ""); }
-static LLVMValueRef sitofp(K *k, LLVMValueRef x, LLVMTypeRef t) { return LLVMBuildSIToFP(k->b, x, t, ""); }
-
-// Floating-point op allowed to reassociate (vectorized reductions).
-static LLVMValueRef reassoc(LLVMValueRef v) {
-  LLVMSetFastMathFlags(v, LLVMFastMathAllowReassoc | LLVMFastMathAllowContract);
-  return v;
-}
-
-static LLVMValueRef gep(K *k, LLVMTypeRef t, LLVMValueRef p, LLVMValueRef i) {
-  return LLVMBuildInBoundsGEP2(k->b, t, p, &i, 1, "");
-}
-static LLVMValueRef load(K *k, LLVMTypeRef t, LLVMValueRef p) { return LLVMBuildLoad2(k->b, t, p, ""); }
-static void store(K *k, LLVMValueRef v, LLVMValueRef p) { LLVMBuildStore(k->b, v, p); }
-
-static LLVMBasicBlockRef block(K *k, const char *name) { return LLVMAppendBasicBlockInContext(k->c, k->fn, name); }
-static void at(K *k, LLVMBasicBlockRef bb) { LLVMPositionBuilderAtEnd(k->b, bb); }
-
-// A local variable (an alloca in the first block; mem2reg makes it SSA).
-static LLVMValueRef var(K *k, LLVMTypeRef t, LLVMValueRef init) {
-  LLVMValueRef v = LLVMBuildAlloca(k->ab, t, "");
-  if (init) store(k, init, v);
-  return v;
-}
-static LLVMValueRef get(K *k, LLVMValueRef v) { return load(k, LLVMGetAllocatedType(v), v); }
-
-static LLVMValueRef intr(K *k, const char *name, LLVMTypeRef *tys, int ntys, LLVMValueRef *args, int nargs) {
-  unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-  LLVMValueRef f = LLVMGetIntrinsicDeclaration(k->m, id, tys, (size_t)ntys);
-  return LLVMBuildCall2(k->b, LLVMIntrinsicGetType(k->c, id, tys, (size_t)ntys), f, args, (unsigned)nargs, "");
-}
-static LLVMValueRef intr1(K *k, const char *name, LLVMValueRef x) {
-  LLVMTypeRef t = LLVMTypeOf(x);
-  return intr(k, name, &t, 1, &x, 1);
-}
-static LLVMValueRef intr2(K *k, const char *name, LLVMValueRef x, LLVMValueRef y) {
-  LLVMTypeRef t = LLVMTypeOf(x);
-  LLVMValueRef a[2] = {x, y};
-  return intr(k, name, &t, 1, a, 2);
-}
-// maxnum marked no-NaNs so that row maxima vectorize (a NaN in a row makes
-// its softmax NaN either way, through the sum of exps).
-static LLVMValueRef fmaxr(K *k, LLVMValueRef a, LLVMValueRef b) {
-  LLVMValueRef v = intr2(k, "llvm.maxnum", a, b);
-  LLVMSetFastMathFlags(v, LLVMFastMathNoNaNs | LLVMFastMathNoSignedZeros);
-  return v;
-}
-static LLVMValueRef imin(K *k, LLVMValueRef a, LLVMValueRef b) { return sel(k, icmp(k, LLVMIntSLT, a, b), a, b); }
-static LLVMValueRef imax(K *k, LLVMValueRef a, LLVMValueRef b) { return sel(k, icmp(k, LLVMIntSGT, a, b), a, b); }
-
-// double name(double[, double]) from libm (the symbols cg_compile defines).
-static LLVMValueRef libm(K *k, const char *name, LLVMValueRef x, LLVMValueRef y) {
-  LLVMTypeRef ps[2] = {k->f64, k->f64};
-  LLVMTypeRef ft = LLVMFunctionType(k->f64, ps, y ? 2 : 1, 0);
-  LLVMValueRef f = LLVMGetNamedFunction(k->m, name);
-  if (!f) f = LLVMAddFunction(k->m, name, ft);
-  LLVMValueRef a[2] = {x, y};
-  return LLVMBuildCall2(k->b, ft, f, a, y ? 2 : 1, "");
-}
-
-// for (iv = lo; iv < hi; iv++): loop_begin returns iv and leaves the
-// builder in the body; loop_end closes it and moves to the exit.
-typedef struct {
-  LLVMValueRef var, iv;
-  LLVMBasicBlockRef head, exit;
-} Loop;
-
-static LLVMValueRef loop_begin(K *k, Loop *l, LLVMValueRef lo, LLVMValueRef hi) {
-  l->var = var(k, k->i64, NULL);
-  store(k, lo, l->var);
-  l->head = block(k, "loop");
-  LLVMBasicBlockRef body = block(k, "body");
-  l->exit = block(k, "exit");
-  LLVMBuildBr(k->b, l->head);
-  at(k, l->head);
-  l->iv = get(k, l->var);
-  LLVMBuildCondBr(k->b, icmp(k, LLVMIntSLT, l->iv, hi), body, l->exit);
-  at(k, body);
-  return l->iv;
-}
-
-static void loop_end(K *k, Loop *l) {
-  store(k, add(k, l->iv, ci(k, 1)), l->var);
-  LLVMBuildBr(k->b, l->head);
-  at(k, l->exit);
-}
-
-// if (cond) { ... }
-static LLVMBasicBlockRef if_begin(K *k, LLVMValueRef cond) {
-  LLVMBasicBlockRef then = block(k, "then"), join = block(k, "join");
-  LLVMBuildCondBr(k->b, cond, then, join);
-  at(k, then);
-  return join;
-}
-
-static void if_end(K *k, LLVMBasicBlockRef join) {
-  LLVMBuildBr(k->b, join);
-  at(k, join);
-}
-
-// if (cond) { ctx->err = {e0, e1}; return code; }
-static void fail_if(K *k, LLVMValueRef cond, int code, LLVMValueRef e0, LLVMValueRef e1) {
-  LLVMBasicBlockRef bad = block(k, "fail"), ok = block(k, "ok");
-  LLVMBuildCondBr(k->b, cond, bad, ok);
-  at(k, bad);
-  LLVMValueRef err = LLVMBuildStructGEP2(k->b, k->ctxty, k->ctx, 3, "");
-  store(k, e0, gep(k, k->i64, err, ci(k, 0)));
-  store(k, e1, gep(k, k->i64, err, ci(k, 1)));
-  LLVMBuildRet(k->b, ci32(k, code));
-  at(k, ok);
-}
-
-static LLVMValueRef ctx_field(K *k, unsigned i, LLVMTypeRef t) {
-  return load(k, t, LLVMBuildStructGEP2(k->b, k->ctxty, k->ctx, i, ""));
-}
-
-// ---- dtypes: a float tensor is computed as f32 (or f64), an integer or
-// bool one as i64 (wrapped to its width when stored) ----
-
-static LLVMTypeRef store_type(K *k, IrDType dt) {
-  switch (dt) {
-  case IR_F32: return k->f32;
-  case IR_I32: return k->i32;
-  case IR_I64: return k->i64;
-  default: return k->i8;  // I8, U8, BOOL
-  }
-}
-
-static LLVMValueRef ld(K *k, IrDType dt, LLVMValueRef base, LLVMValueRef i) {
-  LLVMTypeRef t = store_type(k, dt);
-  LLVMValueRef v = load(k, t, gep(k, t, base, i));
-  if (dt == IR_F32 || dt == IR_I64) return v;
-  return dt == IR_U8 || dt == IR_BOOL ? LLVMBuildZExt(k->b, v, k->i64, "") : LLVMBuildSExt(k->b, v, k->i64, "");
-}
-
-// A double as an integer dtype holds it (ir_round_to): truncated toward
-// zero, wrapped around the width; NaN and infinities are 0; bool is != 0.
-static LLVMValueRef f64_to_int(K *k, LLVMValueRef v, IrDType dt) {
-  if (dt == IR_BOOL) return LLVMBuildZExt(k->b, fcmp(k, LLVMRealUNE, v, cd(k, 0)), k->i64, "");
-  LLVMValueRef fin = fcmp(k, LLVMRealONE, intr1(k, "llvm.fabs", v), cd(k, INFINITY));
-  LLVMValueRef t = intr1(k, "llvm.trunc", v), r;
-  if (dt == IR_I64) {
-    LLVMTypeRef tys[2] = {k->i64, k->f64};
-    r = intr(k, "llvm.fptosi.sat", tys, 2, &t, 1);
-  } else {
-    double m = dt == IR_I32 ? 0x1p32 : 256.0;
-    LLVMValueRef q = LLVMBuildFRem(k->b, t, cd(k, m), "");
-    q = sel(k, fcmp(k, LLVMRealOLT, q, cd(k, 0)), LLVMBuildFAdd(k->b, q, cd(k, m), ""), q);
-    r = LLVMBuildFPToSI(k->b, sel(k, fin, q, cd(k, 0)), k->i64, "");
-  }
-  return sel(k, fin, r, ci(k, 0));
-}
-
-// v (f32, f64 or i64) as a value of dtype dt (f32 or i64).
-static LLVMValueRef convert(K *k, LLVMValueRef v, IrDType dt) {
-  LLVMTypeRef t = LLVMTypeOf(v);
-  if (dt == IR_F32) return t == k->f32 ? v : t == k->f64 ? trn(k, v) : sitofp(k, v, k->f32);
-  if (t == k->f32) v = ext(k, v), t = k->f64;
-  if (t == k->f64) return f64_to_int(k, v, dt);
-  if (dt == IR_BOOL) return LLVMBuildZExt(k->b, icmp(k, LLVMIntNE, v, ci(k, 0)), k->i64, "");
-  return v;
-}
-
-static void st(K *k, IrDType dt, LLVMValueRef base, LLVMValueRef i, LLVMValueRef v) {
-  LLVMTypeRef t = store_type(k, dt);
-  v = convert(k, v, dt);
-  if (dt != IR_F32 && dt != IR_I64) v = LLVMBuildTrunc(k->b, v, t, "");
-  store(k, v, gep(k, t, base, i));
-}
-
-static LLVMValueRef byte_gep(K *k, LLVMValueRef p, LLVMValueRef elems, IrDType dt) {
-  return gep(k, k->i8, p, mul(k, elems, ci(k, (int64_t)ir_dtype_info[dt].size)));
-}
-
-static void copy(K *k, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef elems, IrDType dt) {
-  LLVMBuildMemCpy(k->b, dst, 1, src, 1, mul(k, elems, ci(k, (int64_t)ir_dtype_info[dt].size)));
-}
-
-static LLVMValueRef prod(K *k, const LLVMValueRef *d, int from, int to) {
-  LLVMValueRef p = ci(k, 1);
-  for (int i = from; i < to; i++) p = mul(k, p, d[i]);
-  return p;
-}
-
-static int src_rank(K *k, int j) { return k->n->src[j]->ty.rank; }
-
-// ---- exp on f32 (Cephes expf: 2^n * p(r), r = x - n ln 2; about 1 ulp):
-// plain arithmetic and bit casts, so that loops calling it vectorize ----
-
-static LLVMValueRef fexp(K *k, LLVMValueRef x) {
-  LLVMBuilderRef b = k->b;
-  LLVMValueRef xc = intr2(k, "llvm.minnum", intr2(k, "llvm.maxnum", x, cf(k, -87.5)), cf(k, 88.5));
-  LLVMValueRef n = intr1(k, "llvm.rint", LLVMBuildFMul(b, xc, cf(k, 1.44269504088896341), ""));
-  LLVMValueRef r = LLVMBuildFSub(b, xc, LLVMBuildFMul(b, n, cf(k, 0.693359375), ""), "");
-  r = LLVMBuildFSub(b, r, LLVMBuildFMul(b, n, cf(k, -2.12194440e-4), ""), "");
-  static const double c[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3,
-                             4.1665795894E-2, 1.6666665459E-1, 5.0000001201E-1};
-  LLVMValueRef p = cf(k, c[0]);
-  for (int i = 1; i < 6; i++) p = LLVMBuildFAdd(b, LLVMBuildFMul(b, p, r, ""), cf(k, c[i]), "");
-  LLVMValueRef r2 = LLVMBuildFMul(b, r, r, "");
-  p = LLVMBuildFAdd(b, LLVMBuildFAdd(b, LLVMBuildFMul(b, p, r2, ""), r, ""), cf(k, 1), "");
-  // 2^n: n in [-127, 128] after the clamp; split in two factors to stay normal
-  LLVMValueRef ni = LLVMBuildFPToSI(b, n, k->i32, "");
-  LLVMValueRef h = LLVMBuildAShr(b, ni, ci32(k, 1), ""), l = LLVMBuildSub(b, ni, h, "");
-  LLVMValueRef sh = LLVMBuildShl(b, LLVMBuildAdd(b, h, ci32(k, 127), ""), ci32(k, 23), "");
-  LLVMValueRef sl = LLVMBuildShl(b, LLVMBuildAdd(b, l, ci32(k, 127), ""), ci32(k, 23), "");
-  sh = LLVMBuildBitCast(b, sh, k->f32, "");
-  sl = LLVMBuildBitCast(b, sl, k->f32, "");
-  LLVMValueRef y = LLVMBuildFMul(b, LLVMBuildFMul(b, p, sh, ""), sl, "");
-  // below -87.5: 0 (exp(-inf) = 0); above 88.5: inf; NaN stays NaN
-  y = sel(k, fcmp(k, LLVMRealOLT, x, cf(k, -87.5)), cf(k, 0), y);
-  y = sel(k, fcmp(k, LLVMRealOGT, x, cf(k, 88.5)), cf(k, INFINITY), y);
-  return sel(k, fcmp(k, LLVMRealUNO, x, x), x, y);
-}
-
-// ---- loop nests ----
-
-typedef void (*BodyFn)(K *k, const LLVMValueRef *off, void *ud);
-
-// Every index of dims[a..r) in row-major order; off[j] = base[j] + sum over
-// axes of idx * st[j][axis].
-static void nest(K *k, int a, int r, const LLVMValueRef *dims, int nops, LLVMValueRef (*st)[IR_MAX_RANK],
-                 const LLVMValueRef *base, BodyFn body, void *ud) {
-  if (a == r) {
-    body(k, base, ud);
-    return;
-  }
-  Loop l;
-  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), dims[a]), off[IR_MAX_SRC + 2];
-  for (int j = 0; j < nops; j++) off[j] = add(k, base[j], mul(k, i, st[j][a]));
-  nest(k, a + 1, r, dims, nops, st, off, body, ud);
-  loop_end(k, &l);
-}
-
-// Strides of operand j (type t, dims d) read as the result (rank r) under
-// numpy broadcasting; a constant 1 (or missing) axis steps 0.
-static void bcast_strides(K *k, const IrType *t, const LLVMValueRef *d, int r, LLVMValueRef *st) {
-  LLVMValueRef s = ci(k, 1);
-  for (int i = r - 1; i >= 0; i--) {
-    int j = i - (r - t->rank);
-    if (j < 0 || (ir_dim_is_const(t->dim[j]) && t->dim[j].n == 1)) {
-      st[i] = ci(k, 0);
-      continue;
-    }
-    st[i] = s;
-    s = mul(k, s, d[j]);
-  }
-}
-
-static bool same_dims(const IrType *a, const IrType *b) {
-  if (a->rank != b->rank) return false;
-  for (int i = 0; i < a->rank; i++)
-    if (!ir_dim_eq(a->dim[i], b->dim[i])) return false;
-  return true;
-}
 
 // ---- elementwise (and EXPAND, PERMUTE, CAST, DROPOUT) ----
 
@@ -414,6 +108,7 @@ static LLVMValueRef elem(K *k, const LLVMValueRef *v) {
     return LLVMBuildFDiv(b, v[0], LLVMBuildFAdd(b, cf(k, 1), fexp(k, u2), ""), "");
   }
   case IR_OP_CAST: return convert(k, v[0], k->n->ty.dt);
+  case IR_OP_UNARY_GRAD: case IR_OP_MAXIMUM_GRAD: return cg_grad_elem(k, v);
   case IR_OP_DROPOUT: case IR_OP_EXPAND: case IR_OP_PERMUTE: return v[0];
   default: break;
   }
@@ -899,10 +594,10 @@ static char *kernel_key(const IrNode *n, bool nt) {
   char buf[2048];
   size_t len = 0, cap = sizeof buf;
   const IrAttr *a = &n->attr;
-  len += (size_t)snprintf(buf, cap, "%d/%d/%d/%lld,%lld,%u,%d%d%d%d,%a,%a,%a,%a,%lld,%lld,%lld,p", (int)n->op,
+  len += (size_t)snprintf(buf, cap, "%d/%d/%d/%lld,%lld,%u,%d%d%d%d,%a,%a,%a,%a,%lld,%lld,%lld,%d,p", (int)n->op,
                           n->nsrc, nt, (long long)a->axis, (long long)a->start, a->axes, a->keepdim, a->causal,
                           a->interleaved, a->inverse, a->value, a->eps, a->scale, a->base, (long long)a->heads,
-                          (long long)a->kv_heads, (long long)a->ignore);
+                          (long long)a->kv_heads, (long long)a->ignore, a->fn);
   for (int i = 0; i < IR_MAX_RANK && len < cap; i++) len += (size_t)snprintf(buf + len, cap - len, "%d.", a->perm[i]);
   for (int j = 0; j < n->nsrc && len < cap; j++) key_type(buf, cap, &len, &n->src[j]->ty);
   if (len < cap) key_type(buf, cap, &len, &n->ty);
@@ -967,7 +662,11 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, bool nt, int idx) {
   case IR_OP_ATTENTION: emit_attention(k); break;
   case IR_OP_ROPE: emit_rope(k); break;
   case IR_OP_XENT: emit_xent(k); break;
-  default: emit_map(k); break;
+  case IR_OP_UNARY_GRAD: case IR_OP_MAXIMUM_GRAD: emit_map(k); break;
+  default:
+    if (n->op > IR_OP_UNARY_GRAD) cg_emit_grad(k);
+    else emit_map(k);
+    break;
   }
   LLVMBuildRet(k->b, ci32(k, 0));
   LLVMPositionBuilderAtEnd(k->ab, first);
@@ -1095,8 +794,22 @@ static bool supported(const IrGraph *g, Diag *d) {
         diag_error(d, n->loc, "cpu backend: %s is not supported yet; use --interp", ir_dtype_info[ts[j]->dt].name);
         return false;
       }
-    if (n->op >= IR_OP_UNARY_GRAD) {
-      diag_error(d, n->loc, "cpu backend: %s is not supported yet; use --interp", ir_op_name(n->op));
+    bool fn_ok = true;
+    switch (n->op) {
+    case IR_OP_UNARY_GRAD:
+      switch ((IrOp)n->attr.fn) {
+      case IR_OP_NEG: case IR_OP_EXP: case IR_OP_LOG: case IR_OP_SQRT: case IR_OP_RSQRT: case IR_OP_TANH:
+      case IR_OP_SIGMOID: case IR_OP_RELU: case IR_OP_GELU: case IR_OP_GELU_TANH: case IR_OP_SILU: case IR_OP_ABS:
+        break;
+      default: fn_ok = false; break;
+      }
+      break;
+    case IR_OP_MAXIMUM_GRAD: fn_ok = n->attr.fn == IR_OP_MAXIMUM || n->attr.fn == IR_OP_MINIMUM; break;
+    default: break;
+    }
+    if (!fn_ok) {
+      diag_error(d, n->loc, "cpu backend: %s of %s has no derivative", ir_op_name(n->op),
+                 n->attr.fn >= 0 && n->attr.fn < IR_OP_COUNT ? ir_op_name((IrOp)n->attr.fn) : "?");
       return false;
     }
     if (g->syms.len > IR_MAX_SYMS) {
@@ -1139,11 +852,14 @@ static bool define_symbols(CgLlvm *cg, const CgOptions *o, Diag *d) {
   void (*sc)(double, double *, double *) = sincos;
   void *(*mc)(void *, const void *, size_t) = memcpy, *(*mm)(void *, const void *, size_t) = memmove;
   void *(*ms)(void *, int, size_t) = memset;
+  void *(*ma)(size_t) = malloc;
+  void (*fr)(void *) = free;
   CgParallelFor pf = o && o->parallel_for ? o->parallel_for : serial_for;
   return cg_llvm_define_symbol(cg, "pow", (void *)p, d) && cg_llvm_define_symbol(cg, "exp2", (void *)e2, d) &&
          cg_llvm_define_symbol(cg, "powf", (void *)pf32, d) && cg_llvm_define_symbol(cg, "sincos", (void *)sc, d) &&
          cg_llvm_define_symbol(cg, "memcpy", (void *)mc, d) && cg_llvm_define_symbol(cg, "memmove", (void *)mm, d) &&
-         cg_llvm_define_symbol(cg, "memset", (void *)ms, d) &&
+         cg_llvm_define_symbol(cg, "memset", (void *)ms, d) && cg_llvm_define_symbol(cg, "malloc", (void *)ma, d) &&
+         cg_llvm_define_symbol(cg, "free", (void *)fr, d) &&
          cg_llvm_define_symbol(cg, "rt_parallel_for", (void *)pf, d);
 }
 
@@ -1200,9 +916,15 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   p->stats.nkernels = k.nkern;
   for (int i = 0; i < g->nodes.len; i++) p->stats.ncalls += !is_leaf(g->nodes.data[i]->op) && !p->skip[i];
   double t1 = now_ms();
-  if (o && o->dump_ir) LLVMPrintModuleToFile(k.m, o->dump_ir, NULL);
   if (!cg_llvm_optimize(p->cg, d)) goto fail;
+  char *msg = NULL;
+  if (o && o->dump_ir && LLVMPrintModuleToFile(k.m, o->dump_ir, &msg)) {
+    diag_error(d, (SrcLoc){0}, "cannot write '%s': %s", o->dump_ir, msg ? msg : "?");
+    LLVMDisposeMessage(msg);
+    goto fail;
+  }
   if (o && o->dump_obj && !cg_llvm_emit_object(p->cg, o->dump_obj, d)) goto fail;
+  if (o && o->dump_asm && !cg_llvm_emit_asm(p->cg, o->dump_asm, d)) goto fail;
   double t2 = now_ms();
   if (!define_symbols(p->cg, o, d) || !cg_llvm_jit_add(p->cg, d)) goto fail;
   p->entry = (CgEntryFn)cg_llvm_lookup(p->cg, "heed_forward", d);
@@ -1251,7 +973,7 @@ int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals)
 }
 
 bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) {
-  CgRunCtx ctx = {.pool = p->pool, .nthreads = p->nthreads, .work = p->work};
+  CgRunCtx ctx = {.pool = p->pool, .nthreads = p->nthreads, .work = p->work, .err = {0}};
   int rc = p->entry(bufs, symvals, &ctx);
   if (rc == 0) return true;
   if (rc < 0 || rc > p->nnodes) {
@@ -1260,14 +982,23 @@ bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) {
   }
   const CgNode *n = &p->nodes[rc - 1];
   long long e0 = (long long)ctx.err[0], e1 = (long long)ctx.err[1];
+  if (ctx.err[3] == ST_NOMEM) {
+    diag_error(d, n->loc, "%s: out of memory (%lld bytes of scratch)", ir_op_name(n->op), e0);
+    return false;
+  }
   switch (n->op) {
-  case IR_OP_GATHER: diag_error(d, n->loc, "gather: index %lld is outside the table of %lld rows", e0, e1); break;
+  case IR_OP_GATHER:
+  case IR_OP_GATHER_GRAD:
+    diag_error(d, n->loc, "gather: index %lld is outside the table of %lld rows", e0, e1);
+    break;
   case IR_OP_XENT:
+  case IR_OP_XENT_GRAD:
     diag_error(d, n->loc, "cross_entropy: target %lld is outside the %lld classes of the logits (ignore index %lld)",
                e0, e1, (long long)n->attr.ignore);
     break;
   case IR_OP_DIV: diag_error(d, n->loc, "div: integer division by zero (%lld / 0)", e0); break;
   case IR_OP_SLICE:
+  case IR_OP_SLICE_GRAD:
     diag_error(d, n->loc, "slice: %lld elements from %lld%s do not fit axis %d of size %lld", e0,
                (long long)n->attr.start, n->attr.start < 0 ? " (from the end)" : "", (int)n->attr.axis, e1);
     break;

@@ -191,7 +191,12 @@ bool cg_llvm_optimize(CgLlvm *cg, Diag *d) {
   return true;
 }
 
-bool cg_llvm_emit_object(CgLlvm *cg, const char *path, Diag *d) {
+static bool emit_file(CgLlvm *cg, const char *path, LLVMCodeGenFileType kind, Diag *d);
+
+bool cg_llvm_emit_object(CgLlvm *cg, const char *path, Diag *d) { return emit_file(cg, path, LLVMObjectFile, d); }
+bool cg_llvm_emit_asm(CgLlvm *cg, const char *path, Diag *d) { return emit_file(cg, path, LLVMAssemblyFile, d); }
+
+static bool emit_file(CgLlvm *cg, const char *path, LLVMCodeGenFileType kind, Diag *d) {
   char *msg = NULL;
   if (!cg->mod) {
     diag_error(d, NOLOC, "llvm: no module to emit");
@@ -203,7 +208,7 @@ bool cg_llvm_emit_object(CgLlvm *cg, const char *path, Diag *d) {
     diag_error(d, NOLOC, "out of memory");
     return false;
   }
-  bool ok = !LLVMTargetMachineEmitToFile(cg->tm, cg->mod, p, LLVMObjectFile, &msg);
+  bool ok = !LLVMTargetMachineEmitToFile(cg->tm, cg->mod, p, kind, &msg);
   if (!ok)
     message_diag(d, path, msg);
   free(p);

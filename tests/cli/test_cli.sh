@@ -46,7 +46,11 @@ expect 2 '--set takes KEY=VALUE' -- "$HEED" check "$REPO/examples/gpt2.heed" --s
 expect 1 "cannot open '$T/none.heed'" -- "$HEED" check "$T/none.heed"
 expect 1 "is a directory" -- "$HEED" check "$T"
 expect 2 '--emit KIND is required' -- "$HEED" compile "$REPO/examples/gpt2.heed"
-expect 1 'not available in this version' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit llvm
+expect 1 'not available in this version' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit cuda
+expect 0 'define .*heed_forward' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit llvm
+expect 0 'heed_forward:' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit asm --cpu x86-64-v3
+expect 2 'needs -o FILE' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit obj
+expect 0 'E +L +F' -- sh -c "\"$HEED\" compile \"$REPO/examples/mlp.heed\" --emit obj -o \"$T/m.o\" && od -An -c -N4 \"$T/m.o\""
 expect 0 '%[0-9]+: f32\[B, T, 50257\] = matmul' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ir --set layers=1
 expect 0 'output loss = %' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ir --loss --set layers=1
 expect 0 'digraph' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit dot --set layers=1

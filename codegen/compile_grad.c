@@ -1,0 +1,648 @@
+// codegen/compile_grad.c: the gradient ops that autodiff (passes/autodiff.c)
+// appends to a graph, as kernels of the module compile.c builds. Sits beside
+// compile.c at the end of the CPU backend's data flow: a train graph
+// (forward + backward, after pass_autodiff) -> one LLVM module -> LLJIT. The
+// reference semantics are ir/kernels_grad.c; each kernel below states the
+// math it computes.
+//
+// Numerics: row statistics (norms, softmax, attention, cross entropy) and
+// every sum (dot products, sums over rows or keys) are accumulated in
+// double; exp is the f32 polynomial fexp (its argument is <= 0 where it
+// weighs a sum, so the absolute error stays near 1e-8). Sums over rows
+// (LAYERNORM_DW, RMSNORM_DW), over queries (ATTENTION_DK, DV) and the
+// scatter-add of GATHER_GRAD run in a fixed order on the calling thread:
+// results do not depend on the thread count. Scratch that grows with the
+// sizes (the per-row statistics of ATTENTION_DK/DV, GATHER_GRAD's row
+// lists) is malloc'd per call and freed before the kernel returns; a
+// failing malloc is the status ST_NOMEM.
+#include <math.h>
+
+#include "codegen/compile.h"
+
+static const double PI = 3.14159265358979323846;
+
+static LLVMValueRef fadd(K *k, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(k->b, a, b, ""); }
+static LLVMValueRef fsub(K *k, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(k->b, a, b, ""); }
+static LLVMValueRef fmul(K *k, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(k->b, a, b, ""); }
+static LLVMValueRef fdiv(K *k, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(k->b, a, b, ""); }
+
+// base[i] as f32, as f64 (widened), and f64 loads and stores
+static LLVMValueRef ldf(K *k, LLVMValueRef base, LLVMValueRef i) { return load(k, k->f32, gep(k, k->f32, base, i)); }
+static LLVMValueRef ldw(K *k, LLVMValueRef base, LLVMValueRef i) { return ext(k, ldf(k, base, i)); }
+static LLVMValueRef ldd(K *k, LLVMValueRef base, LLVMValueRef i) { return load(k, k->f64, gep(k, k->f64, base, i)); }
+static void stf(K *k, LLVMValueRef base, LLVMValueRef i, LLVMValueRef v) {
+  store(k, LLVMTypeOf(v) == k->f64 ? trn(k, v) : v, gep(k, k->f32, base, i));
+}
+static void std_(K *k, LLVMValueRef base, LLVMValueRef i, LLVMValueRef v) { store(k, v, gep(k, k->f64, base, i)); }
+
+// acc += v (an f64 accumulator that may be reassociated: vectorized sums)
+static void accum(K *k, LLVMValueRef acc, LLVMValueRef v) { store(k, reassoc(fadd(k, get(k, acc), v)), acc); }
+
+// An array of n values of type t in the first block (n: a constant or a dim
+// loaded there), at least one element.
+static LLVMValueRef scratch(K *k, LLVMTypeRef t, LLVMValueRef n) {
+  LLVMValueRef n1 = LLVMBuildSelect(k->ab, LLVMBuildICmp(k->ab, LLVMIntSGT, n, ci(k, 1), ""), n, ci(k, 1), "");
+  return LLVMBuildArrayAlloca(k->ab, t, n1, "");
+}
+
+// malloc(bytes) (ST_NOMEM if it fails) and free
+static LLVMValueRef heap(K *k, LLVMValueRef bytes) {
+  LLVMTypeRef ft = LLVMFunctionType(k->ptr, &k->i64, 1, 0);
+  LLVMValueRef f = LLVMGetNamedFunction(k->m, "malloc");
+  if (!f) f = LLVMAddFunction(k->m, "malloc", ft);
+  LLVMValueRef b1 = imax(k, bytes, ci(k, 8));
+  LLVMValueRef p = LLVMBuildCall2(k->b, ft, f, &b1, 1, "");
+  fail_if(k, LLVMBuildIsNull(k->b, p, ""), ST_NOMEM, bytes, ci(k, 0));
+  return p;
+}
+static void heap_free(K *k, LLVMValueRef p) {
+  LLVMTypeRef ft = LLVMFunctionType(k->voidt, &k->ptr, 1, 0);
+  LLVMValueRef f = LLVMGetNamedFunction(k->m, "free");
+  if (!f) f = LLVMAddFunction(k->m, "free", ft);
+  LLVMBuildCall2(k->b, ft, f, &p, 1, "");
+}
+
+// sum over i < n of a[i] b[i] (f32 operands), in double
+static LLVMValueRef dot(K *k, LLVMValueRef a, LLVMValueRef b, LLVMValueRef n) {
+  LLVMValueRef acc = var(k, k->f64, cd(k, 0));
+  Loop l;
+  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), n);
+  accum(k, acc, fmul(k, ldw(k, a, i), ldw(k, b, i)));
+  loop_end(k, &l);
+  return get(k, acc);
+}
+
+// exp(x) for an f64 x through the f32 fexp, widened back
+static LLVMValueRef dexp(K *k, LLVMValueRef x) { return ext(k, fexp(k, trn(k, x))); }
+
+// ---- elementwise: UNARY_GRAD x, y, dy; MAXIMUM_GRAD a, b, dy ----
+
+// One element (operands f32): UNARY_GRAD dx = dy f'(x) in double, MAXIMUM_GRAD
+// the share of dy that goes to a (all of it, half on a tie, none).
+LLVMValueRef cg_grad_elem(K *k, const LLVMValueRef *v) {
+  const IrNode *n = k->n;
+  if (n->op == IR_OP_MAXIMUM_GRAD) {
+    bool mx = n->attr.fn == IR_OP_MAXIMUM;
+    LLVMValueRef wins = fcmp(k, mx ? LLVMRealOGT : LLVMRealOLT, v[0], v[1]);
+    LLVMValueRef tie = fcmp(k, LLVMRealOEQ, v[0], v[1]);
+    return sel(k, wins, v[2], sel(k, tie, fmul(k, v[2], cf(k, 0.5)), cf(k, 0)));
+  }
+  LLVMValueRef x = ext(k, v[0]), y = ext(k, v[1]), g = ext(k, v[2]), one = cd(k, 1), r;
+  switch ((IrOp)n->attr.fn) {
+  case IR_OP_NEG: return LLVMBuildFNeg(k->b, v[2], "");
+  case IR_OP_EXP: r = fmul(k, g, y); break;                     // e^x
+  case IR_OP_LOG: r = fdiv(k, g, x); break;                     // 1/x
+  case IR_OP_SQRT: r = fdiv(k, fmul(k, g, cd(k, 0.5)), y); break;  // 1/(2 sqrt x)
+  case IR_OP_RSQRT: r = fmul(k, fmul(k, fmul(k, fmul(k, g, cd(k, -0.5)), y), y), y); break;
+  case IR_OP_TANH: r = fmul(k, g, fsub(k, one, fmul(k, y, y))); break;
+  case IR_OP_SIGMOID: r = fmul(k, fmul(k, g, y), fsub(k, one, y)); break;
+  case IR_OP_RELU: return sel(k, fcmp(k, LLVMRealOGT, v[0], cf(k, 0)), v[2], cf(k, 0));
+  case IR_OP_ABS:
+    return sel(k, fcmp(k, LLVMRealOGT, v[0], cf(k, 0)), v[2],
+               sel(k, fcmp(k, LLVMRealOLT, v[0], cf(k, 0)), LLVMBuildFNeg(k->b, v[2], ""), cf(k, 0)));
+  case IR_OP_GELU: {  // Phi(x) + x phi(x)
+    LLVMValueRef e = libm(k, "erf", fdiv(k, x, cd(k, sqrt(2.0))), NULL);
+    LLVMValueRef cdf = fmul(k, cd(k, 0.5), fadd(k, one, e));
+    LLVMValueRef pdf = fdiv(k, libm(k, "exp", fmul(k, cd(k, -0.5), fmul(k, x, x)), NULL), cd(k, sqrt(2 * PI)));
+    r = fmul(k, g, fadd(k, cdf, fmul(k, x, pdf)));
+    break;
+  }
+  case IR_OP_GELU_TANH: {  // (1 + t)/2 + x (1 - t^2) c (1 + 3a x^2)/2, t = tanh(c (x + a x^3))
+    const double c = sqrt(2.0 / PI), a = 0.044715;
+    LLVMValueRef x2 = fmul(k, x, x), u = fmul(k, cd(k, c), fadd(k, x, fmul(k, cd(k, a), fmul(k, x2, x))));
+    // e = exp(-2u) (at most e^80: (1 + e)^2 stays finite in double), r = 1/(1 + e):
+    // t = 2r - 1, 1 - t^2 = 4 e r^2
+    LLVMValueRef e = dexp(k, intr2(k, "llvm.minnum", fmul(k, cd(k, -2), u), cd(k, 80)));
+    LLVMValueRef rr = fdiv(k, one, fadd(k, one, e)), t = fsub(k, fmul(k, cd(k, 2), rr), one);
+    LLVMValueRef sech2 = fmul(k, fmul(k, cd(k, 4), e), fmul(k, rr, rr));
+    LLVMValueRef dt = fmul(k, fmul(k, fmul(k, cd(k, 0.5), x), sech2), fmul(k, cd(k, c), fadd(k, one, fmul(k, cd(k, 3 * a), x2))));
+    r = fmul(k, g, fadd(k, fmul(k, cd(k, 0.5), fadd(k, one, t)), dt));
+    break;
+  }
+  case IR_OP_SILU: {  // s + x s (1 - s)
+    LLVMValueRef s = fdiv(k, one, fadd(k, one, dexp(k, LLVMBuildFNeg(k->b, x, ""))));
+    r = fmul(k, g, fadd(k, s, fmul(k, fmul(k, x, s), fsub(k, one, s))));
+    break;
+  }
+  default: heed_unreachable();  // cg_compile rejects the others
+  }
+  return trn(k, r);
+}
+
+// ---- REDUCE_GRAD x, y, dy {axes, keepdim} of MAX/MIN ----
+
+// Every x equal to its extremum y gets dy / (number of such x): per kept
+// index, count the ties over the reduced axes, then write.
+typedef struct {
+  int nred;
+  LLVMValueRef rdims[IR_MAX_RANK], rst[1][IR_MAX_RANK], cnt, yo;
+  bool write;
+} Rg;
+
+static void rg_inner(K *k, const LLVMValueRef *off, void *ud) {
+  Rg *rg = ud;
+  LLVMValueRef x = ldf(k, k->src[0], off[0]), y = ldf(k, k->src[1], rg->yo);
+  LLVMValueRef eq = fcmp(k, LLVMRealOEQ, x, y);
+  if (!rg->write) {
+    store(k, add(k, get(k, rg->cnt), LLVMBuildZExt(k->b, eq, k->i64, "")), rg->cnt);
+    return;
+  }
+  LLVMValueRef g = fdiv(k, ldw(k, k->src[2], rg->yo), sitofp(k, get(k, rg->cnt), k->f64));
+  stf(k, k->out, off[0], sel(k, eq, trn(k, g), cf(k, 0)));
+}
+
+static void rg_outer(K *k, const LLVMValueRef *off, void *ud) {
+  Rg *rg = ud;
+  rg->yo = off[1];
+  store(k, ci(k, 0), rg->cnt);
+  rg->write = false;
+  nest(k, 0, rg->nred, rg->rdims, 1, rg->rst, off, rg_inner, rg);
+  rg->write = true;
+  nest(k, 0, rg->nred, rg->rdims, 1, rg->rst, off, rg_inner, rg);
+}
+
+static void emit_reduce_grad(K *k) {
+  uint32_t axes = k->n->attr.axes;
+  int r = src_rank(k, 0), nkept = 0;
+  Rg rg = {0};
+  rg.cnt = var(k, k->i64, NULL);
+  LLVMValueRef in_st[IR_MAX_RANK], ost[IR_MAX_RANK], s = ci(k, 1), os = ci(k, 1);
+  for (int i = r - 1; i >= 0; i--) {
+    in_st[i] = s;
+    s = mul(k, s, k->idim[0][i]);
+    if (axes >> i & 1) continue;
+    ost[i] = os;
+    os = mul(k, os, k->idim[0][i]);
+  }
+  LLVMValueRef kdims[IR_MAX_RANK], kst[2][IR_MAX_RANK];
+  for (int i = 0; i < r; i++) {
+    if (axes >> i & 1) {
+      rg.rdims[rg.nred] = k->idim[0][i];
+      rg.rst[0][rg.nred++] = in_st[i];
+    } else {
+      kdims[nkept] = k->idim[0][i];
+      kst[0][nkept] = in_st[i];
+      kst[1][nkept++] = ost[i];
+    }
+  }
+  LLVMValueRef zero[2] = {ci(k, 0), ci(k, 0)};
+  nest(k, 0, nkept, kdims, 2, kst, zero, rg_outer, &rg);
+}
+
+// ---- SOFTMAX_GRAD y, dy: dx = y (dy - sum(y dy)); LOG_SOFTMAX_GRAD y, dy:
+// dx = dy - exp(y) sum(dy); along axis ----
+
+static void emit_softmax_grad(K *k) {
+  const IrNode *n = k->n;
+  int r = n->ty.rank, axis = (int)n->attr.axis;
+  bool lg = n->op == IR_OP_LOG_SOFTMAX_GRAD;
+  LLVMValueRef outer = prod(k, k->odim, 0, axis), len = k->odim[axis], inner = prod(k, k->odim, axis + 1, r);
+  LLVMValueRef sum = var(k, k->f64, NULL);
+  Loop lo, lj, li;
+  LLVMValueRef o = loop_begin(k, &lo, ci(k, 0), outer);
+  LLVMValueRef j = loop_begin(k, &lj, ci(k, 0), inner);
+  LLVMValueRef base = add(k, mul(k, mul(k, o, len), inner), j);
+  LLVMValueRef yp = gep(k, k->f32, k->src[0], base), dyp = gep(k, k->f32, k->src[1], base);
+  LLVMValueRef xp = gep(k, k->f32, k->out, base);
+  store(k, cd(k, 0), sum);
+  LLVMValueRef i = loop_begin(k, &li, ci(k, 0), len), ii = mul(k, i, inner);
+  accum(k, sum, lg ? ldw(k, dyp, ii) : fmul(k, ldw(k, yp, ii), ldw(k, dyp, ii)));
+  loop_end(k, &li);
+  LLVMValueRef s = get(k, sum);
+  i = loop_begin(k, &li, ci(k, 0), len), ii = mul(k, i, inner);
+  LLVMValueRef dy = ldw(k, dyp, ii), dx;
+  if (lg) dx = fsub(k, dy, fmul(k, ext(k, fexp(k, ldf(k, yp, ii))), s));
+  else dx = fmul(k, ldw(k, yp, ii), fsub(k, dy, s));
+  stf(k, xp, ii, dx);
+  loop_end(k, &li);
+  loop_end(k, &lj);
+  loop_end(k, &lo);
+}
+
+// ---- layernorm, rmsnorm over the last axis C ----
+
+// The row's statistics in double: layernorm mean and rstd = 1/sqrt(var + eps);
+// rmsnorm mean 0 and s = 1/sqrt(mean(x^2) + eps).
+static void row_stats(K *k, bool ln, LLVMValueRef xp, LLVMValueRef C, LLVMValueRef *mean, LLVMValueRef *rstd) {
+  LLVMValueRef acc = var(k, k->f64, NULL), Cd = sitofp(k, C, k->f64);
+  Loop lc;
+  *mean = cd(k, 0);
+  if (ln) {
+    store(k, cd(k, 0), acc);
+    LLVMValueRef c = loop_begin(k, &lc, ci(k, 0), C);
+    accum(k, acc, ldw(k, xp, c));
+    loop_end(k, &lc);
+    *mean = fdiv(k, get(k, acc), Cd);
+  }
+  store(k, cd(k, 0), acc);
+  LLVMValueRef c = loop_begin(k, &lc, ci(k, 0), C);
+  LLVMValueRef d = fsub(k, ldw(k, xp, c), *mean);
+  accum(k, acc, fmul(k, d, d));
+  loop_end(k, &lc);
+  LLVMValueRef v = fadd(k, fdiv(k, get(k, acc), Cd), cd(k, k->n->attr.eps));
+  *rstd = fdiv(k, cd(k, 1), intr1(k, "llvm.sqrt", v));
+}
+
+static LLVMValueRef norm_rows(K *k, LLVMValueRef *C) {
+  int r = src_rank(k, 0);
+  *C = k->idim[0][r - 1];
+  LLVMValueRef numel = prod(k, k->idim[0], 0, r);
+  return sel(k, icmp(k, LLVMIntEQ, *C, ci(k, 0)), ci(k, 0), LLVMBuildSDiv(k->b, numel, imax(k, *C, ci(k, 1)), ""));
+}
+
+// LAYERNORM_DX x, w, dy: with xhat = (x - mean) rstd and g = dy w,
+// dx = rstd (g - mean(g) - xhat mean(g xhat)).
+// RMSNORM_DX x, w, dy: dx = s (dy w) - x s^3 mean(dy w x).
+static void emit_norm_dx(K *k) {
+  bool ln = k->n->op == IR_OP_LAYERNORM_DX;
+  LLVMValueRef C, rows = norm_rows(k, &C), Cd = sitofp(k, C, k->f64);
+  LLVMValueRef mg = var(k, k->f64, NULL), mgx = var(k, k->f64, NULL);
+  Loop lr, lc;
+  LLVMValueRef row = loop_begin(k, &lr, ci(k, 0), rows), ro = mul(k, row, C);
+  LLVMValueRef xp = gep(k, k->f32, k->src[0], ro), w = k->src[1], dyp = gep(k, k->f32, k->src[2], ro);
+  LLVMValueRef dxp = gep(k, k->f32, k->out, ro), mean, rstd;
+  row_stats(k, ln, xp, C, &mean, &rstd);
+  store(k, cd(k, 0), mg);
+  store(k, cd(k, 0), mgx);
+  LLVMValueRef c = loop_begin(k, &lc, ci(k, 0), C);
+  LLVMValueRef g = fmul(k, ldw(k, dyp, c), ldw(k, w, c)), xc = fsub(k, ldw(k, xp, c), mean);
+  if (ln) accum(k, mg, g);
+  accum(k, mgx, fmul(k, g, xc));
+  loop_end(k, &lc);
+  // layernorm: mean(g), mean(g xhat); rmsnorm: mean(g x)
+  LLVMValueRef m1 = fdiv(k, get(k, mg), Cd), m2 = fdiv(k, get(k, mgx), Cd);
+  if (ln) m2 = fmul(k, m2, rstd);
+  LLVMValueRef s3 = fmul(k, fmul(k, rstd, rstd), rstd);
+  c = loop_begin(k, &lc, ci(k, 0), C);
+  g = fmul(k, ldw(k, dyp, c), ldw(k, w, c));
+  xc = fsub(k, ldw(k, xp, c), mean);
+  LLVMValueRef dx = ln ? fmul(k, rstd, fsub(k, fsub(k, g, m1), fmul(k, fmul(k, xc, rstd), m2)))
+                       : fsub(k, fmul(k, rstd, g), fmul(k, fmul(k, xc, s3), m2));
+  stf(k, dxp, c, dx);
+  loop_end(k, &lc);
+  loop_end(k, &lr);
+}
+
+// LAYERNORM_DW x, dy: dw = sum over rows of dy xhat; RMSNORM_DW x, dy:
+// dw = sum over rows of dy x s. Rows in order, accumulated in double.
+static void emit_norm_dw(K *k) {
+  bool ln = k->n->op == IR_OP_LAYERNORM_DW;
+  LLVMValueRef C, rows = norm_rows(k, &C);
+  LLVMValueRef acc = scratch(k, k->f64, C);
+  Loop lr, lc;
+  LLVMValueRef c = loop_begin(k, &lc, ci(k, 0), C);
+  std_(k, acc, c, cd(k, 0));
+  loop_end(k, &lc);
+  LLVMValueRef row = loop_begin(k, &lr, ci(k, 0), rows), ro = mul(k, row, C);
+  LLVMValueRef xp = gep(k, k->f32, k->src[0], ro), dyp = gep(k, k->f32, k->src[1], ro), mean, rstd;
+  row_stats(k, ln, xp, C, &mean, &rstd);
+  c = loop_begin(k, &lc, ci(k, 0), C);
+  LLVMValueRef v = fmul(k, fmul(k, ldw(k, dyp, c), fsub(k, ldw(k, xp, c), mean)), rstd);
+  std_(k, acc, c, fadd(k, ldd(k, acc, c), v));
+  loop_end(k, &lc);
+  loop_end(k, &lr);
+  c = loop_begin(k, &lc, ci(k, 0), C);
+  stf(k, k->out, c, ldd(k, acc, c));
+  loop_end(k, &lc);
+}
+
+// ---- attention: q, dout (B,T,H*D); k, v (B,S,KV*D); mask (B,S) ----
+//
+// Query head h reads kv head h/G (G = H/KV); key s is visible to query t if
+// s <= t + S - T when causal and mask[b,s] != 0; a row with no visible key
+// has p = 0. With dp_s = dout . v_s and ds = p (dp - sum p dp):
+// dq = scale sum_s ds k_s; dk_s = scale sum ds q; dv_s = sum p dout, the
+// last two summed over the queries and the G heads that share the kv head.
+
+typedef struct {
+  int64_t H, KV, G, D;
+  LLVMValueRef B, T, S, mask;
+} At;
+
+static At at_dims(K *k) {
+  const IrNode *n = k->n;
+  At a = {.H = n->attr.heads, .KV = n->attr.kv_heads};
+  a.G = a.H / a.KV;
+  a.D = n->src[0]->ty.dim[2].n / a.H;
+  a.B = k->idim[0][0], a.T = k->idim[0][1], a.S = k->idim[1][1];
+  a.mask = n->nsrc > 4 ? k->src[4] : NULL;
+  return a;
+}
+
+// Is key s of batch b unmasked? (true without a mask)
+static LLVMValueRef at_vis(K *k, const At *a, LLVMValueRef b, LLVMValueRef s) {
+  if (!a->mask) return LLVMConstInt(k->i1, 1, 0);
+  LLVMValueRef m = load(k, k->i8, gep(k, k->i8, a->mask, add(k, mul(k, b, a->S), s)));
+  return icmp(k, LLVMIntNE, m, LLVMConstInt(k->i8, 0, 0));
+}
+
+// Keys [0, lim) are visible to query t by causality.
+static LLVMValueRef at_lim(K *k, const At *a, LLVMValueRef t) {
+  if (!k->n->attr.causal) return a->S;
+  return imax(k, ci(k, 0), imin(k, a->S, add(k, t, add(k, sub(k, a->S, a->T), ci(k, 1)))));
+}
+
+// Row pointers: q/dout row (b, t, h); k/v row (b, s, kv head hk)
+static LLVMValueRef at_qrow(K *k, const At *a, LLVMValueRef base, LLVMValueRef b, LLVMValueRef t, LLVMValueRef h) {
+  return gep(k, k->f32, base, mul(k, add(k, mul(k, add(k, mul(k, b, a->T), t), ci(k, a->H)), h), ci(k, a->D)));
+}
+static LLVMValueRef at_krow(K *k, const At *a, LLVMValueRef base, LLVMValueRef b, LLVMValueRef s, LLVMValueRef hk) {
+  return gep(k, k->f32, base, mul(k, add(k, mul(k, add(k, mul(k, b, a->S), s), ci(k, a->KV)), hk), ci(k, a->D)));
+}
+
+// The probabilities of query row (b, t, h) over keys [0, lim): sc[s] =
+// p_s (0 where hidden). Returns the number of visible keys (i64).
+static LLVMValueRef at_probs(K *k, const At *a, LLVMValueRef sc, LLVMValueRef b, LLVMValueRef t, LLVMValueRef h,
+                             LLVMValueRef lim, LLVMValueRef *mx_out, LLVMValueRef *sum_out) {
+  LLVMValueRef hk = LLVMBuildSDiv(k->b, h, ci(k, a->G), ""), q = at_qrow(k, a, k->src[0], b, t, h);
+  LLVMValueRef mx = var(k, k->f64, cd(k, -INFINITY)), nvis = var(k, k->i64, ci(k, 0));
+  LLVMValueRef sum = var(k, k->f64, cd(k, 0));
+  Loop ls;
+  LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), lim);
+  std_(k, sc, s, cd(k, -INFINITY));
+  LLVMBasicBlockRef join = if_begin(k, at_vis(k, a, b, s));
+  LLVMValueRef score = fmul(k, dot(k, q, at_krow(k, a, k->src[1], b, s, hk), ci(k, a->D)), cd(k, k->n->attr.scale));
+  std_(k, sc, s, score);
+  store(k, intr2(k, "llvm.maxnum", get(k, mx), score), mx);
+  store(k, add(k, get(k, nvis), ci(k, 1)), nvis);
+  if_end(k, join);
+  loop_end(k, &ls);
+  LLVMValueRef m = get(k, mx);
+  LLVMBasicBlockRef any = if_begin(k, icmp(k, LLVMIntSGT, get(k, nvis), ci(k, 0)));
+  s = loop_begin(k, &ls, ci(k, 0), lim);
+  LLVMValueRef e = dexp(k, fsub(k, ldd(k, sc, s), m));  // hidden: exp(-inf) = 0
+  std_(k, sc, s, e);
+  accum(k, sum, e);
+  loop_end(k, &ls);
+  LLVMValueRef inv = fdiv(k, cd(k, 1), get(k, sum));
+  s = loop_begin(k, &ls, ci(k, 0), lim);
+  std_(k, sc, s, fmul(k, ldd(k, sc, s), inv));
+  loop_end(k, &ls);
+  if_end(k, any);
+  if (mx_out) *mx_out = m;
+  if (sum_out) *sum_out = get(k, sum);
+  return get(k, nvis);
+}
+
+// ATTENTION_DQ: per query row, p and dp over the keys, then
+// dq = scale sum_s p_s (dp_s - sum p dp) k_s, accumulated in double.
+static void emit_attention_dq(K *k) {
+  At a = at_dims(k);
+  LLVMValueRef sc = scratch(k, k->f64, a.S), dp = scratch(k, k->f64, a.S), acc = scratch(k, k->f64, ci(k, a.D));
+  LLVMValueRef pdp = var(k, k->f64, NULL);
+  Loop lb, lt, lh, ls, ld;
+  LLVMValueRef b = loop_begin(k, &lb, ci(k, 0), a.B);
+  LLVMValueRef t = loop_begin(k, &lt, ci(k, 0), a.T);
+  LLVMValueRef h = loop_begin(k, &lh, ci(k, 0), ci(k, a.H));
+  LLVMValueRef hk = LLVMBuildSDiv(k->b, h, ci(k, a.G), ""), lim = at_lim(k, &a, t);
+  LLVMValueRef dout = at_qrow(k, &a, k->src[3], b, t, h), dq = at_qrow(k, &a, k->out, b, t, h);
+  LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
+  std_(k, acc, d, cd(k, 0));
+  loop_end(k, &ld);
+  LLVMValueRef nvis = at_probs(k, &a, sc, b, t, h, lim, NULL, NULL);
+  LLVMBasicBlockRef any = if_begin(k, icmp(k, LLVMIntSGT, nvis, ci(k, 0)));
+  store(k, cd(k, 0), pdp);
+  LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), lim);
+  std_(k, dp, s, cd(k, 0));
+  LLVMValueRef p = ldd(k, sc, s);
+  LLVMBasicBlockRef nz = if_begin(k, fcmp(k, LLVMRealONE, p, cd(k, 0)));
+  LLVMValueRef dps = dot(k, dout, at_krow(k, &a, k->src[2], b, s, hk), ci(k, a.D));
+  std_(k, dp, s, dps);
+  store(k, fadd(k, get(k, pdp), fmul(k, p, dps)), pdp);
+  if_end(k, nz);
+  loop_end(k, &ls);
+  LLVMValueRef sdp = get(k, pdp);
+  s = loop_begin(k, &ls, ci(k, 0), lim);
+  p = ldd(k, sc, s);
+  nz = if_begin(k, fcmp(k, LLVMRealONE, p, cd(k, 0)));
+  LLVMValueRef ds = fmul(k, p, fsub(k, ldd(k, dp, s), sdp)), kr = at_krow(k, &a, k->src[1], b, s, hk);
+  d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
+  std_(k, acc, d, fadd(k, ldd(k, acc, d), fmul(k, ds, ldw(k, kr, d))));
+  loop_end(k, &ld);
+  if_end(k, nz);
+  loop_end(k, &ls);
+  if_end(k, any);
+  d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
+  stf(k, dq, d, fmul(k, cd(k, k->n->attr.scale), ldd(k, acc, d)));
+  loop_end(k, &ld);
+  loop_end(k, &lh);
+  loop_end(k, &lt);
+  loop_end(k, &lb);
+}
+
+// ATTENTION_DK, ATTENTION_DV: per (b, kv head), first every query row's
+// log-sum-exp (and for DK sum p dp) into a heap array; then per key s the
+// sum over the G heads and the queries that see it, in that order:
+// p = exp(score - lse), dv_s = sum p dout, dk_s = scale sum p (dp - sum p dp) q.
+static void emit_attention_dkv(K *k) {
+  At a = at_dims(k);
+  bool dk = k->n->op == IR_OP_ATTENTION_DK;
+  LLVMValueRef sc = scratch(k, k->f64, a.S), acc = scratch(k, k->f64, ci(k, a.D));
+  LLVMValueRef rows = mul(k, ci(k, a.G), a.T);  // per (b, kv head): lse, then sum p dp
+  LLVMValueRef st = heap(k, mul(k, mul(k, rows, ci(k, 2)), ci(k, 8)));
+  LLVMValueRef lse = st, spdp = gep(k, k->f64, st, rows), pdp = var(k, k->f64, NULL);
+  LLVMValueRef scale = cd(k, k->n->attr.scale);
+  Loop lb, lk, lg, lt, ls, ld;
+  LLVMValueRef b = loop_begin(k, &lb, ci(k, 0), a.B);
+  LLVMValueRef hk = loop_begin(k, &lk, ci(k, 0), ci(k, a.KV));
+  // the rows' statistics
+  LLVMValueRef g = loop_begin(k, &lg, ci(k, 0), ci(k, a.G));
+  LLVMValueRef h = add(k, mul(k, hk, ci(k, a.G)), g);
+  LLVMValueRef t = loop_begin(k, &lt, ci(k, 0), a.T);
+  LLVMValueRef row = add(k, mul(k, g, a.T), t), lim = at_lim(k, &a, t), mx, sum;
+  LLVMValueRef nvis = at_probs(k, &a, sc, b, t, h, lim, &mx, &sum);
+  LLVMValueRef any = icmp(k, LLVMIntSGT, nvis, ci(k, 0));
+  LLVMValueRef l = fadd(k, mx, libm(k, "log", sum, NULL));
+  std_(k, lse, row, sel(k, any, l, cd(k, INFINITY)));  // no visible key: p = exp(-inf) = 0
+  if (dk) {
+    LLVMValueRef dout = at_qrow(k, &a, k->src[3], b, t, h);
+    store(k, cd(k, 0), pdp);
+    LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), lim);
+    LLVMValueRef p = ldd(k, sc, s);
+    LLVMBasicBlockRef nz = if_begin(k, LLVMBuildAnd(k->b, any, fcmp(k, LLVMRealONE, p, cd(k, 0)), ""));
+    LLVMValueRef dps = dot(k, dout, at_krow(k, &a, k->src[2], b, s, hk), ci(k, a.D));
+    store(k, fadd(k, get(k, pdp), fmul(k, p, dps)), pdp);
+    if_end(k, nz);
+    loop_end(k, &ls);
+    std_(k, spdp, row, get(k, pdp));
+  }
+  loop_end(k, &lt);
+  loop_end(k, &lg);
+  // per key
+  LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), a.S);
+  LLVMValueRef kr = at_krow(k, &a, k->src[1], b, s, hk), vr = at_krow(k, &a, k->src[2], b, s, hk);
+  LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
+  std_(k, acc, d, cd(k, 0));
+  loop_end(k, &ld);
+  LLVMBasicBlockRef vis = if_begin(k, at_vis(k, &a, b, s));
+  // queries t >= s - (S - T) see key s when causal
+  LLVMValueRef t0 = k->n->attr.causal ? imax(k, ci(k, 0), sub(k, s, sub(k, a.S, a.T))) : ci(k, 0);
+  g = loop_begin(k, &lg, ci(k, 0), ci(k, a.G));
+  h = add(k, mul(k, hk, ci(k, a.G)), g);
+  t = loop_begin(k, &lt, t0, a.T);
+  row = add(k, mul(k, g, a.T), t);
+  LLVMValueRef q = at_qrow(k, &a, k->src[0], b, t, h), dout = at_qrow(k, &a, k->src[3], b, t, h);
+  LLVMValueRef p = dexp(k, fsub(k, fmul(k, dot(k, q, kr, ci(k, a.D)), scale), ldd(k, lse, row)));
+  LLVMBasicBlockRef nz = if_begin(k, fcmp(k, LLVMRealONE, p, cd(k, 0)));
+  LLVMValueRef coef = p, src = dout;
+  if (dk) {
+    coef = fmul(k, p, fsub(k, dot(k, dout, vr, ci(k, a.D)), ldd(k, spdp, row)));
+    src = q;
+  }
+  d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
+  std_(k, acc, d, fadd(k, ldd(k, acc, d), fmul(k, coef, ldw(k, src, d))));
+  loop_end(k, &ld);
+  if_end(k, nz);
+  loop_end(k, &lt);
+  loop_end(k, &lg);
+  if_end(k, vis);
+  LLVMValueRef out = at_krow(k, &a, k->out, b, s, hk);
+  d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
+  LLVMValueRef v = ldd(k, acc, d);
+  stf(k, out, d, dk ? fmul(k, scale, v) : v);
+  loop_end(k, &ld);
+  loop_end(k, &ls);
+  loop_end(k, &lk);
+  loop_end(k, &lb);
+  heap_free(k, st);
+}
+
+// ---- XENT_GRAD logits (...,V), targets (...), dloss (): dlogits =
+// (softmax(row) - onehot(target)) dloss / kept, 0 on ignored rows ----
+
+static void emit_xent_grad(K *k) {
+  const IrNode *n = k->n;
+  int r = src_rank(k, 0);
+  IrDType tdt = n->src[1]->ty.dt;
+  LLVMValueRef V = k->idim[0][r - 1], rows = prod(k, k->idim[1], 0, src_rank(k, 1)), ign = ci(k, n->attr.ignore);
+  LLVMValueRef kept = var(k, k->i64, ci(k, 0)), mx = var(k, k->f32, NULL), sum = var(k, k->f64, NULL);
+  Loop li, lc;
+  LLVMValueRef i = loop_begin(k, &li, ci(k, 0), rows);
+  LLVMValueRef tg = ld(k, tdt, k->src[1], i);
+  LLVMBasicBlockRef join = if_begin(k, icmp(k, LLVMIntNE, tg, ign));
+  fail_if(k, LLVMBuildOr(k->b, icmp(k, LLVMIntSLT, tg, ci(k, 0)), icmp(k, LLVMIntSGE, tg, V), ""), ST_TARGET, tg, V);
+  store(k, add(k, get(k, kept), ci(k, 1)), kept);
+  if_end(k, join);
+  loop_end(k, &li);
+  LLVMValueRef f = fdiv(k, ldw(k, k->src[2], ci(k, 0)), sitofp(k, imax(k, get(k, kept), ci(k, 1)), k->f64));
+  i = loop_begin(k, &li, ci(k, 0), rows);
+  tg = ld(k, tdt, k->src[1], i);
+  LLVMValueRef x = gep(k, k->f32, k->src[0], mul(k, i, V)), y = gep(k, k->f32, k->out, mul(k, i, V));
+  LLVMValueRef ig = icmp(k, LLVMIntEQ, tg, ign);
+  LLVMBasicBlockRef keep = block(k, "keep"), zero = block(k, "zero"), done = block(k, "done");
+  LLVMBuildCondBr(k->b, ig, zero, keep);
+  at(k, zero);
+  LLVMBuildMemSet(k->b, y, LLVMConstInt(k->i8, 0, 0), mul(k, V, ci(k, 4)), 4);
+  LLVMBuildBr(k->b, done);
+  at(k, keep);
+  store(k, cf(k, -INFINITY), mx);
+  LLVMValueRef c = loop_begin(k, &lc, ci(k, 0), V);
+  store(k, fmaxr(k, get(k, mx), ldf(k, x, c)), mx);
+  loop_end(k, &lc);
+  LLVMValueRef m = get(k, mx);
+  store(k, cd(k, 0), sum);
+  c = loop_begin(k, &lc, ci(k, 0), V);
+  LLVMValueRef e = fexp(k, LLVMBuildFSub(k->b, ldf(k, x, c), m, ""));
+  stf(k, y, c, e);
+  accum(k, sum, ext(k, e));
+  loop_end(k, &lc);
+  LLVMValueRef inv = fdiv(k, cd(k, 1), get(k, sum));
+  c = loop_begin(k, &lc, ci(k, 0), V);
+  LLVMValueRef oh = sel(k, icmp(k, LLVMIntEQ, c, tg), cd(k, 1), cd(k, 0));
+  stf(k, y, c, fmul(k, fsub(k, fmul(k, ldw(k, y, c), inv), oh), f));
+  loop_end(k, &lc);
+  LLVMBuildBr(k->b, done);
+  at(k, done);
+  loop_end(k, &li);
+}
+
+// ---- GATHER_GRAD idx (...), dy (..., row) -> dtable (N, row): row r is the
+// sum of the dy rows i with idx[i] = r, i ascending, in double ----
+//
+// A list per table row (head[N], next[nidx], built backwards so that each
+// lists its i ascending) makes it one pass over the table.
+static void emit_gather_grad(K *k) {
+  const IrNode *n = k->n;
+  IrDType it = n->src[0]->ty.dt;
+  LLVMValueRef N = k->odim[0], row = prod(k, k->odim, 1, n->ty.rank), nidx = prod(k, k->idim[0], 0, src_rank(k, 0));
+  Loop li, lr, lj;
+  LLVMValueRef i = loop_begin(k, &li, ci(k, 0), nidx);
+  LLVMValueRef v = ld(k, it, k->src[0], i);
+  fail_if(k, LLVMBuildOr(k->b, icmp(k, LLVMIntSLT, v, ci(k, 0)), icmp(k, LLVMIntSGE, v, N), ""), ST_INDEX, v, N);
+  loop_end(k, &li);
+  LLVMValueRef mem = heap(k, mul(k, add(k, add(k, N, nidx), row), ci(k, 8)));
+  LLVMValueRef head = mem, next = gep(k, k->i64, mem, N), acc = gep(k, k->i64, next, nidx);
+  LLVMValueRef r = loop_begin(k, &lr, ci(k, 0), N);
+  store(k, ci(k, -1), gep(k, k->i64, head, r));
+  loop_end(k, &lr);
+  i = loop_begin(k, &li, ci(k, 0), nidx);
+  LLVMValueRef ii = sub(k, sub(k, nidx, ci(k, 1)), i);
+  v = ld(k, it, k->src[0], ii);
+  LLVMValueRef hp = gep(k, k->i64, head, v);
+  store(k, load(k, k->i64, hp), gep(k, k->i64, next, ii));
+  store(k, ii, hp);
+  loop_end(k, &li);
+  LLVMValueRef cur = var(k, k->i64, NULL);
+  r = loop_begin(k, &lr, ci(k, 0), N);
+  LLVMValueRef y = gep(k, k->f32, k->out, mul(k, r, row));
+  LLVMValueRef j = loop_begin(k, &lj, ci(k, 0), row);
+  std_(k, acc, j, cd(k, 0));
+  loop_end(k, &lj);
+  store(k, load(k, k->i64, gep(k, k->i64, head, r)), cur);
+  LLVMBasicBlockRef wh = block(k, "walk"), body = block(k, "step"), done = block(k, "walked");
+  LLVMBuildBr(k->b, wh);
+  at(k, wh);
+  LLVMValueRef c = get(k, cur);
+  LLVMBuildCondBr(k->b, icmp(k, LLVMIntSGE, c, ci(k, 0)), body, done);
+  at(k, body);
+  LLVMValueRef dy = gep(k, k->f32, k->src[1], mul(k, c, row));
+  j = loop_begin(k, &lj, ci(k, 0), row);
+  std_(k, acc, j, fadd(k, ldd(k, acc, j), ldw(k, dy, j)));
+  loop_end(k, &lj);
+  store(k, load(k, k->i64, gep(k, k->i64, next, c)), cur);
+  LLVMBuildBr(k->b, wh);
+  at(k, done);
+  j = loop_begin(k, &lj, ci(k, 0), row);
+  stf(k, y, j, ldd(k, acc, j));
+  loop_end(k, &lj);
+  loop_end(k, &lr);
+  heap_free(k, mem);
+}
+
+// ---- SLICE_GRAD dy {axis, start}: zeros of the result's shape with dy
+// placed at start along axis (start < 0 counts from the end) ----
+
+static void emit_slice_grad(K *k) {
+  const IrNode *n = k->n;
+  int a = (int)n->attr.axis, r = n->ty.rank;
+  IrDType dt = n->ty.dt;
+  LLVMValueRef size = k->odim[a], len = k->idim[0][a], start = ci(k, n->attr.start);
+  LLVMValueRef s0 = n->attr.start < 0 ? add(k, start, size) : start;
+  LLVMValueRef bad = LLVMBuildOr(k->b, icmp(k, LLVMIntSLT, s0, ci(k, 0)), icmp(k, LLVMIntSGT, s0, size), "");
+  bad = LLVMBuildOr(k->b, bad, icmp(k, LLVMIntSGT, len, sub(k, size, s0)), "");
+  fail_if(k, bad, ST_SLICE, len, size);
+  LLVMValueRef outer = prod(k, k->odim, 0, a), inner = prod(k, k->odim, a + 1, r);
+  LLVMValueRef total = mul(k, prod(k, k->odim, 0, r), ci(k, (int64_t)ir_dtype_info[dt].size));
+  LLVMBuildMemSet(k->b, k->out, LLVMConstInt(k->i8, 0, 0), total, 4);
+  Loop l;
+  LLVMValueRef o = loop_begin(k, &l, ci(k, 0), outer);
+  LLVMValueRef to = mul(k, add(k, mul(k, o, size), s0), inner);
+  copy(k, byte_gep(k, k->out, to, dt), byte_gep(k, k->src[0], mul(k, mul(k, o, len), inner), dt),
+       mul(k, len, inner), dt);
+  loop_end(k, &l);
+}
+
+void cg_emit_grad(K *k) {
+  switch (k->n->op) {
+  case IR_OP_SOFTMAX_GRAD: case IR_OP_LOG_SOFTMAX_GRAD: emit_softmax_grad(k); break;
+  case IR_OP_LAYERNORM_DX: case IR_OP_RMSNORM_DX: emit_norm_dx(k); break;
+  case IR_OP_LAYERNORM_DW: case IR_OP_RMSNORM_DW: emit_norm_dw(k); break;
+  case IR_OP_ATTENTION_DQ: emit_attention_dq(k); break;
+  case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV: emit_attention_dkv(k); break;
+  case IR_OP_XENT_GRAD: emit_xent_grad(k); break;
+  case IR_OP_GATHER_GRAD: emit_gather_grad(k); break;
+  case IR_OP_SLICE_GRAD: emit_slice_grad(k); break;
+  case IR_OP_REDUCE_GRAD: emit_reduce_grad(k); break;
+  default: heed_unreachable();
+  }
+}
