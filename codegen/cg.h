@@ -8,9 +8,11 @@
 //            host or a named CPU, the O3 pipeline, the JIT and object files
 //   gemm.c   a generated sgemm (packing, cache blocking, a register-tiled
 //            micro-kernel on explicit <16 x float> / <8 x float> vectors)
-//   compile.c a whole graph's forward ops as one module (one function per
+//   compile.c a whole graph's ops as one module (one function per
 //            distinct kernel, an entry heed_forward calling them in order),
 //            JIT-compiled into a CgProgram that runs on caller buffers
+//   compile_grad.c the gradient ops' kernels (autodiff's train graphs);
+//            compile.h is the two files' shared, internal builder kit
 //
 // Errors from LLVM (LLVMErrorRef, char **ErrorMessage) are converted to a
 // diagnostic (no source location) and the function returns false; nothing
@@ -110,8 +112,9 @@ size_t cg_gemm_work_bytes(const CgGemmConfig *cfg);
 bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d);
 
 // ---- compile.c ----
-// Compiles g's forward ops (POSITIONS through XENT; F32, integer and bool
-// dtypes; F16/BF16 and gradient ops are rejected with a diagnostic) into a
+// Compiles g's ops (the forward ops POSITIONS through XENT and the gradient
+// ops UNARY_GRAD through MAXIMUM_GRAD that pass_autodiff emits; F32, integer
+// and bool dtypes; F16/BF16 are rejected with a diagnostic) into a
 // CgProgram. Storage: one buffer per node id, caller-allocated
 // (cg_buffer_bytes), row-major: f32 for F32, int32 for I32, int64 for I64,
 // uint8 for BOOL and U8, int8 for I8. INPUT and PARAM buffers hold the
@@ -164,10 +167,12 @@ typedef struct {
 
 // o may be NULL (the defaults above). NULL (with a diagnostic) on failure.
 CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d);
-// Runs the forward ops on bufs (g->nodes.len of them). A run-time error (a
+// Runs the graph's ops on bufs (g->nodes.len of them). A run-time error (a
 // gather index outside its table, a target outside the classes, an integer
-// division by zero, a slice outside its axis) is a diagnostic at the op's
-// source location; false then. Not reentrant (one run at a time).
+// division by zero, a slice outside its axis, also in the gradient ops; a
+// gradient kernel's scratch memory not allocated) is a diagnostic at the
+// op's source location; false then. Results do not depend on the thread
+// count. Not reentrant (one run at a time).
 bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
 // Bytes of node node_id's buffer under symvals; -1 on overflow or a bad id.
 int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals);

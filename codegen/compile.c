@@ -1,7 +1,9 @@
-// codegen/compile.c: a whole IrGraph's forward ops to native code. Sits at
-// the end of the CPU backend's data flow: IrGraph (verified, forward ops
-// only) -> one LLVM module (llvm.c) -> O3 -> LLJIT -> CgProgram, which
-// cg_run calls on caller-allocated buffers.
+// codegen/compile.c: a whole IrGraph's ops to native code. Sits at the end
+// of the CPU backend's data flow: IrGraph (verified; forward ops, and the
+// gradient ops of a train graph after pass_autodiff, whose kernels are in
+// compile_grad.c) -> one LLVM module (llvm.c) -> O3 -> LLJIT -> CgProgram,
+// which cg_run calls on caller-allocated buffers. compile.h holds the
+// generator's state and small builders that both files use.
 //
 // The module holds
 //   - one function per distinct kernel: nodes with the same op, attributes

@@ -79,7 +79,9 @@ static inline LLVMValueRef gep(K *k, LLVMTypeRef t, LLVMValueRef p, LLVMValueRef
 static inline LLVMValueRef load(K *k, LLVMTypeRef t, LLVMValueRef p) { return LLVMBuildLoad2(k->b, t, p, ""); }
 static inline void store(K *k, LLVMValueRef v, LLVMValueRef p) { LLVMBuildStore(k->b, v, p); }
 
-static inline LLVMBasicBlockRef block(K *k, const char *name) { return LLVMAppendBasicBlockInContext(k->c, k->fn, name); }
+static inline LLVMBasicBlockRef block(K *k, const char *name) {
+  return LLVMAppendBasicBlockInContext(k->c, k->fn, name);
+}
 static inline void at(K *k, LLVMBasicBlockRef bb) { LLVMPositionBuilderAtEnd(k->b, bb); }
 
 // A local variable (an alloca in the first block; mem2reg makes it SSA).
@@ -111,8 +113,12 @@ static inline LLVMValueRef fmaxr(K *k, LLVMValueRef a, LLVMValueRef b) {
   LLVMSetFastMathFlags(v, LLVMFastMathNoNaNs | LLVMFastMathNoSignedZeros);
   return v;
 }
-static inline LLVMValueRef imin(K *k, LLVMValueRef a, LLVMValueRef b) { return sel(k, icmp(k, LLVMIntSLT, a, b), a, b); }
-static inline LLVMValueRef imax(K *k, LLVMValueRef a, LLVMValueRef b) { return sel(k, icmp(k, LLVMIntSGT, a, b), a, b); }
+static inline LLVMValueRef imin(K *k, LLVMValueRef a, LLVMValueRef b) {
+  return sel(k, icmp(k, LLVMIntSLT, a, b), a, b);
+}
+static inline LLVMValueRef imax(K *k, LLVMValueRef a, LLVMValueRef b) {
+  return sel(k, icmp(k, LLVMIntSGT, a, b), a, b);
+}
 
 // double name(double[, double]) from libm (the symbols cg_compile defines).
 static inline LLVMValueRef libm(K *k, const char *name, LLVMValueRef x, LLVMValueRef y) {
@@ -287,7 +293,7 @@ typedef void (*BodyFn)(K *k, const LLVMValueRef *off, void *ud);
 // Every index of dims[a..r) in row-major order; off[j] = base[j] + sum over
 // axes of idx * st[j][axis].
 static inline void nest(K *k, int a, int r, const LLVMValueRef *dims, int nops, LLVMValueRef (*st)[IR_MAX_RANK],
-                               const LLVMValueRef *base, BodyFn body, void *ud) {
+                        const LLVMValueRef *base, BodyFn body, void *ud) {
   if (a == r || a >= IR_MAX_RANK) {  // (the second: a bound GCC can see through the recursion)
     body(k, base, ud);
     return;

@@ -115,7 +115,8 @@ LLVMValueRef cg_grad_elem(K *k, const LLVMValueRef *v) {
     LLVMValueRef e = dexp(k, intr2(k, "llvm.minnum", fmul(k, cd(k, -2), u), cd(k, 80)));
     LLVMValueRef rr = fdiv(k, one, fadd(k, one, e)), t = fsub(k, fmul(k, cd(k, 2), rr), one);
     LLVMValueRef sech2 = fmul(k, fmul(k, cd(k, 4), e), fmul(k, rr, rr));
-    LLVMValueRef dt = fmul(k, fmul(k, fmul(k, cd(k, 0.5), x), sech2), fmul(k, cd(k, c), fadd(k, one, fmul(k, cd(k, 3 * a), x2))));
+    LLVMValueRef du = fmul(k, cd(k, c), fadd(k, one, fmul(k, cd(k, 3 * a), x2)));  // du/dx
+    LLVMValueRef dt = fmul(k, fmul(k, fmul(k, cd(k, 0.5), x), sech2), du);
     r = fmul(k, g, fadd(k, fmul(k, cd(k, 0.5), fadd(k, one, t)), dt));
     break;
   }
