@@ -45,3 +45,13 @@ bench-gemm:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target gemm_bench
 	@bench/gemm_bench.sh $(BUILD)/gemm_bench $(BENCH_ARGS)
+
+# Whole models, heed bench against PyTorch CPU eager (bench/README.md); needs
+# Debian's python3-torch (+ libopenblas0-openmp for its OpenMP BLAS).
+# MODEL_BENCH_ARGS: e.g. --cases bytegpt,bytegpt-train --threads 1, or
+# --cases pieces (GPT-2's ops one at a time).
+.PHONY: bench-model
+bench-model:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target heed
+	@/usr/bin/python3 bench/model_bench.py --heed $(BUILD)/heed $(MODEL_BENCH_ARGS)
