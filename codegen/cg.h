@@ -142,6 +142,8 @@ typedef struct {
   const char *dump_ir;         // if set: the optimized module as LLVM IR text (.ll) goes here
   const char *dump_obj;        // if set: the optimized module as an object file
   const char *dump_asm;        // if set: the optimized module as assembly
+  int64_t par_grain;           // elements of work a kernel gives each task, at least (0: 16384);
+                               // tests set 1 to split even tiny kernels across the pool
 } CgOptions;
 
 // What heed_forward's third argument points to (the layout is the ABI).

@@ -43,6 +43,10 @@ typedef struct {
   LLVMValueRef idim[IR_MAX_SRC][IR_MAX_RANK], odim[IR_MAX_RANK];
   Kernel *kern;
   int nkern, capkern;
+  // a parallel kernel's body runs units [plo, phi) of its outer loop
+  // (cg_par_units); NULL in a serial kernel (every unit)
+  LLVMValueRef plo, phi;
+  int64_t grain;  // CgOptions.par_grain
 } K;
 
 // ---- small builders ----
@@ -325,6 +329,19 @@ static inline bool same_dims(const IrType *a, const IrType *b) {
   for (int i = 0; i < a->rank; i++)
     if (!ir_dim_eq(a->dim[i], b->dim[i])) return false;
   return true;
+}
+
+// ---- parallel kernels (compile.c) ----
+// The number of independent units of node k->n's outer loop (rows, columns,
+// query rows, ...) and the work of one unit in elements (*work), computed
+// from k->idim/odim; NULL for an op that runs serially.
+HEED_INTERNAL LLVMValueRef cg_par_units(K *k, LLVMValueRef *work);
+
+// for (u = plo; u < phi; u++) in a parallel body, else over all units.
+static inline LLVMValueRef par_begin(K *k, Loop *l) {
+  if (k->plo) return loop_begin(k, l, k->plo, k->phi);
+  LLVMValueRef w;
+  return loop_begin(k, l, ci(k, 0), cg_par_units(k, &w));
 }
 
 // ---- compile_grad.c ----

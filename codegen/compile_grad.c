@@ -197,11 +197,11 @@ static void emit_softmax_grad(K *k) {
   const IrNode *n = k->n;
   int r = n->ty.rank, axis = (int)n->attr.axis;
   bool lg = n->op == IR_OP_LOG_SOFTMAX_GRAD;
-  LLVMValueRef outer = prod(k, k->odim, 0, axis), len = k->odim[axis], inner = prod(k, k->odim, axis + 1, r);
+  LLVMValueRef len = k->odim[axis], inner = prod(k, k->odim, axis + 1, r);
   LLVMValueRef sum = var(k, k->f64, NULL);
-  Loop lo, lj, li;
-  LLVMValueRef o = loop_begin(k, &lo, ci(k, 0), outer);
-  LLVMValueRef j = loop_begin(k, &lj, ci(k, 0), inner);
+  Loop lu, li;
+  LLVMValueRef u = par_begin(k, &lu);  // u = o * inner + j
+  LLVMValueRef o = LLVMBuildSDiv(k->b, u, inner, ""), j = LLVMBuildSRem(k->b, u, inner, "");
   LLVMValueRef base = add(k, mul(k, mul(k, o, len), inner), j);
   LLVMValueRef yp = gep(k, k->f32, k->src[0], base), dyp = gep(k, k->f32, k->src[1], base);
   LLVMValueRef xp = gep(k, k->f32, k->out, base);
@@ -216,8 +216,7 @@ static void emit_softmax_grad(K *k) {
   else dx = fmul(k, ldw(k, yp, ii), fsub(k, dy, s));
   stf(k, xp, ii, dx);
   loop_end(k, &li);
-  loop_end(k, &lj);
-  loop_end(k, &lo);
+  loop_end(k, &lu);
 }
 
 // ---- layernorm, rmsnorm over the last axis C ----
@@ -256,10 +255,10 @@ static LLVMValueRef norm_rows(K *k, LLVMValueRef *C) {
 // RMSNORM_DX x, w, dy: dx = s (dy w) - x s^3 mean(dy w x).
 static void emit_norm_dx(K *k) {
   bool ln = k->n->op == IR_OP_LAYERNORM_DX;
-  LLVMValueRef C, rows = norm_rows(k, &C), Cd = sitofp(k, C, k->f64);
+  LLVMValueRef C = k->idim[0][src_rank(k, 0) - 1], Cd = sitofp(k, C, k->f64);
   LLVMValueRef mg = var(k, k->f64, NULL), mgx = var(k, k->f64, NULL);
   Loop lr, lc;
-  LLVMValueRef row = loop_begin(k, &lr, ci(k, 0), rows), ro = mul(k, row, C);
+  LLVMValueRef row = par_begin(k, &lr), ro = mul(k, row, C);  // units: rows
   LLVMValueRef xp = gep(k, k->f32, k->src[0], ro), w = k->src[1], dyp = gep(k, k->f32, k->src[2], ro);
   LLVMValueRef dxp = gep(k, k->f32, k->out, ro), mean, rstd;
   row_stats(k, ln, xp, C, &mean, &rstd);
@@ -290,19 +289,20 @@ static void emit_norm_dw(K *k) {
   bool ln = k->n->op == IR_OP_LAYERNORM_DW;
   LLVMValueRef C, rows = norm_rows(k, &C);
   LLVMValueRef acc = scratch(k, k->f64, C);
+  LLVMValueRef lo = k->plo ? k->plo : ci(k, 0), hi = k->phi ? k->phi : C;  // units: columns
   Loop lr, lc;
-  LLVMValueRef c = loop_begin(k, &lc, ci(k, 0), C);
+  LLVMValueRef c = loop_begin(k, &lc, lo, hi);
   std_(k, acc, c, cd(k, 0));
   loop_end(k, &lc);
   LLVMValueRef row = loop_begin(k, &lr, ci(k, 0), rows), ro = mul(k, row, C);
   LLVMValueRef xp = gep(k, k->f32, k->src[0], ro), dyp = gep(k, k->f32, k->src[1], ro), mean, rstd;
   row_stats(k, ln, xp, C, &mean, &rstd);
-  c = loop_begin(k, &lc, ci(k, 0), C);
+  c = loop_begin(k, &lc, lo, hi);
   LLVMValueRef v = fmul(k, fmul(k, ldw(k, dyp, c), fsub(k, ldw(k, xp, c), mean)), rstd);
   std_(k, acc, c, fadd(k, ldd(k, acc, c), v));
   loop_end(k, &lc);
   loop_end(k, &lr);
-  c = loop_begin(k, &lc, ci(k, 0), C);
+  c = loop_begin(k, &lc, lo, hi);
   stf(k, k->out, c, ldd(k, acc, c));
   loop_end(k, &lc);
 }
@@ -391,10 +391,10 @@ static void emit_attention_dq(K *k) {
   At a = at_dims(k);
   LLVMValueRef sc = scratch(k, k->f64, a.S), dp = scratch(k, k->f64, a.S), acc = scratch(k, k->f64, ci(k, a.D));
   LLVMValueRef pdp = var(k, k->f64, NULL);
-  Loop lb, lt, lh, ls, ld;
-  LLVMValueRef b = loop_begin(k, &lb, ci(k, 0), a.B);
-  LLVMValueRef t = loop_begin(k, &lt, ci(k, 0), a.T);
-  LLVMValueRef h = loop_begin(k, &lh, ci(k, 0), ci(k, a.H));
+  Loop lu, ls, ld;
+  LLVMValueRef u = par_begin(k, &lu);  // u = (b * T + t) * H + h
+  LLVMValueRef h = LLVMBuildSRem(k->b, u, ci(k, a.H), ""), bt = LLVMBuildSDiv(k->b, u, ci(k, a.H), "");
+  LLVMValueRef t = LLVMBuildSRem(k->b, bt, a.T, ""), b = LLVMBuildSDiv(k->b, bt, a.T, "");
   LLVMValueRef hk = LLVMBuildSDiv(k->b, h, ci(k, a.G), ""), lim = at_lim(k, &a, t);
   LLVMValueRef dout = at_qrow(k, &a, k->src[3], b, t, h), dq = at_qrow(k, &a, k->out, b, t, h);
   LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
@@ -426,9 +426,7 @@ static void emit_attention_dq(K *k) {
   d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
   stf(k, dq, d, fmul(k, cd(k, k->n->attr.scale), ldd(k, acc, d)));
   loop_end(k, &ld);
-  loop_end(k, &lh);
-  loop_end(k, &lt);
-  loop_end(k, &lb);
+  loop_end(k, &lu);
 }
 
 // ATTENTION_DK, ATTENTION_DV: per (b, kv head), first every query row's
@@ -443,9 +441,9 @@ static void emit_attention_dkv(K *k) {
   LLVMValueRef st = heap(k, mul(k, mul(k, rows, ci(k, 2)), ci(k, 8)));
   LLVMValueRef lse = st, spdp = gep(k, k->f64, st, rows), pdp = var(k, k->f64, NULL);
   LLVMValueRef scale = cd(k, k->n->attr.scale);
-  Loop lb, lk, lg, lt, ls, ld;
-  LLVMValueRef b = loop_begin(k, &lb, ci(k, 0), a.B);
-  LLVMValueRef hk = loop_begin(k, &lk, ci(k, 0), ci(k, a.KV));
+  Loop lu, lg, lt, ls, ld;
+  LLVMValueRef u = par_begin(k, &lu);  // u = b * KV + hk
+  LLVMValueRef hk = LLVMBuildSRem(k->b, u, ci(k, a.KV), ""), b = LLVMBuildSDiv(k->b, u, ci(k, a.KV), "");
   // the rows' statistics
   LLVMValueRef g = loop_begin(k, &lg, ci(k, 0), ci(k, a.G));
   LLVMValueRef h = add(k, mul(k, hk, ci(k, a.G)), g);
@@ -503,8 +501,7 @@ static void emit_attention_dkv(K *k) {
   stf(k, out, d, dk ? fmul(k, scale, v) : v);
   loop_end(k, &ld);
   loop_end(k, &ls);
-  loop_end(k, &lk);
-  loop_end(k, &lb);
+  loop_end(k, &lu);
   heap_free(k, st);
 }
 
@@ -526,7 +523,7 @@ static void emit_xent_grad(K *k) {
   if_end(k, join);
   loop_end(k, &li);
   LLVMValueRef f = fdiv(k, ldw(k, k->src[2], ci(k, 0)), sitofp(k, imax(k, get(k, kept), ci(k, 1)), k->f64));
-  i = loop_begin(k, &li, ci(k, 0), rows);
+  i = par_begin(k, &li);  // units: rows (every task counts the kept rows first)
   tg = ld(k, tdt, k->src[1], i);
   LLVMValueRef x = gep(k, k->f32, k->src[0], mul(k, i, V)), y = gep(k, k->f32, k->out, mul(k, i, V));
   LLVMValueRef ig = icmp(k, LLVMIntEQ, tg, ign);
