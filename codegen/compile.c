@@ -398,9 +398,10 @@ static void mm_body(K *k, const LLVMValueRef *off, void *ud) {
   Mm *mm = ud;
   LLVMValueRef A = gep(k, k->f32, k->src[0], off[0]), B = gep(k, k->f32, k->src[1], off[1]);
   LLVMValueRef C = gep(k, k->f32, k->out, off[2]);
-  LLVMValueRef args[13] = {mm->M, mm->N, mm->K, A, mm->K, B, k->nt ? mm->K : mm->N, C, mm->N, ci32(k, 0),
+  bool tb = k->nt & TR_B, ta = k->nt & TR_A;
+  LLVMValueRef args[13] = {mm->M, mm->N, mm->K, A, ta ? mm->M : mm->K, B, tb ? mm->K : mm->N, C, mm->N, ci32(k, 0),
                            ctx_field(k, 0, k->ptr), ctx_field(k, 1, k->i32), ctx_field(k, 2, k->ptr)};
-  LLVMValueRef g = k->gemm[k->nt];
+  LLVMValueRef g = k->gemm[k->nt & 3];
   LLVMBuildCall2(k->b, LLVMGlobalGetValueType(g), g, args, 13, "");
 }
 
@@ -646,13 +647,20 @@ static void emit_const(K *k) {
 
 // ---- kernels: one function per distinct (op, attributes, types) ----
 
-static bool node_nt(const IrNode *n) {  // MATMUL whose B is a permute of the last two axes
-  if (n->op != IR_OP_MATMUL || n->src[1]->op != IR_OP_PERMUTE) return false;
-  const IrNode *p = n->src[1];
+static bool swaps_last_two(const IrNode *p) {  // a PERMUTE of the last two axes
+  if (p->op != IR_OP_PERMUTE) return false;
   int r = p->ty.rank;
   for (int i = 0; i < r - 2; i++)
     if (p->attr.perm[i] != i) return false;
   return p->attr.perm[r - 2] == r - 1 && p->attr.perm[r - 1] == r - 2;
+}
+
+// A MATMUL reads an operand that is such a permute transposed, from the
+// permute's own operand: TR_B (B^T, the tied LM head, dx = dy W^T), TR_A
+// (A^T, the weight gradients x^T dy). 0 for every other node.
+static int node_nt(const IrNode *n) {
+  if (n->op != IR_OP_MATMUL) return 0;
+  return (swaps_last_two(n->src[1]) ? TR_B : 0) | (swaps_last_two(n->src[0]) ? TR_A : 0);
 }
 
 static void key_type(char *buf, size_t cap, size_t *len, const IrType *t) {
@@ -667,7 +675,7 @@ static void key_type(char *buf, size_t cap, size_t *len, const IrType *t) {
 }
 
 // Everything a kernel's code depends on, as a string.
-static char *kernel_key(const IrNode *n, bool nt) {
+static char *kernel_key(const IrNode *n, int nt) {
   char buf[2048];
   size_t len = 0, cap = sizeof buf;
   const IrAttr *a = &n->attr;
@@ -943,7 +951,7 @@ static LLVMValueRef emit_xent_dispatch(K *k, LLVMValueRef body, LLVMValueRef tas
   return rc;
 }
 
-static LLVMValueRef emit_kernel(K *k, const IrNode *n, bool nt, int idx) {
+static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
   char name[64];
   snprintf(name, sizeof name, "k%d_%s", idx, ir_op_name(n->op));
   k->n = n;
@@ -981,7 +989,7 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, bool nt, int idx) {
   return f;
 }
 
-static LLVMValueRef kernel_for(K *k, const IrNode *n, bool nt) {
+static LLVMValueRef kernel_for(K *k, const IrNode *n, int nt) {
   char *key = kernel_key(n, nt);
   if (!key) return NULL;
   for (int i = 0; i < k->nkern; i++)
@@ -1026,9 +1034,9 @@ static bool *skipped_nodes(const IrGraph *g) {
   }
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
-    bool nt = node_nt(n);
+    int nt = node_nt(n);
     for (int j = 0; j < n->nsrc; j++) {
-      if (nt && j == 1) skip[n->src[j]->id] = true;
+      if (((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0)) skip[n->src[j]->id] = true;
       else other[n->src[j]->id] = true;
     }
   }
@@ -1056,7 +1064,7 @@ static bool emit_entry(K *k, const IrGraph *g, const bool *skip, Diag *d) {
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
     if (is_leaf(n->op) || skip[i]) continue;
-    bool nt = node_nt(n);
+    int nt = node_nt(n);
     LLVMValueRef kf = kernel_for(k, n, nt);
     if (!kf) {
       diag_error(d, n->loc, "out of memory compiling %s", ir_op_name(n->op));
@@ -1073,7 +1081,8 @@ static bool emit_entry(K *k, const IrGraph *g, const bool *skip, Diag *d) {
     args[0] = ctx, args[1] = dims;
     args[2] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, n->id)));
     for (int j = 0; j < n->nsrc; j++) {
-      const IrNode *s = nt && j == 1 ? n->src[1]->src[0] : n->src[j];
+      bool tr = ((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0);
+      const IrNode *s = tr ? n->src[j]->src[0] : n->src[j];
       args[3 + j] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, s->id)));
     }
     LLVMValueRef rc = LLVMBuildCall2(k->b, LLVMGlobalGetValueType(kf), kf, args, 3 + (unsigned)n->nsrc, "");
@@ -1205,18 +1214,23 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   k.grain = o && o->par_grain > 0 ? o->par_grain : PAR_GRAIN;
   LLVMTypeRef ct[4] = {k.ptr, k.i32, k.ptr, LLVMArrayType2(k.i64, 4)};  // CgRunCtx
   k.ctxty = LLVMStructTypeInContext(k.c, ct, 4, 0);
-  bool mm = false;
-  for (int i = 0; i < g->nodes.len; i++) mm = mm || g->nodes.data[i]->op == IR_OP_MATMUL;
-  if (mm) {
-    CgGemmConfig nt;
-    cg_gemm_config_default(p->cg, &p->gemm, "heed_sgemm_nn", false);
-    cg_gemm_config_default(p->cg, &nt, "heed_sgemm_nt", true);
-    p->gemm.nthreads_max = nt.nthreads_max = p->nthreads;
-    if (!cg_gemm_emit(p->cg, &p->gemm, d) || !cg_gemm_emit(p->cg, &nt, d)) goto fail;
-    k.gemm[0] = LLVMGetNamedFunction(k.m, "heed_sgemm_nn");
-    k.gemm[1] = LLVMGetNamedFunction(k.m, "heed_sgemm_nt");
-    p->work = aligned_alloc(64, cg_gemm_work_bytes(&p->gemm));
-    if (!p->work) goto oom;
+  bool used[4] = {false};  // sgemm variants: nn, nt, tn, tt
+  for (int i = 0; i < g->nodes.len; i++)
+    if (g->nodes.data[i]->op == IR_OP_MATMUL) used[node_nt(g->nodes.data[i])] = true;
+  static const char *const gname[4] = {"heed_sgemm_nn", "heed_sgemm_nt", "heed_sgemm_tn", "heed_sgemm_tt"};
+  for (int v = 0; v < 4; v++) {
+    if (!used[v]) continue;
+    CgGemmConfig gc;
+    cg_gemm_config_default(p->cg, &gc, gname[v], v & TR_B);
+    gc.trans_a = v & TR_A;
+    gc.nthreads_max = p->nthreads;
+    if (!cg_gemm_emit(p->cg, &gc, d)) goto fail;
+    k.gemm[v] = LLVMGetNamedFunction(k.m, gname[v]);
+    if (!p->work) {  // the same blocking for every variant: one work area
+      p->gemm = gc;
+      p->work = aligned_alloc(64, cg_gemm_work_bytes(&gc));
+      if (!p->work) goto oom;
+    }
   }
   p->skip = skipped_nodes(g);
   if (!p->skip) goto oom;

@@ -11,6 +11,8 @@
 
 #include "codegen/cg.h"
 
+enum { TR_B = 1, TR_A = 2 };
+
 enum {  // kernel status codes (ctx->err holds the values named)
   ST_OK = 0,
   ST_INDEX = 1,   // gather: err = {index, rows}
@@ -34,11 +36,11 @@ typedef struct {
   LLVMBuilderRef b, ab;  // b: the body; ab: the function's first block (allocas, dims)
   LLVMValueRef fn;
   LLVMTypeRef i1, i8, i32, i64, f32, f64, ptr, voidt, ctxty;
-  LLVMValueRef gemm[2];  // A @ B, A @ transpose(B)
+  LLVMValueRef gemm[4];  // A @ B, A @ B^T, A^T @ B, A^T @ B^T (index: TR_A | TR_B)
   int vw;
   // the node being compiled
   const IrNode *n;
-  bool nt;  // MATMUL: B is read transposed from the permute's operand
+  int nt;   // MATMUL: TR_B, TR_A: B, A read transposed from the permute's operand
   LLVMValueRef ctx, out, src[IR_MAX_SRC];
   LLVMValueRef idim[IR_MAX_SRC][IR_MAX_RANK], odim[IR_MAX_RANK];
   Kernel *kern;
