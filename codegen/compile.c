@@ -55,7 +55,8 @@ struct CgProgram {
   CgEntryFn entry;
   CgNode *nodes;
   int nnodes;
-  bool *skip;  // per node: not computed (skipped_nodes)
+  bool *skip;   // per node: not called (skipped_nodes, and fused)
+  bool *fused;  // per node: written by its attention group's leader (group_attention_grads)
   CgGemmConfig gemm;
   float *work;  // the sgemm's packing buffers
   void *pool;
@@ -732,11 +733,11 @@ LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
   case IR_OP_LAYERNORM_DW: case IR_OP_RMSNORM_DW:
     *work = prod(k, id, 0, ri - 1);
     return id[ri - 1];
-  case IR_OP_ATTENTION: case IR_OP_ATTENTION_DQ:
+  case IR_OP_ATTENTION:
     *work = mul(k, k->idim[1][1], ci(k, n->src[0]->ty.dim[2].n / n->attr.heads * 2));
     return mul(k, mul(k, id[0], id[1]), ci(k, n->attr.heads));
-  case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV:
-    *work = mul(k, mul(k, id[1], k->idim[1][1]), ci(k, n->src[0]->ty.dim[2].n / n->attr.kv_heads * 2));
+  case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV:  // fused: (b, kv head)
+    *work = mul(k, mul(k, id[1], k->idim[1][1]), ci(k, n->src[0]->ty.dim[2].n / n->attr.kv_heads * 5));
     return mul(k, id[0], ci(k, n->attr.kv_heads));
   case IR_OP_ROPE:
     *work = mul(k, od[0], ci(k, n->ty.dim[2].n));
@@ -765,7 +766,7 @@ LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
 
 // A kernel function's parameters: (ctx, dims, out, src...[, lo, hi]).
 static LLVMValueRef kernel_fn(K *k, const char *name, int nsrc, bool range) {
-  LLVMTypeRef ps[5 + IR_MAX_SRC];
+  LLVMTypeRef ps[8 + IR_MAX_SRC];
   int np = 3 + nsrc;
   for (int i = 0; i < np; i++) ps[i] = k->ptr;
   if (range) ps[np++] = k->i64, ps[np++] = k->i64;
@@ -790,6 +791,7 @@ static LLVMBasicBlockRef fn_begin(K *k, LLVMValueRef f, const IrNode *n) {
   LLVMValueRef dims = LLVMGetParam(f, 1);
   k->out = LLVMGetParam(f, 2);
   for (int j = 0; j < n->nsrc; j++) k->src[j] = LLVMGetParam(f, 3 + (unsigned)j);
+  for (int j = 0; j < k->nextra; j++) k->xout[j] = LLVMGetParam(f, 3 + (unsigned)(n->nsrc + j));
   int slot = 0;
   for (int j = 0; j < n->nsrc; j++)
     for (int a = 0; a < n->src[j]->ty.rank; a++) k->idim[j][a] = kdim(k, n->src[j]->ty.dim[a], dims, slot++);
@@ -838,7 +840,7 @@ static LLVMValueRef emit_task(K *k, const char *name, LLVMValueRef body, int nsr
   cg_llvm_fn_attrs(k->cg, f);
   k->fn = f;
   at(k, block(k, "entry"));
-  LLVMValueRef clo = LLVMGetParam(f, 0), task = LLVMGetParam(f, 1), args[5 + IR_MAX_SRC];
+  LLVMValueRef clo = LLVMGetParam(f, 0), task = LLVMGetParam(f, 1), args[8 + IR_MAX_SRC];
   for (int i = 0; i < 3 + nsrc; i++) args[i] = load(k, k->ptr, gep(k, k->ptr, clo, ci(k, i)));
   LLVMValueRef units = load(k, k->i64, gep(k, k->i64, clo, ci(k, 3 + nsrc)));
   LLVMValueRef ntasks = load(k, k->i64, gep(k, k->i64, clo, ci(k, 4 + nsrc)));
@@ -873,8 +875,8 @@ enum { PAR_GRAIN = 16384 };  // elements of work per task, at least (by default)
 // (in task order) is the kernel's failure. Returns the status.
 static LLVMValueRef emit_dispatch(K *k, LLVMValueRef body, LLVMValueRef task, const IrNode *n, LLVMValueRef units,
                                   LLVMValueRef work, LLVMValueRef out) {
-  LLVMValueRef f = k->fn, ctx = LLVMGetParam(f, 0), args[5 + IR_MAX_SRC];
-  int ns = n->nsrc;
+  LLVMValueRef f = k->fn, ctx = LLVMGetParam(f, 0), args[8 + IR_MAX_SRC];
+  int ns = n->nsrc + k->nextra;
   for (int i = 0; i < 3 + ns; i++) args[i] = LLVMGetParam(f, (unsigned)i);
   args[2] = out;
   k->ctx = ctx;
@@ -931,7 +933,7 @@ static LLVMValueRef emit_xent_dispatch(K *k, LLVMValueRef body, LLVMValueRef tas
   LLVMValueRef bytes = mul(k, imax(k, units, ci(k, 1)), ci(k, 16));
   LLVMValueRef sc = LLVMBuildCall2(k->b, ft, mf, &bytes, 1, "");
   fail_if(k, LLVMBuildIsNull(k->b, sc, ""), ST_NOMEM, bytes, ci(k, 0));
-  LLVMValueRef rc = emit_dispatch(k, body, task, k->n, units, work, sc);
+  LLVMValueRef rc = emit_dispatch(k, body, task, k->n, units, work, sc);  // (no extras)
   LLVMValueRef loss = var(k, k->f64, cd(k, 0)), kept = var(k, k->f64, cd(k, 0));
   Loop l;
   LLVMValueRef i = loop_begin(k, &l, ci(k, 0), units);
@@ -957,7 +959,8 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
   k->n = n;
   k->nt = nt;
   k->plo = k->phi = NULL;
-  LLVMValueRef f = kernel_fn(k, name, n->nsrc, false);
+  k->nextra = is_attention_grad(n->op) ? 3 : 0;
+  LLVMValueRef f = kernel_fn(k, name, n->nsrc + k->nextra, false);
   LLVMBasicBlockRef first = fn_begin(k, f, n);
   LLVMValueRef work, units = cg_par_units(k, &work);
   if (!units) {  // serial
@@ -968,15 +971,15 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
   LLVMBasicBlockRef wblock = LLVMGetInsertBlock(k->b);
   char bname[80];
   snprintf(bname, sizeof bname, "%s_body", name);
-  LLVMValueRef body = kernel_fn(k, bname, n->nsrc, true);
+  LLVMValueRef body = kernel_fn(k, bname, n->nsrc + k->nextra, true);
   LLVMBasicBlockRef bfirst = fn_begin(k, body, n);
-  k->plo = LLVMGetParam(body, 3 + (unsigned)n->nsrc);
-  k->phi = LLVMGetParam(body, 4 + (unsigned)n->nsrc);
+  k->plo = LLVMGetParam(body, 3 + (unsigned)(n->nsrc + k->nextra));
+  k->phi = LLVMGetParam(body, 4 + (unsigned)(n->nsrc + k->nextra));
   emit_op(k);
   fn_end(k, bfirst);
   k->plo = k->phi = NULL;
   snprintf(bname, sizeof bname, "%s_task", name);
-  LLVMValueRef task = emit_task(k, bname, body, n->nsrc);
+  LLVMValueRef task = emit_task(k, bname, body, n->nsrc + k->nextra);
   k->fn = f;
   k->ctx = LLVMGetParam(f, 0);
   at(k, wblock);
@@ -1021,6 +1024,35 @@ static LLVMValueRef entry_dim(K *k, IrDim d, LLVMValueRef sv) {
 
 static bool is_leaf(IrOp op) { return op == IR_OP_INPUT || op == IR_OP_PARAM; }
 
+// ATTENTION_DQ, _DK, _DV nodes over the same operands and attributes form a
+// group; its first node (the leader) runs one kernel that writes all three
+// (compile_grad.c's emit_attention_fused) and the others are not called
+// (fused[i]), their buffers written by the leader. grp[3 i + o], for a
+// leader i: the group's DQ, DK, DV node ids (-1 where it has none).
+static bool same_attention(const IrNode *a, const IrNode *b) {
+  if (a->nsrc != b->nsrc || a->attr.heads != b->attr.heads || a->attr.kv_heads != b->attr.kv_heads ||
+      a->attr.causal != b->attr.causal || a->attr.scale != b->attr.scale)
+    return false;
+  for (int j = 0; j < a->nsrc; j++)
+    if (a->src[j] != b->src[j]) return false;
+  return true;
+}
+
+static void group_attention_grads(const IrGraph *g, int *grp, bool *fused) {
+  for (int i = 0; i < 3 * g->nodes.len; i++) grp[i] = -1;
+  for (int i = 0; i < g->nodes.len; i++) {
+    const IrNode *n = g->nodes.data[i];
+    if (!is_attention_grad(n->op)) continue;
+    int o = n->op - IR_OP_ATTENTION_DQ, lead = i;
+    for (int j = 0; j < i && lead == i; j++) {
+      const IrNode *m = g->nodes.data[j];
+      if (is_attention_grad(m->op) && !fused[j] && grp[3 * j + o] < 0 && same_attention(m, n)) lead = j;
+    }
+    grp[3 * lead + o] = i;
+    fused[i] = lead != i;
+  }
+}
+
 // skip[i]: node i is a PERMUTE that only MATMULs read, as their transposed
 // operand (the nt sgemm reads its operand), and not a graph output: its
 // buffer is left unwritten.
@@ -1046,7 +1078,7 @@ static bool *skipped_nodes(const IrGraph *g) {
   return skip;
 }
 
-static bool emit_entry(K *k, const IrGraph *g, const bool *skip, Diag *d) {
+static bool emit_entry(K *k, const IrGraph *g, const bool *skip, const int *grp, Diag *d) {
   LLVMTypeRef ps[3] = {k->ptr, k->ptr, k->ptr};
   LLVMValueRef f = LLVMAddFunction(k->m, "heed_forward", LLVMFunctionType(k->i32, ps, 3, 0));
   cg_llvm_fn_attrs(k->cg, f);
@@ -1077,7 +1109,7 @@ static bool emit_entry(K *k, const IrGraph *g, const bool *skip, Diag *d) {
       for (int a = 0; a < n->src[j]->ty.rank; a++)
         store(k, entry_dim(k, n->src[j]->ty.dim[a], sv), gep(k, k->i64, dims, ci(k, slot++)));
     for (int a = 0; a < n->ty.rank; a++) store(k, entry_dim(k, n->ty.dim[a], sv), gep(k, k->i64, dims, ci(k, slot++)));
-    LLVMValueRef args[3 + IR_MAX_SRC];
+    LLVMValueRef args[6 + IR_MAX_SRC];
     args[0] = ctx, args[1] = dims;
     args[2] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, n->id)));
     for (int j = 0; j < n->nsrc; j++) {
@@ -1085,7 +1117,12 @@ static bool emit_entry(K *k, const IrGraph *g, const bool *skip, Diag *d) {
       const IrNode *s = tr ? n->src[j]->src[0] : n->src[j];
       args[3 + j] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, s->id)));
     }
-    LLVMValueRef rc = LLVMBuildCall2(k->b, LLVMGlobalGetValueType(kf), kf, args, 3 + (unsigned)n->nsrc, "");
+    int na = 3 + n->nsrc;
+    for (int o = 0; is_attention_grad(n->op) && o < 3; o++) {  // the group's outputs
+      int m = grp[3 * i + o];
+      args[na++] = m < 0 ? LLVMConstNull(k->ptr) : load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, m)));
+    }
+    LLVMValueRef rc = LLVMBuildCall2(k->b, LLVMGlobalGetValueType(kf), kf, args, (unsigned)na, "");
     LLVMBasicBlockRef bad = block(k, "fail"), ok = block(k, "next");
     LLVMBuildCondBr(k->b, icmp(k, LLVMIntNE, rc, ci32(k, 0)), bad, ok);
     at(k, bad);
@@ -1184,6 +1221,7 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   if (!supported(g, d)) return NULL;
   CgProgram *p = calloc(1, sizeof *p);
   K k = {0};
+  int *grp = NULL;
   if (!p) goto oom;
   p->cg = cg_llvm_new(o ? o->cpu : NULL, d);
   if (!p->cg) goto fail;
@@ -1233,8 +1271,12 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
     }
   }
   p->skip = skipped_nodes(g);
-  if (!p->skip) goto oom;
-  if (!emit_entry(&k, g, p->skip, d)) goto fail;
+  p->fused = calloc((size_t)g->nodes.len + 1, sizeof *p->fused);
+  grp = malloc(sizeof *grp * (3 * (size_t)g->nodes.len + 1));
+  if (!p->skip || !p->fused || !grp) goto oom;
+  group_attention_grads(g, grp, p->fused);
+  for (int i = 0; i < g->nodes.len; i++) p->skip[i] = p->skip[i] || p->fused[i];
+  if (!emit_entry(&k, g, p->skip, grp, d)) goto fail;
   p->stats.nkernels = k.nkern;
   for (int i = 0; i < g->nodes.len; i++) p->stats.ncalls += !is_leaf(g->nodes.data[i]->op) && !p->skip[i];
   double t1 = now_ms();
@@ -1263,6 +1305,7 @@ fail:
   cg_program_free(p);
   p = NULL;
 done:
+  free(grp);
   for (int i = 0; i < k.nkern; i++) free(k.kern[i].key);
   free(k.kern);
   if (k.b) LLVMDisposeBuilder(k.b);
@@ -1275,6 +1318,7 @@ void cg_program_free(CgProgram *p) {
   cg_llvm_free(p->cg);
   free(p->nodes);
   free(p->skip);
+  free(p->fused);
   free(p->work);
   free(p);
 }
@@ -1284,7 +1328,7 @@ const CgProgramStats *cg_program_stats(const CgProgram *p) { return &p->stats; }
 bool cg_node_computed(const CgProgram *p, int node_id) {
   if (node_id < 0 || node_id >= p->nnodes) return false;
   IrOp op = p->nodes[node_id].op;
-  return op != IR_OP_INPUT && op != IR_OP_PARAM && !p->skip[node_id];
+  return op != IR_OP_INPUT && op != IR_OP_PARAM && (!p->skip[node_id] || p->fused[node_id]);
 }
 
 int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals) {

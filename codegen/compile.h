@@ -49,6 +49,8 @@ typedef struct {
   // (cg_par_units); NULL in a serial kernel (every unit)
   LLVMValueRef plo, phi;
   int64_t grain;  // CgOptions.par_grain
+  int nextra;          // pointer parameters after the operands (fused attention backward: 3)
+  LLVMValueRef xout[3];  // ... their values: dq, dk, dv
 } K;
 
 // ---- small builders ----
@@ -262,6 +264,10 @@ static inline LLVMValueRef prod(K *k, const LLVMValueRef *d, int from, int to) {
 }
 
 static inline int src_rank(K *k, int j) { return k->n->src[j]->ty.rank; }
+
+static inline bool is_attention_grad(IrOp op) {
+  return op == IR_OP_ATTENTION_DQ || op == IR_OP_ATTENTION_DK || op == IR_OP_ATTENTION_DV;
+}
 
 // ---- exp on f32 (Cephes expf: 2^n * p(r), r = x - n ln 2; about 1 ulp):
 // plain arithmetic and bit casts, so that loops calling it vectorize ----
