@@ -19,7 +19,8 @@ struct HeedExec {
   IrValues *vals;             // interpreter: the last run
 #ifdef HEED_HAVE_LLVM
   CgProgram *prog;            // compiled
-  void **bufs;                // compiled: one native buffer per node
+  void **bufs;                // compiled: per node, its buffer: leaves their own,
+  void *arena;                // the others in the memory plan's arena
 #endif
   RtPool *pool;
   int threads;
@@ -80,6 +81,16 @@ static void to_native(IrDType dt, const double *v, int64_t n, void *out) {
     }
 }
 
+static void free_bufs(HeedExec *x) {
+  for (int i = 0; x->bufs && i < x->g->nodes.len; i++) {
+    IrOp op = x->g->nodes.data[i]->op;
+    if (op == IR_OP_INPUT || op == IR_OP_PARAM) free(x->bufs[i]);
+  }
+  free(x->bufs);
+  free(x->arena);
+  x->bufs = NULL, x->arena = NULL;
+}
+
 static void from_native(IrDType dt, const void *p, int64_t n, double *out) {
   for (int64_t i = 0; i < n; i++) switch (dt) {
     case IR_F32: out[i] = ((const float *)p)[i]; break;
@@ -114,14 +125,19 @@ bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, 
     return true;
   }
 #ifdef HEED_HAVE_LLVM
-  if (x->bufs)
-    for (int i = 0; i < g->nodes.len; i++) free(x->bufs[i]);
-  free(x->bufs);
+  free_bufs(x);
   x->bufs = calloc((size_t)g->nodes.len + 1, sizeof(void *));
   if (!x->bufs) return false;
+  int64_t ab = cg_plan_bytes(x->prog, x->symvals);
+  if (ab < 0 || !(x->arena = aligned_alloc(64, (size_t)(ab + 63) / 64 * 64 + 64)) ||
+      !cg_plan_bind(x->prog, x->symvals, x->arena, x->bufs)) {
+    diag_error(&x->c->diag, (SrcLoc){0}, "out of memory for the model's values (%lld bytes)", (long long)ab);
+    return false;
+  }
   int ii = 0, pi = 0;
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
+    if (n->op != IR_OP_INPUT && n->op != IR_OP_PARAM) continue;
     int64_t bytes = cg_buffer_bytes(x->prog, i, x->symvals);
     if (bytes < 0 || !(x->bufs[i] = aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64)))) {
       diag_error(&x->c->diag, n->loc, "out of memory for the values of %s (%lld bytes)", ir_op_name(n->op), (long long)bytes);
@@ -195,9 +211,7 @@ void heed_exec_free(HeedExec *x) {
   free_vec(x->par, x->g->params.len);
   ir_values_free(x->vals);
 #ifdef HEED_HAVE_LLVM
-  if (x->bufs)
-    for (int i = 0; i < x->g->nodes.len; i++) free(x->bufs[i]);
-  free(x->bufs);
+  free_bufs(x);
   cg_program_free(x->prog);
 #endif
   rt_pool_free(x->pool);

@@ -181,6 +181,21 @@ bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
 // Bytes of node node_id's buffer under symvals; -1 on overflow or a bad id.
 int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals);
 const CgProgramStats *cg_program_stats(const CgProgram *p);
+
+// ---- plan.c ----
+// The memory plan: every computed node's buffer (cg_node_computed) at an
+// offset in one arena, where nodes whose values are not live at the same
+// time share bytes; the graph's outputs stay live to the end. Leaves
+// (INPUT, PARAM) stay the caller's. Example:
+//   int64_t n = cg_plan_bytes(p, symvals);              // -1: overflow
+//   void *arena = aligned_alloc(64, n), *bufs[nodes];   // bufs[leaf] = caller's data
+//   cg_plan_bind(p, symvals, arena, bufs);              // the other nodes' pointers
+//   cg_run(p, symvals, bufs, &diag);
+int64_t cg_plan_bytes(const CgProgram *p, const int64_t *symvals);
+// Points bufs[i] of every computed node into arena (cg_plan_bytes bytes,
+// 64-byte aligned; its contents need not be initialised) and sets the
+// others but the leaves to NULL. false if out of memory.
+bool cg_plan_bind(const CgProgram *p, const int64_t *symvals, void *arena, void **bufs);
 // Whether cg_run writes node node_id's buffer (false for leaves and for
 // the permutes described above).
 bool cg_node_computed(const CgProgram *p, int node_id);

@@ -29,6 +29,7 @@
 // in double; exp in softmax, attention, xent, EXP, SIGMOID, SILU and
 // GELU_TANH is an f32 polynomial (fexp, 1-2 ulp) that the loop vectorizer
 // widens; TANH, GELU (erf), LOG, ROPE's sin/cos stay in double libm.
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,29 +42,6 @@
 static const SrcLoc NOLOC = {0, 0, 0};
 
 void sincos(double x, double *s, double *c);  // glibc (a GNU extension): LLVM pairs sin and cos into it
-
-// What the program keeps of each node (the graph need not outlive it).
-typedef struct {
-  IrOp op;
-  IrType ty;
-  SrcLoc loc;
-  IrAttr attr;
-} CgNode;
-
-struct CgProgram {
-  CgLlvm *cg;
-  CgEntryFn entry;
-  CgNode *nodes;
-  int nnodes;
-  bool *skip;   // per node: not called (skipped_nodes, and fused)
-  bool *fused;  // per node: written by its attention group's leader (group_attention_grads)
-  CgGemmConfig gemm;
-  float *work;  // the sgemm's packing buffers
-  void *pool;
-  int nthreads;
-  CgProgramStats stats;
-};
-
 
 // ---- elementwise (and EXPAND, PERMUTE, CAST, DROPOUT) ----
 
@@ -1078,6 +1056,31 @@ static bool *skipped_nodes(const IrGraph *g) {
   return skip;
 }
 
+// The memory plan's lifetimes (compile.h: def, end), from the calls that
+// emit_entry makes and what each reads.
+static bool lifetimes(CgProgram *p, const IrGraph *g, const int *grp) {
+  int nn = g->nodes.len;
+  p->def = malloc(sizeof *p->def * ((size_t)nn + 1));
+  p->end = malloc(sizeof *p->end * ((size_t)nn + 1));
+  if (!p->def || !p->end) return false;
+  for (int i = 0; i < nn; i++) p->def[i] = p->end[i] = -1;
+  for (int i = 0; i < nn; i++) {
+    const IrNode *n = g->nodes.data[i];
+    if (is_leaf(n->op) || p->skip[i]) continue;
+    p->def[i] = p->end[i] = i;
+    for (int o = 0; is_attention_grad(n->op) && o < 3; o++)
+      if (grp[3 * i + o] >= 0) p->def[grp[3 * i + o]] = p->end[grp[3 * i + o]] = i;
+    int nt = node_nt(n);
+    for (int j = 0; j < n->nsrc; j++) {
+      bool tr = ((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0);
+      const IrNode *s = tr ? n->src[j]->src[0] : n->src[j];
+      if (p->end[s->id] < i) p->end[s->id] = i;
+    }
+  }
+  for (int i = 0; i < g->outputs.len; i++) p->end[g->outputs.data[i]->id] = INT_MAX;
+  return true;
+}
+
 static bool emit_entry(K *k, const IrGraph *g, const bool *skip, const int *grp, Diag *d) {
   LLVMTypeRef ps[3] = {k->ptr, k->ptr, k->ptr};
   LLVMValueRef f = LLVMAddFunction(k->m, "heed_forward", LLVMFunctionType(k->i32, ps, 3, 0));
@@ -1277,6 +1280,7 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   group_attention_grads(g, grp, p->fused);
   for (int i = 0; i < g->nodes.len; i++) p->skip[i] = p->skip[i] || p->fused[i];
   if (!emit_entry(&k, g, p->skip, grp, d)) goto fail;
+  if (!lifetimes(p, g, grp)) goto oom;
   p->stats.nkernels = k.nkern;
   for (int i = 0; i < g->nodes.len; i++) p->stats.ncalls += !is_leaf(g->nodes.data[i]->op) && !p->skip[i];
   double t1 = now_ms();
@@ -1319,6 +1323,8 @@ void cg_program_free(CgProgram *p) {
   free(p->nodes);
   free(p->skip);
   free(p->fused);
+  free(p->def);
+  free(p->end);
   free(p->work);
   free(p);
 }

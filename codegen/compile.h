@@ -22,6 +22,37 @@ enum {  // kernel status codes (ctx->err holds the values named)
   ST_NOMEM = 5,   // scratch memory (gradient kernels): err = {bytes}
 };
 
+// ---- the compiled program (compile.c builds it, plan.c plans its memory) ----
+
+// What the program keeps of each node (the graph need not outlive it).
+typedef struct {
+  IrOp op;
+  IrType ty;
+  SrcLoc loc;
+  IrAttr attr;
+} CgNode;
+
+struct CgProgram {
+  CgLlvm *cg;
+  CgEntryFn entry;
+  CgNode *nodes;
+  int nnodes;
+  bool *skip;   // per node: not called (skipped_nodes, and fused)
+  bool *fused;  // per node: written by its attention group's leader (group_attention_grads)
+  CgGemmConfig gemm;
+  float *work;  // the sgemm's packing buffers
+  void *pool;
+  int nthreads;
+  CgProgramStats stats;
+  int *def, *end;  // the memory plan's lifetimes (plan.c): call positions
+};
+
+
+// p->def[i]: the position (node id) of the call that writes node i (its
+// attention group's leader for a fused node); p->end[i]: the last call that
+// reads it (INT_MAX for graph outputs); def -1 for the nodes that have no
+// buffer of the plan's (leaves, permutes the sgemm reads through).
+
 // ---- the generator's state ----
 
 typedef struct {

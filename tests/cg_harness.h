@@ -121,6 +121,7 @@ typedef struct {
   double **val;  // per node: the interpreter's view of the leaves
   void **buf;    // per node: the compiled program's buffers
   int n;
+  void *arena;   // planned: every computed node's buffer is in it (cg_plan_bind)
 } Bufs;
 
 static inline double buf_get(const void *p, IrDType dt, int64_t i) {
@@ -146,20 +147,31 @@ static inline void buf_set(void *p, IrDType dt, int64_t i, double v) {
 static inline void bufs_free(Bufs *b) {
   for (int i = 0; i < b->n; i++) {
     free(b->val[i]);
-    free(b->buf[i]);
+    if (!b->arena || b->val[i]) free(b->buf[i]);
   }
+  free(b->arena);
   free(b->val);
   free(b->buf);
 }
 
-// Random leaves (the same values for both), buffers for every node.
-static inline Bufs make_bufs(T *t, CgProgram *p, const int64_t *sv) {
+// Random leaves (the same values for both), buffers for every node: one
+// each, or (planned) the leaves' own and the rest in the memory plan's arena.
+static inline Bufs make_bufs(T *t, CgProgram *p, const int64_t *sv, bool planned) {
   Bufs b = {calloc((size_t)t->g->nodes.len, sizeof(double *)), calloc((size_t)t->g->nodes.len, sizeof(void *)),
-            t->g->nodes.len};
+            t->g->nodes.len, NULL};
+  if (planned) {
+    int64_t ab = cg_plan_bytes(p, sv);
+    assert_true(ab >= 0);
+    b.arena = aligned_alloc(64, (size_t)(ab + 64) / 64 * 64);
+    assert_non_null(b.arena);
+    memset(b.arena, 0xA5, (size_t)ab);  // garbage
+    assert_true(cg_plan_bind(p, sv, b.arena, b.buf));
+  }
   for (int i = 0; i < t->g->nodes.len; i++) {
     const IrNode *n = t->g->nodes.data[i];
     int64_t bytes = cg_buffer_bytes(p, i, sv), numel = ir_type_numel(&n->ty, sv);
     assert_true(bytes >= 0);
+    if (planned && n->op != IR_OP_INPUT && n->op != IR_OP_PARAM) continue;
     b.buf[i] = malloc((size_t)bytes + 64);
     memset(b.buf[i], 0xA5, (size_t)bytes + 64);  // garbage: every result must be written
     if (n->op != IR_OP_INPUT && n->op != IR_OP_PARAM) continue;
@@ -184,9 +196,17 @@ static inline double now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-// Compiled against interpreted, every node; returns the compiled buffers.
-static inline Bufs compare_keep(T *t, CgProgram *p, const int64_t *sv, const char *label) {
-  Bufs b = make_bufs(t, p, sv);
+static inline bool is_output(const IrGraph *g, int id) {
+  for (int i = 0; i < g->outputs.len; i++)
+    if ((int)g->outputs.data[i]->id == id) return true;
+  return false;
+}
+
+// Compiled against interpreted, every node (planned: the leaves and the
+// graph's outputs, the only values the plan keeps to the end); returns the
+// compiled buffers.
+static inline Bufs compare_keep(T *t, CgProgram *p, const int64_t *sv, const char *label, bool planned) {
+  Bufs b = make_bufs(t, p, sv, planned);
   double **ins = calloc((size_t)t->g->inputs.len + 1, sizeof(double *));
   double **ps = calloc((size_t)t->g->params.len + 1, sizeof(double *));
   for (int i = 0; i < t->g->inputs.len; i++) ins[i] = b.val[t->g->inputs.data[i]->id];
@@ -210,6 +230,7 @@ static inline Bufs compare_keep(T *t, CgProgram *p, const int64_t *sv, const cha
       continue;
     }
     if (t->lossn[i]) continue;
+    if (planned && n->op != IR_OP_INPUT && n->op != IR_OP_PARAM && !is_output(t->g, i)) continue;
     bool fl = ir_dtype_info[n->ty.dt].is_float;
     double mx = 0;
     for (int64_t j = 0; j < numel; j++)
@@ -239,7 +260,7 @@ static inline Bufs compare_keep(T *t, CgProgram *p, const int64_t *sv, const cha
 }
 
 static inline void compare(T *t, CgProgram *p, const int64_t *sv, const char *label) {
-  Bufs b = compare_keep(t, p, sv, label);
+  Bufs b = compare_keep(t, p, sv, label, false);
   bufs_free(&b);
 }
 
@@ -252,10 +273,10 @@ static inline CgProgram *compile_opts(T *t, const CgOptions *o) {
 
 static inline CgProgram *compile(T *t) { return compile_opts(t, NULL); }
 
-// The same values, bit for bit, in every computed node of a and b.
+// The same values, bit for bit, in every graph output of a and b.
 static inline void same_bits(T *t, CgProgram *p, const int64_t *sv, const Bufs *a, const Bufs *b, const char *label) {
   for (int i = 0; i < t->g->nodes.len; i++) {
-    if (!cg_node_computed(p, i)) continue;
+    if (!cg_node_computed(p, i) || !is_output(t->g, i)) continue;
     int64_t bytes = cg_buffer_bytes(p, i, sv);
     if (memcmp(a->buf[i], b->buf[i], (size_t)bytes)) {
       print_error("%s: node %%%d (%s) differs between 1 thread and 3 threads split finely\n", label, i,
@@ -266,9 +287,9 @@ static inline void same_bits(T *t, CgProgram *p, const int64_t *sv, const Bufs *
 }
 
 // Compiles twice, serial and on 3 threads with every kernel split as
-// finely as it goes (par_grain 1); compares both at each (B, T, S) with
-// the interpreter, and with each other bit for bit (the same random leaves:
-// the generator is rewound).
+// finely as it goes (par_grain 1) and its buffers from the memory plan;
+// compares both at each (B, T, S) with the interpreter, and with each
+// other bit for bit (the same random leaves: the generator is rewound).
 static inline void check(T *t, const char *label, const int64_t (*svs)[3], int nsv) {
   CgProgram *p = compile(t);
   RtPool *pool = rt_pool_new(3);
@@ -280,9 +301,9 @@ static inline void check(T *t, const char *label, const int64_t (*svs)[3], int n
     snprintf(lb, sizeof lb, "%s (B=%lld T=%lld S=%lld)", label, (long long)svs[i][0], (long long)svs[i][1],
              (long long)svs[i][2]);
     uint64_t r0 = rng;
-    Bufs a = compare_keep(t, p, svs[i], lb);
+    Bufs a = compare_keep(t, p, svs[i], lb, false);
     rng = r0;
-    Bufs b = compare_keep(t, pp, svs[i], lb);
+    Bufs b = compare_keep(t, pp, svs[i], lb, true);
     same_bits(t, p, svs[i], &a, &b, lb);
     bufs_free(&a);
     bufs_free(&b);

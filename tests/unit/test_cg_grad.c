@@ -334,7 +334,7 @@ static void build_gpt(T *t, int nlayer, int64_t V, int64_t C, int64_t H, int64_t
 // buffer's bytes concatenated (malloc'd; *len bytes).
 static uint8_t *run_bytes(T *t, CgProgram *p, const int64_t *sv, uint64_t seed, size_t *len) {
   rng = seed;
-  Bufs b = make_bufs(t, p, sv);
+  Bufs b = make_bufs(t, p, sv, false);
   assert_true(cg_run(p, sv, b.buf, &t->d));
   size_t n = 0;
   for (int i = 0; i < t->g->nodes.len; i++)
@@ -477,7 +477,7 @@ static void test_errors(void **state) {
   ir_output(t.g, "x", xg);
   CgProgram *p = compile(&t);
   int64_t sv[3] = {2, 3, 1};
-  Bufs b = make_bufs(&t, p, sv);
+  Bufs b = make_bufs(&t, p, sv, false);
   assert_true(cg_run(p, sv, b.buf, &t.d));
   ((int32_t *)b.buf[idx->id])[4] = 50;
   assert_false(cg_run(p, sv, b.buf, &t.d));

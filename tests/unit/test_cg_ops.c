@@ -401,7 +401,7 @@ static void test_errors(void **state) {
   ir_output(t.g, "y", gth);
   CgProgram *p = compile(&t);
   int64_t sv[3] = {1, 3, 1};
-  Bufs b = make_bufs(&t, p, sv);
+  Bufs b = make_bufs(&t, p, sv, false);
   ((int32_t *)b.buf[idx->id])[2] = 1024;
   assert_false(cg_run(p, sv, b.buf, &t.d));
   assert_non_null(t.d.log);
@@ -426,7 +426,7 @@ static void test_errors(void **state) {
   ir_output(t.g, "q", ir_op(t.g, IR_OP_DIV, (IrNode *[]){a, z}, 2, &(IrAttr){0}, NULL, (SrcLoc){f, 1, 1}));
   p = compile(&t);
   sv[0] = 2;
-  b = make_bufs(&t, p, sv);
+  b = make_bufs(&t, p, sv, false);
   ((int32_t *)b.buf[y->id])[1] = 5;
   assert_false(cg_run(p, sv, b.buf, &t.d));
   assert_non_null(strstr(t.d.log, "cross_entropy: target 5 is outside the 5 classes"));
@@ -445,7 +445,7 @@ static void test_errors(void **state) {
   ir_output(t.g, "s", ir_op(t.g, IR_OP_SLICE, &tb, 1, &(IrAttr){.axis = 0, .start = 0}, &s5, (SrcLoc){f, 1, 1}));
   p = compile(&t);
   int64_t sv2[3] = {1, 1, 4};
-  b = make_bufs(&t, p, sv2);
+  b = make_bufs(&t, p, sv2, false);
   assert_false(cg_run(p, sv2, b.buf, &t.d));
   assert_non_null(strstr(t.d.log, "slice: 5 elements from 0 do not fit axis 0 of size 4"));
   bufs_free(&b);
