@@ -15,7 +15,10 @@
 //     case above);
 // Compiling dominates the run time (a few seconds per trainer on a loaded
 // 2-core machine), so compiled trainers are few.
-//   - errors: no train section, a float loss input, logits past seq.
+//   - errors: no train section, a float loss input, logits past seq;
+//   - the fused optimizer ops (OPT_MOMENT, OPT_MOMENT2, OPT_ADAMW) give the
+//     same bits as the plain-op chain they replace (PassTrainOpts.unfused),
+//     interpreted and compiled, with and without clipping and decay.
 // (The comparison with PyTorch is tests/ref/train_torch.py.)
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,7 +34,11 @@
 
 #include "cli/run.h"
 #include "cli/trainer.h"
+#include "passes/pass.h"
 #include "testutil.h"
+#ifdef HEED_HAVE_LLVM
+#include "codegen/cg.h"
+#endif
 
 // A small model: embedding, one hidden layer with a norm, tied head. {EXTRA}
 // in the forward lets a case add a term; {OPT} is the optimizer setting.
@@ -289,6 +296,133 @@ static void test_huge_lr(void **state) {
   model_close(&m);
 }
 
+// ---- the fused optimizer ops against the chain of plain ops they replace ----
+
+typedef struct {
+  Model m;
+  IrGraph *g;
+  PassTrainStep ts;
+  IrValues *vals;
+  void **bufs;
+} Built;
+
+static void build(Built *b, const char *opt, const char *clip, bool unfused) {
+  assert_true(model_open(&b->m, "normal(0.1)", "s", opt, clip));
+  const FeTrain *tr = b->m.c->model->train;
+  PassTrainOpts po = {.optimizer = tr->optimizer, .beta1 = tr->beta1, .beta2 = tr->beta2, .eps = tr->eps,
+                      .weight_decay = tr->weight_decay, .momentum = tr->momentum, .clip = tr->clip,
+                      .unfused = unfused};
+  b->g = b->m.c->model->loss;
+  assert_true(pass_train_step(b->g, b->g->outputs.data[0], &po, &b->ts));
+}
+
+// Deterministic values for leaf node n (the same in both graphs): tokens in
+// range, scalars as a step would have them, moments v >= 0.
+static double *leaf_values(const IrNode *n, const int64_t *symvals, uint32_t seed) {
+  int64_t k = ir_type_numel(&n->ty, symvals);
+  double *v = malloc(sizeof(double) * (size_t)k);
+  for (int64_t i = 0; i < k; i++) {
+    seed = seed * 1664525u + 1013904223u;
+    double u = (double)(seed >> 8) / 16777216.0;  // [0, 1)
+    if (ir_dtype_info[n->ty.dt].is_int) v[i] = (double)((seed >> 8) % 11);
+    else if (n->ty.rank == 0) v[i] = 0.1 + 0.8 * u;
+    else if (!strncmp(n->name, "opt.v.", 6)) v[i] = (float)(1e-4 * u * u);
+    else v[i] = (float)(u - 0.5);
+  }
+  return v;
+}
+
+static void run_built(Built *b, bool interp, const int64_t *symvals) {
+  const IrGraph *g = b->g;
+  double **in = calloc((size_t)g->inputs.len, sizeof(double *)), **par = calloc((size_t)g->params.len, sizeof(double *));
+  for (int i = 0; i < g->inputs.len; i++) in[i] = leaf_values(g->inputs.data[i], symvals, 100u + (uint32_t)i);
+  for (int i = 0; i < g->params.len; i++) par[i] = leaf_values(g->params.data[i], symvals, 200u + (uint32_t)i);
+  if (interp) {
+    b->vals = ir_interp(g, symvals, in, par, false, &b->m.c->diag);
+    assert_non_null(b->vals);
+  }
+#ifdef HEED_HAVE_LLVM
+  else {
+    CgProgram *p = cg_compile(g, NULL, &b->m.c->diag);
+    assert_non_null(p);
+    b->bufs = calloc((size_t)g->nodes.len, sizeof(void *));
+    int ii = 0, pi = 0;
+    for (int i = 0; i < g->nodes.len; i++) {
+      const IrNode *n = g->nodes.data[i];
+      b->bufs[i] = calloc(1, (size_t)cg_buffer_bytes(p, i, symvals) + 64);
+      const double *src = n->op == IR_OP_INPUT ? in[ii++] : n->op == IR_OP_PARAM ? par[pi++] : NULL;
+      for (int64_t k = 0; src && k < ir_type_numel(&n->ty, symvals); k++) {
+        if (n->ty.dt == IR_F32) ((float *)b->bufs[i])[k] = (float)src[k];
+        else ((int32_t *)b->bufs[i])[k] = (int32_t)src[k];
+      }
+    }
+    assert_true(cg_run(p, symvals, b->bufs, &b->m.c->diag));
+    cg_program_free(p);
+  }
+#endif
+  for (int i = 0; i < g->inputs.len; i++) free(in[i]);
+  for (int i = 0; i < g->params.len; i++) free(par[i]);
+  free(in);
+  free(par);
+}
+
+static void free_built(Built *b) {
+  ir_values_free(b->vals);
+  for (int i = 0; b->bufs && i < b->g->nodes.len; i++) free(b->bufs[i]);
+  free(b->bufs);
+  model_close(&b->m);
+}
+
+// Every "new.*" output and grad_norm, bitwise, fused vs unfused, on the
+// interpreter and (compiled_too, with LLVM) compiled; the fused graph is
+// smaller.
+static void fused_case(const char *opt, const char *clip, bool compiled_too) {
+  for (int interp = 0; interp < 2; interp++) {
+#ifndef HEED_HAVE_LLVM
+    compiled_too = false;
+#endif
+    if (!interp && !compiled_too) continue;
+    Built f = {0}, u = {0};
+    build(&f, opt, clip, false);
+    build(&u, opt, clip, true);
+    assert_true(f.g->nodes.len < u.g->nodes.len);
+    assert_int_equal(f.g->outputs.len, u.g->outputs.len);
+    int64_t symvals[IR_MAX_SYMS] = {0};
+    const int64_t shape[2] = {3, 5}, *shapes[8] = {shape, shape, shape, shape, shape, shape, shape, shape};
+    int ranks[8] = {0};
+    for (int i = 0; i < f.g->inputs.len && i < 8; i++) ranks[i] = f.g->inputs.data[i]->ty.rank;
+    assert_true(ir_bind_syms(f.g, shapes, ranks, symvals, &f.m.c->diag));
+    run_built(&f, interp, symvals);
+    run_built(&u, interp, symvals);
+    int compared = 0;
+    for (int o = 0; o < f.g->outputs.len; o++) {
+      const char *name = f.g->output_names.data[o];
+      if (strncmp(name, "new.", 4) && strcmp(name, "grad_norm")) continue;
+      assert_string_equal(name, u.g->output_names.data[o]);
+      const IrNode *a = f.g->outputs.data[o], *b = u.g->outputs.data[o];
+      int64_t k = ir_type_numel(&a->ty, symvals);
+      for (int64_t i = 0; i < k; i++) {
+        float va = interp ? (float)f.vals->val[a->id][i] : ((float *)f.bufs[a->id])[i];
+        float vb = interp ? (float)u.vals->val[b->id][i] : ((float *)u.bufs[b->id])[i];
+        if (memcmp(&va, &vb, sizeof va))
+          fail_msg("%s %s[%lld]: fused %.9g, unfused %.9g", interp ? "interpreter" : "compiled", name, (long long)i,
+                   va, vb);
+      }
+      compared++;
+    }
+    assert_true(compared > 8);
+    free_built(&f);
+    free_built(&u);
+  }
+}
+
+static void test_fused_ops(void **state) {
+  (void)state;
+  fused_case("adamw(lr = 1e-2, weight_decay = 0.1)", "0.5", true);  // every OPT_* kernel compiled
+  fused_case("adamw(lr = 1e-2, weight_decay = 0)", "0", false);
+  fused_case("sgd(lr = 0.1, momentum = 0.9)", "0.3", false);
+}
+
 // ---- logits and errors ----
 
 static void test_logits(void **state) {
@@ -353,6 +487,7 @@ int main(void) {
       cmocka_unit_test(test_adamw_clip),      cmocka_unit_test(test_sgd_momentum),
       cmocka_unit_test(test_nonfinite_gradient), cmocka_unit_test(test_huge_lr),
       cmocka_unit_test(test_logits),          cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_fused_ops),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
