@@ -154,6 +154,11 @@ static bool make_slots(HeedTrainer *t) {
                    f->params.data[i]->name);
         return false;
       }
+      if (leaf->ty.dt != IR_F32) {
+        diag_error(&t->c->diag, leaf->loc, "training keeps f32 parameters and buffers; '%s' is %s", leaf->name,
+                   ir_dtype_info[leaf->ty.dt].name);
+        return false;
+      }
       const PassTrainParam *tp = NULL;
       for (int k = 0; k < ts->nparams && !tp; k++)
         if (ts->params[k].param == leaf) tp = &ts->params[k];

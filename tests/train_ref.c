@@ -153,5 +153,14 @@ int main(int argc, char **argv) {
   heed_trainer_free(t);
   rt_st_close(&st);
   heed_compilation_free(c);
+  for (int i = 0; i < out.n; i++) free((void *)out.w[i].name), free((void *)out.w[i].shape), free((void *)out.w[i].data);
+  free(out.w);
+  free(f);
+  free(losses);
+  free(norms);
+  free(lrs);
+  free(in);
+  free(src);
+  for (int i = 0; i < ho.check.noverrides; i++) free((char *)sets[i].key);
   return 0;
 }
