@@ -51,6 +51,8 @@ struct HeedTrainer {
   void **fbufs;         // compiled: per forward node (parameters: the trainer's buffers)
   unsigned char *fmem;
   float *flogits;       // interpreter: the converted result
+  int64_t mem_bytes;    // of mem and fmem
+  char name[64];
 #ifdef HEED_HAVE_LLVM
   CgProgram *step, *eval, *fprog;
 #endif
@@ -68,7 +70,7 @@ static int64_t node_bytes(const IrNode *n, const int64_t *symvals) {
 // memory plan will replace it.)
 typedef enum { BUF_ALL, BUF_LEAVES, BUF_NOT_PARAMS } BufWhich;
 static unsigned char *alloc_buffers(Compilation *c, const IrGraph *g, int n, const int64_t *symvals, BufWhich which,
-                                    void **bufs) {
+                                    void **bufs, int64_t *bytes) {
   int64_t total = 0;
   for (int pass = 0; pass < 2; pass++) {
     unsigned char *mem = pass ? aligned_alloc(64, (size_t)total) : NULL;
@@ -89,6 +91,7 @@ static unsigned char *alloc_buffers(Compilation *c, const IrGraph *g, int n, con
     total = off + 64;
     if (pass) {
       memset(mem, 0, (size_t)total);
+      *bytes += total;
       return mem;
     }
   }
@@ -204,7 +207,8 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
     t->evalg.params.len = t->ts.nmodel_params;
     t->evalg.outputs.len = t->evalg.output_names.len = 1;
     t->bufs = calloc((size_t)t->g->nodes.len + 1, sizeof(void *));
-    ok = t->bufs && (t->mem = alloc_buffers(c, t->g, t->g->nodes.len, t->symvals, t->o.interp ? BUF_LEAVES : BUF_ALL, t->bufs));
+    ok = t->bufs && (t->mem = alloc_buffers(c, t->g, t->g->nodes.len, t->symvals, t->o.interp ? BUF_LEAVES : BUF_ALL, t->bufs,
+                                         &t->mem_bytes));
   }
   if (ok && t->o.interp) {
     t->iin = calloc((size_t)t->g->inputs.len + 1, sizeof(double *));
@@ -222,8 +226,11 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
   if (ok && !t->o.interp) {
     t->pool = t->o.threads > 1 ? rt_pool_new(t->o.threads) : NULL;
     ok = (t->step = compile(t, t->g)) != NULL;
+    int nt = rt_pool_size(t->pool);
+    snprintf(t->name, sizeof t->name, "compiled, %d thread%s", nt, nt == 1 ? "" : "s");
   }
 #endif
+  if (t->o.interp) snprintf(t->name, sizeof t->name, "reference interpreter");
   if (!ok) {
     heed_trainer_free(t);
     return NULL;
@@ -252,6 +259,8 @@ void heed_trainer_free(HeedTrainer *t) {
   free(t);
 }
 
+const char *heed_trainer_name(const HeedTrainer *t) { return t->name; }
+int64_t heed_trainer_memory_bytes(const HeedTrainer *t) { return t->mem_bytes; }
 int heed_trainer_ninputs(const HeedTrainer *t) { return t->ts.nloss_inputs; }
 const char *heed_trainer_input_name(const HeedTrainer *t, int i) { return t->g->inputs.data[i]->name; }
 int heed_trainer_ntensors(const HeedTrainer *t) { return t->nslots; }
@@ -451,10 +460,12 @@ static bool forward_setup(HeedTrainer *t) {
   if (t->o.interp) {
     int64_t nl = ir_type_numel(&out->ty, t->fsym);
     t->flogits = malloc(sizeof(float) * (size_t)(nl > 0 ? nl : 1));
+    t->mem_bytes += (int64_t)sizeof(float) * nl;
     return t->fready = t->flogits != NULL;
   }
   t->fbufs = calloc((size_t)f->nodes.len + 1, sizeof(void *));
-  if (!t->fbufs || !(t->fmem = alloc_buffers(t->c, f, f->nodes.len, t->fsym, BUF_NOT_PARAMS, t->fbufs))) return false;
+  if (!t->fbufs || !(t->fmem = alloc_buffers(t->c, f, f->nodes.len, t->fsym, BUF_NOT_PARAMS, t->fbufs, &t->mem_bytes)))
+    return false;
 #ifdef HEED_HAVE_LLVM
   if (!(t->fprog = compile(t, f))) return false;
 #endif

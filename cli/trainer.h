@@ -43,6 +43,12 @@ typedef struct {
 HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o);
 void heed_trainer_free(HeedTrainer *t);  // NULL is harmless
 
+// What runs the steps: "compiled, N threads" or "reference interpreter".
+const char *heed_trainer_name(const HeedTrainer *t);
+// Bytes of the buffers the trainer holds now (every node of the step graph,
+// parameters and optimizer state included; the forward's once sampled).
+int64_t heed_trainer_memory_bytes(const HeedTrainer *t);
+
 // The loss inputs in the train section's loss(...) order: "tokens", "targets", ...
 int heed_trainer_ninputs(const HeedTrainer *t);
 const char *heed_trainer_input_name(const HeedTrainer *t, int i);

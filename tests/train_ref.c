@@ -4,7 +4,7 @@
 // given in a safetensors file and writes what happened:
 //
 //   train_ref MODEL.heed BATCHES.safetensors OUT.safetensors
-//             [--seed S] [--threads N] [--interp] [--set KEY=VALUE]...
+//             [--seed S] [--threads N] [--interp] [--steps-only] [--set KEY=VALUE]...
 //
 // BATCHES holds one int32 tensor [N, B, T] per loss input, named like it
 // ("tokens", "targets"); N steps run (lr from heed_train_lr with total
@@ -12,7 +12,8 @@
 // parameters, as `heed init --seed S`), final.NAME (every trainer tensor
 // after the last step, optimizer state included), losses, grad_norms, lrs
 // (f64 [N]), eval_loss (f64 [1], batch 0 after training) and logits
-// (f32 [T, V], the forward on batch 0's first sequence after training).
+// (f32 [T, V], the forward on batch 0's first sequence after training);
+// --steps-only leaves out those two (no eval and forward compiles).
 // Exit status 1 with the trainer's diagnostic if a step fails. Prints each
 // step's loss and wall time (stdout) and the set-up time (stderr).
 #include <stdio.h>
@@ -63,15 +64,17 @@ static void put_tensors(Out *o, HeedTrainer *t, const char *prefix, bool params_
 int main(int argc, char **argv) {
   if (argc < 4) {
     fprintf(stderr, "usage: train_ref MODEL.heed BATCHES.safetensors OUT.safetensors [--seed S] [--threads N] "
-                    "[--interp] [--set KEY=VALUE]...\n");
+                    "[--interp] [--steps-only] [--set KEY=VALUE]...\n");
     return 2;
   }
   HeedOptions ho = {.path = argv[1]};
   FeOverride sets[64];
   HeedTrainerOpts to = {.threads = 1};
   uint64_t seed = 0;
+  bool steps_only = false;
   for (int i = 4; i < argc; i++) {
     if (!strcmp(argv[i], "--interp")) to.interp = true;
+    else if (!strcmp(argv[i], "--steps-only")) steps_only = true;
     else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) to.threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--set") && i + 1 < argc && ho.check.noverrides < 64) {
@@ -105,7 +108,8 @@ int main(int argc, char **argv) {
   to.seq = first->shape[2];
   double t0 = now_ms();
   HeedTrainer *t = heed_trainer_new(c, &to);
-  fprintf(stderr, "train_ref: trainer ready in %.0f ms\n", now_ms() - t0);
+  if (t) fprintf(stderr, "train_ref: %s, ready in %.0f ms, %.1f MB of buffers\n", heed_trainer_name(t), now_ms() - t0,
+                 (double)heed_trainer_memory_bytes(t) / 1e6);
   if (!t || !heed_trainer_init(t, seed)) return 1;
   int nin = heed_trainer_ninputs(t);
   const int32_t **in = calloc((size_t)nin, sizeof *in);
@@ -131,9 +135,9 @@ int main(int argc, char **argv) {
            now_ms() - ts);
   }
   for (int i = 0; i < nin; i++) in[i] = (const int32_t *)(st.data + src[i]->off);
-  double eval;
-  const float *logits;
-  if (!heed_trainer_eval(t, in, &eval) || !heed_trainer_logits(t, in[0], to.seq, &logits)) return 1;
+  double eval = 0;
+  const float *logits = NULL;
+  if (!steps_only && (!heed_trainer_eval(t, in, &eval) || !heed_trainer_logits(t, in[0], to.seq, &logits))) return 1;
   put_tensors(&out, t, "final.", false);
   float *f = calloc((size_t)nsteps * 3 + 2, sizeof(float));
   for (int64_t s = 0; s < nsteps; s++) f[s] = (float)losses[s], f[nsteps + s] = (float)norms[s], f[2 * nsteps + s] = (float)lrs[s];
@@ -142,10 +146,12 @@ int main(int argc, char **argv) {
   put(&out, "losses", RT_F32, 1, n1, f);
   put(&out, "grad_norms", RT_F32, 1, n1, f + nsteps);
   put(&out, "lrs", RT_F32, 1, n1, f + 2 * nsteps);
-  put(&out, "eval_loss", RT_F32, 1, one, f + 3 * nsteps);
-  const IrNode *lo = c->model->forward->outputs.data[0];
-  int64_t tv[2] = {to.seq, ir_dim_value(lo->ty.dim[lo->ty.rank - 1], NULL)};
-  put(&out, "logits", RT_F32, 2, tv, logits);
+  if (!steps_only) {
+    put(&out, "eval_loss", RT_F32, 1, one, f + 3 * nsteps);
+    const IrNode *lo = c->model->forward->outputs.data[0];
+    int64_t tv[2] = {to.seq, ir_dim_value(lo->ty.dim[lo->ty.rank - 1], NULL)};
+    put(&out, "logits", RT_F32, 2, tv, logits);
+  }
   if (rt_st_write(argv[3], out.w, out.n, NULL, 0, err, sizeof err) != RT_OK) {
     fprintf(stderr, "%s\n", err);
     return 1;

@@ -18,6 +18,7 @@
 #   2. The same on 2 threads: bit-identical to 1 thread (every tensor).
 #   3. The same on heed's reference interpreter: close to compiled.
 #   4. SGD with momentum 0.9, no clipping, linear schedule (warmup 3).
+# (Runs 2 and 4 skip eval and logits: each costs a compile.)
 # Tolerances (f32 against f32; each tensor's error is max|heed - torch| /
 # max|torch|): losses, grad norms, eval loss <= 2e-5 relative each;
 # parameters and optimizer state <= 1e-4 (AdamW divides by sqrt(v), which
@@ -247,10 +248,11 @@ def compare(tag, h, r):
     check(f"{tag}: final parameters and optimizer state", worst <= PARAM_TOL,
           f"worst {wname}: {worst:.2e} (tol {PARAM_TOL:g})")
     check(f"{tag}: key biases (zero gradient: rounding noise)", kb <= KEY_BIAS, f"max abs diff {kb:.2e}")
-    e = relerr(h["eval_loss"], [r["eval"]])
-    check(f"{tag}: eval loss after training", e <= LOSS_TOL, f"rel err {e:.2e}")
-    e = relerr(h["logits"], r["logits"])
-    check(f"{tag}: logits after training", e <= LOGIT_TOL, f"rel err {e:.2e}")
+    if "eval_loss" in h:
+        e = relerr(h["eval_loss"], [r["eval"]])
+        check(f"{tag}: eval loss after training", e <= LOSS_TOL, f"rel err {e:.2e}")
+        e = relerr(h["logits"], r["logits"])
+        check(f"{tag}: logits after training", e <= LOGIT_TOL, f"rel err {e:.2e}")
 
 
 tok, tgt = batches()
@@ -263,10 +265,10 @@ if h1 is not None:
     ref = run_torch(init, tok, tgt, "adamw", "cosine", 1e-2, 1.0)
     compare("adamw+clip+cosine", h1, ref)
     check("clipping was active", max(ref["norms"]) > 1.0, f"torch grad norms {min(ref['norms']):.3f}..{max(ref['norms']):.3f}")
-    h2 = run_heed("adamw_t2", "--threads", "2")
+    h2 = run_heed("adamw_t2", "--threads", "2", "--steps-only")
     if h2 is not None:
-        diff = [k for k in h1 if not np.array_equal(h1[k], h2[k])]
-        check("1 vs 2 threads bit-identical", not diff and h1.keys() == h2.keys(), f"differ: {diff[:5]}")
+        diff = [k for k in h2 if not np.array_equal(h1[k], h2[k])]
+        check("1 vs 2 threads bit-identical", not diff and len(h2) > 100, f"{len(h2)} tensors, differ: {diff[:5]}")
     hi = run_heed("adamw_interp", "--interp")
     if hi is not None:
         e = max(relerr(hi[k], h1[k]) for k in h1 if k.startswith("final."))
@@ -276,7 +278,7 @@ if h1 is not None:
 
 sgd = ["--set", "optimizer=sgd", "--set", "lr=0.1", "--set", "momentum=0.9", "--set", "clip=0",
        "--set", "schedule=linear"]
-hs = run_heed("sgd", *sgd)
+hs = run_heed("sgd", *sgd, "--steps-only")
 if hs is not None:
     init = {k: v for k, v in hs.items() if k.startswith("init.")}
     compare("sgd+momentum+linear", hs, run_torch(init, tok, tgt, "sgd", "linear", 0.1, 0.0, momentum=0.9))

@@ -151,6 +151,8 @@ static void test_tensors(void **state) {
       for (int64_t k = 0; k < r.numel; k++) assert_true(r.data[k] == 0);
     }
   }
+  assert_string_equal(heed_trainer_name(t), "reference interpreter");
+  assert_true(heed_trainer_memory_bytes(t) > 4 * (88 + 8 + 64 + 8 + 8));
   HeedTensorRef w = heed_trainer_tensor(t, 2);
   assert_int_equal(w.rank, 2);
   assert_true(w.shape[0] == 8 && w.shape[1] == 8 && w.numel == 64);
@@ -285,6 +287,8 @@ static void test_huge_lr(void **state) {
   make_batches(tok, tgt, 2);
   double loss, norm;
   assert_true(heed_trainer_step(t, (const int32_t *[]){tok, tgt}, 1e30, 1, &loss, &norm));
+  assert_string_equal(heed_trainer_name(t), "reference interpreter");
+  assert_true(heed_trainer_memory_bytes(t) > 4 * (88 + 8 + 64 + 8 + 8));
   HeedTensorRef w = heed_trainer_tensor(t, 2);
   float saved[64];
   memcpy(saved, w.data, sizeof saved);
