@@ -75,7 +75,9 @@ HEED_INTERNAL void cg_llvm_fn_attrs(CgLlvm *cg, LLVMValueRef fn);
 // ---- gemm.c ----
 // C[M,N] = A[M,K] @ B[K,N] (+ C if beta), row-major with leading dimensions
 // (elements). With trans_b, B is stored as [N,K] (ldb >= K) and the product
-// is A @ transpose(B), the tied LM head x @ transpose(wte).
+// is A @ transpose(B), the tied LM head x @ transpose(wte). With trans_a, A
+// is stored as [K,M] (lda >= M): transpose(A) @ B, the weight gradients
+// x^T @ dy. cg_gemm_config_default sets both false but for its trans_b.
 //
 // The generated function splits N into pool-size contiguous ranges of whole
 // NR-column panels, one task per thread, through
@@ -87,7 +89,7 @@ HEED_INTERNAL void cg_llvm_fn_attrs(CgLlvm *cg, LLVMValueRef fn);
 // whatever the split, so results are bitwise identical for any thread count.
 typedef struct {
   char name[64];     // the generated function's symbol
-  bool trans_b;
+  bool trans_b, trans_a;
   int vw;            // f32 lanes per vector: 16 (AVX-512) or 8 (AVX2)
   int mr, nr;        // micro-tile: mr rows x nr (= 2 * vw) columns
   int mc, kc, nc;    // cache blocks: A block mc x kc (L2), B panel kc x nr
@@ -142,6 +144,8 @@ typedef struct {
   const char *dump_ir;         // if set: the optimized module as LLVM IR text (.ll) goes here
   const char *dump_obj;        // if set: the optimized module as an object file
   const char *dump_asm;        // if set: the optimized module as assembly
+  int64_t par_grain;           // elements of work a kernel gives each task, at least (0: 16384);
+                               // tests set 1 to split even tiny kernels across the pool
 } CgOptions;
 
 // What heed_forward's third argument points to (the layout is the ABI).

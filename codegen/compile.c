@@ -55,7 +55,8 @@ struct CgProgram {
   CgEntryFn entry;
   CgNode *nodes;
   int nnodes;
-  bool *skip;  // per node: not computed (skipped_nodes)
+  bool *skip;   // per node: not called (skipped_nodes, and fused)
+  bool *fused;  // per node: written by its attention group's leader (group_attention_grads)
   CgGemmConfig gemm;
   float *work;  // the sgemm's packing buffers
   void *pool;
@@ -138,18 +139,39 @@ static void map_body(K *k, const LLVMValueRef *off, void *ud) {
   st(k, n->ty.dt, k->out, off[n->nsrc], elem(k, v));
 }
 
+// Every index of dims[0..r) in row-major order, as nest(); the leading
+// r - 1 axes are the parallel units (their product; 1 unit when r is 0).
+static void nest_par(K *k, int r, const LLVMValueRef *dims, int nops, LLVMValueRef (*st)[IR_MAX_RANK], BodyFn body,
+                     void *ud) {
+  Loop l;
+  LLVMValueRef u = par_begin(k, &l), rem = u, off[IR_MAX_SRC + 2];
+  for (int j = 0; j < nops; j++) off[j] = ci(k, 0);
+  for (int a = r - 2; a >= 0; a--) {
+    LLVMValueRef i = a == 0 ? rem : LLVMBuildURem(k->b, rem, dims[a], "");
+    if (a) rem = LLVMBuildUDiv(k->b, rem, dims[a], "");
+    for (int j = 0; j < nops; j++) off[j] = add(k, off[j], mul(k, i, st[j][a]));
+  }
+  if (r >= 1) nest(k, r - 1, r, dims, nops, st, off, body, ud);
+  else body(k, off, ud);
+  loop_end(k, &l);
+}
+
+static bool map_flat(const IrNode *n) {
+  bool flat = n->op != IR_OP_PERMUTE;
+  for (int j = 0; j < n->nsrc; j++) flat = flat && same_dims(&n->src[j]->ty, &n->ty);
+  return flat;
+}
+
 static void emit_map(K *k) {
   const IrNode *n = k->n;
   int r = n->ty.rank, ns = n->nsrc;
-  bool flat = n->op != IR_OP_PERMUTE;
-  for (int j = 0; j < ns; j++) flat = flat && same_dims(&n->src[j]->ty, &n->ty);
-  LLVMValueRef zero[IR_MAX_SRC + 1];
-  for (int j = 0; j <= ns; j++) zero[j] = ci(k, 0);
   LLVMValueRef st[IR_MAX_SRC + 1][IR_MAX_RANK];
-  if (flat) {  // one loop over every element, the same offset everywhere
-    LLVMValueRef numel = prod(k, k->odim, 0, r);
-    for (int j = 0; j <= ns; j++) st[j][0] = ci(k, 1);
-    nest(k, 0, 1, &numel, ns + 1, st, zero, map_body, NULL);
+  if (map_flat(n)) {  // one loop over every element (the units), the same offset everywhere
+    Loop l;
+    LLVMValueRef u = par_begin(k, &l), off[IR_MAX_SRC + 1];
+    for (int j = 0; j <= ns; j++) off[j] = u;
+    map_body(k, off, NULL);
+    loop_end(k, &l);
     return;
   }
   if (n->op == IR_OP_PERMUTE) {
@@ -160,7 +182,7 @@ static void emit_map(K *k) {
     for (int j = 0; j < ns; j++) bcast_strides(k, &n->src[j]->ty, k->idim[j], r, st[j]);
   }
   bcast_strides(k, &n->ty, k->odim, r, st[ns]);  // the result's own (a size-1 axis steps 0: index 0 only)
-  nest(k, 0, r, k->odim, ns + 1, st, zero, map_body, NULL);
+  nest_par(k, r, k->odim, ns + 1, st, map_body, NULL);
 }
 
 // ---- reductions (SUM, MEAN, MAX, MIN, SUM_TO), accumulated in double ----
@@ -193,7 +215,67 @@ static void red_outer(K *k, const LLVMValueRef *off, void *ud) {
   st(k, k->n->ty.dt, k->out, off[1], y);
 }
 
-static void emit_reduce(K *k, uint32_t axes) {
+// The reduced axes of SUM, MEAN, MAX, MIN (attr.axes) or SUM_TO (the
+// leading axes it drops and its size-1 axes).
+static uint32_t reduce_axes(const IrNode *n) {
+  if (n->op != IR_OP_SUM_TO) return n->attr.axes;
+  uint32_t axes = 0;
+  int r = n->src[0]->ty.rank, ro = n->ty.rank;
+  for (int i = 0; i < r; i++) {
+    int j = i - (r - ro);
+    if (j < 0 || (ir_dim_is_const(n->ty.dim[j]) && n->ty.dim[j].n == 1)) axes |= 1u << i;
+  }
+  return axes;
+}
+
+// A sum or mean over leading axes 0..j-1 of f32 (bias gradients): the kept
+// trailing block is contiguous, so rows are added into a block of columns.
+static int lead_axes(const IrNode *n) {
+  IrOp op = n->op;
+  if ((op != IR_OP_SUM && op != IR_OP_MEAN && op != IR_OP_SUM_TO) || n->src[0]->ty.dt != IR_F32 || n->ty.dt != IR_F32)
+    return 0;
+  uint32_t axes = reduce_axes(n);
+  int r = n->src[0]->ty.rank, j = 0;
+  while (j < r && (axes >> j & 1)) j++;
+  return j > 0 && j < r && axes == (1u << j) - 1 ? j : 0;
+}
+
+enum { LEAD_BLOCK = 64 };  // columns per block
+
+// Columns [plo, phi) in blocks: for each row, acc[c] += x[row, c] in
+// double, rows in order (the same order for any split of the columns).
+static void emit_reduce_lead(K *k, int j) {
+  int r = src_rank(k, 0);
+  LLVMValueRef rows = prod(k, k->idim[0], 0, j), cols = prod(k, k->idim[0], j, r);
+  LLVMValueRef acc = LLVMBuildArrayAlloca(k->ab, k->f64, ci(k, LEAD_BLOCK), "acc");
+  LLVMValueRef lo = k->plo ? k->plo : ci(k, 0), hi = k->phi ? k->phi : cols;
+  Loop lb, lr, lc;
+  LLVMValueRef nb = LLVMBuildSDiv(k->b, add(k, sub(k, hi, lo), ci(k, LEAD_BLOCK - 1)), ci(k, LEAD_BLOCK), "");
+  LLVMValueRef bi = loop_begin(k, &lb, ci(k, 0), nb);
+  LLVMValueRef c0 = add(k, lo, mul(k, bi, ci(k, LEAD_BLOCK))), w = imin(k, ci(k, LEAD_BLOCK), sub(k, hi, c0));
+  LLVMBuildMemSet(k->b, acc, LLVMConstInt(k->i8, 0, 0), ci(k, 8 * LEAD_BLOCK), 8);
+  LLVMValueRef row = loop_begin(k, &lr, ci(k, 0), rows);
+  LLVMValueRef xp = gep(k, k->f32, k->src[0], add(k, mul(k, row, cols), c0));
+  LLVMValueRef c = loop_begin(k, &lc, ci(k, 0), w);
+  LLVMValueRef ap = gep(k, k->f64, acc, c);
+  store(k, LLVMBuildFAdd(k->b, load(k, k->f64, ap), ext(k, load(k, k->f32, gep(k, k->f32, xp, c))), ""), ap);
+  loop_end(k, &lc);
+  loop_end(k, &lr);
+  c = loop_begin(k, &lc, ci(k, 0), w);
+  LLVMValueRef y = load(k, k->f64, gep(k, k->f64, acc, c));
+  if (k->n->op == IR_OP_MEAN) y = LLVMBuildFDiv(k->b, y, sitofp(k, rows, k->f64), "");
+  store(k, trn(k, y), gep(k, k->f32, k->out, add(k, c0, c)));
+  loop_end(k, &lc);
+  loop_end(k, &lb);
+}
+
+static void emit_reduce(K *k) {
+  int lead = lead_axes(k->n);
+  if (lead) {
+    emit_reduce_lead(k, lead);
+    return;
+  }
+  uint32_t axes = reduce_axes(k->n);
   const IrType *x = &k->n->src[0]->ty;
   Red rd = {.axes = axes, .op = k->n->op == IR_OP_SUM_TO ? IR_OP_SUM : k->n->op, .count = ci(k, 1)};
   rd.acc = var(k, k->f64, NULL);
@@ -221,8 +303,7 @@ static void emit_reduce(K *k, uint32_t axes) {
       kst[1][nkept++] = ost[i];
     }
   }
-  LLVMValueRef zero[2] = {ci(k, 0), ci(k, 0)};
-  nest(k, 0, nkept, kdims, 2, kst, zero, red_outer, &rd);
+  nest_par(k, nkept, kdims, 2, kst, red_outer, &rd);
 }
 
 // ---- softmax, log_softmax along an axis ----
@@ -234,9 +315,10 @@ static void emit_softmax(K *k) {
   LLVMValueRef outer = prod(k, k->idim[0], 0, axis), len = k->idim[0][axis];
   LLVMValueRef inner = prod(k, k->idim[0], axis + 1, r);
   LLVMValueRef mx = var(k, k->f32, NULL), sum = var(k, k->f64, NULL);
-  Loop lo, lj, li;
-  LLVMValueRef o = loop_begin(k, &lo, ci(k, 0), outer);
-  LLVMValueRef j = loop_begin(k, &lj, ci(k, 0), inner);
+  (void)outer;
+  Loop lu, li;
+  LLVMValueRef u = par_begin(k, &lu);  // u = o * inner + j
+  LLVMValueRef o = LLVMBuildSDiv(k->b, u, inner, ""), j = LLVMBuildSRem(k->b, u, inner, "");
   LLVMValueRef base = add(k, mul(k, mul(k, o, len), inner), j);
   LLVMValueRef xp = gep(k, k->f32, k->src[0], base), yp = gep(k, k->f32, k->out, base);
   store(k, cf(k, -INFINITY), mx);
@@ -264,8 +346,7 @@ static void emit_softmax(K *k) {
     store(k, LLVMBuildFMul(k->b, load(k, k->f32, p), f, ""), p);
   }
   loop_end(k, &li);
-  loop_end(k, &lj);
-  loop_end(k, &lo);
+  loop_end(k, &lu);
 }
 
 // ---- layernorm, rmsnorm over the last axis ----
@@ -274,12 +355,10 @@ static void emit_norm(K *k) {
   const IrNode *n = k->n;
   bool ln = n->op == IR_OP_LAYERNORM;
   int r = src_rank(k, 0);
-  LLVMValueRef C = k->idim[0][r - 1], numel = prod(k, k->idim[0], 0, r);
-  LLVMValueRef rows = sel(k, icmp(k, LLVMIntEQ, C, ci(k, 0)), ci(k, 0),
-                          LLVMBuildSDiv(k->b, numel, imax(k, C, ci(k, 1)), ""));
+  LLVMValueRef C = k->idim[0][r - 1];
   LLVMValueRef acc = var(k, k->f64, NULL), Cd = sitofp(k, C, k->f64);
   Loop lr, lc;
-  LLVMValueRef row = loop_begin(k, &lr, ci(k, 0), rows);
+  LLVMValueRef row = par_begin(k, &lr);  // rows: the leading axes
   LLVMValueRef xp = gep(k, k->f32, k->src[0], mul(k, row, C)), yp = gep(k, k->f32, k->out, mul(k, row, C));
   LLVMValueRef mean = cf(k, 0);
   if (ln) {
@@ -320,9 +399,10 @@ static void mm_body(K *k, const LLVMValueRef *off, void *ud) {
   Mm *mm = ud;
   LLVMValueRef A = gep(k, k->f32, k->src[0], off[0]), B = gep(k, k->f32, k->src[1], off[1]);
   LLVMValueRef C = gep(k, k->f32, k->out, off[2]);
-  LLVMValueRef args[13] = {mm->M, mm->N, mm->K, A, mm->K, B, k->nt ? mm->K : mm->N, C, mm->N, ci32(k, 0),
+  bool tb = k->nt & TR_B, ta = k->nt & TR_A;
+  LLVMValueRef args[13] = {mm->M, mm->N, mm->K, A, ta ? mm->M : mm->K, B, tb ? mm->K : mm->N, C, mm->N, ci32(k, 0),
                            ctx_field(k, 0, k->ptr), ctx_field(k, 1, k->i32), ctx_field(k, 2, k->ptr)};
-  LLVMValueRef g = k->gemm[k->nt];
+  LLVMValueRef g = k->gemm[k->nt & 3];
   LLVMBuildCall2(k->b, LLVMGlobalGetValueType(g), g, args, 13, "");
 }
 
@@ -363,9 +443,9 @@ static void emit_slice(K *k) {
   LLVMValueRef bad = LLVMBuildOr(k->b, icmp(k, LLVMIntSLT, s0, ci(k, 0)), icmp(k, LLVMIntSGT, s0, size), "");
   bad = LLVMBuildOr(k->b, bad, icmp(k, LLVMIntSGT, len, sub(k, size, s0)), "");
   fail_if(k, bad, ST_SLICE, len, size);
-  LLVMValueRef outer = prod(k, k->odim, 0, a), inner = prod(k, k->odim, a + 1, r);
+  LLVMValueRef inner = prod(k, k->odim, a + 1, r);
   Loop l;
-  LLVMValueRef o = loop_begin(k, &l, ci(k, 0), outer);
+  LLVMValueRef o = par_begin(k, &l);  // units: the outer axes
   LLVMValueRef from = mul(k, add(k, mul(k, o, size), s0), inner);
   copy(k, byte_gep(k, k->out, mul(k, mul(k, o, len), inner), dt), byte_gep(k, k->src[0], from, dt),
        mul(k, len, inner), dt);
@@ -376,26 +456,25 @@ static void emit_concat(K *k) {
   const IrNode *n = k->n;
   int a = (int)n->attr.axis, r = n->ty.rank;
   IrDType dt = n->ty.dt;
-  LLVMValueRef outer = prod(k, k->odim, 0, a), total = k->odim[a], inner = prod(k, k->odim, a + 1, r);
+  LLVMValueRef total = k->odim[a], inner = prod(k, k->odim, a + 1, r);
+  Loop l;
+  LLVMValueRef o = par_begin(k, &l);  // units: the outer axes
   LLVMValueRef pos = ci(k, 0);
   for (int j = 0; j < n->nsrc; j++) {
     LLVMValueRef nj = k->idim[j][a];
-    Loop l;
-    LLVMValueRef o = loop_begin(k, &l, ci(k, 0), outer);
     copy(k, byte_gep(k, k->out, mul(k, add(k, mul(k, o, total), pos), inner), dt),
          byte_gep(k, k->src[j], mul(k, mul(k, o, nj), inner), dt), mul(k, nj, inner), dt);
-    loop_end(k, &l);
     pos = add(k, pos, nj);
   }
+  loop_end(k, &l);
 }
 
 static void emit_gather(K *k) {
   const IrNode *n = k->n;
   IrDType dt = n->ty.dt, it = n->src[1]->ty.dt;
   LLVMValueRef N = k->idim[0][0], row = prod(k, k->idim[0], 1, src_rank(k, 0));
-  LLVMValueRef nidx = prod(k, k->idim[1], 0, src_rank(k, 1));
   Loop l;
-  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), nidx);
+  LLVMValueRef i = par_begin(k, &l);  // units: the indices
   LLVMValueRef v = ld(k, it, k->src[1], i);
   fail_if(k, LLVMBuildOr(k->b, icmp(k, LLVMIntSLT, v, ci(k, 0)), icmp(k, LLVMIntSGE, v, N), ""), ST_INDEX, v, N);
   copy(k, byte_gep(k, k->out, mul(k, i, row), dt), byte_gep(k, k->src[0], mul(k, v, row), dt), row, dt);
@@ -421,10 +500,11 @@ static void emit_attention(K *k) {
   LLVMValueRef acc = LLVMBuildArrayAlloca(k->ab, k->f64, ci(k, D), "acc");
   LLVMValueRef mx = var(k, k->f32, NULL), nvis = var(k, k->i64, NULL), dot = var(k, k->f32, NULL);
   LLVMValueRef sum = var(k, k->f64, NULL);
-  Loop lb, lt, lh, ls, li;
-  LLVMValueRef bi = loop_begin(k, &lb, ci(k, 0), B);
-  LLVMValueRef t = loop_begin(k, &lt, ci(k, 0), T);
-  LLVMValueRef h = loop_begin(k, &lh, ci(k, 0), ci(k, H));
+  (void)B;
+  Loop lu, ls, li;
+  LLVMValueRef u = par_begin(k, &lu);  // u = (b * T + t) * H + h
+  LLVMValueRef h = LLVMBuildSRem(b, u, ci(k, H), ""), bt = LLVMBuildSDiv(b, u, ci(k, H), "");
+  LLVMValueRef t = LLVMBuildSRem(b, bt, T, ""), bi = LLVMBuildSDiv(b, bt, T, "");
   LLVMValueRef kh = LLVMBuildSDiv(b, h, ci(k, H / KV), "");
   LLVMValueRef q = gep(k, k->f32, k->src[0], mul(k, add(k, mul(k, add(k, mul(k, bi, T), t), ci(k, H)), h), ci(k, D)));
   LLVMValueRef y = gep(k, k->f32, k->out, mul(k, add(k, mul(k, add(k, mul(k, bi, T), t), ci(k, H)), h), ci(k, D)));
@@ -479,9 +559,7 @@ static void emit_attention(K *k) {
   i = loop_begin(k, &li, ci(k, 0), ci(k, D));
   store(k, trn(k, load(k, k->f64, gep(k, k->f64, acc, i))), gep(k, k->f32, y, i));
   loop_end(k, &li);
-  loop_end(k, &lh);
-  loop_end(k, &lt);
-  loop_end(k, &lb);
+  loop_end(k, &lu);
 }
 
 // x (B,T,H*D): pairs (i, i + D/2) or (2i, 2i+1) rotated by t * base^(-2i/D),
@@ -492,7 +570,7 @@ static void emit_rope(K *k) {
   int64_t H = n->attr.heads, C = n->ty.dim[2].n, D = C / H, half = D / 2;
   LLVMValueRef B = k->odim[0], T = k->odim[1];
   Loop lt, li, lb, lh;
-  LLVMValueRef t = loop_begin(k, &lt, ci(k, 0), T);
+  LLVMValueRef t = par_begin(k, &lt);  // units: T
   LLVMValueRef i = loop_begin(k, &li, ci(k, 0), ci(k, half));
   LLVMValueRef ex = LLVMBuildFDiv(b, LLVMBuildFMul(b, cd(k, -2.0), sitofp(k, i, k->f64), ""), cd(k, (double)D), "");
   LLVMValueRef ang = LLVMBuildFMul(b, sitofp(k, t, k->f64), libm(k, "pow", cd(k, n->attr.base), ex), "");
@@ -516,18 +594,20 @@ static void emit_rope(K *k) {
   loop_end(k, &lt);
 }
 
-// logits (...,V), targets (...) -> (): the mean over kept targets of
-// logsumexp(row) - row[target], in double; 0 when all are ignored.
+// logits (...,V), targets (...) -> (): per row, logsumexp(row) -
+// row[target] in double into out[2 row] and 1 (kept) or 0 into
+// out[2 row + 1]; out is the wrapper's scratch (emit_xent_dispatch sums it).
 static void emit_xent(K *k) {
   const IrNode *n = k->n;
   LLVMBuilderRef b = k->b;
   int r = src_rank(k, 0);
-  LLVMValueRef V = k->idim[0][r - 1], rows = prod(k, k->idim[1], 0, src_rank(k, 1));
-  LLVMValueRef loss = var(k, k->f64, cd(k, 0)), kept = var(k, k->i64, ci(k, 0));
+  LLVMValueRef V = k->idim[0][r - 1];
   LLVMValueRef mx = var(k, k->f32, NULL), sum = var(k, k->f64, NULL);
   Loop li, lc;
-  LLVMValueRef i = loop_begin(k, &li, ci(k, 0), rows);
-  LLVMValueRef tg = ld(k, n->src[1]->ty.dt, k->src[1], i);
+  LLVMValueRef i = par_begin(k, &li);
+  LLVMValueRef tg = ld(k, n->src[1]->ty.dt, k->src[1], i), lp = gep(k, k->f64, k->out, mul(k, i, ci(k, 2)));
+  store(k, cd(k, 0), lp);
+  store(k, cd(k, 0), gep(k, k->f64, lp, ci(k, 1)));
   LLVMBasicBlockRef join = if_begin(k, icmp(k, LLVMIntNE, tg, ci(k, n->attr.ignore)));
   fail_if(k, LLVMBuildOr(b, icmp(k, LLVMIntSLT, tg, ci(k, 0)), icmp(k, LLVMIntSGE, tg, V), ""), ST_TARGET, tg, V);
   LLVMValueRef x = gep(k, k->f32, k->src[0], mul(k, i, V));
@@ -543,13 +623,10 @@ static void emit_xent(K *k) {
   loop_end(k, &lc);
   LLVMValueRef l = LLVMBuildFAdd(b, ext(k, m), libm(k, "log", get(k, sum), NULL), "");
   l = LLVMBuildFSub(b, l, ext(k, load(k, k->f32, gep(k, k->f32, x, tg))), "");
-  store(k, LLVMBuildFAdd(b, get(k, loss), l, ""), loss);
-  store(k, add(k, get(k, kept), ci(k, 1)), kept);
+  store(k, l, lp);
+  store(k, cd(k, 1), gep(k, k->f64, lp, ci(k, 1)));
   if_end(k, join);
   loop_end(k, &li);
-  LLVMValueRef kp = get(k, kept);
-  LLVMValueRef mean = LLVMBuildFDiv(b, get(k, loss), sitofp(k, imax(k, kp, ci(k, 1)), k->f64), "");
-  store(k, trn(k, sel(k, icmp(k, LLVMIntEQ, kp, ci(k, 0)), cd(k, 0), mean)), k->out);
 }
 
 static void emit_positions(K *k) {
@@ -571,13 +648,20 @@ static void emit_const(K *k) {
 
 // ---- kernels: one function per distinct (op, attributes, types) ----
 
-static bool node_nt(const IrNode *n) {  // MATMUL whose B is a permute of the last two axes
-  if (n->op != IR_OP_MATMUL || n->src[1]->op != IR_OP_PERMUTE) return false;
-  const IrNode *p = n->src[1];
+static bool swaps_last_two(const IrNode *p) {  // a PERMUTE of the last two axes
+  if (p->op != IR_OP_PERMUTE) return false;
   int r = p->ty.rank;
   for (int i = 0; i < r - 2; i++)
     if (p->attr.perm[i] != i) return false;
   return p->attr.perm[r - 2] == r - 1 && p->attr.perm[r - 1] == r - 2;
+}
+
+// A MATMUL reads an operand that is such a permute transposed, from the
+// permute's own operand: TR_B (B^T, the tied LM head, dx = dy W^T), TR_A
+// (A^T, the weight gradients x^T dy). 0 for every other node.
+static int node_nt(const IrNode *n) {
+  if (n->op != IR_OP_MATMUL) return 0;
+  return (swaps_last_two(n->src[1]) ? TR_B : 0) | (swaps_last_two(n->src[0]) ? TR_A : 0);
 }
 
 static void key_type(char *buf, size_t cap, size_t *len, const IrType *t) {
@@ -592,7 +676,7 @@ static void key_type(char *buf, size_t cap, size_t *len, const IrType *t) {
 }
 
 // Everything a kernel's code depends on, as a string.
-static char *kernel_key(const IrNode *n, bool nt) {
+static char *kernel_key(const IrNode *n, int nt) {
   char buf[2048];
   size_t len = 0, cap = sizeof buf;
   const IrAttr *a = &n->attr;
@@ -614,21 +698,92 @@ static LLVMValueRef kdim(K *k, IrDim d, LLVMValueRef dims, int slot) {
   return LLVMBuildLoad2(k->ab, k->i64, LLVMBuildInBoundsGEP2(k->ab, k->i64, dims, &i, 1, ""), "");
 }
 
-static LLVMValueRef emit_kernel(K *k, const IrNode *n, bool nt, int idx) {
-  char name[64];
-  snprintf(name, sizeof name, "k%d_%s", idx, ir_op_name(n->op));
-  LLVMTypeRef ps[3 + IR_MAX_SRC];
-  for (int i = 0; i < 3 + n->nsrc; i++) ps[i] = k->ptr;
-  LLVMValueRef f = LLVMAddFunction(k->m, name, LLVMFunctionType(k->i32, ps, 3 + (unsigned)n->nsrc, 0));
+// ---- parallel kernels: units of the outer loop, split across the pool ----
+
+LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
+  const IrNode *n = k->n;
+  int r = n->ty.rank, ri = n->nsrc ? src_rank(k, 0) : 0;
+  const LLVMValueRef *od = k->odim, *id = k->idim[0];
+  *work = ci(k, 1);
+  switch (n->op) {
+  case IR_OP_SUM: case IR_OP_MEAN: case IR_OP_MAX: case IR_OP_MIN: case IR_OP_SUM_TO: {
+    int lead = lead_axes(n);
+    if (lead) {
+      *work = prod(k, id, 0, lead);
+      return prod(k, id, lead, ri);
+    }
+    uint32_t axes = reduce_axes(n);
+    LLVMValueRef kept[IR_MAX_RANK];
+    int nk = 0;
+    for (int i = 0; i < ri; i++) {
+      if (axes >> i & 1) *work = mul(k, *work, id[i]);
+      else kept[nk++] = id[i];
+    }
+    if (nk) *work = mul(k, *work, kept[nk - 1]);
+    return nk ? prod(k, kept, 0, nk - 1) : ci(k, 1);
+  }
+  case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_SOFTMAX_GRAD: case IR_OP_LOG_SOFTMAX_GRAD: {
+    int a = (int)n->attr.axis;
+    *work = od[a];
+    return mul(k, prod(k, od, 0, a), prod(k, od, a + 1, r));
+  }
+  case IR_OP_LAYERNORM: case IR_OP_RMSNORM: case IR_OP_LAYERNORM_DX: case IR_OP_RMSNORM_DX:
+    *work = id[ri - 1];
+    return prod(k, id, 0, ri - 1);
+  case IR_OP_LAYERNORM_DW: case IR_OP_RMSNORM_DW:
+    *work = prod(k, id, 0, ri - 1);
+    return id[ri - 1];
+  case IR_OP_ATTENTION:
+    *work = mul(k, k->idim[1][1], ci(k, n->src[0]->ty.dim[2].n / n->attr.heads * 2));
+    return mul(k, mul(k, id[0], id[1]), ci(k, n->attr.heads));
+  case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV:  // fused: (b, kv head)
+    *work = mul(k, mul(k, id[1], k->idim[1][1]), ci(k, n->src[0]->ty.dim[2].n / n->attr.kv_heads * 5));
+    return mul(k, id[0], ci(k, n->attr.kv_heads));
+  case IR_OP_ROPE:
+    *work = mul(k, od[0], ci(k, n->ty.dim[2].n));
+    return od[1];
+  case IR_OP_XENT: case IR_OP_XENT_GRAD:
+    *work = id[ri - 1];
+    return prod(k, k->idim[1], 0, src_rank(k, 1));
+  case IR_OP_GATHER:
+    *work = prod(k, id, 1, ri);
+    return prod(k, k->idim[1], 0, src_rank(k, 1));
+  case IR_OP_SLICE: case IR_OP_CONCAT: {
+    int a = (int)n->attr.axis;
+    *work = prod(k, od, a, r);
+    return prod(k, od, 0, a);
+  }
+  case IR_OP_MATMUL: case IR_OP_CONST: case IR_OP_POSITIONS: case IR_OP_RESHAPE: case IR_OP_GATHER_GRAD:
+  case IR_OP_SLICE_GRAD: case IR_OP_REDUCE_GRAD:
+    return NULL;
+  default:  // elementwise (emit_map)
+    if (map_flat(n)) return prod(k, od, 0, r);
+    if (r == 0) return ci(k, 1);
+    *work = od[r - 1];
+    return prod(k, od, 0, r - 1);
+  }
+}
+
+// A kernel function's parameters: (ctx, dims, out, src...[, lo, hi]).
+static LLVMValueRef kernel_fn(K *k, const char *name, int nsrc, bool range) {
+  LLVMTypeRef ps[8 + IR_MAX_SRC];
+  int np = 3 + nsrc;
+  for (int i = 0; i < np; i++) ps[i] = k->ptr;
+  if (range) ps[np++] = k->i64, ps[np++] = k->i64;
+  LLVMValueRef f = LLVMAddFunction(k->m, name, LLVMFunctionType(k->i32, ps, (unsigned)np, 0));
   LLVMSetLinkage(f, LLVMInternalLinkage);
   cg_llvm_fn_attrs(k->cg, f);
   LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
                           LLVMCreateEnumAttribute(k->c, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
   unsigned na = LLVMGetEnumAttributeKindForName("noalias", 7);
   LLVMAddAttributeAtIndex(f, 3, LLVMCreateEnumAttribute(k->c, na, 0));  // out
+  return f;
+}
+
+// Starts f's code: its first block (allocas, dims) and the body's block;
+// operands and dims as k's fields. Returns the first block (fn_end).
+static LLVMBasicBlockRef fn_begin(K *k, LLVMValueRef f, const IrNode *n) {
   k->fn = f;
-  k->n = n;
-  k->nt = nt;
   LLVMBasicBlockRef first = block(k, "entry"), start = block(k, "start");
   LLVMPositionBuilderAtEnd(k->ab, first);
   at(k, start);
@@ -636,25 +791,27 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, bool nt, int idx) {
   LLVMValueRef dims = LLVMGetParam(f, 1);
   k->out = LLVMGetParam(f, 2);
   for (int j = 0; j < n->nsrc; j++) k->src[j] = LLVMGetParam(f, 3 + (unsigned)j);
+  for (int j = 0; j < k->nextra; j++) k->xout[j] = LLVMGetParam(f, 3 + (unsigned)(n->nsrc + j));
   int slot = 0;
   for (int j = 0; j < n->nsrc; j++)
     for (int a = 0; a < n->src[j]->ty.rank; a++) k->idim[j][a] = kdim(k, n->src[j]->ty.dim[a], dims, slot++);
   for (int a = 0; a < n->ty.rank; a++) k->odim[a] = kdim(k, n->ty.dim[a], dims, slot++);
+  return first;
+}
+
+static void fn_end(K *k, LLVMBasicBlockRef first) {
+  LLVMBuildRet(k->b, ci32(k, 0));
+  LLVMPositionBuilderAtEnd(k->ab, first);
+  LLVMBuildBr(k->ab, LLVMGetNextBasicBlock(first));
+}
+
+static void emit_op(K *k) {
+  const IrNode *n = k->n;
   switch (n->op) {
   case IR_OP_CONST: emit_const(k); break;
   case IR_OP_POSITIONS: emit_positions(k); break;
   case IR_OP_MATMUL: emit_matmul(k); break;
-  case IR_OP_SUM: case IR_OP_MEAN: case IR_OP_MAX: case IR_OP_MIN: emit_reduce(k, n->attr.axes); break;
-  case IR_OP_SUM_TO: {
-    uint32_t axes = 0;
-    int r = src_rank(k, 0), ro = n->ty.rank;
-    for (int i = 0; i < r; i++) {
-      int j = i - (r - ro);
-      if (j < 0 || (ir_dim_is_const(n->ty.dim[j]) && n->ty.dim[j].n == 1)) axes |= 1u << i;
-    }
-    emit_reduce(k, axes);
-    break;
-  }
+  case IR_OP_SUM: case IR_OP_MEAN: case IR_OP_MAX: case IR_OP_MIN: case IR_OP_SUM_TO: emit_reduce(k); break;
   case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: emit_softmax(k); break;
   case IR_OP_LAYERNORM: case IR_OP_RMSNORM: emit_norm(k); break;
   case IR_OP_RESHAPE: copy(k, k->out, k->src[0], prod(k, k->odim, 0, n->ty.rank), n->ty.dt); break;
@@ -671,13 +828,172 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, bool nt, int idx) {
     else emit_map(k);
     break;
   }
-  LLVMBuildRet(k->b, ci32(k, 0));
-  LLVMPositionBuilderAtEnd(k->ab, first);
-  LLVMBuildBr(k->ab, start);
+}
+
+// void kN_task(i64 *clo, i64 task, i32 thread): units [task*u/n,
+// (task+1)*u/n) of the body, with a context of its own; a failure's code
+// and err go to the task's slot. clo: ctx, dims, out, src..., units,
+// ntasks, slots (5 i64 per task).
+static LLVMValueRef emit_task(K *k, const char *name, LLVMValueRef body, int nsrc) {
+  LLVMTypeRef ps[3] = {k->ptr, k->i64, k->i32};
+  LLVMValueRef f = LLVMAddFunction(k->m, name, LLVMFunctionType(k->voidt, ps, 3, 0));
+  LLVMSetLinkage(f, LLVMInternalLinkage);
+  cg_llvm_fn_attrs(k->cg, f);
+  k->fn = f;
+  at(k, block(k, "entry"));
+  LLVMValueRef clo = LLVMGetParam(f, 0), task = LLVMGetParam(f, 1), args[8 + IR_MAX_SRC];
+  for (int i = 0; i < 3 + nsrc; i++) args[i] = load(k, k->ptr, gep(k, k->ptr, clo, ci(k, i)));
+  LLVMValueRef units = load(k, k->i64, gep(k, k->i64, clo, ci(k, 3 + nsrc)));
+  LLVMValueRef ntasks = load(k, k->i64, gep(k, k->i64, clo, ci(k, 4 + nsrc)));
+  LLVMValueRef slots = load(k, k->ptr, gep(k, k->ptr, clo, ci(k, 5 + nsrc)));
+  args[3 + nsrc] = LLVMBuildSDiv(k->b, mul(k, task, units), ntasks, "");
+  args[4 + nsrc] = LLVMBuildSDiv(k->b, mul(k, add(k, task, ci(k, 1)), units), ntasks, "");
+  LLVMValueRef lctx = LLVMBuildAlloca(k->b, k->ctxty, "lctx"), pctx = args[0];
+  LLVMBuildMemSet(k->b, lctx, LLVMConstInt(k->i8, 0, 0), ci(k, (int64_t)sizeof(CgRunCtx)), 8);
+  k->ctx = pctx;
+  LLVMValueRef work = ctx_field(k, 2, k->ptr);
+  store(k, work, LLVMBuildStructGEP2(k->b, k->ctxty, lctx, 2, ""));
+  store(k, ci32(k, 1), LLVMBuildStructGEP2(k->b, k->ctxty, lctx, 1, ""));
+  args[0] = lctx;
+  LLVMValueRef rc = LLVMBuildCall2(k->b, LLVMGlobalGetValueType(body), body, args, 5 + (unsigned)nsrc, "");
+  LLVMBasicBlockRef bad = block(k, "bad"), done = block(k, "done");
+  LLVMBuildCondBr(k->b, icmp(k, LLVMIntNE, rc, ci32(k, 0)), bad, done);
+  at(k, bad);
+  LLVMValueRef slot = gep(k, k->i64, slots, mul(k, task, ci(k, 5)));
+  store(k, LLVMBuildSExt(k->b, rc, k->i64, ""), slot);
+  LLVMValueRef err = LLVMBuildStructGEP2(k->b, k->ctxty, lctx, 3, "");
+  for (int i = 0; i < 4; i++) store(k, load(k, k->i64, gep(k, k->i64, err, ci(k, i))), gep(k, k->i64, slot, ci(k, 1 + i)));
+  LLVMBuildBr(k->b, done);
+  at(k, done);
+  LLVMBuildRetVoid(k->b);
   return f;
 }
 
-static LLVMValueRef kernel_for(K *k, const IrNode *n, bool nt) {
+enum { PAR_GRAIN = 16384 };  // elements of work per task, at least (by default)
+
+// The wrapper's dispatch: the body over [0, units) on this thread when the
+// work is small, else split into tasks on the pool; the first failing task
+// (in task order) is the kernel's failure. Returns the status.
+static LLVMValueRef emit_dispatch(K *k, LLVMValueRef body, LLVMValueRef task, const IrNode *n, LLVMValueRef units,
+                                  LLVMValueRef work, LLVMValueRef out) {
+  LLVMValueRef f = k->fn, ctx = LLVMGetParam(f, 0), args[8 + IR_MAX_SRC];
+  int ns = n->nsrc + k->nextra;
+  for (int i = 0; i < 3 + ns; i++) args[i] = LLVMGetParam(f, (unsigned)i);
+  args[2] = out;
+  k->ctx = ctx;
+  LLVMValueRef nth = LLVMBuildSExt(k->b, ctx_field(k, 1, k->i32), k->i64, "");
+  LLVMValueRef want = imax(k, ci(k, 1), LLVMBuildSDiv(k->b, mul(k, units, imax(k, work, ci(k, 1))), ci(k, k->grain), ""));
+  LLVMValueRef ntasks = imin(k, imin(k, nth, units), want);
+  LLVMValueRef res = var(k, k->i32, NULL);
+  LLVMBasicBlockRef one = block(k, "serial"), many = block(k, "parallel"), done = block(k, "dispatched");
+  LLVMBuildCondBr(k->b, icmp(k, LLVMIntSLE, ntasks, ci(k, 1)), one, many);
+  at(k, one);
+  args[3 + ns] = ci(k, 0), args[4 + ns] = units;
+  store(k, LLVMBuildCall2(k->b, LLVMGlobalGetValueType(body), body, args, 5 + (unsigned)ns, ""), res);
+  LLVMBuildBr(k->b, done);
+  at(k, many);
+  LLVMValueRef clo = LLVMBuildArrayAlloca(k->b, k->i64, ci(k, 6 + ns), "clo");
+  for (int i = 0; i < 3 + ns; i++) store(k, args[i], gep(k, k->ptr, clo, ci(k, i)));
+  store(k, units, gep(k, k->i64, clo, ci(k, 3 + ns)));
+  store(k, ntasks, gep(k, k->i64, clo, ci(k, 4 + ns)));
+  LLVMValueRef slots = LLVMBuildArrayAlloca(k->b, k->i64, mul(k, ntasks, ci(k, 5)), "slots");
+  LLVMBuildMemSet(k->b, slots, LLVMConstInt(k->i8, 0, 0), mul(k, ntasks, ci(k, 40)), 8);
+  store(k, slots, gep(k, k->ptr, clo, ci(k, 5 + ns)));
+  LLVMValueRef pf = LLVMGetNamedFunction(k->m, "rt_parallel_for");
+  if (!pf) {
+    LLVMTypeRef pt[4] = {k->ptr, k->i64, k->ptr, k->ptr};
+    pf = LLVMAddFunction(k->m, "rt_parallel_for", LLVMFunctionType(k->voidt, pt, 4, 0));
+  }
+  LLVMValueRef pa[4] = {ctx_field(k, 0, k->ptr), ntasks, task, clo};
+  LLVMBuildCall2(k->b, LLVMGlobalGetValueType(pf), pf, pa, 4, "");
+  store(k, ci32(k, 0), res);
+  Loop l;
+  LLVMValueRef t = loop_begin(k, &l, ci(k, 0), ntasks);
+  LLVMValueRef slot = gep(k, k->i64, slots, mul(k, t, ci(k, 5)));
+  LLVMValueRef st = load(k, k->i64, slot);
+  LLVMBasicBlockRef first = if_begin(k, LLVMBuildAnd(k->b, icmp(k, LLVMIntNE, st, ci(k, 0)),
+                                                      icmp(k, LLVMIntEQ, get(k, res), ci32(k, 0)), ""));
+  store(k, LLVMBuildTrunc(k->b, st, k->i32, ""), res);
+  LLVMValueRef err = LLVMBuildStructGEP2(k->b, k->ctxty, ctx, 3, "");
+  for (int i = 0; i < 4; i++) store(k, load(k, k->i64, gep(k, k->i64, slot, ci(k, 1 + i))), gep(k, k->i64, err, ci(k, i)));
+  if_end(k, first);
+  loop_end(k, &l);
+  LLVMBuildBr(k->b, done);
+  at(k, done);
+  return get(k, res);
+}
+
+// XENT's wrapper around the dispatch: the body writes each row's loss and
+// whether it was kept into a scratch array (2 doubles a row); the mean is
+// summed here, rows in order, so the result is the same for any split.
+static LLVMValueRef emit_xent_dispatch(K *k, LLVMValueRef body, LLVMValueRef task, LLVMValueRef units,
+                                       LLVMValueRef work) {
+  LLVMTypeRef ft = LLVMFunctionType(k->ptr, &k->i64, 1, 0);
+  LLVMValueRef mf = LLVMGetNamedFunction(k->m, "malloc");
+  if (!mf) mf = LLVMAddFunction(k->m, "malloc", ft);
+  LLVMValueRef bytes = mul(k, imax(k, units, ci(k, 1)), ci(k, 16));
+  LLVMValueRef sc = LLVMBuildCall2(k->b, ft, mf, &bytes, 1, "");
+  fail_if(k, LLVMBuildIsNull(k->b, sc, ""), ST_NOMEM, bytes, ci(k, 0));
+  LLVMValueRef rc = emit_dispatch(k, body, task, k->n, units, work, sc);  // (no extras)
+  LLVMValueRef loss = var(k, k->f64, cd(k, 0)), kept = var(k, k->f64, cd(k, 0));
+  Loop l;
+  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), units);
+  store(k, LLVMBuildFAdd(k->b, get(k, loss), load(k, k->f64, gep(k, k->f64, sc, mul(k, i, ci(k, 2)))), ""), loss);
+  store(k, LLVMBuildFAdd(k->b, get(k, kept), load(k, k->f64, gep(k, k->f64, sc, add(k, mul(k, i, ci(k, 2)), ci(k, 1)))), ""),
+        kept);
+  loop_end(k, &l);
+  LLVMValueRef kp = get(k, kept);
+  LLVMValueRef mean = LLVMBuildFDiv(k->b, get(k, loss), intr2(k, "llvm.maxnum", kp, cd(k, 1)), "");
+  LLVMBasicBlockRef ok = if_begin(k, icmp(k, LLVMIntEQ, rc, ci32(k, 0)));
+  store(k, trn(k, sel(k, fcmp(k, LLVMRealOEQ, kp, cd(k, 0)), cd(k, 0), mean)), LLVMGetParam(k->fn, 2));
+  if_end(k, ok);
+  LLVMTypeRef vt = LLVMFunctionType(k->voidt, &k->ptr, 1, 0);
+  LLVMValueRef ff = LLVMGetNamedFunction(k->m, "free");
+  if (!ff) ff = LLVMAddFunction(k->m, "free", vt);
+  LLVMBuildCall2(k->b, vt, ff, &sc, 1, "");
+  return rc;
+}
+
+static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
+  char name[64];
+  snprintf(name, sizeof name, "k%d_%s", idx, ir_op_name(n->op));
+  k->n = n;
+  k->nt = nt;
+  k->plo = k->phi = NULL;
+  k->nextra = is_attention_grad(n->op) ? 3 : 0;
+  LLVMValueRef f = kernel_fn(k, name, n->nsrc + k->nextra, false);
+  LLVMBasicBlockRef first = fn_begin(k, f, n);
+  LLVMValueRef work, units = cg_par_units(k, &work);
+  if (!units) {  // serial
+    emit_op(k);
+    fn_end(k, first);
+    return f;
+  }
+  LLVMBasicBlockRef wblock = LLVMGetInsertBlock(k->b);
+  char bname[80];
+  snprintf(bname, sizeof bname, "%s_body", name);
+  LLVMValueRef body = kernel_fn(k, bname, n->nsrc + k->nextra, true);
+  LLVMBasicBlockRef bfirst = fn_begin(k, body, n);
+  k->plo = LLVMGetParam(body, 3 + (unsigned)(n->nsrc + k->nextra));
+  k->phi = LLVMGetParam(body, 4 + (unsigned)(n->nsrc + k->nextra));
+  emit_op(k);
+  fn_end(k, bfirst);
+  k->plo = k->phi = NULL;
+  snprintf(bname, sizeof bname, "%s_task", name);
+  LLVMValueRef task = emit_task(k, bname, body, n->nsrc + k->nextra);
+  k->fn = f;
+  k->ctx = LLVMGetParam(f, 0);
+  at(k, wblock);
+  LLVMPositionBuilderAtEnd(k->ab, first);
+  LLVMValueRef rc = n->op == IR_OP_XENT ? emit_xent_dispatch(k, body, task, units, work)
+                                        : emit_dispatch(k, body, task, n, units, work, LLVMGetParam(f, 2));
+  LLVMBuildRet(k->b, rc);
+  LLVMPositionBuilderAtEnd(k->ab, first);
+  LLVMBuildBr(k->ab, LLVMGetNextBasicBlock(first));
+  return f;
+}
+
+static LLVMValueRef kernel_for(K *k, const IrNode *n, int nt) {
   char *key = kernel_key(n, nt);
   if (!key) return NULL;
   for (int i = 0; i < k->nkern; i++)
@@ -709,6 +1025,35 @@ static LLVMValueRef entry_dim(K *k, IrDim d, LLVMValueRef sv) {
 
 static bool is_leaf(IrOp op) { return op == IR_OP_INPUT || op == IR_OP_PARAM; }
 
+// ATTENTION_DQ, _DK, _DV nodes over the same operands and attributes form a
+// group; its first node (the leader) runs one kernel that writes all three
+// (compile_grad.c's emit_attention_fused) and the others are not called
+// (fused[i]), their buffers written by the leader. grp[3 i + o], for a
+// leader i: the group's DQ, DK, DV node ids (-1 where it has none).
+static bool same_attention(const IrNode *a, const IrNode *b) {
+  if (a->nsrc != b->nsrc || a->attr.heads != b->attr.heads || a->attr.kv_heads != b->attr.kv_heads ||
+      a->attr.causal != b->attr.causal || a->attr.scale != b->attr.scale)
+    return false;
+  for (int j = 0; j < a->nsrc; j++)
+    if (a->src[j] != b->src[j]) return false;
+  return true;
+}
+
+static void group_attention_grads(const IrGraph *g, int *grp, bool *fused) {
+  for (int i = 0; i < 3 * g->nodes.len; i++) grp[i] = -1;
+  for (int i = 0; i < g->nodes.len; i++) {
+    const IrNode *n = g->nodes.data[i];
+    if (!is_attention_grad(n->op)) continue;
+    int o = n->op - IR_OP_ATTENTION_DQ, lead = i;
+    for (int j = 0; j < i && lead == i; j++) {
+      const IrNode *m = g->nodes.data[j];
+      if (is_attention_grad(m->op) && !fused[j] && grp[3 * j + o] < 0 && same_attention(m, n)) lead = j;
+    }
+    grp[3 * lead + o] = i;
+    fused[i] = lead != i;
+  }
+}
+
 // skip[i]: node i is a PERMUTE that only MATMULs read, as their transposed
 // operand (the nt sgemm reads its operand), and not a graph output: its
 // buffer is left unwritten.
@@ -722,9 +1067,9 @@ static bool *skipped_nodes(const IrGraph *g) {
   }
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
-    bool nt = node_nt(n);
+    int nt = node_nt(n);
     for (int j = 0; j < n->nsrc; j++) {
-      if (nt && j == 1) skip[n->src[j]->id] = true;
+      if (((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0)) skip[n->src[j]->id] = true;
       else other[n->src[j]->id] = true;
     }
   }
@@ -734,7 +1079,7 @@ static bool *skipped_nodes(const IrGraph *g) {
   return skip;
 }
 
-static bool emit_entry(K *k, const IrGraph *g, const bool *skip, Diag *d) {
+static bool emit_entry(K *k, const IrGraph *g, const bool *skip, const int *grp, Diag *d) {
   LLVMTypeRef ps[3] = {k->ptr, k->ptr, k->ptr};
   LLVMValueRef f = LLVMAddFunction(k->m, "heed_forward", LLVMFunctionType(k->i32, ps, 3, 0));
   cg_llvm_fn_attrs(k->cg, f);
@@ -752,7 +1097,7 @@ static bool emit_entry(K *k, const IrGraph *g, const bool *skip, Diag *d) {
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
     if (is_leaf(n->op) || skip[i]) continue;
-    bool nt = node_nt(n);
+    int nt = node_nt(n);
     LLVMValueRef kf = kernel_for(k, n, nt);
     if (!kf) {
       diag_error(d, n->loc, "out of memory compiling %s", ir_op_name(n->op));
@@ -765,14 +1110,20 @@ static bool emit_entry(K *k, const IrGraph *g, const bool *skip, Diag *d) {
       for (int a = 0; a < n->src[j]->ty.rank; a++)
         store(k, entry_dim(k, n->src[j]->ty.dim[a], sv), gep(k, k->i64, dims, ci(k, slot++)));
     for (int a = 0; a < n->ty.rank; a++) store(k, entry_dim(k, n->ty.dim[a], sv), gep(k, k->i64, dims, ci(k, slot++)));
-    LLVMValueRef args[3 + IR_MAX_SRC];
+    LLVMValueRef args[6 + IR_MAX_SRC];
     args[0] = ctx, args[1] = dims;
     args[2] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, n->id)));
     for (int j = 0; j < n->nsrc; j++) {
-      const IrNode *s = nt && j == 1 ? n->src[1]->src[0] : n->src[j];
+      bool tr = ((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0);
+      const IrNode *s = tr ? n->src[j]->src[0] : n->src[j];
       args[3 + j] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, s->id)));
     }
-    LLVMValueRef rc = LLVMBuildCall2(k->b, LLVMGlobalGetValueType(kf), kf, args, 3 + (unsigned)n->nsrc, "");
+    int na = 3 + n->nsrc;
+    for (int o = 0; is_attention_grad(n->op) && o < 3; o++) {  // the group's outputs
+      int m = grp[3 * i + o];
+      args[na++] = m < 0 ? LLVMConstNull(k->ptr) : load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, m)));
+    }
+    LLVMValueRef rc = LLVMBuildCall2(k->b, LLVMGlobalGetValueType(kf), kf, args, (unsigned)na, "");
     LLVMBasicBlockRef bad = block(k, "fail"), ok = block(k, "next");
     LLVMBuildCondBr(k->b, icmp(k, LLVMIntNE, rc, ci32(k, 0)), bad, ok);
     at(k, bad);
@@ -871,6 +1222,7 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   if (!supported(g, d)) return NULL;
   CgProgram *p = calloc(1, sizeof *p);
   K k = {0};
+  int *grp = NULL;
   if (!p) goto oom;
   p->cg = cg_llvm_new(o ? o->cpu : NULL, d);
   if (!p->cg) goto fail;
@@ -898,24 +1250,34 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   k.ptr = LLVMPointerTypeInContext(k.c, 0);
   k.voidt = LLVMVoidTypeInContext(k.c);
   k.vw = cg_llvm_vector_width(p->cg);
+  k.grain = o && o->par_grain > 0 ? o->par_grain : PAR_GRAIN;
   LLVMTypeRef ct[4] = {k.ptr, k.i32, k.ptr, LLVMArrayType2(k.i64, 4)};  // CgRunCtx
   k.ctxty = LLVMStructTypeInContext(k.c, ct, 4, 0);
-  bool mm = false;
-  for (int i = 0; i < g->nodes.len; i++) mm = mm || g->nodes.data[i]->op == IR_OP_MATMUL;
-  if (mm) {
-    CgGemmConfig nt;
-    cg_gemm_config_default(p->cg, &p->gemm, "heed_sgemm_nn", false);
-    cg_gemm_config_default(p->cg, &nt, "heed_sgemm_nt", true);
-    p->gemm.nthreads_max = nt.nthreads_max = p->nthreads;
-    if (!cg_gemm_emit(p->cg, &p->gemm, d) || !cg_gemm_emit(p->cg, &nt, d)) goto fail;
-    k.gemm[0] = LLVMGetNamedFunction(k.m, "heed_sgemm_nn");
-    k.gemm[1] = LLVMGetNamedFunction(k.m, "heed_sgemm_nt");
-    p->work = aligned_alloc(64, cg_gemm_work_bytes(&p->gemm));
-    if (!p->work) goto oom;
+  bool used[4] = {false};  // sgemm variants: nn, nt, tn, tt
+  for (int i = 0; i < g->nodes.len; i++)
+    if (g->nodes.data[i]->op == IR_OP_MATMUL) used[node_nt(g->nodes.data[i])] = true;
+  static const char *const gname[4] = {"heed_sgemm_nn", "heed_sgemm_nt", "heed_sgemm_tn", "heed_sgemm_tt"};
+  for (int v = 0; v < 4; v++) {
+    if (!used[v]) continue;
+    CgGemmConfig gc;
+    cg_gemm_config_default(p->cg, &gc, gname[v], v & TR_B);
+    gc.trans_a = v & TR_A;
+    gc.nthreads_max = p->nthreads;
+    if (!cg_gemm_emit(p->cg, &gc, d)) goto fail;
+    k.gemm[v] = LLVMGetNamedFunction(k.m, gname[v]);
+    if (!p->work) {  // the same blocking for every variant: one work area
+      p->gemm = gc;
+      p->work = aligned_alloc(64, cg_gemm_work_bytes(&gc));
+      if (!p->work) goto oom;
+    }
   }
   p->skip = skipped_nodes(g);
-  if (!p->skip) goto oom;
-  if (!emit_entry(&k, g, p->skip, d)) goto fail;
+  p->fused = calloc((size_t)g->nodes.len + 1, sizeof *p->fused);
+  grp = malloc(sizeof *grp * (3 * (size_t)g->nodes.len + 1));
+  if (!p->skip || !p->fused || !grp) goto oom;
+  group_attention_grads(g, grp, p->fused);
+  for (int i = 0; i < g->nodes.len; i++) p->skip[i] = p->skip[i] || p->fused[i];
+  if (!emit_entry(&k, g, p->skip, grp, d)) goto fail;
   p->stats.nkernels = k.nkern;
   for (int i = 0; i < g->nodes.len; i++) p->stats.ncalls += !is_leaf(g->nodes.data[i]->op) && !p->skip[i];
   double t1 = now_ms();
@@ -944,6 +1306,7 @@ fail:
   cg_program_free(p);
   p = NULL;
 done:
+  free(grp);
   for (int i = 0; i < k.nkern; i++) free(k.kern[i].key);
   free(k.kern);
   if (k.b) LLVMDisposeBuilder(k.b);
@@ -956,6 +1319,7 @@ void cg_program_free(CgProgram *p) {
   cg_llvm_free(p->cg);
   free(p->nodes);
   free(p->skip);
+  free(p->fused);
   free(p->work);
   free(p);
 }
@@ -965,7 +1329,7 @@ const CgProgramStats *cg_program_stats(const CgProgram *p) { return &p->stats; }
 bool cg_node_computed(const CgProgram *p, int node_id) {
   if (node_id < 0 || node_id >= p->nnodes) return false;
   IrOp op = p->nodes[node_id].op;
-  return op != IR_OP_INPUT && op != IR_OP_PARAM && !p->skip[node_id];
+  return op != IR_OP_INPUT && op != IR_OP_PARAM && (!p->skip[node_id] || p->fused[node_id]);
 }
 
 int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals) {

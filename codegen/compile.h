@@ -11,6 +11,8 @@
 
 #include "codegen/cg.h"
 
+enum { TR_B = 1, TR_A = 2 };
+
 enum {  // kernel status codes (ctx->err holds the values named)
   ST_OK = 0,
   ST_INDEX = 1,   // gather: err = {index, rows}
@@ -34,15 +36,21 @@ typedef struct {
   LLVMBuilderRef b, ab;  // b: the body; ab: the function's first block (allocas, dims)
   LLVMValueRef fn;
   LLVMTypeRef i1, i8, i32, i64, f32, f64, ptr, voidt, ctxty;
-  LLVMValueRef gemm[2];  // A @ B, A @ transpose(B)
+  LLVMValueRef gemm[4];  // A @ B, A @ B^T, A^T @ B, A^T @ B^T (index: TR_A | TR_B)
   int vw;
   // the node being compiled
   const IrNode *n;
-  bool nt;  // MATMUL: B is read transposed from the permute's operand
+  int nt;   // MATMUL: TR_B, TR_A: B, A read transposed from the permute's operand
   LLVMValueRef ctx, out, src[IR_MAX_SRC];
   LLVMValueRef idim[IR_MAX_SRC][IR_MAX_RANK], odim[IR_MAX_RANK];
   Kernel *kern;
   int nkern, capkern;
+  // a parallel kernel's body runs units [plo, phi) of its outer loop
+  // (cg_par_units); NULL in a serial kernel (every unit)
+  LLVMValueRef plo, phi;
+  int64_t grain;  // CgOptions.par_grain
+  int nextra;          // pointer parameters after the operands (fused attention backward: 3)
+  LLVMValueRef xout[3];  // ... their values: dq, dk, dv
 } K;
 
 // ---- small builders ----
@@ -257,6 +265,10 @@ static inline LLVMValueRef prod(K *k, const LLVMValueRef *d, int from, int to) {
 
 static inline int src_rank(K *k, int j) { return k->n->src[j]->ty.rank; }
 
+static inline bool is_attention_grad(IrOp op) {
+  return op == IR_OP_ATTENTION_DQ || op == IR_OP_ATTENTION_DK || op == IR_OP_ATTENTION_DV;
+}
+
 // ---- exp on f32 (Cephes expf: 2^n * p(r), r = x - n ln 2; about 1 ulp):
 // plain arithmetic and bit casts, so that loops calling it vectorize ----
 
@@ -325,6 +337,19 @@ static inline bool same_dims(const IrType *a, const IrType *b) {
   for (int i = 0; i < a->rank; i++)
     if (!ir_dim_eq(a->dim[i], b->dim[i])) return false;
   return true;
+}
+
+// ---- parallel kernels (compile.c) ----
+// The number of independent units of node k->n's outer loop (rows, columns,
+// query rows, ...) and the work of one unit in elements (*work), computed
+// from k->idim/odim; NULL for an op that runs serially.
+HEED_INTERNAL LLVMValueRef cg_par_units(K *k, LLVMValueRef *work);
+
+// for (u = plo; u < phi; u++) in a parallel body, else over all units.
+static inline LLVMValueRef par_begin(K *k, Loop *l) {
+  if (k->plo) return loop_begin(k, l, k->plo, k->phi);
+  LLVMValueRef w;
+  return loop_begin(k, l, ci(k, 0), cg_par_units(k, &w));
 }
 
 // ---- compile_grad.c ----

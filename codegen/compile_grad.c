@@ -62,16 +62,6 @@ static void heap_free(K *k, LLVMValueRef p) {
   LLVMBuildCall2(k->b, ft, f, &p, 1, "");
 }
 
-// sum over i < n of a[i] b[i] (f32 operands), in double
-static LLVMValueRef dot(K *k, LLVMValueRef a, LLVMValueRef b, LLVMValueRef n) {
-  LLVMValueRef acc = var(k, k->f64, cd(k, 0));
-  Loop l;
-  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), n);
-  accum(k, acc, fmul(k, ldw(k, a, i), ldw(k, b, i)));
-  loop_end(k, &l);
-  return get(k, acc);
-}
-
 // exp(x) for an f64 x through the f32 fexp, widened back
 static LLVMValueRef dexp(K *k, LLVMValueRef x) { return ext(k, fexp(k, trn(k, x))); }
 
@@ -197,11 +187,11 @@ static void emit_softmax_grad(K *k) {
   const IrNode *n = k->n;
   int r = n->ty.rank, axis = (int)n->attr.axis;
   bool lg = n->op == IR_OP_LOG_SOFTMAX_GRAD;
-  LLVMValueRef outer = prod(k, k->odim, 0, axis), len = k->odim[axis], inner = prod(k, k->odim, axis + 1, r);
+  LLVMValueRef len = k->odim[axis], inner = prod(k, k->odim, axis + 1, r);
   LLVMValueRef sum = var(k, k->f64, NULL);
-  Loop lo, lj, li;
-  LLVMValueRef o = loop_begin(k, &lo, ci(k, 0), outer);
-  LLVMValueRef j = loop_begin(k, &lj, ci(k, 0), inner);
+  Loop lu, li;
+  LLVMValueRef u = par_begin(k, &lu);  // u = o * inner + j
+  LLVMValueRef o = LLVMBuildSDiv(k->b, u, inner, ""), j = LLVMBuildSRem(k->b, u, inner, "");
   LLVMValueRef base = add(k, mul(k, mul(k, o, len), inner), j);
   LLVMValueRef yp = gep(k, k->f32, k->src[0], base), dyp = gep(k, k->f32, k->src[1], base);
   LLVMValueRef xp = gep(k, k->f32, k->out, base);
@@ -216,8 +206,7 @@ static void emit_softmax_grad(K *k) {
   else dx = fmul(k, ldw(k, yp, ii), fsub(k, dy, s));
   stf(k, xp, ii, dx);
   loop_end(k, &li);
-  loop_end(k, &lj);
-  loop_end(k, &lo);
+  loop_end(k, &lu);
 }
 
 // ---- layernorm, rmsnorm over the last axis C ----
@@ -256,10 +245,10 @@ static LLVMValueRef norm_rows(K *k, LLVMValueRef *C) {
 // RMSNORM_DX x, w, dy: dx = s (dy w) - x s^3 mean(dy w x).
 static void emit_norm_dx(K *k) {
   bool ln = k->n->op == IR_OP_LAYERNORM_DX;
-  LLVMValueRef C, rows = norm_rows(k, &C), Cd = sitofp(k, C, k->f64);
+  LLVMValueRef C = k->idim[0][src_rank(k, 0) - 1], Cd = sitofp(k, C, k->f64);
   LLVMValueRef mg = var(k, k->f64, NULL), mgx = var(k, k->f64, NULL);
   Loop lr, lc;
-  LLVMValueRef row = loop_begin(k, &lr, ci(k, 0), rows), ro = mul(k, row, C);
+  LLVMValueRef row = par_begin(k, &lr), ro = mul(k, row, C);  // units: rows
   LLVMValueRef xp = gep(k, k->f32, k->src[0], ro), w = k->src[1], dyp = gep(k, k->f32, k->src[2], ro);
   LLVMValueRef dxp = gep(k, k->f32, k->out, ro), mean, rstd;
   row_stats(k, ln, xp, C, &mean, &rstd);
@@ -290,19 +279,20 @@ static void emit_norm_dw(K *k) {
   bool ln = k->n->op == IR_OP_LAYERNORM_DW;
   LLVMValueRef C, rows = norm_rows(k, &C);
   LLVMValueRef acc = scratch(k, k->f64, C);
+  LLVMValueRef lo = k->plo ? k->plo : ci(k, 0), hi = k->phi ? k->phi : C;  // units: columns
   Loop lr, lc;
-  LLVMValueRef c = loop_begin(k, &lc, ci(k, 0), C);
+  LLVMValueRef c = loop_begin(k, &lc, lo, hi);
   std_(k, acc, c, cd(k, 0));
   loop_end(k, &lc);
   LLVMValueRef row = loop_begin(k, &lr, ci(k, 0), rows), ro = mul(k, row, C);
   LLVMValueRef xp = gep(k, k->f32, k->src[0], ro), dyp = gep(k, k->f32, k->src[1], ro), mean, rstd;
   row_stats(k, ln, xp, C, &mean, &rstd);
-  c = loop_begin(k, &lc, ci(k, 0), C);
+  c = loop_begin(k, &lc, lo, hi);
   LLVMValueRef v = fmul(k, fmul(k, ldw(k, dyp, c), fsub(k, ldw(k, xp, c), mean)), rstd);
   std_(k, acc, c, fadd(k, ldd(k, acc, c), v));
   loop_end(k, &lc);
   loop_end(k, &lr);
-  c = loop_begin(k, &lc, ci(k, 0), C);
+  c = loop_begin(k, &lc, lo, hi);
   stf(k, k->out, c, ldd(k, acc, c));
   loop_end(k, &lc);
 }
@@ -351,161 +341,129 @@ static LLVMValueRef at_krow(K *k, const At *a, LLVMValueRef base, LLVMValueRef b
   return gep(k, k->f32, base, mul(k, add(k, mul(k, add(k, mul(k, b, a->S), s), ci(k, a->KV)), hk), ci(k, a->D)));
 }
 
-// The probabilities of query row (b, t, h) over keys [0, lim): sc[s] =
-// p_s (0 where hidden). Returns the number of visible keys (i64).
-static LLVMValueRef at_probs(K *k, const At *a, LLVMValueRef sc, LLVMValueRef b, LLVMValueRef t, LLVMValueRef h,
-                             LLVMValueRef lim, LLVMValueRef *mx_out, LLVMValueRef *sum_out) {
-  LLVMValueRef hk = LLVMBuildSDiv(k->b, h, ci(k, a->G), ""), q = at_qrow(k, a, k->src[0], b, t, h);
-  LLVMValueRef mx = var(k, k->f64, cd(k, -INFINITY)), nvis = var(k, k->i64, ci(k, 0));
-  LLVMValueRef sum = var(k, k->f64, cd(k, 0));
-  Loop ls;
-  LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), lim);
-  std_(k, sc, s, cd(k, -INFINITY));
-  LLVMBasicBlockRef join = if_begin(k, at_vis(k, a, b, s));
-  LLVMValueRef score = fmul(k, dot(k, q, at_krow(k, a, k->src[1], b, s, hk), ci(k, a->D)), cd(k, k->n->attr.scale));
-  std_(k, sc, s, score);
-  store(k, intr2(k, "llvm.maxnum", get(k, mx), score), mx);
-  store(k, add(k, get(k, nvis), ci(k, 1)), nvis);
-  if_end(k, join);
-  loop_end(k, &ls);
-  LLVMValueRef m = get(k, mx);
-  LLVMBasicBlockRef any = if_begin(k, icmp(k, LLVMIntSGT, get(k, nvis), ci(k, 0)));
-  s = loop_begin(k, &ls, ci(k, 0), lim);
-  LLVMValueRef e = dexp(k, fsub(k, ldd(k, sc, s), m));  // hidden: exp(-inf) = 0
-  std_(k, sc, s, e);
-  accum(k, sum, e);
-  loop_end(k, &ls);
-  LLVMValueRef inv = fdiv(k, cd(k, 1), get(k, sum));
-  s = loop_begin(k, &ls, ci(k, 0), lim);
-  std_(k, sc, s, fmul(k, ldd(k, sc, s), inv));
-  loop_end(k, &ls);
-  if_end(k, any);
-  if (mx_out) *mx_out = m;
-  if (sum_out) *sum_out = get(k, sum);
-  return get(k, nvis);
+// sum over i < n of a[i] b[i] in f32, reassociated (8 or 16 lanes)
+static LLVMValueRef dotf(K *k, LLVMValueRef a, LLVMValueRef b, int64_t n) {
+  LLVMValueRef acc = var(k, k->f32, cf(k, 0));
+  Loop l;
+  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), ci(k, n));
+  LLVMValueRef pr = reassoc(LLVMBuildFMul(k->b, ldf(k, a, i), ldf(k, b, i), ""));
+  store(k, reassoc(LLVMBuildFAdd(k->b, get(k, acc), pr, "")), acc);
+  loop_end(k, &l);
+  return get(k, acc);
 }
 
-// ATTENTION_DQ: per query row, p and dp over the keys, then
-// dq = scale sum_s p_s (dp_s - sum p dp) k_s, accumulated in double.
-static void emit_attention_dq(K *k) {
-  At a = at_dims(k);
-  LLVMValueRef sc = scratch(k, k->f64, a.S), dp = scratch(k, k->f64, a.S), acc = scratch(k, k->f64, ci(k, a.D));
-  LLVMValueRef pdp = var(k, k->f64, NULL);
-  Loop lb, lt, lh, ls, ld;
-  LLVMValueRef b = loop_begin(k, &lb, ci(k, 0), a.B);
-  LLVMValueRef t = loop_begin(k, &lt, ci(k, 0), a.T);
-  LLVMValueRef h = loop_begin(k, &lh, ci(k, 0), ci(k, a.H));
-  LLVMValueRef hk = LLVMBuildSDiv(k->b, h, ci(k, a.G), ""), lim = at_lim(k, &a, t);
-  LLVMValueRef dout = at_qrow(k, &a, k->src[3], b, t, h), dq = at_qrow(k, &a, k->out, b, t, h);
-  LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
-  std_(k, acc, d, cd(k, 0));
-  loop_end(k, &ld);
-  LLVMValueRef nvis = at_probs(k, &a, sc, b, t, h, lim, NULL, NULL);
-  LLVMBasicBlockRef any = if_begin(k, icmp(k, LLVMIntSGT, nvis, ci(k, 0)));
-  store(k, cd(k, 0), pdp);
-  LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), lim);
-  std_(k, dp, s, cd(k, 0));
-  LLVMValueRef p = ldd(k, sc, s);
-  LLVMBasicBlockRef nz = if_begin(k, fcmp(k, LLVMRealONE, p, cd(k, 0)));
-  LLVMValueRef dps = dot(k, dout, at_krow(k, &a, k->src[2], b, s, hk), ci(k, a.D));
-  std_(k, dp, s, dps);
-  store(k, fadd(k, get(k, pdp), fmul(k, p, dps)), pdp);
-  if_end(k, nz);
-  loop_end(k, &ls);
-  LLVMValueRef sdp = get(k, pdp);
-  s = loop_begin(k, &ls, ci(k, 0), lim);
-  p = ldd(k, sc, s);
-  nz = if_begin(k, fcmp(k, LLVMRealONE, p, cd(k, 0)));
-  LLVMValueRef ds = fmul(k, p, fsub(k, ldd(k, dp, s), sdp)), kr = at_krow(k, &a, k->src[1], b, s, hk);
-  d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
-  std_(k, acc, d, fadd(k, ldd(k, acc, d), fmul(k, ds, ldw(k, kr, d))));
-  loop_end(k, &ld);
-  if_end(k, nz);
-  loop_end(k, &ls);
-  if_end(k, any);
-  d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
-  stf(k, dq, d, fmul(k, cd(k, k->n->attr.scale), ldd(k, acc, d)));
-  loop_end(k, &ld);
-  loop_end(k, &lh);
-  loop_end(k, &lt);
-  loop_end(k, &lb);
+// y[0..n) += c x[0..n) (f32)
+static void axpyf(K *k, LLVMValueRef y, LLVMValueRef c, LLVMValueRef x, int64_t n) {
+  Loop l;
+  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), ci(k, n)), yp = gep(k, k->f32, y, i);
+  store(k, LLVMBuildFAdd(k->b, load(k, k->f32, yp), fmul(k, c, ldf(k, x, i)), ""), yp);
+  loop_end(k, &l);
 }
 
-// ATTENTION_DK, ATTENTION_DV: per (b, kv head), first every query row's
-// log-sum-exp (and for DK sum p dp) into a heap array; then per key s the
-// sum over the G heads and the queries that see it, in that order:
-// p = exp(score - lse), dv_s = sum p dout, dk_s = scale sum p (dp - sum p dp) q.
-static void emit_attention_dkv(K *k) {
+// ATTENTION_DQ, _DK and _DV of one attention in one kernel (compile.c
+// groups them; k->xout = dq, dk, dv, NULL where the graph has no such
+// node). Per unit (b, kv head hk), for each of the G query heads h sharing
+// it and each query row t, with p the row's probabilities (f32 scores, the
+// max, fexp, the sum in double):
+//   dp_s = dout_t . v_s, delta = sum_s p_s dp_s (double), ds_s = p_s (dp_s - delta)
+//   dq_t = scale sum_s ds_s k_s                 (written per row)
+//   dk_s += scale ds_s q_t, dv_s += p_s dout_t  (S x D accumulators, f32)
+// Hidden keys and rows without a visible key add nothing. Every sum runs
+// in a fixed order (h, t, s), whatever the thread count.
+static void emit_attention_fused(K *k) {
   At a = at_dims(k);
-  bool dk = k->n->op == IR_OP_ATTENTION_DK;
-  LLVMValueRef sc = scratch(k, k->f64, a.S), acc = scratch(k, k->f64, ci(k, a.D));
-  LLVMValueRef rows = mul(k, ci(k, a.G), a.T);  // per (b, kv head): lse, then sum p dp
-  LLVMValueRef st = heap(k, mul(k, mul(k, rows, ci(k, 2)), ci(k, 8)));
-  LLVMValueRef lse = st, spdp = gep(k, k->f64, st, rows), pdp = var(k, k->f64, NULL);
-  LLVMValueRef scale = cd(k, k->n->attr.scale);
-  Loop lb, lk, lg, lt, ls, ld;
-  LLVMValueRef b = loop_begin(k, &lb, ci(k, 0), a.B);
-  LLVMValueRef hk = loop_begin(k, &lk, ci(k, 0), ci(k, a.KV));
-  // the rows' statistics
+  LLVMBuilderRef bld = k->b;
+  LLVMValueRef dqo = k->xout[0], dko = k->xout[1], dvo = k->xout[2];
+  LLVMValueRef scale = cf(k, k->n->attr.scale);
+  LLVMValueRef pr = scratch(k, k->f32, a.S), dsr = scratch(k, k->f32, a.S), dqa = scratch(k, k->f32, ci(k, a.D));
+  LLVMValueRef sd = mul(k, a.S, ci(k, a.D));
+  LLVMValueRef acc = heap(k, mul(k, sd, ci(k, 8))), dka = acc, dva = gep(k, k->f32, acc, sd);
+  LLVMValueRef mx = var(k, k->f32, NULL), sum = var(k, k->f64, NULL), delta = var(k, k->f64, NULL);
+  Loop lu, lg, lt, ls, ld;
+  LLVMValueRef u = par_begin(k, &lu);  // u = b * KV + hk
+  LLVMValueRef hk = LLVMBuildSRem(bld, u, ci(k, a.KV), ""), b = LLVMBuildSDiv(bld, u, ci(k, a.KV), "");
+  LLVMBuildMemSet(bld, acc, LLVMConstInt(k->i8, 0, 0), mul(k, sd, ci(k, 8)), 4);
   LLVMValueRef g = loop_begin(k, &lg, ci(k, 0), ci(k, a.G));
   LLVMValueRef h = add(k, mul(k, hk, ci(k, a.G)), g);
-  LLVMValueRef t = loop_begin(k, &lt, ci(k, 0), a.T);
-  LLVMValueRef row = add(k, mul(k, g, a.T), t), lim = at_lim(k, &a, t), mx, sum;
-  LLVMValueRef nvis = at_probs(k, &a, sc, b, t, h, lim, &mx, &sum);
-  LLVMValueRef any = icmp(k, LLVMIntSGT, nvis, ci(k, 0));
-  LLVMValueRef l = fadd(k, mx, libm(k, "log", sum, NULL));
-  std_(k, lse, row, sel(k, any, l, cd(k, INFINITY)));  // no visible key: p = exp(-inf) = 0
-  if (dk) {
-    LLVMValueRef dout = at_qrow(k, &a, k->src[3], b, t, h);
-    store(k, cd(k, 0), pdp);
-    LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), lim);
-    LLVMValueRef p = ldd(k, sc, s);
-    LLVMBasicBlockRef nz = if_begin(k, LLVMBuildAnd(k->b, any, fcmp(k, LLVMRealONE, p, cd(k, 0)), ""));
-    LLVMValueRef dps = dot(k, dout, at_krow(k, &a, k->src[2], b, s, hk), ci(k, a.D));
-    store(k, fadd(k, get(k, pdp), fmul(k, p, dps)), pdp);
-    if_end(k, nz);
-    loop_end(k, &ls);
-    std_(k, spdp, row, get(k, pdp));
-  }
-  loop_end(k, &lt);
-  loop_end(k, &lg);
-  // per key
-  LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), a.S);
-  LLVMValueRef kr = at_krow(k, &a, k->src[1], b, s, hk), vr = at_krow(k, &a, k->src[2], b, s, hk);
-  LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
-  std_(k, acc, d, cd(k, 0));
-  loop_end(k, &ld);
-  LLVMBasicBlockRef vis = if_begin(k, at_vis(k, &a, b, s));
-  // queries t >= s - (S - T) see key s when causal
-  LLVMValueRef t0 = k->n->attr.causal ? imax(k, ci(k, 0), sub(k, s, sub(k, a.S, a.T))) : ci(k, 0);
-  g = loop_begin(k, &lg, ci(k, 0), ci(k, a.G));
-  h = add(k, mul(k, hk, ci(k, a.G)), g);
-  t = loop_begin(k, &lt, t0, a.T);
-  row = add(k, mul(k, g, a.T), t);
+  LLVMValueRef t = loop_begin(k, &lt, ci(k, 0), a.T), lim = at_lim(k, &a, t);
   LLVMValueRef q = at_qrow(k, &a, k->src[0], b, t, h), dout = at_qrow(k, &a, k->src[3], b, t, h);
-  LLVMValueRef p = dexp(k, fsub(k, fmul(k, dot(k, q, kr, ci(k, a.D)), scale), ldd(k, lse, row)));
-  LLVMBasicBlockRef nz = if_begin(k, fcmp(k, LLVMRealONE, p, cd(k, 0)));
-  LLVMValueRef coef = p, src = dout;
-  if (dk) {
-    coef = fmul(k, p, fsub(k, dot(k, dout, vr, ci(k, a.D)), ldd(k, spdp, row)));
-    src = q;
+  // scores and their max over the visible keys
+  store(k, cf(k, -INFINITY), mx);
+  LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), lim);
+  store(k, cf(k, -INFINITY), gep(k, k->f32, pr, s));
+  LLVMBasicBlockRef vis = if_begin(k, at_vis(k, &a, b, s));
+  LLVMValueRef sc = fmul(k, dotf(k, q, at_krow(k, &a, k->src[1], b, s, hk), a.D), scale);
+  store(k, sc, gep(k, k->f32, pr, s));
+  store(k, fmaxr(k, get(k, mx), sc), mx);
+  if_end(k, vis);
+  loop_end(k, &ls);
+  LLVMValueRef m = get(k, mx);
+  LLVMBasicBlockRef none = block(k, "norow"), any = block(k, "row"), next = block(k, "nextrow");
+  LLVMBuildCondBr(bld, fcmp(k, LLVMRealOEQ, m, cf(k, -INFINITY)), none, any);
+  at(k, none);  // no visible key: dq_t = 0
+  if (dqo) {
+    LLVMBasicBlockRef j = if_begin(k, LLVMBuildIsNotNull(bld, dqo, ""));
+    LLVMBuildMemSet(bld, at_qrow(k, &a, dqo, b, t, h), LLVMConstInt(k->i8, 0, 0), ci(k, 4 * a.D), 4);
+    if_end(k, j);
   }
-  d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
-  std_(k, acc, d, fadd(k, ldd(k, acc, d), fmul(k, coef, ldw(k, src, d))));
-  loop_end(k, &ld);
+  LLVMBuildBr(bld, next);
+  at(k, any);
+  store(k, cd(k, 0), sum);
+  s = loop_begin(k, &ls, ci(k, 0), lim);
+  LLVMValueRef pp = gep(k, k->f32, pr, s), e = fexp(k, LLVMBuildFSub(bld, load(k, k->f32, pp), m, ""));
+  store(k, e, pp);
+  store(k, reassoc(LLVMBuildFAdd(bld, get(k, sum), ext(k, e), "")), sum);
+  loop_end(k, &ls);
+  LLVMValueRef inv = trn(k, fdiv(k, cd(k, 1), get(k, sum)));
+  store(k, cd(k, 0), delta);
+  s = loop_begin(k, &ls, ci(k, 0), lim);
+  pp = gep(k, k->f32, pr, s);
+  LLVMValueRef p = fmul(k, load(k, k->f32, pp), inv);
+  store(k, p, pp);
+  store(k, cf(k, 0), gep(k, k->f32, dsr, s));
+  LLVMBasicBlockRef nz = if_begin(k, fcmp(k, LLVMRealONE, p, cf(k, 0)));
+  LLVMValueRef dp = dotf(k, dout, at_krow(k, &a, k->src[2], b, s, hk), a.D);
+  store(k, dp, gep(k, k->f32, dsr, s));
+  store(k, fadd(k, get(k, delta), fmul(k, ext(k, p), ext(k, dp))), delta);
   if_end(k, nz);
+  loop_end(k, &ls);
+  LLVMValueRef df = trn(k, get(k, delta));
+  LLVMBuildMemSet(bld, dqa, LLVMConstInt(k->i8, 0, 0), ci(k, 4 * a.D), 4);
+  s = loop_begin(k, &ls, ci(k, 0), lim);
+  p = load(k, k->f32, gep(k, k->f32, pr, s));
+  nz = if_begin(k, fcmp(k, LLVMRealONE, p, cf(k, 0)));
+  LLVMValueRef ds = fmul(k, p, LLVMBuildFSub(bld, load(k, k->f32, gep(k, k->f32, dsr, s)), df, ""));
+  LLVMValueRef srow = mul(k, s, ci(k, a.D));
+  axpyf(k, dqa, ds, at_krow(k, &a, k->src[1], b, s, hk), a.D);
+  axpyf(k, gep(k, k->f32, dka, srow), fmul(k, ds, scale), q, a.D);
+  axpyf(k, gep(k, k->f32, dva, srow), p, dout, a.D);
+  if_end(k, nz);
+  loop_end(k, &ls);
+  if (dqo) {
+    LLVMBasicBlockRef j = if_begin(k, LLVMBuildIsNotNull(bld, dqo, ""));
+    LLVMValueRef dq = at_qrow(k, &a, dqo, b, t, h);
+    LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
+    stf(k, dq, d, fmul(k, scale, ldf(k, dqa, d)));
+    loop_end(k, &ld);
+    if_end(k, j);
+  }
+  LLVMBuildBr(bld, next);
+  at(k, next);
   loop_end(k, &lt);
   loop_end(k, &lg);
-  if_end(k, vis);
-  LLVMValueRef out = at_krow(k, &a, k->out, b, s, hk);
-  d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
-  LLVMValueRef v = ldd(k, acc, d);
-  stf(k, out, d, dk ? fmul(k, scale, v) : v);
-  loop_end(k, &ld);
-  loop_end(k, &ls);
-  loop_end(k, &lk);
-  loop_end(k, &lb);
-  heap_free(k, st);
+  // the unit's dk, dv rows
+  LLVMValueRef outs[2] = {dko, dvo}, accs[2] = {dka, dva};
+  for (int o = 0; o < 2; o++) {
+    if (!outs[o]) continue;
+    LLVMBasicBlockRef j = if_begin(k, LLVMBuildIsNotNull(bld, outs[o], ""));
+    s = loop_begin(k, &ls, ci(k, 0), a.S);
+    LLVMBuildMemCpy(bld, at_krow(k, &a, outs[o], b, s, hk), 4, gep(k, k->f32, accs[o], mul(k, s, ci(k, a.D))), 4,
+                    ci(k, 4 * a.D));
+    loop_end(k, &ls);
+    if_end(k, j);
+  }
+  loop_end(k, &lu);
+  heap_free(k, acc);
 }
 
 // ---- XENT_GRAD logits (...,V), targets (...), dloss (): dlogits =
@@ -526,7 +484,7 @@ static void emit_xent_grad(K *k) {
   if_end(k, join);
   loop_end(k, &li);
   LLVMValueRef f = fdiv(k, ldw(k, k->src[2], ci(k, 0)), sitofp(k, imax(k, get(k, kept), ci(k, 1)), k->f64));
-  i = loop_begin(k, &li, ci(k, 0), rows);
+  i = par_begin(k, &li);  // units: rows (every task counts the kept rows first)
   tg = ld(k, tdt, k->src[1], i);
   LLVMValueRef x = gep(k, k->f32, k->src[0], mul(k, i, V)), y = gep(k, k->f32, k->out, mul(k, i, V));
   LLVMValueRef ig = icmp(k, LLVMIntEQ, tg, ign);
@@ -638,8 +596,7 @@ void cg_emit_grad(K *k) {
   case IR_OP_SOFTMAX_GRAD: case IR_OP_LOG_SOFTMAX_GRAD: emit_softmax_grad(k); break;
   case IR_OP_LAYERNORM_DX: case IR_OP_RMSNORM_DX: emit_norm_dx(k); break;
   case IR_OP_LAYERNORM_DW: case IR_OP_RMSNORM_DW: emit_norm_dw(k); break;
-  case IR_OP_ATTENTION_DQ: emit_attention_dq(k); break;
-  case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV: emit_attention_dkv(k); break;
+  case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV: emit_attention_fused(k); break;
   case IR_OP_XENT_GRAD: emit_xent_grad(k); break;
   case IR_OP_GATHER_GRAD: emit_gather_grad(k); break;
   case IR_OP_SLICE_GRAD: emit_slice_grad(k); break;

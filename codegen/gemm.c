@@ -140,10 +140,28 @@ static LLVMValueRef splat(G *g, LLVMValueRef s) {
 
 // Ap[p][k][MR] <- A[p*MR + r, k] for the mc x kc block at A (row stride
 // lda); rows past mc are zero. One panel: rows == NULL means a full one.
+// With trans_a, A is stored [K, M]: A[i, k] is at a[k * lda + i].
 static void pack_a_panel(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValueRef kc,
                          LLVMValueRef dst, LLVMValueRef rows) {
   int mr = g->cfg->mr;
   LLVMValueRef rowp[32], ok[32];
+  if (g->cfg->trans_a) {  // row r of the panel: a[k * lda + r]
+    Loop lk;
+    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, ci64(g, 1));
+    LLVMValueRef src = gep(g, a, mul(g, k, lda)), out = gep(g, dst, mul(g, k, ci64(g, mr)));
+    for (int r = 0; r < mr; r++) {
+      LLVMValueRef ri = ci64(g, r), okr = NULL;
+      if (rows) {
+        okr = lt(g, ri, rows);
+        ri = LLVMBuildSelect(g->b, okr, ri, LLVMBuildNSWSub(g->b, rows, ci64(g, 1), ""), "");
+      }
+      LLVMValueRef v = load(g, g->f32, gep(g, src, ri), 4);
+      if (rows) v = LLVMBuildSelect(g->b, okr, v, LLVMConstReal(g->f32, 0), "");
+      store(g, v, gep(g, out, ci64(g, r)), 4);
+    }
+    loop_end(g, &lk);
+    return;
+  }
   for (int r = 0; r < mr; r++) {
     LLVMValueRef ri = ci64(g, r);
     if (rows) {  // clamp to the last valid row, zero the value below
@@ -174,7 +192,7 @@ static LLVMValueRef emit_pack_a(G *g) {
   Loop lp;
   LLVMValueRef p0 = loop_begin(g, &lp, ci64(g, 0), mc, ci64(g, mr));
   LLVMValueRef rows = LLVMBuildNSWSub(g->b, mc, p0, "");
-  LLVMValueRef src = gep(g, a, mul(g, p0, lda)), dst = gep(g, ap, mul(g, p0, kc));
+  LLVMValueRef src = gep(g, a, g->cfg->trans_a ? p0 : mul(g, p0, lda)), dst = gep(g, ap, mul(g, p0, kc));
   LLVMBasicBlockRef full = block(g, "full"), edge = block(g, "edge"), next = block(g, "next");
   LLVMBuildCondBr(g->b, lt(g, rows, ci64(g, mr)), edge, full);
   LLVMPositionBuilderAtEnd(g->b, full);
@@ -482,7 +500,8 @@ static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b,
   LLVMBuildCall2(g->b, pack_ty, pack_b, pb_args, 5, "");
   LLVMValueRef ic = loop_begin(g, &lic, zero, M, ci64(g, cfg->mc));
   LLVMValueRef mc = min64(g, ci64(g, cfg->mc), LLVMBuildNSWSub(g->b, M, ic, ""));
-  LLVMValueRef pa_args[] = {gep(g, a, add(g, mul(g, ic, lda), pc)), lda, mc, kc, ap};
+  LLVMValueRef asrc = cfg->trans_a ? gep(g, a, add(g, mul(g, pc, lda), ic)) : gep(g, a, add(g, mul(g, ic, lda), pc));
+  LLVMValueRef pa_args[] = {asrc, lda, mc, kc, ap};
   LLVMBuildCall2(g->b, pack_ty, pack_a, pa_args, 5, "");
   LLVMValueRef jr = loop_begin(g, &ljr, zero, nc, ci64(g, cfg->nr));
   LLVMValueRef nr = min64(g, ci64(g, cfg->nr), LLVMBuildNSWSub(g->b, nc, jr, ""));

@@ -63,6 +63,19 @@ static IrNode *retype(Ad *ad, IrOp o, IrNode *dy, const IrType *ty, SrcLoc loc) 
   return op1(ad, o, dy, NULL, ty, loc);
 }
 
+// x (..., M, K) as (P*M, K), P the product of the leading axes; false if
+// a product overflows.
+static bool flat_rows(const IrNode *x, IrType *out) {
+  *out = x->ty;
+  out->rank = 2;
+  IrDim rows = x->ty.dim[0];
+  for (int i = 1; i < x->ty.rank - 1; i++)
+    if (!ir_dim_mul(rows, x->ty.dim[i], &rows)) return false;
+  out->dim[0] = rows;
+  out->dim[1] = x->ty.dim[x->ty.rank - 1];
+  return true;
+}
+
 // Adds the contribution d (exactly x's type) to x's adjoint.
 static bool acc(Ad *ad, IrNode *x, IrNode *d) {
   if (!d) return false;
@@ -170,6 +183,16 @@ static bool vjp(Ad *ad, IrNode *n) {
   // summed over the batch axes along which it was broadcast
   case IR_OP_MATMUL: {
     IrAttr ta = transpose_attr(a->ty.rank), tb = transpose_attr(b->ty.rank);
+    IrType a2, d2;
+    if (b->ty.rank == 2 && a->ty.rank > 2 && flat_rows(a, &a2) && flat_rows(dy, &d2)) {
+      // x (...,M,K) @ W (K,N): dW = x2^T @ dy2 over all P*M rows at once
+      // (x2 = x as (P*M, K)), one GEMM instead of P and a sum over them
+      IrAttr t2 = transpose_attr(2);
+      IrNode *x2 = retype(ad, IR_OP_RESHAPE, a, &a2, loc), *dy2 = retype(ad, IR_OP_RESHAPE, dy, &d2, loc);
+      return (!wants(ad, a) ||
+              acc_to(ad, a, op2(ad, IR_OP_MATMUL, dy, op1(ad, IR_OP_PERMUTE, b, &tb, NULL, loc), NULL, loc), loc)) &&
+             (!wants(ad, b) || acc(ad, b, op2(ad, IR_OP_MATMUL, op1(ad, IR_OP_PERMUTE, x2, &t2, NULL, loc), dy2, NULL, loc)));
+    }
     return (!wants(ad, a) ||
             acc_to(ad, a, op2(ad, IR_OP_MATMUL, dy, op1(ad, IR_OP_PERMUTE, b, &tb, NULL, loc), NULL, loc), loc)) &&
            (!wants(ad, b) ||

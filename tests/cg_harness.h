@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "codegen/cg.h"
+#include "runtime/rt.h"
 
 static const double TOL = 1e-5;
 
@@ -183,8 +184,8 @@ static inline double now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-// Compiled against interpreted, every node.
-static inline void compare(T *t, CgProgram *p, const int64_t *sv, const char *label) {
+// Compiled against interpreted, every node; returns the compiled buffers.
+static inline Bufs compare_keep(T *t, CgProgram *p, const int64_t *sv, const char *label) {
   Bufs b = make_bufs(t, p, sv);
   double **ins = calloc((size_t)t->g->inputs.len + 1, sizeof(double *));
   double **ps = calloc((size_t)t->g->params.len + 1, sizeof(double *));
@@ -234,26 +235,61 @@ static inline void compare(T *t, CgProgram *p, const int64_t *sv, const char *la
   ir_values_free(v);
   free(ins);
   free(ps);
+  return b;
+}
+
+static inline void compare(T *t, CgProgram *p, const int64_t *sv, const char *label) {
+  Bufs b = compare_keep(t, p, sv, label);
   bufs_free(&b);
 }
 
-static inline CgProgram *compile(T *t) {
-  CgProgram *p = cg_compile(t->g, NULL, &t->d);
+static inline CgProgram *compile_opts(T *t, const CgOptions *o) {
+  CgProgram *p = cg_compile(t->g, o, &t->d);
   if (!p) print_error("cg_compile: %s\n", t->d.log ? t->d.log : "");
   assert_non_null(p);
   return p;
 }
 
-// Compiles once, compares at each (B, T, S).
+static inline CgProgram *compile(T *t) { return compile_opts(t, NULL); }
+
+// The same values, bit for bit, in every computed node of a and b.
+static inline void same_bits(T *t, CgProgram *p, const int64_t *sv, const Bufs *a, const Bufs *b, const char *label) {
+  for (int i = 0; i < t->g->nodes.len; i++) {
+    if (!cg_node_computed(p, i)) continue;
+    int64_t bytes = cg_buffer_bytes(p, i, sv);
+    if (memcmp(a->buf[i], b->buf[i], (size_t)bytes)) {
+      print_error("%s: node %%%d (%s) differs between 1 thread and 3 threads split finely\n", label, i,
+                  ir_op_name(t->g->nodes.data[i]->op));
+      fail();
+    }
+  }
+}
+
+// Compiles twice, serial and on 3 threads with every kernel split as
+// finely as it goes (par_grain 1); compares both at each (B, T, S) with
+// the interpreter, and with each other bit for bit (the same random leaves:
+// the generator is rewound).
 static inline void check(T *t, const char *label, const int64_t (*svs)[3], int nsv) {
   CgProgram *p = compile(t);
+  RtPool *pool = rt_pool_new(3);
+  assert_non_null(pool);
+  CgOptions o = {.pool = pool, .nthreads = 3, .parallel_for = (CgParallelFor)rt_parallel_for, .par_grain = 1};
+  CgProgram *pp = compile_opts(t, &o);
   for (int i = 0; i < nsv; i++) {
     char lb[160];
     snprintf(lb, sizeof lb, "%s (B=%lld T=%lld S=%lld)", label, (long long)svs[i][0], (long long)svs[i][1],
              (long long)svs[i][2]);
-    compare(t, p, svs[i], lb);
+    uint64_t r0 = rng;
+    Bufs a = compare_keep(t, p, svs[i], lb);
+    rng = r0;
+    Bufs b = compare_keep(t, pp, svs[i], lb);
+    same_bits(t, p, svs[i], &a, &b, lb);
+    bufs_free(&a);
+    bufs_free(&b);
   }
+  cg_program_free(pp);
   cg_program_free(p);
+  rt_pool_free(pool);
 }
 
 #endif

@@ -1,7 +1,7 @@
 // tests/unit/test_cg_gemm.c: the generated sgemm (codegen/gemm.c through
 // codegen/llvm.c's JIT) against a double-accumulated reference, on shapes
 // that hit every edge (1x1x1, odd sizes, sizes past MC, KC and NC), leading
-// dimensions, beta, transposed B; results bitwise identical for 1, 2 and 3
+// dimensions, beta, transposed B, transposed A; results bitwise identical for 1, 2 and 3
 // threads (runtime/threads.c); object files for the host and for an
 // AVX-512 CPU.
 //
@@ -25,8 +25,8 @@
 #include "runtime/rt.h"
 
 static CgLlvm *cg;
-static CgGemmConfig cfg_nn, cfg_nt;
-static CgGemmFn gemm_nn, gemm_nt;
+static CgGemmConfig cfg_nn, cfg_nt, cfg_tn;
+static CgGemmFn gemm_nn, gemm_nt, gemm_tn;
 static float *work;
 static RtPool *pool2, *pool3;
 static Diag diag;
@@ -39,19 +39,23 @@ static int setup(void **state) {
     return -1;
   cg_gemm_config_default(cg, &cfg_nn, "heed_sgemm_nn", false);
   cg_gemm_config_default(cg, &cfg_nt, "heed_sgemm_nt", true);
-  cfg_nn.nthreads_max = cfg_nt.nthreads_max = 4;
+  cg_gemm_config_default(cg, &cfg_tn, "heed_sgemm_tn", false);
+  cfg_tn.trans_a = true;
+  cfg_nn.nthreads_max = cfg_nt.nthreads_max = cfg_tn.nthreads_max = 4;
   cg_llvm_module_begin(cg, "gemm");
   if (!cg_gemm_emit(cg, &cfg_nn, &diag) || !cg_gemm_emit(cg, &cfg_nt, &diag) ||
+      !cg_gemm_emit(cg, &cfg_tn, &diag) ||
       !cg_llvm_optimize(cg, &diag) ||
       !cg_llvm_define_symbol(cg, "rt_parallel_for", (void *)rt_parallel_for, &diag) ||
       !cg_llvm_jit_add(cg, &diag))
     return -1;
   gemm_nn = (CgGemmFn)cg_llvm_lookup(cg, "heed_sgemm_nn", &diag);
   gemm_nt = (CgGemmFn)cg_llvm_lookup(cg, "heed_sgemm_nt", &diag);
+  gemm_tn = (CgGemmFn)cg_llvm_lookup(cg, "heed_sgemm_tn", &diag);
   work = aligned_alloc(64, cg_gemm_work_bytes(&cfg_nn));
   pool2 = rt_pool_new(2);
   pool3 = rt_pool_new(3);
-  return gemm_nn && gemm_nt && work && pool2 && pool3 ? 0 : -1;
+  return gemm_nn && gemm_nt && gemm_tn && work && pool2 && pool3 ? 0 : -1;
 }
 
 static int teardown(void **state) {
@@ -85,15 +89,21 @@ typedef struct {
 
 // Runs one shape with nthreads and returns C (M x ldc), checked against
 // the reference.
-static float *run_checked(const Shape *s, bool tb, int nthreads) {
+// Modes: A @ B, A @ transpose(B) (B stored [N,K]), transpose(A) @ B (A
+// stored [K,M]).
+enum { NN, NT, TN };
+static const char *mode_name[] = {"nn", "nt", "tn"};
+
+static float *run_checked(const Shape *s, int mode, int nthreads) {
   int64_t M = s->M, N = s->N, K = s->K;
-  int64_t lda = K + s->pad, ldb = (tb ? K : N) + s->pad, ldc = N + s->pad;
+  bool tb = mode == NT, ta = mode == TN;
+  int64_t lda = (ta ? M : K) + s->pad, ldb = (tb ? K : N) + s->pad, ldc = N + s->pad;
   uint64_t seed = rng;
-  float *a = rand_buf((size_t)(M * lda)), *b = rand_buf((size_t)((tb ? N : K) * ldb));
+  float *a = rand_buf((size_t)((ta ? K : M) * lda)), *b = rand_buf((size_t)((tb ? N : K) * ldb));
   float *c = rand_buf((size_t)(M * ldc)), *c0 = malloc((size_t)(M * ldc) * sizeof(float) + 1);
   memcpy(c0, c, (size_t)(M * ldc) * sizeof(float));
   RtPool *pool = nthreads == 1 ? NULL : nthreads == 2 ? pool2 : pool3;
-  (tb ? gemm_nt : gemm_nn)(M, N, K, a, lda, b, ldb, c, ldc, s->beta, pool, nthreads, work);
+  (mode == NT ? gemm_nt : mode == TN ? gemm_tn : gemm_nn)(M, N, K, a, lda, b, ldb, c, ldc, s->beta, pool, nthreads, work);
   int bad = 0;
   for (int64_t i = 0; i < M; i++)
     for (int64_t j = 0; j < ldc; j++) {
@@ -105,14 +115,14 @@ static float *run_checked(const Shape *s, bool tb, int nthreads) {
       }
       double ref = s->beta ? c0[i * ldc + j] : 0, mag = fabs(ref);
       for (int64_t k = 0; k < K; k++) {
-        double bkj = tb ? b[j * ldb + k] : b[k * ldb + j];
-        ref += (double)a[i * lda + k] * bkj;
-        mag += fabs((double)a[i * lda + k] * bkj);
+        double bkj = tb ? b[j * ldb + k] : b[k * ldb + j], aik = ta ? a[k * lda + i] : a[i * lda + k];
+        ref += aik * bkj;
+        mag += fabs(aik * bkj);
       }
       double tol = 3 * sqrt((double)K + 1) * FLT_EPSILON * mag + FLT_MIN;
       if (!(fabs(got - ref) <= tol) && bad++ < 5)
         print_error("%s %lldx%lldx%lld: C[%lld,%lld] = %.9g, want %.9g (tol %.3g)\n",
-                    tb ? "nt" : "nn", (long long)M, (long long)N, (long long)K, (long long)i,
+                    mode_name[mode], (long long)M, (long long)N, (long long)K, (long long)i,
                     (long long)j, got, ref, tol);
     }
   free(a);
@@ -131,14 +141,14 @@ static const Shape shapes[] = {
     {9, 9, 0, 1, 1},     {0, 5, 5, 0, 0},     {5, 0, 5, 0, 0},      {97, 768, 130, 0, 0},
 };
 
-static void check_shapes(bool tb) {
+static void check_shapes(int tb) {
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
     const Shape *s = &shapes[i];
     size_t n = (size_t)(s->M * (s->N + s->pad));
     float *c1 = run_checked(s, tb, 1), *c2 = run_checked(s, tb, 2), *c3 = run_checked(s, tb, 3);
     // Bitwise: each element is computed by one thread in the same K order.
     if (memcmp(c1, c2, n * sizeof(float)) != 0 || memcmp(c1, c3, n * sizeof(float)) != 0)
-      fail_msg("%s %lldx%lldx%lld: results differ between 1, 2 and 3 threads", tb ? "nt" : "nn",
+      fail_msg("%s %lldx%lldx%lld: results differ between 1, 2 and 3 threads", mode_name[tb],
                (long long)s->M, (long long)s->N, (long long)s->K);
     free(c1);
     free(c2);
@@ -149,12 +159,17 @@ static void check_shapes(bool tb) {
 
 static void test_gemm_nn(void **state) {
   (void)state;
-  check_shapes(false);
+  check_shapes(NN);
 }
 
 static void test_gemm_nt(void **state) {
   (void)state;
-  check_shapes(true);
+  check_shapes(NT);
+}
+
+static void test_gemm_tn(void **state) {
+  (void)state;
+  check_shapes(TN);
 }
 
 // A missing symbol is a diagnostic and NULL, not a crash.
@@ -203,6 +218,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_gemm_nn),
       cmocka_unit_test(test_gemm_nt),
+      cmocka_unit_test(test_gemm_tn),
       cmocka_unit_test(test_lookup_missing),
       cmocka_unit_test(test_emit_object),
   };
