@@ -79,7 +79,8 @@ static unsigned char *alloc_buffers(Compilation *c, const IrGraph *g, int n, con
     for (int i = 0; i < n; i++) {
       const IrNode *nd = g->nodes.data[i];
       bool leaf = nd->op == IR_OP_INPUT || nd->op == IR_OP_PARAM;
-      bool want = which == BUF_ALL || (which == BUF_LEAVES && leaf) || (which == BUF_NOT_PARAMS && nd->op != IR_OP_PARAM);
+      bool want = which == BUF_ALL || (which == BUF_LEAVES && leaf) ||
+                  (which == BUF_NOT_PARAMS && nd->op != IR_OP_PARAM);
       int64_t b = want ? node_bytes(nd, symvals) : 0;
       if (b < 0 || b > (INT64_C(1) << 46)) {
         diag_error(&c->diag, nd->loc, "training: the values of %s are too large", ir_op_name(nd->op));
@@ -207,8 +208,9 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
     t->evalg.params.len = t->ts.nmodel_params;
     t->evalg.outputs.len = t->evalg.output_names.len = 1;
     t->bufs = calloc((size_t)t->g->nodes.len + 1, sizeof(void *));
-    ok = t->bufs && (t->mem = alloc_buffers(c, t->g, t->g->nodes.len, t->symvals, t->o.interp ? BUF_LEAVES : BUF_ALL, t->bufs,
-                                         &t->mem_bytes));
+    BufWhich which = t->o.interp ? BUF_LEAVES : BUF_ALL;
+    ok = t->bufs &&
+         (t->mem = alloc_buffers(c, t->g, t->g->nodes.len, t->symvals, which, t->bufs, &t->mem_bytes)) != NULL;
   }
   if (ok && t->o.interp) {
     t->iin = calloc((size_t)t->g->inputs.len + 1, sizeof(double *));

@@ -140,7 +140,8 @@ int main(int argc, char **argv) {
   if (!steps_only && (!heed_trainer_eval(t, in, &eval) || !heed_trainer_logits(t, in[0], to.seq, &logits))) return 1;
   put_tensors(&out, t, "final.", false);
   float *f = calloc((size_t)nsteps * 3 + 2, sizeof(float));
-  for (int64_t s = 0; s < nsteps; s++) f[s] = (float)losses[s], f[nsteps + s] = (float)norms[s], f[2 * nsteps + s] = (float)lrs[s];
+  for (int64_t s = 0; s < nsteps; s++)
+    f[s] = (float)losses[s], f[nsteps + s] = (float)norms[s], f[2 * nsteps + s] = (float)lrs[s];
   f[3 * nsteps] = (float)eval;
   int64_t n1[1] = {nsteps}, one[1] = {1};
   put(&out, "losses", RT_F32, 1, n1, f);
@@ -159,7 +160,8 @@ int main(int argc, char **argv) {
   heed_trainer_free(t);
   rt_st_close(&st);
   heed_compilation_free(c);
-  for (int i = 0; i < out.n; i++) free((void *)out.w[i].name), free((void *)out.w[i].shape), free((void *)out.w[i].data);
+  for (int i = 0; i < out.n; i++)
+    free((void *)out.w[i].name), free((void *)out.w[i].shape), free((void *)out.w[i].data);
   free(out.w);
   free(f);
   free(losses);

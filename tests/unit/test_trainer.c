@@ -194,7 +194,8 @@ static float *run(const char *opt, const char *clip, bool interp, int threads, d
     const int32_t *in[2] = {tok + 15 * (s % 2), tgt + 15 * (s % 2)};  // two batches in turn
     double norm;
     if (!heed_trainer_step(t, in, 0.05, s + 1, &losses[s], &norm)) fail_msg("step %d: %s", s + 1, log_of(&m));
-    if (s == 0 && check_eval) assert_true(fabs(ev - losses[0]) <= 1e-6 * fabs(ev));  // eval = the step's loss, same params
+    // eval = the step's loss (the same parameters)
+    if (s == 0 && check_eval) assert_true(fabs(ev - losses[0]) <= 1e-6 * fabs(ev));
   }
   int64_t n = 0;
   for (int i = 0; i < heed_trainer_ntensors(t); i++) n += heed_trainer_tensor(t, i).numel;
@@ -338,7 +339,8 @@ static double *leaf_values(const IrNode *n, const int64_t *symvals, uint32_t see
 
 static void run_built(Built *b, bool interp, const int64_t *symvals) {
   const IrGraph *g = b->g;
-  double **in = calloc((size_t)g->inputs.len, sizeof(double *)), **par = calloc((size_t)g->params.len, sizeof(double *));
+  double **in = calloc((size_t)g->inputs.len, sizeof(double *));
+  double **par = calloc((size_t)g->params.len, sizeof(double *));
   for (int i = 0; i < g->inputs.len; i++) in[i] = leaf_values(g->inputs.data[i], symvals, 100u + (uint32_t)i);
   for (int i = 0; i < g->params.len; i++) par[i] = leaf_values(g->params.data[i], symvals, 200u + (uint32_t)i);
   if (interp) {
