@@ -13,6 +13,8 @@
 //            JIT-compiled into a CgProgram that runs on caller buffers
 //   compile_grad.c the gradient ops' kernels (autodiff's train graphs);
 //            compile.h is the two files' shared, internal builder kit
+//   compile_optim.c the fused optimizer updates' kernels (OPT_MOMENT,
+//            OPT_MOMENT2, OPT_ADAMW: pass_train_step's train-step graphs)
 //
 // Errors from LLVM (LLVMErrorRef, char **ErrorMessage) are converted to a
 // diagnostic (no source location) and the function returns false; nothing
