@@ -13,6 +13,8 @@
 //            JIT-compiled into a CgProgram that runs on caller buffers
 //   compile_grad.c the gradient ops' kernels (autodiff's train graphs);
 //            compile.h is the two files' shared, internal builder kit
+//   compile_optim.c the fused optimizer updates' kernels (OPT_MOMENT,
+//            OPT_MOMENT2, OPT_ADAMW: pass_train_step's train-step graphs)
 //
 // Errors from LLVM (LLVMErrorRef, char **ErrorMessage) are converted to a
 // diagnostic (no source location) and the function returns false; nothing
@@ -185,7 +187,8 @@ const CgProgramStats *cg_program_stats(const CgProgram *p);
 // ---- plan.c ----
 // The memory plan: every computed node's buffer (cg_node_computed) at an
 // offset in one arena, where nodes whose values are not live at the same
-// time share bytes; the graph's outputs stay live to the end. Leaves
+// time share bytes; the graph's outputs have bytes of their own for the
+// whole run (a caller may swap an output's buffer in as a leaf's). Leaves
 // (INPUT, PARAM) stay the caller's. Example:
 //   int64_t n = cg_plan_bytes(p, symvals);              // -1: overflow
 //   void *arena = aligned_alloc(64, n), *bufs[nodes];   // bufs[leaf] = caller's data

@@ -731,6 +731,8 @@ LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
     *work = prod(k, od, a, r);
     return prod(k, od, 0, a);
   }
+  case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW:  // elementwise with scalars
+    return prod(k, od, 0, r);
   case IR_OP_MATMUL: case IR_OP_CONST: case IR_OP_POSITIONS: case IR_OP_RESHAPE: case IR_OP_GATHER_GRAD:
   case IR_OP_SLICE_GRAD: case IR_OP_REDUCE_GRAD:
     return NULL;
@@ -800,6 +802,7 @@ static void emit_op(K *k) {
   case IR_OP_ROPE: emit_rope(k); break;
   case IR_OP_XENT: emit_xent(k); break;
   case IR_OP_UNARY_GRAD: case IR_OP_MAXIMUM_GRAD: emit_map(k); break;
+  case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW: cg_emit_optim(k); break;
   default:
     if (n->op > IR_OP_UNARY_GRAD) cg_emit_grad(k);
     else emit_map(k);
@@ -1077,7 +1080,11 @@ static bool lifetimes(CgProgram *p, const IrGraph *g, const int *grp) {
       if (p->end[s->id] < i) p->end[s->id] = i;
     }
   }
-  for (int i = 0; i < g->outputs.len; i++) p->end[g->outputs.data[i]->id] = INT_MAX;
+  for (int i = 0; i < g->outputs.len; i++) {  // own bytes for the whole run (callers swap them in as inputs)
+    int id = g->outputs.data[i]->id;
+    p->end[id] = INT_MAX;
+    if (p->def[id] >= 0) p->def[id] = 0;
+  }
   return true;
 }
 

@@ -50,7 +50,8 @@ struct CgProgram {
 
 // p->def[i]: the position (node id) of the call that writes node i (its
 // attention group's leader for a fused node); p->end[i]: the last call that
-// reads it (INT_MAX for graph outputs); def -1 for the nodes that have no
+// reads it; graph outputs span the whole run (def 0, end INT_MAX), so no
+// other node ever shares their bytes; def -1 for the nodes that have no
 // buffer of the plan's (leaves, permutes the sgemm reads through).
 
 // ---- the generator's state ----
@@ -389,5 +390,7 @@ static inline LLVMValueRef par_begin(K *k, Loop *l) {
 // emit_map calls cg_grad_elem for one element).
 HEED_INTERNAL void cg_emit_grad(K *k);
 HEED_INTERNAL LLVMValueRef cg_grad_elem(K *k, const LLVMValueRef *v);
+// ---- compile_optim.c: the fused optimizer updates (OPT_MOMENT, OPT_MOMENT2, OPT_ADAMW) ----
+HEED_INTERNAL void cg_emit_optim(K *k);
 
 #endif

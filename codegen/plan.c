@@ -10,8 +10,11 @@
 // that call writes the best-fitting free block (the smallest that holds
 // it; the lowest offset among equals), or grows the arena. A buffer read
 // by the call that writes another is still live then, so no kernel's
-// result shares bytes with its operands. The result depends only on the
-// graph and the sizes: the same plan every run.
+// result shares bytes with its operands. Graph outputs are placed first
+// (def 0) and never freed: their bytes are theirs for the whole run, so a
+// caller may swap an output's buffer in as a leaf for the next run (the
+// trainer's new parameters). The result depends only on the graph and the
+// sizes: the same plan every run.
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>

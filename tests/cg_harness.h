@@ -172,8 +172,8 @@ static inline Bufs make_bufs(T *t, CgProgram *p, const int64_t *sv, bool planned
     int64_t bytes = cg_buffer_bytes(p, i, sv), numel = ir_type_numel(&n->ty, sv);
     assert_true(bytes >= 0);
     if (planned && n->op != IR_OP_INPUT && n->op != IR_OP_PARAM) continue;
-    b.buf[i] = malloc((size_t)bytes + 64);
-    memset(b.buf[i], 0xA5, (size_t)bytes + 64);  // garbage: every result must be written
+    b.buf[i] = malloc((size_t)bytes + 1);
+    memset(b.buf[i], 0xA5, (size_t)bytes + 1);  // garbage: every result must be written (exact size: ASan sees overruns)
     if (n->op != IR_OP_INPUT && n->op != IR_OP_PARAM) continue;
     b.val[i] = malloc(sizeof(double) * (size_t)(numel + 1));
     bool fl = ir_dtype_info[n->ty.dt].is_float && !t->whole[i];
