@@ -18,4 +18,67 @@
 // a float one is not an error: it carries no gradient).
 bool pass_autodiff(IrGraph *g, IrNode *loss, bool inputs_too);
 
+// ---- train_step.c ----
+// The whole training step as one graph: pass_train_step runs pass_autodiff
+// on the loss graph g, then appends global-gradient-norm clipping and the
+// optimizer update, so that one compiled graph does forward, backward, clip
+// and update, and serves every step (step-dependent values are inputs).
+//
+// Semantics (PyTorch 1.13's, single-tensor paths, all in f32):
+//   norm   = sqrt(sum over trainable P of |grad.P|^2), as clip_grad_norm_:
+//            the 2-norm of the per-parameter 2-norms
+//   clip   > 0: g = grad * min(1, clip / (norm + 1e-6)); clip == 0: g = grad
+//   AdamW  (decoupled weight decay only on parameters of rank >= 2):
+//            p1 = rank >= 2 ? p * decay : p      decay = 1 - lr * weight_decay
+//            m' = m * beta1 + (1 - beta1) * g
+//            v' = v * beta2 + ((1 - beta2) * g) * g
+//            p' = p1 + (-step_size * m') / (sqrt(v') / bc2_sqrt + eps)
+//            step_size = lr / (1 - beta1^t), bc2_sqrt = sqrt(1 - beta2^t)
+//   SGD    (dampening 0, no nesterov, no weight decay):
+//            momentum > 0: b' = b * momentum + g; p' = p - lr * b'
+//            (b starts at zero, so step 1 gives b' = g as PyTorch's clone)
+//            momentum == 0: p' = p - lr * g (no state)
+// Buffers (non-trainable) are not updated. A trainable parameter the loss
+// does not use has a zero gradient and is still updated (decay, moments),
+// where PyTorch skips a parameter whose .grad is None.
+//
+// Graph additions:
+//   inputs  (scalar f32, after the loss inputs; computed in double by the
+//           caller each step and rounded to f32, as PyTorch rounds them):
+//           AdamW: "opt.decay", "opt.step_size", "opt.bc2_sqrt";
+//           SGD:   "opt.lr"
+//   leaves  (PARAM nodes flagged IR_FLAG_BUFFER, after the model's params,
+//           zero-initialised): AdamW "opt.m.NAME", "opt.v.NAME"; SGD with
+//           momentum "opt.b.NAME", for each trainable NAME in g->params order
+//   outputs (after "loss" and the "grad.NAME" of pass_autodiff):
+//           "grad_norm" (f32 scalar, before clipping), then for each
+//           trainable NAME: "new.NAME", and "new.opt.m.NAME", ... per state
+typedef struct {
+  const char *optimizer;            // "adamw" or "sgd"
+  double beta1, beta2, eps, weight_decay, momentum;
+  double clip;                      // 0: off
+} PassTrainOpts;
+
+enum { PASS_TRAIN_MAX_STATE = 2 };
+typedef struct {
+  IrNode *param;                    // the PARAM leaf
+  IrNode *grad;                     // its gradient (grad.NAME, before clipping)
+  IrNode *next;                     // new.NAME
+  int nstate;                       // 0, 1 (SGD momentum) or 2 (AdamW m, v)
+  IrNode *state[PASS_TRAIN_MAX_STATE], *state_next[PASS_TRAIN_MAX_STATE];
+} PassTrainParam;
+
+typedef struct {
+  int nfwd;                         // nodes before pass_autodiff (forward + loss)
+  int nloss_inputs, nmodel_params;  // g->inputs / g->params before the pass
+  IrNode *loss, *grad_norm;
+  IrNode *decay, *step_size, *bc2_sqrt;  // AdamW's scalar inputs (else NULL)
+  IrNode *lr;                            // SGD's scalar input (else NULL)
+  PassTrainParam *params;           // trainable parameters, g->params order (in g's arena)
+  int nparams;
+} PassTrainStep;
+
+// Returns false with a diagnostic (autodiff failure, an unknown optimizer).
+bool pass_train_step(IrGraph *g, IrNode *loss, const PassTrainOpts *o, PassTrainStep *out);
+
 #endif

@@ -1,0 +1,511 @@
+// cli/trainer.c: the trainer behind `heed train` (trainer.h). Data flow:
+// FeModel.loss --pass_train_step--> one train-step graph --cg_compile-->
+// CgProgram, run each step on buffers the trainer owns (one allocation for
+// every node); or the reference interpreter (ir_interp) with opts.interp.
+// After a step each parameter's and optimizer state's buffer is swapped with
+// its "new.NAME" output's buffer (no copy). Evaluation runs the forward and
+// loss prefix of the same graph on the same buffers; logits for sampling
+// run the model's forward graph (compiled on first use) on the parameters'
+// buffers in place.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/trainer.h"
+#include "cli/run.h"
+#include "passes/pass.h"
+#include "runtime/rt.h"
+#ifdef HEED_HAVE_LLVM
+#include "codegen/cg.h"
+#endif
+
+typedef struct {
+  const char *name;
+  IrNode *leaf;       // the PARAM (or state) leaf in the train graph
+  IrNode *next;       // its new value (NULL: never updated, a buffer)
+  IrNode *grad;       // trainable parameters: the gradient
+  int64_t shape[IR_MAX_RANK];
+  int64_t numel;
+  bool is_state;
+} Slot;
+
+struct HeedTrainer {
+  Compilation *c;
+  const FeTrain *tr;
+  HeedTrainerOpts o;
+  IrGraph *g;           // the train-step graph (c->model->loss, extended)
+  IrGraph evalg;        // g's first ts.nfwd nodes: forward and loss only
+  PassTrainStep ts;
+  int64_t symvals[IR_MAX_SYMS];
+  Slot *slots;          // model parameters (forward order), then state
+  int nslots;
+  void **bufs;          // per node of g; compiled: all, interpreter: leaves
+  unsigned char *mem;   // what bufs point into (one allocation)
+  RtPool *pool;
+  // interpreter: values as doubles, per g->inputs and g->params
+  double **iin, **ipar;
+  // logits: the forward graph
+  const IrGraph *fwd;
+  int64_t fsym[IR_MAX_SYMS];
+  bool fready;          // forward_setup done
+  void **fbufs;         // compiled: per forward node (parameters: the trainer's buffers)
+  unsigned char *fmem;
+  float *flogits;       // interpreter: the converted result
+#ifdef HEED_HAVE_LLVM
+  CgProgram *step, *eval, *fprog;
+#endif
+};
+
+static const SrcLoc NOLOC = {0};
+
+static int64_t node_bytes(const IrNode *n, const int64_t *symvals) {
+  int64_t k = ir_type_numel(&n->ty, symvals);
+  return k < 0 ? -1 : k * (int64_t)ir_dtype_info[n->ty.dt].size;
+}
+
+// One allocation for the buffers of nodes [0, n) of g, 64-byte aligned
+// each; bufs[i] NULL where none. (The one place that sizes buffers: a
+// memory plan will replace it.)
+typedef enum { BUF_ALL, BUF_LEAVES, BUF_NOT_PARAMS } BufWhich;
+static unsigned char *alloc_buffers(Compilation *c, const IrGraph *g, int n, const int64_t *symvals, BufWhich which,
+                                    void **bufs) {
+  int64_t total = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    unsigned char *mem = pass ? aligned_alloc(64, (size_t)total) : NULL;
+    if (pass && !mem) break;
+    int64_t off = 0;
+    for (int i = 0; i < n; i++) {
+      const IrNode *nd = g->nodes.data[i];
+      bool leaf = nd->op == IR_OP_INPUT || nd->op == IR_OP_PARAM;
+      bool want = which == BUF_ALL || (which == BUF_LEAVES && leaf) || (which == BUF_NOT_PARAMS && nd->op != IR_OP_PARAM);
+      int64_t b = want ? node_bytes(nd, symvals) : 0;
+      if (b < 0 || b > (INT64_C(1) << 46)) {
+        diag_error(&c->diag, nd->loc, "training: the values of %s are too large", ir_op_name(nd->op));
+        return NULL;
+      }
+      if (pass) bufs[i] = want ? mem + off : NULL;
+      off += want ? (b + 63) / 64 * 64 + 64 : 0;  // (+64: kernels may read one vector past the end)
+    }
+    total = off + 64;
+    if (pass) {
+      memset(mem, 0, (size_t)total);
+      return mem;
+    }
+  }
+  diag_error(&c->diag, NOLOC, "training: out of memory for the buffers (%lld bytes)", (long long)total);
+  return NULL;
+}
+
+// Binds B = batch, T = seq from the loss inputs, which must be integer [B, T].
+static bool bind_sizes(HeedTrainer *t) {
+  const IrGraph *g = t->g;
+  int n = g->inputs.len;
+  const int64_t shape[2] = {t->o.batch, t->o.seq};
+  const int64_t **shapes = calloc((size_t)n + 1, sizeof *shapes);
+  int *ranks = calloc((size_t)n + 1, sizeof *ranks);
+  bool ok = shapes && ranks;
+  char buf[256];
+  for (int i = 0; ok && i < n; i++) {
+    const IrNode *in = g->inputs.data[i];
+    if (in->ty.rank != 2 || !ir_dtype_info[in->ty.dt].is_int) {
+      diag_error(&t->c->diag, in->loc, "training feeds integer token windows [B, T] to loss inputs, but '%s' is %s",
+                 in->name, ir_type_str(&in->ty, &g->syms, true, buf, sizeof buf));
+      ok = false;
+    }
+    shapes[i] = shape;
+    ranks[i] = 2;
+  }
+  ok = ok && ir_bind_syms(g, shapes, ranks, t->symvals, &t->c->diag);
+  free(shapes);
+  free(ranks);
+  return ok;
+}
+
+static IrNode *find_param(const IrGraph *g, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(g->params.data[i]->name, name)) return g->params.data[i];
+  return NULL;
+}
+
+static Slot make_slot(IrNode *leaf, IrNode *next, IrNode *grad, bool is_state) {
+  Slot s = {.name = leaf->name, .leaf = leaf, .next = next, .grad = grad, .is_state = is_state};
+  ir_shape(&leaf->ty, NULL, s.shape);
+  s.numel = ir_type_numel(&leaf->ty, NULL);
+  return s;
+}
+
+// Slots in model order (the forward's parameters), then the state.
+static bool make_slots(HeedTrainer *t) {
+  const IrGraph *f = t->fwd;
+  PassTrainStep *ts = &t->ts;
+  int n = f->params.len, cap = n + ts->nparams * PASS_TRAIN_MAX_STATE;
+  if (n != ts->nmodel_params) {
+    diag_error(&t->c->diag, NOLOC, "training: internal error: the forward has %d parameters, the loss %d", n,
+               ts->nmodel_params);
+    return false;
+  }
+  t->slots = calloc((size_t)cap + 1, sizeof(Slot));
+  if (!t->slots) return false;
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < n; i++) {
+      IrNode *leaf = find_param(t->g, ts->nmodel_params, f->params.data[i]->name);
+      if (!leaf) {
+        diag_error(&t->c->diag, NOLOC, "training: internal error: no parameter '%s' in the loss graph",
+                   f->params.data[i]->name);
+        return false;
+      }
+      const PassTrainParam *tp = NULL;
+      for (int k = 0; k < ts->nparams && !tp; k++)
+        if (ts->params[k].param == leaf) tp = &ts->params[k];
+      if (!pass) t->slots[t->nslots++] = make_slot(leaf, tp ? tp->next : NULL, tp ? tp->grad : NULL, false);
+      for (int k = 0; pass && tp && k < tp->nstate; k++)
+        t->slots[t->nslots++] = make_slot(tp->state[k], tp->state_next[k], NULL, true);
+    }
+  return true;
+}
+
+#ifdef HEED_HAVE_LLVM
+static CgProgram *compile(HeedTrainer *t, const IrGraph *g) {
+  CgOptions co = {.pool = t->pool, .nthreads = rt_pool_size(t->pool), .parallel_for = (CgParallelFor)rt_parallel_for};
+  CgProgram *p = cg_compile(g, &co, &t->c->diag);
+  if (!p) diag_note(&t->c->diag, NOLOC, "the reference interpreter (--interp) runs any graph, slowly");
+  return p;
+}
+#endif
+
+HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
+  FeModel *m = c->model;
+  if (!m || !m->train || !m->loss || !m->forward) {
+    diag_error(&c->diag, m ? m->decl->name_loc : NOLOC, "model '%s' has no train section with a loss to train on",
+               m ? m->decl->name : "?");
+    return NULL;
+  }
+  HeedTrainer *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  *t = (HeedTrainer){.c = c, .tr = m->train, .o = *o, .g = m->loss, .fwd = m->forward};
+  if (t->o.batch <= 0) t->o.batch = m->train->batch;
+  if (t->o.seq <= 0) t->o.seq = m->train->seq;
+#ifndef HEED_HAVE_LLVM
+  t->o.interp = true;
+#endif
+  const FeTrain *tr = m->train;
+  PassTrainOpts po = {.optimizer = tr->optimizer, .beta1 = tr->beta1, .beta2 = tr->beta2, .eps = tr->eps,
+                      .weight_decay = tr->weight_decay, .momentum = tr->momentum, .clip = tr->clip};
+  bool ok = bind_sizes(t) && pass_train_step(t->g, t->g->outputs.data[0], &po, &t->ts) && make_slots(t);
+  if (ok) {
+    t->evalg = *t->g;
+    t->evalg.nodes.len = t->ts.nfwd;
+    t->evalg.inputs.len = t->ts.nloss_inputs;
+    t->evalg.params.len = t->ts.nmodel_params;
+    t->evalg.outputs.len = t->evalg.output_names.len = 1;
+    t->bufs = calloc((size_t)t->g->nodes.len + 1, sizeof(void *));
+    ok = t->bufs && (t->mem = alloc_buffers(c, t->g, t->g->nodes.len, t->symvals, t->o.interp ? BUF_LEAVES : BUF_ALL, t->bufs));
+  }
+  if (ok && t->o.interp) {
+    t->iin = calloc((size_t)t->g->inputs.len + 1, sizeof(double *));
+    t->ipar = calloc((size_t)t->g->params.len + 1, sizeof(double *));
+    ok = t->iin && t->ipar;
+    for (int pass = 0; ok && pass < 2; pass++)
+      for (int i = 0; ok && i < (pass ? t->g->params.len : t->g->inputs.len); i++) {
+        const IrNode *n = pass ? t->g->params.data[i] : t->g->inputs.data[i];
+        int64_t k = ir_type_numel(&n->ty, t->symvals);
+        ok = ((pass ? t->ipar : t->iin)[i] = malloc(sizeof(double) * (size_t)(k > 0 ? k : 1))) != NULL;
+      }
+    if (!ok) diag_error(&c->diag, NOLOC, "training: out of memory");
+  }
+#ifdef HEED_HAVE_LLVM
+  if (ok && !t->o.interp) {
+    t->pool = t->o.threads > 1 ? rt_pool_new(t->o.threads) : NULL;
+    ok = (t->step = compile(t, t->g)) != NULL;
+  }
+#endif
+  if (!ok) {
+    heed_trainer_free(t);
+    return NULL;
+  }
+  return t;
+}
+
+void heed_trainer_free(HeedTrainer *t) {
+  if (!t) return;
+#ifdef HEED_HAVE_LLVM
+  cg_program_free(t->step);
+  cg_program_free(t->eval);
+  cg_program_free(t->fprog);
+#endif
+  for (int i = 0; t->iin && i < t->g->inputs.len; i++) free(t->iin[i]);
+  for (int i = 0; t->ipar && i < t->g->params.len; i++) free(t->ipar[i]);
+  free(t->iin);
+  free(t->ipar);
+  rt_pool_free(t->pool);
+  free(t->bufs);
+  free(t->mem);
+  free(t->fbufs);
+  free(t->fmem);
+  free(t->flogits);
+  free(t->slots);
+  free(t);
+}
+
+int heed_trainer_ninputs(const HeedTrainer *t) { return t->ts.nloss_inputs; }
+const char *heed_trainer_input_name(const HeedTrainer *t, int i) { return t->g->inputs.data[i]->name; }
+int heed_trainer_ntensors(const HeedTrainer *t) { return t->nslots; }
+
+HeedTensorRef heed_trainer_tensor(HeedTrainer *t, int i) {
+  const Slot *s = &t->slots[i];
+  return (HeedTensorRef){.name = s->name, .rank = s->leaf->ty.rank, .shape = s->shape, .numel = s->numel,
+                         .data = t->bufs[s->leaf->id], .is_state = s->is_state};
+}
+
+bool heed_trainer_init(HeedTrainer *t, uint64_t seed) {
+  for (int i = 0; i < t->nslots; i++) {
+    const Slot *s = &t->slots[i];
+    float *out = t->bufs[s->leaf->id];
+    if (s->is_state) {
+      memset(out, 0, sizeof(float) * (size_t)s->numel);
+      continue;
+    }
+    double *v = malloc(sizeof(double) * (size_t)(s->numel ? s->numel : 1));
+    if (!v) {
+      diag_error(&t->c->diag, NOLOC, "training: out of memory");
+      return false;
+    }
+    heed_init_values(s->name, &s->leaf->init, seed, v, s->numel);
+    for (int64_t k = 0; k < s->numel; k++) out[k] = (float)v[k];
+    free(v);
+  }
+  return true;
+}
+
+// ---- binding and running ----
+
+static void store_int(IrDType dt, void *buf, int64_t k, int32_t v) {
+  switch (dt) {
+  case IR_I64: ((int64_t *)buf)[k] = v; break;
+  case IR_I32: ((int32_t *)buf)[k] = v; break;
+  default: ((uint8_t *)buf)[k] = (uint8_t)v; break;  // i8, u8 (the checker's integer dtypes)
+  }
+}
+
+// The step's scalars (computed in double, rounded to f32 as PyTorch does).
+static void scalars(const HeedTrainer *t, double lr, int64_t step, double *decay, double *step_size,
+                    double *bc2_sqrt) {
+  const FeTrain *tr = t->tr;
+  *decay = 1 - lr * tr->weight_decay;
+  *step_size = lr / (1 - pow(tr->beta1, (double)step));
+  *bc2_sqrt = sqrt(1 - pow(tr->beta2, (double)step));
+}
+
+// Writes the loss inputs (and the step's scalars) where the executor reads them.
+static void bind_inputs(HeedTrainer *t, const int32_t *const *inputs, const double *sc, int nsc) {
+  const IrGraph *g = t->g;
+  int64_t bt = t->o.batch * t->o.seq;
+  for (int i = 0; i < g->inputs.len; i++) {
+    const IrNode *in = g->inputs.data[i];
+    if (i < t->ts.nloss_inputs) {
+      for (int64_t k = 0; k < bt; k++) {
+        if (t->o.interp) t->iin[i][k] = inputs[i][k];
+        else store_int(in->ty.dt, t->bufs[in->id], k, inputs[i][k]);
+      }
+    } else if (i - t->ts.nloss_inputs < nsc) {
+      float v = (float)sc[i - t->ts.nloss_inputs];
+      if (t->o.interp) t->iin[i][0] = v;
+      else *(float *)t->bufs[in->id] = v;
+    }
+  }
+}
+
+// Interpreter: parameter and state values as doubles (g->params order).
+static void bind_params(HeedTrainer *t, int n) {
+  for (int i = 0; i < n; i++) {
+    const IrNode *p = t->g->params.data[i];
+    const float *src = t->bufs[p->id];
+    int64_t k = ir_type_numel(&p->ty, NULL);
+    for (int64_t j = 0; j < k; j++) t->ipar[i][j] = src[j];
+  }
+}
+
+// The values of node n after a run (compiled: f32 in bufs; interpreter: vals).
+static double value_at(const HeedTrainer *t, const IrValues *vals, const IrNode *n, int64_t k) {
+  return vals ? vals->val[n->id][k] : ((const float *)t->bufs[n->id])[k];
+}
+
+// After a step whose loss or norm is not finite: names the first parameter
+// (model order) whose gradient is not.
+static void report_nonfinite(HeedTrainer *t, const IrValues *vals, int64_t step, double loss, double norm) {
+  for (int i = 0; i < t->nslots; i++) {
+    const Slot *s = &t->slots[i];
+    if (!s->grad) continue;
+    for (int64_t k = 0; k < s->numel; k++) {
+      double v = value_at(t, vals, s->grad, k);
+      if (!isfinite(v)) {
+        diag_error(&t->c->diag, NOLOC,
+                   "step %lld: the gradient of '%s' is not finite (%s at element %lld; loss %g); the parameters "
+                   "keep their values from before this step",
+                   (long long)step, s->name, isnan(v) ? "nan" : v > 0 ? "inf" : "-inf", (long long)k, loss);
+        return;
+      }
+    }
+  }
+  if (!isfinite(loss))
+    diag_error(&t->c->diag, NOLOC, "step %lld: the loss is not finite (%g); the parameters keep their values from "
+               "before this step", (long long)step, loss);
+  else
+    diag_error(&t->c->diag, NOLOC, "step %lld: the gradient norm overflows f32 (%g) though every gradient is finite; "
+               "lower the learning rate", (long long)step, norm);
+}
+
+// Runs the whole step graph; true when it ran (vals: the interpreter's values).
+static bool run_step(HeedTrainer *t, IrValues **vals) {
+  if (t->o.interp) {
+    bind_params(t, t->g->params.len);
+    *vals = ir_interp(t->g, t->symvals, t->iin, t->ipar, false, &t->c->diag);
+    return *vals != NULL;
+  }
+#ifdef HEED_HAVE_LLVM
+  return cg_run(t->step, t->symvals, t->bufs, &t->c->diag);
+#else
+  return false;
+#endif
+}
+
+bool heed_trainer_step(HeedTrainer *t, const int32_t *const *inputs, double lr, int64_t step, double *loss,
+                       double *grad_norm) {
+  if (step < 1) {
+    diag_error(&t->c->diag, NOLOC, "training: step %lld: steps count from 1", (long long)step);
+    return false;
+  }
+  double sc[3];
+  int nsc = 1;
+  if (t->ts.lr) sc[0] = lr;
+  else scalars(t, lr, step, &sc[0], &sc[1], &sc[2]), nsc = 3;
+  bind_inputs(t, inputs, sc, nsc);
+  IrValues *vals = NULL;
+  if (!run_step(t, &vals)) return false;
+  *loss = value_at(t, vals, t->ts.loss, 0);
+  *grad_norm = value_at(t, vals, t->ts.grad_norm, 0);
+  if (!isfinite(*loss) || !isfinite(*grad_norm)) {
+    report_nonfinite(t, vals, step, *loss, *grad_norm);
+    ir_values_free(vals);
+    return false;
+  }
+  for (int i = 0; i < t->nslots; i++) {  // the new values become the current ones
+    const Slot *s = &t->slots[i];
+    if (!s->next) continue;
+    if (vals) {
+      float *dst = t->bufs[s->leaf->id];
+      for (int64_t k = 0; k < s->numel; k++) dst[k] = (float)vals->val[s->next->id][k];
+    } else {
+      void *tmp = t->bufs[s->leaf->id];
+      t->bufs[s->leaf->id] = t->bufs[s->next->id];
+      t->bufs[s->next->id] = tmp;
+    }
+  }
+  ir_values_free(vals);
+  return true;
+}
+
+bool heed_trainer_eval(HeedTrainer *t, const int32_t *const *inputs, double *loss) {
+  bind_inputs(t, inputs, NULL, 0);
+  if (t->o.interp) {
+    bind_params(t, t->ts.nmodel_params);
+    IrValues *vals = ir_interp(&t->evalg, t->symvals, t->iin, t->ipar, false, &t->c->diag);
+    if (!vals) return false;
+    *loss = vals->val[t->ts.loss->id][0];
+    ir_values_free(vals);
+    return true;
+  }
+#ifdef HEED_HAVE_LLVM
+  if (!t->eval && !(t->eval = compile(t, &t->evalg))) return false;
+  if (!cg_run(t->eval, t->symvals, t->bufs, &t->c->diag)) return false;
+  *loss = ((const float *)t->bufs[t->ts.loss->id])[0];
+  return true;
+#else
+  return false;
+#endif
+}
+
+// ---- logits for sampling: the forward graph, B = 1 ----
+
+static bool forward_setup(HeedTrainer *t) {
+  const IrGraph *f = t->fwd;
+  const IrNode *in = f->inputs.len == 1 ? f->inputs.data[0] : NULL;
+  const IrNode *out = f->outputs.len == 1 ? f->outputs.data[0] : NULL;
+  if (!in || in->ty.rank != 2 || !ir_dtype_info[in->ty.dt].is_int || !out || out->ty.rank != 3 ||
+      out->ty.dt != IR_F32) {
+    diag_error(&t->c->diag, NOLOC, "sampling needs a forward(tokens: i32[B, T]) returning f32 logits [B, T, V]");
+    return false;
+  }
+  const int64_t shape[2] = {1, t->o.seq}, *shapes[1] = {shape};
+  const int ranks[1] = {2};
+  if (!ir_bind_syms(f, shapes, ranks, t->fsym, &t->c->diag)) return false;
+  if (t->o.interp) {
+    int64_t nl = ir_type_numel(&out->ty, t->fsym);
+    t->flogits = malloc(sizeof(float) * (size_t)(nl > 0 ? nl : 1));
+    return t->fready = t->flogits != NULL;
+  }
+  t->fbufs = calloc((size_t)f->nodes.len + 1, sizeof(void *));
+  if (!t->fbufs || !(t->fmem = alloc_buffers(t->c, f, f->nodes.len, t->fsym, BUF_NOT_PARAMS, t->fbufs))) return false;
+#ifdef HEED_HAVE_LLVM
+  if (!(t->fprog = compile(t, f))) return false;
+#endif
+  return t->fready = true;
+}
+
+bool heed_trainer_logits(HeedTrainer *t, const int32_t *tokens, int64_t n, const float **logits) {
+  if (n < 1 || n > t->o.seq) {
+    diag_error(&t->c->diag, NOLOC, "logits: %lld tokens, but the trainer's sequences hold 1 to %lld",
+               (long long)n, (long long)t->o.seq);
+    return false;
+  }
+  if (!t->fready && !forward_setup(t)) return false;
+  const IrGraph *f = t->fwd;
+  const IrNode *in = f->inputs.data[0], *out = f->outputs.data[0];
+  const int64_t shape[2] = {1, n}, *shapes[1] = {shape};
+  const int ranks[1] = {2};
+  if (!ir_bind_syms(f, shapes, ranks, t->fsym, &t->c->diag)) return false;
+  if (t->o.interp) {
+    double *din = malloc(sizeof(double) * (size_t)n);
+    double **par = calloc((size_t)f->params.len + 1, sizeof(double *));
+    bool ok = din && par;
+    for (int64_t k = 0; ok && k < n; k++) din[k] = tokens[k];
+    for (int i = 0; ok && i < f->params.len; i++) {  // slot i is the forward's parameter i
+      const Slot *s = &t->slots[i];
+      const float *src = t->bufs[s->leaf->id];
+      ok = (par[i] = malloc(sizeof(double) * (size_t)(s->numel ? s->numel : 1))) != NULL;
+      for (int64_t k = 0; ok && k < s->numel; k++) par[i][k] = src[k];
+    }
+    IrValues *vals = ok ? ir_interp(f, t->fsym, &din, par, false, &t->c->diag) : NULL;
+    int64_t nl = ir_type_numel(&out->ty, t->fsym);
+    for (int64_t k = 0; vals && k < nl; k++) t->flogits[k] = (float)vals->val[out->id][k];
+    for (int i = 0; par && i < f->params.len; i++) free(par[i]);
+    free(par);
+    free(din);
+    ir_values_free(vals);
+    *logits = t->flogits;
+    return vals != NULL;
+  }
+#ifdef HEED_HAVE_LLVM
+  for (int64_t k = 0; k < n; k++) store_int(in->ty.dt, t->fbufs[in->id], k, tokens[k]);
+  for (int i = 0; i < f->params.len; i++) t->fbufs[f->params.data[i]->id] = t->bufs[t->slots[i].leaf->id];
+  if (!cg_run(t->fprog, t->fsym, t->fbufs, &t->c->diag)) return false;
+  *logits = t->fbufs[out->id];
+  return true;
+#else
+  (void)in;
+  return false;
+#endif
+}
+
+// ---- the learning-rate schedule ----
+
+double heed_train_lr(const FeTrain *tr, int64_t step, int64_t total_steps) {
+  double lr = tr->lr, w = tr->warmup, s = (double)step, n = (double)total_steps;
+  if (!strcmp(tr->schedule, "constant")) return lr;
+  if (s <= w) return lr * s / w;
+  double p = n > w ? (s - w) / (n - w) : 1;
+  bool cosine = !strcmp(tr->schedule, "cosine");
+  if (p >= 1) return cosine ? tr->min_lr : 0;
+  if (cosine) return tr->min_lr + (lr - tr->min_lr) * 0.5 * (1 + cos(3.14159265358979323846 * p));
+  return lr * (1 - p);
+}
