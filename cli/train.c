@@ -289,7 +289,7 @@ static void progress(Run *r, int64_t step, double loss, double lr, double tok_s,
 // One training step (number step + 1): batch, update, log; false on error.
 static bool train_step(Run *r, int64_t step, double *loss) {
   rt_batch_random(&r->train, &r->rng, r->B, r->T, r->x, r->y);
-  double lr = heed_train_lr(r->tr, step, r->steps), gnorm = 0, val_loss = NAN;
+  double lr = heed_train_lr(r->tr, step + 1, r->steps), gnorm = 0, val_loss = NAN;
   const int32_t *v[2];
   double t0 = now_s();
   if (!heed_trainer_step(r->t, inputs(r, v), lr, step + 1, loss, &gnorm)) return false;
@@ -313,42 +313,63 @@ static bool train_step(Run *r, int64_t step, double *loss) {
   return true;
 }
 
+// The length of the valid UTF-8 sequence at p[0..n), or 0.
+static int utf8_len(const int32_t *p, int64_t n) {
+  int32_t c = p[0];
+  int len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+  if (len == 0 || len > n) return 0;
+  int32_t lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80, hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+  for (int i = 1; i < len; i++, lo = 0x80, hi = 0xBF)
+    if (p[i] < lo || p[i] > hi) return 0;
+  return len;
+}
+
+// Prints tokens: bytes as text (invalid UTF-8 and control bytes as U+FFFD),
+// other vocabularies as numbers.
+static void print_tokens(const int32_t *seq, int64_t n, bool bytes) {
+  for (int64_t i = 0; i < n;) {
+    int len = bytes ? utf8_len(seq + i, n - i) : 0;
+    if (!bytes) printf("%s%d", i ? " " : "", seq[i]);
+    else if (len == 0 || (seq[i] < 32 && seq[i] != '\n' && seq[i] != '\t')) fputs("\xEF\xBF\xBD", stdout);
+    else
+      for (int k = 0; k < len; k++) putchar(seq[i + k]);
+    i += len ? len : 1;
+  }
+  printf("\n");
+}
+
+// A token drawn from softmax(logits / 0.8) with u uniform in [0, 1).
+static int32_t draw(const float *logits, int64_t V, double u) {
+  double mx = -INFINITY, z = 0;
+  for (int64_t k = 0; k < V; k++) mx = fmax(mx, logits[k]);
+  for (int64_t k = 0; k < V; k++) z += exp((logits[k] - mx) / 0.8);
+  for (int64_t k = 0; k < V; k++) {
+    u -= exp((logits[k] - mx) / 0.8) / z;
+    if (u < 0) return (int32_t)k;
+  }
+  return (int32_t)(V - 1);
+}
+
 // Prints n tokens sampled from the model after a prompt from the validation
 // data: temperature 0.8, seeded, the whole window recomputed per token.
 static bool sample(Run *r, int64_t n) {
-  int64_t plen = r->T / 4 < 32 ? r->T / 4 : 32, len = 0;
+  int64_t plen = r->T / 4 < 32 ? r->T / 4 : 32, len = 0, V = r->vocab > 0 ? r->vocab : 256;
   if (plen < 1) plen = 1;
   int32_t *seq = malloc(sizeof *seq * (size_t)(plen + n));
   if (!seq) return false;
   for (; len < plen; len++) seq[len] = rt_tokens_get(r->val.src, r->val.begin + len);
   uint64_t rng = (uint64_t)r->tr->seed;
-  bool bytes = r->vocab > 0 && r->vocab <= 256, ok = true;
-  printf("sample (%lld tokens after a prompt of %lld from the validation data):\n", (long long)n, (long long)plen);
-  for (int64_t i = 0; i < plen + n && ok; i++) {
-    if (i >= plen) {
-      int64_t w = len < r->T ? len : r->T;
-      const float *lg;
-      if (!(ok = heed_trainer_logits(r->t, seq + len - w, w, &lg))) break;
-      int64_t V = r->vocab > 0 ? r->vocab : 256;
-      const float *last = lg + (w - 1) * V;
-      double mx = -INFINITY, z = 0, u = (double)(rt_rng_next(&rng) >> 11) * 0x1.0p-53;
-      for (int64_t k = 0; k < V; k++) mx = fmax(mx, last[k]);
-      for (int64_t k = 0; k < V; k++) z += exp((last[k] - mx) / 0.8);
-      int64_t pick = V - 1;
-      for (int64_t k = 0; k < V; k++) {
-        u -= exp((last[k] - mx) / 0.8) / z;
-        if (u < 0) {
-          pick = k;
-          break;
-        }
-      }
-      seq[len++] = (int32_t)pick;
-    }
-    int32_t tok = seq[i];
-    if (!bytes) printf("%s%d", i ? " " : "", tok);
-    else putchar(tok == '\n' || tok == '\t' || tok >= 32 ? tok : '?');
+  bool ok = true;
+  while (ok && len < plen + n) {
+    int64_t w = len < r->T ? len : r->T;
+    const float *lg;
+    if ((ok = heed_trainer_logits(r->t, seq + len - w, w, &lg)))
+      seq[len++] = draw(lg + (w - 1) * V, V, (double)(rt_rng_next(&rng) >> 11) * 0x1.0p-53);
   }
-  printf("\n");
+  if (ok) {
+    printf("sample (%lld tokens after a prompt of %lld from the validation data):\n", (long long)n, (long long)plen);
+    print_tokens(seq, len, r->vocab > 0 && r->vocab <= 256);
+  }
   free(seq);
   return ok;
 }
