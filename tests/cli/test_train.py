@@ -11,9 +11,12 @@
 #     checkpoint: exit 1 with a clear message
 #   - bad data files: empty, shorter than a window, token out of the
 #     vocabulary, .bin of odd length, missing: exit 1 naming the file
-#   - --keep, metrics.csv columns, loss.svg well-formed XML with two curves
+#   - a non-finite loss: exit 1 naming the step, earlier checkpoints stay
+#   - --keep, metrics.csv columns, loss.svg well-formed XML with two curves,
+#     a text sample at the end
 # Usage: test_train.py HEED REPO WORKDIR
 import os
+import re
 import resource
 import shutil
 import signal
@@ -148,6 +151,13 @@ if os.getuid() != 0:  # permissions do not stop root
     r = train(W("fail"), "--steps", "20", "--resume", W("fail"), "--interp")
     os.chmod(W("fail"), 0o755)
     check(r.returncode == 1 and "cannot" in r.stderr, "read-only output directory: exit 1")
+
+# --- a non-finite loss: an error naming the step; the last good checkpoint stays ---
+r = train(W("nan"), "--steps", "40", "--checkpoint-every", "2", "--set", "lr=1e6", "--set", "clip=0", "--interp")
+m = re.search(r"error: step (\d+): .*not finite", r.stderr)
+left = ckpts(W("nan"))
+check(r.returncode == 1 and m and left and int(left[-1][5:13]) < int(m.group(1)),
+      "non-finite loss: exit 1 naming the step, earlier checkpoints stay (%s %s)" % (r.stderr.strip()[-200:], left))
 
 # --- corrupt or mismatched checkpoints ---
 good = W("fail/ckpt-00000010.safetensors")
