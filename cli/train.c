@@ -272,13 +272,16 @@ static void fmt_time(double s, char *buf, size_t n) {
   else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
 
-// The progress line: live (\r) on a terminal, else every ~5% of the run.
+// The progress line: live (\r, at most 10 times a second) on a terminal,
+// else every ~5% of the run; always at an evaluation and the last step.
 static void progress(Run *r, int64_t step, double loss, double lr, double tok_s, double val_loss) {
   char eta[32];
   fmt_time(r->ema_step_s * (double)(r->steps - step), eta, sizeof eta);
   bool eval = !isnan(val_loss);
   int64_t every = r->steps / 20 > 0 ? r->steps / 20 : 1;
   if (!r->tty && !eval && step % every && step != r->steps) return;
+  if (r->tty && !eval && step != r->steps && now_s() - r->t_last < 0.1) return;  // redraw 10 times a second
+  r->t_last = now_s();
   fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.3g  %.0f tok/s  ETA %s", r->tty ? "\r\033[K" : "",
           (long long)step, (long long)r->steps, loss, lr, tok_s, eta);
   if (eval) fprintf(stderr, "  val_loss %.4f", val_loss);
@@ -305,7 +308,6 @@ static bool train_step(Run *r, int64_t step, double *loss) {
   int64_t done = step + 1;
   if ((r->eval_every > 0 && done % r->eval_every == 0) || done == r->steps)
     if (!evaluate(r, &val_loss)) return false;
-  if (r->tty) fputc('\r', stderr);
   progress(r, done, *loss, lr, tok_s, val_loss);
   fprintf(r->metrics, "%lld,%.9g,", (long long)done, *loss);
   if (!isnan(val_loss)) fprintf(r->metrics, "%.9g", val_loss);
