@@ -154,6 +154,11 @@ static bool make_slots(HeedTrainer *t) {
                    f->params.data[i]->name);
         return false;
       }
+      if (leaf->ty.dt != IR_F32) {
+        diag_error(&t->c->diag, leaf->loc, "training keeps f32 parameters and buffers; '%s' is %s", leaf->name,
+                   ir_dtype_info[leaf->ty.dt].name);
+        return false;
+      }
       const PassTrainParam *tp = NULL;
       for (int k = 0; k < ts->nparams && !tp; k++)
         if (ts->params[k].param == leaf) tp = &ts->params[k];
@@ -381,7 +386,11 @@ bool heed_trainer_step(HeedTrainer *t, const int32_t *const *inputs, double lr, 
   else scalars(t, lr, step, &sc[0], &sc[1], &sc[2]), nsc = 3;
   bind_inputs(t, inputs, sc, nsc);
   IrValues *vals = NULL;
-  if (!run_step(t, &vals)) return false;
+  if (!run_step(t, &vals)) {
+    diag_note(&t->c->diag, NOLOC, "in training step %lld; the parameters keep their values from before it",
+              (long long)step);
+    return false;
+  }
   *loss = value_at(t, vals, t->ts.loss, 0);
   *grad_norm = value_at(t, vals, t->ts.grad_norm, 0);
   if (!isfinite(*loss) || !isfinite(*grad_norm)) {

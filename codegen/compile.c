@@ -665,6 +665,7 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, bool nt, int idx) {
   case IR_OP_ROPE: emit_rope(k); break;
   case IR_OP_XENT: emit_xent(k); break;
   case IR_OP_UNARY_GRAD: case IR_OP_MAXIMUM_GRAD: emit_map(k); break;
+  case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW: cg_emit_optim(k); break;
   default:
     if (n->op > IR_OP_UNARY_GRAD) cg_emit_grad(k);
     else emit_map(k);

@@ -333,5 +333,7 @@ static inline bool same_dims(const IrType *a, const IrType *b) {
 // emit_map calls cg_grad_elem for one element).
 HEED_INTERNAL void cg_emit_grad(K *k);
 HEED_INTERNAL LLVMValueRef cg_grad_elem(K *k, const LLVMValueRef *v);
+// ---- compile_optim.c: the fused optimizer updates (OPT_MOMENT, OPT_MOMENT2, OPT_ADAMW) ----
+HEED_INTERNAL void cg_emit_optim(K *k);
 
 #endif

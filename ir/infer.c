@@ -254,6 +254,14 @@ bool ir_infer(IrGraph *g, IrOp op, IrNode *const *s, int n, const IrAttr *at, co
     *out = t;
     return true;
   }
+  case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW: {
+    int nt = op == IR_OP_OPT_ADAMW ? 3 : 2;  // tensor operands, then scalars
+    for (int j = 0; j < n; j++)
+      if (s[j]->ty.dt != IR_F32 || (j < nt ? !ir_type_eq(&s[j]->ty, x) : s[j]->ty.rank != 0))
+        return fail(g, loc, op, "needs f32 tensors of one shape, then f32 scalars", x, &s[j]->ty);
+    *out = *x;
+    return true;
+  }
   case IR_OP_COUNT: break;
   }
   return fail(g, loc, op, "unknown op", NULL, NULL);

@@ -1,5 +1,6 @@
 // ir/kernels_grad.c: reference kernels of the gradient ops that autodiff
-// (passes/autodiff.c) emits: UNARY_GRAD ... MAXIMUM_GRAD in ops.def. The
+// (passes/autodiff.c) emits: UNARY_GRAD ... MAXIMUM_GRAD in ops.def, and the
+// fused optimizer updates (OPT_*) that passes/train_step.c emits. The
 // interpreter (interp.c) calls ir_kernel_grad for every op from UNARY_GRAD on;
 // like the forward kernels (kernels.c) they compute in double on row-major
 // tensors and are the oracle for the backends, never the fast path. Each
@@ -355,6 +356,29 @@ static bool slice_grad(IrKernelArgs *k) {
   return true;
 }
 
+// ---- optimizer updates: OPT_MOMENT, OPT_MOMENT2, OPT_ADAMW ----
+
+// Every step in f32, as the compiled kernels (compile_optim.c) and the
+// unfused ops: a double op on f32 values rounded to f32 is the f32 op.
+static float f32r(double v) { return (float)v; }
+
+static bool optim(IrKernelArgs *k) {
+  const IrNode *n = k->n;
+  const double *x = k->in[0], *y = k->in[1];
+  for (int64_t i = 0; i < k->numel; i++) {
+    if (n->op == IR_OP_OPT_ADAMW) {  // p, m, v, decay, step_size, bc2_sqrt
+      float p1 = f32r(x[i] * k->in[3][0]), nss = f32r(-k->in[4][0]);
+      float den = f32r((double)f32r((double)f32r(sqrt(k->in[2][i])) / k->in[5][0]) + (float)n->attr.eps);
+      k->out[i] = f32r(p1 + (double)f32r((double)f32r(nss * y[i]) / den));
+      continue;
+    }
+    float gc = f32r(y[i] * k->in[2][0]), t = f32r((float)n->attr.scale * (double)gc);
+    if (n->op == IR_OP_OPT_MOMENT2) t = f32r((double)t * gc);
+    k->out[i] = f32r((double)f32r(x[i] * (float)n->attr.value) + t);
+  }
+  return true;
+}
+
 bool ir_kernel_grad(IrKernelArgs *k) {
   switch (k->n->op) {
   case IR_OP_UNARY_GRAD: return unary_grad(k);
@@ -372,6 +396,7 @@ bool ir_kernel_grad(IrKernelArgs *k) {
   case IR_OP_SLICE_GRAD: return slice_grad(k);
   case IR_OP_REDUCE_GRAD: return reduce_grad(k);
   case IR_OP_MAXIMUM_GRAD: return maximum_grad(k);
+  case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW: return optim(k);
   default: break;
   }
   diag_error(k->d, k->n->loc, "%s is not a gradient op", ir_op_name(k->n->op));

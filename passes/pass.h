@@ -57,6 +57,7 @@ typedef struct {
   const char *optimizer;            // "adamw" or "sgd"
   double beta1, beta2, eps, weight_decay, momentum;
   double clip;                      // 0: off
+  bool unfused;                     // plain MUL/ADD/DIV/SQRT instead of the OPT_* ops (tests: same bits)
 } PassTrainOpts;
 
 enum { PASS_TRAIN_MAX_STATE = 2 };

@@ -1,8 +1,10 @@
 // passes/train_step.c: the training step as one IR graph (pass.h). Runs on
 // a lowered loss graph (frontend -> FeModel.loss): pass_autodiff appends the
 // backward, then this file appends the global gradient norm, clipping and
-// the optimizer update (AdamW or SGD with momentum) with ordinary IR ops, so
-// that the interpreter and codegen (cg_compile) run the whole step unchanged.
+// the optimizer update (AdamW or SGD with momentum): the fused ops OPT_MOMENT,
+// OPT_MOMENT2, OPT_ADAMW (ir/ops.def; kernels in ir/kernels_grad.c and
+// codegen/compile_optim.c) where they apply, ordinary IR ops elsewhere (and
+// everywhere with PassTrainOpts.unfused, the same values bit for bit).
 // The trainer (cli/trainer.c) binds the step's scalars and swaps each
 // parameter's buffer with its "new.NAME" output after a step.
 //
@@ -57,39 +59,60 @@ static IrNode *global_norm(Tb *b, PassTrainStep *ts) {
   return ir_unary(b->g, IR_OP_SQRT, total ? total : cst(b, 0), b->loc);
 }
 
-// AdamW for one parameter: m, v leaves and the three new values.
-static bool adamw(Tb *b, const PassTrainOpts *o, const PassTrainStep *ts, PassTrainParam *tp, IrNode *g) {
+static IrNode *opt_op(Tb *b, IrOp op, IrNode *const *src, int n, double value, double scale, double eps) {
+  IrAttr at = {.value = value, .scale = scale, .eps = eps};
+  return ir_op(b->g, op, src, n, &at, NULL, b->loc);
+}
+
+// AdamW for one parameter: m, v leaves and the three new values. g: the
+// gradient, c: the clip coefficient (NULL: none).
+static bool adamw(Tb *b, const PassTrainOpts *o, const PassTrainStep *ts, PassTrainParam *tp, IrNode *g, IrNode *c) {
   IrNode *p = tp->param;
-  IrNode *m = state_leaf(b, "m", p), *v = state_leaf(b, "v", p);
-  IrNode *p1 = p->ty.rank >= 2 && o->weight_decay != 0 ? bin(b, IR_OP_MUL, p, ts->decay) : p;
-  // m' = m * beta1 + (1 - beta1) * g          (exp_avg.mul_(beta1).add_(grad, alpha=1-beta1))
-  IrNode *m2 = bin(b, IR_OP_ADD, bin(b, IR_OP_MUL, m, cst(b, o->beta1)), bin(b, IR_OP_MUL, cst(b, 1 - o->beta1), g));
-  // v' = v * beta2 + ((1 - beta2) * g) * g    (addcmul_(grad, grad, value=1-beta2))
-  IrNode *gg = bin(b, IR_OP_MUL, bin(b, IR_OP_MUL, cst(b, 1 - o->beta2), g), g);
-  IrNode *v2 = bin(b, IR_OP_ADD, bin(b, IR_OP_MUL, v, cst(b, o->beta2)), gg);
-  // denom = sqrt(v') / bc2_sqrt + eps; p' = p1 + (-step_size * m') / denom
-  IrNode *denom = bin(b, IR_OP_ADD, bin(b, IR_OP_DIV, ir_unary(b->g, IR_OP_SQRT, v2, b->loc), ts->bc2_sqrt),
-                      cst(b, o->eps));
-  IrNode *nss = ir_unary(b->g, IR_OP_NEG, ts->step_size, b->loc);
-  IrNode *p2 = bin(b, IR_OP_ADD, p1, bin(b, IR_OP_DIV, bin(b, IR_OP_MUL, nss, m2), denom));
+  IrNode *m = state_leaf(b, "m", p), *v = state_leaf(b, "v", p), *m2, *v2, *p2;
+  bool decay = p->ty.rank >= 2 && o->weight_decay != 0;
+  if (o->unfused) {
+    IrNode *gc = c ? bin(b, IR_OP_MUL, g, c) : g;
+    IrNode *p1 = decay ? bin(b, IR_OP_MUL, p, ts->decay) : p;
+    // m' = m * beta1 + (1 - beta1) * g          (exp_avg.mul_(beta1).add_(grad, alpha=1-beta1))
+    m2 = bin(b, IR_OP_ADD, bin(b, IR_OP_MUL, m, cst(b, o->beta1)), bin(b, IR_OP_MUL, cst(b, 1 - o->beta1), gc));
+    // v' = v * beta2 + ((1 - beta2) * g) * g    (addcmul_(grad, grad, value=1-beta2))
+    IrNode *gg = bin(b, IR_OP_MUL, bin(b, IR_OP_MUL, cst(b, 1 - o->beta2), gc), gc);
+    v2 = bin(b, IR_OP_ADD, bin(b, IR_OP_MUL, v, cst(b, o->beta2)), gg);
+    // denom = sqrt(v') / bc2_sqrt + eps; p' = p1 + (-step_size * m') / denom   (addcdiv_)
+    IrNode *denom = bin(b, IR_OP_ADD, bin(b, IR_OP_DIV, ir_unary(b->g, IR_OP_SQRT, v2, b->loc), ts->bc2_sqrt),
+                        cst(b, o->eps));
+    IrNode *nss = ir_unary(b->g, IR_OP_NEG, ts->step_size, b->loc);
+    p2 = bin(b, IR_OP_ADD, p1, bin(b, IR_OP_DIV, bin(b, IR_OP_MUL, nss, m2), denom));
+  } else {  // the same values, bit for bit, in three kernels (c = 1, decay = 1: exact no-ops)
+    IrNode *c1 = c ? c : cst(b, 1);
+    IrNode *sm[3] = {m, g, c1}, *sv[3] = {v, g, c1};
+    m2 = opt_op(b, IR_OP_OPT_MOMENT, sm, 3, o->beta1, 1 - o->beta1, 0);
+    v2 = opt_op(b, IR_OP_OPT_MOMENT2, sv, 3, o->beta2, 1 - o->beta2, 0);
+    IrNode *sp[6] = {p, m2, v2, decay ? ts->decay : cst(b, 1), ts->step_size, ts->bc2_sqrt};
+    p2 = opt_op(b, IR_OP_OPT_ADAMW, sp, 6, 0, 0, o->eps);
+  }
   *tp = (PassTrainParam){.param = p, .grad = tp->grad, .next = p2, .nstate = 2,
                          .state = {m, v}, .state_next = {m2, v2}};
   return m && v && p2;
 }
 
 // SGD with momentum (or without: no state) for one parameter.
-static bool sgd(Tb *b, const PassTrainOpts *o, const PassTrainStep *ts, PassTrainParam *tp, IrNode *g) {
-  IrNode *p = tp->param, *d = g;
+static bool sgd(Tb *b, const PassTrainOpts *o, PassTrainParam *tp, IrNode *g, IrNode *c, IrNode *neg_lr) {
+  IrNode *p = tp->param, *d = c ? bin(b, IR_OP_MUL, g, c) : g;
   tp->nstate = 0;
   if (o->momentum != 0) {  // buf.mul_(momentum).add_(grad)
     IrNode *buf = state_leaf(b, "b", p);
-    d = bin(b, IR_OP_ADD, bin(b, IR_OP_MUL, buf, cst(b, o->momentum)), g);
+    if (o->unfused) {
+      d = bin(b, IR_OP_ADD, bin(b, IR_OP_MUL, buf, cst(b, o->momentum)), d);
+    } else {  // 1 * (g * c) is g * c exactly
+      IrNode *s[3] = {buf, g, c ? c : cst(b, 1)};
+      d = opt_op(b, IR_OP_OPT_MOMENT, s, 3, o->momentum, 1, 0);
+    }
     tp->nstate = 1;
     tp->state[0] = buf;
     tp->state_next[0] = d;
   }
-  // param.add_(d, alpha=-lr)
-  tp->next = bin(b, IR_OP_ADD, p, bin(b, IR_OP_MUL, ir_unary(b->g, IR_OP_NEG, ts->lr, b->loc), d));
+  tp->next = bin(b, IR_OP_ADD, p, bin(b, IR_OP_MUL, neg_lr, d));  // param.add_(d, alpha=-lr)
   return tp->next != NULL;
 }
 
@@ -146,10 +169,10 @@ bool pass_train_step(IrGraph *g, IrNode *loss, const PassTrainOpts *o, PassTrain
     IrNode *r = bin(&b, IR_OP_DIV, cst(&b, 1), bin(&b, IR_OP_ADD, ts->grad_norm, cst(&b, 1e-6)));
     coef = bin(&b, IR_OP_MINIMUM, bin(&b, IR_OP_MUL, r, cst(&b, o->clip)), cst(&b, 1));
   }
+  IrNode *neg_lr = is_adam ? NULL : ir_unary(g, IR_OP_NEG, ts->lr, b.loc);
   for (int i = 0; i < ts->nparams; i++) {
     PassTrainParam *tp = &ts->params[i];
-    IrNode *gr = coef ? bin(&b, IR_OP_MUL, tp->grad, coef) : tp->grad;
-    if (!(is_adam ? adamw(&b, o, ts, tp, gr) : sgd(&b, o, ts, tp, gr))) return false;
+    if (!(is_adam ? adamw(&b, o, ts, tp, tp->grad, coef) : sgd(&b, o, tp, tp->grad, coef, neg_lr))) return false;
     if (!named_output(&b, "new.", tp->param->name, tp->next)) return false;
     for (int k = 0; k < tp->nstate; k++)
       if (!named_output(&b, "new.", tp->state[k]->name, tp->state_next[k])) return false;

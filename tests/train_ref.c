@@ -13,13 +13,21 @@
 // after the last step, optimizer state included), losses, grad_norms, lrs
 // (f64 [N]), eval_loss (f64 [1], batch 0 after training) and logits
 // (f32 [T, V], the forward on batch 0's first sequence after training).
-// Exit status 1 with the trainer's diagnostic if a step fails.
+// Exit status 1 with the trainer's diagnostic if a step fails. Prints each
+// step's loss and wall time (stdout) and the set-up time (stderr).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/trainer.h"
 #include "runtime/rt.h"
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
 
 typedef struct {
   RtStWrite *w;
@@ -95,7 +103,9 @@ int main(int argc, char **argv) {
   int64_t nsteps = first->shape[0];
   to.batch = first->shape[1];
   to.seq = first->shape[2];
+  double t0 = now_ms();
   HeedTrainer *t = heed_trainer_new(c, &to);
+  fprintf(stderr, "train_ref: trainer ready in %.0f ms\n", now_ms() - t0);
   if (!t || !heed_trainer_init(t, seed)) return 1;
   int nin = heed_trainer_ninputs(t);
   const int32_t **in = calloc((size_t)nin, sizeof *in);
@@ -115,8 +125,10 @@ int main(int argc, char **argv) {
   for (int64_t s = 0; s < nsteps; s++) {
     for (int i = 0; i < nin; i++) in[i] = (const int32_t *)(st.data + src[i]->off) + s * bt;
     lrs[s] = heed_train_lr(tr, s + 1, tr->steps);
+    double ts = now_ms();
     if (!heed_trainer_step(t, in, lrs[s], s + 1, &losses[s], &norms[s])) return 1;
-    printf("step %lld: loss %.9g grad_norm %.9g lr %.9g\n", (long long)s + 1, losses[s], norms[s], lrs[s]);
+    printf("step %lld: loss %.9g grad_norm %.9g lr %.9g (%.1f ms)\n", (long long)s + 1, losses[s], norms[s], lrs[s],
+           now_ms() - ts);
   }
   for (int i = 0; i < nin; i++) in[i] = (const int32_t *)(st.data + src[i]->off);
   double eval;
@@ -141,5 +153,14 @@ int main(int argc, char **argv) {
   heed_trainer_free(t);
   rt_st_close(&st);
   heed_compilation_free(c);
+  for (int i = 0; i < out.n; i++) free((void *)out.w[i].name), free((void *)out.w[i].shape), free((void *)out.w[i].data);
+  free(out.w);
+  free(f);
+  free(losses);
+  free(norms);
+  free(lrs);
+  free(in);
+  free(src);
+  for (int i = 0; i < ho.check.noverrides; i++) free((char *)sets[i].key);
   return 0;
 }
