@@ -55,3 +55,12 @@ bench-model:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target heed
 	@/usr/bin/python3 bench/model_bench.py --heed $(BUILD)/heed $(MODEL_BENCH_ARGS)
+
+# heed train against a PyTorch CPU training loop: time to a validation loss on
+# ../shared/data/moby-dick.txt (bench/README.md). TRAIN_BENCH_ARGS: e.g.
+# --steps 300 --target 2.6 --threads 1.
+.PHONY: bench-train
+bench-train:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target heed
+	@/usr/bin/python3 bench/train_bench.py --heed $(BUILD)/heed $(TRAIN_BENCH_ARGS)

@@ -12,6 +12,7 @@
 #include "cli/driver.h"
 #include "cli/exec.h"
 #include "cli/run.h"
+#include "cli/train.h"
 
 typedef struct {
   const char *name, *usage, *help;
@@ -55,7 +56,23 @@ static const Command commands[] = {
      "every parameter NAME (reverse-mode autodiff, on the reference interpreter).\n"
      "  --weights W, --prefix P, --strict=false, --interp   as for run\n",
      true},
-    {"train", "heed train MODEL.heed --data FILE [--steps N] [--out DIR]", "Train a model.\n", false},
+    {"train", "heed train MODEL.heed --data FILE [--steps N] [--out DIR] [--resume DIR|FILE]",
+     "Train a model (its train section) on a data file, with checkpoints, a metrics log\n"
+     "(metrics.csv) and a loss plot (loss.svg) in the output directory; a sample of\n"
+     "generated text at the end. SIGINT/SIGTERM: finish the step, save, exit 0.\n"
+     "  --data FILE        text (byte tokens 0..255) or .bin (little-endian uint16 tokens)\n"
+     "  --val FILE         validation data (default: the last 10% of --data)\n"
+     "  --steps N, --batch B, --seq T, --eval-every N, --seed S   the train settings\n"
+     "                     (the same as --set steps=N ...)\n"
+     "  --out DIR          output directory (default: runs/MODEL; with --resume, its directory)\n"
+     "  --resume DIR|FILE  continue from a checkpoint (DIR: its newest), exactly\n"
+     "  --checkpoint-every N  steps between checkpoints (default: eval_every, else steps/10);\n"
+     "                     one is also written at the end\n"
+     "  --keep K           checkpoints kept (default 3)\n"
+     "  --sample N         tokens of text generated at the end (default 200; 0: none)\n"
+     "  --interp           train on the reference interpreter\n"
+     "  --threads N        threads for compiled code (default: the cores); results do not depend on it\n",
+     true},
     {"generate", "heed generate MODEL.heed --weights W --prompt TEXT", "Generate text.\n", false},
     {"build", "heed build MODEL.heed --weights W -o PROGRAM", "Build a standalone program.\n", false},
     {"bench", "heed bench MODEL.heed [--train] [--batch B] [--seq T] [--json]",
@@ -102,6 +119,7 @@ typedef struct {
   bool params, help, loss;
   HeedRunOpts run;
   HeedBenchOpts bench;
+  HeedTrainOpts train;
 } Args;
 
 static int usage_error(const Command *c, const char *fmt, const char *arg) {
@@ -116,7 +134,21 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
   for (int i = 0; i < argc; i++) {
     const char *s = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
+    int used = 0;
+    if (!strcmp(c->name, "train")) {  // train flags; settings become --set KEY=VALUE
+      const char *key;
+      char msg[256];
+      if ((used = heed_train_flag(&a->train, s, val, &key, msg, sizeof msg)) < 0) return usage_error(c, "%s", msg);
+      for (int k = 0; key && k < a->o.check.noverrides; k++)  // a later flag wins
+        if (!strcmp(a->sets[k].key, key)) a->sets[k].value = val, key = NULL;
+      if (key && a->o.check.noverrides >= 64) return usage_error(c, "too many --set flags%s", "");
+      if (key && !(a->sets[a->o.check.noverrides].key = strdup(key))) return 1;
+      if (key) a->sets[a->o.check.noverrides++].value = val;
+      i += used > 0 ? used - 1 : 0;
+    }
+    if (used > 0) {
+      continue;
+    } else if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
       a->help = true;
     } else if (!strcmp(s, "--params") && !strcmp(c->name, "check")) {
       a->params = true;
@@ -310,6 +342,10 @@ static int cmd_frontend(const Command *cmd, Args *a) {
       rc = heed_cmd_bench(c, &a->bench, (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
     } else if (rc == HEED_OK && !strcmp(cmd->name, "init")) rc = heed_cmd_init(c, &a->run);
     else if (rc == HEED_OK && !strcmp(cmd->name, "run")) rc = heed_cmd_run(c, &a->run);
+    else if (rc == HEED_OK && !strcmp(cmd->name, "train")) {
+      a->train.interp = a->run.interp, a->train.threads = a->run.threads;
+      rc = heed_cmd_train(c, &a->train);
+    }
     else if (rc == HEED_OK) rc = heed_cmd_grad(c, &a->run);
   }
   diag_finish(&c->diag);
@@ -342,7 +378,8 @@ int main(int argc, char **argv) {
   }
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   int threads = cores < 1 ? 1 : cores > 256 ? 256 : (int)cores;
-  Args a = {.run = {.strict = true, .seed = 1337, .threads = threads}, .bench = {.threads = threads}};
+  Args a = {.run = {.strict = true, .seed = 1337, .threads = threads}, .bench = {.threads = threads},
+            .train = {.sample = -1}};
   int rc = parse_args(cmd, argc - 2, argv + 2, &a);
   if (!cmd->available && !a.help) {  // its flags are not parsed yet
     rc = 0;
@@ -350,7 +387,7 @@ int main(int argc, char **argv) {
   if (rc == 0 && a.help) {
     usage_cmd(cmd, stdout);
   } else if (rc == 0 && !cmd->available) {
-    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad and bench are)\n",
+    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad, train and bench are)\n",
             cmd->name);
     rc = 1;
   } else if (rc == 0 && !a.o.path) {
@@ -358,6 +395,8 @@ int main(int argc, char **argv) {
   } else if (rc == 0 && missing_run_flag(cmd, &a) &&
              (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad"))) {
     rc = usage_error(cmd, "missing %s", missing_run_flag(cmd, &a));
+  } else if (rc == 0 && !strcmp(cmd->name, "train") && !a.train.data) {
+    rc = usage_error(cmd, "missing --data FILE%s", "");
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && !a.emit) {
     rc = usage_error(cmd, "--emit KIND is required%s", "");
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && strcmp(a.emit, "ast") && strcmp(a.emit, "ir") &&

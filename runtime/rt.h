@@ -7,6 +7,8 @@
 //   safetensors.c  read (mmap) and write (atomic replace) safetensors files,
 //                  dtype names and sizes, f16/bf16 <-> f32 conversions
 //   threads.c      a pthreads pool with deterministic static chunking
+//   data.c         training data: token files (mapped), splits, seeded
+//                  random windows, fixed validation windows
 //
 // Functions return RT_OK (0) or an RtStatus error code; on error they write
 // a one-line message naming the file (and the tensor where there is one)
@@ -135,5 +137,68 @@ int rt_pool_size(const RtPool *pool);  // 1 for NULL
 // are done. pool NULL, a pool of 1 or a single task: the caller runs them
 // all (thread 0).
 void rt_parallel_for(RtPool *pool, int64_t n_tasks, RtTaskFn fn, void *ctx);
+
+// ---- data.c ----
+// Training data (CLI.md "Files"): a text file read as bytes (tokens
+// 0..255), or a `.bin` file of little-endian uint16 tokens, optionally
+// behind llm.c's header (256 int32, header[0] = 20240520 the magic,
+// header[2] the token count), which is skipped. The file is mapped
+// read-only; tokens are read one by one (rt_tokens_get), never copied.
+// Example:
+//   RtTokens tk; RtSplit tr, va; uint64_t rng = 1337;
+//   rt_tokens_open("input.txt", 256, &tk, err, sizeof err);   // checks the vocab
+//   rt_split(&tk, 0.9, &tr, &va);             // first 90% / last 10%
+//   rt_window_check(&tr, 64, "training", err, sizeof err);    // >= 65 tokens
+//   rt_batch_random(&tr, &rng, 16, 64, tokens, targets);      // (16,64) each
+enum { RT_DATA_MAGIC = 20240520, RT_DATA_HEADER_BYTES = 1024 };
+
+typedef struct {
+  char *path;
+  int width;              // bytes per token: 1 (text) or 2 (.bin uint16)
+  const uint8_t *tok;     // the first token
+  int64_t n;              // tokens
+  uint64_t hash;          // FNV-1a of the token bytes (rt_tokens_open)
+  // private
+  void *map_;
+  size_t map_len_;
+} RtTokens;
+
+// Opens path (".bin": uint16 tokens; anything else: bytes) and checks that
+// every token is < vocab (vocab <= 0: no check). Errors name the file: it
+// is unreadable, empty, a .bin of odd length or with a header whose count
+// disagrees with its size, or a token is out of range (its byte offset
+// and value are named). Free with rt_tokens_close.
+int rt_tokens_open(const char *path, int64_t vocab, RtTokens *out, char *err, size_t errlen);
+void rt_tokens_close(RtTokens *t);  // unmaps; zeroes t
+static inline int32_t rt_tokens_get(const RtTokens *t, int64_t i) {
+  return t->width == 1 ? t->tok[i] : (int32_t)(t->tok[2 * i] | (t->tok[2 * i + 1] << 8));
+}
+
+typedef struct {          // tokens [begin, end) of a file
+  const RtTokens *src;
+  int64_t begin, end;
+} RtSplit;
+
+// The whole of t as a split.
+RtSplit rt_split_all(const RtTokens *t);
+// train = the first floor(n * frac) tokens, val = the rest.
+void rt_split(const RtTokens *t, double frac, RtSplit *train, RtSplit *val);
+// RT_OK if s holds at least one window of seq + 1 tokens (inputs and the
+// targets shifted by one); else an error naming the file and what (e.g.
+// "validation") is too short.
+int rt_window_check(const RtSplit *s, int64_t seq, const char *what, char *err, size_t errlen);
+
+// The data order's generator: splitmix64 on one uint64 state, which is all
+// a checkpoint needs to continue the same sequence of windows.
+uint64_t rt_rng_next(uint64_t *state);
+
+// B random windows of s (after rt_window_check): window b starts at a
+// uniformly drawn offset o, tokens[b*T + t] = s[o + t], targets[b*T + t] =
+// s[o + t + 1]. Draws exactly B numbers from *rng.
+void rt_batch_random(const RtSplit *s, uint64_t *rng, int64_t B, int64_t T, int32_t *tokens, int32_t *targets);
+// Fixed validation window w of nw (0 <= w < nw): starts spread evenly from
+// the first to the last possible offset (overlapping when s is short).
+void rt_batch_fixed(const RtSplit *s, int64_t w0, int64_t nw, int64_t B, int64_t T, int32_t *tokens,
+                    int32_t *targets);
 
 #endif

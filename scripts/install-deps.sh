@@ -4,7 +4,8 @@
 set -euo pipefail
 
 PKGS=(cmake make gcc pkg-config flex bison llvm-19-dev clang-19 libfuzzer-19-dev
-      libcmocka-dev libcjson-dev python3 python3-numpy python3-torch)
+      libcmocka-dev libcjson-dev python3 python3-numpy python3-torch
+      fortunes)  # fortunes: the text `make demo` trains on
 
 missing=()
 for p in "${PKGS[@]}"; do

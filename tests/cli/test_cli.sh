@@ -55,7 +55,7 @@ expect 0 '%[0-9]+: f32\[B, T, 50257\] = matmul' -- "$HEED" compile "$REPO/exampl
 expect 0 'output loss = %' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ir --loss --set layers=1
 expect 0 'digraph' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit dot --set layers=1
 expect 2 "unknown --emit kind 'wat'" -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit wat
-expect 1 'not available in this version' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x
+expect 1 'heed: error: x: cannot open: No such file or directory' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x
 expect 0 '"forward_ms": [0-9.]+' -- "$HEED" bench "$REPO/examples/mlp.heed" --json --batch 2 --reps 1
 expect 0 'forward .*reference interpreter' -- "$HEED" bench "$REPO/examples/mlp.heed" --interp --batch 2 --reps 1
 expect 0 '' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ast -o "$T/gpt2.ast"

@@ -1,0 +1,493 @@
+// cli/train.c: `heed train MODEL.heed --data FILE` (CLI.md). Data flow: the
+// lowered model (Compilation) -> a HeedTrainer (cli/trainer.h, the compiled
+// train step) fed (tokens, targets) windows from runtime/data.c; out come
+// checkpoints (checkpoint.c), metrics.csv and loss.svg (metrics.c) in the
+// output directory, progress on stderr and a text sample on stdout.
+//
+// Determinism: everything a step depends on (parameters, optimizer state,
+// the data generator's one-word state, the step number) is in the
+// checkpoint, and nothing depends on time or on --threads, so a resumed run
+// continues bit-identically. SIGINT/SIGTERM finish the step, save a
+// checkpoint and return HEED_OK.
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/train.h"
+#include "cli/trainer.h"
+#include "runtime/rt.h"
+
+enum { EVAL_BATCHES = 8, DEFAULT_KEEP = 3, DEFAULT_SAMPLE = 200, PATHMAX = 4096, ERRMAX = PATHMAX + 1024 };
+
+// ---- flags ----
+
+static bool parse_count(const char *val, int64_t lo, int64_t *out) {
+  char *end;
+  if (!val || !*val) return false;
+  long long n = strtoll(val, &end, 10);
+  if (*end || n < lo || n > (1ll << 40)) return false;
+  *out = n;
+  return true;
+}
+
+int heed_train_flag(HeedTrainOpts *o, const char *flag, const char *val, const char **set_key, char *err,
+                    size_t errlen) {
+  static const char *const sets[][2] = {{"--steps", "steps"}, {"--batch", "batch"}, {"--seq", "seq"},
+                                         {"--eval-every", "eval_every"}, {"--seed", "seed"}};
+  *set_key = NULL;
+  for (int i = 0; i < 5; i++) {
+    if (strcmp(flag, sets[i][0])) continue;
+    int64_t n;
+    if (!parse_count(val, i >= 3 ? 0 : 1, &n)) {
+      snprintf(err, errlen, "%s takes a %s integer, got '%s'", flag, i >= 3 ? "non-negative" : "positive",
+               val ? val : "");
+      return -1;
+    }
+    *set_key = sets[i][1];
+    return 2;
+  }
+  const char **str = !strcmp(flag, "--data") ? &o->data : !strcmp(flag, "--val") ? &o->val
+                   : !strcmp(flag, "--out") ? &o->out : !strcmp(flag, "--resume") ? &o->resume : NULL;
+  if (str) {
+    if (!val || !*val) {
+      snprintf(err, errlen, "%s needs a value", flag);
+      return -1;
+    }
+    *str = val;
+    return 2;
+  }
+  int64_t *num = !strcmp(flag, "--checkpoint-every") ? &o->checkpoint_every : !strcmp(flag, "--sample") ? &o->sample
+                 : NULL;
+  int64_t keep;
+  if (num || !strcmp(flag, "--keep")) {
+    bool ok = parse_count(val, num == &o->sample ? 0 : 1, num ? num : &keep);
+    if (ok && !num) o->keep = (int)(keep > 1000000 ? 1000000 : keep);
+    if (!ok) {
+      snprintf(err, errlen, "%s takes a %s integer, got '%s'", flag, num == &o->sample ? "non-negative" : "positive",
+               val ? val : "");
+      return -1;
+    }
+    return 2;
+  }
+  return 0;
+}
+
+// ---- the run ----
+
+typedef struct {
+  Compilation *c;
+  const HeedTrainOpts *o;
+  const FeTrain *tr;
+  HeedTrainer *t;
+  RtTokens data, vdata;
+  RtSplit train, val;
+  int64_t B, T, steps, vocab, ckpt_every, eval_every;
+  int keep;
+  uint64_t rng;
+  int32_t *x, *y;                  // (B,T) each
+  int ix, iy;                      // which trainer input gets x, y
+  char out[PATHMAX - 64], csv[PATHMAX], svg[PATHMAX], last_ckpt[PATHMAX];
+  HeedCkptMeta meta;               // this run's settings and fingerprint
+  FILE *metrics;
+  bool tty;
+  double t_start, t_last, ema_step_s;
+} Run;
+
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { stop_signal = sig; }
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int fail(Run *r, const char *msg) {
+  diag_error(&r->c->diag, (SrcLoc){0}, "%s", msg);
+  return HEED_ERR_IO;
+}
+
+// mkdir -p: every missing directory of path.
+static bool make_dirs(const char *path, char *err, size_t errlen) {
+  char buf[PATHMAX - 64];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1;; p++) {
+    if (*p != '/' && *p) continue;
+    char save = *p;
+    *p = 0;
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+      snprintf(err, errlen, "cannot create the output directory '%s': %s", buf, strerror(errno));
+      return false;
+    }
+    *p = save;
+    if (!save) break;
+  }
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "'%s' is not a directory", path);
+    return false;
+  }
+  return true;
+}
+
+// The model's vocabulary: the last dim of its (first) output, if constant.
+static int64_t model_vocab(const FeModel *m) {
+  if (m->noutputs < 1 || m->outputs[0].rank < 1) return 0;
+  const IrDim *d = &m->outputs[0].dim[m->outputs[0].rank - 1];
+  return d->nsym ? 0 : d->n;
+}
+
+// Opens the data (and --val) files and splits them; checks every split
+// holds a window.
+static int open_data(Run *r) {
+  char err[ERRMAX];
+  if (rt_tokens_open(r->o->data, r->vocab, &r->data, err, sizeof err) != RT_OK) return fail(r, err);
+  if (r->o->val) {
+    if (rt_tokens_open(r->o->val, r->vocab, &r->vdata, err, sizeof err) != RT_OK) return fail(r, err);
+    r->train = rt_split_all(&r->data);
+    r->val = rt_split_all(&r->vdata);
+  } else {
+    rt_split(&r->data, 0.9, &r->train, &r->val);
+  }
+  if (rt_window_check(&r->train, r->T, r->o->val ? "training" : "training (first 90%)", err, sizeof err) != RT_OK)
+    return fail(r, err);
+  if (rt_window_check(&r->val, r->T, r->o->val ? "validation" : "validation (last 10%)", err, sizeof err) != RT_OK) {
+    if (!r->o->val) snprintf(err + strlen(err), sizeof err - strlen(err), "; give a longer file or --val FILE");
+    return fail(r, err);
+  }
+  return HEED_OK;
+}
+
+// The settings a resumed run must share with the checkpoint's, one line.
+static void settings_line(const Run *r, char *buf, size_t n) {
+  const FeTrain *t = r->tr;
+  snprintf(buf, n,
+           "batch=%lld seq=%lld seed=%lld optimizer=%s lr=%.17g beta1=%.17g beta2=%.17g eps=%.17g "
+           "weight_decay=%.17g momentum=%.17g schedule=%s warmup=%.17g min_lr=%.17g clip=%.17g "
+           "data=%016llx:%lld val=%s%016llx:%lld:%lld",
+           (long long)r->B, (long long)r->T, (long long)t->seed, t->optimizer, t->lr, t->beta1, t->beta2, t->eps,
+           t->weight_decay, t->momentum, t->schedule, t->warmup, t->min_lr, t->clip,
+           (unsigned long long)r->data.hash, (long long)r->data.n, r->o->val ? "file:" : "split:",
+           (unsigned long long)r->val.src->hash, (long long)r->val.begin, (long long)r->val.end);
+}
+
+// Binds the trainer's inputs by name: tokens and targets.
+static int bind_inputs(Run *r) {
+  int n = heed_trainer_ninputs(r->t);
+  r->ix = r->iy = -1;
+  for (int i = 0; i < n; i++) {
+    const char *nm = heed_trainer_input_name(r->t, i);
+    if (!strcmp(nm, "tokens")) r->ix = i;
+    else if (!strcmp(nm, "targets")) r->iy = i;
+    else {
+      char msg[512];
+      snprintf(msg, sizeof msg, "the loss takes an input '%s'; heed train feeds only 'tokens' and 'targets' "
+               "(windows of the data and the same shifted by one)", nm);
+      return fail(r, msg);
+    }
+  }
+  if (r->ix < 0 || r->iy < 0 || n != 2)
+    return fail(r, "heed train needs a loss of two inputs, loss(tokens: i32[B, T], targets: i32[B, T])");
+  return HEED_OK;
+}
+
+// Starts from the checkpoint (--resume) or from the model's initialisers.
+// *start gets the steps already done.
+static int start_state(Run *r, int64_t *start) {
+  char err[ERRMAX], path[PATHMAX - 64];
+  *start = 0;
+  r->rng = (uint64_t)r->tr->seed ^ 0x5DEECE66Dull;  // the data order's stream (init has its own)
+  if (!r->o->resume) {
+    if (!heed_trainer_init(r->t, (uint64_t)r->tr->seed)) return HEED_ERR_CHECK;
+    return HEED_OK;
+  }
+  struct stat st;
+  snprintf(path, sizeof path, "%s", r->o->resume);
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && !heed_ckpt_latest(r->o->resume, path, sizeof path)) {
+    snprintf(err, sizeof err, "--resume %s: no checkpoint (ckpt-*.safetensors) in the directory", r->o->resume);
+    return fail(r, err);
+  }
+  HeedCkptMeta m;
+  if (!heed_ckpt_load(r->t, path, &r->meta, &m, err, sizeof err)) return fail(r, err);
+  if (m.step > r->steps) {
+    snprintf(err, sizeof err, "%s: the checkpoint is at step %lld, past this run's %lld steps (--steps N)", path,
+             (long long)m.step, (long long)r->steps);
+    return fail(r, err);
+  }
+  if (m.steps != r->steps)
+    fprintf(stderr, "heed train: note: the checkpoint's run had %lld steps, this one has %lld (the schedule follows)\n",
+            (long long)m.steps, (long long)r->steps);
+  r->rng = m.rng;
+  *start = m.step;
+  snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", path);
+  fprintf(stderr, "heed train: resuming from %s at step %lld\n", path, (long long)m.step);
+  return HEED_OK;
+}
+
+static const int32_t *const *inputs(Run *r, const int32_t *v[2]) {
+  v[r->ix] = r->x;
+  v[r->iy] = r->y;
+  return v;
+}
+
+// The mean loss over the fixed validation windows.
+static bool evaluate(Run *r, double *val_loss) {
+  int64_t nw = EVAL_BATCHES * r->B;
+  double sum = 0;
+  for (int b = 0; b < EVAL_BATCHES; b++) {
+    rt_batch_fixed(&r->val, b * r->B, nw, r->B, r->T, r->x, r->y);
+    const int32_t *v[2];
+    double l;
+    if (!heed_trainer_eval(r->t, inputs(r, v), &l)) return false;
+    sum += l;
+  }
+  *val_loss = sum / EVAL_BATCHES;
+  return true;
+}
+
+static bool save(Run *r, int64_t step) {
+  char err[ERRMAX];
+  r->meta.step = step;
+  r->meta.rng = r->rng;
+  if (r->metrics) fflush(r->metrics);
+  if (!heed_ckpt_save(r->t, r->out, &r->meta, r->keep, r->last_ckpt, sizeof r->last_ckpt, err, sizeof err)) {
+    if (r->tty) fputc('\n', stderr);
+    fail(r, err);
+    return false;
+  }
+  if (!heed_metrics_plot(r->csv, r->svg, r->c->model->decl->name, err, sizeof err))
+    fprintf(stderr, "heed train: warning: %s\n", err);  // the plot is a convenience; training goes on
+  return true;
+}
+
+static void fmt_time(double s, char *buf, size_t n) {
+  long t = (long)(s + 0.5);
+  if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+// The progress line: live (\r, at most 10 times a second) on a terminal,
+// else every ~5% of the run; always at an evaluation and the last step.
+static void progress(Run *r, int64_t step, double loss, double lr, double tok_s, double val_loss) {
+  char eta[32];
+  fmt_time(r->ema_step_s * (double)(r->steps - step), eta, sizeof eta);
+  bool eval = !isnan(val_loss);
+  int64_t every = r->steps / 20 > 0 ? r->steps / 20 : 1;
+  if (!r->tty && !eval && step % every && step != r->steps) return;
+  if (r->tty && !eval && step != r->steps && now_s() - r->t_last < 0.1) return;  // redraw 10 times a second
+  r->t_last = now_s();
+  fprintf(stderr, "%sstep %lld/%lld  loss %.4f  lr %.3g  %.0f tok/s  ETA %s", r->tty ? "\r\033[K" : "",
+          (long long)step, (long long)r->steps, loss, lr, tok_s, eta);
+  if (eval) fprintf(stderr, "  val_loss %.4f", val_loss);
+  if (!r->tty || eval) fputc('\n', stderr);
+  fflush(stderr);
+}
+
+// One training step (number step + 1): batch, update, log; false on error.
+static bool train_step(Run *r, int64_t step, double *loss) {
+  rt_batch_random(&r->train, &r->rng, r->B, r->T, r->x, r->y);
+  double lr = heed_train_lr(r->tr, step + 1, r->steps), gnorm = 0, val_loss = NAN;
+  const int32_t *v[2];
+  double t0 = now_s();
+  if (!heed_trainer_step(r->t, inputs(r, v), lr, step + 1, loss, &gnorm)) return false;
+  if (!isfinite(*loss)) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "step %lld: the loss is %g; the last good checkpoint stays", (long long)step + 1,
+             *loss);
+    fail(r, msg);
+    return false;
+  }
+  double dt = now_s() - t0, tok_s = (double)(r->B * r->T) / (dt > 0 ? dt : 1e-9);
+  r->ema_step_s = r->ema_step_s > 0 ? 0.9 * r->ema_step_s + 0.1 * dt : dt;
+  int64_t done = step + 1;
+  if ((r->eval_every > 0 && done % r->eval_every == 0) || done == r->steps)
+    if (!evaluate(r, &val_loss)) return false;
+  progress(r, done, *loss, lr, tok_s, val_loss);
+  fprintf(r->metrics, "%lld,%.9g,", (long long)done, *loss);
+  if (!isnan(val_loss)) fprintf(r->metrics, "%.9g", val_loss);
+  fprintf(r->metrics, ",%.9g,%.6g,%.1f,%.3f\n", lr, gnorm, tok_s, now_s() - r->t_start);
+  return true;
+}
+
+// The length of the valid UTF-8 sequence at p[0..n), or 0.
+static int utf8_len(const int32_t *p, int64_t n) {
+  int32_t c = p[0];
+  int len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+  if (len == 0 || len > n) return 0;
+  int32_t lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80, hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+  for (int i = 1; i < len; i++, lo = 0x80, hi = 0xBF)
+    if (p[i] < lo || p[i] > hi) return 0;
+  return len;
+}
+
+// Prints tokens: bytes as text (invalid UTF-8 and control bytes as U+FFFD),
+// other vocabularies as numbers.
+static void print_tokens(const int32_t *seq, int64_t n, bool bytes) {
+  for (int64_t i = 0; i < n;) {
+    int len = bytes ? utf8_len(seq + i, n - i) : 0;
+    if (!bytes) printf("%s%d", i ? " " : "", seq[i]);
+    else if (len == 0 || (seq[i] < 32 && seq[i] != '\n' && seq[i] != '\t')) fputs("\xEF\xBF\xBD", stdout);
+    else
+      for (int k = 0; k < len; k++) putchar(seq[i + k]);
+    i += len ? len : 1;
+  }
+  printf("\n");
+}
+
+// A token drawn from softmax(logits / 0.8) with u uniform in [0, 1).
+static int32_t draw(const float *logits, int64_t V, double u) {
+  double mx = -INFINITY, z = 0;
+  for (int64_t k = 0; k < V; k++) mx = fmax(mx, logits[k]);
+  for (int64_t k = 0; k < V; k++) z += exp((logits[k] - mx) / 0.8);
+  for (int64_t k = 0; k < V; k++) {
+    u -= exp((logits[k] - mx) / 0.8) / z;
+    if (u < 0) return (int32_t)k;
+  }
+  return (int32_t)(V - 1);
+}
+
+// Prints n tokens sampled from the model after a prompt from the validation
+// data: temperature 0.8, seeded, the whole window recomputed per token.
+static bool sample(Run *r, int64_t n) {
+  int64_t plen = r->T / 4 < 32 ? r->T / 4 : 32, len = 0, V = r->vocab > 0 ? r->vocab : 256;
+  if (plen < 1) plen = 1;
+  int32_t *seq = malloc(sizeof *seq * (size_t)(plen + n));
+  if (!seq) return false;
+  for (; len < plen; len++) seq[len] = rt_tokens_get(r->val.src, r->val.begin + len);
+  uint64_t rng = (uint64_t)r->tr->seed;
+  bool ok = true;
+  while (ok && len < plen + n) {
+    int64_t w = len < r->T ? len : r->T;
+    const float *lg;
+    if ((ok = heed_trainer_logits(r->t, seq + len - w, w, &lg)))
+      seq[len++] = draw(lg + (w - 1) * V, V, (double)(rt_rng_next(&rng) >> 11) * 0x1.0p-53);
+  }
+  if (ok) {
+    printf("sample (%lld tokens after a prompt of %lld from the validation data):\n", (long long)n, (long long)plen);
+    print_tokens(seq, len, r->vocab > 0 && r->vocab <= 256);
+  }
+  free(seq);
+  return ok;
+}
+
+// Output directory, metrics log, checkpoint policy.
+static int prepare_out(Run *r, int64_t start) {
+  char err[ERRMAX];
+  const char *o = r->o->out;
+  if (!o && r->o->resume) {  // resume into the checkpoint's directory
+    struct stat st;
+    snprintf(r->out, sizeof r->out, "%s", r->o->resume);
+    if (stat(r->o->resume, &st) == 0 && !S_ISDIR(st.st_mode)) {
+      char *slash = strrchr(r->out, '/');
+      if (slash) *slash = 0;
+      else snprintf(r->out, sizeof r->out, ".");
+    }
+  } else if (o) {
+    snprintf(r->out, sizeof r->out, "%s", o);
+  } else {
+    snprintf(r->out, sizeof r->out, "runs/%s", r->c->model->decl->name);
+  }
+  if (!make_dirs(r->out, err, sizeof err)) return fail(r, err);
+  snprintf(r->csv, sizeof r->csv, "%s/metrics.csv", r->out);
+  snprintf(r->svg, sizeof r->svg, "%s/loss.svg", r->out);
+  if (!(r->metrics = heed_metrics_open(r->csv, r->o->resume ? start : -1, err, sizeof err))) return fail(r, err);
+  return HEED_OK;
+}
+
+// Sizes, data, trainer, state: everything before the first step.
+static int setup(Run *r, int64_t *start) {
+  const FeTrain *tr = r->tr;
+  r->B = tr->batch, r->T = tr->seq, r->steps = tr->steps;
+  r->eval_every = tr->eval_every;
+  r->ckpt_every = r->o->checkpoint_every ? r->o->checkpoint_every
+                  : r->eval_every ? r->eval_every : (r->steps / 10 > 0 ? r->steps / 10 : 1);
+  r->keep = r->o->keep ? r->o->keep : DEFAULT_KEEP;
+  r->vocab = model_vocab(r->c->model);
+  r->tty = isatty(2);
+  int rc = open_data(r);
+  if (rc != HEED_OK) return rc;
+  r->x = malloc(sizeof(int32_t) * (size_t)(r->B * r->T));
+  r->y = malloc(sizeof(int32_t) * (size_t)(r->B * r->T));
+  if (!r->x || !r->y) return fail(r, "out of memory");
+  HeedTrainerOpts to = {.interp = r->o->interp, .threads = r->o->threads, .batch = r->B, .seq = r->T};
+  if (!(r->t = heed_trainer_new(r->c, &to))) return HEED_ERR_CHECK;
+  if ((rc = bind_inputs(r)) != HEED_OK) return rc;
+  settings_line(r, r->meta.settings, sizeof r->meta.settings);
+  heed_ckpt_fingerprint(r->t, r->c->model->decl->name, r->meta.fingerprint);
+  r->meta.steps = r->steps;
+  if ((rc = start_state(r, start)) != HEED_OK) return rc;
+  return prepare_out(r, *start);
+}
+
+// The steps from start to the end or a signal; HEED_OK or an error.
+static int loop(Run *r, int64_t start, int64_t *done) {
+  struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;  // a second Ctrl-C stops at once
+  stop_signal = 0;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  int rc = HEED_OK;
+  *done = start;
+  for (int64_t s = start; s < r->steps && !stop_signal; s++) {
+    double loss;
+    if (!train_step(r, s, &loss)) {
+      if (r->tty) fputc('\n', stderr);
+      rc = HEED_ERR_CHECK;
+      break;
+    }
+    *done = s + 1;
+    if ((*done % r->ckpt_every == 0 || *done == r->steps) && !save(r, *done)) {
+      rc = HEED_ERR_IO;
+      break;
+    }
+  }
+  if (rc == HEED_OK && stop_signal && *done % r->ckpt_every && *done != r->steps) {  // not saved yet
+    if (r->tty) fputc('\n', stderr);
+    if (!save(r, *done)) rc = HEED_ERR_IO;
+  }
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  return rc;
+}
+
+int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
+  Run r = {.c = c, .o = o, .tr = c->model->train};
+  if (!r.tr) {
+    diag_error(&c->diag, (SrcLoc){0}, "model '%s' has no train section: heed train needs one (LANGUAGE.md)",
+               c->model->decl->name);
+    return HEED_ERR_CHECK;
+  }
+  int64_t start = 0, done = 0;
+  r.t_start = now_s();
+  int rc = setup(&r, &start);
+  if (rc == HEED_OK) {
+    fprintf(stderr, "heed train: %s, %lld parameters, batch %lld x seq %lld, steps %lld..%lld, data %s (%lld tokens), "
+            "output %s\n", c->model->decl->name, (long long)c->model->nparam_elems, (long long)r.B, (long long)r.T,
+            (long long)start + 1, (long long)r.steps, o->data, (long long)r.data.n, r.out);
+    rc = loop(&r, start, &done);
+  }
+  if (rc == HEED_OK && stop_signal) {
+    printf("interrupted (signal %d) after step %lld: checkpoint %s\n", (int)stop_signal, (long long)done,
+           r.last_ckpt);
+  } else if (rc == HEED_OK) {
+    int64_t n = o->sample >= 0 ? o->sample : DEFAULT_SAMPLE;
+    if (n > 0 && !sample(&r, n)) rc = HEED_ERR_CHECK;
+    if (rc == HEED_OK)
+      printf("checkpoint: %s\nmetrics:    %s\nloss plot:  %s\n", r.last_ckpt[0] ? r.last_ckpt : "(none)", r.csv,
+             r.svg);
+  }
+  if (r.metrics && fclose(r.metrics) != 0 && rc == HEED_OK) rc = fail(&r, "cannot write the metrics log");
+  if (r.t) heed_trainer_free(r.t);
+  free(r.x);
+  free(r.y);
+  rt_tokens_close(&r.data);
+  rt_tokens_close(&r.vdata);
+  return rc;
+}

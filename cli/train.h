@@ -1,0 +1,74 @@
+// cli/train.h: `heed train` (train.c: the loop, progress, evaluation,
+// sampling; checkpoint.c: checkpoints; metrics.c: the CSV log and the SVG
+// plot). Data flow: a lowered model (Compilation) + a data file
+// (runtime/data.c) -> a HeedTrainer (cli/trainer.h: the compiled step) ->
+// checkpoints, metrics.csv and loss.svg in the output directory.
+#ifndef HEED_CLI_TRAIN_H
+#define HEED_CLI_TRAIN_H
+
+#include "cli/driver.h"
+
+typedef struct {
+  const char *data, *val;     // --data FILE, --val FILE
+  const char *out;            // --out DIR (NULL: the --resume directory, else runs/MODEL)
+  const char *resume;         // --resume DIR|FILE
+  int64_t checkpoint_every;   // 0: the default (eval_every, else steps / 10)
+  int keep;                   // checkpoints kept (0: the default, 3)
+  int64_t sample;             // tokens generated at the end (-1: the default, 200; 0: none)
+  bool interp;                // --interp
+  int threads;                // --threads
+} HeedTrainOpts;
+
+// Parses one `heed train` flag (flag, and val: the next argument or NULL).
+// Returns the number of arguments used (1 or 2), 0 if flag is not a train
+// flag, or -1 on a bad value (message in err). Flags that are train
+// settings (--steps, --batch, --seq, --eval-every, --seed) become
+// overrides: *set_key is then the setting's name (static) and val its
+// value, to be added as --set KEY=VAL.
+int heed_train_flag(HeedTrainOpts *o, const char *flag, const char *val, const char **set_key, char *err,
+                    size_t errlen);
+
+// Trains c's model (through heed_frontend with lower set). Returns HEED_OK
+// (also when SIGINT/SIGTERM stopped it after saving a checkpoint) or an
+// error status with the message printed.
+int heed_cmd_train(Compilation *c, const HeedTrainOpts *o);
+
+// ---- checkpoint.c ----
+typedef struct HeedTrainer HeedTrainer;
+
+typedef struct {            // what a checkpoint records besides the tensors
+  int64_t step, steps;      // steps done; the run's total
+  uint64_t rng;             // the data generator's state after `step`
+  char settings[1024];      // everything that must match on resume (one line)
+  char fingerprint[32];     // the model's tensors: names, shapes (hex)
+} HeedCkptMeta;
+
+// The model fingerprint of t's tensors (hex, 16 digits) into out[32].
+void heed_ckpt_fingerprint(HeedTrainer *t, const char *model, char out[32]);
+// Writes DIR/ckpt-STEP.safetensors (8-digit step) atomically, then removes
+// the oldest ckpt-*.safetensors in dir beyond the newest `keep`. path gets
+// the file written. false with the message in err on failure (the file is
+// then not written, and older checkpoints stay).
+bool heed_ckpt_save(HeedTrainer *t, const char *dir, const HeedCkptMeta *m, int keep, char *path,
+                    size_t pathlen, char *err, size_t errlen);
+// The newest checkpoint file in dir into path; false if none.
+bool heed_ckpt_latest(const char *dir, char *path, size_t pathlen);
+// Loads a checkpoint into t, after checking the fingerprint, every tensor
+// (present, F32, the same shape; none extra) and the settings against
+// want; m gets its metadata. false with the message in err.
+bool heed_ckpt_load(HeedTrainer *t, const char *path, const HeedCkptMeta *want, HeedCkptMeta *m, char *err,
+                    size_t errlen);
+
+// ---- metrics.c ----
+// metrics.csv: a header line, then one row per step:
+//   step,loss,val_loss,lr,grad_norm,tokens_per_s,elapsed_s
+// (val_loss empty where no evaluation ran).
+// Keeps the rows of an existing log with step <= upto (a resumed run) and
+// opens it for appending; a new log (upto < 0) gets the header. NULL with
+// the message in err.
+FILE *heed_metrics_open(const char *path, int64_t upto, char *err, size_t errlen);
+// Writes the loss plot (train and validation loss against step) of the log
+// csv as an SVG file svg (atomically). false with the message in err.
+bool heed_metrics_plot(const char *csv, const char *svg, const char *title, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,200 @@
+// runtime/data.c: training data for `heed train` (CLI.md "Files"). A data
+// file enters here, is mapped read-only and checked once (size, header,
+// every token against the model's vocabulary); the trainer then draws
+// (tokens, targets) windows from it: random ones from a seeded splitmix64
+// generator whose whole state is one uint64 (saved in checkpoints), and a
+// fixed set spread over the validation split for evaluation. libc only.
+#include "runtime/rt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int data_err(char *err, size_t errlen, int code, const char *path, const char *fmt, ...) {
+  if (err && errlen) {
+    int k = snprintf(err, errlen, "%s: ", path);
+    va_list ap;
+    va_start(ap, fmt);
+    if (k >= 0 && (size_t)k < errlen) vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+// Maps path read-only: *map, *len. Empty files and directories are errors.
+static int map_file(const char *path, void **map, size_t *len, char *err, size_t errlen) {
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return data_err(err, errlen, RT_ERR_IO, path, "cannot open: %s", strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return data_err(err, errlen, RT_ERR_IO, path, "cannot stat: %s", strerror(e));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    close(fd);
+    return data_err(err, errlen, RT_ERR_IO, path, "is a directory, not a data file");
+  }
+  if (st.st_size == 0) {
+    close(fd);
+    return data_err(err, errlen, RT_ERR_FORMAT, path, "the data file is empty");
+  }
+  *len = (size_t)st.st_size;
+  *map = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
+  int e = errno;
+  close(fd);
+  if (*map == MAP_FAILED) return data_err(err, errlen, RT_ERR_IO, path, "cannot map: %s", strerror(e));
+  return RT_OK;
+}
+
+// The llm.c header: 256 little-endian int32, [0] magic, [2] token count.
+static int32_t header_int(const uint8_t *p, int i) {
+  const uint8_t *q = p + 4 * i;
+  return (int32_t)((uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24);
+}
+
+// Finds where the uint16 tokens of a .bin start; checks the length.
+static int bin_layout(const char *path, const uint8_t *m, size_t len, size_t *skip, char *err, size_t errlen) {
+  *skip = 0;
+  if (len >= RT_DATA_HEADER_BYTES && header_int(m, 0) == RT_DATA_MAGIC) {
+    *skip = RT_DATA_HEADER_BYTES;
+    int64_t count = header_int(m, 2);
+    int64_t have = (int64_t)((len - *skip) / 2);
+    if (count != have || (len - *skip) % 2)
+      return data_err(err, errlen, RT_ERR_FORMAT, path,
+                      "the header (magic %d) says %lld tokens, but %llu bytes follow it (%lld uint16 tokens)",
+                      RT_DATA_MAGIC, (long long)count, (unsigned long long)(len - *skip), (long long)have);
+  }
+  if ((len - *skip) % 2)
+    return data_err(err, errlen, RT_ERR_FORMAT, path,
+                    "odd length (%llu bytes): a .bin file holds little-endian uint16 tokens",
+                    (unsigned long long)len);
+  if (len == *skip) return data_err(err, errlen, RT_ERR_FORMAT, path, "no tokens after the header");
+  return RT_OK;
+}
+
+// The first token >= vocab, or -1.
+static int64_t first_out_of_range(const RtTokens *t, int64_t vocab) {
+  if (vocab <= 0 || (t->width == 1 && vocab >= 256) || (t->width == 2 && vocab >= 65536)) return -1;
+  for (int64_t i = 0; i < t->n; i++)
+    if (rt_tokens_get(t, i) >= vocab) return i;
+  return -1;
+}
+
+// FNV-1a over 8-byte words (then the tail bytes): a fingerprint of the data
+// for checkpoints, not a cryptographic hash.
+static uint64_t hash_bytes(const uint8_t *p, size_t n) {
+  uint64_t h = 1469598103934665603ull;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    h = (h ^ w) * 1099511628211ull;
+  }
+  for (; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+  return h ^ (uint64_t)n;
+}
+
+int rt_tokens_open(const char *path, int64_t vocab, RtTokens *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  if (err && errlen) err[0] = 0;
+  if (!path) return data_err(err, errlen, RT_ERR_ARG, "data", "no path");
+  void *map = NULL;
+  size_t len = 0, skip = 0;
+  int rc = map_file(path, &map, &len, err, errlen);
+  if (rc != RT_OK) return rc;
+  bool bin = ends_with(path, ".bin");
+  if (bin && (rc = bin_layout(path, map, len, &skip, err, errlen)) != RT_OK) {
+    munmap(map, len);
+    return rc;
+  }
+  RtTokens t = {.width = bin ? 2 : 1, .tok = (const uint8_t *)map + skip, .map_ = map, .map_len_ = len};
+  t.n = (int64_t)((len - skip) / (size_t)t.width);
+  int64_t bad = first_out_of_range(&t, vocab);
+  if (bad >= 0) {
+    rc = data_err(err, errlen, RT_ERR_FORMAT, path,
+                  "token %d at byte offset %lld (token %lld) is outside the model's vocabulary 0..%lld%s",
+                  rt_tokens_get(&t, bad), (long long)(skip + (size_t)bad * (size_t)t.width), (long long)bad,
+                  (long long)vocab - 1, bin ? "" : " (a text file is read as bytes 0..255)");
+    munmap(map, len);
+    return rc;
+  }
+  t.path = strdup(path);
+  if (!t.path) {
+    munmap(map, len);
+    return data_err(err, errlen, RT_ERR_NOMEM, path, "out of memory");
+  }
+  t.hash = hash_bytes(t.tok, len - skip);
+  *out = t;
+  return RT_OK;
+}
+
+void rt_tokens_close(RtTokens *t) {
+  if (!t) return;
+  if (t->map_) munmap(t->map_, t->map_len_);
+  free(t->path);
+  memset(t, 0, sizeof *t);
+}
+
+RtSplit rt_split_all(const RtTokens *t) { return (RtSplit){t, 0, t->n}; }
+
+void rt_split(const RtTokens *t, double frac, RtSplit *train, RtSplit *val) {
+  int64_t cut = (int64_t)((double)t->n * frac);
+  if (cut < 0) cut = 0;
+  if (cut > t->n) cut = t->n;
+  *train = (RtSplit){t, 0, cut};
+  *val = (RtSplit){t, cut, t->n};
+}
+
+int rt_window_check(const RtSplit *s, int64_t seq, const char *what, char *err, size_t errlen) {
+  int64_t n = s->end - s->begin;
+  if (n >= seq + 1) return RT_OK;
+  return data_err(err, errlen, RT_ERR_FORMAT, s->src->path,
+                  "the %s data has %lld tokens, fewer than one window (seq + 1 = %lld tokens)", what,
+                  (long long)n, (long long)seq + 1);
+}
+
+uint64_t rt_rng_next(uint64_t *state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Copies the window at offset o (seq + 1 tokens) into tokens/targets.
+static void window(const RtSplit *s, int64_t o, int64_t T, int32_t *tokens, int32_t *targets) {
+  for (int64_t t = 0; t < T; t++) {
+    tokens[t] = rt_tokens_get(s->src, s->begin + o + t);
+    targets[t] = rt_tokens_get(s->src, s->begin + o + t + 1);
+  }
+}
+
+void rt_batch_random(const RtSplit *s, uint64_t *rng, int64_t B, int64_t T, int32_t *tokens, int32_t *targets) {
+  uint64_t span = (uint64_t)(s->end - s->begin - T);  // offsets 0 .. span-1
+  for (int64_t b = 0; b < B; b++) {
+    int64_t o = (int64_t)(rt_rng_next(rng) % span);  // bias < span / 2^64: negligible
+    window(s, o, T, tokens + b * T, targets + b * T);
+  }
+}
+
+void rt_batch_fixed(const RtSplit *s, int64_t w0, int64_t nw, int64_t B, int64_t T, int32_t *tokens,
+                    int32_t *targets) {
+  int64_t last = s->end - s->begin - T - 1;  // the last possible offset
+  for (int64_t b = 0; b < B; b++) {
+    int64_t w = w0 + b;
+    int64_t o = nw > 1 ? (int64_t)((double)last * (double)w / (double)(nw - 1)) : 0;
+    window(s, o, T, tokens + b * T, targets + b * T);
+  }
+}
