@@ -245,8 +245,9 @@ static void check_compiled(Model *m, int64_t N, int64_t P) {
   run_init(&f, m, m->fwd, fsv);
   double *full = run_logits(&f, m, tok, N, 0, fsv);
   int64_t sv[IR_MAX_SYMS] = {0};
-  sv[m->sB] = 1, sv[m->sT] = P, sv[m->sKV] = N;
+  sv[m->sB] = 1, sv[m->sT] = P + 2, sv[m->sKV] = N;  // room for T = P and for T = 2 below
   run_init(&s, m, m->step, sv);
+  sv[m->sT] = P;
   double *pre = run_logits(&s, m, tok, P, 0, sv);
   for (int64_t t = 0; t < P; t++) check_row(pre + t * m->vocab, full + t * m->vocab, m->vocab, "compiled prefill", t);
   free(pre);
@@ -258,7 +259,11 @@ static void check_compiled(Model *m, int64_t N, int64_t P) {
   }
   // a step past the capacity is a run-time error, not a write out of bounds
   sv[m->sT] = 2;
+  memcpy(s.bufs[m->step->inputs.data[0]->id], tok, 2 * sizeof(int32_t));
+  *(int32_t *)s.bufs[m->step->inputs.data[1]->id] = (int32_t)(N - 1);
+  size_t before = m->fe.d.loglen;
   assert_false(cg_run(s.p, sv, s.bufs, &m->fe.d));
+  assert_non_null(strstr(m->fe.d.log + before, "kv_append"));
   run_free(&s);
   run_free(&f);
   free(full);
