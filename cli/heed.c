@@ -56,7 +56,21 @@ static const Command commands[] = {
      "  --weights W, --prefix P, --strict=false, --interp   as for run\n",
      true},
     {"train", "heed train MODEL.heed --data FILE [--steps N] [--out DIR]", "Train a model.\n", false},
-    {"generate", "heed generate MODEL.heed --weights W --prompt TEXT", "Generate text.\n", false},
+    {"generate", "heed generate MODEL.heed --weights W --prompt TEXT [-n N] [--temperature T] [--top-k K] [--top-p P] [--seed S]",
+     "Generate text: the prompt's tokens through the model, then N sampled tokens, printed\n"
+     "as they come (stdout); timings on stderr. Decoding is incremental (a KV cache derived\n"
+     "from the forward's positions and causal attention); a model without causal attention\n"
+     "recomputes the whole sequence per token and says so. Stops early at the model's context.\n"
+     "  --weights W        parameters (safetensors), as for run (--prefix P, --strict=false)\n"
+     "  --prompt TEXT      the prompt (bytes; with --tokenizer, GPT-2 BPE tokens)\n"
+     "  --tokenizer DIR    a GPT-2 BPE tokenizer: DIR/encoder.json and DIR/vocab.bpe (default: bytes)\n"
+     "  -n N               tokens to generate (default 64)\n"
+     "  --temperature T    0: greedy (default 1)\n"
+     "  --top-k K          sample among the K most probable (default 0: all)\n"
+     "  --top-p P          sample among the most probable tokens of mass P (default 1: all)\n"
+     "  --seed S           the sampling seed (default 1337; splitmix64, the same on every machine)\n"
+     "  --interp, --threads N   as for run\n",
+     true},
     {"build", "heed build MODEL.heed --weights W -o PROGRAM", "Build a standalone program.\n", false},
     {"bench", "heed bench MODEL.heed [--train] [--batch B] [--seq T] [--json]",
      "Time compiling the model, its forward and (--train) a training step's forward\n"
@@ -102,6 +116,7 @@ typedef struct {
   bool params, help, loss;
   HeedRunOpts run;
   HeedBenchOpts bench;
+  HeedGenOpts gen;
 } Args;
 
 static int usage_error(const Command *c, const char *fmt, const char *arg) {
@@ -116,6 +131,13 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
   for (int i = 0; i < argc; i++) {
     const char *s = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+    char bad[256];
+    int used = !strcmp(c->name, "generate") ? heed_gen_flag(&a->gen, s, val, bad, sizeof bad) : 0;
+    if (used < 0) return usage_error(c, "%s", bad);
+    if (used > 0) {
+      i += used - 1;
+      continue;
+    }
     if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
       a->help = true;
     } else if (!strcmp(s, "--params") && !strcmp(c->name, "check")) {
@@ -241,6 +263,7 @@ static int status_to_exit(int rc) { return rc == HEED_OK ? 0 : rc == HEED_ERR_US
 // init, run, grad: what each needs on the command line.
 static const char *missing_run_flag(const Command *cmd, const Args *a) {
   if (!strcmp(cmd->name, "init")) return a->out ? NULL : "-o FILE";
+  if (!strcmp(cmd->name, "generate")) return !a->run.weights ? "--weights W" : !a->gen.prompt ? "--prompt TEXT" : NULL;
   if (!a->run.weights) return "--weights W";
   if (!a->run.inputs) return "--inputs IN";
   if (!a->run.outputs) return "--outputs OUT";
@@ -310,6 +333,7 @@ static int cmd_frontend(const Command *cmd, Args *a) {
       rc = heed_cmd_bench(c, &a->bench, (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
     } else if (rc == HEED_OK && !strcmp(cmd->name, "init")) rc = heed_cmd_init(c, &a->run);
     else if (rc == HEED_OK && !strcmp(cmd->name, "run")) rc = heed_cmd_run(c, &a->run);
+    else if (rc == HEED_OK && !strcmp(cmd->name, "generate")) rc = heed_cmd_generate(c, &a->run, &a->gen);
     else if (rc == HEED_OK) rc = heed_cmd_grad(c, &a->run);
   }
   diag_finish(&c->diag);
@@ -342,7 +366,8 @@ int main(int argc, char **argv) {
   }
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   int threads = cores < 1 ? 1 : cores > 256 ? 256 : (int)cores;
-  Args a = {.run = {.strict = true, .seed = 1337, .threads = threads}, .bench = {.threads = threads}};
+  Args a = {.run = {.strict = true, .seed = 1337, .threads = threads}, .bench = {.threads = threads},
+            .gen = {.n = 64, .temperature = 1, .top_p = 1}};
   int rc = parse_args(cmd, argc - 2, argv + 2, &a);
   if (!cmd->available && !a.help) {  // its flags are not parsed yet
     rc = 0;
@@ -350,13 +375,14 @@ int main(int argc, char **argv) {
   if (rc == 0 && a.help) {
     usage_cmd(cmd, stdout);
   } else if (rc == 0 && !cmd->available) {
-    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad and bench are)\n",
+    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad, generate and bench are)\n",
             cmd->name);
     rc = 1;
   } else if (rc == 0 && !a.o.path) {
     rc = usage_error(cmd, "missing the model file%s", "");
   } else if (rc == 0 && missing_run_flag(cmd, &a) &&
-             (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad"))) {
+             (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad") ||
+              !strcmp(cmd->name, "generate"))) {
     rc = usage_error(cmd, "missing %s", missing_run_flag(cmd, &a));
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && !a.emit) {
     rc = usage_error(cmd, "--emit KIND is required%s", "");

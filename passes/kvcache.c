@@ -161,6 +161,11 @@ static int new_sym(IrGraph *g) {
 IrGraph *pass_kvcache(const IrGraph *f, char *why, size_t whylen) {
   Kv kv = {.f = f, .why = why, .whylen = whylen};
   why[0] = 0;
+  for (int i = 0; i < f->nodes.len; i++) {  // the attentions first: the usual reason, and the clearest
+    const IrNode *n = f->nodes.data[i];
+    if (n->op == IR_OP_ATTENTION && !n->attr.causal) return refuse(&kv, n, "attention is not causal"), NULL;
+    if (n->op == IR_OP_ATTENTION && n->nsrc > 3) return refuse(&kv, n, "attention has a mask"), NULL;
+  }
   if (!check_input(&kv)) return NULL;
   kv.g = ir_graph_new(f->a, f->diag, arena_printf(f->a, "%s.step", f->name ? f->name : "forward"));
   kv.map = arena_alloc(f->a, sizeof(IrNode *) * (size_t)(f->nodes.len + 1));
