@@ -55,3 +55,11 @@ bench-model:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target heed
 	@/usr/bin/python3 bench/model_bench.py --heed $(BUILD)/heed $(MODEL_BENCH_ARGS)
+
+# Decode tokens/s, `heed generate` (KV cache) against PyTorch CPU with a KV
+# cache (bench/decode_bench.py); DECODE_BENCH_ARGS: e.g. --threads 2 -n 256.
+.PHONY: bench-decode
+bench-decode:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release > /dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target heed
+	@/usr/bin/python3 bench/decode_bench.py --heed $(BUILD)/heed $(DECODE_BENCH_ARGS)
