@@ -64,3 +64,11 @@ bench-train:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS) --target heed
 	@/usr/bin/python3 bench/train_bench.py --heed $(BUILD)/heed $(TRAIN_BENCH_ARGS)
+
+# Decode tokens/s, `heed generate` (KV cache) against PyTorch CPU with a KV
+# cache (bench/decode_bench.py); DECODE_BENCH_ARGS: e.g. --threads 2 -n 256.
+.PHONY: bench-decode
+bench-decode:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release > /dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target heed
+	@/usr/bin/python3 bench/decode_bench.py --heed $(BUILD)/heed $(DECODE_BENCH_ARGS)

@@ -73,7 +73,21 @@ static const Command commands[] = {
      "  --interp           train on the reference interpreter\n"
      "  --threads N        threads for compiled code (default: the cores); results do not depend on it\n",
      true},
-    {"generate", "heed generate MODEL.heed --weights W --prompt TEXT", "Generate text.\n", false},
+    {"generate", "heed generate MODEL.heed --weights W --prompt TEXT [-n N] [--temperature T] [--top-k K] [--top-p P] [--seed S]",
+     "Generate text: the prompt's tokens through the model, then N sampled tokens, printed\n"
+     "as they come (stdout); timings on stderr. Decoding is incremental (a KV cache derived\n"
+     "from the forward's positions and causal attention); a model without causal attention\n"
+     "recomputes the whole sequence per token and says so. Stops early at the model's context.\n"
+     "  --weights W        parameters (safetensors), as for run (--prefix P, --strict=false)\n"
+     "  --prompt TEXT      the prompt (bytes; with --tokenizer, GPT-2 BPE tokens)\n"
+     "  --tokenizer DIR    a GPT-2 BPE tokenizer: DIR/encoder.json and DIR/vocab.bpe (default: bytes)\n"
+     "  -n N               tokens to generate (default 64)\n"
+     "  --temperature T    0: greedy (default 1)\n"
+     "  --top-k K          sample among the K most probable (default 0: all)\n"
+     "  --top-p P          sample among the most probable tokens of mass P (default 1: all)\n"
+     "  --seed S           the sampling seed (default 1337; splitmix64, the same on every machine)\n"
+     "  --interp, --threads N   as for run\n",
+     true},
     {"build", "heed build MODEL.heed --weights W -o PROGRAM", "Build a standalone program.\n", false},
     {"bench", "heed bench MODEL.heed [--train] [--batch B] [--seq T] [--json]",
      "Time compiling the model, its forward and (--train) a training step's forward\n"
@@ -120,6 +134,7 @@ typedef struct {
   HeedRunOpts run;
   HeedBenchOpts bench;
   HeedTrainOpts train;
+  HeedGenOpts gen;
 } Args;
 
 static int usage_error(const Command *c, const char *fmt, const char *arg) {
@@ -144,6 +159,10 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       if (key && a->o.check.noverrides >= 64) return usage_error(c, "too many --set flags%s", "");
       if (key && !(a->sets[a->o.check.noverrides].key = strdup(key))) return 1;
       if (key) a->sets[a->o.check.noverrides++].value = val;
+      i += used > 0 ? used - 1 : 0;
+    } else if (!strcmp(c->name, "generate")) {
+      char bad[256];
+      if ((used = heed_gen_flag(&a->gen, s, val, bad, sizeof bad)) < 0) return usage_error(c, "%s", bad);
       i += used > 0 ? used - 1 : 0;
     }
     if (used > 0) {
@@ -273,6 +292,7 @@ static int status_to_exit(int rc) { return rc == HEED_OK ? 0 : rc == HEED_ERR_US
 // init, run, grad: what each needs on the command line.
 static const char *missing_run_flag(const Command *cmd, const Args *a) {
   if (!strcmp(cmd->name, "init")) return a->out ? NULL : "-o FILE";
+  if (!strcmp(cmd->name, "generate")) return !a->run.weights ? "--weights W" : !a->gen.prompt ? "--prompt TEXT" : NULL;
   if (!a->run.weights) return "--weights W";
   if (!a->run.inputs) return "--inputs IN";
   if (!a->run.outputs) return "--outputs OUT";
@@ -346,6 +366,7 @@ static int cmd_frontend(const Command *cmd, Args *a) {
       a->train.interp = a->run.interp, a->train.threads = a->run.threads;
       rc = heed_cmd_train(c, &a->train);
     }
+    else if (rc == HEED_OK && !strcmp(cmd->name, "generate")) rc = heed_cmd_generate(c, &a->run, &a->gen);
     else if (rc == HEED_OK) rc = heed_cmd_grad(c, &a->run);
   }
   diag_finish(&c->diag);
@@ -379,7 +400,7 @@ int main(int argc, char **argv) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   int threads = cores < 1 ? 1 : cores > 256 ? 256 : (int)cores;
   Args a = {.run = {.strict = true, .seed = 1337, .threads = threads}, .bench = {.threads = threads},
-            .train = {.sample = -1}};
+            .train = {.sample = -1}, .gen = {.n = 64, .temperature = 1, .top_p = 1}};
   int rc = parse_args(cmd, argc - 2, argv + 2, &a);
   if (!cmd->available && !a.help) {  // its flags are not parsed yet
     rc = 0;
@@ -387,13 +408,14 @@ int main(int argc, char **argv) {
   if (rc == 0 && a.help) {
     usage_cmd(cmd, stdout);
   } else if (rc == 0 && !cmd->available) {
-    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad, train and bench are)\n",
+    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad, train, generate and bench are)\n",
             cmd->name);
     rc = 1;
   } else if (rc == 0 && !a.o.path) {
     rc = usage_error(cmd, "missing the model file%s", "");
   } else if (rc == 0 && missing_run_flag(cmd, &a) &&
-             (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad"))) {
+             (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad") ||
+              !strcmp(cmd->name, "generate"))) {
     rc = usage_error(cmd, "missing %s", missing_run_flag(cmd, &a));
   } else if (rc == 0 && !strcmp(cmd->name, "train") && !a.train.data) {
     rc = usage_error(cmd, "missing --data FILE%s", "");

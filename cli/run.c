@@ -165,6 +165,8 @@ static double **load_params(Compilation *c, const IrGraph *g, const HeedRunOpts 
   return ok ? vals : NULL;
 }
 
+double **heed_load_params(Compilation *c, const IrGraph *g, const HeedRunOpts *o) { return load_params(c, g, o); }
+
 // The inputs of g by name; binds the symbolic sizes from their shapes.
 static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, int64_t *symvals) {
   RtSafetensors st;

@@ -29,6 +29,23 @@ typedef struct {             // heed bench
 // frontend_ms: the time heed_frontend took (part of compile_ms).
 int heed_cmd_bench(Compilation *c, const HeedBenchOpts *o, double frontend_ms);
 
+typedef struct {             // heed generate (generate.c)
+  const char *prompt;        // --prompt TEXT
+  const char *tokenizer;     // --tokenizer DIR (GPT-2 BPE); NULL: bytes
+  int64_t n;                 // -n: tokens to generate
+  double temperature;        // 0: greedy
+  int64_t top_k;             // 0: off
+  double top_p;              // 1: off
+} HeedGenOpts;
+// One generate flag: returns the argv entries it used (2), 0 if flag is not
+// a generate flag, -1 with a message in bad for a bad value.
+int heed_gen_flag(HeedGenOpts *g, const char *flag, const char *val, char *bad, size_t badlen);
+int heed_cmd_generate(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *g);
+// The parameters of g from o->weights, as doubles (heed run's checks:
+// missing, misshapen and, with o->strict, extra tensors are errors); NULL
+// with diagnostics. Caller frees each and the array.
+double **heed_load_params(Compilation *c, const IrGraph *g, const HeedRunOpts *o);
+
 // The values of an initializer for the parameter `name` (one stream per name).
 void heed_init_values(const char *name, const IrInit *in, uint64_t seed, double *out, int64_t n);
 

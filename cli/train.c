@@ -360,13 +360,14 @@ static bool sample(Run *r, int64_t n) {
   int32_t *seq = malloc(sizeof *seq * (size_t)(plen + n));
   if (!seq) return false;
   for (; len < plen; len++) seq[len] = rt_tokens_get(r->val.src, r->val.begin + len);
-  uint64_t rng = (uint64_t)r->tr->seed;
+  RtRng rng;
+  rt_rng_seed(&rng, (uint64_t)r->tr->seed);
   bool ok = true;
   while (ok && len < plen + n) {
     int64_t w = len < r->T ? len : r->T;
     const float *lg;
     if ((ok = heed_trainer_logits(r->t, seq + len - w, w, &lg)))
-      seq[len++] = draw(lg + (w - 1) * V, V, (double)(rt_rng_next(&rng) >> 11) * 0x1.0p-53);
+      seq[len++] = draw(lg + (w - 1) * V, V, rt_rng_uniform(&rng));
   }
   if (ok) {
     printf("sample (%lld tokens after a prompt of %lld from the validation data):\n", (long long)n, (long long)plen);

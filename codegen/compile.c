@@ -734,9 +734,12 @@ LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
   case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW:  // elementwise with scalars
     return prod(k, od, 0, r);
   case IR_OP_MATMUL: case IR_OP_CONST: case IR_OP_POSITIONS: case IR_OP_RESHAPE: case IR_OP_GATHER_GRAD:
-  case IR_OP_SLICE_GRAD: case IR_OP_REDUCE_GRAD:
+  case IR_OP_SLICE_GRAD: case IR_OP_REDUCE_GRAD: case IR_OP_KV_APPEND: case IR_OP_ATTENTION_KV: case IR_OP_ROPE_AT:
     return NULL;
-  default:  // elementwise (emit_map)
+  default:  // elementwise (emit_map); any other op runs serially
+    if (!((n->op >= IR_OP_ADD && n->op <= IR_OP_DROPOUT) || n->op == IR_OP_EXPAND || n->op == IR_OP_PERMUTE ||
+          n->op == IR_OP_UNARY_GRAD || n->op == IR_OP_MAXIMUM_GRAD))
+      return NULL;
     if (map_flat(n)) return prod(k, od, 0, r);
     if (r == 0) return ci(k, 1);
     *work = od[r - 1];
@@ -790,7 +793,7 @@ static void emit_op(K *k) {
   switch (n->op) {
   case IR_OP_CONST: emit_const(k); break;
   case IR_OP_POSITIONS: emit_positions(k); break;
-  case IR_OP_MATMUL: emit_matmul(k); break;
+  case IR_OP_MATMUL: cg_emit_gemv(k); emit_matmul(k); break;  // one row: compile_kv.c's gemv
   case IR_OP_SUM: case IR_OP_MEAN: case IR_OP_MAX: case IR_OP_MIN: case IR_OP_SUM_TO: emit_reduce(k); break;
   case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: emit_softmax(k); break;
   case IR_OP_LAYERNORM: case IR_OP_RMSNORM: emit_norm(k); break;
@@ -801,6 +804,7 @@ static void emit_op(K *k) {
   case IR_OP_ATTENTION: emit_attention(k); break;
   case IR_OP_ROPE: emit_rope(k); break;
   case IR_OP_XENT: emit_xent(k); break;
+  case IR_OP_KV_APPEND: case IR_OP_ATTENTION_KV: case IR_OP_ROPE_AT: cg_emit_kv(k); break;
   case IR_OP_UNARY_GRAD: case IR_OP_MAXIMUM_GRAD: emit_map(k); break;
   case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW: cg_emit_optim(k); break;
   default:

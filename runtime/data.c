@@ -166,11 +166,12 @@ int rt_window_check(const RtSplit *s, int64_t seq, const char *what, char *err, 
                   (long long)n, (long long)seq + 1);
 }
 
-uint64_t rt_rng_next(uint64_t *state) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+// the data order's splitmix64 step on a bare state (sample.c's generator)
+static uint64_t next_u64(uint64_t *state) {
+  RtRng r = {*state};
+  uint64_t v = rt_rng_next(&r);
+  *state = r.s;
+  return v;
 }
 
 // Copies the window at offset o (seq + 1 tokens) into tokens/targets.
@@ -184,7 +185,7 @@ static void window(const RtSplit *s, int64_t o, int64_t T, int32_t *tokens, int3
 void rt_batch_random(const RtSplit *s, uint64_t *rng, int64_t B, int64_t T, int32_t *tokens, int32_t *targets) {
   uint64_t span = (uint64_t)(s->end - s->begin - T);  // offsets 0 .. span-1
   for (int64_t b = 0; b < B; b++) {
-    int64_t o = (int64_t)(rt_rng_next(rng) % span);  // bias < span / 2^64: negligible
+    int64_t o = (int64_t)(next_u64(rng) % span);  // bias < span / 2^64: negligible
     window(s, o, T, tokens + b * T, targets + b * T);
   }
 }

@@ -1,0 +1,406 @@
+// cli/generate.c: `heed generate` (CLI.md): text from a model and its
+// weights. The glue between the frontend's forward (FeModel.forward), the
+// KV-cache pass (passes/kvcache.c), an executor for the step graph
+// (compiled code through codegen/, or the reference interpreter with
+// --interp) and the runtime's tokenizer, sampler and generation loop
+// (runtime/rt.h), which calls the model through RtGenModel callbacks:
+//
+//   prompt --rt_tok_encode--> ids --rt_generate--> prefill(ids)  step graph, T = n, pos = 0
+//                                                   sample, emit -> stdout
+//                                                   decode(tok, pos) step graph, T = 1
+//
+// A forward the pass cannot make incremental (bidirectional attention)
+// generates by running the whole forward over the sequence for every token,
+// and says so once. Extra forward inputs (BERT's token types and mask) are
+// then all zeros, or all true for bool ones.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/run.h"
+#include "passes/pass.h"
+#include "runtime/rt.h"
+#ifdef HEED_HAVE_LLVM
+#include "codegen/cg.h"
+#endif
+
+typedef struct {
+  Compilation *c;
+  const IrGraph *g;   // the step graph, or the forward (recomputation)
+  bool incremental, interp;
+  double **params;    // g's parameters (interpreter)
+  int64_t sv[IR_MAX_SYMS];
+  int sB, sT, sKV;    // symbol indices in g (sKV: incremental only)
+  int64_t vocab, cap; // cap: positions the caches (or the history) hold
+  double **cache;     // interpreter, incremental: one per cache input
+  int ncache;
+  int32_t *hist;      // recomputation: every token so far
+  int64_t nhist;
+#ifdef HEED_HAVE_LLVM
+  CgProgram *prog;
+  void **bufs;
+#endif
+  RtPool *pool;
+  char msg[256];
+} Gen;
+
+static int find_sym(const IrGraph *g, const char *name) {
+  for (int i = 0; i < g->syms.len; i++)
+    if (!strcmp(g->syms.data[i], name)) return i;
+  return -1;
+}
+
+// ---- one run of g over T tokens at pos; the last position's logits ----
+
+static bool run_interp(Gen *x, const int32_t *tok, int64_t T, int64_t pos, float *logits) {
+  const IrGraph *g = x->g;
+  int nin = g->inputs.len;
+  double **in = calloc((size_t)nin + 1, sizeof(double *)), p = (double)pos;
+  double *td = malloc(sizeof(double) * (size_t)T);
+  bool ok = in && td;
+  for (int64_t i = 0; ok && i < T; i++) td[i] = tok[i];
+  for (int i = 0; ok && i < nin; i++) {
+    const IrNode *n = g->inputs.data[i];
+    if (i == 0) in[i] = td;
+    else if (x->incremental && i == 1) in[i] = &p;
+    else if (x->incremental) in[i] = x->cache[i - 2];
+    else if ((in[i] = malloc(sizeof(double) * (size_t)T)))  // recomputation: zeros, or true masks
+      for (int64_t j = 0; j < T; j++) in[i][j] = n->ty.dt == IR_BOOL;
+    else ok = false;
+  }
+  IrValues *v = ok ? ir_interp(g, x->sv, in, x->params, false, &x->c->diag) : NULL;
+  if (v) {
+    const double *lg = v->val[g->outputs.data[0]->id] + (T - 1) * x->vocab;
+    for (int64_t i = 0; i < x->vocab; i++) logits[i] = (float)lg[i];
+    for (int i = 1; x->incremental && i < g->outputs.len; i++)  // the appended caches, in input order
+      memcpy(x->cache[i - 1], v->val[g->outputs.data[i]->id], sizeof(double) * (size_t)v->numel[g->outputs.data[i]->id]);
+  }
+  for (int i = x->incremental ? nin : 1; in && i < nin; i++) free(in[i]);
+  ir_values_free(v);
+  free(in), free(td);
+  return v != NULL;
+}
+
+#ifdef HEED_HAVE_LLVM
+static bool run_compiled(Gen *x, const int32_t *tok, int64_t T, int64_t pos) {
+  const IrGraph *g = x->g;
+  const IrNode *ti = g->inputs.data[0];
+  for (int64_t i = 0; i < T; i++) {
+    if (ti->ty.dt == IR_I64) ((int64_t *)x->bufs[ti->id])[i] = tok[i];
+    else ((int32_t *)x->bufs[ti->id])[i] = tok[i];
+  }
+  for (int i = 1; i < g->inputs.len; i++) {  // pos, or the recomputation's extra inputs
+    const IrNode *n = g->inputs.data[i];
+    if (x->incremental && i == 1) *(int32_t *)x->bufs[n->id] = (int32_t)pos;
+    else if (!x->incremental) memset(x->bufs[n->id], n->ty.dt == IR_BOOL, (size_t)cg_buffer_bytes(x->prog, (int)n->id, x->sv));
+  }
+  return cg_run(x->prog, x->sv, x->bufs, &x->c->diag);
+}
+#endif
+
+static bool run(Gen *x, const int32_t *tok, int64_t T, int64_t pos, float *logits) {
+  x->sv[x->sB] = 1;
+  x->sv[x->sT] = T;
+  if (x->incremental) x->sv[x->sKV] = x->cap;
+  if (x->interp) return run_interp(x, tok, T, pos, logits);
+#ifdef HEED_HAVE_LLVM
+  if (!run_compiled(x, tok, T, pos)) return false;
+  memcpy(logits, (float *)x->bufs[x->g->outputs.data[0]->id] + (T - 1) * x->vocab, sizeof(float) * (size_t)x->vocab);
+  return true;
+#else
+  return false;
+#endif
+}
+
+// ---- RtGenModel callbacks ----
+
+static int gen_prefill(void *ud, const int32_t *tokens, int64_t n, float *logits) {
+  Gen *x = ud;
+  if (!x->incremental) {
+    memcpy(x->hist, tokens, sizeof(int32_t) * (size_t)n);
+    x->nhist = n;
+    return run(x, x->hist, n, 0, logits) ? 0 : 1;
+  }
+  return run(x, tokens, n, 0, logits) ? 0 : 1;
+}
+
+static int gen_decode(void *ud, int32_t token, int64_t pos, float *logits) {
+  Gen *x = ud;
+  if (!x->incremental) {
+    x->hist[x->nhist++] = token;
+    return run(x, x->hist, x->nhist, 0, logits) ? 0 : 1;
+  }
+  return run(x, &token, 1, pos, logits) ? 0 : 1;
+}
+
+static const char *gen_message(void *ud) {
+  (void)ud;
+  return "a run-time error (reported above)";
+}
+
+// ---- setup ----
+
+// Native buffers for the largest sizes; parameters converted to f32 once;
+// each appended cache shares its input's buffer (the append is in place).
+static bool setup_compiled(Gen *x, int threads, int64_t tmax) {
+#ifdef HEED_HAVE_LLVM
+  const IrGraph *g = x->g;
+  x->pool = threads > 1 ? rt_pool_new(threads) : NULL;
+  CgOptions o = {.pool = x->pool, .nthreads = rt_pool_size(x->pool), .parallel_for = (CgParallelFor)rt_parallel_for};
+  if (!(x->prog = cg_compile(g, &o, &x->c->diag))) return false;
+  x->sv[x->sB] = 1, x->sv[x->sT] = tmax;
+  if (x->incremental) x->sv[x->sKV] = x->cap;
+  x->bufs = calloc((size_t)g->nodes.len + 1, sizeof(void *));
+  if (!x->bufs) return false;
+  int pi = 0;
+  for (int i = 0; i < g->nodes.len; i++) {
+    const IrNode *n = g->nodes.data[i];
+    int64_t bytes = cg_buffer_bytes(x->prog, i, x->sv);
+    if (n->op == IR_OP_KV_APPEND) continue;
+    if (bytes < 0 || !(x->bufs[i] = calloc(1, (size_t)bytes + 64))) {
+      diag_error(&x->c->diag, n->loc, "out of memory for the values of %s (%lld bytes)", ir_op_name(n->op), (long long)bytes);
+      return false;
+    }
+    if (n->op == IR_OP_PARAM) {
+      float *f = x->bufs[i];
+      for (int64_t j = 0; j < bytes / 4; j++) f[j] = (float)x->params[pi][j];
+      free(x->params[pi]);
+      x->params[pi++] = NULL;
+    }
+  }
+  for (int i = 0; i < g->nodes.len; i++)
+    if (g->nodes.data[i]->op == IR_OP_KV_APPEND) x->bufs[i] = x->bufs[g->nodes.data[i]->src[0]->id];
+  return true;
+#else
+  (void)x, (void)threads, (void)tmax;
+  return false;
+#endif
+}
+
+static bool setup_interp(Gen *x) {
+  if (!x->incremental) return true;
+  x->ncache = x->g->inputs.len - 2;
+  x->cache = calloc((size_t)x->ncache + 1, sizeof(double *));
+  if (!x->cache) return false;
+  for (int i = 0; i < x->ncache; i++) {
+    int64_t n = x->cap * x->g->inputs.data[2 + i]->ty.dim[2].n;
+    if (!(x->cache[i] = calloc((size_t)n + 1, sizeof(double)))) return false;
+  }
+  return true;
+}
+
+static void gen_free(Gen *x) {
+  for (int i = 0; x->params && i < x->g->params.len; i++) free(x->params[i]);
+  free(x->params);
+  for (int i = 0; x->cache && i < x->ncache; i++) free(x->cache[i]);
+  free(x->cache);
+  free(x->hist);
+#ifdef HEED_HAVE_LLVM
+  for (int i = 0; x->bufs && i < x->g->nodes.len; i++)
+    if (x->g->nodes.data[i]->op != IR_OP_KV_APPEND) free(x->bufs[i]);
+  free(x->bufs);
+  cg_program_free(x->prog);
+#endif
+  rt_pool_free(x->pool);
+}
+
+// The model's context: the rows of its position table, else an integer
+// config value named like a context size (after --set), else 0 (unknown).
+static int64_t model_context(const Compilation *c) {
+  int64_t ctx = pass_kv_context(c->model->forward);
+  static const char *names[] = {"block_size", "ctx", "n_ctx", "context_length", "max_seq_len",
+                                "max_position_embeddings", "seq_len", "max_seq_length"};
+  for (int d = 0; !ctx && d < c->ast->ndecls; d++) {
+    const FeDecl *dc = c->ast->decls[d];
+    for (int i = 0; dc->kind == FE_DECL_CONFIG && !ctx && i < dc->nitems; i++) {
+      const FeItem *it = dc->items[i];
+      bool named = false;
+      for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) named = named || !strcmp(it->name, names[k]);
+      if (it->kind != FE_IT_BIND || !named || !it->expr || it->expr->kind != FE_EX_INT) continue;
+      ctx = it->expr->ival;
+      for (int o = 0; o < c->opts->check.noverrides; o++)
+        if (!strcmp(c->opts->check.overrides[o].key, it->name)) ctx = strtoll(c->opts->check.overrides[o].value, NULL, 10);
+    }
+  }
+  return ctx > 0 ? ctx : 0;
+}
+
+// The forward must return per-position logits (B, T, V) as its first output.
+static bool check_forward(Compilation *c, const IrGraph *f, int64_t *vocab) {
+  const IrNode *in = f->inputs.len ? f->inputs.data[0] : NULL;
+  const IrType *o = f->outputs.len ? &f->outputs.data[0]->ty : NULL;
+  bool ok = in && in->ty.rank == 2 && ir_dtype_info[in->ty.dt].is_int && o && o->rank == 3 && o->dt == IR_F32 &&
+            ir_dim_is_const(o->dim[2]) && ir_dim_eq(o->dim[1], in->ty.dim[1]);
+  for (int i = 1; ok && i < f->inputs.len; i++) {
+    const IrType *t = &f->inputs.data[i]->ty;
+    ok = t->rank == 2 && ir_dim_eq(t->dim[1], in->ty.dim[1]) && (t->dt == IR_BOOL || ir_dtype_info[t->dt].is_int);
+  }
+  if (!ok) {
+    diag_error(&c->diag, c->model->decl->name_loc,
+               "model '%s' cannot generate: its forward must take integer tokens (B, T) (and other (B, T) integer or "
+               "bool inputs) and return f32 logits (B, T, vocab) first", c->model->decl->name);
+    return false;
+  }
+  *vocab = o->dim[2].n;
+  return true;
+}
+
+// ---- the command ----
+
+typedef struct {
+  const RtTokenizer *tk;
+  int64_t unknown;  // sampled ids the tokenizer has no bytes for
+} Out;
+
+static int emit_token(void *ud, int32_t tok) {
+  Out *o = ud;
+  size_t len;
+  const char *s = rt_tok_decode(o->tk, tok, &len);
+  if (!s) o->unknown++;
+  else fwrite(s, 1, len, stdout);
+  fflush(stdout);
+  return 0;
+}
+
+static int tokenize(Compilation *c, const HeedGenOpts *go, int64_t vocab, RtTokenizer **tk, int32_t **ids, int64_t *n) {
+  char err[512];
+  if (go->tokenizer) {
+    if (rt_tok_bpe_open(go->tokenizer, tk, err, sizeof err) != RT_OK) {
+      diag_error(&c->diag, (SrcLoc){0}, "--tokenizer: %s", err);
+      return HEED_ERR_IO;
+    }
+  } else if (!(*tk = rt_tok_bytes())) {
+    return HEED_ERR_NOMEM;
+  }
+  if (rt_tok_encode(*tk, go->prompt, strlen(go->prompt), ids, n, err, sizeof err) != RT_OK) {
+    diag_error(&c->diag, (SrcLoc){0}, "--prompt: %s", err);
+    return HEED_ERR_USAGE;
+  }
+  if (*n == 0) {
+    diag_error(&c->diag, (SrcLoc){0}, "--prompt: the prompt is empty; generation needs at least one token");
+    return HEED_ERR_USAGE;
+  }
+  for (int64_t i = 0; i < *n; i++)
+    if ((*ids)[i] >= vocab) {
+      if (go->tokenizer)
+        diag_error(&c->diag, (SrcLoc){0}, "--prompt: token %lld (id %d) is outside the model's vocabulary of %lld",
+                   (long long)i, (int)(*ids)[i], (long long)vocab);
+      else
+        diag_error(&c->diag, (SrcLoc){0}, "--prompt: byte 0x%02X at offset %lld is outside the model's vocabulary of "
+                   "%lld tokens (a byte-level model needs 256; --tokenizer DIR for a BPE vocabulary)",
+                   (unsigned)(*ids)[i], (long long)i, (long long)vocab);
+      return HEED_ERR_USAGE;
+    }
+  return HEED_OK;
+}
+
+// Builds the executor: the step graph, or the forward for recomputation.
+static bool gen_setup(Gen *x, Compilation *c, const HeedRunOpts *o, int64_t n_prompt, int64_t cap) {
+  const IrGraph *f = c->model->forward;
+  char why[300];
+  x->g = pass_kvcache(f, why, sizeof why);
+  x->incremental = x->g != NULL;
+  if (!x->incremental) {
+    fprintf(stderr, "heed generate: note: %s cannot decode incrementally (%s); generating by recomputing the "
+            "whole sequence for every token\n", c->model->decl->name, why);
+    x->g = f;
+    x->hist = malloc(sizeof(int32_t) * (size_t)(cap + 1));
+    if (!x->hist) return false;
+  }
+  x->cap = cap;
+  x->sB = find_sym(x->g, "B"), x->sT = find_sym(x->g, f->syms.data[f->inputs.data[0]->ty.dim[1].sym[0]]);
+  x->sKV = x->incremental ? find_sym(x->g, "KV") : -1;
+  if (x->sB < 0) x->sB = IR_MAX_SYMS - 1;  // a forward without B (tokens (1, T)): a spare slot
+  if (!(x->params = heed_load_params(c, f, o))) return false;
+  if (x->interp) return setup_interp(x);
+  return setup_compiled(x, o->threads, x->incremental ? n_prompt : cap);
+}
+
+int heed_cmd_generate(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *go) {
+  int64_t vocab;
+  if (!check_forward(c, c->model->forward, &vocab)) return HEED_ERR_CHECK;
+  RtTokenizer *tk = NULL;
+  int32_t *ids = NULL;
+  int64_t n = 0;
+  int rc = tokenize(c, go, vocab, &tk, &ids, &n);
+  int64_t ctx = model_context(c), cap = n + go->n;
+  if (ctx && cap > ctx) cap = ctx;
+  if (rc == HEED_OK && ctx && n > ctx) {
+    diag_error(&c->diag, (SrcLoc){0}, "--prompt: the prompt has %lld tokens but the model's context holds %lld",
+               (long long)n, (long long)ctx);
+    rc = HEED_ERR_USAGE;
+  }
+  Gen x = {.c = c, .interp = o->interp, .vocab = vocab};
+#ifndef HEED_HAVE_LLVM
+  x.interp = true;
+#endif
+  if (rc == HEED_OK && !gen_setup(&x, c, o, n, cap)) rc = HEED_ERR_CHECK;
+  if (rc == HEED_OK) {
+    RtGenModel m = {.vocab = vocab, .ctx_max = ctx, .ud = &x, .prefill = gen_prefill, .decode = gen_decode,
+                    .message = gen_message};
+    RtGenOpts go2 = {.max_new = go->n,
+                     .sample = {.temperature = go->temperature, .top_k = go->top_k, .top_p = go->top_p, .seed = o->seed}};
+    RtGenStats st;
+    Out out = {.tk = tk};
+    char err[512];
+    int grc = rt_generate(&m, ids, n, &go2, emit_token, &out, &st, err, sizeof err);
+    printf("\n");
+    fflush(stdout);
+    if (grc != RT_OK) {
+      diag_error(&c->diag, (SrcLoc){0}, "generate: %s", err);
+      rc = grc == RT_ERR_ARG ? HEED_ERR_USAGE : HEED_ERR_CHECK;
+    }
+    if (st.hit_ctx)
+      fprintf(stderr, "heed generate: stopped at the context limit of %lld tokens (%lld prompt + %lld generated)\n",
+              (long long)ctx, (long long)n, (long long)st.generated);
+    if (out.unknown)
+      fprintf(stderr, "heed generate: %lld sampled ids have no text in the tokenizer (printed as nothing)\n",
+              (long long)out.unknown);
+    fprintf(stderr, "heed generate: %s, %s: prompt %lld tokens in %.1f ms; %lld tokens generated, decode %.1f tokens/s\n",
+            x.interp ? "interpreter" : "compiled", x.incremental ? "KV cache" : "recomputation", (long long)n,
+            st.prefill_s * 1e3, (long long)st.generated, st.decode_s > 0 ? (double)st.decoded / st.decode_s : 0.0);
+  }
+  gen_free(&x);
+  rt_tok_free(tk);
+  free(ids);
+  return rc;
+}
+
+// ---- flags ----
+
+static bool num(const char *v, double lo, double hi, double *out) {
+  char *end;
+  double d = v ? strtod(v, &end) : 0;
+  if (!v || !*v || *end || !(d >= lo && d <= hi)) return false;
+  *out = d;
+  return true;
+}
+
+int heed_gen_flag(HeedGenOpts *g, const char *flag, const char *val, char *bad, size_t badlen) {
+  double d;
+  if (!strcmp(flag, "--prompt") || !strcmp(flag, "--tokenizer")) {
+    if (!val) return snprintf(bad, badlen, "%s needs a value", flag), -1;
+    if (flag[2] == 'p') g->prompt = val;
+    else g->tokenizer = val;
+    return 2;
+  }
+  if (!strcmp(flag, "-n") || !strcmp(flag, "--top-k")) {
+    if (!num(val, flag[1] == 'n' ? 1 : 0, 1e9, &d) || d != (int64_t)d)
+      return snprintf(bad, badlen, "%s takes a %s integer, got '%s'", flag, flag[1] == 'n' ? "positive" : "non-negative",
+                      val ? val : ""), -1;
+    if (flag[1] == 'n') g->n = (int64_t)d;
+    else g->top_k = (int64_t)d;
+    return 2;
+  }
+  if (!strcmp(flag, "--temperature")) {
+    if (!num(val, 0, 1e6, &d)) return snprintf(bad, badlen, "--temperature takes a number >= 0, got '%s'", val ? val : ""), -1;
+    g->temperature = d;
+    return 2;
+  }
+  if (!strcmp(flag, "--top-p")) {
+    if (!num(val, 0, 1, &d) || d == 0) return snprintf(bad, badlen, "--top-p takes a number in (0, 1], got '%s'", val ? val : ""), -1;
+    g->top_p = d;
+    return 2;
+  }
+  return 0;
+}

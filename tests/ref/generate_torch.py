@@ -1,0 +1,259 @@
+#!/usr/bin/python3
+# tests/ref/generate_torch.py: `heed generate` end to end against a PyTorch
+# float64 reference (full recomputation per token, greedy): gpt2.heed and
+# llama.heed (grouped-query attention, rope) at small --set configs with
+# byte prompts, compiled and --interp, and gpt2 with the GPT-2 BPE tokenizer;
+# the stop at the context limit; seeded sampling reproducible; BERT
+# generating by recomputation with its note; bad flags, prompts and weights.
+# Greedy steps are compared while the reference's top-2 margin exceeds 1e-3
+# (f32 vs f64 noise cannot flip the choice there); the random weights are
+# scaled so that margins are large.
+# Usage: generate_torch.py HEED REPO WORKDIR [TOKENIZER_DIR]
+import json
+import math
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HEED, REPO, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
+TOK = sys.argv[4] if len(sys.argv) > 4 else None
+os.makedirs(WORK, exist_ok=True)
+torch.set_default_dtype(torch.float64)
+FAILS = []
+
+
+def check(name, ok, detail=""):
+    print(("ok   " if ok else "FAIL ") + name + ("" if ok else ": " + detail))
+    if not ok:
+        FAILS.append(name)
+
+
+def heed(*args):
+    p = subprocess.run([HEED, *args], capture_output=True, timeout=300)
+    return p.returncode, p.stdout, p.stderr.decode(errors="replace")
+
+
+def write_st(path, tensors):
+    header, off, blobs = {}, 0, []
+    for name, a in tensors.items():
+        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
+def sets(cfg):
+    return sum((["--set", f"{k}={v}"] for k, v in cfg.items()), [])
+
+
+def layer_norm(x, w, b, eps):
+    m = x.mean(-1, keepdim=True)
+    v = ((x - m) ** 2).mean(-1, keepdim=True)
+    return (x - m) / torch.sqrt(v + eps) * w + b
+
+
+def rms_norm(x, w, eps):
+    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def attention(q, k, v, H, KV):
+    T, D = q.shape[0], q.shape[1] // H
+    q = q.view(T, H, D).transpose(0, 1)
+    k = k.view(T, KV, D).transpose(0, 1).repeat_interleave(H // KV, 0)
+    v = v.view(T, KV, D).transpose(0, 1).repeat_interleave(H // KV, 0)
+    s = q @ k.transpose(1, 2) / math.sqrt(D)
+    s = s.masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf"))
+    return (torch.softmax(s, -1) @ v).transpose(0, 1).reshape(T, H * D)
+
+
+def rope(x, H, base):
+    T, C = x.shape
+    D = C // H
+    x = x.view(T, H, D)
+    ang = torch.arange(T)[:, None] * base ** (-2 * torch.arange(D // 2) / D)
+    c, s = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
+    a, b = x[..., :D // 2], x[..., D // 2:]
+    return torch.cat([a * c - b * s, a * s + b * c], -1).view(T, C)
+
+
+def gpt2_params(c, rng):
+    d = c["dim"]
+    P = {"wte": rng.normal(0, 0.3, (c["vocab"], d)), "wpe": rng.normal(0, 0.3, (c["ctx"], d))}
+    for i in range(c["layers"]):
+        p = f"h.{i}."
+        for n, shape in [("ln_1", d), ("ln_2", d)]:
+            P[p + n + ".weight"] = 1 + rng.normal(0, 0.1, shape)
+            P[p + n + ".bias"] = rng.normal(0, 0.1, shape)
+        for n, (a, b) in [("attn.c_attn", (d, 3 * d)), ("attn.c_proj", (d, d)), ("mlp.c_fc", (d, 4 * d)),
+                          ("mlp.c_proj", (4 * d, d))]:
+            P[p + n + ".weight"] = rng.normal(0, 0.3 / math.sqrt(a), (a, b)) * 3
+            P[p + n + ".bias"] = rng.normal(0, 0.1, b)
+    P["ln_f.weight"], P["ln_f.bias"] = 1 + rng.normal(0, 0.1, d), rng.normal(0, 0.1, d)
+    return P
+
+
+def gpt2_logits(P, c, toks):
+    T = len(toks)
+    x = P["wte"][toks] + P["wpe"][:T]
+    for i in range(c["layers"]):
+        p = f"h.{i}."
+        h = layer_norm(x, P[p + "ln_1.weight"], P[p + "ln_1.bias"], 1e-5)
+        q, k, v = (h @ P[p + "attn.c_attn.weight"] + P[p + "attn.c_attn.bias"]).split(c["dim"], -1)
+        x = x + attention(q, k, v, c["heads"], c["heads"]) @ P[p + "attn.c_proj.weight"] + P[p + "attn.c_proj.bias"]
+        h = layer_norm(x, P[p + "ln_2.weight"], P[p + "ln_2.bias"], 1e-5)
+        x = x + gelu_tanh(h @ P[p + "mlp.c_fc.weight"] + P[p + "mlp.c_fc.bias"]) @ P[p + "mlp.c_proj.weight"] \
+            + P[p + "mlp.c_proj.bias"]
+    return (layer_norm(x, P["ln_f.weight"], P["ln_f.bias"], 1e-5) @ P["wte"].T)[-1]
+
+
+def llama_params(c, rng):
+    d, f = c["dim"], c["ffn_dim"]
+    kvd = c["n_kv_heads"] * (d // c["n_heads"])
+    P = {"embed_tokens.weight": rng.normal(0, 1, (c["vocab"], d))}
+    for i in range(c["n_layers"]):
+        p = f"layers.{i}."
+        P[p + "input_layernorm.weight"] = 1 + rng.normal(0, 0.1, d)
+        P[p + "post_attention_layernorm.weight"] = 1 + rng.normal(0, 0.1, d)
+        for n, (a, b) in [("self_attn.q_proj", (d, d)), ("self_attn.k_proj", (d, kvd)), ("self_attn.v_proj", (d, kvd)),
+                          ("self_attn.o_proj", (d, d)), ("mlp.gate_proj", (d, f)), ("mlp.up_proj", (d, f)),
+                          ("mlp.down_proj", (f, d))]:
+            P[p + n + ".weight"] = rng.normal(0, 1.5 / math.sqrt(a), (a, b))
+    P["norm.weight"] = 1 + rng.normal(0, 0.1, d)
+    P["lm_head.weight"] = rng.normal(0, 1 / math.sqrt(d), (d, c["vocab"])) * 3
+    return P
+
+
+def llama_logits(P, c, toks):
+    H, KV = c["n_heads"], c["n_kv_heads"]
+    x = P["embed_tokens.weight"][toks]
+    for i in range(c["n_layers"]):
+        p = f"layers.{i}."
+        h = rms_norm(x, P[p + "input_layernorm.weight"], 1e-5)
+        q = rope(h @ P[p + "self_attn.q_proj.weight"], H, 10000.0)
+        k = rope(h @ P[p + "self_attn.k_proj.weight"], KV, 10000.0)
+        x = x + attention(q, k, h @ P[p + "self_attn.v_proj.weight"], H, KV) @ P[p + "self_attn.o_proj.weight"]
+        h = rms_norm(x, P[p + "post_attention_layernorm.weight"], 1e-5)
+        x = x + (F.silu(h @ P[p + "mlp.gate_proj.weight"]) * (h @ P[p + "mlp.up_proj.weight"])) @ P[p + "mlp.down_proj.weight"]
+    return (rms_norm(x, P["norm.weight"], 1e-5) @ P["lm_head.weight"])[-1]
+
+
+def greedy_ref(logits_fn, P, c, prompt, n):
+    """-> (ids, trusted): ids of n greedy steps; trusted: how many have a top-2 margin > 1e-3."""
+    T = {k: torch.tensor(np.asarray(v, dtype=np.float32), dtype=torch.float64) for k, v in P.items()}
+    toks, out, trusted = list(prompt), [], None
+    for _ in range(n):
+        lg = logits_fn(T, c, torch.tensor(toks))
+        top = torch.topk(lg, 2).values
+        if trusted is None and top[0] - top[1] <= 1e-3:
+            trusted = len(out)
+        out.append(int(lg.argmax()))
+        toks.append(out[-1])
+    return out, n if trusted is None else trusted
+
+
+def compare_greedy(tag, heed_file, cfg, P, logits_fn, prompt_bytes, n, extra=()):
+    w = os.path.join(WORK, tag + ".safetensors")
+    write_st(w, P)
+    want, trusted = greedy_ref(logits_fn, P, cfg, list(prompt_bytes), n)
+    check(tag + " margins", trusted >= n // 2, f"only {trusted} of {n} greedy steps have a clear margin")
+    for mode in ([], ["--interp"]):
+        rc, out, err = heed("generate", os.path.join(REPO, "examples", heed_file), *sets(cfg), "--weights", w,
+                            "--prompt", prompt_bytes.decode(), "-n", str(n),
+                            "--temperature", "0", *mode, *extra)
+        got = list(out[:-1]) if rc == 0 else []
+        check(f"{tag} {' '.join(mode) or 'compiled'} greedy = torch", rc == 0 and got[:trusted] == want[:trusted],
+              f"rc={rc} got {got} want {want} (first {trusted} compared) {err[-300:]}")
+        check(f"{tag} {' '.join(mode) or 'compiled'} uses the KV cache", "KV cache" in err and "tokens/s" in err, err[-300:])
+
+
+rng = np.random.default_rng(0)
+G = {"vocab": 256, "ctx": 24, "dim": 32, "heads": 4, "layers": 2}
+PG = gpt2_params(G, rng)
+compare_greedy("gpt2", "gpt2.heed", G, PG, gpt2_logits, b"Hi there", 14)
+L = {"vocab": 256, "ctx": 64, "dim": 32, "n_heads": 4, "n_kv_heads": 2, "n_layers": 2, "ffn_dim": 48}
+compare_greedy("llama", "llama.heed", L, llama_params(L, rng), llama_logits, b"GQA!", 16)
+
+gw = os.path.join(WORK, "gpt2.safetensors")
+gf = os.path.join(REPO, "examples", "gpt2.heed")
+
+# the context limit: 24 positions, an 8-byte prompt: 17 tokens (the last needs no position)
+rc, out, err = heed("generate", gf, *sets(G), "--weights", gw, "--prompt", "Hi there", "-n", "100", "--temperature", "0")
+check("context limit", rc == 0 and len(out) - 1 == 17 and "stopped at the context limit of 24 tokens" in err,
+      f"rc={rc} {len(out) - 1} bytes, {err[-300:]}")
+
+# seeded sampling: reproducible; another seed differs
+runs = [heed("generate", gf, *sets(G), "--weights", gw, "--prompt", "Hi", "-n", "16", "--seed", s, "--top-k", "50",
+             "--top-p", "0.95", "--temperature", "1.5")[1] for s in ("5", "5", "6")]
+check("seeded sampling", runs[0] == runs[1] and runs[0] != runs[2] and len(runs[0]) == 17, repr(runs))
+
+# BERT: bidirectional, so recomputation, said once
+B = {"vocab": 256, "dim": 32, "n_heads": 2, "n_layers": 1, "ffn_dim": 32, "ctx": 16}
+bw = os.path.join(WORK, "bert.safetensors")
+rc, _, err = heed("init", os.path.join(REPO, "examples", "bert.heed"), *sets(B), "-o", bw)
+rc, out, err = heed("generate", os.path.join(REPO, "examples", "bert.heed"), *sets(B), "--weights", bw, "--prompt",
+                    "abc", "-n", "5", "--temperature", "0")
+check("bert recomputes", rc == 0 and len(out) == 6 and err.count("cannot decode incrementally (attention is not "
+                                                                  "causal") == 1 and "recomputation" in err,
+      f"rc={rc} {out!r} {err[-400:]}")
+
+# the GPT-2 BPE tokenizer: ids through the model, text back out
+if TOK:
+    enc = json.load(open(os.path.join(TOK, "encoder.json"), encoding="utf-8"))
+    dec = {v: k for k, v in enc.items()}
+    be = {}
+    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    byte_dec = {chr(c): b for b, c in zip(bs, cs)}
+    GB = {"ctx": 16, "dim": 16, "heads": 2, "layers": 1}
+    GBc = dict(GB, vocab=50257)
+    PB = gpt2_params(GBc, np.random.default_rng(1))
+    bpw = os.path.join(WORK, "gpt2bpe.safetensors")
+    write_st(bpw, PB)
+    want, trusted = greedy_ref(gpt2_logits, PB, GBc, [15496, 995], 6)
+    text = bytes(byte_dec[ch] for i in want[:trusted] for ch in dec[i])
+    rc, out, err = heed("generate", gf, *sets(GB), "--weights", bpw, "--prompt", "Hello world", "-n", "6",
+                        "--temperature", "0", "--tokenizer", TOK)
+    check("gpt2 BPE greedy = torch", rc == 0 and trusted >= 3 and out.startswith(text),
+          f"rc={rc} {out!r} want {text!r} ({trusted} trusted) {err[-300:]}")
+    rc, out, err = heed("generate", gf, *sets(GB), "--weights", bpw, "--prompt", "x", "--tokenizer", "/nonexistent")
+    check("bad tokenizer dir", rc == 1 and "/nonexistent/encoder.json" in err, f"rc={rc} {err[-300:]}")
+
+# errors: exit 2 for usage, 1 for bad files
+small = sets(dict(G, vocab=100))
+cases = [
+    ("missing --prompt", 2, "missing --prompt TEXT", [gf, *sets(G), "--weights", gw]),
+    ("empty prompt", 2, "the prompt is empty", [gf, *sets(G), "--weights", gw, "--prompt", ""]),
+    ("byte outside vocab", 2, "byte 0xC3 at offset 1 is outside the model's vocabulary of 100",
+     [gf, *small, "--weights", gw, "--prompt", "aé"]),
+    ("prompt over ctx", 2, "the prompt has 30 tokens but the model's context holds 24",
+     [gf, *sets(G), "--weights", gw, "--prompt", "x" * 30]),
+    ("bad top-p", 2, "--top-p takes a number in (0, 1]", [gf, "--weights", gw, "--prompt", "x", "--top-p", "0"]),
+    ("bad -n", 2, "-n takes a positive integer", [gf, "--weights", gw, "--prompt", "x", "-n", "0"]),
+    ("missing weights file", 1, "nope.safetensors", [gf, *sets(G), "--weights", "nope.safetensors", "--prompt", "x"]),
+    ("misshapen weights", 1, "tensor 'wte' is F32[256, 32] but the model declares f32[100, 32]",
+     [gf, *small, "--weights", gw, "--prompt", "a"]),
+]
+for name, want_rc, msg, args in cases:
+    rc, out, err = heed("generate", *args)
+    check("error: " + name, rc == want_rc and msg in err, f"rc={rc} (want {want_rc}) {err[-300:]}")
+
+print(f"{len(FAILS)} failed" if FAILS else "all passed")
+sys.exit(1 if FAILS else 0)
