@@ -4,6 +4,7 @@
 // (libc and cJSON only), so that standalone programs link it alone.
 //
 // One section per source file:
+//   json.c         a small, strict JSON reader (RFC 8259) and string quoter
 //   safetensors.c  read (mmap) and write (atomic replace) safetensors files,
 //                  dtype names and sizes, f16/bf16 <-> f32 conversions
 //   threads.c      a pthreads pool with deterministic static chunking
@@ -27,6 +28,43 @@ typedef enum {
   RT_ERR_ARG,     // the caller passed something invalid (writer input, dtype)
   RT_ERR_NOMEM,
 } RtStatus;
+
+// ---- json.c ----
+// Parses JSON text into a tree (all of it in doc's memory, freed at once).
+// Example: {"a":[1,"x"]} gives root (OBJECT, n 1) -> child (key "a",
+// ARRAY, n 2) -> child (NUMBER 1) -> next (STRING "x").
+enum { RT_JSON_MAX_DEPTH = 64 };
+typedef enum { RT_JSON_NULL, RT_JSON_FALSE, RT_JSON_TRUE, RT_JSON_NUMBER, RT_JSON_STRING, RT_JSON_ARRAY,
+               RT_JSON_OBJECT } RtJsonKind;
+typedef struct RtJson RtJson;
+struct RtJson {
+  RtJsonKind kind;
+  const char *key;     // a member of an object: its name (decoded); else NULL
+  const char *str;     // STRING: the decoded text, NUL-terminated (no NUL inside)
+  double num;          // NUMBER (beyond the double range: +-inf, as strtod)
+  RtJson *child;       // ARRAY, OBJECT: the first element, in text order
+  RtJson *next;        // the next element of the enclosing container
+  int n;               // ARRAY, OBJECT: the number of elements
+};
+typedef struct {
+  RtJson *root;
+  void *chunks_;       // private: the memory of every node and string
+} RtJsonDoc;
+
+// Parses one JSON value from text[0..len) (leading whitespace skipped;
+// text need not be NUL-terminated). *end (if end) gets the offset just past
+// the value, or of the error; *why (if why) a static description of the
+// error (e.g. "expected ',' or '}'"), else NULL. Returns RT_OK,
+// RT_ERR_FORMAT or RT_ERR_NOMEM; on error doc holds nothing.
+int rt_json_parse(RtJsonDoc *doc, const char *text, size_t len, size_t *end, const char **why);
+void rt_json_free(RtJsonDoc *doc);  // zeroes doc; harmless twice
+// The first member named key of an object; NULL if absent or obj is no object.
+const RtJson *rt_json_get(const RtJson *obj, const char *key);
+const char *rt_json_kind_name(const RtJson *j);  // "an object", "a number", ... "null"
+// Writes s (NUL-terminated UTF-8) as a JSON string literal, quotes
+// included, into dst (not NUL-terminated; dst NULL: only measure).
+// Returns its length. Escapes '"', '\\' and control characters, as serde_json.
+size_t rt_json_quote(char *dst, const char *s);
 
 // ---- safetensors.c ----
 // The format (https://github.com/huggingface/safetensors):
