@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/build.h"
 #include "cli/driver.h"
 #include "cli/exec.h"
 #include "cli/run.h"
@@ -57,7 +58,16 @@ static const Command commands[] = {
      true},
     {"train", "heed train MODEL.heed --data FILE [--steps N] [--out DIR]", "Train a model.\n", false},
     {"generate", "heed generate MODEL.heed --weights W --prompt TEXT", "Generate text.\n", false},
-    {"build", "heed build MODEL.heed --weights W -o PROGRAM", "Build a standalone program.\n", false},
+    {"build", "heed build MODEL.heed --weights W -o PROGRAM [--weights-file] [--cpu NAME] | --emit-lib -o DIR",
+     "Build a standalone program: the compiled model, its weights and a small runtime that\n"
+     "needs only libc, libm and pthreads (no LLVM, no heed). PROGRAM takes heed generate's\n"
+     "flags (--prompt, -n, --temperature, --top-k, --top-p, --seed) and --help.\n"
+     "  --weights W        parameters (safetensors), checked as for run (--prefix, --strict=false)\n"
+     "  -o PROGRAM         the program to write (or the directory, with --emit-lib)\n"
+     "  --weights-file     keep the weights in PROGRAM.safetensors beside it (mapped) instead of inside\n"
+     "  --cpu NAME         compile for that CPU (default: this machine's; e.g. x86-64-v3, znver5)\n"
+     "  --emit-lib         write DIR/libmodel.a and DIR/model.h for embedding (examples/embed/)\n",
+     true},
     {"bench", "heed bench MODEL.heed [--train] [--batch B] [--seq T] [--json]",
      "Time compiling the model, its forward and (--train) a training step's forward\n"
      "and backward, on initialised parameters and random inputs, after a warm-up.\n"
@@ -102,6 +112,7 @@ typedef struct {
   bool params, help, loss;
   HeedRunOpts run;
   HeedBenchOpts bench;
+  HeedBuildOpts build;
 } Args;
 
 static int usage_error(const Command *c, const char *fmt, const char *arg) {
@@ -139,7 +150,10 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
     } else if (!strncmp(s, "--strict=", 9)) {
       if (strcmp(s + 9, "true") && strcmp(s + 9, "false")) return usage_error(c, "--strict takes true or false, not '%s'", s + 9);
       a->run.strict = !strcmp(s + 9, "true");
-    } else if (!strcmp(s, "--cpu") && !strcmp(c->name, "compile")) {
+    } else if ((!strcmp(s, "--weights-file") || !strcmp(s, "--emit-lib")) && !strcmp(c->name, "build")) {
+      if (s[2] == 'w') a->build.weights_file = true;
+      else a->build.emit_lib = true;
+    } else if (!strcmp(s, "--cpu") && (!strcmp(c->name, "compile") || !strcmp(c->name, "build"))) {
       if (!val) return usage_error(c, "%s needs a value", s);
       a->cpu = val;
       i++;
@@ -241,6 +255,7 @@ static int status_to_exit(int rc) { return rc == HEED_OK ? 0 : rc == HEED_ERR_US
 // init, run, grad: what each needs on the command line.
 static const char *missing_run_flag(const Command *cmd, const Args *a) {
   if (!strcmp(cmd->name, "init")) return a->out ? NULL : "-o FILE";
+  if (!strcmp(cmd->name, "build")) return !a->run.weights ? "--weights W" : a->out ? NULL : "-o PROGRAM";
   if (!a->run.weights) return "--weights W";
   if (!a->run.inputs) return "--inputs IN";
   if (!a->run.outputs) return "--outputs OUT";
@@ -310,6 +325,11 @@ static int cmd_frontend(const Command *cmd, Args *a) {
       rc = heed_cmd_bench(c, &a->bench, (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
     } else if (rc == HEED_OK && !strcmp(cmd->name, "init")) rc = heed_cmd_init(c, &a->run);
     else if (rc == HEED_OK && !strcmp(cmd->name, "run")) rc = heed_cmd_run(c, &a->run);
+    else if (rc == HEED_OK && !strcmp(cmd->name, "build")) {
+      a->build = (HeedBuildOpts){a->run.weights, a->run.prefix, a->run.strict, a->out, a->cpu,
+                                 a->build.weights_file, a->build.emit_lib};
+      rc = heed_cmd_build(c, &a->build);
+    }
     else if (rc == HEED_OK) rc = heed_cmd_grad(c, &a->run);
   }
   diag_finish(&c->diag);
@@ -350,13 +370,14 @@ int main(int argc, char **argv) {
   if (rc == 0 && a.help) {
     usage_cmd(cmd, stdout);
   } else if (rc == 0 && !cmd->available) {
-    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad and bench are)\n",
+    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad, bench and build are)\n",
             cmd->name);
     rc = 1;
   } else if (rc == 0 && !a.o.path) {
     rc = usage_error(cmd, "missing the model file%s", "");
   } else if (rc == 0 && missing_run_flag(cmd, &a) &&
-             (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad"))) {
+             (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad") ||
+              !strcmp(cmd->name, "build"))) {
     rc = usage_error(cmd, "missing %s", missing_run_flag(cmd, &a));
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && !a.emit) {
     rc = usage_error(cmd, "--emit KIND is required%s", "");

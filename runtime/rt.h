@@ -8,6 +8,8 @@
 //   safetensors.c  read (mmap) and write (atomic replace) safetensors files,
 //                  dtype names and sizes, f16/bf16 <-> f32 conversions
 //   threads.c      a pthreads pool with deterministic static chunking
+//   model.c        a model compiled by heed build, run outside heed: its
+//                  description, weights image, buffers and CPU check
 //
 // Functions return RT_OK (0) or an RtStatus error code; on error they write
 // a one-line message naming the file (and the tensor where there is one)
@@ -18,6 +20,7 @@
 #ifndef HEED_RT_H
 #define HEED_RT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -173,5 +176,43 @@ int rt_pool_size(const RtPool *pool);  // 1 for NULL
 // are done. pool NULL, a pool of 1 or a single task: the caller runs them
 // all (thread 0).
 void rt_parallel_for(RtPool *pool, int64_t n_tasks, RtTaskFn fn, void *ctx);
+
+// ---- model.c ----
+// The pieces heed build puts in a program or library: the object code's
+// entry (codegen's heed_forward), a JSON description of the graph (format
+// "heed-model-1", written by cli/build.c: "nodes" [[dtype, kind, [n, sym,
+// ...] per dim], ...], "params" [[node, name], ...], "tokens", "logits",
+// "vocab", "ctx", "nsyms", "batch_sym", "seq_sym", "gemm_work",
+// "nthreads_max", "cpu", "features") and a safetensors weights image. Example:
+//   if (rt_cpu_check(meta, meta_len, err, sizeof err)) ...  // before any generated code
+//   RtModel *m;
+//   rt_model_open(&m, meta, meta_len, weights, wlen, NULL, heed_forward, 4, err, sizeof err);
+//   const float *lg;                            // (T, vocab), owned by m
+//   rt_model_forward(m, tokens, T, &lg, err, sizeof err);
+//   rt_model_free(m);
+typedef int32_t (*RtForwardFn)(void **bufs, const int64_t *symvals, void *ctx);
+typedef struct RtModel RtModel;
+
+// RT_OK if this CPU has every feature the description lists; otherwise
+// RT_ERR_ARG and a message naming the CPU compiled for and the features missing.
+int rt_cpu_check(const char *meta, size_t meta_len, char *err, size_t errlen);
+// Whether rt_cpu_check can test a feature of that name ("avx2", "avx512f",
+// "sse4.1": GCC's __builtin_cpu_supports names).
+bool rt_cpu_feature_known(const char *name);
+// Reads the description and binds the weights: weights[0..wlen) (an image
+// in memory) or, if weights_path is set, that file (mapped). Every
+// parameter must be present with the dtype and shape the description
+// gives, and no other tensor; messages name the file and the tensor.
+// nthreads: the pool for the generated sgemm (clamped to what it was compiled for).
+int rt_model_open(RtModel **out, const char *meta, size_t meta_len, const uint8_t *weights, size_t wlen,
+                  const char *weights_path, RtForwardFn fwd, int nthreads, char *err, size_t errlen);
+// Logits (T, vocab) of tokens[0..T) (batch 1), 1 <= T <= ctx; valid until
+// the next call. Tokens outside the vocabulary are an error.
+int rt_model_forward(RtModel *m, const int32_t *tokens, int64_t T, const float **logits, char *err,
+                     size_t errlen);
+int64_t rt_model_vocab(const RtModel *m);
+int64_t rt_model_ctx(const RtModel *m);
+int rt_model_threads(const RtModel *m);
+void rt_model_free(RtModel *m);  // NULL is harmless
 
 #endif
