@@ -5,10 +5,10 @@
 // program) -> tokens of the prompt -> generation -> text on stdout.
 //
 // The model comes through model.h (embed.c), over the two objects heed
-// build links in: the generated code and its data. Generation here is
-// recomputation over the whole prefix per token with a byte-level
-// tokenizer: the stand-in until the runtime's KV-cached loop and tokenizers
-// are in place.
+// build links in: the generated code and its data. Tokenizers, sampling and
+// the loop are the runtime's (tokenizer.c, sample.c, generate.c), shared
+// with `heed generate`; the model recomputes the whole prefix per token
+// (the KV-cached decode graphs are not in the program yet).
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -42,7 +42,7 @@ static const char usage_text[] =
     "  --top-k K          sample among the K most likely tokens (default 0: all)\n"
     "  --top-p P          sample among the most likely tokens whose probabilities sum to P (default 1.0)\n"
     "  --seed S           the random seed (default 1337)\n"
-    "  --tokenizer DIR    a GPT-2 BPE tokenizer directory (not supported yet: byte-level only)\n"
+    "  --tokenizer DIR    a GPT-2 BPE tokenizer (encoder.json, vocab.bpe; default: bytes)\n"
     "  --threads N        threads for the model (default: the cores)\n"
     "  --weights FILE     the weights file (default: embedded, or the file heed build wrote beside the program)\n"
     "  -h, --help         this help\n";
@@ -106,57 +106,43 @@ static int parse(int argc, char **argv, Opts *o) {
   return -1;
 }
 
-// ---- sampling (splitmix64; the stand-in sampler) ----
-
-static uint64_t mix(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
+// ---- the model as rt_generate drives it: recomputation over the prefix ----
 
 typedef struct {
-  double p;
-  int32_t id;
-} Cand;
+  RtModel *m;
+  int32_t *tok;  // the tokens so far (ctx of them at most)
+  int64_t n;
+  char err[512];
+} Gen;
 
-static int by_prob(const void *a, const void *b) {
-  const Cand *x = a, *y = b;
-  if (x->p != y->p) return x->p > y->p ? -1 : 1;
-  return x->id < y->id ? -1 : x->id > y->id;
+static int run_prefix(Gen *g, float *logits) {
+  const float *lg;
+  if (rt_model_forward(g->m, g->tok, g->n, &lg, g->err, sizeof g->err)) return 1;
+  int64_t V = rt_model_vocab(g->m);
+  memcpy(logits, lg + (g->n - 1) * V, sizeof *logits * (size_t)V);
+  return 0;
 }
 
-// The next token from one row of logits: greedy at temperature 0, else a
-// draw from softmax(logits / T) restricted to top-k, then top-p.
-static int32_t sample(const float *lg, int64_t V, const Opts *o, uint64_t *rng, Cand *c) {
-  int32_t best = 0;
-  for (int64_t i = 1; i < V; i++)
-    if (lg[i] > lg[best]) best = (int32_t)i;
-  if (o->temperature == 0) return best;
-  double mx = lg[best], sum = 0;
-  for (int64_t i = 0; i < V; i++) {
-    c[i] = (Cand){exp(((double)lg[i] - mx) / o->temperature), (int32_t)i};
-    sum += c[i].p;
-  }
-  qsort(c, (size_t)V, sizeof *c, by_prob);
-  int64_t keep = o->top_k > 0 && o->top_k < V ? o->top_k : V;
-  double kept = 0, acc = 0;
-  for (int64_t i = 0; i < keep; i++) {
-    kept += c[i].p;
-    if (kept >= o->top_p * sum) {
-      keep = i + 1;
-      break;
-    }
-  }
-  kept = 0;
-  for (int64_t i = 0; i < keep; i++) kept += c[i].p;
-  double u = (double)(mix(rng) >> 11) * 0x1.0p-53 * kept;
-  for (int64_t i = 0; i < keep; i++) {
-    acc += c[i].p;
-    if (u < acc) return c[i].id;
-  }
-  return c[keep - 1].id;
+static int gen_prefill(void *ud, const int32_t *tokens, int64_t n, float *logits) {
+  Gen *g = ud;
+  memcpy(g->tok, tokens, sizeof *tokens * (size_t)n);
+  g->n = n;
+  return run_prefix(g, logits);
 }
+
+static int gen_decode(void *ud, int32_t token, int64_t pos, float *logits) {
+  Gen *g = ud;
+  g->tok[pos] = token;
+  g->n = pos + 1;
+  return run_prefix(g, logits);
+}
+
+static const char *gen_message(void *ud) { return ((Gen *)ud)->err; }
+
+typedef struct {
+  const RtTokenizer *tk;
+  double t0, first;
+} Out;
 
 static double now_s(void) {
   struct timespec t;
@@ -164,51 +150,54 @@ static double now_s(void) {
   return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static int generate(RtModel *m, const Opts *o, const char *prog) {
-  int64_t V = rt_model_vocab(m), ctx = rt_model_ctx(m), plen = (int64_t)strlen(o->prompt);
-  char err[512];
-  if (plen == 0) return fprintf(stderr, "%s: the prompt is empty\n", prog), 1;
-  if (plen > ctx) return fprintf(stderr, "%s: the prompt is %" PRId64 " tokens, more than the context of %" PRId64 "\n", prog, plen, ctx), 1;
-  int32_t *tok = malloc(sizeof *tok * (size_t)ctx);
-  Cand *cand = malloc(sizeof *cand * (size_t)V);
-  if (!tok || !cand) return free(tok), free(cand), fprintf(stderr, "%s: out of memory\n", prog), 1;
-  for (int64_t i = 0; i < plen; i++) {
-    tok[i] = (unsigned char)o->prompt[i];
-    if (tok[i] >= V) {
-      fprintf(stderr, "%s: the prompt's byte 0x%02x (at byte %" PRId64 ") is outside the model's vocabulary of %" PRId64
-              " tokens\n", prog, (unsigned)tok[i], i, V);
-      return free(tok), free(cand), 1;
-    }
-  }
-  fwrite(o->prompt, 1, (size_t)plen, stdout);
+static int emit(void *ud, int32_t token) {
+  Out *o = ud;
+  size_t len;
+  const char *s = rt_tok_decode(o->tk, token, &len);
+  if (s) fwrite(s, 1, len, stdout);
   fflush(stdout);
-  uint64_t rng = o->seed;
-  int64_t T = plen, made = 0;
-  double t0 = now_s(), first = 0;
+  if (o->first == 0) o->first = now_s() - o->t0;
+  return 0;
+}
+
+static int generate(RtModel *m, const Opts *o, const char *prog) {
+  char err[512];
+  RtTokenizer *tk = NULL;
+  if (o->tokenizer ? rt_tok_bpe_open(o->tokenizer, &tk, err, sizeof err) != RT_OK : !(tk = rt_tok_bytes())) {
+    fprintf(stderr, "%s: %s\n", prog, o->tokenizer ? err : "out of memory");
+    return 1;
+  }
+  int64_t V = rt_model_vocab(m), ctx = rt_model_ctx(m);
   int rc = 0;
-  for (; made < o->n; made++) {
-    if (T >= ctx) {
-      fprintf(stderr, "\n%s: stopped at the context limit of %" PRId64 " tokens\n", prog, ctx);
-      break;
-    }
-    const float *lg;
-    if (rt_model_forward(m, tok, T, &lg, err, sizeof err)) {
+  int32_t *ids = NULL;
+  int64_t n = 0;
+  Gen g = {.m = m, .tok = malloc(sizeof(int32_t) * (size_t)ctx)};
+  Out out = {.tk = tk, .t0 = now_s()};
+  RtGenModel gm = {.vocab = V, .ctx_max = ctx, .ud = &g, .prefill = gen_prefill, .decode = gen_decode,
+                   .message = gen_message};
+  RtGenOpts go = {.max_new = o->n, .sample = {o->temperature, o->top_k, o->top_p, o->seed}};
+  RtGenStats st;
+  if (!g.tok || rt_tok_encode(tk, o->prompt, strlen(o->prompt), &ids, &n, err, sizeof err) != RT_OK) {
+    fprintf(stderr, "%s: %s\n", prog, g.tok ? err : "out of memory");
+    rc = 1;
+  } else {
+    fwrite(o->prompt, 1, strlen(o->prompt), stdout);
+    if (rt_generate(&gm, ids, n, &go, emit, &out, &st, err, sizeof err) != RT_OK) {
       fprintf(stderr, "\n%s: %s\n", prog, err);
       rc = 1;
-      break;
+    } else {
+      putchar('\n');
+      if (st.hit_ctx) fprintf(stderr, "%s: stopped at the context limit of %lld tokens\n", prog, (long long)ctx);
+      double dt = now_s() - out.t0;
+      fprintf(stderr, "%lld tokens in %.3f s (%.1f tokens/s; first token after %.1f ms), %d thread%s\n",
+              (long long)st.generated, dt, dt > 0 ? (double)st.generated / dt : 0.0, out.first * 1e3,
+              rt_model_threads(m), rt_model_threads(m) == 1 ? "" : "s");
     }
-    int32_t next = sample(lg + (T - 1) * V, V, o, &rng, cand);
-    tok[T++] = next;
-    if (next < 256) putchar(next);  // byte-level: tokens past 255 have no text
-    fflush(stdout);
-    if (made == 0) first = now_s() - t0;
   }
-  double dt = now_s() - t0;
-  putchar('\n');
-  fprintf(stderr, "%" PRId64 " tokens in %.3f s (%.1f tokens/s; first token after %.1f ms), %d thread%s\n", made, dt,
-          dt > 0 ? (double)made / dt : 0.0, first * 1e3, rt_model_threads(m), rt_model_threads(m) == 1 ? "" : "s");
-  free(tok);
-  free(cand);
+  fflush(stdout);
+  free(ids);
+  free(g.tok);
+  rt_tok_free(tk);
   return rc;
 }
 
@@ -220,10 +209,6 @@ int main(int argc, char **argv) {
   int rc = parse(argc, argv, &o);
   if (rc >= 0) return rc;
   char err[1024];
-  if (o.tokenizer) {
-    fprintf(stderr, "%s: --tokenizer: this program reads bytes only (GPT-2 BPE is not supported yet)\n", prog);
-    return 1;
-  }
   HeedModel *m = heed_model_open(o.weights, o.threads, err, sizeof err);  // checks the CPU first
   if (!m) {
     fprintf(stderr, "%s: %s\n", prog, err);

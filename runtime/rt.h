@@ -10,6 +10,12 @@
 //   threads.c      a pthreads pool with deterministic static chunking
 //   model.c        a model compiled by heed build, run outside heed: its
 //                  description, weights image, buffers and CPU check
+//   tokenizer.c    byte-level and GPT-2 BPE tokenizers (text <-> token ids)
+//   sample.c       a seeded PRNG and temperature / top-k / top-p sampling
+//   generate.c     the generation loop over a model given as callbacks
+//                  (tokenizer, sampler and loop use libc and libm only, so
+//                  that `heed generate` and programs from `heed build` share
+//                  them and print the same tokens for the same seed)
 //
 // Functions return RT_OK (0) or an RtStatus error code; on error they write
 // a one-line message naming the file (and the tensor where there is one)
@@ -30,6 +36,7 @@ typedef enum {
   RT_ERR_FORMAT,  // a file is not a well-formed safetensors file
   RT_ERR_ARG,     // the caller passed something invalid (writer input, dtype)
   RT_ERR_NOMEM,
+  RT_ERR_MODEL,   // a model callback of rt_generate failed (its own message is in err)
 } RtStatus;
 
 // ---- json.c ----
@@ -214,5 +221,107 @@ int64_t rt_model_vocab(const RtModel *m);
 int64_t rt_model_ctx(const RtModel *m);
 int rt_model_threads(const RtModel *m);
 void rt_model_free(RtModel *m);  // NULL is harmless
+// ---- tokenizer.c ----
+// Text is bytes (UTF-8 expected, not required). Two kinds:
+//   bytes: token i is byte i (vocabulary 256); every byte encodes.
+//   GPT-2 BPE from a directory holding encoder.json (a flat JSON object of
+//     token string -> id) and vocab.bpe ("#version" line, then one merge
+//     "a b" per line, rank = its order): bytes map to printable code points
+//     (GPT-2's bytes_to_unicode), the text is split by GPT-2's
+//     pre-tokenization pattern
+//       's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+//     (implemented by hand; letters, digits and spaces outside ASCII are
+//     classified by a table of the main Unicode blocks, see tokenizer.c),
+//     and each piece is merged pair by pair, lowest rank first.
+// Example:
+//   RtTokenizer *tk;
+//   if (rt_tok_bpe_open("gpt2-tokenizer", &tk, err, sizeof err)) ...
+//   int32_t *ids; int64_t n;
+//   rt_tok_encode(tk, "Hello world", 11, &ids, &n, err, sizeof err);  // 15496, 995
+//   size_t len; const char *s = rt_tok_decode(tk, ids[0], &len);      // "Hello"
+//   free(ids); rt_tok_free(tk);
+typedef struct RtTokenizer RtTokenizer;
+
+RtTokenizer *rt_tok_bytes(void);  // NULL on OOM
+int rt_tok_bpe_open(const char *dir, RtTokenizer **out, char *err, size_t errlen);
+// The same from the two files' contents (label names them in messages).
+int rt_tok_bpe_from_memory(const char *encoder_json, size_t elen, const char *vocab_bpe, size_t vlen,
+                           const char *label, RtTokenizer **out, char *err, size_t errlen);
+void rt_tok_free(RtTokenizer *t);  // NULL is harmless
+int64_t rt_tok_vocab(const RtTokenizer *t);  // one past the largest id
+// Encodes text[0..len) into *ids (malloc'd; caller frees), *n of them. A
+// piece that has no token (a vocabulary without some byte) is RT_ERR_ARG
+// naming the byte offset.
+int rt_tok_encode(const RtTokenizer *t, const char *text, size_t len, int32_t **ids, int64_t *n, char *err,
+                  size_t errlen);
+// The bytes of token id (owned by t; possibly part of a UTF-8 sequence);
+// NULL (len 0) for an id the tokenizer does not have.
+const char *rt_tok_decode(const RtTokenizer *t, int32_t id, size_t *len);
+
+// ---- sample.c ----
+// The PRNG is splitmix64 (integer arithmetic only: the same stream on every
+// machine for a seed); a uniform draw is its top 53 bits / 2^53, in [0, 1).
+// Sampling from logits (vocab floats):
+//   temperature <= 0: greedy, the largest logit (the lowest id on ties);
+//   else p_i ~ exp((l_i - max) / temperature), computed in double;
+//   top_k > 0 keeps the k most probable, top_p < 1 the smallest set of most
+//   probable whose mass reaches top_p (candidates ordered by probability,
+//   ties by id); one draw u picks the first candidate whose cumulative mass
+//   exceeds u * total (candidates in id order when neither filter is on).
+// One draw per sampled token (none when greedy).
+typedef struct { uint64_t s; } RtRng;
+typedef struct {
+  double temperature;  // 0: greedy
+  int64_t top_k;       // 0: off
+  double top_p;        // 1: off
+  uint64_t seed;
+} RtSampleOpts;
+
+void rt_rng_seed(RtRng *r, uint64_t seed);
+uint64_t rt_rng_next(RtRng *r);
+double rt_rng_uniform(RtRng *r);  // [0, 1)
+// The sampled id; scratch: rt_sample_scratch_bytes(vocab) bytes (or NULL:
+// allocated and freed inside; -1 if that fails).
+size_t rt_sample_scratch_bytes(int64_t vocab);
+int32_t rt_sample(const float *logits, int64_t vocab, const RtSampleOpts *o, RtRng *r, void *scratch);
+
+// ---- generate.c ----
+// A model as rt_generate drives it: prefill runs the prompt (positions
+// 0..n-1) and leaves the logits of its last position in logits (vocab
+// floats); decode runs one token at position pos (the number of tokens
+// the model has seen) and leaves its logits. Both return 0, or nonzero
+// after writing a message into the model's own state (rt_generate reports
+// RT_ERR_MODEL with the text of `message` if set). ctx_max: the positions
+// the model can hold (its context), 0 for no limit.
+typedef struct {
+  int64_t vocab, ctx_max;
+  void *ud;
+  int (*prefill)(void *ud, const int32_t *tokens, int64_t n, float *logits);
+  int (*decode)(void *ud, int32_t token, int64_t pos, float *logits);
+  const char *(*message)(void *ud);  // optional: why the last call failed
+} RtGenModel;
+
+typedef struct {
+  int64_t max_new;       // tokens to generate
+  RtSampleOpts sample;
+} RtGenOpts;
+
+typedef struct {
+  int64_t generated;     // tokens emitted
+  int64_t decoded;       // decode calls
+  double prefill_s, decode_s;
+  int hit_ctx;           // stopped early: the next token would not fit in ctx_max
+} RtGenStats;
+
+// Called with each generated token as it is sampled; nonzero stops.
+typedef int (*RtGenEmit)(void *ud, int32_t token);
+
+// Prefill on prompt[0..n_prompt), then max_new times: sample a token, emit
+// it, and (unless it is the last) decode it. A prompt that is empty, longer
+// than ctx_max, or holds an id outside the vocabulary is RT_ERR_ARG. When
+// the position of the next token to decode reaches ctx_max the loop stops
+// with RT_OK and stats->hit_ctx set (the caller says so).
+int rt_generate(const RtGenModel *m, const int32_t *prompt, int64_t n_prompt, const RtGenOpts *o, RtGenEmit emit,
+                void *emit_ud, RtGenStats *stats, char *err, size_t errlen);
 
 #endif
