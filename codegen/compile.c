@@ -643,7 +643,7 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, bool nt, int idx) {
   switch (n->op) {
   case IR_OP_CONST: emit_const(k); break;
   case IR_OP_POSITIONS: emit_positions(k); break;
-  case IR_OP_MATMUL: emit_matmul(k); break;
+  case IR_OP_MATMUL: cg_emit_gemv(k); emit_matmul(k); break;  // one row: compile_kv.c's gemv
   case IR_OP_SUM: case IR_OP_MEAN: case IR_OP_MAX: case IR_OP_MIN: emit_reduce(k, n->attr.axes); break;
   case IR_OP_SUM_TO: {
     uint32_t axes = 0;
@@ -664,6 +664,7 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, bool nt, int idx) {
   case IR_OP_ATTENTION: emit_attention(k); break;
   case IR_OP_ROPE: emit_rope(k); break;
   case IR_OP_XENT: emit_xent(k); break;
+  case IR_OP_KV_APPEND: case IR_OP_ATTENTION_KV: case IR_OP_ROPE_AT: cg_emit_kv(k); break;
   case IR_OP_UNARY_GRAD: case IR_OP_MAXIMUM_GRAD: emit_map(k); break;
   default:
     if (n->op > IR_OP_UNARY_GRAD) cg_emit_grad(k);

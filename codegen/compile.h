@@ -334,4 +334,11 @@ static inline bool same_dims(const IrType *a, const IrType *b) {
 HEED_INTERNAL void cg_emit_grad(K *k);
 HEED_INTERNAL LLVMValueRef cg_grad_elem(K *k, const LLVMValueRef *v);
 
+// ---- compile_kv.c ----
+// The incremental-decoding ops (KV_APPEND, ATTENTION_KV, ROPE_AT) into k->fn;
+// cg_emit_gemv: before a MATMUL's sgemm, a branch that handles a left
+// operand of one row against a matrix and returns.
+HEED_INTERNAL void cg_emit_kv(K *k);
+HEED_INTERNAL void cg_emit_gemv(K *k);
+
 #endif

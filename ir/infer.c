@@ -48,6 +48,31 @@ static bool attention_ok(IrGraph *g, IrOp op, IrNode *const *s, int n, const IrA
   return true;
 }
 
+static bool is_pos(const IrType *t) { return t->rank == 0 && ir_dtype_info[t->dt].is_int; }
+
+// KV_APPEND, ATTENTION_KV: caches (B,S,C) of q's batch and dtype; pos an integer scalar.
+static bool kv_ok(IrGraph *g, IrOp op, IrNode *const *s, const IrAttr *at, SrcLoc loc) {
+  const IrType *x = &s[0]->ty, *y = &s[1]->ty, *p = &s[op == IR_OP_KV_APPEND ? 2 : 3]->ty;
+  if (!is_pos(p)) return fail(g, loc, op, "pos must be an integer scalar", p, NULL);
+  if (op == IR_OP_KV_APPEND) {
+    if (x->rank != 3 || y->rank != 3 || x->dt != y->dt || !is_float(x) || !ir_dim_eq(x->dim[0], y->dim[0]) ||
+        !ir_dim_eq(x->dim[2], y->dim[2]))
+      return fail(g, loc, op, "needs a float cache (B,S,C) and new rows (B,T,C)", x, y);
+    return true;
+  }
+  const IrType *k = y, *v = &s[2]->ty;
+  if (x->rank != 3 || k->rank != 3 || !ir_type_eq(k, v) || x->dt != k->dt || !is_float(x) ||
+      !ir_dim_eq(x->dim[0], k->dim[0]))
+    return fail(g, loc, op, "q (B,T,NH*HS) and caches (B,S,KV*HS) alike", x, k);
+  if (at->heads < 1 || at->kv_heads < 1 || at->heads % at->kv_heads)
+    return fail(g, loc, op, "heads must be a positive multiple of kv_heads", NULL, NULL);
+  IrDim qc = x->dim[2], kc = k->dim[2];
+  if (!ir_dim_is_const(qc) || !ir_dim_is_const(kc) || qc.n % at->heads || kc.n % at->kv_heads ||
+      qc.n / at->heads != kc.n / at->kv_heads)
+    return fail(g, loc, op, "head sizes of q and k differ", x, k);
+  return true;
+}
+
 static bool reduce_ok(const IrType *x, const IrAttr *at, IrType *out) {
   if (at->axes >> x->rank) return false;
   IrType t = {.dt = x->dt};
@@ -216,7 +241,12 @@ bool ir_infer(IrGraph *g, IrOp op, IrNode *const *s, int n, const IrAttr *at, co
     if (!attention_ok(g, op, s, n, at, loc)) return false;
     *out = op == IR_OP_ATTENTION_DK ? *y : op == IR_OP_ATTENTION_DV ? s[2]->ty : *x;
     return true;
-  case IR_OP_ROPE:
+  case IR_OP_KV_APPEND: case IR_OP_ATTENTION_KV:
+    if (!kv_ok(g, op, s, at, loc)) return false;
+    *out = *x;
+    return true;
+  case IR_OP_ROPE: case IR_OP_ROPE_AT:
+    if (op == IR_OP_ROPE_AT && !is_pos(y)) return fail(g, loc, op, "pos must be an integer scalar", y, NULL);
     if (x->rank != 3 || !is_float(x) || at->heads < 1 || !ir_dim_is_const(x->dim[2]) || x->dim[2].n % at->heads ||
         (x->dim[2].n / at->heads) % 2)
       return fail(g, loc, op, "needs (B,T,NH*HS) with an even head size", x, NULL);

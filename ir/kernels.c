@@ -1,5 +1,5 @@
 // ir/kernels.c: the reference kernels of the forward ops (POSITIONS through
-// XENT in ops.def). The interpreter driver (interp.c) hands each node its
+// ROPE_AT in ops.def). The interpreter driver (interp.c) hands each node its
 // operands' values (double arrays, row-major) and concrete shapes; the kernel
 // computes the result in double and the driver rounds it to the node's dtype.
 // These kernels are the definition of what a graph means: passes and
@@ -407,10 +407,65 @@ static bool attention(IrKernelArgs *k) {
   return true;
 }
 
-// x (B,T,H*D): each head's pairs rotated by t * base^(-2i/D), pair i being
-// (i, i + D/2) (GPT-NeoX/HF) or (2i, 2i+1) (interleaved); inverse: -angle.
+// The cache length operand of the incremental-decoding ops: an integer in [0, 2^40].
+static bool cache_pos(IrKernelArgs *k, int j, int64_t *pos) {
+  double p = k->in[j][0];
+  if (!(p >= 0 && p <= 0x1p40)) {
+    diag_error(k->d, k->n->loc, "%s: cache position %.0f is negative", ir_op_name(k->n->op), p);
+    return false;
+  }
+  *pos = (int64_t)p;
+  return true;
+}
+
+// cache (B,S,C), new (B,T,C), pos -> cache with rows pos..pos+T-1 replaced.
+static bool kv_append(IrKernelArgs *k) {
+  int64_t B = k->dims[0], S = k->dims[1], C = k->dims[2], T = k->in_dims[1][1], pos;
+  if (!cache_pos(k, 2, &pos)) return false;
+  if (pos + T > S) {
+    diag_error(k->d, k->n->loc, "kv_append: %lld rows at position %lld overflow the cache of %lld", (long long)T,
+               (long long)pos, (long long)S);
+    return false;
+  }
+  memcpy(k->out, k->in[0], sizeof(double) * (size_t)k->numel);
+  for (int64_t b = 0; b < B; b++)
+    memcpy(k->out + (b * S + pos) * C, k->in[1] + b * T * C, sizeof(double) * (size_t)(T * C));
+  return true;
+}
+
+// q (B,T,H*D), caches (B,S,KV*D), pos: query t (at position pos + t) attends
+// causally over cache rows 0..pos+t, as ATTENTION over the first pos + T rows.
+static bool attention_kv(IrKernelArgs *k) {
+  const IrAttr *at = &k->n->attr;
+  int64_t B = k->in_dims[0][0], T = k->in_dims[0][1], S = k->in_dims[1][1], pos;
+  if (!cache_pos(k, 3, &pos)) return false;
+  if (pos + T > S) {
+    diag_error(k->d, k->n->loc, "attention_kv: positions up to %lld exceed the cache of %lld", (long long)(pos + T),
+               (long long)S);
+    return false;
+  }
+  Attn a = {.B = 1, .T = T, .S = pos + T, .H = at->heads, .KV = at->kv_heads, .causal = true, .scale = at->scale};
+  a.D = k->in_dims[0][2] / a.H;
+  double *w = malloc(sizeof(double) * (size_t)(a.S + 1));
+  if (!w) return oom(k);
+  for (int64_t b = 0; b < B; b++) {
+    a.q = k->in[0] + b * T * a.H * a.D;
+    a.k = k->in[1] + b * S * a.KV * a.D;
+    a.v = k->in[2] + b * S * a.KV * a.D;
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t h = 0; h < a.H; h++) attend_row(&a, 0, t, h, w, k->out + ((b * T + t) * a.H + h) * a.D);
+  }
+  free(w);
+  return true;
+}
+
+// x (B,T,H*D): each head's pairs rotated by (off + t) * base^(-2i/D), pair i
+// being (i, i + D/2) (GPT-NeoX/HF) or (2i, 2i+1) (interleaved); inverse:
+// -angle. ROPE: off 0; ROPE_AT: off = its pos operand.
 static bool rope(IrKernelArgs *k) {
   const IrAttr *at = &k->n->attr;
+  int64_t off = 0;
+  if (k->n->op == IR_OP_ROPE_AT && !cache_pos(k, 1, &off)) return false;
   int64_t B = k->dims[0], T = k->dims[1], C = k->dims[2], D = C / at->heads, half = D / 2;
   for (int64_t b = 0; b < B; b++)
     for (int64_t t = 0; t < T; t++)
@@ -418,7 +473,7 @@ static bool rope(IrKernelArgs *k) {
         const double *x = k->in[0] + (b * T + t) * C + h * D;
         double *y = k->out + (b * T + t) * C + h * D;
         for (int64_t i = 0; i < half; i++) {
-          double ang = (double)t * pow(at->base, -2.0 * (double)i / (double)D);
+          double ang = (double)(off + t) * pow(at->base, -2.0 * (double)i / (double)D);
           if (at->inverse) ang = -ang;
           int64_t ia = at->interleaved ? 2 * i : i, ib = at->interleaved ? 2 * i + 1 : i + half;
           double c = cos(ang), s = sin(ang), xa = x[ia], xb = x[ib];
@@ -478,8 +533,10 @@ bool ir_kernel_forward(IrKernelArgs *k) {
   case IR_OP_SUM_TO: return sum_to(k);
   case IR_OP_GATHER: return gather(k);
   case IR_OP_ATTENTION: return attention(k);
-  case IR_OP_ROPE: return rope(k);
+  case IR_OP_ROPE: case IR_OP_ROPE_AT: return rope(k);
   case IR_OP_XENT: return xent(k);
+  case IR_OP_KV_APPEND: return kv_append(k);
+  case IR_OP_ATTENTION_KV: return attention_kv(k);
   default: break;
   }
   // The leaves are the driver's, the gradient ops kernels_grad.c's.
