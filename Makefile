@@ -31,7 +31,7 @@ asan: deps
 
 fuzz: deps
 	@CC=clang-19 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DHEED_FUZZ=ON >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_frontend fuzz_safetensors
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_frontend fuzz_safetensors fuzz_json
 	@scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:

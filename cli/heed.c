@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/build.h"
 #include "cli/driver.h"
 #include "cli/exec.h"
 #include "cli/run.h"
@@ -88,7 +89,16 @@ static const Command commands[] = {
      "  --seed S           the sampling seed (default 1337; splitmix64, the same on every machine)\n"
      "  --interp, --threads N   as for run\n",
      true},
-    {"build", "heed build MODEL.heed --weights W -o PROGRAM", "Build a standalone program.\n", false},
+    {"build", "heed build MODEL.heed --weights W -o PROGRAM [--weights-file] [--cpu NAME] | --emit-lib -o DIR",
+     "Build a standalone program: the compiled model, its weights and a small runtime that\n"
+     "needs only libc, libm and pthreads (no LLVM, no heed). PROGRAM takes heed generate's\n"
+     "flags (--prompt, -n, --temperature, --top-k, --top-p, --seed) and --help.\n"
+     "  --weights W        parameters (safetensors), checked as for run (--prefix, --strict=false)\n"
+     "  -o PROGRAM         the program to write (or the directory, with --emit-lib)\n"
+     "  --weights-file     keep the weights in PROGRAM.safetensors beside it (mapped) instead of inside\n"
+     "  --cpu NAME         compile for that CPU (default: this machine's; e.g. x86-64-v3, znver5)\n"
+     "  --emit-lib         write DIR/libmodel.a and DIR/model.h for embedding (examples/embed/)\n",
+     true},
     {"bench", "heed bench MODEL.heed [--train] [--batch B] [--seq T] [--json]",
      "Time compiling the model, its forward and (--train) a training step's forward\n"
      "and backward, on initialised parameters and random inputs, after a warm-up.\n"
@@ -135,6 +145,7 @@ typedef struct {
   HeedBenchOpts bench;
   HeedTrainOpts train;
   HeedGenOpts gen;
+  HeedBuildOpts build;
 } Args;
 
 static int usage_error(const Command *c, const char *fmt, const char *arg) {
@@ -190,7 +201,10 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
     } else if (!strncmp(s, "--strict=", 9)) {
       if (strcmp(s + 9, "true") && strcmp(s + 9, "false")) return usage_error(c, "--strict takes true or false, not '%s'", s + 9);
       a->run.strict = !strcmp(s + 9, "true");
-    } else if (!strcmp(s, "--cpu") && !strcmp(c->name, "compile")) {
+    } else if ((!strcmp(s, "--weights-file") || !strcmp(s, "--emit-lib")) && !strcmp(c->name, "build")) {
+      if (s[2] == 'w') a->build.weights_file = true;
+      else a->build.emit_lib = true;
+    } else if (!strcmp(s, "--cpu") && (!strcmp(c->name, "compile") || !strcmp(c->name, "build"))) {
       if (!val) return usage_error(c, "%s needs a value", s);
       a->cpu = val;
       i++;
@@ -293,6 +307,7 @@ static int status_to_exit(int rc) { return rc == HEED_OK ? 0 : rc == HEED_ERR_US
 static const char *missing_run_flag(const Command *cmd, const Args *a) {
   if (!strcmp(cmd->name, "init")) return a->out ? NULL : "-o FILE";
   if (!strcmp(cmd->name, "generate")) return !a->run.weights ? "--weights W" : !a->gen.prompt ? "--prompt TEXT" : NULL;
+  if (!strcmp(cmd->name, "build")) return !a->run.weights ? "--weights W" : a->out ? NULL : "-o PROGRAM";
   if (!a->run.weights) return "--weights W";
   if (!a->run.inputs) return "--inputs IN";
   if (!a->run.outputs) return "--outputs OUT";
@@ -367,6 +382,11 @@ static int cmd_frontend(const Command *cmd, Args *a) {
       rc = heed_cmd_train(c, &a->train);
     }
     else if (rc == HEED_OK && !strcmp(cmd->name, "generate")) rc = heed_cmd_generate(c, &a->run, &a->gen);
+    else if (rc == HEED_OK && !strcmp(cmd->name, "build")) {
+      a->build = (HeedBuildOpts){a->run.weights, a->run.prefix, a->run.strict, a->out, a->cpu,
+                                 a->build.weights_file, a->build.emit_lib};
+      rc = heed_cmd_build(c, &a->build);
+    }
     else if (rc == HEED_OK) rc = heed_cmd_grad(c, &a->run);
   }
   diag_finish(&c->diag);
@@ -408,14 +428,14 @@ int main(int argc, char **argv) {
   if (rc == 0 && a.help) {
     usage_cmd(cmd, stdout);
   } else if (rc == 0 && !cmd->available) {
-    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad, train, generate and bench are)\n",
+    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad, train, generate, build and bench are)\n",
             cmd->name);
     rc = 1;
   } else if (rc == 0 && !a.o.path) {
     rc = usage_error(cmd, "missing the model file%s", "");
   } else if (rc == 0 && missing_run_flag(cmd, &a) &&
              (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad") ||
-              !strcmp(cmd->name, "generate"))) {
+              !strcmp(cmd->name, "generate") || !strcmp(cmd->name, "build"))) {
     rc = usage_error(cmd, "missing %s", missing_run_flag(cmd, &a));
   } else if (rc == 0 && !strcmp(cmd->name, "train") && !a.train.data) {
     rc = usage_error(cmd, "missing --data FILE%s", "");

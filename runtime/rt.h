@@ -4,11 +4,14 @@
 // (libc and cJSON only), so that standalone programs link it alone.
 //
 // One section per source file:
+//   json.c         a small, strict JSON reader (RFC 8259) and string quoter
 //   safetensors.c  read (mmap) and write (atomic replace) safetensors files,
 //                  dtype names and sizes, f16/bf16 <-> f32 conversions
 //   threads.c      a pthreads pool with deterministic static chunking
 //   data.c         training data: token files (mapped), splits, seeded
 //                  random windows, fixed validation windows
+//   model.c        a model compiled by heed build, run outside heed: its
+//                  description, weights image, buffers and CPU check
 //   tokenizer.c    byte-level and GPT-2 BPE tokenizers (text <-> token ids)
 //   sample.c       a seeded PRNG and temperature / top-k / top-p sampling
 //   generate.c     the generation loop over a model given as callbacks
@@ -25,6 +28,7 @@
 #ifndef HEED_RT_H
 #define HEED_RT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +40,43 @@ typedef enum {
   RT_ERR_NOMEM,
   RT_ERR_MODEL,   // a model callback of rt_generate failed (its own message is in err)
 } RtStatus;
+
+// ---- json.c ----
+// Parses JSON text into a tree (all of it in doc's memory, freed at once).
+// Example: {"a":[1,"x"]} gives root (OBJECT, n 1) -> child (key "a",
+// ARRAY, n 2) -> child (NUMBER 1) -> next (STRING "x").
+enum { RT_JSON_MAX_DEPTH = 64 };
+typedef enum { RT_JSON_NULL, RT_JSON_FALSE, RT_JSON_TRUE, RT_JSON_NUMBER, RT_JSON_STRING, RT_JSON_ARRAY,
+               RT_JSON_OBJECT } RtJsonKind;
+typedef struct RtJson RtJson;
+struct RtJson {
+  RtJsonKind kind;
+  const char *key;     // a member of an object: its name (decoded); else NULL
+  const char *str;     // STRING: the decoded text, NUL-terminated (no NUL inside)
+  double num;          // NUMBER (beyond the double range: +-inf, as strtod)
+  RtJson *child;       // ARRAY, OBJECT: the first element, in text order
+  RtJson *next;        // the next element of the enclosing container
+  int n;               // ARRAY, OBJECT: the number of elements
+};
+typedef struct {
+  RtJson *root;
+  void *chunks_;       // private: the memory of every node and string
+} RtJsonDoc;
+
+// Parses one JSON value from text[0..len) (leading whitespace skipped;
+// text need not be NUL-terminated). *end (if end) gets the offset just past
+// the value, or of the error; *why (if why) a static description of the
+// error (e.g. "expected ',' or '}'"), else NULL. Returns RT_OK,
+// RT_ERR_FORMAT or RT_ERR_NOMEM; on error doc holds nothing.
+int rt_json_parse(RtJsonDoc *doc, const char *text, size_t len, size_t *end, const char **why);
+void rt_json_free(RtJsonDoc *doc);  // zeroes doc; harmless twice
+// The first member named key of an object; NULL if absent or obj is no object.
+const RtJson *rt_json_get(const RtJson *obj, const char *key);
+const char *rt_json_kind_name(const RtJson *j);  // "an object", "a number", ... "null"
+// Writes s (NUL-terminated UTF-8) as a JSON string literal, quotes
+// included, into dst (not NUL-terminated; dst NULL: only measure).
+// Returns its length. Escapes '"', '\\' and control characters, as serde_json.
+size_t rt_json_quote(char *dst, const char *s);
 
 // ---- safetensors.c ----
 // The format (https://github.com/huggingface/safetensors):
@@ -207,6 +248,43 @@ void rt_batch_random(const RtSplit *s, uint64_t *rng, int64_t B, int64_t T, int3
 // the first to the last possible offset (overlapping when s is short).
 void rt_batch_fixed(const RtSplit *s, int64_t w0, int64_t nw, int64_t B, int64_t T, int32_t *tokens,
                     int32_t *targets);
+// ---- model.c ----
+// The pieces heed build puts in a program or library: the object code's
+// entry (codegen's heed_forward), a JSON description of the graph (format
+// "heed-model-1", written by cli/build.c: "nodes" [[dtype, kind, [n, sym,
+// ...] per dim], ...], "params" [[node, name], ...], "tokens", "logits",
+// "vocab", "ctx", "nsyms", "batch_sym", "seq_sym", "gemm_work",
+// "nthreads_max", "cpu", "features") and a safetensors weights image. Example:
+//   if (rt_cpu_check(meta, meta_len, err, sizeof err)) ...  // before any generated code
+//   RtModel *m;
+//   rt_model_open(&m, meta, meta_len, weights, wlen, NULL, heed_forward, 4, err, sizeof err);
+//   const float *lg;                            // (T, vocab), owned by m
+//   rt_model_forward(m, tokens, T, &lg, err, sizeof err);
+//   rt_model_free(m);
+typedef int32_t (*RtForwardFn)(void **bufs, const int64_t *symvals, void *ctx);
+typedef struct RtModel RtModel;
+
+// RT_OK if this CPU has every feature the description lists; otherwise
+// RT_ERR_ARG and a message naming the CPU compiled for and the features missing.
+int rt_cpu_check(const char *meta, size_t meta_len, char *err, size_t errlen);
+// Whether rt_cpu_check can test a feature of that name ("avx2", "avx512f",
+// "sse4.1": GCC's __builtin_cpu_supports names).
+bool rt_cpu_feature_known(const char *name);
+// Reads the description and binds the weights: weights[0..wlen) (an image
+// in memory) or, if weights_path is set, that file (mapped). Every
+// parameter must be present with the dtype and shape the description
+// gives, and no other tensor; messages name the file and the tensor.
+// nthreads: the pool for the generated sgemm (clamped to what it was compiled for).
+int rt_model_open(RtModel **out, const char *meta, size_t meta_len, const uint8_t *weights, size_t wlen,
+                  const char *weights_path, RtForwardFn fwd, int nthreads, char *err, size_t errlen);
+// Logits (T, vocab) of tokens[0..T) (batch 1), 1 <= T <= ctx; valid until
+// the next call. Tokens outside the vocabulary are an error.
+int rt_model_forward(RtModel *m, const int32_t *tokens, int64_t T, const float **logits, char *err,
+                     size_t errlen);
+int64_t rt_model_vocab(const RtModel *m);
+int64_t rt_model_ctx(const RtModel *m);
+int rt_model_threads(const RtModel *m);
+void rt_model_free(RtModel *m);  // NULL is harmless
 // ---- tokenizer.c ----
 // Text is bytes (UTF-8 expected, not required). Two kinds:
 //   bytes: token i is byte i (vocabulary 256); every byte encodes.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/fuzz.sh BUILD_DIR SECONDS: runs each libFuzzer target for SECONDS
 # on a seed corpus: the examples and the golden files for fuzz_frontend, the
-# small files in tests/fuzz/corpus-safetensors/ for fuzz_safetensors. Fails
+# small files in tests/fuzz/corpus-safetensors/ for fuzz_safetensors, those
+# in tests/fuzz/corpus-json/ for fuzz_json. Fails
 # on any crash, leak, sanitizer report or timeout (libFuzzer exits non-zero).
 set -euo pipefail
 B=${1:-build-fuzz}
@@ -16,4 +17,10 @@ corpus=$B/corpus-safetensors
 mkdir -p "$corpus"
 cp tests/fuzz/corpus-safetensors/* "$corpus"/
 "$B/fuzz_safetensors" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+  -print_final_stats=1 -artifact_prefix="$B/" "$corpus"
+
+corpus=$B/corpus-json
+mkdir -p "$corpus"
+cp tests/fuzz/corpus-json/* "$corpus"/
+"$B/fuzz_json" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
   -print_final_stats=1 -artifact_prefix="$B/" "$corpus"

@@ -743,7 +743,7 @@ static void test_malformed_framing(void **state) {
     memcpy(buf + 8, bad[i].json, bad[i].n);
     expect_error(buf, 8 + bad[i].n, bad[i].want, RT_ERR_FORMAT);
   }
-  // deep nesting is refused by cJSON's limit, not by the stack
+  // deep nesting is refused by json.c's limit, not by the stack
   size_t depth = 100000;
   char *deep = malloc(depth + 16);
   strcpy(deep, "{\"a\":");

@@ -1,0 +1,220 @@
+// runtime/program.c: main() of the programs `heed build` writes (the
+// library heedrt_main; the rest of the runtime is heedrt_standalone). It
+// is the front of a standalone program's data flow: argv -> CPU check ->
+// the model (model.c: description + weights, embedded or a file beside the
+// program) -> tokens of the prompt -> generation -> text on stdout.
+//
+// The model comes through model.h (embed.c), over the two objects heed
+// build links in: the generated code and its data. Tokenizers, sampling and
+// the loop are the runtime's (tokenizer.c, sample.c, generate.c), shared
+// with `heed generate`; the model recomputes the whole prefix per token
+// (the KV-cached decode graphs are not in the program yet).
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/heed_model.h"
+#include "runtime/rt.h"
+
+
+typedef struct {
+  const char *prompt, *tokenizer, *weights;
+  int64_t n;
+  double temperature, top_p;
+  int64_t top_k;
+  uint64_t seed;
+  int threads;
+} Opts;
+
+static const char usage_text[] =
+    "usage: %s [--prompt TEXT] [-n N] [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
+    "\n"
+    "Generate text with the model built into this program (by heed build).\n"
+    "  --prompt TEXT      the text to continue (default: a newline)\n"
+    "  -n N               tokens to generate (default 64); generation stops at the context limit\n"
+    "  --temperature T    sampling temperature (default 1.0; 0: greedy)\n"
+    "  --top-k K          sample among the K most likely tokens (default 0: all)\n"
+    "  --top-p P          sample among the most likely tokens whose probabilities sum to P (default 1.0)\n"
+    "  --seed S           the random seed (default 1337)\n"
+    "  --tokenizer DIR    a GPT-2 BPE tokenizer (encoder.json, vocab.bpe; default: bytes)\n"
+    "  --threads N        threads for the model (default: the cores)\n"
+    "  --weights FILE     the weights file (default: embedded, or the file heed build wrote beside the program)\n"
+    "  -h, --help         this help\n";
+
+static int bad_usage(const char *prog, const char *what, const char *arg) {
+  fprintf(stderr, "%s: %s '%s'\n", prog, what, arg);
+  fprintf(stderr, usage_text, prog);
+  return 2;
+}
+
+static bool num(const char *s, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (!*s || *end || errno || !(v >= lo && v <= hi)) return false;
+  *out = v;
+  return true;
+}
+
+// Returns -1 to go on, else an exit status.
+static int parse(int argc, char **argv, Opts *o) {
+  for (int i = 1; i < argc; i++) {
+    const char *s = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+    double v;
+    if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
+      printf(usage_text, argv[0]);
+      return 0;
+    }
+    if (strcmp(s, "--prompt") && strcmp(s, "-n") && strcmp(s, "--temperature") && strcmp(s, "--top-k") &&
+        strcmp(s, "--top-p") && strcmp(s, "--seed") && strcmp(s, "--tokenizer") && strcmp(s, "--threads") &&
+        strcmp(s, "--weights"))
+      return bad_usage(argv[0], s[0] == '-' ? "unknown flag" : "unexpected argument", s);
+    if (!val) return bad_usage(argv[0], "a value is needed after", s);
+    i++;
+    if (!strcmp(s, "--prompt")) o->prompt = val;
+    else if (!strcmp(s, "--tokenizer")) o->tokenizer = val;
+    else if (!strcmp(s, "--weights")) o->weights = val;
+    else if (!strcmp(s, "-n")) {
+      if (!num(val, 0, 1e9, &v) || v != floor(v)) return bad_usage(argv[0], "-n takes a count, not", val);
+      o->n = (int64_t)v;
+    } else if (!strcmp(s, "--temperature")) {
+      if (!num(val, 0, 1e6, &v)) return bad_usage(argv[0], "--temperature takes a number >= 0, not", val);
+      o->temperature = v;
+    } else if (!strcmp(s, "--top-k")) {
+      if (!num(val, 0, 1e9, &v) || v != floor(v)) return bad_usage(argv[0], "--top-k takes a count, not", val);
+      o->top_k = (int64_t)v;
+    } else if (!strcmp(s, "--top-p")) {
+      if (!num(val, 0, 1, &v) || v == 0) return bad_usage(argv[0], "--top-p takes a number in (0, 1], not", val);
+      o->top_p = v;
+    } else if (!strcmp(s, "--threads")) {
+      if (!num(val, 1, 256, &v) || v != floor(v)) return bad_usage(argv[0], "--threads takes 1 to 256, not", val);
+      o->threads = (int)v;
+    } else {
+      char *end;
+      errno = 0;
+      unsigned long long sd = strtoull(val, &end, 10);
+      if (!*val || *end || errno || val[0] == '-') return bad_usage(argv[0], "--seed takes a non-negative integer, not", val);
+      o->seed = sd;
+    }
+  }
+  return -1;
+}
+
+// ---- the model as rt_generate drives it: recomputation over the prefix ----
+
+typedef struct {
+  RtModel *m;
+  int32_t *tok;  // the tokens so far (ctx of them at most)
+  int64_t n;
+  char err[512];
+} Gen;
+
+static int run_prefix(Gen *g, float *logits) {
+  const float *lg;
+  if (rt_model_forward(g->m, g->tok, g->n, &lg, g->err, sizeof g->err)) return 1;
+  int64_t V = rt_model_vocab(g->m);
+  memcpy(logits, lg + (g->n - 1) * V, sizeof *logits * (size_t)V);
+  return 0;
+}
+
+static int gen_prefill(void *ud, const int32_t *tokens, int64_t n, float *logits) {
+  Gen *g = ud;
+  memcpy(g->tok, tokens, sizeof *tokens * (size_t)n);
+  g->n = n;
+  return run_prefix(g, logits);
+}
+
+static int gen_decode(void *ud, int32_t token, int64_t pos, float *logits) {
+  Gen *g = ud;
+  g->tok[pos] = token;
+  g->n = pos + 1;
+  return run_prefix(g, logits);
+}
+
+static const char *gen_message(void *ud) { return ((Gen *)ud)->err; }
+
+typedef struct {
+  const RtTokenizer *tk;
+  double t0, first;
+} Out;
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static int emit(void *ud, int32_t token) {
+  Out *o = ud;
+  size_t len;
+  const char *s = rt_tok_decode(o->tk, token, &len);
+  if (s) fwrite(s, 1, len, stdout);
+  fflush(stdout);
+  if (o->first == 0) o->first = now_s() - o->t0;
+  return 0;
+}
+
+static int generate(RtModel *m, const Opts *o, const char *prog) {
+  char err[512];
+  RtTokenizer *tk = NULL;
+  if (o->tokenizer ? rt_tok_bpe_open(o->tokenizer, &tk, err, sizeof err) != RT_OK : !(tk = rt_tok_bytes())) {
+    fprintf(stderr, "%s: %s\n", prog, o->tokenizer ? err : "out of memory");
+    return 1;
+  }
+  int64_t V = rt_model_vocab(m), ctx = rt_model_ctx(m);
+  int rc = 0;
+  int32_t *ids = NULL;
+  int64_t n = 0;
+  Gen g = {.m = m, .tok = malloc(sizeof(int32_t) * (size_t)ctx)};
+  Out out = {.tk = tk, .t0 = now_s()};
+  RtGenModel gm = {.vocab = V, .ctx_max = ctx, .ud = &g, .prefill = gen_prefill, .decode = gen_decode,
+                   .message = gen_message};
+  RtGenOpts go = {.max_new = o->n, .sample = {o->temperature, o->top_k, o->top_p, o->seed}};
+  RtGenStats st;
+  if (!g.tok || rt_tok_encode(tk, o->prompt, strlen(o->prompt), &ids, &n, err, sizeof err) != RT_OK) {
+    fprintf(stderr, "%s: %s\n", prog, g.tok ? err : "out of memory");
+    rc = 1;
+  } else {
+    fwrite(o->prompt, 1, strlen(o->prompt), stdout);
+    if (rt_generate(&gm, ids, n, &go, emit, &out, &st, err, sizeof err) != RT_OK) {
+      fprintf(stderr, "\n%s: %s\n", prog, err);
+      rc = 1;
+    } else {
+      putchar('\n');
+      if (st.hit_ctx) fprintf(stderr, "%s: stopped at the context limit of %lld tokens\n", prog, (long long)ctx);
+      double dt = now_s() - out.t0;
+      fprintf(stderr, "%lld tokens in %.3f s (%.1f tokens/s; first token after %.1f ms), %d thread%s\n",
+              (long long)st.generated, dt, dt > 0 ? (double)st.generated / dt : 0.0, out.first * 1e3,
+              rt_model_threads(m), rt_model_threads(m) == 1 ? "" : "s");
+    }
+  }
+  fflush(stdout);
+  free(ids);
+  free(g.tok);
+  rt_tok_free(tk);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  const char *prog = argc > 0 ? argv[0] : "heed-program";
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  Opts o = {.prompt = "\n", .n = 64, .temperature = 1.0, .top_p = 1.0, .seed = 1337,
+            .threads = cores < 1 ? 1 : cores > 256 ? 256 : (int)cores};
+  int rc = parse(argc, argv, &o);
+  if (rc >= 0) return rc;
+  char err[1024];
+  HeedModel *m = heed_model_open(o.weights, o.threads, err, sizeof err);  // checks the CPU first
+  if (!m) {
+    fprintf(stderr, "%s: %s\n", prog, err);
+    return 1;
+  }
+  rc = generate(m, &o, prog);
+  heed_model_close(m);
+  return rc;
+}
