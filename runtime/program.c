@@ -181,7 +181,6 @@ static int generate(RtModel *m, const Opts *o, const char *prog) {
     fprintf(stderr, "%s: %s\n", prog, g.tok ? err : "out of memory");
     rc = 1;
   } else {
-    fwrite(o->prompt, 1, strlen(o->prompt), stdout);
     if (rt_generate(&gm, ids, n, &go, emit, &out, &st, err, sizeof err) != RT_OK) {
       fprintf(stderr, "\n%s: %s\n", prog, err);
       rc = 1;

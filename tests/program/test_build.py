@@ -121,10 +121,17 @@ def test_model(name, prompt, n):
 
     r = run([prog, "--prompt", prompt, "-n", str(n), "--temperature", "0", "--threads", "2"])
     toks = greedy_heed(model, w, prompt, n)
-    want = text(toks)
+    want = text(toks[len(prompt):])  # the program prints what it generates, as heed generate does
     got = r.stdout.rstrip(b"\n")
     check(f"{name}: program's greedy text equals heed run's", r.returncode == 0 and got == want,
           f"program {got!r} ({r.stderr.decode().strip()}), heed run {want!r}")
+    # seeded sampling: the program and heed generate print the same text
+    flags = ["--prompt", prompt, "-n", str(n), "--seed", "7", "--temperature", "0.9", "--top-k", "40", "--top-p", "0.95"]
+    rp = run([prog] + flags)
+    rg = run([HEED, "generate", model, "--weights", w] + flags)
+    check(f"{name}: program and heed generate print the same text (seed 7, sampled)",
+          rp.returncode == 0 and rg.returncode == 0 and rp.stdout == rg.stdout and len(rp.stdout) > 1,
+          f"program {rp.stdout!r}, heed generate {rg.stdout!r} {rg.stderr.decode()[-300:]}")
     check(f"{name}: greedy text is not one token repeated", len(set(toks[len(prompt):])) > 1, repr(toks))
 
     # --weights-file: the program alone, and the same text
