@@ -16,6 +16,11 @@ if [ -z "$OPENBLAS_CORETYPE" ]; then
   fi
 fi
 export OPENBLAS_CORETYPE
+# OpenBLAS's OpenMP threads busy-wait after each call by default (GOMP's spin
+# count), holding the second core while heed's sgemm runs next in the same
+# process: heed's 2-thread figures then drop by up to half, erratically.
+# Passive waiting makes the two take turns fairly.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 lib=$(ldd "$bin" | awk '/libopenblas/ {print $3}')
 echo "OpenBLAS library: $lib ($(dpkg -S "$lib" 2>/dev/null | cut -d: -f1 || echo 'not from a Debian package'))"
 echo "OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE"

@@ -1,11 +1,16 @@
 // runtime/threads.c: the thread pool that compiled code (JIT or AOT) calls
 // for its parallel loops, at the end of the data flow with the rest of the
-// runtime. Workers sleep on a condition variable between jobs; a job is
-// (fn, ctx, n_tasks), published under the mutex with a new generation
-// number. Chunks are static (thread t runs tasks [t*n/P, (t+1)*n/P)), so a
-// task's thread, and anything a task derives from its index, never depends
-// on timing.
+// runtime. A job is (fn, ctx, n_tasks), published under the mutex with a
+// new generation number. Between jobs a worker first spins on the
+// generation for a short while (compiled code calls the pool hundreds of
+// times per forward, often a millisecond apart: waking a sleeping thread
+// costs tens of microseconds or more on a VM), then sleeps on a condition
+// variable; the caller likewise spins on the count of workers still busy
+// before it sleeps. Chunks are static (thread t runs tasks [t*n/P,
+// (t+1)*n/P)), so a task's thread, and anything a task derives from its
+// index, never depends on timing.
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -24,9 +29,9 @@ struct RtPool {
   pthread_cond_t wake;    // a new job or shutdown
   pthread_cond_t done;    // pending reached 0
   pthread_mutex_t call;   // one rt_parallel_for at a time
-  uint64_t gen;           // job generation
-  int pending;            // workers still running the current job
-  bool stop;
+  _Atomic uint64_t gen;   // job generation (written under mu)
+  _Atomic int pending;    // workers still running the current job
+  _Atomic bool stop;
   RtTaskFn fn;
   void *ctx;
   int64_t n_tasks;
@@ -38,27 +43,40 @@ static void run_chunk(RtTaskFn fn, void *ctx, int64_t n_tasks, int t, int n) {
     fn(ctx, i, t);
 }
 
+enum { SPIN = 1 << 15 };  // polls before sleeping (~0.1-0.3 ms)
+
+static inline void relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 static void *worker_main(void *arg) {
   Worker *w = arg;
   RtPool *p = w->pool;
   uint64_t seen = 0;
-  pthread_mutex_lock(&p->mu);
   for (;;) {
+    for (int i = 0; i < SPIN && atomic_load_explicit(&p->gen, memory_order_acquire) == seen &&
+                    !atomic_load_explicit(&p->stop, memory_order_relaxed); i++)
+      relax();
+    pthread_mutex_lock(&p->mu);
     while (!p->stop && p->gen == seen)
       pthread_cond_wait(&p->wake, &p->mu);
-    if (p->stop)
-      break;
+    bool stop = p->stop;
     seen = p->gen;
     RtTaskFn fn = p->fn;
     void *ctx = p->ctx;
     int64_t n_tasks = p->n_tasks;
     pthread_mutex_unlock(&p->mu);
+    if (stop)
+      break;
     run_chunk(fn, ctx, n_tasks, w->id, p->n);
-    pthread_mutex_lock(&p->mu);
-    if (--p->pending == 0)
+    if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+      pthread_mutex_lock(&p->mu);  // the caller may be asleep on done
       pthread_cond_signal(&p->done);
+      pthread_mutex_unlock(&p->mu);
+    }
   }
-  pthread_mutex_unlock(&p->mu);
   return NULL;
 }
 
@@ -130,6 +148,8 @@ void rt_parallel_for(RtPool *p, int64_t n_tasks, RtTaskFn fn, void *ctx) {
   pthread_cond_broadcast(&p->wake);
   pthread_mutex_unlock(&p->mu);
   run_chunk(fn, ctx, n_tasks, 0, p->n);
+  for (int i = 0; i < SPIN && atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++)
+    relax();
   pthread_mutex_lock(&p->mu);
   while (p->pending > 0)
     pthread_cond_wait(&p->done, &p->mu);
