@@ -733,7 +733,14 @@ LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
   }
   case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW:  // elementwise with scalars
     return prod(k, od, 0, r);
-  case IR_OP_MATMUL: case IR_OP_CONST: case IR_OP_POSITIONS: case IR_OP_RESHAPE: case IR_OP_GATHER_GRAD:
+  case IR_OP_MATMUL: {  // one row (decode): compile_kv.c's gemv over N columns; else 1 unit (the sgemm threads itself)
+    if (n->src[1]->ty.rank != 2 || n->ty.dt != IR_F32 || (k->nt & TR_A)) return NULL;
+    LLVMValueRef Kd = id[ri - 1], rows = prod(k, id, 0, ri - 1);
+    LLVMValueRef one = LLVMBuildAnd(k->b, icmp(k, LLVMIntEQ, rows, ci(k, 1)), icmp(k, LLVMIntSGT, Kd, ci(k, 0)), "");
+    *work = Kd;
+    return sel(k, one, od[r - 1], ci(k, 1));
+  }
+  case IR_OP_CONST: case IR_OP_POSITIONS: case IR_OP_RESHAPE: case IR_OP_GATHER_GRAD:
   case IR_OP_SLICE_GRAD: case IR_OP_REDUCE_GRAD: case IR_OP_KV_APPEND: case IR_OP_ATTENTION_KV: case IR_OP_ROPE_AT:
     return NULL;
   default:  // elementwise (emit_map); any other op runs serially

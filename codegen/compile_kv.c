@@ -144,11 +144,16 @@ void cg_emit_kv(K *k) {
 
 // y (N) = x (K) @ W (K,N): rows of W streamed four at a time into y
 // (vectorized over N; W read once, y stays in cache).
+// The output columns this call computes: [plo, phi) in a parallel body
+// (cg_par_units splits a one-row MATMUL's N columns), else all.
+static LLVMValueRef col_lo(K *k) { return k->plo ? k->plo : ci(k, 0); }
+static LLVMValueRef col_hi(K *k, LLVMValueRef N) { return k->phi ? k->phi : N; }
+
 static void gemv_nn(K *k, LLVMValueRef N, LLVMValueRef Kd) {
   LLVMBuilderRef b = k->b;
   LLVMValueRef x = k->src[0], W = k->src[1], y = k->out;
   Loop ln, lk, lr;
-  LLVMValueRef n = loop_begin(k, &ln, ci(k, 0), N);
+  LLVMValueRef n = loop_begin(k, &ln, col_lo(k), col_hi(k, N));
   store(k, cf(k, 0), gep(k, k->f32, y, n));
   loop_end(k, &ln);
   LLVMValueRef K4 = mul(k, LLVMBuildSDiv(b, Kd, ci(k, 4), ""), ci(k, 4));
@@ -166,7 +171,7 @@ static void gemv_nn(K *k, LLVMValueRef N, LLVMValueRef Kd) {
     xs[r] = load(k, k->f32, gep(k, k->f32, x, kr));
     ws[r] = gep(k, k->f32, W, mul(k, kr, N));
   }
-  n = loop_begin(k, &ln, ci(k, 0), N);
+  n = loop_begin(k, &ln, col_lo(k), col_hi(k, N));
   LLVMValueRef acc = load(k, k->f32, gep(k, k->f32, y, n));
   for (int r = 0; r < 4; r++)
     acc = reassoc(LLVMBuildFAdd(b, acc, reassoc(LLVMBuildFMul(b, xs[r], load(k, k->f32, gep(k, k->f32, ws[r], n)), "")), ""));
@@ -178,7 +183,7 @@ static void gemv_nn(K *k, LLVMValueRef N, LLVMValueRef Kd) {
   // the remaining rows one at a time
   LLVMValueRef kr = loop_begin(k, &lk, K4, Kd);
   LLVMValueRef xv = load(k, k->f32, gep(k, k->f32, x, kr)), wr = gep(k, k->f32, W, mul(k, kr, N));
-  n = loop_begin(k, &lr, ci(k, 0), N);
+  n = loop_begin(k, &lr, col_lo(k), col_hi(k, N));
   LLVMValueRef yp = gep(k, k->f32, y, n);
   store(k, reassoc(LLVMBuildFAdd(b, load(k, k->f32, yp), reassoc(LLVMBuildFMul(b, xv, load(k, k->f32, gep(k, k->f32, wr, n)), "")), "")), yp);
   loop_end(k, &lr);
@@ -190,7 +195,7 @@ static void gemv_nt(K *k, LLVMValueRef N, LLVMValueRef Kd) {
   LLVMBuilderRef b = k->b;
   LLVMValueRef dot = var(k, k->f32, NULL);
   Loop ln, lk;
-  LLVMValueRef n = loop_begin(k, &ln, ci(k, 0), N);
+  LLVMValueRef n = loop_begin(k, &ln, col_lo(k), col_hi(k, N));
   LLVMValueRef wr = gep(k, k->f32, k->src[1], mul(k, n, Kd));
   store(k, cf(k, 0), dot);
   LLVMValueRef i = loop_begin(k, &lk, ci(k, 0), Kd);
