@@ -24,7 +24,7 @@ data=$out/fortunes.txt
 for f in "$fort"/*; do  # the text files: not the .dat indexes, the .u8 links or the ASCII art
   case "$f" in *.dat|*.u8|*/art|*/ascii-art) ;; *) [ -f "$f" ] && cat "$f" >> "$data" ;; esac
 done
-steps=${DEMO_STEPS:-800}
+steps=${DEMO_STEPS:-2500}
 echo
 echo "heed demo: training examples/bytegpt.heed for $steps steps on $data ($(wc -c < "$data") bytes);"
 echo "Ctrl-C stops it after the current step and saves a checkpoint."
