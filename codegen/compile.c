@@ -540,18 +540,24 @@ static void emit_attention(K *k) {
   loop_end(k, &lu);
 }
 
-// x (B,T,H*D): pairs (i, i + D/2) or (2i, 2i+1) rotated by t * base^(-2i/D),
-// angles and sin/cos in double (as the reference; t * freq reaches 1e3).
+// x (B,T,H*D): pairs (i, i + D/2) or (2i, 2i+1) rotated by (off + t) *
+// base^(-2i/D), angles and sin/cos in double (as the reference; t * freq
+// reaches 1e3). ROPE: off 0; ROPE_AT (decode): off = its pos operand (a
+// negative one is the kv kernels' error, ST_SLICE).
 static void emit_rope(K *k) {
   const IrNode *n = k->n;
   LLVMBuilderRef b = k->b;
   int64_t H = n->attr.heads, C = n->ty.dim[2].n, D = C / H, half = D / 2;
-  LLVMValueRef B = k->odim[0], T = k->odim[1];
+  LLVMValueRef B = k->odim[0], T = k->odim[1], off = ci(k, 0);
+  if (n->op == IR_OP_ROPE_AT) {
+    off = ld(k, n->src[1]->ty.dt, k->src[1], ci(k, 0));
+    fail_if(k, icmp(k, LLVMIntSLT, off, ci(k, 0)), ST_SLICE, off, ci(k, 0));
+  }
   Loop lt, li, lb, lh;
   LLVMValueRef t = par_begin(k, &lt);  // units: T
   LLVMValueRef i = loop_begin(k, &li, ci(k, 0), ci(k, half));
   LLVMValueRef ex = LLVMBuildFDiv(b, LLVMBuildFMul(b, cd(k, -2.0), sitofp(k, i, k->f64), ""), cd(k, (double)D), "");
-  LLVMValueRef ang = LLVMBuildFMul(b, sitofp(k, t, k->f64), libm(k, "pow", cd(k, n->attr.base), ex), "");
+  LLVMValueRef ang = LLVMBuildFMul(b, sitofp(k, add(k, off, t), k->f64), libm(k, "pow", cd(k, n->attr.base), ex), "");
   if (n->attr.inverse) ang = LLVMBuildFNeg(b, ang, "");
   LLVMValueRef c = libm(k, "cos", ang, NULL), s = libm(k, "sin", ang, NULL);
   LLVMValueRef ia = n->attr.interleaved ? mul(k, i, ci(k, 2)) : i;
@@ -717,7 +723,7 @@ LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
   case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV:  // fused: (b, kv head)
     *work = mul(k, mul(k, id[1], k->idim[1][1]), ci(k, n->src[0]->ty.dim[2].n / n->attr.kv_heads * 5));
     return mul(k, id[0], ci(k, n->attr.kv_heads));
-  case IR_OP_ROPE:
+  case IR_OP_ROPE: case IR_OP_ROPE_AT:
     *work = mul(k, od[0], ci(k, n->ty.dim[2].n));
     return od[1];
   case IR_OP_XENT: case IR_OP_XENT_GRAD:
@@ -741,7 +747,7 @@ LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
     return sel(k, one, od[r - 1], ci(k, 1));
   }
   case IR_OP_CONST: case IR_OP_POSITIONS: case IR_OP_RESHAPE: case IR_OP_GATHER_GRAD:
-  case IR_OP_SLICE_GRAD: case IR_OP_REDUCE_GRAD: case IR_OP_KV_APPEND: case IR_OP_ATTENTION_KV: case IR_OP_ROPE_AT:
+  case IR_OP_SLICE_GRAD: case IR_OP_REDUCE_GRAD: case IR_OP_KV_APPEND: case IR_OP_ATTENTION_KV:
     return NULL;
   default:  // elementwise (emit_map); any other op runs serially
     if (!((n->op >= IR_OP_ADD && n->op <= IR_OP_DROPOUT) || n->op == IR_OP_EXPAND || n->op == IR_OP_PERMUTE ||
@@ -809,9 +815,9 @@ static void emit_op(K *k) {
   case IR_OP_CONCAT: emit_concat(k); break;
   case IR_OP_GATHER: emit_gather(k); break;
   case IR_OP_ATTENTION: emit_attention(k); break;
-  case IR_OP_ROPE: emit_rope(k); break;
+  case IR_OP_ROPE: case IR_OP_ROPE_AT: emit_rope(k); break;
   case IR_OP_XENT: emit_xent(k); break;
-  case IR_OP_KV_APPEND: case IR_OP_ATTENTION_KV: case IR_OP_ROPE_AT: cg_emit_kv(k); break;
+  case IR_OP_KV_APPEND: case IR_OP_ATTENTION_KV: cg_emit_kv(k); break;
   case IR_OP_UNARY_GRAD: case IR_OP_MAXIMUM_GRAD: emit_map(k); break;
   case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW: cg_emit_optim(k); break;
   default:

@@ -1,6 +1,6 @@
 // codegen/compile_kv.c: the kernels of incremental decoding (the step
 // graphs of passes/kvcache.c), in the graph compiler's module (compile.c
-// calls cg_emit_kv for KV_APPEND, ATTENTION_KV and ROPE_AT, and
+// calls cg_emit_kv for KV_APPEND and ATTENTION_KV (ROPE_AT is its rope), and
 // cg_emit_gemv before each MATMUL). Same conventions as compile.c: one
 // kernel function per distinct node signature, dims from ctx, f32 storage.
 //
@@ -9,7 +9,7 @@
 //                 own (the caller's choice: then the append is in place and
 //                 a decode step costs T*C, not S*C)
 //   ATTENTION_KV  compile.c's attention with the key range 0..pos+t
-//   ROPE_AT       compile.c's rope at positions pos + t
+//   ROPE_AT       compile.c's emit_rope, at positions pos + t
 //   gemv          a MATMUL whose left operand has one row and whose right
 //                 operand is a matrix (decode: x (1,1,C) @ w (C,N)) skips
 //                 the sgemm's packing and streams the weights once
@@ -100,42 +100,10 @@ static void emit_attention_kv(K *k) {
   loop_end(k, &lb);
 }
 
-// x (B,T,H*D), pos: pairs rotated by (pos + t) * base^(-2i/D), in double.
-static void emit_rope_at(K *k) {
-  const IrNode *n = k->n;
-  LLVMBuilderRef b = k->b;
-  int64_t H = n->attr.heads, C = n->ty.dim[2].n, D = C / H, half = D / 2;
-  LLVMValueRef B = k->odim[0], T = k->odim[1], pos = pos_of(k, 1);
-  fail_if(k, icmp(k, LLVMIntSLT, pos, ci(k, 0)), ST_SLICE, pos, ci(k, 0));
-  Loop lt, li, lb, lh;
-  LLVMValueRef t = loop_begin(k, &lt, ci(k, 0), T);
-  LLVMValueRef i = loop_begin(k, &li, ci(k, 0), ci(k, half));
-  LLVMValueRef ex = LLVMBuildFDiv(b, LLVMBuildFMul(b, cd(k, -2.0), sitofp(k, i, k->f64), ""), cd(k, (double)D), "");
-  LLVMValueRef ang = LLVMBuildFMul(b, sitofp(k, add(k, pos, t), k->f64), libm(k, "pow", cd(k, n->attr.base), ex), "");
-  LLVMValueRef c = libm(k, "cos", ang, NULL), s = libm(k, "sin", ang, NULL);
-  LLVMValueRef ia = n->attr.interleaved ? mul(k, i, ci(k, 2)) : i;
-  LLVMValueRef ib = n->attr.interleaved ? add(k, ia, ci(k, 1)) : add(k, i, ci(k, half));
-  LLVMValueRef bi = loop_begin(k, &lb, ci(k, 0), B);
-  LLVMValueRef h = loop_begin(k, &lh, ci(k, 0), ci(k, H));
-  LLVMValueRef base = add(k, mul(k, add(k, mul(k, bi, T), t), ci(k, C)), mul(k, h, ci(k, D)));
-  LLVMValueRef pa = add(k, base, ia), pb = add(k, base, ib);
-  LLVMValueRef xa = ext(k, load(k, k->f32, gep(k, k->f32, k->src[0], pa)));
-  LLVMValueRef xb = ext(k, load(k, k->f32, gep(k, k->f32, k->src[0], pb)));
-  store(k, trn(k, LLVMBuildFSub(b, LLVMBuildFMul(b, xa, c, ""), LLVMBuildFMul(b, xb, s, ""), "")),
-        gep(k, k->f32, k->out, pa));
-  store(k, trn(k, LLVMBuildFAdd(b, LLVMBuildFMul(b, xa, s, ""), LLVMBuildFMul(b, xb, c, ""), "")),
-        gep(k, k->f32, k->out, pb));
-  loop_end(k, &lh);
-  loop_end(k, &lb);
-  loop_end(k, &li);
-  loop_end(k, &lt);
-}
-
 void cg_emit_kv(K *k) {
   switch (k->n->op) {
   case IR_OP_KV_APPEND: emit_kv_append(k); break;
   case IR_OP_ATTENTION_KV: emit_attention_kv(k); break;
-  case IR_OP_ROPE_AT: emit_rope_at(k); break;
   default: heed_unreachable();
   }
 }
