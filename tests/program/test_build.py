@@ -14,14 +14,16 @@
 #     so and exits 1 (never SIGILL); skipped on an AVX-512 machine
 # Weights are random (normal, std 0.3: greedy text that is not one byte
 # repeated). Needs numpy only.
-import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "ref"))
+import st_io  # noqa: E402  (tests/ref/st_io.py)
+from st_io import write_st  # noqa: E402
 
 HEED, SRC, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 FAILS = []
@@ -37,31 +39,8 @@ def run(args, timeout=300, **kw):
     return subprocess.run(args, capture_output=True, timeout=timeout, **kw)
 
 
-def read_st(path):
-    b = open(path, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    h.pop("__metadata__", None)
-    out = {}
-    for k, v in h.items():
-        dt = {"F32": np.float32, "I32": np.int32, "I64": np.int64}[v["dtype"]]
-        s, e = v["data_offsets"]
-        out[k] = np.frombuffer(b[8 + n + s:8 + n + e], dtype=dt).reshape(v["shape"])
-    return out
-
-
-def write_st(path, tensors):
-    hdr, off, blobs = {}, 0, []
-    for k, a in tensors.items():
-        a = np.ascontiguousarray(a)
-        dt = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32"}[a.dtype]
-        hdr[k] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
-        off += a.nbytes
-        blobs.append(a.tobytes())
-    j = json.dumps(hdr, separators=(",", ":")).encode()
-    j += b" " * (-len(j) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(j)) + j + b"".join(blobs))
+def read_st(path):  # {name: array}
+    return st_io.read_st(path)[0]
 
 
 def random_weights(model, path):

@@ -12,13 +12,14 @@
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from st_io import write_st  # tests/ref/st_io.py
 
 HEED, REPO, WORK = sys.argv[1], sys.argv[2], sys.argv[3]
 TOK = sys.argv[4] if len(sys.argv) > 4 else None
@@ -38,17 +39,8 @@ def heed(*args):
     return p.returncode, p.stdout, p.stderr.decode(errors="replace")
 
 
-def write_st(path, tensors):
-    header, off, blobs = {}, 0, []
-    for name, a in tensors.items():
-        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        off += len(b)
-        blobs.append(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+def write_f32(path, tensors):  # every tensor as F32
+    write_st(path, {k: np.ascontiguousarray(a, dtype=np.float32) for k, a in tensors.items()})
 
 
 def sets(cfg):
@@ -166,7 +158,7 @@ def greedy_ref(logits_fn, P, c, prompt, n):
 
 def compare_greedy(tag, heed_file, cfg, P, logits_fn, prompt_bytes, n, extra=()):
     w = os.path.join(WORK, tag + ".safetensors")
-    write_st(w, P)
+    write_f32(w, P)
     want, trusted = greedy_ref(logits_fn, P, cfg, list(prompt_bytes), n)
     check(tag + " margins", trusted >= n // 2, f"only {trusted} of {n} greedy steps have a clear margin")
     for mode in ([], ["--interp"]):
@@ -226,7 +218,7 @@ if TOK:
     GBc = dict(GB, vocab=50257)
     PB = gpt2_params(GBc, np.random.default_rng(1))
     bpw = os.path.join(WORK, "gpt2bpe.safetensors")
-    write_st(bpw, PB)
+    write_f32(bpw, PB)
     want, trusted = greedy_ref(gpt2_logits, PB, GBc, [15496, 995], 6)
     text = bytes(byte_dec[ch] for i in want[:trusted] for ch in dec[i])
     rc, out, err = heed("generate", gf, *sets(GB), "--weights", bpw, "--prompt", "Hello world", "-n", "6",
