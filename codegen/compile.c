@@ -465,13 +465,19 @@ static void emit_gather(K *k) {
 // scores (f32 dot products, vectorized over D) into w (S), the maximum over
 // the visible keys, p = exp(score - max) (summed in double), then y = sum of
 // p/sum * v accumulated in double; zeros when no key is visible. Causal:
-// query t sees keys s <= t + (S - T).
+// query t sees keys s <= t + (S - T); ATTENTION_KV (decode; q, the caches
+// kc, vc (B,S,KV*D), pos): keys s <= pos + t.
 static void emit_attention(K *k) {
   const IrNode *n = k->n;
   LLVMBuilderRef b = k->b;
   int64_t H = n->attr.heads, KV = n->attr.kv_heads, D = n->ty.dim[2].n / H;
-  LLVMValueRef B = k->idim[0][0], T = k->idim[0][1], S = k->idim[1][1];
-  bool masked = n->nsrc > 3;
+  LLVMValueRef B = k->idim[0][0], T = k->idim[0][1], S = k->idim[1][1], pos = NULL;
+  bool kv = n->op == IR_OP_ATTENTION_KV, masked = !kv && n->nsrc > 3;
+  if (kv) {  // over a cache (B,S,KV*D) filled up to pos + T: query t sees keys 0..pos+t
+    pos = ld(k, n->src[3]->ty.dt, k->src[3], ci(k, 0));
+    fail_if(k, LLVMBuildOr(b, icmp(k, LLVMIntSLT, pos, ci(k, 0)), icmp(k, LLVMIntSGT, add(k, pos, T), S), ""),
+            ST_SLICE, T, S);
+  }
   // scratch in the first block, where the dims are loaded
   LLVMValueRef s1 = LLVMBuildSelect(k->ab, LLVMBuildICmp(k->ab, LLVMIntSGT, S, ci(k, 1), ""), S, ci(k, 1), "");
   LLVMValueRef w = LLVMBuildArrayAlloca(k->ab, k->f32, s1, "w");
@@ -487,7 +493,9 @@ static void emit_attention(K *k) {
   LLVMValueRef q = gep(k, k->f32, k->src[0], mul(k, add(k, mul(k, add(k, mul(k, bi, T), t), ci(k, H)), h), ci(k, D)));
   LLVMValueRef y = gep(k, k->f32, k->out, mul(k, add(k, mul(k, add(k, mul(k, bi, T), t), ci(k, H)), h), ci(k, D)));
   LLVMValueRef kbase = mul(k, add(k, mul(k, mul(k, bi, S), ci(k, KV)), kh), ci(k, D));  // row s adds s*KV*D
-  LLVMValueRef lim = n->attr.causal ? imax(k, ci(k, 0), imin(k, S, add(k, t, add(k, sub(k, S, T), ci(k, 1))))) : S;
+  LLVMValueRef lim = kv             ? add(k, add(k, pos, t), ci(k, 1))
+                     : n->attr.causal ? imax(k, ci(k, 0), imin(k, S, add(k, t, add(k, sub(k, S, T), ci(k, 1)))))
+                                      : S;
   LLVMValueRef mrow = masked ? gep(k, k->i8, k->src[3], mul(k, bi, S)) : NULL;
   store(k, cf(k, -INFINITY), mx);
   store(k, ci(k, 0), nvis);
@@ -717,7 +725,7 @@ LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
   case IR_OP_LAYERNORM_DW: case IR_OP_RMSNORM_DW:
     *work = prod(k, id, 0, ri - 1);
     return id[ri - 1];
-  case IR_OP_ATTENTION:
+  case IR_OP_ATTENTION: case IR_OP_ATTENTION_KV:
     *work = mul(k, k->idim[1][1], ci(k, n->src[0]->ty.dim[2].n / n->attr.heads * 2));
     return mul(k, mul(k, id[0], id[1]), ci(k, n->attr.heads));
   case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV:  // fused: (b, kv head)
@@ -747,7 +755,7 @@ LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
     return sel(k, one, od[r - 1], ci(k, 1));
   }
   case IR_OP_CONST: case IR_OP_POSITIONS: case IR_OP_RESHAPE: case IR_OP_GATHER_GRAD:
-  case IR_OP_SLICE_GRAD: case IR_OP_REDUCE_GRAD: case IR_OP_KV_APPEND: case IR_OP_ATTENTION_KV:
+  case IR_OP_SLICE_GRAD: case IR_OP_REDUCE_GRAD: case IR_OP_KV_APPEND:
     return NULL;
   default:  // elementwise (emit_map); any other op runs serially
     if (!((n->op >= IR_OP_ADD && n->op <= IR_OP_DROPOUT) || n->op == IR_OP_EXPAND || n->op == IR_OP_PERMUTE ||
@@ -814,10 +822,10 @@ static void emit_op(K *k) {
   case IR_OP_SLICE: emit_slice(k); break;
   case IR_OP_CONCAT: emit_concat(k); break;
   case IR_OP_GATHER: emit_gather(k); break;
-  case IR_OP_ATTENTION: emit_attention(k); break;
+  case IR_OP_ATTENTION: case IR_OP_ATTENTION_KV: emit_attention(k); break;
   case IR_OP_ROPE: case IR_OP_ROPE_AT: emit_rope(k); break;
   case IR_OP_XENT: emit_xent(k); break;
-  case IR_OP_KV_APPEND: case IR_OP_ATTENTION_KV: cg_emit_kv(k); break;
+  case IR_OP_KV_APPEND: cg_emit_kv(k); break;
   case IR_OP_UNARY_GRAD: case IR_OP_MAXIMUM_GRAD: emit_map(k); break;
   case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW: cg_emit_optim(k); break;
   default:

@@ -394,7 +394,7 @@ HEED_INTERNAL LLVMValueRef cg_grad_elem(K *k, const LLVMValueRef *v);
 HEED_INTERNAL void cg_emit_optim(K *k);
 
 // ---- compile_kv.c ----
-// The incremental-decoding ops (KV_APPEND, ATTENTION_KV; ROPE_AT is compile.c's emit_rope) into k->fn;
+// The incremental-decoding ops (KV_APPEND; ATTENTION_KV, ROPE_AT are compile.c's) into k->fn;
 // cg_emit_gemv: before a MATMUL's sgemm, a branch that handles a left
 // operand of one row against a matrix and returns.
 HEED_INTERNAL void cg_emit_kv(K *k);

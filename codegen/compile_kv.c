@@ -1,6 +1,7 @@
 // codegen/compile_kv.c: the kernels of incremental decoding (the step
 // graphs of passes/kvcache.c), in the graph compiler's module (compile.c
-// calls cg_emit_kv for KV_APPEND and ATTENTION_KV (ROPE_AT is its rope), and
+// calls cg_emit_kv for KV_APPEND (ATTENTION_KV and ROPE_AT are its attention
+// and rope with a position offset), and
 // cg_emit_gemv before each MATMUL). Same conventions as compile.c: one
 // kernel function per distinct node signature, dims from ctx, f32 storage.
 //
@@ -8,7 +9,7 @@
 //                 the rest copied, unless the output buffer is the cache's
 //                 own (the caller's choice: then the append is in place and
 //                 a decode step costs T*C, not S*C)
-//   ATTENTION_KV  compile.c's attention with the key range 0..pos+t
+//   ATTENTION_KV  compile.c's emit_attention, keys 0..pos+t
 //   ROPE_AT       compile.c's emit_rope, at positions pos + t
 //   gemv          a MATMUL whose left operand has one row and whose right
 //                 operand is a matrix (decode: x (1,1,C) @ w (C,N)) skips
@@ -37,73 +38,9 @@ static void emit_kv_append(K *k) {
   loop_end(k, &lb);
 }
 
-// q (B,T,H*D), kc, vc (B,S,KV*D), pos -> (B,T,H*D). Per query row: scores
-// over keys 0..pos+t (f32 dot products), their maximum, p = exp(score -
-// max) summed in double, y = sum p/sum * v in double (compile.c's attention).
-static void emit_attention_kv(K *k) {
-  const IrNode *n = k->n;
-  LLVMBuilderRef b = k->b;
-  int64_t H = n->attr.heads, KV = n->attr.kv_heads, D = n->ty.dim[2].n / H;
-  LLVMValueRef B = k->idim[0][0], T = k->idim[0][1], S = k->idim[1][1], pos = pos_of(k, 3);
-  fail_if(k, LLVMBuildOr(b, icmp(k, LLVMIntSLT, pos, ci(k, 0)), icmp(k, LLVMIntSGT, add(k, pos, T), S), ""), ST_SLICE,
-          T, S);
-  LLVMValueRef s1 = LLVMBuildSelect(k->ab, LLVMBuildICmp(k->ab, LLVMIntSGT, S, ci(k, 1), ""), S, ci(k, 1), "");
-  LLVMValueRef w = LLVMBuildArrayAlloca(k->ab, k->f32, s1, "w");
-  LLVMValueRef acc = LLVMBuildArrayAlloca(k->ab, k->f64, ci(k, D), "acc");
-  LLVMValueRef mx = var(k, k->f32, NULL), dot = var(k, k->f32, NULL), sum = var(k, k->f64, NULL);
-  Loop lb, lt, lh, ls, li;
-  LLVMValueRef bi = loop_begin(k, &lb, ci(k, 0), B);
-  LLVMValueRef t = loop_begin(k, &lt, ci(k, 0), T);
-  LLVMValueRef lim = add(k, add(k, pos, t), ci(k, 1));  // keys 0..pos+t (>= 1 of them)
-  LLVMValueRef h = loop_begin(k, &lh, ci(k, 0), ci(k, H));
-  LLVMValueRef kh = LLVMBuildSDiv(b, h, ci(k, H / KV), "");
-  LLVMValueRef row = mul(k, add(k, mul(k, add(k, mul(k, bi, T), t), ci(k, H)), h), ci(k, D));
-  LLVMValueRef q = gep(k, k->f32, k->src[0], row), y = gep(k, k->f32, k->out, row);
-  LLVMValueRef kbase = mul(k, add(k, mul(k, mul(k, bi, S), ci(k, KV)), kh), ci(k, D));
-  store(k, cf(k, -INFINITY), mx);
-  LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), lim);
-  LLVMValueRef kr = gep(k, k->f32, k->src[1], add(k, kbase, mul(k, s, ci(k, KV * D))));
-  store(k, cf(k, 0), dot);
-  LLVMValueRef i = loop_begin(k, &li, ci(k, 0), ci(k, D));
-  LLVMValueRef pr = LLVMBuildFMul(b, load(k, k->f32, gep(k, k->f32, q, i)), load(k, k->f32, gep(k, k->f32, kr, i)), "");
-  store(k, reassoc(LLVMBuildFAdd(b, get(k, dot), reassoc(pr), "")), dot);
-  loop_end(k, &li);
-  LLVMValueRef sc = LLVMBuildFMul(b, get(k, dot), cf(k, n->attr.scale), "");
-  store(k, sc, gep(k, k->f32, w, s));
-  store(k, intr2(k, "llvm.maxnum", get(k, mx), sc), mx);
-  loop_end(k, &ls);
-  i = loop_begin(k, &li, ci(k, 0), ci(k, D));
-  store(k, cd(k, 0), gep(k, k->f64, acc, i));
-  loop_end(k, &li);
-  LLVMValueRef m = get(k, mx);
-  store(k, cd(k, 0), sum);
-  s = loop_begin(k, &ls, ci(k, 0), lim);
-  LLVMValueRef e = fexp(k, LLVMBuildFSub(b, load(k, k->f32, gep(k, k->f32, w, s)), m, ""));
-  store(k, e, gep(k, k->f32, w, s));
-  store(k, reassoc(LLVMBuildFAdd(b, get(k, sum), ext(k, e), "")), sum);
-  loop_end(k, &ls);
-  LLVMValueRef inv = LLVMBuildFDiv(b, cd(k, 1), get(k, sum), "");
-  s = loop_begin(k, &ls, ci(k, 0), lim);
-  LLVMValueRef p = LLVMBuildFMul(b, ext(k, load(k, k->f32, gep(k, k->f32, w, s))), inv, "");
-  LLVMValueRef vr = gep(k, k->f32, k->src[2], add(k, kbase, mul(k, s, ci(k, KV * D))));
-  i = loop_begin(k, &li, ci(k, 0), ci(k, D));
-  LLVMValueRef ap = gep(k, k->f64, acc, i);
-  LLVMValueRef pv = LLVMBuildFMul(b, p, ext(k, load(k, k->f32, gep(k, k->f32, vr, i))), "");
-  store(k, LLVMBuildFAdd(b, load(k, k->f64, ap), pv, ""), ap);
-  loop_end(k, &li);
-  loop_end(k, &ls);
-  i = loop_begin(k, &li, ci(k, 0), ci(k, D));
-  store(k, trn(k, load(k, k->f64, gep(k, k->f64, acc, i))), gep(k, k->f32, y, i));
-  loop_end(k, &li);
-  loop_end(k, &lh);
-  loop_end(k, &lt);
-  loop_end(k, &lb);
-}
-
 void cg_emit_kv(K *k) {
   switch (k->n->op) {
   case IR_OP_KV_APPEND: emit_kv_append(k); break;
-  case IR_OP_ATTENTION_KV: emit_attention_kv(k); break;
   default: heed_unreachable();
   }
 }
