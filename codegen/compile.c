@@ -933,12 +933,7 @@ static LLVMValueRef emit_dispatch(K *k, LLVMValueRef body, LLVMValueRef task, co
 // summed here, rows in order, so the result is the same for any split.
 static LLVMValueRef emit_xent_dispatch(K *k, LLVMValueRef body, LLVMValueRef task, LLVMValueRef units,
                                        LLVMValueRef work) {
-  LLVMTypeRef ft = LLVMFunctionType(k->ptr, &k->i64, 1, 0);
-  LLVMValueRef mf = LLVMGetNamedFunction(k->m, "malloc");
-  if (!mf) mf = LLVMAddFunction(k->m, "malloc", ft);
-  LLVMValueRef bytes = mul(k, imax(k, units, ci(k, 1)), ci(k, 16));
-  LLVMValueRef sc = LLVMBuildCall2(k->b, ft, mf, &bytes, 1, "");
-  fail_if(k, LLVMBuildIsNull(k->b, sc, ""), ST_NOMEM, bytes, ci(k, 0));
+  LLVMValueRef sc = heap(k, mul(k, imax(k, units, ci(k, 1)), ci(k, 16)));
   LLVMValueRef rc = emit_dispatch(k, body, task, k->n, units, work, sc);  // (no extras)
   LLVMValueRef loss = var(k, k->f64, cd(k, 0)), kept = var(k, k->f64, cd(k, 0));
   Loop l;
@@ -952,10 +947,7 @@ static LLVMValueRef emit_xent_dispatch(K *k, LLVMValueRef body, LLVMValueRef tas
   LLVMBasicBlockRef ok = if_begin(k, icmp(k, LLVMIntEQ, rc, ci32(k, 0)));
   store(k, trn(k, sel(k, fcmp(k, LLVMRealOEQ, kp, cd(k, 0)), cd(k, 0), mean)), LLVMGetParam(k->fn, 2));
   if_end(k, ok);
-  LLVMTypeRef vt = LLVMFunctionType(k->voidt, &k->ptr, 1, 0);
-  LLVMValueRef ff = LLVMGetNamedFunction(k->m, "free");
-  if (!ff) ff = LLVMAddFunction(k->m, "free", vt);
-  LLVMBuildCall2(k->b, vt, ff, &sc, 1, "");
+  heap_free(k, sc);
   return rc;
 }
 

@@ -223,6 +223,23 @@ static inline void fail_if(K *k, LLVMValueRef cond, int code, LLVMValueRef e0, L
   at(k, ok);
 }
 
+// malloc(bytes) (ST_NOMEM if it fails) and free
+static inline LLVMValueRef heap(K *k, LLVMValueRef bytes) {
+  LLVMTypeRef ft = LLVMFunctionType(k->ptr, &k->i64, 1, 0);
+  LLVMValueRef f = LLVMGetNamedFunction(k->m, "malloc");
+  if (!f) f = LLVMAddFunction(k->m, "malloc", ft);
+  LLVMValueRef b1 = imax(k, bytes, ci(k, 8));
+  LLVMValueRef p = LLVMBuildCall2(k->b, ft, f, &b1, 1, "");
+  fail_if(k, LLVMBuildIsNull(k->b, p, ""), ST_NOMEM, bytes, ci(k, 0));
+  return p;
+}
+static inline void heap_free(K *k, LLVMValueRef p) {
+  LLVMTypeRef ft = LLVMFunctionType(k->voidt, &k->ptr, 1, 0);
+  LLVMValueRef f = LLVMGetNamedFunction(k->m, "free");
+  if (!f) f = LLVMAddFunction(k->m, "free", ft);
+  LLVMBuildCall2(k->b, ft, f, &p, 1, "");
+}
+
 static inline LLVMValueRef ctx_field(K *k, unsigned i, LLVMTypeRef t) {
   return load(k, t, LLVMBuildStructGEP2(k->b, k->ctxty, k->ctx, i, ""));
 }

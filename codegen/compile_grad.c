@@ -45,23 +45,6 @@ static LLVMValueRef scratch(K *k, LLVMTypeRef t, LLVMValueRef n) {
   return LLVMBuildArrayAlloca(k->ab, t, n1, "");
 }
 
-// malloc(bytes) (ST_NOMEM if it fails) and free
-static LLVMValueRef heap(K *k, LLVMValueRef bytes) {
-  LLVMTypeRef ft = LLVMFunctionType(k->ptr, &k->i64, 1, 0);
-  LLVMValueRef f = LLVMGetNamedFunction(k->m, "malloc");
-  if (!f) f = LLVMAddFunction(k->m, "malloc", ft);
-  LLVMValueRef b1 = imax(k, bytes, ci(k, 8));
-  LLVMValueRef p = LLVMBuildCall2(k->b, ft, f, &b1, 1, "");
-  fail_if(k, LLVMBuildIsNull(k->b, p, ""), ST_NOMEM, bytes, ci(k, 0));
-  return p;
-}
-static void heap_free(K *k, LLVMValueRef p) {
-  LLVMTypeRef ft = LLVMFunctionType(k->voidt, &k->ptr, 1, 0);
-  LLVMValueRef f = LLVMGetNamedFunction(k->m, "free");
-  if (!f) f = LLVMAddFunction(k->m, "free", ft);
-  LLVMBuildCall2(k->b, ft, f, &p, 1, "");
-}
-
 // exp(x) for an f64 x through the f32 fexp, widened back
 static LLVMValueRef dexp(K *k, LLVMValueRef x) { return ext(k, fexp(k, trn(k, x))); }
 
