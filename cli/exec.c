@@ -128,9 +128,8 @@ bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, 
   free_bufs(x);
   x->bufs = calloc((size_t)g->nodes.len + 1, sizeof(void *));
   if (!x->bufs) return false;
-  int64_t ab = cg_plan_bytes(x->prog, x->symvals);
-  if (ab < 0 || !(x->arena = aligned_alloc(64, (size_t)(ab + 63) / 64 * 64 + 64)) ||
-      !cg_plan_bind(x->prog, x->symvals, x->arena, x->bufs)) {
+  int64_t ab;
+  if (!(x->arena = cg_plan_alloc(x->prog, x->symvals, x->bufs, &ab))) {
     diag_error(&x->c->diag, (SrcLoc){0}, "out of memory for the model's values (%lld bytes)", (long long)ab);
     return false;
   }

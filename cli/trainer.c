@@ -188,14 +188,14 @@ static CgProgram *compile(HeedTrainer *t, const IrGraph *g) {
 // parameters and state among them, keep their own to the end, so the
 // swaps after a step are safe). NULL with a diagnostic.
 static void *plan_arena(HeedTrainer *t, const CgProgram *p, const int64_t *symvals, void **bufs) {
-  int64_t n = cg_plan_bytes(p, symvals);
-  void *arena = n >= 0 && n < (INT64_C(1) << 46) ? aligned_alloc(64, (size_t)(n + 64) / 64 * 64 + 64) : NULL;
-  if (!arena || !cg_plan_bind(p, symvals, arena, bufs)) {
+  int64_t n;
+  void *arena = cg_plan_alloc(p, symvals, bufs, &n);
+  if (!arena || n >= (INT64_C(1) << 46)) {
     diag_error(&t->c->diag, NOLOC, "training: out of memory for the values (%lld bytes)", (long long)n);
     free(arena);
     return NULL;
   }
-  memset(arena, 0, (size_t)(n + 64) / 64 * 64 + 64);
+  memset(arena, 0, (size_t)n);
   t->mem_bytes += n;
   return arena;
 }

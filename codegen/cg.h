@@ -190,15 +190,15 @@ const CgProgramStats *cg_program_stats(const CgProgram *p);
 // time share bytes; the graph's outputs have bytes of their own for the
 // whole run (a caller may swap an output's buffer in as a leaf's). Leaves
 // (INPUT, PARAM) stay the caller's. Example:
-//   int64_t n = cg_plan_bytes(p, symvals);              // -1: overflow
-//   void *arena = aligned_alloc(64, n), *bufs[nodes];   // bufs[leaf] = caller's data
-//   cg_plan_bind(p, symvals, arena, bufs);              // the other nodes' pointers
-//   cg_run(p, symvals, bufs, &diag);
-int64_t cg_plan_bytes(const CgProgram *p, const int64_t *symvals);
-// Points bufs[i] of every computed node into arena (cg_plan_bytes bytes,
-// 64-byte aligned; its contents need not be initialised) and sets the
-// others but the leaves to NULL. false if out of memory.
-bool cg_plan_bind(const CgProgram *p, const int64_t *symvals, void *arena, void **bufs);
+//   int64_t n;
+//   void *bufs[nodes];                                  // bufs[leaf] = caller's data
+//   void *arena = cg_plan_alloc(p, symvals, bufs, &n);  // the other nodes' pointers
+//   cg_run(p, symvals, bufs, &diag); ... free(arena);
+// Plans for sizes symvals, allocates the arena (64-byte aligned, at least
+// 64 bytes past the plan, not initialised) and points bufs[i] of every
+// computed node into it, NULL for the others but the leaves (left as they
+// are). *bytes: the plan's size (-1 on overflow). NULL if out of memory.
+void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int64_t *bytes);
 // Whether cg_run writes node node_id's buffer (false for leaves and for
 // the permutes described above).
 bool cg_node_computed(const CgProgram *p, int node_id);

@@ -125,23 +125,15 @@ done:
   return result;
 }
 
-int64_t cg_plan_bytes(const CgProgram *p, const int64_t *symvals) {
+void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int64_t *bytes) {
   int64_t *off = malloc(sizeof *off * ((size_t)p->nnodes + 1));
-  if (!off) return -1;
-  int64_t n = plan(p, symvals, off);
-  free(off);
-  return n;
-}
-
-bool cg_plan_bind(const CgProgram *p, const int64_t *symvals, void *arena, void **bufs) {
-  int64_t *off = malloc(sizeof *off * ((size_t)p->nnodes + 1));
-  if (!off) return false;
-  bool ok = plan(p, symvals, off) >= 0;
-  for (int i = 0; ok && i < p->nnodes; i++) {
+  int64_t n = off ? plan(p, symvals, off) : -1;
+  void *arena = n >= 0 && n < INT64_MAX / 2 ? aligned_alloc(ALIGN, (size_t)(n + ALIGN - 1) / ALIGN * ALIGN + ALIGN) : NULL;
+  for (int i = 0; arena && i < p->nnodes; i++) {
     IrOp op = p->nodes[i].op;
-    if (op == IR_OP_INPUT || op == IR_OP_PARAM) continue;
-    bufs[i] = off[i] >= 0 ? (char *)arena + off[i] : NULL;
+    if (op != IR_OP_INPUT && op != IR_OP_PARAM) bufs[i] = off[i] >= 0 ? (char *)arena + off[i] : NULL;
   }
   free(off);
-  return ok;
+  *bytes = n;
+  return arena;
 }

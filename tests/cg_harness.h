@@ -121,7 +121,7 @@ typedef struct {
   double **val;  // per node: the interpreter's view of the leaves
   void **buf;    // per node: the compiled program's buffers
   int n;
-  void *arena;   // planned: every computed node's buffer is in it (cg_plan_bind)
+  void *arena;   // planned: every computed node's buffer is in it (cg_plan_alloc)
 } Bufs;
 
 static inline double buf_get(const void *p, IrDType dt, int64_t i) {
@@ -160,12 +160,11 @@ static inline Bufs make_bufs(T *t, CgProgram *p, const int64_t *sv, bool planned
   Bufs b = {calloc((size_t)t->g->nodes.len, sizeof(double *)), calloc((size_t)t->g->nodes.len, sizeof(void *)),
             t->g->nodes.len, NULL};
   if (planned) {
-    int64_t ab = cg_plan_bytes(p, sv);
-    assert_true(ab >= 0);
-    b.arena = aligned_alloc(64, (size_t)(ab + 64) / 64 * 64);
+    int64_t ab;
+    b.arena = cg_plan_alloc(p, sv, b.buf, &ab);
     assert_non_null(b.arena);
+    assert_true(ab >= 0);
     memset(b.arena, 0xA5, (size_t)ab);  // garbage
-    assert_true(cg_plan_bind(p, sv, b.arena, b.buf));
   }
   for (int i = 0; i < t->g->nodes.len; i++) {
     const IrNode *n = t->g->nodes.data[i];
