@@ -803,8 +803,9 @@ static LLVMBasicBlockRef fn_begin(K *k, LLVMValueRef f, const IrNode *n) {
   return first;
 }
 
-static void fn_end(K *k, LLVMBasicBlockRef first) {
-  LLVMBuildRet(k->b, ci32(k, 0));
+// Returns rc (NULL: 0) and closes the first block with a branch to the body.
+static void fn_end(K *k, LLVMBasicBlockRef first, LLVMValueRef rc) {
+  LLVMBuildRet(k->b, rc ? rc : ci32(k, 0));
   LLVMPositionBuilderAtEnd(k->ab, first);
   LLVMBuildBr(k->ab, LLVMGetNextBasicBlock(first));
 }
@@ -963,7 +964,7 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
   LLVMValueRef work, units = cg_par_units(k, &work);
   if (!units) {  // serial
     emit_op(k);
-    fn_end(k, first);
+    fn_end(k, first, NULL);
     return f;
   }
   LLVMBasicBlockRef wblock = LLVMGetInsertBlock(k->b);
@@ -974,7 +975,7 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
   k->plo = LLVMGetParam(body, 3 + (unsigned)(n->nsrc + k->nextra));
   k->phi = LLVMGetParam(body, 4 + (unsigned)(n->nsrc + k->nextra));
   emit_op(k);
-  fn_end(k, bfirst);
+  fn_end(k, bfirst, NULL);
   k->plo = k->phi = NULL;
   snprintf(bname, sizeof bname, "%s_task", name);
   LLVMValueRef task = emit_task(k, bname, body, n->nsrc + k->nextra);
@@ -984,9 +985,7 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
   LLVMPositionBuilderAtEnd(k->ab, first);
   LLVMValueRef rc = n->op == IR_OP_XENT ? emit_xent_dispatch(k, body, task, units, work)
                                         : emit_dispatch(k, body, task, n, units, work, LLVMGetParam(f, 2));
-  LLVMBuildRet(k->b, rc);
-  LLVMPositionBuilderAtEnd(k->ab, first);
-  LLVMBuildBr(k->ab, LLVMGetNextBasicBlock(first));
+  fn_end(k, first, rc);
   return f;
 }
 
