@@ -83,6 +83,32 @@ static inline void test_assert_starts_with_(const char *s, const char *p, const 
 }
 
 // Number of non-overlapping occurrences of needle in haystack (NULL: 0).
+// A whole file, NUL-terminated (malloc'd; *len its size), or NULL if it
+// cannot be opened.
+static inline char *tu_read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *s = malloc((size_t)n + 1);
+  *len = fread(s, 1, (size_t)n, f);
+  s[*len] = 0;
+  fclose(f);
+  return s;
+}
+
+// examples/NAME of this checkout, found from a test's __FILE__
+// (.../tests/unit/x.c), as tu_read_file reads it.
+static inline char *tu_read_example(const char *test_file, const char *name, size_t *len) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s", test_file);
+  char *slash = strstr(path, "tests/unit/");
+  if (!slash) return NULL;
+  snprintf(slash, sizeof path - (size_t)(slash - path), "examples/%s", name);
+  return tu_read_file(path, len);
+}
+
 static inline int count_substr(const char *h, const char *n) {
   int c = 0;
   size_t ln = strlen(n);

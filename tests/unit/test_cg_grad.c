@@ -32,6 +32,7 @@
 #include "frontend/fe.h"
 #include "passes/pass.h"
 #include "runtime/rt.h"
+#include "tests/testutil.h"
 
 static IrNode *loss_acc;  // the sum of the terms so far
 
@@ -384,35 +385,17 @@ static void test_gpt_grad(void **state) {
 
 // ---- the example model bytegpt.heed: its train loss through the frontend ----
 
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  *len = fread(s, 1, (size_t)n, f);
-  s[*len] = 0;
-  fclose(f);
-  return s;
-}
-
 static void test_bytegpt(void **state) {
   (void)state;
-  char path[1024];
-  snprintf(path, sizeof path, "%s", __FILE__);  // .../tests/unit/test_cg_grad.c
-  char *slash = strstr(path, "tests/unit/");
-  assert_non_null(slash);
-  snprintf(slash, sizeof path - (size_t)(slash - path), "examples/bytegpt.heed");
   size_t len = 0;
-  char *src = read_file(path, &len);
-  if (!src) print_error("cannot read %s\n", path);
+  char *src = tu_read_example(__FILE__, "bytegpt.heed", &len);
+  if (!src) print_error("cannot read examples/bytegpt.heed\n");
   assert_non_null(src);
   T t;
   memset(&t, 0, sizeof t);
   diag_init(&t.d, NULL);
   t.a = arena_new();
-  uint32_t file = diag_add_file(&t.d, path, src, len);
+  uint32_t file = diag_add_file(&t.d, "examples/bytegpt.heed", src, len);
   free(src);
   FeAst *ast = fe_parse(t.a, &t.d, file);
   assert_non_null(ast);

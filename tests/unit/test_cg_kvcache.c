@@ -29,20 +29,8 @@
 static const double TOL = 1e-4;
 
 static char *read_example(const char *name, size_t *len) {
-  char path[1024];
-  snprintf(path, sizeof path, "%s", __FILE__);
-  char *slash = strstr(path, "tests/unit/");
-  assert_non_null(slash);
-  snprintf(slash, sizeof path - (size_t)(slash - path), "examples/%s", name);
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = malloc((size_t)n + 1);
-  *len = fread(s, 1, (size_t)n, f);
-  s[*len] = 0;
-  fclose(f);
+  char *s = tu_read_example(__FILE__, name, len);
+  assert_non_null(s);
   return s;
 }
 
