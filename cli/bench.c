@@ -85,7 +85,7 @@ static double time_graph(Compilation *c, const IrGraph *g, const HeedBenchOpts *
   double **params = NULL, **inputs = NULL, ms[64], med = -1;
   int reps = o->reps < 1 ? 1 : o->reps > 64 ? 64 : o->reps;
   HeedExec *x = NULL;
-  if (make_data(c, g, o, symvals, &params, &inputs) && (x = heed_exec_new(c, g, o->interp, o->threads)) &&
+  if (make_data(c, g, o, symvals, &params, &inputs) && (x = heed_exec_new(c, g, o->interp, o->threads, o->profile)) &&
       heed_exec_bind(x, symvals, inputs, params)) {
     *compile_ms += heed_exec_compile_ms(x);
     snprintf(name, nlen, "%s", heed_exec_name(x));
@@ -95,6 +95,7 @@ static double time_graph(Compilation *c, const IrGraph *g, const HeedBenchOpts *
       ok = heed_exec_run(x);
       if (r >= 0) ms[r] = now_ms() - t0;
     }
+    if (ok && o->profile) heed_exec_profile(x, stderr, reps + 1);
     if (ok) {
       qsort(ms, (size_t)reps, sizeof ms[0], cmp_double);
       med = ms[reps / 2];

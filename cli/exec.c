@@ -32,7 +32,7 @@ static void free_vec(double **v, int n) {
   free(v);
 }
 
-HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threads) {
+HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threads, bool profile) {
   HeedExec *x = calloc(1, sizeof *x);
   if (!x) return NULL;
   x->c = c;
@@ -41,6 +41,7 @@ HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threa
   x->threads = threads;
 #ifndef HEED_HAVE_LLVM
   x->interp = true;  // built without the LLVM backend
+  (void)profile;
 #endif
   if (x->interp) {
     snprintf(x->name, sizeof x->name, "reference interpreter");
@@ -48,7 +49,8 @@ HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threa
   }
 #ifdef HEED_HAVE_LLVM
   x->pool = threads > 1 ? rt_pool_new(threads) : NULL;
-  CgOptions o = {.pool = x->pool, .nthreads = rt_pool_size(x->pool), .parallel_for = (CgParallelFor)rt_parallel_for};
+  CgOptions o = {.pool = x->pool, .nthreads = rt_pool_size(x->pool), .parallel_for = (CgParallelFor)rt_parallel_for,
+                 .profile = profile};
   Diag scratch;  // what the backend cannot compile yet is a note, not an error
   diag_init(&scratch, NULL);
   x->prog = cg_compile(g, &o, &scratch);
@@ -215,4 +217,75 @@ void heed_exec_free(HeedExec *x) {
 #endif
   rt_pool_free(x->pool);
   free(x);
+}
+
+void heed_exec_profile(const HeedExec *x, FILE *f, int runs) {
+#ifdef HEED_HAVE_LLVM
+  const double *ms = x->prog ? cg_program_profile(x->prog) : NULL;
+  if (ms) heed_profile_print(f, &x->c->diag, x->g, ms, runs);
+#else
+  (void)x, (void)f, (void)runs;
+#endif
+}
+
+// An op's name in the table: gradient ops of an elementwise function name it
+// ("unary_grad(gelu_tanh)").
+static void prof_name(const IrNode *n, char *buf, size_t cap) {
+  bool fn = (n->op == IR_OP_UNARY_GRAD || n->op == IR_OP_MAXIMUM_GRAD) && n->attr.fn >= 0 && n->attr.fn < IR_OP_COUNT;
+  if (fn) snprintf(buf, cap, "%s(%s)", ir_op_name(n->op), ir_op_name((IrOp)n->attr.fn));
+  else snprintf(buf, cap, "%s", ir_op_name(n->op));
+}
+
+typedef struct {
+  char name[48];
+  double ms;
+  int calls;
+} ProfRow;
+
+static int prof_cmp(const void *a, const void *b) {
+  double x = ((const ProfRow *)a)->ms, y = ((const ProfRow *)b)->ms;
+  return (x < y) - (x > y);
+}
+
+
+void heed_profile_print(FILE *f, const Diag *d, const IrGraph *g, const double *ms, int runs) {
+  int nn = g->nodes.len, nr = 0;
+  ProfRow *rows = calloc((size_t)nn + 1, sizeof *rows);
+  ProfRow *ids = calloc((size_t)nn + 1, sizeof *ids);  // per call: ms, node id in calls
+  if (!rows || !ids) goto done;
+  double total = 0;
+  int nid = 0;
+  for (int i = 0; i < nn; i++) {
+    if (ms[i] <= 0) continue;
+    char name[48];
+    prof_name(g->nodes.data[i], name, sizeof name);
+    int r = 0;
+    while (r < nr && strcmp(rows[r].name, name)) r++;
+    if (r == nr) snprintf(rows[nr++].name, sizeof rows[0].name, "%s", name);
+    rows[r].ms += ms[i];
+    rows[r].calls++;
+    total += ms[i];
+    ids[nid++] = (ProfRow){.ms = ms[i], .calls = i};
+  }
+  if (runs < 1) runs = 1;
+  qsort(rows, (size_t)nr, sizeof *rows, prof_cmp);
+  fprintf(f, "profile of %s: %.3f ms of kernel calls per run (%d run%s)\n", g->name ? g->name : "the graph",
+          total / runs, runs, runs == 1 ? "" : "s");
+  fprintf(f, "  %-28s %6s %10s %7s\n", "op", "calls", "ms/run", "share");
+  for (int r = 0; r < nr; r++)
+    fprintf(f, "  %-28s %6d %10.3f %6.1f%%\n", rows[r].name, rows[r].calls, rows[r].ms / runs,
+            total > 0 ? 100 * rows[r].ms / total : 0);
+  qsort(ids, (size_t)nid, sizeof *ids, prof_cmp);
+  fprintf(f, "  slowest calls:\n");
+  for (int j = 0; j < nid && j < 12; j++) {
+    const IrNode *n = g->nodes.data[ids[j].calls];
+    char name[48], shape[96];
+    prof_name(n, name, sizeof name);
+    ir_type_str(&n->ty, &g->syms, false, shape, sizeof shape);
+    const char *file = n->loc.file > 0 && (int)n->loc.file < d->nfiles ? d->files[n->loc.file].name : "?";
+    fprintf(f, "  %10.3f ms  %-24s %-28s %s:%u\n", ids[j].ms / runs, name, shape, file, n->loc.line);
+  }
+done:
+  free(rows);
+  free(ids);
 }

@@ -6,6 +6,8 @@
 #ifndef HEED_CLI_EXEC_H
 #define HEED_CLI_EXEC_H
 
+#include <stdio.h>
+
 #include "cli/driver.h"
 
 typedef struct HeedExec HeedExec;
@@ -13,7 +15,8 @@ typedef struct HeedExec HeedExec;
 // Compiles g (unless interp). threads: the pool size for compiled code.
 // NULL with a diagnostic on failure (a graph the backend cannot compile
 // names the reason and suggests --interp).
-HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threads);
+// profile: time every kernel call (heed_exec_profile; compiled code only).
+HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threads, bool profile);
 // Binds sizes and data (copied: the caller may free them after).
 bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, double *const *params);
 bool heed_exec_run(HeedExec *x);  // false: a run-time error was reported
@@ -24,6 +27,13 @@ const char *heed_exec_name(const HeedExec *x);
 // "obj" to path, for cpu (NULL: the host; e.g. "znver5", "x86-64-v3").
 bool heed_exec_emit(Compilation *c, const IrGraph *g, const char *kind, const char *path, const char *cpu);  // "compiled (znver3, 2 threads)" or "interpreter"
 double heed_exec_compile_ms(const HeedExec *x);
+// Prints x's profile (the runs since compile; see heed_profile_print) to f;
+// nothing if x was not compiled with profile.
+void heed_exec_profile(const HeedExec *x, FILE *f, int runs);
+// A profile table: per op kind, the calls and milliseconds per run and
+// their share, then the slowest single calls with their source lines.
+// ms: per node of g (cg_program_profile), summed over runs runs.
+void heed_profile_print(FILE *f, const Diag *d, const IrGraph *g, const double *ms, int runs);
 void heed_exec_free(HeedExec *x);
 
 #endif

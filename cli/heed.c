@@ -99,7 +99,7 @@ static const Command commands[] = {
      "  --cpu NAME         compile for that CPU (default: this machine's; e.g. x86-64-v3, znver5)\n"
      "  --emit-lib         write DIR/libmodel.a and DIR/model.h for embedding (examples/embed/)\n",
      true},
-    {"bench", "heed bench MODEL.heed [--train] [--batch B] [--seq T] [--json]",
+    {"bench", "heed bench MODEL.heed [--train] [--batch B] [--seq T] [--json] [--profile]",
      "Time compiling the model, its forward and (--train) a training step's forward\n"
      "and backward, on initialised parameters and random inputs, after a warm-up.\n"
      "  --batch B, --seq T  the sizes (default: the train section's, else 1 and 64)\n"
@@ -190,6 +190,8 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       a->bench.train = true;
     } else if (!strcmp(s, "--json") && !strcmp(c->name, "bench")) {
       a->bench.json = true;
+    } else if (!strcmp(s, "--profile") && !strcmp(c->name, "bench")) {
+      a->bench.profile = true;
     } else if ((!strcmp(s, "--batch") || !strcmp(s, "--seq") || !strcmp(s, "--reps")) && !strcmp(c->name, "bench")) {
       char *end;
       long n = val ? strtol(val, &end, 10) : 0;

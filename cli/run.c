@@ -250,7 +250,7 @@ static int execute(Compilation *c, const IrGraph *g, const HeedRunOpts *o) {
   double **inputs = params ? load_inputs(c, g, o->inputs, symvals) : NULL;
   int rc = HEED_ERR_IO;
   if (params && inputs) {
-    HeedExec *x = heed_exec_new(c, g, o->interp, o->threads);
+    HeedExec *x = heed_exec_new(c, g, o->interp, o->threads, false);
     bool ok = x && heed_exec_bind(x, symvals, inputs, params) && heed_exec_run(x);
     rc = ok ? write_outputs(c, g, x, symvals, o->outputs) : HEED_ERR_CHECK;
     heed_exec_free(x);

@@ -23,6 +23,7 @@ typedef struct {             // heed bench
   int64_t batch, seq;        // sizes for B and for every other symbolic size
   int reps;                  // timed runs after one warm-up
   bool train, json;
+  bool profile;              // --profile: per-op kernel times after the timed runs
   bool interp;
   int threads;
 } HeedBenchOpts;

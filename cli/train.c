@@ -62,6 +62,10 @@ int heed_train_flag(HeedTrainOpts *o, const char *flag, const char *val, const c
     *str = val;
     return 2;
   }
+  if (!strcmp(flag, "--profile")) {
+    o->profile = true;
+    return 1;
+  }
   int64_t *num = !strcmp(flag, "--checkpoint-every") ? &o->checkpoint_every : !strcmp(flag, "--sample") ? &o->sample
                  : NULL;
   int64_t keep;
@@ -416,7 +420,8 @@ static int setup(Run *r, int64_t *start) {
   r->x = malloc(sizeof(int32_t) * (size_t)(r->B * r->T));
   r->y = malloc(sizeof(int32_t) * (size_t)(r->B * r->T));
   if (!r->x || !r->y) return fail(r, "out of memory");
-  HeedTrainerOpts to = {.interp = r->o->interp, .threads = r->o->threads, .batch = r->B, .seq = r->T};
+  HeedTrainerOpts to = {.interp = r->o->interp, .threads = r->o->threads, .batch = r->B, .seq = r->T,
+                        .profile = r->o->profile};
   if (!(r->t = heed_trainer_new(r->c, &to))) return HEED_ERR_CHECK;
   if ((rc = bind_inputs(r)) != HEED_OK) return rc;
   settings_line(r, r->meta.settings, sizeof r->meta.settings);
@@ -485,6 +490,7 @@ int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
              r.svg);
   }
   if (r.metrics && fclose(r.metrics) != 0 && rc == HEED_OK) rc = fail(&r, "cannot write the metrics log");
+  if (r.t && o->profile) heed_trainer_profile(r.t, stderr);
   if (r.t) heed_trainer_free(r.t);
   free(r.x);
   free(r.y);

@@ -16,6 +16,7 @@ typedef struct {
   int keep;                   // checkpoints kept (0: the default, 3)
   int64_t sample;             // tokens generated at the end (-1: the default, 200; 0: none)
   bool interp;                // --interp
+  bool profile;               // --profile: per-op times of the train step at the end (stderr)
   int threads;                // --threads
 } HeedTrainOpts;
 

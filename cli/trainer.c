@@ -13,6 +13,7 @@
 
 #include "cli/trainer.h"
 #include "cli/run.h"
+#include "cli/exec.h"
 #include "passes/pass.h"
 #include "runtime/rt.h"
 #ifdef HEED_HAVE_LLVM
@@ -54,6 +55,7 @@ struct HeedTrainer {
   unsigned char *fmem;
   float *flogits;       // interpreter: the converted result
   int64_t mem_bytes;    // of mem and fmem
+  int64_t nsteps;       // compiled steps run (the profile's runs)
   char name[64];
 #ifdef HEED_HAVE_LLVM
   CgProgram *step, *eval, *fprog;
@@ -177,7 +179,8 @@ static bool make_slots(HeedTrainer *t) {
 
 #ifdef HEED_HAVE_LLVM
 static CgProgram *compile(HeedTrainer *t, const IrGraph *g) {
-  CgOptions co = {.pool = t->pool, .nthreads = rt_pool_size(t->pool), .parallel_for = (CgParallelFor)rt_parallel_for};
+  CgOptions co = {.pool = t->pool, .nthreads = rt_pool_size(t->pool), .parallel_for = (CgParallelFor)rt_parallel_for,
+                  .profile = t->o.profile && g == t->g};
   CgProgram *p = cg_compile(g, &co, &t->c->diag);
   if (!p) diag_note(&t->c->diag, NOLOC, "the reference interpreter (--interp) runs any graph, slowly");
   return p;
@@ -402,9 +405,19 @@ static bool run_step(HeedTrainer *t, IrValues **vals) {
     return *vals != NULL;
   }
 #ifdef HEED_HAVE_LLVM
+  t->nsteps++;
   return cg_run(t->step, t->symvals, t->bufs, &t->c->diag);
 #else
   return false;
+#endif
+}
+
+void heed_trainer_profile(const HeedTrainer *t, FILE *f) {
+#ifdef HEED_HAVE_LLVM
+  const double *ms = t->step ? cg_program_profile(t->step) : NULL;
+  if (ms) heed_profile_print(f, &t->c->diag, t->g, ms, (int)(t->nsteps > INT32_MAX ? INT32_MAX : t->nsteps));
+#else
+  (void)t, (void)f;
 #endif
 }
 

@@ -32,6 +32,7 @@ typedef struct {
   bool interp;          // the reference interpreter (slow; for tests) instead of compiled code
   int threads;          // compiled code's thread pool size (<= 1: the calling thread only)
   int64_t batch, seq;   // B and T of every step's (and eval's) inputs
+  bool profile;         // time the step's kernel calls (heed_trainer_profile)
 } HeedTrainerOpts;
 
 // c: after heed_frontend with c->opts->check.lower set, and a train section
@@ -42,6 +43,8 @@ typedef struct {
 // the backend cannot compile the graph).
 HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o);
 void heed_trainer_free(HeedTrainer *t);  // NULL is harmless
+// With opts.profile: prints the per-op times of the steps run so far to f.
+void heed_trainer_profile(const HeedTrainer *t, FILE *f);
 
 // What runs the steps: "compiled, N threads" or "reference interpreter".
 const char *heed_trainer_name(const HeedTrainer *t);

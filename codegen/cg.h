@@ -148,6 +148,7 @@ typedef struct {
   const char *dump_asm;        // if set: the optimized module as assembly
   int64_t par_grain;           // elements of work a kernel gives each task, at least (0: 16384);
                                // tests set 1 to split even tiny kernels across the pool
+  bool profile;                // time every kernel call (cg_program_profile); off: no timing code
 } CgOptions;
 
 // What heed_forward's third argument points to (the layout is the ABI).
@@ -183,6 +184,11 @@ bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
 // Bytes of node node_id's buffer under symvals; -1 on overflow or a bad id.
 int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals);
 const CgProgramStats *cg_program_stats(const CgProgram *p);
+// With CgOptions.profile: the milliseconds each node's kernel call took,
+// summed over the runs since compile or the last reset (indexed by node
+// id; an attention-gradient group's time is its leader's); NULL without.
+const double *cg_program_profile(const CgProgram *p);
+void cg_program_profile_reset(CgProgram *p);
 
 // ---- plan.c ----
 // The memory plan: every computed node's buffer (cg_node_computed) at an

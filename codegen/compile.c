@@ -384,10 +384,25 @@ static void mm_body(K *k, const LLVMValueRef *off, void *ud) {
   LLVMBuildCall2(k->b, LLVMGlobalGetValueType(g), g, args, 13, "");
 }
 
+// [.., M, K] @ [K, N] where the left operand's batch axes are the result's
+// and the right one has none (the Linear layers' x @ W): the batch is one
+// sgemm over all its rows, not one small sgemm per batch entry.
+static bool mm_folds(const IrNode *n, int nt) {
+  const IrType *a = &n->src[0]->ty, *b = &n->src[1]->ty;
+  if ((nt & TR_A) || a->rank != n->ty.rank) return false;
+  for (int i = 0; i < b->rank - 2; i++)
+    if (!ir_dim_is_const(b->dim[i]) || b->dim[i].n != 1) return false;
+  for (int i = 0; i < a->rank - 2; i++)
+    if (!ir_dim_eq(a->dim[i], n->ty.dim[i])) return false;
+  return true;
+}
+
 static void emit_matmul(K *k) {
   const IrNode *n = k->n;
   int r = n->ty.rank, ra = src_rank(k, 0);
   Mm mm = {.M = k->idim[0][ra - 2], .K = k->idim[0][ra - 1], .N = k->odim[r - 1]};
+  bool fold = mm_folds(n, k->nt);
+  if (fold) mm.M = prod(k, k->odim, 0, r - 1);
   IrType ba = n->src[0]->ty, bb = n->src[1]->ty, bc = n->ty;
   ba.rank -= 2, bb.rank -= 2, bc.rank -= 2;
   LLVMValueRef st[3][IR_MAX_RANK];
@@ -407,7 +422,8 @@ static void emit_matmul(K *k) {
   LLVMBuildRet(k->b, ci32(k, 0));
   at(k, join);
   LLVMValueRef zero[3] = {ci(k, 0), ci(k, 0), ci(k, 0)};
-  nest(k, 0, r - 2, k->odim, 3, st, zero, mm_body, &mm);
+  if (fold) mm_body(k, zero, &mm);
+  else nest(k, 0, r - 2, k->odim, 3, st, zero, mm_body, &mm);
 }
 
 // ---- shape ops ----
@@ -1119,6 +1135,8 @@ static bool emit_entry(K *k, const IrGraph *g, const bool *skip, const int *grp,
   k->fn = f;
   at(k, block(k, "entry"));
   LLVMValueRef dims = LLVMBuildArrayAlloca(k->b, k->i64, ci(k, maxd), "dims");
+  LLVMValueRef start = ci32(k, -1);
+  if (k->prof) LLVMBuildCall2(k->b, LLVMGlobalGetValueType(k->prof), k->prof, &start, 1, "");
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
     if (is_leaf(n->op) || skip[i]) continue;
@@ -1149,6 +1167,8 @@ static bool emit_entry(K *k, const IrGraph *g, const bool *skip, const int *grp,
       args[na++] = m < 0 ? LLVMConstNull(k->ptr) : load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, m)));
     }
     LLVMValueRef rc = LLVMBuildCall2(k->b, LLVMGlobalGetValueType(kf), kf, args, (unsigned)na, "");
+    LLVMValueRef id = ci32(k, n->id);
+    if (k->prof) LLVMBuildCall2(k->b, LLVMGlobalGetValueType(k->prof), k->prof, &id, 1, "");
     LLVMBasicBlockRef bad = block(k, "fail"), ok = block(k, "next");
     LLVMBuildCondBr(k->b, icmp(k, LLVMIntNE, rc, ci32(k, 0)), bad, ok);
     at(k, bad);
@@ -1205,6 +1225,17 @@ static double now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+// The profile's clock: heed_prof_tick(-1) starts a run, heed_prof_tick(id)
+// charges the time since the previous tick to node id (cg_run points
+// prof_ms at the running program's table).
+static _Thread_local double *prof_ms, prof_last;
+
+static void prof_tick(int32_t id) {
+  double t = now_ms();
+  if (id >= 0 && prof_ms) prof_ms[id] += t - prof_last;
+  prof_last = t;
+}
+
 // rt_parallel_for when the caller gives none: every task on this thread.
 static void serial_for(void *pool, int64_t n, void (*fn)(void *, int64_t, int32_t), void *ctx) {
   (void)pool;
@@ -1234,6 +1265,7 @@ static bool define_symbols(CgLlvm *cg, const CgOptions *o, Diag *d) {
   void *(*ma)(size_t) = malloc;
   void (*fr)(void *) = free;
   CgParallelFor pf = o && o->parallel_for ? o->parallel_for : serial_for;
+  if (o && o->profile && !cg_llvm_define_symbol(cg, "heed_prof_tick", (void *)prof_tick, d)) return false;
   return cg_llvm_define_symbol(cg, "pow", (void *)p, d) && cg_llvm_define_symbol(cg, "exp2", (void *)e2, d) &&
          cg_llvm_define_symbol(cg, "powf", (void *)pf32, d) && cg_llvm_define_symbol(cg, "sincos", (void *)sc, d) &&
          cg_llvm_define_symbol(cg, "memcpy", (void *)mc, d) && cg_llvm_define_symbol(cg, "memmove", (void *)mm, d) &&
@@ -1276,6 +1308,11 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   k.voidt = LLVMVoidTypeInContext(k.c);
   k.vw = cg_llvm_vector_width(p->cg);
   k.grain = o && o->par_grain > 0 ? o->par_grain : PAR_GRAIN;
+  if (o && o->profile) {
+    if (!(p->prof = calloc((size_t)p->nnodes + 1, sizeof *p->prof))) goto oom;
+    LLVMTypeRef pt = k.i32;
+    k.prof = LLVMAddFunction(k.m, "heed_prof_tick", LLVMFunctionType(k.voidt, &pt, 1, 0));
+  }
   LLVMTypeRef ct[4] = {k.ptr, k.i32, k.ptr, LLVMArrayType2(k.i64, 4)};  // CgRunCtx
   k.ctxty = LLVMStructTypeInContext(k.c, ct, 4, 0);
   bool used[4] = {false};  // sgemm variants: nn, nt, tn, tt
@@ -1349,7 +1386,14 @@ void cg_program_free(CgProgram *p) {
   free(p->def);
   free(p->end);
   free(p->work);
+  free(p->prof);
   free(p);
+}
+
+const double *cg_program_profile(const CgProgram *p) { return p->prof; }
+
+void cg_program_profile_reset(CgProgram *p) {
+  if (p->prof) memset(p->prof, 0, sizeof *p->prof * (size_t)p->nnodes);
 }
 
 const CgProgramStats *cg_program_stats(const CgProgram *p) { return &p->stats; }
@@ -1369,7 +1413,9 @@ int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals)
 
 bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) {
   CgRunCtx ctx = {.pool = p->pool, .nthreads = p->nthreads, .work = p->work, .err = {0}};
+  prof_ms = p->prof;
   int rc = p->entry(bufs, symvals, &ctx);
+  prof_ms = NULL;
   if (rc == 0) return true;
   if (rc < 0 || rc > p->nnodes) {
     diag_error(d, NOLOC, "cpu backend: the compiled program failed (status %d)", rc);

@@ -45,6 +45,7 @@ struct CgProgram {
   int nthreads;
   CgProgramStats stats;
   int *def, *end;  // the memory plan's lifetimes (plan.c): call positions
+  double *prof;    // CgOptions.profile: per node, ms in its kernel call
 };
 
 
@@ -69,6 +70,7 @@ typedef struct {
   LLVMValueRef fn;
   LLVMTypeRef i1, i8, i32, i64, f32, f64, ptr, voidt, ctxty;
   LLVMValueRef gemm[4];  // A @ B, A @ B^T, A^T @ B, A^T @ B^T (index: TR_A | TR_B)
+  LLVMValueRef prof;     // CgOptions.profile: void heed_prof_tick(i32 node id or -1); else NULL
   int vw;
   // the node being compiled
   const IrNode *n;
