@@ -43,7 +43,6 @@ struct HeedTrainer {
   void **bufs;          // per node of g; compiled: all, interpreter: leaves
   unsigned char *mem;   // what the leaves' bufs point into (one allocation)
   void *arena, *farena; // compiled: the other nodes' (the step's and the forward's memory plans)
-  void **ebufs, *earena; // compiled eval: its own buffers but for the leaves (the step's)
   RtPool *pool;
   // interpreter: values as doubles, per g->inputs and g->params
   double **iin, **ipar;
@@ -58,7 +57,7 @@ struct HeedTrainer {
   int64_t nsteps;       // compiled steps run (the profile's runs)
   char name[64];
 #ifdef HEED_HAVE_LLVM
-  CgProgram *step, *eval, *fprog;
+  CgProgram *step, *fprog;  // the step (its prefix: eval), the forward (sampling)
 #endif
 };
 
@@ -180,7 +179,7 @@ static bool make_slots(HeedTrainer *t) {
 #ifdef HEED_HAVE_LLVM
 static CgProgram *compile(HeedTrainer *t, const IrGraph *g) {
   CgOptions co = {.pool = t->pool, .nthreads = rt_pool_size(t->pool), .parallel_for = (CgParallelFor)rt_parallel_for,
-                  .profile = t->o.profile && g == t->g};
+                  .profile = t->o.profile && g == t->g, .prefix = g == t->g ? t->ts.nfwd : 0};
   CgProgram *p = cg_compile(g, &co, &t->c->diag);
   if (!p) diag_note(&t->c->diag, NOLOC, "the reference interpreter (--interp) runs any graph, slowly");
   return p;
@@ -266,7 +265,6 @@ void heed_trainer_free(HeedTrainer *t) {
   if (!t) return;
 #ifdef HEED_HAVE_LLVM
   cg_program_free(t->step);
-  cg_program_free(t->eval);
   cg_program_free(t->fprog);
 #endif
   for (int i = 0; t->iin && i < t->g->inputs.len; i++) free(t->iin[i]);
@@ -277,8 +275,6 @@ void heed_trainer_free(HeedTrainer *t) {
   free(t->bufs);
   free(t->mem);
   free(t->arena);
-  free(t->ebufs);
-  free(t->earena);
   free(t->fbufs);
   free(t->fmem);
   free(t->farena);
@@ -415,7 +411,11 @@ static bool run_step(HeedTrainer *t, IrValues **vals) {
 void heed_trainer_profile(const HeedTrainer *t, FILE *f) {
 #ifdef HEED_HAVE_LLVM
   const double *ms = t->step ? cg_program_profile(t->step) : NULL;
-  if (ms) heed_profile_print(f, &t->c->diag, t->g, ms, (int)(t->nsteps > INT32_MAX ? INT32_MAX : t->nsteps));
+  if (!ms) return;
+  const CgProgramStats *st = cg_program_stats(t->step);
+  fprintf(f, "compiled the step in %.0f ms (%d kernels, %d calls; LLVM IR %.0f ms, O3 %.0f ms, machine code %.0f ms)\n",
+          st->compile_ms, st->nkernels, st->ncalls, st->build_ms, st->opt_ms, st->jit_ms);
+  heed_profile_print(f, &t->c->diag, t->g, ms, (int)(t->nsteps > INT32_MAX ? INT32_MAX : t->nsteps));
 #else
   (void)t, (void)f;
 #endif
@@ -472,20 +472,11 @@ bool heed_trainer_eval(HeedTrainer *t, const int32_t *const *inputs, double *los
     return true;
   }
 #ifdef HEED_HAVE_LLVM
-  // its own buffers (its own plan: the step's shares bytes between forward
-  // values and the new parameters, which hold the parameters after a swap)
-  if (!t->eval) {
-    t->ebufs = calloc((size_t)t->evalg.nodes.len + 1, sizeof(void *));
-    if (!t->ebufs || !(t->eval = compile(t, &t->evalg)) ||
-        !(t->earena = plan_arena(t, t->eval, t->symvals, t->ebufs)))
-      return false;
-  }
-  for (int i = 0; i < t->evalg.nodes.len; i++) {  // the leaves where they are now
-    IrOp op = t->evalg.nodes.data[i]->op;
-    if (op == IR_OP_INPUT || op == IR_OP_PARAM) t->ebufs[i] = t->bufs[i];
-  }
-  if (!cg_run(t->eval, t->symvals, t->ebufs, &t->c->diag)) return false;
-  *loss = ((const float *)t->ebufs[t->ts.loss->id])[0];
+  // the step's forward and loss (its prefix entry) on the step's buffers:
+  // the plan gives the step's outputs (the loss, the new parameters and
+  // state, swapped in as leaves after each step) bytes no other node shares
+  if (!cg_run_prefix(t->step, t->symvals, t->bufs, &t->c->diag)) return false;
+  *loss = ((const float *)t->bufs[t->ts.loss->id])[0];
   return true;
 #else
   return false;

@@ -149,6 +149,8 @@ typedef struct {
   int64_t par_grain;           // elements of work a kernel gives each task, at least (0: 16384);
                                // tests set 1 to split even tiny kernels across the pool
   bool profile;                // time every kernel call (cg_program_profile); off: no timing code
+  int prefix;                  // > 0: also an entry for nodes [0, prefix) only (cg_run_prefix), e.g.
+                               // a train step's forward and loss, for evaluation on the step's buffers
 } CgOptions;
 
 // What heed_forward's third argument points to (the layout is the ABI).
@@ -181,6 +183,10 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d);
 // op's source location; false then. Results do not depend on the thread
 // count. Not reentrant (one run at a time).
 bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
+// With CgOptions.prefix: runs only the kernels of nodes [0, prefix) on bufs
+// (the same buffers and plan as cg_run; the nodes after it are left as
+// they are). Not profiled.
+bool cg_run_prefix(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
 // Bytes of node node_id's buffer under symvals; -1 on overflow or a bad id.
 int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals);
 const CgProgramStats *cg_program_stats(const CgProgram *p);

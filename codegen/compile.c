@@ -1120,9 +1120,10 @@ static bool lifetimes(CgProgram *p, const IrGraph *g, const int *grp) {
   return true;
 }
 
-static bool emit_entry(K *k, const IrGraph *g, const bool *skip, const int *grp, Diag *d) {
+// name: calls the kernels of nodes [0, upto) in order.
+static bool emit_entry(K *k, const IrGraph *g, const bool *skip, const int *grp, const char *name, int upto, Diag *d) {
   LLVMTypeRef ps[3] = {k->ptr, k->ptr, k->ptr};
-  LLVMValueRef f = LLVMAddFunction(k->m, "heed_forward", LLVMFunctionType(k->i32, ps, 3, 0));
+  LLVMValueRef f = LLVMAddFunction(k->m, name, LLVMFunctionType(k->i32, ps, 3, 0));
   cg_llvm_fn_attrs(k->cg, f);
   LLVMValueRef bufs = LLVMGetParam(f, 0), sv = LLVMGetParam(f, 1), ctx = LLVMGetParam(f, 2);
   int maxd = 1;
@@ -1137,7 +1138,7 @@ static bool emit_entry(K *k, const IrGraph *g, const bool *skip, const int *grp,
   LLVMValueRef dims = LLVMBuildArrayAlloca(k->b, k->i64, ci(k, maxd), "dims");
   LLVMValueRef start = ci32(k, -1);
   if (k->prof) LLVMBuildCall2(k->b, LLVMGlobalGetValueType(k->prof), k->prof, &start, 1, "");
-  for (int i = 0; i < g->nodes.len; i++) {
+  for (int i = 0; i < upto; i++) {
     const IrNode *n = g->nodes.data[i];
     if (is_leaf(n->op) || skip[i]) continue;
     int nt = node_nt(n);
@@ -1339,7 +1340,9 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   if (!p->skip || !p->fused || !grp) goto oom;
   group_attention_grads(g, grp, p->fused);
   for (int i = 0; i < g->nodes.len; i++) p->skip[i] = p->skip[i] || p->fused[i];
-  if (!emit_entry(&k, g, p->skip, grp, d)) goto fail;
+  if (!emit_entry(&k, g, p->skip, grp, "heed_forward", g->nodes.len, d)) goto fail;
+  int prefix = o && o->prefix > 0 && o->prefix < g->nodes.len ? o->prefix : 0;
+  if (prefix && !emit_entry(&k, g, p->skip, grp, "heed_prefix", prefix, d)) goto fail;
   if (!lifetimes(p, g, grp)) goto oom;
   p->stats.nkernels = k.nkern;
   for (int i = 0; i < g->nodes.len; i++) p->stats.ncalls += !is_leaf(g->nodes.data[i]->op) && !p->skip[i];
@@ -1357,6 +1360,7 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   if (!define_symbols(p->cg, o, d) || !cg_llvm_jit_add(p->cg, d)) goto fail;
   p->entry = (CgEntryFn)cg_llvm_lookup(p->cg, "heed_forward", d);
   if (!p->entry) goto fail;
+  if (prefix && !(p->prefix = (CgEntryFn)cg_llvm_lookup(p->cg, "heed_prefix", d))) goto fail;
   double t3 = now_ms();
   p->stats.build_ms = t1 - t0;
   p->stats.opt_ms = t2 - t1;
@@ -1411,10 +1415,10 @@ int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals)
   return n < 0 || n > INT64_MAX / (int64_t)es ? -1 : n * (int64_t)es;
 }
 
-bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) {
+static bool run_entry(CgProgram *p, CgEntryFn entry, const int64_t *symvals, void **bufs, Diag *d) {
   CgRunCtx ctx = {.pool = p->pool, .nthreads = p->nthreads, .work = p->work, .err = {0}};
-  prof_ms = p->prof;
-  int rc = p->entry(bufs, symvals, &ctx);
+  prof_ms = entry == p->entry ? p->prof : NULL;
+  int rc = entry(bufs, symvals, &ctx);
   prof_ms = NULL;
   if (rc == 0) return true;
   if (rc < 0 || rc > p->nnodes) {
@@ -1446,4 +1450,14 @@ bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) {
   default: diag_error(d, n->loc, "%s: run-time error in compiled code", ir_op_name(n->op)); break;
   }
   return false;
+}
+
+bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) { return run_entry(p, p->entry, symvals, bufs, d); }
+
+bool cg_run_prefix(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) {
+  if (!p->prefix) {
+    diag_error(d, NOLOC, "cpu backend: the program was compiled without a prefix entry");
+    return false;
+  }
+  return run_entry(p, p->prefix, symvals, bufs, d);
 }

@@ -35,6 +35,7 @@ typedef struct {
 struct CgProgram {
   CgLlvm *cg;
   CgEntryFn entry;
+  CgEntryFn prefix;  // CgOptions.prefix: the nodes before it only; else NULL
   CgNode *nodes;
   int nnodes;
   bool *skip;   // per node: not called (skipped_nodes, and fused)
