@@ -125,7 +125,9 @@ bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d);
 // caller's data; every other node's buffer is written by cg_run, but for a
 // PERMUTE that only MATMULs read as their transposed right operand (the
 // tied LM head: the sgemm reads the permute's operand) and that is not a
-// graph output (cg_node_computed says which). Symbolic
+// graph output, and for a RESHAPE that is not a graph output, whose values
+// are its source's bytes (cg_node_computed says which; cg_node_alias where
+// the values are). Symbolic
 // sizes are run-time values (symvals, indexed like g->syms): one program
 // serves every B and T. Example:
 //   CgProgram *p = cg_compile(g, NULL, &diag);          // host CPU, 1 thread
@@ -214,6 +216,10 @@ void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int
 // Whether cg_run writes node node_id's buffer (false for leaves and for
 // the permutes described above).
 bool cg_node_computed(const CgProgram *p, int node_id);
+// The node whose buffer holds node_id's values after cg_run: node_id itself
+// (computed nodes, leaves), the source of a reshape that is not computed
+// (through chains), -1 for a skipped permute or a bad id.
+int cg_node_alias(const CgProgram *p, int node_id);
 void cg_program_free(CgProgram *p);  // NULL is harmless
 
 #endif

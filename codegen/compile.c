@@ -1091,6 +1091,38 @@ static bool *skipped_nodes(const IrGraph *g) {
   return skip;
 }
 
+// alias[i]: the node whose buffer holds node i's values: i itself, or for a
+// RESHAPE that is not a graph output, its source's (through chains of them):
+// row-major data does not move, so the reshape is not called and its
+// readers read the source's buffer. NULL if out of memory.
+static int *alias_nodes(const IrGraph *g, bool *skip) {  // marks the aliases in skip
+  int *alias = malloc(sizeof *alias * ((size_t)g->nodes.len + 1));
+  bool *out = calloc((size_t)g->nodes.len + 1, sizeof *out);
+  if (!alias || !out) {
+    free(alias);
+    free(out);
+    return NULL;
+  }
+  for (int i = 0; i < g->outputs.len; i++) out[g->outputs.data[i]->id] = true;
+  for (int i = 0; i < g->nodes.len; i++) {
+    const IrNode *n = g->nodes.data[i];
+    alias[i] = i;
+    if (n->op == IR_OP_RESHAPE && !out[i]) {  // (a permute it reads is never skipped)
+      alias[i] = alias[n->src[0]->id];
+      skip[i] = true;
+    }
+  }
+  free(out);
+  return alias;
+}
+
+// The node whose buffer operand j of n reads: a transposed operand's
+// permute is not computed (the sgemm reads its source), an alias's source.
+static int operand_buf(const CgProgram *p, const IrNode *n, int nt, int j) {
+  bool tr = ((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0);
+  return p->alias[(tr ? n->src[j]->src[0] : n->src[j])->id];
+}
+
 // The memory plan's lifetimes (compile.h: def, end), from the calls that
 // emit_entry makes and what each reads.
 static bool lifetimes(CgProgram *p, const IrGraph *g, const int *grp) {
@@ -1107,9 +1139,8 @@ static bool lifetimes(CgProgram *p, const IrGraph *g, const int *grp) {
       if (grp[3 * i + o] >= 0) p->def[grp[3 * i + o]] = p->end[grp[3 * i + o]] = i;
     int nt = node_nt(n);
     for (int j = 0; j < n->nsrc; j++) {
-      bool tr = ((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0);
-      const IrNode *s = tr ? n->src[j]->src[0] : n->src[j];
-      if (p->end[s->id] < i) p->end[s->id] = i;
+      int s = operand_buf(p, n, nt, j);
+      if (p->end[s] < i) p->end[s] = i;
     }
   }
   for (int i = 0; i < g->outputs.len; i++) {  // own bytes for the whole run (callers swap them in as inputs)
@@ -1121,7 +1152,8 @@ static bool lifetimes(CgProgram *p, const IrGraph *g, const int *grp) {
 }
 
 // name: calls the kernels of nodes [0, upto) in order.
-static bool emit_entry(K *k, const IrGraph *g, const bool *skip, const int *grp, const char *name, int upto, Diag *d) {
+static bool emit_entry(K *k, const IrGraph *g, const CgProgram *p, const int *grp, const char *name, int upto,
+                       Diag *d) {
   LLVMTypeRef ps[3] = {k->ptr, k->ptr, k->ptr};
   LLVMValueRef f = LLVMAddFunction(k->m, name, LLVMFunctionType(k->i32, ps, 3, 0));
   cg_llvm_fn_attrs(k->cg, f);
@@ -1140,7 +1172,7 @@ static bool emit_entry(K *k, const IrGraph *g, const bool *skip, const int *grp,
   if (k->prof) LLVMBuildCall2(k->b, LLVMGlobalGetValueType(k->prof), k->prof, &start, 1, "");
   for (int i = 0; i < upto; i++) {
     const IrNode *n = g->nodes.data[i];
-    if (is_leaf(n->op) || skip[i]) continue;
+    if (is_leaf(n->op) || p->skip[i]) continue;
     int nt = node_nt(n);
     LLVMValueRef kf = kernel_for(k, n, nt);
     if (!kf) {
@@ -1157,11 +1189,8 @@ static bool emit_entry(K *k, const IrGraph *g, const bool *skip, const int *grp,
     LLVMValueRef args[6 + IR_MAX_SRC];
     args[0] = ctx, args[1] = dims;
     args[2] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, n->id)));
-    for (int j = 0; j < n->nsrc; j++) {
-      bool tr = ((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0);
-      const IrNode *s = tr ? n->src[j]->src[0] : n->src[j];
-      args[3 + j] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, s->id)));
-    }
+    for (int j = 0; j < n->nsrc; j++)
+      args[3 + j] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, operand_buf(p, n, nt, j))));
     int na = 3 + n->nsrc;
     for (int o = 0; is_attention_grad(n->op) && o < 3; o++) {  // the group's outputs
       int m = grp[3 * i + o];
@@ -1335,14 +1364,15 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
     }
   }
   p->skip = skipped_nodes(g);
+  if (p->skip && !(p->alias = alias_nodes(g, p->skip))) goto oom;  // before the fused nodes join skip
   p->fused = calloc((size_t)g->nodes.len + 1, sizeof *p->fused);
   grp = malloc(sizeof *grp * (3 * (size_t)g->nodes.len + 1));
   if (!p->skip || !p->fused || !grp) goto oom;
   group_attention_grads(g, grp, p->fused);
   for (int i = 0; i < g->nodes.len; i++) p->skip[i] = p->skip[i] || p->fused[i];
-  if (!emit_entry(&k, g, p->skip, grp, "heed_forward", g->nodes.len, d)) goto fail;
+  if (!emit_entry(&k, g, p, grp, "heed_forward", g->nodes.len, d)) goto fail;
   int prefix = o && o->prefix > 0 && o->prefix < g->nodes.len ? o->prefix : 0;
-  if (prefix && !emit_entry(&k, g, p->skip, grp, "heed_prefix", prefix, d)) goto fail;
+  if (prefix && !emit_entry(&k, g, p, grp, "heed_prefix", prefix, d)) goto fail;
   if (!lifetimes(p, g, grp)) goto oom;
   p->stats.nkernels = k.nkern;
   for (int i = 0; i < g->nodes.len; i++) p->stats.ncalls += !is_leaf(g->nodes.data[i]->op) && !p->skip[i];
@@ -1386,6 +1416,7 @@ void cg_program_free(CgProgram *p) {
   cg_llvm_free(p->cg);
   free(p->nodes);
   free(p->skip);
+  free(p->alias);
   free(p->fused);
   free(p->def);
   free(p->end);
@@ -1406,6 +1437,15 @@ bool cg_node_computed(const CgProgram *p, int node_id) {
   if (node_id < 0 || node_id >= p->nnodes) return false;
   IrOp op = p->nodes[node_id].op;
   return op != IR_OP_INPUT && op != IR_OP_PARAM && (!p->skip[node_id] || p->fused[node_id]);
+}
+
+int cg_node_alias(const CgProgram *p, int node_id) {
+  if (node_id < 0 || node_id >= p->nnodes) return -1;
+  int a = p->alias[node_id];
+  return a != node_id || cg_node_computed(p, node_id) || p->nodes[node_id].op == IR_OP_INPUT ||
+                 p->nodes[node_id].op == IR_OP_PARAM
+             ? a
+             : -1;
 }
 
 int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals) {

@@ -40,6 +40,7 @@ struct CgProgram {
   int nnodes;
   bool *skip;   // per node: not called (skipped_nodes, and fused)
   bool *fused;  // per node: written by its attention group's leader (group_attention_grads)
+  int *alias;   // per node: the node whose buffer holds its values (alias_nodes: reshapes)
   CgGemmConfig gemm;
   float *work;  // the sgemm's packing buffers
   void *pool;
