@@ -69,6 +69,12 @@ bool cg_llvm_define_symbol(CgLlvm *cg, const char *name, void *addr, Diag *d);
 // module is current. Functions are compiled on the first lookup.
 bool cg_llvm_jit_add(CgLlvm *cg, Diag *d);
 void *cg_llvm_lookup(CgLlvm *cg, const char *name, Diag *d);  // NULL on error
+// Instead of cg_llvm_optimize + cg_llvm_jit_add: the module cut into nparts
+// parts (whole kernels and sgemms with what they inline), each optimized
+// (O3) and compiled to machine code on a thread of its own, then linked by
+// the JIT; the same machine code per function as one part would give, but
+// no inlining across parts (functions the entries call are noinline).
+bool cg_llvm_jit_add_split(CgLlvm *cg, int nparts, Diag *d);
 // For generators: the current module (owned by cg) and the attributes every
 // generated function gets (target-cpu, target-features, nounwind).
 HEED_INTERNAL LLVMModuleRef cg_llvm_module(CgLlvm *cg);
@@ -151,6 +157,8 @@ typedef struct {
   int64_t par_grain;           // elements of work a kernel gives each task, at least (0: 16384);
                                // tests set 1 to split even tiny kernels across the pool
   bool profile;                // time every kernel call (cg_program_profile); off: no timing code
+  int compile_threads;         // parts of the module compiled at once (0: the online CPUs, at most 8;
+                               // 1: one module, as the dumps are)
   int prefix;                  // > 0: also an entry for nodes [0, prefix) only (cg_run_prefix), e.g.
                                // a train step's forward and loss, for evaluation on the step's buffers
 } CgOptions;
@@ -171,8 +179,8 @@ typedef struct {
   int nkernels;       // distinct kernel functions in the module
   int ncalls;         // kernel calls in the entry (non-leaf nodes)
   double build_ms;    // graph -> LLVM IR
-  double opt_ms;      // the O3 pipeline
-  double jit_ms;      // machine code (LLJIT, on lookup)
+  double opt_ms;      // the O3 pipeline (compiled in parts: O3 and machine code, on threads)
+  double jit_ms;      // machine code (LLJIT, on lookup; in parts: linking)
   double compile_ms;  // all of it
 } CgProgramStats;
 

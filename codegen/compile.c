@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "codegen/cg.h"
 #include "codegen/compile.h"
@@ -1377,6 +1378,12 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   p->stats.nkernels = k.nkern;
   for (int i = 0; i < g->nodes.len; i++) p->stats.ncalls += !is_leaf(g->nodes.data[i]->op) && !p->skip[i];
   double t1 = now_ms();
+  bool dump = o && (o->dump_ir || o->dump_obj || o->dump_asm);
+  int parts = dump ? 1 : o && o->compile_threads > 0 ? o->compile_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (parts > 1) {  // O3 and machine code on threads, one part of the module each
+    if (!define_symbols(p->cg, o, d) || !cg_llvm_jit_add_split(p->cg, parts > 8 ? 8 : parts, d)) goto fail;
+    goto lookup;
+  }
   if (!cg_llvm_optimize(p->cg, d)) goto fail;
   char *msg = NULL;
   if (o && o->dump_ir && LLVMPrintModuleToFile(k.m, o->dump_ir, &msg)) {
@@ -1386,8 +1393,9 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   }
   if (o && o->dump_obj && !cg_llvm_emit_object(p->cg, o->dump_obj, d)) goto fail;
   if (o && o->dump_asm && !cg_llvm_emit_asm(p->cg, o->dump_asm, d)) goto fail;
-  double t2 = now_ms();
   if (!define_symbols(p->cg, o, d) || !cg_llvm_jit_add(p->cg, d)) goto fail;
+lookup:;
+  double t2 = now_ms();
   p->entry = (CgEntryFn)cg_llvm_lookup(p->cg, "heed_forward", d);
   if (!p->entry) goto fail;
   if (prefix && !(p->prefix = (CgEntryFn)cg_llvm_lookup(p->cg, "heed_prefix", d))) goto fail;

@@ -7,10 +7,14 @@
 // Follows LLVM's OrcV2CBindingsBasicUsage.c: every LLVMErrorRef and
 // ErrorMessage is turned into a diagnostic, owned handles are disposed on
 // every path (goto cleanup).
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <llvm-c/Analysis.h>
+#include <llvm-c/BitReader.h>
+#include <llvm-c/BitWriter.h>
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
@@ -255,4 +259,292 @@ void *cg_llvm_lookup(CgLlvm *cg, const char *name, Diag *d) {
     return NULL;
   }
   return (void *)(uintptr_t)addr;
+}
+
+// ---- the module compiled in parts, on threads ----
+//
+// The module is cut into units: the entry points (external functions that
+// no other function of the module calls) each alone, and every other
+// function together with the internal functions it reaches (a kernel with
+// its body and task, an sgemm with its micro-kernel), so that what LLVM may
+// inline stays in one part. Units are dealt to nparts parts by size (the
+// largest first, to the smallest part). Each part is a copy of the module
+// (through bitcode, in a context of its own) where the other parts'
+// functions are declarations: O3 and machine code run on a thread per
+// part, and the JIT links the object files. A function called from another
+// part becomes external (its name is unique in the module).
+
+typedef struct {
+  LLVMMemoryBufferRef bc;  // the whole module as bitcode (shared, read only)
+  const int *part;         // per function (module order): its part
+  int nfn, me;
+  CgLlvm *cg;
+  LLVMMemoryBufferRef obj; // out: the part's object file
+  char *err;               // out: a message (malloc'd) on failure
+} SplitJob;
+
+static int fn_index(LLVMValueRef *fns, int n, LLVMValueRef f) {
+  for (int i = 0; i < n; i++)
+    if (fns[i] == f)
+      return i;
+  return -1;
+}
+
+static int uf_find(int *up, int i) {
+  while (up[i] != i)
+    i = up[i] = up[up[i]];
+  return i;
+}
+
+// The functions an instruction's operands name (calls, and functions
+// passed as values: a task to rt_parallel_for).
+static void for_each_ref(LLVMValueRef f, void (*fn)(LLVMValueRef user, LLVMValueRef callee, void *ud), void *ud) {
+  for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+    for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in)) {
+      int n = LLVMGetNumOperands(in);
+      for (int i = 0; i < n; i++) {
+        LLVMValueRef op = LLVMGetOperand(in, (unsigned)i);
+        if (op && LLVMIsAFunction(op))
+          fn(f, op, ud);
+      }
+    }
+}
+
+typedef struct {
+  LLVMValueRef *fns;
+  int nfn, nedge, cap;
+  int (*edge)[2];  // (user, callee) function indexes
+} Refs;
+
+static void note_ref(LLVMValueRef user, LLVMValueRef callee, void *ud) {
+  Refs *r = ud;
+  int a = fn_index(r->fns, r->nfn, user), b = fn_index(r->fns, r->nfn, callee);
+  if (a < 0 || b < 0 || a == b || r->nedge < 0)
+    return;
+  if (r->nedge == r->cap) {
+    int cap = r->cap ? 2 * r->cap : 256;
+    int (*e)[2] = realloc(r->edge, sizeof *e * (size_t)cap);
+    if (!e) {
+      r->nedge = -1;  // out of memory
+      return;
+    }
+    r->edge = e, r->cap = cap;
+  }
+  r->edge[r->nedge][0] = a, r->edge[r->nedge++][1] = b;
+}
+
+static int instr_count(LLVMValueRef f) {
+  int n = 0;
+  for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+    for (LLVMValueRef in = LLVMGetFirstInstruction(bb); in; in = LLVMGetNextInstruction(in))
+      n++;
+  return n;
+}
+
+// part[i] for every function of m (declarations: -1). Internal functions
+// that another unit calls become external. false: out of memory.
+static bool split_units(LLVMModuleRef m, int nparts, LLVMValueRef **fns_out, int **part_out, int *nfn_out) {
+  int nfn = 0;
+  for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f))
+    nfn++;
+  LLVMValueRef *fns = malloc(sizeof *fns * ((size_t)nfn + 1));
+  int *buf = calloc(5 * ((size_t)nfn + 1), sizeof(int));
+  Refs r = {fns, nfn, 0, 0, NULL};
+  if (!fns || !buf)
+    goto oom;
+  int *up = buf, *called = buf + nfn + 1, *size = buf + 2 * (nfn + 1), *part = buf + 3 * (nfn + 1);
+  int *order = buf + 4 * (nfn + 1), i = 0;
+  for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f))
+    fns[i] = f, up[i] = i, i++;
+  for (i = 0; i < nfn; i++)
+    if (!LLVMIsDeclaration(fns[i]))
+      for_each_ref(fns[i], note_ref, &r);
+  if (r.nedge < 0)
+    goto oom;
+  for (int e = 0; e < r.nedge; e++)
+    called[r.edge[e][1]] = 1;
+  for (int e = 0; e < r.nedge; e++) {  // an internal callee joins its caller's unit, unless that is an entry
+    int a = r.edge[e][0], b = r.edge[e][1];
+    bool entry = LLVMGetLinkage(fns[a]) != LLVMInternalLinkage && !called[a];
+    if (!entry && LLVMGetLinkage(fns[b]) == LLVMInternalLinkage && !LLVMIsDeclaration(fns[b]))
+      up[uf_find(up, b)] = uf_find(up, a);
+  }
+  for (int e = 0; e < r.nedge; e++) {  // called from another unit: external
+    int a = r.edge[e][0], b = r.edge[e][1];
+    if (uf_find(up, a) != uf_find(up, b) && LLVMGetLinkage(fns[b]) == LLVMInternalLinkage) {
+      LLVMSetLinkage(fns[b], LLVMExternalLinkage);
+    }
+  }
+  for (i = 0; i < nfn; i++)
+    size[i] = 0, part[i] = -1;
+  for (i = 0; i < nfn; i++)
+    if (!LLVMIsDeclaration(fns[i]))
+      size[uf_find(up, i)] += instr_count(fns[i]) + 1;
+  int nroots = 0;
+  for (i = 0; i < nfn; i++)
+    if (!LLVMIsDeclaration(fns[i]) && uf_find(up, i) == i)
+      order[nroots++] = i;
+  for (int a = 1; a < nroots; a++)  // largest unit first (insertion sort: tens of units)
+    for (int b = a; b > 0 && size[order[b]] > size[order[b - 1]]; b--) {
+      int t = order[b];
+      order[b] = order[b - 1], order[b - 1] = t;
+    }
+  long load[64] = {0};
+  for (int r = 0; r < nroots; r++) {
+    int best = 0;
+    for (int p = 1; p < nparts; p++)
+      if (load[p] < load[best])
+        best = p;
+    part[order[r]] = best;
+    load[best] += size[order[r]];
+  }
+  for (i = 0; i < nfn; i++)
+    if (!LLVMIsDeclaration(fns[i]))
+      part[i] = part[uf_find(up, i)];
+  int *out = malloc(sizeof *out * ((size_t)nfn + 1));
+  if (!out)
+    goto oom;
+  memcpy(out, part, sizeof *out * (size_t)nfn);
+  free(buf);
+  free(r.edge);
+  *fns_out = fns, *part_out = out, *nfn_out = nfn;
+  return true;
+oom:
+  free(fns);
+  free(buf);
+  free(r.edge);
+  return false;
+}
+
+static char *dup_msg(const char *what, const char *msg) {
+  size_t n = strlen(what) + strlen(msg ? msg : "?") + 3;
+  char *e = malloc(n);
+  if (e)
+    snprintf(e, n, "%s: %s", what, msg ? msg : "?");
+  return e;
+}
+
+// One part: parse the bitcode into a context of its own, make the other
+// parts' functions declarations (internal ones, unused then, go), O3,
+// machine code into job->obj.
+static void *split_job(void *arg) {
+  SplitJob *j = arg;
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef m = NULL;
+  LLVMTargetMachineRef tm = NULL;
+  char *msg = NULL;
+  LLVMMemoryBufferRef bc = LLVMCreateMemoryBufferWithMemoryRange(LLVMGetBufferStart(j->bc), LLVMGetBufferSize(j->bc),
+                                                                 "part", 0);
+  if (LLVMParseBitcodeInContext2(ctx, bc, &m)) {
+    j->err = dup_msg("reading the module back", "invalid bitcode");
+    goto done;
+  }
+  LLVMValueRef *dead = malloc(sizeof *dead * ((size_t)j->nfn + 1));
+  int ndead = 0, i = 0;
+  if (!dead) {
+    j->err = dup_msg("splitting the module", "out of memory");
+    goto done;
+  }
+  for (LLVMValueRef f = LLVMGetFirstFunction(m); f && i < j->nfn; f = LLVMGetNextFunction(f), i++)
+    if (j->part[i] >= 0 && j->part[i] != j->me)
+      dead[ndead++] = f;
+  for (int d = 0; d < ndead; d++) {  // a declaration in its place (or nothing, if internal)
+    LLVMValueRef f = dead[d];
+    if (LLVMGetLinkage(f) == LLVMInternalLinkage) {
+      LLVMReplaceAllUsesWith(f, LLVMGetPoison(LLVMTypeOf(f)));
+    } else {
+      size_t len;
+      char name[256];
+      snprintf(name, sizeof name, "%s", LLVMGetValueName2(f, &len));
+      LLVMSetValueName2(f, "", 0);
+      LLVMValueRef decl = LLVMAddFunction(m, name, LLVMGlobalGetValueType(f));
+      LLVMReplaceAllUsesWith(f, decl);
+    }
+  }
+  for (int d = 0; d < ndead; d++)
+    LLVMDeleteFunction(dead[d]);
+  free(dead);
+  tm = make_tm(j->cg, LLVMGetTargetMachineTarget(j->cg->tm), LLVMRelocPIC, LLVMCodeModelDefault);
+  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  LLVMErrorRef err = tm ? LLVMRunPasses(m, "default<O3>", tm, opts) : NULL;
+  LLVMDisposePassBuilderOptions(opts);
+  if (!tm) {
+    j->err = dup_msg("a target machine", "not created");
+  } else if (err) {
+    char *em = LLVMGetErrorMessage(err);
+    j->err = dup_msg("running the O3 pipeline", em);
+    LLVMDisposeErrorMessage(em);
+  } else if (LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMObjectFile, &msg, &j->obj)) {
+    j->err = dup_msg("emitting machine code", msg);
+    LLVMDisposeMessage(msg);
+    j->obj = NULL;
+  }
+done:
+  if (tm)
+    LLVMDisposeTargetMachine(tm);
+  if (m)
+    LLVMDisposeModule(m);
+  LLVMDisposeMemoryBuffer(bc);
+  LLVMContextDispose(ctx);
+  return NULL;
+}
+
+bool cg_llvm_jit_add_split(CgLlvm *cg, int nparts, Diag *d) {
+  char *msg = NULL;
+  if (!cg->mod) {
+    diag_error(d, NOLOC, "llvm: no module to add to the JIT");
+    return false;
+  }
+  if (LLVMVerifyModule(cg->mod, LLVMReturnStatusAction, &msg)) {
+    message_diag(d, "the generated module is invalid", msg);
+    return false;
+  }
+  LLVMDisposeMessage(msg);
+  nparts = nparts < 1 ? 1 : nparts > 64 ? 64 : nparts;
+  LLVMValueRef *fns = NULL;
+  int *part = NULL, nfn = 0;
+  if (!split_units(cg->mod, nparts, &fns, &part, &nfn)) {
+    diag_error(d, NOLOC, "out of memory splitting the module");
+    return false;
+  }
+  free(fns);
+  LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(cg->mod);
+  LLVMDisposeModule(cg->mod);
+  cg->mod = NULL;
+  SplitJob jobs[64];
+  pthread_t th[64];
+  bool started[64] = {false};
+  for (int p = 0; p < nparts; p++)
+    jobs[p] = (SplitJob){.bc = bc, .part = part, .nfn = nfn, .me = p, .cg = cg};
+  for (int p = 1; p < nparts; p++)
+    started[p] = pthread_create(&th[p], NULL, split_job, &jobs[p]) == 0;
+  split_job(&jobs[0]);
+  for (int p = 1; p < nparts; p++) {
+    if (started[p])
+      pthread_join(th[p], NULL);
+    else
+      split_job(&jobs[p]);  // no thread: here
+  }
+  bool ok = true;
+  for (int p = 0; p < nparts; p++) {
+    if (jobs[p].err && ok) {
+      diag_error(d, NOLOC, "llvm: %s", jobs[p].err);
+      ok = false;
+    }
+    free(jobs[p].err);
+    if (!jobs[p].obj)
+      continue;
+    if (!ok) {
+      LLVMDisposeMemoryBuffer(jobs[p].obj);
+      continue;
+    }
+    LLVMErrorRef err = LLVMOrcLLJITAddObjectFile(cg->jit, LLVMOrcLLJITGetMainJITDylib(cg->jit), jobs[p].obj);
+    if (err) {
+      error_diag(d, "adding machine code to the JIT", err);
+      ok = false;
+    }
+  }
+  free(part);
+  LLVMDisposeMemoryBuffer(bc);
+  return ok;
 }
