@@ -13,10 +13,19 @@
 // positions) carry none. Gradient kernels live in ir/kernels_grad.c.
 #include "passes/pass.h"
 
+// A slice's adjoint not yet placed in its operand's shape: dy at start.
+typedef struct Piece {
+  IrNode *dy;
+  int64_t start;
+  struct Piece *next;
+} Piece;
+
 typedef struct {
   IrGraph *g;
   IrNode **adj;  // per forward node id: the adjoint so far (NULL: none yet)
   bool *need;    // per forward node id: float and depends on a differentiated leaf
+  Piece **pieces;  // per forward node id: slices' adjoints along pieces_axis (settle() adds them)
+  int *pieces_axis;
 } Ad;
 
 static bool is_float(const IrNode *n) { return ir_dtype_info[n->ty.dt].is_float; }
@@ -89,6 +98,43 @@ static bool acc(Ad *ad, IrNode *x, IrNode *d) {
   IrNode *old = ad->adj[x->id];
   ad->adj[x->id] = old ? op2(ad, IR_OP_ADD, old, d, NULL, d->loc) : d;
   return ad->adj[x->id] != NULL;
+}
+
+// The pending pieces of x (slices of it along one axis, e.g. q, k and v
+// split from one projection) added to its adjoint: one CONCAT when they
+// tile the axis (the usual split), else a SLICE_GRAD each. Called before
+// x's adjoint is read.
+static bool settle(Ad *ad, IrNode *x) {
+  Piece *p = ad->pieces[x->id];
+  if (!p) return true;
+  ad->pieces[x->id] = NULL;
+  int axis = ad->pieces_axis[x->id], n = 0;
+  for (Piece *q = p; q; q = q->next) n++;
+  Piece **v = arena_alloc(ad->g->a, sizeof *v * (size_t)n);
+  if (!v) return diag_error(ad->g->diag, x->loc, "autodiff: out of memory"), false;
+  n = 0;
+  for (Piece *q = p; q; q = q->next) {  // by start (insertion: a few pieces)
+    int j = n++;
+    for (; j > 0 && v[j - 1]->start > q->start; j--) v[j] = v[j - 1];
+    v[j] = q;
+  }
+  int64_t end = 0;
+  bool tiles = n <= IR_MAX_SRC;
+  for (int i = 0; tiles && i < n; i++) {
+    tiles = v[i]->start == end;
+    end += v[i]->dy->ty.dim[axis].n;
+  }
+  if (tiles && end == x->ty.dim[axis].n) {
+    IrNode *s[IR_MAX_SRC];
+    for (int i = 0; i < n; i++) s[i] = v[i]->dy;
+    IrAttr at = {.axis = axis};
+    return acc(ad, x, n == 1 ? s[0] : op(ad, IR_OP_CONCAT, s, n, &at, NULL, x->loc));
+  }
+  for (int i = 0; i < n; i++) {
+    IrAttr g = {.axis = axis, .start = v[i]->start};
+    if (!acc(ad, x, op1(ad, IR_OP_SLICE_GRAD, v[i]->dy, &g, &x->ty, v[i]->dy->loc))) return false;
+  }
+  return true;
 }
 
 // acc after summing a broadcast contribution down to x's shape.
@@ -247,6 +293,16 @@ static bool vjp(Ad *ad, IrNode *n) {
   }
   // y = x[start : start+len] along axis: dx = zeros with dy placed at start
   case IR_OP_SLICE: {
+    int ax = (int)at.axis;
+    if (at.start >= 0 && ir_dim_is_const(a->ty.dim[ax]) && ir_dim_is_const(dy->ty.dim[ax])) {  // placed later
+      if (ad->pieces[a->id] && ad->pieces_axis[a->id] != ax && !settle(ad, a)) return false;
+      Piece *p = arena_alloc(ad->g->a, sizeof *p);
+      if (!p) return diag_error(ad->g->diag, loc, "autodiff: out of memory"), false;
+      *p = (Piece){dy, at.start, ad->pieces[a->id]};
+      ad->pieces[a->id] = p;
+      ad->pieces_axis[a->id] = ax;
+      return true;
+    }
     IrAttr g = {.axis = at.axis, .start = at.start};
     return acc(ad, a, op1(ad, IR_OP_SLICE_GRAD, dy, &g, &a->ty, loc));
   }
@@ -321,8 +377,10 @@ bool pass_autodiff(IrGraph *g, IrNode *loss, bool inputs_too) {
   int nfwd = g->nodes.len;
   // Scratch in the graph's arena (released with the compilation).
   Ad ad = {.g = g, .adj = arena_alloc(g->a, sizeof(IrNode *) * ((size_t)nfwd + 1)),
-           .need = arena_alloc(g->a, sizeof(bool) * ((size_t)nfwd + 1))};
-  bool ok = ad.adj && ad.need;
+           .need = arena_alloc(g->a, sizeof(bool) * ((size_t)nfwd + 1)),
+           .pieces = arena_alloc(g->a, sizeof(Piece *) * ((size_t)nfwd + 1)),
+           .pieces_axis = arena_alloc(g->a, sizeof(int) * ((size_t)nfwd + 1))};
+  bool ok = ad.adj && ad.need && ad.pieces && ad.pieces_axis;
   if (!ok) diag_error(g->diag, loss->loc, "autodiff: out of memory");
 
   // Which nodes depend on a differentiated leaf (forward order)?
@@ -338,6 +396,7 @@ bool pass_autodiff(IrGraph *g, IrNode *loss, bool inputs_too) {
   if (ok && ad.need[loss->id]) ok = (ad.adj[loss->id] = ir_const(g, 1.0, loss->ty.dt, loss->loc)) != NULL;
   for (int i = (int)loss->id; ok && i >= 0; i--) {
     IrNode *n = g->nodes.data[i];
+    if (!(ok = settle(&ad, n))) break;
     if (!ad.adj[i] || n->nsrc == 0) continue;
     ok = vjp(&ad, n);
   }
