@@ -673,10 +673,32 @@ static int node_nt(const IrNode *n) {
   return (swaps_last_two(n->src[1]) ? TR_B : 0) | (swaps_last_two(n->src[0]) ? TR_A : 0);
 }
 
-static void key_type(char *buf, size_t cap, size_t *len, const IrType *t) {
+// Ops whose kernels read every size but 1 at run time (kdim): one kernel
+// serves e.g. the bias adds of every width, with no measurable cost in
+// these memory-bound loops. The others (attention: the head size; the
+// norms, softmax, cross entropy: the row length) keep constant sizes.
+static bool generic_dims(IrOp op) {
+  switch (op) {
+  case IR_OP_ATTENTION: case IR_OP_ATTENTION_KV: case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK:
+  case IR_OP_ATTENTION_DV: case IR_OP_ROPE: case IR_OP_ROPE_AT: case IR_OP_LAYERNORM: case IR_OP_RMSNORM:
+  case IR_OP_LAYERNORM_DX: case IR_OP_RMSNORM_DX: case IR_OP_LAYERNORM_DW: case IR_OP_RMSNORM_DW:
+  case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_SOFTMAX_GRAD: case IR_OP_LOG_SOFTMAX_GRAD:
+  case IR_OP_XENT: case IR_OP_XENT_GRAD: case IR_OP_KV_APPEND:
+    return false;
+  default: return true;
+  }
+}
+
+// generic: sizes other than 1 are all "d" (read at run time); broadcasting
+// makes dims that are not 1 agree, so the code is the same for all of them.
+static void key_type(char *buf, size_t cap, size_t *len, const IrType *t, bool generic) {
   *len += (size_t)snprintf(buf + *len, cap - *len, "|%d:", (int)t->dt);
   for (int i = 0; i < t->rank && *len < cap; i++) {
     const IrDim *d = &t->dim[i];
+    if (generic && !(ir_dim_is_const(*d) && d->n == 1)) {
+      *len += (size_t)snprintf(buf + *len, cap - *len, "d,");
+      continue;
+    }
     *len += (size_t)snprintf(buf + *len, cap - *len, "%lld", (long long)d->n);
     for (int s = 0; s < d->nsym && *len < cap; s++)
       *len += (size_t)snprintf(buf + *len, cap - *len, "*s%d", d->sym[s]);
@@ -694,15 +716,17 @@ static char *kernel_key(const IrNode *n, int nt) {
                           a->interleaved, a->inverse, a->value, a->eps, a->scale, a->base, (long long)a->heads,
                           (long long)a->kv_heads, (long long)a->ignore, a->fn);
   for (int i = 0; i < IR_MAX_RANK && len < cap; i++) len += (size_t)snprintf(buf + len, cap - len, "%d.", a->perm[i]);
-  for (int j = 0; j < n->nsrc && len < cap; j++) key_type(buf, cap, &len, &n->src[j]->ty);
-  if (len < cap) key_type(buf, cap, &len, &n->ty);
+  bool gen = generic_dims(n->op);
+  for (int j = 0; j < n->nsrc && len < cap; j++) key_type(buf, cap, &len, &n->src[j]->ty, gen);
+  if (len < cap) key_type(buf, cap, &len, &n->ty, gen);
   return strdup(buf);
 }
 
-// The dim as the kernel sees it: a constant, or dims[slot] (loaded in the
+// The dim as the kernel sees it: a constant (1, or any for the ops that are
+// not generic_dims), or dims[slot] (loaded in the
 // first block so that dynamic allocas can use it).
 static LLVMValueRef kdim(K *k, IrDim d, LLVMValueRef dims, int slot) {
-  if (ir_dim_is_const(d)) return ci(k, d.n);
+  if (ir_dim_is_const(d) && (d.n == 1 || !generic_dims(k->n->op))) return ci(k, d.n);
   LLVMValueRef i = ci(k, slot);
   return LLVMBuildLoad2(k->ab, k->i64, LLVMBuildInBoundsGEP2(k->ab, k->i64, dims, &i, 1, ""), "");
 }
