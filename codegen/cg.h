@@ -131,9 +131,10 @@ bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d);
 // caller's data; every other node's buffer is written by cg_run, but for a
 // PERMUTE that only MATMULs read as their transposed right operand (the
 // tied LM head: the sgemm reads the permute's operand) and that is not a
-// graph output, and for a RESHAPE that is not a graph output, whose values
-// are its source's bytes (cg_node_computed says which; cg_node_alias where
-// the values are). Symbolic
+// graph output, for a RESHAPE that is not a graph output, whose values
+// are its source's bytes, and for an elementwise ADD, SUB or MUL that its
+// elementwise users compute inline (cg_node_computed says which;
+// cg_node_alias where the values are, if anywhere). Symbolic
 // sizes are run-time values (symvals, indexed like g->syms): one program
 // serves every B and T. Example:
 //   CgProgram *p = cg_compile(g, NULL, &diag);          // host CPU, 1 thread

@@ -113,9 +113,19 @@ static LLVMValueRef elem(K *k, const LLVMValueRef *v) {
 static void map_body(K *k, const LLVMValueRef *off, void *ud) {
   (void)ud;
   const IrNode *n = k->n;
-  LLVMValueRef v[IR_MAX_SRC];
-  for (int j = 0; j < n->nsrc; j++) v[j] = ld(k, n->src[j]->ty.dt, k->src[j], off[j]);
-  st(k, n->ty.dt, k->out, off[n->nsrc], elem(k, v));
+  LLVMValueRef x[IR_MAX_SRC], v[IR_MAX_SRC];
+  for (int j = 0; j < k->nopnd; j++) x[j] = ld(k, k->opnd[j]->ty.dt, k->src[j], off[j]);
+  for (int j = 0, o = 0; j < n->nsrc; j++) {
+    if (!(k->inl >> j & 1)) {
+      v[j] = x[o++];
+      continue;
+    }
+    k->n = n->src[j];  // an inlined operand: its op on its operands' values
+    v[j] = elem(k, x + o);
+    o += n->src[j]->nsrc;
+    k->n = n;
+  }
+  st(k, n->ty.dt, k->out, off[k->nopnd], elem(k, v));
 }
 
 // Every index of dims[0..r) in row-major order, as nest(); the leading
@@ -135,17 +145,18 @@ static void nest_par(K *k, int r, const LLVMValueRef *dims, int nops, LLVMValueR
   loop_end(k, &l);
 }
 
-static bool map_flat(const IrNode *n) {
+static bool map_flat(const K *k) {
+  const IrNode *n = k->n;
   bool flat = n->op != IR_OP_PERMUTE;
-  for (int j = 0; j < n->nsrc; j++) flat = flat && same_dims(&n->src[j]->ty, &n->ty);
+  for (int j = 0; j < k->nopnd; j++) flat = flat && same_dims(&k->opnd[j]->ty, &n->ty);
   return flat;
 }
 
 static void emit_map(K *k) {
   const IrNode *n = k->n;
-  int r = n->ty.rank, ns = n->nsrc;
+  int r = n->ty.rank, ns = k->nopnd;
   LLVMValueRef st[IR_MAX_SRC + 1][IR_MAX_RANK];
-  if (map_flat(n)) {  // one loop over every element (the units), the same offset everywhere
+  if (map_flat(k)) {  // one loop over every element (the units), the same offset everywhere
     Loop l;
     LLVMValueRef u = par_begin(k, &l), off[IR_MAX_SRC + 1];
     for (int j = 0; j <= ns; j++) off[j] = u;
@@ -158,7 +169,7 @@ static void emit_map(K *k) {
     bcast_strides(k, &n->src[0]->ty, k->idim[0], r, own);
     for (int i = 0; i < r; i++) st[0][i] = own[n->attr.perm[i]];
   } else {
-    for (int j = 0; j < ns; j++) bcast_strides(k, &n->src[j]->ty, k->idim[j], r, st[j]);
+    for (int j = 0; j < ns; j++) bcast_strides(k, &k->opnd[j]->ty, k->idim[j], r, st[j]);
   }
   bcast_strides(k, &n->ty, k->odim, r, st[ns]);  // the result's own (a size-1 axis steps 0: index 0 only)
   nest_par(k, r, k->odim, ns + 1, st, map_body, NULL);
@@ -706,8 +717,26 @@ static void key_type(char *buf, size_t cap, size_t *len, const IrType *t, bool g
   }
 }
 
+// n's kernel operands into ops (returns how many): its sources, but for an
+// inlined one (inl[id], fuse_elementwise) that one's sources; *mask: bit j
+// for an inlined n->src[j].
+static int kernel_operands(const bool *inl, const IrNode *n, const IrNode **ops, uint32_t *mask) {
+  int no = 0;
+  *mask = 0;
+  for (int j = 0; j < n->nsrc; j++) {
+    const IrNode *s = n->src[j];
+    if (!inl || !inl[s->id]) {
+      ops[no++] = s;
+      continue;
+    }
+    *mask |= 1u << j;
+    for (int i = 0; i < s->nsrc; i++) ops[no++] = s->src[i];
+  }
+  return no;
+}
+
 // Everything a kernel's code depends on, as a string.
-static char *kernel_key(const IrNode *n, int nt) {
+static char *kernel_key_one(const IrNode *n, int nt) {
   char buf[2048];
   size_t len = 0, cap = sizeof buf;
   const IrAttr *a = &n->attr;
@@ -720,6 +749,21 @@ static char *kernel_key(const IrNode *n, int nt) {
   for (int j = 0; j < n->nsrc && len < cap; j++) key_type(buf, cap, &len, &n->src[j]->ty, gen);
   if (len < cap) key_type(buf, cap, &len, &n->ty, gen);
   return strdup(buf);
+}
+
+// ... with the keys of its inlined operands.
+static char *kernel_key(const K *k, const IrNode *n, int nt) {
+  char *key = kernel_key_one(n, nt);
+  for (int j = 0; key && j < n->nsrc; j++) {
+    if (!(k->inl >> j & 1)) continue;
+    char *in = kernel_key_one(n->src[j], 0);
+    char *both = in ? malloc(strlen(key) + strlen(in) + 16) : NULL;
+    if (both) sprintf(both, "%s{%d:%s}", key, j, in);
+    free(in);
+    free(key);
+    key = both;
+  }
+  return key;
 }
 
 // The dim as the kernel sees it: a constant (1, or any for the ops that are
@@ -802,7 +846,7 @@ LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
     if (!((n->op >= IR_OP_ADD && n->op <= IR_OP_DROPOUT) || n->op == IR_OP_EXPAND || n->op == IR_OP_PERMUTE ||
           n->op == IR_OP_UNARY_GRAD || n->op == IR_OP_MAXIMUM_GRAD))
       return NULL;
-    if (map_flat(n)) return prod(k, od, 0, r);
+    if (map_flat(k)) return prod(k, od, 0, r);
     if (r == 0) return ci(k, 1);
     *work = od[r - 1];
     return prod(k, od, 0, r - 1);
@@ -835,11 +879,11 @@ static LLVMBasicBlockRef fn_begin(K *k, LLVMValueRef f, const IrNode *n) {
   k->ctx = LLVMGetParam(f, 0);
   LLVMValueRef dims = LLVMGetParam(f, 1);
   k->out = LLVMGetParam(f, 2);
-  for (int j = 0; j < n->nsrc; j++) k->src[j] = LLVMGetParam(f, 3 + (unsigned)j);
-  for (int j = 0; j < k->nextra; j++) k->xout[j] = LLVMGetParam(f, 3 + (unsigned)(n->nsrc + j));
+  for (int j = 0; j < k->nopnd; j++) k->src[j] = LLVMGetParam(f, 3 + (unsigned)j);
+  for (int j = 0; j < k->nextra; j++) k->xout[j] = LLVMGetParam(f, 3 + (unsigned)(k->nopnd + j));
   int slot = 0;
-  for (int j = 0; j < n->nsrc; j++)
-    for (int a = 0; a < n->src[j]->ty.rank; a++) k->idim[j][a] = kdim(k, n->src[j]->ty.dim[a], dims, slot++);
+  for (int j = 0; j < k->nopnd; j++)
+    for (int a = 0; a < k->opnd[j]->ty.rank; a++) k->idim[j][a] = kdim(k, k->opnd[j]->ty.dim[a], dims, slot++);
   for (int a = 0; a < n->ty.rank; a++) k->odim[a] = kdim(k, n->ty.dim[a], dims, slot++);
   return first;
 }
@@ -924,7 +968,8 @@ enum { PAR_GRAIN = 16384 };  // elements of work per task, at least (by default)
 static LLVMValueRef emit_dispatch(K *k, LLVMValueRef body, LLVMValueRef task, const IrNode *n, LLVMValueRef units,
                                   LLVMValueRef work, LLVMValueRef out) {
   LLVMValueRef f = k->fn, ctx = LLVMGetParam(f, 0), args[8 + IR_MAX_SRC];
-  int ns = n->nsrc + k->nextra;
+  int ns = k->nopnd + k->nextra;
+  (void)n;
   for (int i = 0; i < 3 + ns; i++) args[i] = LLVMGetParam(f, (unsigned)i);
   args[2] = out;
   k->ctx = ctx;
@@ -1000,7 +1045,7 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
   k->nt = nt;
   k->plo = k->phi = NULL;
   k->nextra = is_attention_grad(n->op) ? 3 : 0;
-  LLVMValueRef f = kernel_fn(k, name, n->nsrc + k->nextra, false);
+  LLVMValueRef f = kernel_fn(k, name, k->nopnd + k->nextra, false);
   LLVMBasicBlockRef first = fn_begin(k, f, n);
   LLVMValueRef work, units = cg_par_units(k, &work);
   if (!units) {  // serial
@@ -1011,15 +1056,15 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
   LLVMBasicBlockRef wblock = LLVMGetInsertBlock(k->b);
   char bname[80];
   snprintf(bname, sizeof bname, "%s_body", name);
-  LLVMValueRef body = kernel_fn(k, bname, n->nsrc + k->nextra, true);
+  LLVMValueRef body = kernel_fn(k, bname, k->nopnd + k->nextra, true);
   LLVMBasicBlockRef bfirst = fn_begin(k, body, n);
-  k->plo = LLVMGetParam(body, 3 + (unsigned)(n->nsrc + k->nextra));
-  k->phi = LLVMGetParam(body, 4 + (unsigned)(n->nsrc + k->nextra));
+  k->plo = LLVMGetParam(body, 3 + (unsigned)(k->nopnd + k->nextra));
+  k->phi = LLVMGetParam(body, 4 + (unsigned)(k->nopnd + k->nextra));
   emit_op(k);
   fn_end(k, bfirst, NULL);
   k->plo = k->phi = NULL;
   snprintf(bname, sizeof bname, "%s_task", name);
-  LLVMValueRef task = emit_task(k, bname, body, n->nsrc + k->nextra);
+  LLVMValueRef task = emit_task(k, bname, body, k->nopnd + k->nextra);
   k->fn = f;
   k->ctx = LLVMGetParam(f, 0);
   at(k, wblock);
@@ -1031,7 +1076,8 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
 }
 
 static LLVMValueRef kernel_for(K *k, const IrNode *n, int nt) {
-  char *key = kernel_key(n, nt);
+  k->nopnd = kernel_operands(k->inlined, n, k->opnd, &k->inl);
+  char *key = kernel_key(k, n, nt);
   if (!key) return NULL;
   for (int i = 0; i < k->nkern; i++)
     if (!strcmp(k->kern[i].key, key)) {
@@ -1141,11 +1187,61 @@ static int *alias_nodes(const IrGraph *g, bool *skip) {  // marks the aliases in
   return alias;
 }
 
-// The node whose buffer operand j of n reads: a transposed operand's
-// permute is not computed (the sgemm reads its source), an alias's source.
-static int operand_buf(const CgProgram *p, const IrNode *n, int nt, int j) {
-  bool tr = ((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0);
-  return p->alias[(tr ? n->src[j]->src[0] : n->src[j])->id];
+// Elementwise kernels whose operands are in registers (a map kernel that
+// evaluates an operand's op inline): elem ops (and their gradients) that
+// may take an operand computed inline.
+static bool elem_user(const IrNode *u) {
+  return (u->op >= IR_OP_ADD && u->op <= IR_OP_DROPOUT && u->op != IR_OP_EXPAND && u->op != IR_OP_PERMUTE) ||
+         u->op == IR_OP_UNARY_GRAD || u->op == IR_OP_MAXIMUM_GRAD;
+}
+
+// inl[i]: node i, an f32 ADD, SUB or MUL that is not a graph output, whose
+// users (one or two) are all elementwise ops of its own shape, is not
+// called: each user's kernel computes it from its operands (e.g. the bias
+// add of x @ W + b inside the GELU after it and inside the GELU's gradient;
+// a residual add of a projection's bias add). Its operands are not inlined
+// themselves (one level). NULL if out of memory.
+static bool *fuse_elementwise(const IrGraph *g, bool *skip) {  // marks them in skip
+  int nn = g->nodes.len;
+  bool *inl = calloc((size_t)nn + 1, sizeof *inl), *out = calloc((size_t)nn + 1, sizeof *out);
+  int *users = calloc((size_t)nn + 1, sizeof *users);
+  bool *bad = calloc((size_t)nn + 1, sizeof *bad);  // some user cannot compute it inline
+  if (!inl || !out || !users || !bad) goto done;
+  for (int i = 0; i < g->outputs.len; i++) out[g->outputs.data[i]->id] = true;
+  for (int i = 0; i < nn; i++) {
+    const IrNode *u = g->nodes.data[i];
+    for (int j = 0; j < u->nsrc; j++) {
+      int s = u->src[j]->id;
+      users[s]++;
+      if (!elem_user(u) || skip[i] || !same_dims(&u->ty, &u->src[j]->ty)) bad[s] = true;
+    }
+  }
+  for (int i = 0; i < nn; i++) {
+    const IrNode *n = g->nodes.data[i];
+    bool ok = (n->op == IR_OP_ADD || n->op == IR_OP_SUB || n->op == IR_OP_MUL) && n->ty.dt == IR_F32 && !out[i] &&
+              !skip[i] && !bad[i] && users[i] >= 1 && users[i] <= 2;
+    for (int j = 0; ok && j < n->nsrc; j++) ok = !inl[n->src[j]->id];
+    if (ok) inl[i] = skip[i] = true;
+  }
+done:
+  free(out);
+  free(users);
+  free(bad);
+  return inl;
+}
+
+// The buffers n's kernel reads (returns how many; the kernel's operands,
+// kernel_operands): a transposed operand's permute is not computed (the
+// sgemm reads its source), an alias's source.
+static int operand_bufs(const CgProgram *p, const IrNode *n, int nt, int *ids) {
+  const IrNode *ops[IR_MAX_SRC];
+  uint32_t mask;
+  int no = kernel_operands(p->inl, n, ops, &mask);
+  for (int j = 0; j < no; j++) {
+    bool tr = !mask && (((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0));
+    ids[j] = p->alias[(tr ? ops[j]->src[0] : ops[j])->id];
+  }
+  return no;
 }
 
 // The memory plan's lifetimes (compile.h: def, end), from the calls that
@@ -1162,11 +1258,9 @@ static bool lifetimes(CgProgram *p, const IrGraph *g, const int *grp) {
     p->def[i] = p->end[i] = i;
     for (int o = 0; is_attention_grad(n->op) && o < 3; o++)
       if (grp[3 * i + o] >= 0) p->def[grp[3 * i + o]] = p->end[grp[3 * i + o]] = i;
-    int nt = node_nt(n);
-    for (int j = 0; j < n->nsrc; j++) {
-      int s = operand_buf(p, n, nt, j);
-      if (p->end[s] < i) p->end[s] = i;
-    }
+    int ids[IR_MAX_SRC], no = operand_bufs(p, n, node_nt(n), ids);
+    for (int j = 0; j < no; j++)
+      if (p->end[ids[j]] < i) p->end[ids[j]] = i;
   }
   for (int i = 0; i < g->outputs.len; i++) {  // own bytes for the whole run (callers swap them in as inputs)
     int id = g->outputs.data[i]->id;
@@ -1186,8 +1280,10 @@ static bool emit_entry(K *k, const IrGraph *g, const CgProgram *p, const int *gr
   int maxd = 1;
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
-    int nd = n->ty.rank;
-    for (int j = 0; j < n->nsrc; j++) nd += n->src[j]->ty.rank;
+    const IrNode *ops[IR_MAX_SRC];
+    uint32_t mask;
+    int nd = n->ty.rank, no = kernel_operands(p->inl, n, ops, &mask);
+    for (int j = 0; j < no; j++) nd += ops[j]->ty.rank;
     if (nd > maxd) maxd = nd;
   }
   k->fn = f;
@@ -1207,16 +1303,15 @@ static bool emit_entry(K *k, const IrGraph *g, const CgProgram *p, const int *gr
     k->fn = f;
     at(k, LLVMGetLastBasicBlock(f));
     int slot = 0;
-    for (int j = 0; j < n->nsrc; j++)
-      for (int a = 0; a < n->src[j]->ty.rank; a++)
-        store(k, entry_dim(k, n->src[j]->ty.dim[a], sv), gep(k, k->i64, dims, ci(k, slot++)));
+    for (int j = 0; j < k->nopnd; j++)  // kernel_for set the operands
+      for (int a = 0; a < k->opnd[j]->ty.rank; a++)
+        store(k, entry_dim(k, k->opnd[j]->ty.dim[a], sv), gep(k, k->i64, dims, ci(k, slot++)));
     for (int a = 0; a < n->ty.rank; a++) store(k, entry_dim(k, n->ty.dim[a], sv), gep(k, k->i64, dims, ci(k, slot++)));
     LLVMValueRef args[6 + IR_MAX_SRC];
     args[0] = ctx, args[1] = dims;
     args[2] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, n->id)));
-    for (int j = 0; j < n->nsrc; j++)
-      args[3 + j] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, operand_buf(p, n, nt, j))));
-    int na = 3 + n->nsrc;
+    int ids[IR_MAX_SRC], na = 3 + operand_bufs(p, n, nt, ids);
+    for (int j = 3; j < na; j++) args[j] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, ids[j - 3])));
     for (int o = 0; is_attention_grad(n->op) && o < 3; o++) {  // the group's outputs
       int m = grp[3 * i + o];
       args[na++] = m < 0 ? LLVMConstNull(k->ptr) : load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, m)));
@@ -1390,6 +1485,8 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   }
   p->skip = skipped_nodes(g);
   if (p->skip && !(p->alias = alias_nodes(g, p->skip))) goto oom;  // before the fused nodes join skip
+  if (p->skip && !(p->inl = fuse_elementwise(g, p->skip))) goto oom;
+  k.inlined = p->inl;
   p->fused = calloc((size_t)g->nodes.len + 1, sizeof *p->fused);
   grp = malloc(sizeof *grp * (3 * (size_t)g->nodes.len + 1));
   if (!p->skip || !p->fused || !grp) goto oom;
@@ -1449,6 +1546,7 @@ void cg_program_free(CgProgram *p) {
   free(p->nodes);
   free(p->skip);
   free(p->alias);
+  free(p->inl);
   free(p->fused);
   free(p->def);
   free(p->end);

@@ -41,6 +41,7 @@ struct CgProgram {
   bool *skip;   // per node: not called (skipped_nodes, and fused)
   bool *fused;  // per node: written by its attention group's leader (group_attention_grads)
   int *alias;   // per node: the node whose buffer holds its values (alias_nodes: reshapes)
+  bool *inl;    // per node: computed inline by its elementwise users (fuse_elementwise)
   CgGemmConfig gemm;
   float *work;  // the sgemm's packing buffers
   void *pool;
@@ -85,6 +86,13 @@ typedef struct {
   // (cg_par_units); NULL in a serial kernel (every unit)
   LLVMValueRef plo, phi;
   int64_t grain;  // CgOptions.par_grain
+  // the kernel's operands: n's, but an elementwise operand that is computed
+  // inline (bit j of inl: n->src[j], see fuse_elementwise) is replaced by
+  // its own operands
+  const bool *inlined;  // per node id (CgProgram.inl)
+  const IrNode *opnd[IR_MAX_SRC];
+  int nopnd;
+  uint32_t inl;
   int nextra;          // pointer parameters after the operands (fused attention backward: 3)
   LLVMValueRef xout[3];  // ... their values: dq, dk, dv
 } K;
