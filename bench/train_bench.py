@@ -18,11 +18,14 @@ the last 10% of the file) every --eval-every steps, with the same thread count
 
 Reported for each: the wall time from process start (heed: including the
 compile; PyTorch: including `import torch`) to the first evaluation with
-validation loss <= --target, the wall time of the whole run (--steps), the
-final validation loss, and the peak resident memory of the process
-(ru_maxrss of the child; heed's includes LLVM's compile, PyTorch's the Python
-interpreter and torch's libraries). Ratio = PyTorch time / heed time (above 1:
-heed is faster). Run with /usr/bin/python3 (Debian's python3-torch).
+validation loss <= each --target, the wall time of the whole run (--steps),
+the median time of a training step (heed: between metrics.csv rows of steps
+without an evaluation; PyTorch: timed in its loop), the start-up before the
+first step (heed: the compile), the final validation loss, and the peak
+resident memory of the process (ru_maxrss of the child; heed's includes
+LLVM's compile, PyTorch's the Python interpreter and torch's libraries).
+Ratio = PyTorch time / heed time (above 1: heed is faster). Run with
+/usr/bin/python3 (Debian's python3-torch).
 """
 import argparse
 import json
@@ -99,9 +102,11 @@ def torch_worker(spec):
         return tot / 8
 
     rng, span = spec["seed"] ^ 0x5DEECE66D, cut - T
-    rows, hit = [], None
+    rows, hit, step_s = [], {}, []
     model.train()
+    first = None
     for step in range(1, steps + 1):
+        t_step = time.time()
         offs = []
         for _ in range(B):
             rng, z = splitmix64(rng)
@@ -114,13 +119,20 @@ def torch_worker(spec):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        lv = loss.item()
+        step_s.append(time.time() - t_step)
+        if first is None:
+            first = time.time() - spec["t0"] - step_s[-1]
         val_loss = None
         if step % spec["eval_every"] == 0 or step == steps:
             val_loss = evaluate()
-            if hit is None and val_loss <= spec["target"]:
-                hit = time.time() - spec["t0"]
-        rows.append((step, loss.item(), val_loss))
-    json.dump({"rows": rows, "hit_s": hit, "total_s": time.time() - spec["t0"],
+            for t in spec["targets"]:
+                if str(t) not in hit and val_loss <= t:
+                    hit[str(t)] = time.time() - spec["t0"]
+        rows.append((step, lv, val_loss))
+    step_s.sort()
+    json.dump({"rows": rows, "hit": hit, "total_s": time.time() - spec["t0"], "step_s": step_s[len(step_s) // 2],
+               "startup_s": first,
                "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                "blas": binfo}, open(spec["out"], "w"))
 
@@ -142,14 +154,25 @@ def heed_run(a, sets, data, work):
            "--steps", str(a.steps), "--eval-every", str(a.eval_every), "--checkpoint-every", str(a.steps),
            "--sample", "0", "--threads", str(a.threads), "--seed", str(a.seed)] + sets
     wall, rss = run_child(cmd)
-    hit, final = None, None
+    hit, final, prev, steps, first = {}, None, None, [], None
     for line in open(os.path.join(work, "metrics.csv")).read().split("\n")[1:]:
         f = line.split(",")
-        if len(f) > 2 and f[2]:
+        if len(f) < 7:
+            continue
+        el = float(f[6])  # elapsed_s: since heed train started (compile included)
+        if prev is not None and not f[2]:
+            steps.append(el - prev)
+        prev = el
+        if f[2]:
             final = float(f[2])
-            if hit is None and final <= a.target:
-                hit = float(f[6])  # elapsed_s: since heed train started (compile included)
-    return {"hit_s": hit, "total_s": wall, "final_val": final, "maxrss": rss}
+            for t in a.targets:
+                if str(t) not in hit and final <= t:
+                    hit[str(t)] = el
+    steps.sort()
+    step_s = steps[len(steps) // 2] if steps else None
+    first = float(open(os.path.join(work, "metrics.csv")).read().split("\n")[1].split(",")[6])
+    return {"hit": hit, "total_s": wall, "final_val": final, "maxrss": rss, "step_s": step_s,
+            "startup_s": first - (step_s or 0)}
 
 
 def main():
@@ -163,11 +186,12 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--eval-every", type=int, default=50)
-    ap.add_argument("--target", type=float, default=2.5, help="validation loss to reach (nats per byte)")
+    ap.add_argument("--target", default="2.5,2.2", help="validation losses to reach (nats per byte), comma-separated")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--torch-worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    a.targets = [float(t) for t in str(a.target).split(",")]
     if a.torch_worker:
         return torch_worker(json.load(open(a.torch_worker)))
     import model_bench as mb
@@ -182,12 +206,12 @@ def main():
         init = os.path.join(work, "init.safetensors")
         subprocess.run([a.heed, "init", os.path.join(ROOT, "examples/bytegpt.heed"), "-o", init,
                         "--seed", str(a.seed)] + sets[:8], check=True)
-        print("model: bytegpt L=%d C=%d H=%d T=%d B=%d, %d steps, eval every %d, target val loss %.3f, %d threads, "
+        print("model: bytegpt L=%d C=%d H=%d T=%d B=%d, %d steps, eval every %d, target val loss %s, %d threads, "
               "data %s" % (a.layers, a.dim, a.heads, a.seq, a.batch, a.steps, a.eval_every, a.target, a.threads,
                            os.path.relpath(data, ROOT)), flush=True)
         h = heed_run(a, sets, data, os.path.join(work, "heed"))
         spec = {"cfg": cfg, "batch": a.batch, "seq": a.seq, "steps": a.steps, "eval_every": a.eval_every,
-                "target": a.target, "threads": a.threads, "seed": a.seed, "init": init, "data": data,
+                "targets": a.targets, "threads": a.threads, "seed": a.seed, "init": init, "data": data,
                 "out": os.path.join(work, "torch.json"), "t0": time.time()}
         json.dump(spec, open(os.path.join(work, "spec.json"), "w"))
         wall, rss = run_child([sys.executable, os.path.abspath(__file__), "--torch-worker",
@@ -196,13 +220,19 @@ def main():
         t.update(total_s=wall, maxrss=max(rss, t["maxrss"]),
                  final_val=[r[2] for r in t["rows"] if r[2] is not None][-1])
     fmt = lambda s: "%.1f s" % s if s is not None else "not reached"
-    print("%-8s %14s %12s %10s %12s" % ("", "to val<=%.2f" % a.target, "whole run", "final val", "peak RSS"))
+    heads = ["to val<=%.2f" % t for t in a.targets] + ["whole run", "step", "start-up", "final val", "peak RSS"]
+    print("%-8s" % "" + "".join("%14s" % x for x in heads))
     for name, r in (("heed", h), ("pytorch", t)):
-        print("%-8s %14s %12s %10.4f %9.0f MiB" % (name, fmt(r["hit_s"]), fmt(r["total_s"]), r["final_val"],
-                                                  r["maxrss"] / 2**20))
-    if h["hit_s"] and t["hit_s"]:
-        print("ratio (pytorch / heed): time to target %.2fx, whole run %.2fx; peak RSS heed/pytorch %.2f"
-              % (t["hit_s"] / h["hit_s"], t["total_s"] / h["total_s"], h["maxrss"] / t["maxrss"]))
+        cells = [fmt(r["hit"].get(str(x))) for x in a.targets] + [fmt(r["total_s"]), "%.1f ms" % (1e3 * r["step_s"]),
+                                                                  fmt(r["startup_s"]), "%.4f" % r["final_val"],
+                                                                  "%.0f MiB" % (r["maxrss"] / 2**20)]
+        print("%-8s" % name + "".join("%14s" % x for x in cells))
+    ratios = []
+    for x in a.targets:
+        if h["hit"].get(str(x)) and t["hit"].get(str(x)):
+            ratios.append("time to val<=%.2f %.2fx" % (x, t["hit"][str(x)] / h["hit"][str(x)]))
+    ratios += ["whole run %.2fx" % (t["total_s"] / h["total_s"]), "step %.2fx" % (t["step_s"] / h["step_s"])]
+    print("ratio (pytorch / heed): %s; peak RSS heed/pytorch %.2f" % (", ".join(ratios), h["maxrss"] / t["maxrss"]))
     print("pytorch BLAS: %s" % ", ".join(os.path.basename(p) for p in t["blas"].get("libs", [])) or "?")
 
 
