@@ -15,17 +15,22 @@
 // Scheme: one unit of parallel work is a (batch, head) (the backward: a
 // (batch, kv head), which owns its dk and dv rows). K^T (and V^T) are
 // copied once per unit into scratch (D x Sp, Sp = S rounded up to the key
-// tile TW, zero padding), so that a block of R query rows gets its scores
-// (and dP = dout V^T) as R x TW tiles of vector FMAs over keys, without
-// horizontal sums; a block's keys run up to its last row's lim, rounded
-// up to TW. Softmax per row on whole vectors: lanes at or past lim(t), or
-// masked, are -inf; fexp on vectors. P @ V (dS @ K) keeps a few rows' D/vw
-// vector accumulators in registers over the keys; dK += dS^T Q and dV +=
-// P^T dout update one key's row of accumulators per block of rows.
+// tile TW, zero padding), and the rows of v (of k) into contiguous rows
+// (the rows of a head are KV*D floats apart: a stride that maps them to
+// few L1 sets). Query rows go in blocks of RB = NG register tiles of R
+// rows; a tile's keys run up to its last row's lim, rounded up to TW.
+//   scores (dP = dout V^T alike): per key tile, for each register tile,
+//     R x NC vectors of FMAs over d (kt's tile stays in L1 for the block);
+//   softmax: per register tile, the R rows together on whole vectors
+//     (lanes at or past lim(t), or masked, are -inf; exp on vectors);
+//   P @ V (dS @ K): a few rows' D/vw vector accumulators in registers over
+//     the keys, in blocks of keys that stay in L1 for all RB rows;
+//   dK^T += Q^T dS, dV^T += dout^T P: transposed accumulators (D x Sp),
+//     tiled like the scores, transposed into dk, dv at the unit's end.
 // Explicit <vw x float> vectors and llvm.fma throughout; head rows whose D
-// is not a multiple of vw end in a masked load or store. With fewer than R
-// query rows (decode) the forward skips the transpose: one dot product per
-// key, summed across lanes.
+// is not a multiple of vw are read and written with masked loads and
+// stores. With fewer than R query rows (decode) the forward skips the
+// transpose: one dot product per key, summed across lanes.
 //
 // Numerics: f32 throughout (PyTorch's CPU attention too): scores, the row
 // max and sum of exps, P @ V, dP, the row's sum p dp. Each unit runs in a
@@ -36,9 +41,11 @@
 #include "codegen/compile.h"
 
 enum {
-  R = 4,    // query rows per block (score tiles R x TW)
-  NC = 2,   // key vectors per score tile: TW = NC vw keys
-  MAXV = 8  // vector accumulators a mix keeps in registers
+  R = 4,        // query rows per register tile (score tiles R x TW)
+  NG = 4,       // register tiles per block
+  RB = R * NG,  // query rows per block: each key tile or block of v rows is reused by them from L1
+  NC = 2,       // key vectors per score tile: TW = NC vw keys
+  MAXV = 8      // vector accumulators a mix keeps in registers
 };
 
 typedef struct {
@@ -253,30 +260,60 @@ static void at_load_t(At *a, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef b,
   loop_end(k, &ld);
 }
 
-// sc (R x Sp): sc[r Sp + s] = scale * rows[r] . key s for s < ncols (a
-// multiple of tw), keys from kt (D x Sp). R x NC vector accumulators.
-static void at_scores(At *a, LLVMValueRef sc, LLVMValueRef kt, const LLVMValueRef *rows, LLVMValueRef ncols,
-                      double scale) {
+// if (t0 + r < T) { ... }: r a row of the block
+static LLVMBasicBlockRef if_row(At *a, LLVMValueRef t0, LLVMValueRef r) {
+  return if_begin(a->k, icmp(a->k, LLVMIntSLT, add(a->k, t0, r), a->T));
+}
+
+// dst (rows of Dp floats) = the rows s < n of kv head hk of src (b), zeros
+// past D: contiguous, so that a block of them stays in L1 (the rows of k
+// and v are KV*D floats apart, a stride that maps them to few cache sets).
+static void at_load_rows(At *a, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef b, LLVMValueRef hk, LLVMValueRef n) {
+  K *k = a->k;
+  Loop ls;
+  LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), n), row = at_krow(a, src, b, s, hk);
+  LLVMValueRef d = gep(k, k->f32, dst, mul(k, s, ci(k, (int64_t)a->nv * a->vw)));
+  for (int j = 0; j < a->nv; j++) vst(a, row_ld(a, row, j), gep(k, k->f32, d, ci(k, (int64_t)j * a->vw)));
+  loop_end(k, &ls);
+}
+
+// if (t0 + g R < T && c0 < ncols[g]) { ... }: register tile g of a block
+// has a row before T and key tile c0 is in its range
+static LLVMBasicBlockRef if_tile(At *a, LLVMValueRef t0, int g, LLVMValueRef c0, const LLVMValueRef *ncols) {
+  K *k = a->k;
+  LLVMValueRef in = icmp(k, LLVMIntSLT, add(k, t0, ci(k, g * R)), a->T);
+  return if_begin(k, LLVMBuildAnd(k->b, in, icmp(k, LLVMIntSLT, c0, ncols[g]), ""));
+}
+
+// sc (RB x Sp): sc[r Sp + s] = scale * rows[r] . key s for s < ncols[g] (a
+// multiple of tw; g = r / R, the register tile) for the tiles with a row
+// t0 + r < T, keys from kt (D x Sp). Per key tile (in L1 after the
+// first), R x NC vector accumulators over d.
+static void at_scores(At *a, LLVMValueRef sc, LLVMValueRef kt, const LLVMValueRef *rows, const LLVMValueRef *ncols,
+                      double scale, LLVMValueRef t0) {
   K *k = a->k;
   Loop lc, ld;
-  LLVMValueRef acc[R][NC], kv[NC];
-  LLVMValueRef c0 = mul(k, loop_begin(k, &lc, ci(k, 0), LLVMBuildSDiv(k->b, ncols, ci(k, a->tw), "")), ci(k, a->tw));
-  for (int r = 0; r < R; r++)
-    for (int j = 0; j < NC; j++) acc[r][j] = var(k, a->vt, vzero(a));
-  LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a->D));
-  LLVMValueRef kp = gep(k, k->f32, kt, add(k, mul(k, d, a->Sp), c0));
-  for (int j = 0; j < NC; j++) kv[j] = vld(a, a->vt, gep(k, k->f32, kp, ci(k, (int64_t)j * a->vw)));
-  for (int r = 0; r < R; r++) {
-    LLVMValueRef qb = vsplat(a, load(k, k->f32, gep(k, k->f32, rows[r], d)));
-    for (int j = 0; j < NC; j++) store(k, vfma(a, qb, kv[j], get(k, acc[r][j])), acc[r][j]);
-  }
-  loop_end(k, &ld);
-  LLVMValueRef sv = vsplat(a, cf(k, scale));
-  for (int r = 0; r < R; r++)
-    for (int j = 0; j < NC; j++) {
-      LLVMValueRef p = gep(k, k->f32, sc, add(k, mul(k, ci(k, r), a->Sp), add(k, c0, ci(k, (int64_t)j * a->vw))));
-      vst(a, LLVMBuildFMul(k->b, get(k, acc[r][j]), sv, ""), p);
+  LLVMValueRef acc[R][NC], kv[NC], sv = vsplat(a, cf(k, scale)), nt = LLVMBuildSDiv(k->b, ncols[NG - 1], ci(k, a->tw), "");
+  LLVMValueRef c0 = mul(k, loop_begin(k, &lc, ci(k, 0), nt), ci(k, a->tw));
+  for (int g = 0; g < NG; g++) {
+    LLVMBasicBlockRef join = if_tile(a, t0, g, c0, ncols);
+    for (int r = 0; r < R; r++)
+      for (int j = 0; j < NC; j++) acc[r][j] = var(k, a->vt, vzero(a));
+    LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a->D));
+    LLVMValueRef kp = gep(k, k->f32, kt, add(k, mul(k, d, a->Sp), c0));
+    for (int j = 0; j < NC; j++) kv[j] = vld(a, a->vt, gep(k, k->f32, kp, ci(k, (int64_t)j * a->vw)));
+    for (int r = 0; r < R; r++) {
+      LLVMValueRef qb = vsplat(a, load(k, k->f32, gep(k, k->f32, rows[g * R + r], d)));
+      for (int j = 0; j < NC; j++) store(k, vfma(a, qb, kv[j], get(k, acc[r][j])), acc[r][j]);
     }
+    loop_end(k, &ld);
+    for (int r = 0; r < R; r++)
+      for (int j = 0; j < NC; j++) {
+        LLVMValueRef o = add(k, mul(k, ci(k, g * R + r), a->Sp), add(k, c0, ci(k, (int64_t)j * a->vw)));
+        vst(a, LLVMBuildFMul(k->b, get(k, acc[r][j]), sv, ""), gep(k, k->f32, sc, o));
+      }
+    if_end(k, join);
+  }
   loop_end(k, &lc);
 }
 
@@ -319,12 +356,13 @@ static LLVMValueRef at_exp(At *a, LLVMValueRef x) {
 #undef C_
 }
 
-// A block's R rows of scores (sc, rows Sp apart, ncols a multiple of tw)
-// to e = exp(x - max) in place, over the keys s < lim[r] that the mask
-// shows (e = 0 elsewhere); inv[r] = 1 / sum e (0 when no key is visible,
-// so that the row is 0). The rows go through each pass together: R
-// independent chains of fexp per vector of keys.
-static void at_softmax(At *a, LLVMValueRef sc, const LLVMValueRef *lim, LLVMValueRef ncols, LLVMValueRef *inv) {
+// R rows of scores (sc, rows Sp apart, ncols a multiple of tw), the first
+// query t0r, to e = exp(x - max) in place, over the keys s < lim[r] that
+// the mask shows (e = 0 elsewhere); inv[r] = 1 / sum e, 0 when no key is
+// visible or t0r + r >= T (so that the row is 0). The rows go through each
+// pass together: R independent chains of exp per vector of keys.
+static void at_softmax(At *a, LLVMValueRef sc, const LLVMValueRef *lim, LLVMValueRef ncols, LLVMValueRef inv,
+                       LLVMValueRef t0r) {
   K *k = a->k;
   LLVMValueRef iota[16], ninf = const_of(a->vt, -INFINITY), vmax[R], vs[R], m[R];
   for (int i = 0; i < a->vw; i++) iota[i] = ci32(k, i);
@@ -358,41 +396,9 @@ static void at_softmax(At *a, LLVMValueRef sc, const LLVMValueRef *lim, LLVMValu
   loop_end(k, &l);
   for (int r = 0; r < R; r++) {
     LLVMValueRef sum = vsum(a, get(k, vs[r]));
-    inv[r] = sel(k, fcmp(k, LLVMRealOGT, sum, cf(k, 0)), LLVMBuildFDiv(k->b, cf(k, 1), sum, ""), cf(k, 0));
-  }
-}
-
-// Rows r0 .. r0+nr-1 of a block (t0): out[r] = scl[r] * sum over s < n of
-// w[r Sp + s] * row s (the D floats of kv row s, head hk, of src (b)),
-// stored for the rows t0 + r < T (scl NULL: 1). At most MAXV vector
-// accumulators at a time: columns in groups when D is wide.
-static void at_mix(At *a, LLVMValueRef w, int r0, int nr, LLVMValueRef src, LLVMValueRef b, LLVMValueRef hk,
-                   LLVMValueRef n, const LLVMValueRef *out, const LLVMValueRef *scl, LLVMValueRef t0) {
-  K *k = a->k;
-  int cgw = a->nv < MAXV ? a->nv : MAXV;
-  for (int j0 = 0; j0 < a->nv; j0 += cgw) {
-    int j1 = j0 + cgw < a->nv ? j0 + cgw : a->nv;
-    LLVMValueRef acc[R][MAXV], vv[MAXV];
-    for (int r = 0; r < nr; r++)
-      for (int j = j0; j < j1; j++) acc[r][j - j0] = var(k, a->vt, vzero(a));
-    Loop ls;
-    LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), n), row = at_krow(a, src, b, s, hk);
-    for (int j = j0; j < j1; j++) vv[j - j0] = row_ld(a, row, j);
-    for (int r = 0; r < nr; r++) {
-      LLVMValueRef wr = gep(k, k->f32, w, add(k, mul(k, ci(k, r0 + r), a->Sp), s));
-      LLVMValueRef c = vsplat(a, load(k, k->f32, wr));
-      for (int j = j0; j < j1; j++) store(k, vfma(a, c, vv[j - j0], get(k, acc[r][j - j0])), acc[r][j - j0]);
-    }
-    loop_end(k, &ls);
-    for (int r = 0; r < nr; r++) {
-      LLVMBasicBlockRef join = if_begin(k, icmp(k, LLVMIntSLT, add(k, t0, ci(k, r0 + r)), a->T));
-      LLVMValueRef sv = scl ? vsplat(a, scl[r0 + r]) : NULL;
-      for (int j = j0; j < j1; j++) {
-        LLVMValueRef v = get(k, acc[r][j - j0]);
-        row_st(a, sv ? LLVMBuildFMul(k->b, v, sv, "") : v, out[r0 + r], j);
-      }
-      if_end(k, join);
-    }
+    LLVMValueRef ok = LLVMBuildAnd(k->b, fcmp(k, LLVMRealOGT, sum, cf(k, 0)),
+                                   icmp(k, LLVMIntSLT, add(k, t0r, ci(k, r)), a->T), "");
+    store(k, sel(k, ok, LLVMBuildFDiv(k->b, cf(k, 1), sum, ""), cf(k, 0)), gep(k, k->f32, inv, ci(k, r)));
   }
 }
 
@@ -404,11 +410,69 @@ static int mix_rows(const At *a) {
   return nr;
 }
 
+// yb (RB x Dp floats, zero) += w (RB x Sp) @ the rows s of vr (Dp floats
+// each), for the rows t0 + r < T and the keys s < lim of the last row of r's
+// group: nr rows at a time with their accumulators in registers (at most
+// MAXV vectors: columns in groups when D is wide), over blocks of kb keys
+// that stay in L1 for all the rows.
+static void at_mix(At *a, LLVMValueRef w, LLVMValueRef vr, LLVMValueRef yb, LLVMValueRef t0) {
+  K *k = a->k;
+  int nr = mix_rows(a), cgw = a->nv < MAXV ? a->nv : MAXV;
+  int64_t dp = (int64_t)a->nv * a->vw, kb = 4096 / dp < 8 ? 8 : 4096 / dp;  // 16 KB of keys
+  Loop lk, lg, ls;
+  LLVMValueRef last = sub(k, a->T, ci(k, 1)), n = at_lim(a, imin(k, add(k, t0, ci(k, RB - 1)), last));
+  LLVMValueRef k0 = mul(k, loop_begin(k, &lk, ci(k, 0), LLVMBuildSDiv(k->b, add(k, n, ci(k, kb - 1)), ci(k, kb), "")),
+                        ci(k, kb));
+  LLVMValueRef r0 = mul(k, loop_begin(k, &lg, ci(k, 0), ci(k, RB / nr)), ci(k, nr));
+  LLVMBasicBlockRef join = if_row(a, t0, r0);
+  LLVMValueRef k1 = imin(k, add(k, k0, ci(k, kb)), at_lim(a, imin(k, add(k, t0, add(k, r0, ci(k, nr - 1))), last)));
+  for (int j0 = 0; j0 < a->nv; j0 += cgw) {
+    int j1 = j0 + cgw < a->nv ? j0 + cgw : a->nv;
+    LLVMValueRef acc[R][MAXV], vv[MAXV];
+    for (int r = 0; r < nr; r++)
+      for (int j = j0; j < j1; j++) {
+        LLVMValueRef p = gep(k, k->f32, yb, add(k, mul(k, add(k, r0, ci(k, r)), ci(k, dp)), ci(k, (int64_t)j * a->vw)));
+        acc[r][j - j0] = var(k, a->vt, vld(a, a->vt, p));
+      }
+    LLVMValueRef s = loop_begin(k, &ls, k0, k1), row = gep(k, k->f32, vr, mul(k, s, ci(k, dp)));
+    for (int j = j0; j < j1; j++) vv[j - j0] = vld(a, a->vt, gep(k, k->f32, row, ci(k, (int64_t)j * a->vw)));
+    for (int r = 0; r < nr; r++) {
+      LLVMValueRef wr = gep(k, k->f32, w, add(k, mul(k, add(k, r0, ci(k, r)), a->Sp), s));
+      LLVMValueRef c = vsplat(a, load(k, k->f32, wr));
+      for (int j = j0; j < j1; j++) store(k, vfma(a, c, vv[j - j0], get(k, acc[r][j - j0])), acc[r][j - j0]);
+    }
+    loop_end(k, &ls);
+    for (int r = 0; r < nr; r++)
+      for (int j = j0; j < j1; j++) {
+        LLVMValueRef p = gep(k, k->f32, yb, add(k, mul(k, add(k, r0, ci(k, r)), ci(k, dp)), ci(k, (int64_t)j * a->vw)));
+        vst(a, get(k, acc[r][j - j0]), p);
+      }
+  }
+  if_end(k, join);
+  loop_end(k, &lg);
+  loop_end(k, &lk);
+}
+
+// out rows r (t0 + r < T) = yb rows (Dp floats) * scl[r] (scl NULL: 1)
+static void at_out(At *a, LLVMValueRef yb, const LLVMValueRef *out, LLVMValueRef scl, LLVMValueRef t0) {
+  K *k = a->k;
+  int64_t dp = (int64_t)a->nv * a->vw;
+  for (int r = 0; r < RB; r++) {
+    LLVMBasicBlockRef join = if_row(a, t0, ci(k, r));
+    LLVMValueRef sv = scl ? vsplat(a, load(k, k->f32, gep(k, k->f32, scl, ci(k, r)))) : NULL;
+    for (int j = 0; j < a->nv; j++) {
+      LLVMValueRef v = vld(a, a->vt, gep(k, k->f32, yb, ci(k, r * dp + (int64_t)j * a->vw)));
+      row_st(a, sv ? LLVMBuildFMul(k->b, v, sv, "") : v, out[r], j);
+    }
+    if_end(k, join);
+  }
+}
+
 // The block's rows (t0 + r, the last ones repeated past T) and their heads
 static void block_rows(At *a, LLVMValueRef base, LLVMValueRef b, LLVMValueRef t0, LLVMValueRef h, LLVMValueRef *t,
                        LLVMValueRef *rows) {
   K *k = a->k;
-  for (int r = 0; r < R; r++) {
+  for (int r = 0; r < RB; r++) {
     t[r] = imin(k, add(k, t0, ci(k, r)), sub(k, a->T, ci(k, 1)));
     if (rows) rows[r] = at_qrow(a, base, b, t[r], h);
   }
@@ -418,29 +482,41 @@ static void block_rows(At *a, LLVMValueRef base, LLVMValueRef b, LLVMValueRef t0
 // ATTENTION_KV: q, caches kc, vc (B,S,KV*D), pos -> y, over cache rows
 // [0, pos + T) ----
 
-// One block of R query rows (from t0) of unit (b, h): scores, softmax, y.
-static void fwd_block(At *a, LLVMValueRef sc, LLVMValueRef kt, LLVMValueRef tiled, LLVMValueRef b, LLVMValueRef h,
-                      LLVMValueRef hk, LLVMValueRef t0) {
+// One block of RB query rows (from t0) of unit (b, h): scores, softmax, y.
+// sp: sc (RB x Sp), yb (RB x Dp), inv (RB), vr (Sp x Dp: v's rows).
+static void fwd_block(At *a, const LLVMValueRef *sp, LLVMValueRef kt, LLVMValueRef tiled, LLVMValueRef b,
+                      LLVMValueRef h, LLVMValueRef hk, LLVMValueRef t0) {
   K *k = a->k;
-  const IrNode *n = k->n;
-  LLVMValueRef t[R], q[R], y[R], lim[R], inv[R];
+  double scale = k->n->attr.scale;
+  LLVMValueRef sc = sp[0], yb = sp[1], inv = sp[2], t[RB], q[RB], y[RB], lim[RB];
   block_rows(a, k->src[0], b, t0, h, t, q);
   block_rows(a, k->out, b, t0, h, t, y);
-  for (int r = 0; r < R; r++) lim[r] = at_lim(a, t[r]);
-  LLVMValueRef limb = lim[R - 1], ncols = at_round(a, limb);  // lim grows with t
+  for (int r = 0; r < RB; r++) lim[r] = at_lim(a, t[r]);
+  LLVMValueRef ncols[NG];  // a register tile's keys: up to its last row's lim (lim grows with t), rounded up
+  for (int g = 0; g < NG; g++) ncols[g] = at_round(a, lim[g * R + R - 1]);
   LLVMBasicBlockRef tl = block(k, "tiled"), dr = block(k, "direct"), join = block(k, "scored");
   LLVMBuildCondBr(k->b, tiled, tl, dr);
   at(k, tl);
-  at_scores(a, sc, kt, q, ncols, n->attr.scale);
+  at_scores(a, sc, kt, q, ncols, scale, t0);
   LLVMBuildBr(k->b, join);
   at(k, dr);
-  for (int r = 0; r < R; r++)
-    at_scores_direct(a, gep(k, k->f32, sc, mul(k, ci(k, r), a->Sp)), q[r], k->src[1], b, hk, lim[r], n->attr.scale);
+  for (int r = 0; r < RB; r++) {
+    LLVMBasicBlockRef j = if_row(a, t0, ci(k, r));
+    at_scores_direct(a, gep(k, k->f32, sc, mul(k, ci(k, r), a->Sp)), q[r], k->src[1], b, hk, lim[r], scale);
+    if_end(k, j);
+  }
   LLVMBuildBr(k->b, join);
   at(k, join);
-  at_softmax(a, sc, lim, ncols, inv);
-  int nr = mix_rows(a);
-  for (int r0 = 0; r0 < R; r0 += nr) at_mix(a, sc, r0, nr, k->src[2], b, hk, limb, y, inv, t0);
+  for (int g = 0; g < NG; g++) {
+    LLVMValueRef t0g = add(k, t0, ci(k, g * R));
+    LLVMBasicBlockRef j = if_row(a, t0g, ci(k, 0));
+    at_softmax(a, gep(k, k->f32, sc, mul(k, ci(k, g * R), a->Sp)), lim + g * R, ncols[g],
+               gep(k, k->f32, inv, ci(k, g * R)), t0g);
+    if_end(k, j);
+  }
+  LLVMBuildMemSet(k->b, yb, LLVMConstInt(k->i8, 0, 0), ci(k, 4 * RB * (int64_t)a->nv * a->vw), 4);
+  at_mix(a, sc, sp[3], yb, t0);
+  at_out(a, yb, y, inv, t0);
 }
 
 static void emit_forward(K *k) {
@@ -455,15 +531,20 @@ static void emit_forward(K *k) {
   } else if (n->nsrc > 3) {
     a.mask = k->src[3];
   }
-  // scratch (floats): kvis (Sp), kt (D x Sp), sc (R x Sp)
+  // scratch (floats): kvis (Sp), kt (D x Sp), sc (RB x Sp), yb (RB x Dp), vr (Sp x Dp)
+  int64_t dp = (int64_t)a.nv * a.vw;
   LLVMValueRef off = ci(k, 0);
   at_scratch_keys(&a, NULL, &off);
-  LLVMValueRef fl = add(k, off, mul(k, a.Sp, ci(k, a.D + R)));
+  LLVMValueRef fl = add(k, add(k, off, mul(k, a.Sp, ci(k, a.D + RB + dp))), ci(k, RB * dp));
   LLVMValueRef buf = heap(k, mul(k, fl, ci(k, 4)));
   off = ci(k, 0);
   at_scratch_keys(&a, buf, &off);
-  LLVMValueRef kt = gep(k, k->f32, buf, off), sc = gep(k, k->f32, kt, mul(k, a.Sp, ci(k, a.D)));
-  LLVMBuildMemSet(k->b, sc, LLVMConstInt(k->i8, 0, 0), mul(k, a.Sp, ci(k, 4 * R)), 4);
+  LLVMValueRef sp[4], kt = gep(k, k->f32, buf, off);
+  sp[0] = gep(k, k->f32, kt, mul(k, a.Sp, ci(k, a.D)));
+  sp[1] = gep(k, k->f32, sp[0], mul(k, a.Sp, ci(k, RB)));
+  sp[2] = LLVMBuildArrayAlloca(k->ab, k->f32, ci(k, RB), "inv");
+  sp[3] = gep(k, k->f32, sp[1], ci(k, RB * dp));
+  LLVMBuildMemSet(k->b, sp[0], LLVMConstInt(k->i8, 0, 0), mul(k, a.Sp, ci(k, 4 * RB)), 4);
   LLVMValueRef tiled = icmp(k, LLVMIntSGE, a.T, ci(k, R));  // else one dot product per key
   Loop lu, lb;
   LLVMValueRef u = par_begin(k, &lu);  // u = b * H + h
@@ -473,9 +554,10 @@ static void emit_forward(K *k) {
   LLVMBasicBlockRef tr = if_begin(k, tiled);
   at_load_t(&a, kt, k->src[1], b, hk, at_lim(&a, sub(k, a.T, ci(k, 1))));
   if_end(k, tr);
-  LLVMValueRef nb = LLVMBuildSDiv(k->b, add(k, a.T, ci(k, R - 1)), ci(k, R), "");
-  LLVMValueRef t0 = mul(k, loop_begin(k, &lb, ci(k, 0), nb), ci(k, R));
-  fwd_block(&a, sc, kt, tiled, b, h, hk, t0);
+  at_load_rows(&a, sp[3], k->src[2], b, hk, at_lim(&a, sub(k, a.T, ci(k, 1))));
+  LLVMValueRef nb = LLVMBuildSDiv(k->b, add(k, a.T, ci(k, RB - 1)), ci(k, RB), "");
+  LLVMValueRef t0 = mul(k, loop_begin(k, &lb, ci(k, 0), nb), ci(k, RB));
+  fwd_block(&a, sp, kt, tiled, b, h, hk, t0);
   loop_end(k, &lb);
   loop_end(k, &lu);
   heap_free(k, buf);
@@ -487,18 +569,21 @@ static void emit_forward(K *k) {
 // p (dp - delta): dq_t = sum_s ds_s k_s; dk_s = sum ds q; dv_s = sum p
 // dout, the last two over the queries of the G heads sharing the kv head.
 
-// A block's rows: p = e * inv[r] in place (sc, e from at_softmax), then
-// dp -> ds in place (dpt), the rows together in each pass.
-static void bwd_rows(At *a, LLVMValueRef sc, LLVMValueRef dpt, const LLVMValueRef *inv, LLVMValueRef ncols) {
+// R rows: p = e * inv[r] in place (sc, e from at_softmax), then dp -> ds
+// in place (dpt), the rows together in each pass.
+static void bwd_rows(At *a, LLVMValueRef sc, LLVMValueRef dpt, LLVMValueRef inv, LLVMValueRef ncols) {
   K *k = a->k;
-  LLVMValueRef nvec = LLVMBuildSDiv(k->b, ncols, ci(k, a->vw), ""), dacc[R], delta[R];
+  LLVMValueRef nvec = LLVMBuildSDiv(k->b, ncols, ci(k, a->vw), ""), dacc[R], delta[R], iv[R];
   LLVMValueRef sv = vsplat(a, cf(k, k->n->attr.scale));
-  for (int r = 0; r < R; r++) dacc[r] = var(k, a->vt, vzero(a));
+  for (int r = 0; r < R; r++) {
+    dacc[r] = var(k, a->vt, vzero(a));
+    iv[r] = vsplat(a, load(k, k->f32, gep(k, k->f32, inv, ci(k, r))));
+  }
   Loop l;
   LLVMValueRef c = mul(k, loop_begin(k, &l, ci(k, 0), nvec), ci(k, a->vw));
   for (int r = 0; r < R; r++) {
     LLVMValueRef o = add(k, mul(k, ci(k, r), a->Sp), c), pp = gep(k, k->f32, sc, o);
-    LLVMValueRef p = LLVMBuildFMul(k->b, vld(a, a->vt, pp), vsplat(a, inv[r]), "");
+    LLVMValueRef p = LLVMBuildFMul(k->b, vld(a, a->vt, pp), iv[r], "");
     vst(a, p, pp);
     store(k, vfma(a, p, vld(a, a->vt, gep(k, k->f32, dpt, o)), get(k, dacc[r])), dacc[r]);
   }
@@ -514,51 +599,65 @@ static void bwd_rows(At *a, LLVMValueRef sc, LLVMValueRef dpt, const LLVMValueRe
 }
 
 // acct (D x Sp, a transposed accumulator): acct[d Sp + s] += sum over the
-// block's rows r of w[r Sp + s] * rows[r][d], for s < ncols: per tile of
-// keys, the R x NC vectors of w stay in registers over d.
-static void at_accum(At *a, LLVMValueRef acct, LLVMValueRef w, const LLVMValueRef *rows, LLVMValueRef ncols) {
+// block's rows r of w[r Sp + s] * rows[r][d], for s < ncols[r / R] (the
+// register tiles with a row t0 + r < T). Per key tile (in L1 after the
+// first), a register tile's R x NC vectors of w stay in registers over d.
+static void at_accum(At *a, LLVMValueRef acct, LLVMValueRef w, const LLVMValueRef *rows, const LLVMValueRef *ncols,
+                     LLVMValueRef t0) {
   K *k = a->k;
   Loop lc, ld;
-  LLVMValueRef wv[R][NC], av[NC];
-  LLVMValueRef c0 = mul(k, loop_begin(k, &lc, ci(k, 0), LLVMBuildSDiv(k->b, ncols, ci(k, a->tw), "")), ci(k, a->tw));
-  for (int r = 0; r < R; r++)
-    for (int j = 0; j < NC; j++)
-      wv[r][j] = vld(a, a->vt, gep(k, k->f32, w, add(k, mul(k, ci(k, r), a->Sp), add(k, c0, ci(k, (int64_t)j * a->vw)))));
-  LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a->D));
-  LLVMValueRef ap = gep(k, k->f32, acct, add(k, mul(k, d, a->Sp), c0));
-  for (int j = 0; j < NC; j++) av[j] = vld(a, a->vt, gep(k, k->f32, ap, ci(k, (int64_t)j * a->vw)));
-  for (int r = 0; r < R; r++) {
-    LLVMValueRef qb = vsplat(a, load(k, k->f32, gep(k, k->f32, rows[r], d)));
-    for (int j = 0; j < NC; j++) av[j] = vfma(a, qb, wv[r][j], av[j]);
+  LLVMValueRef wv[R][NC], av[NC], nt = LLVMBuildSDiv(k->b, ncols[NG - 1], ci(k, a->tw), "");
+  LLVMValueRef c0 = mul(k, loop_begin(k, &lc, ci(k, 0), nt), ci(k, a->tw));
+  for (int g = 0; g < NG; g++) {
+    LLVMBasicBlockRef join = if_tile(a, t0, g, c0, ncols);
+    for (int r = 0; r < R; r++)
+      for (int j = 0; j < NC; j++) {
+        LLVMValueRef o = add(k, mul(k, ci(k, g * R + r), a->Sp), add(k, c0, ci(k, (int64_t)j * a->vw)));
+        wv[r][j] = vld(a, a->vt, gep(k, k->f32, w, o));
+      }
+    LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a->D));
+    LLVMValueRef ap = gep(k, k->f32, acct, add(k, mul(k, d, a->Sp), c0));
+    for (int j = 0; j < NC; j++) av[j] = vld(a, a->vt, gep(k, k->f32, ap, ci(k, (int64_t)j * a->vw)));
+    for (int r = 0; r < R; r++) {
+      LLVMValueRef qb = vsplat(a, load(k, k->f32, gep(k, k->f32, rows[g * R + r], d)));
+      for (int j = 0; j < NC; j++) av[j] = vfma(a, qb, wv[r][j], av[j]);
+    }
+    for (int j = 0; j < NC; j++) vst(a, av[j], gep(k, k->f32, ap, ci(k, (int64_t)j * a->vw)));
+    loop_end(k, &ld);
+    if_end(k, join);
   }
-  for (int j = 0; j < NC; j++) vst(a, av[j], gep(k, k->f32, ap, ci(k, (int64_t)j * a->vw)));
-  loop_end(k, &ld);
   loop_end(k, &lc);
 }
 
-// One block of R query rows (from t0) of head h: p, ds; dq rows; dk, dv += .
-static void bwd_block(At *a, LLVMValueRef *sp, LLVMValueRef b, LLVMValueRef h, LLVMValueRef hk, LLVMValueRef t0) {
+// One block of RB query rows (from t0) of head h: p, ds; dq rows; dk, dv +=.
+// sp: kt, vt (D x Sp), sc, dpt (RB x Sp), dkt, dvt (D x Sp), yb (RB x Dp), inv (RB),
+// kr (Sp x Dp: k's rows).
+static void bwd_block(At *a, const LLVMValueRef *sp, LLVMValueRef b, LLVMValueRef h, LLVMValueRef t0) {
   K *k = a->k;
-  LLVMValueRef kt = sp[0], vt = sp[1], sc = sp[2], dpt = sp[3], dka = sp[4], dva = sp[5], dqo = k->xout[0];
-  LLVMValueRef t[R], q[R], o[R], dq[R];
+  LLVMValueRef sc = sp[2], dpt = sp[3], yb = sp[6], inv = sp[7], dqo = k->xout[0];
+  LLVMValueRef t[RB], q[RB], o[RB], dq[RB], lim[RB];
   block_rows(a, k->src[0], b, t0, h, t, q);
   block_rows(a, k->src[3], b, t0, h, t, o);
-  LLVMValueRef limb = at_lim(a, t[R - 1]), ncols = at_round(a, limb);
-  at_scores(a, sc, kt, q, ncols, k->n->attr.scale);
-  at_scores(a, dpt, vt, o, ncols, 1.0);
-  LLVMValueRef lim[R], inv[R];
-  for (int r = 0; r < R; r++) lim[r] = at_lim(a, t[r]);
-  at_softmax(a, sc, lim, ncols, inv);
-  for (int r = 0; r < R; r++)  // a repeated row adds nothing
-    inv[r] = sel(k, icmp(k, LLVMIntSLT, add(k, t0, ci(k, r)), a->T), inv[r], cf(k, 0));
-  bwd_rows(a, sc, dpt, inv, ncols);
+  for (int r = 0; r < RB; r++) lim[r] = at_lim(a, t[r]);
+  LLVMValueRef ncols[NG];  // a register tile's keys (fwd_block)
+  for (int g = 0; g < NG; g++) ncols[g] = at_round(a, lim[g * R + R - 1]);
+  at_scores(a, sc, sp[0], q, ncols, k->n->attr.scale, t0);
+  at_scores(a, dpt, sp[1], o, ncols, 1.0, t0);
+  for (int g = 0; g < NG; g++) {
+    LLVMValueRef t0g = add(k, t0, ci(k, g * R)), og = mul(k, ci(k, g * R), a->Sp), ig = gep(k, k->f32, inv, ci(k, g * R));
+    LLVMBasicBlockRef j = if_row(a, t0g, ci(k, 0));
+    at_softmax(a, gep(k, k->f32, sc, og), lim + g * R, ncols[g], ig, t0g);  // a repeated row (past T) adds nothing
+    bwd_rows(a, gep(k, k->f32, sc, og), gep(k, k->f32, dpt, og), ig, ncols[g]);
+    if_end(k, j);
+  }
   LLVMBasicBlockRef j = if_begin(k, LLVMBuildIsNotNull(k->b, dqo, ""));
   block_rows(a, dqo, b, t0, h, t, dq);
-  int nr = mix_rows(a);
-  for (int r0 = 0; r0 < R; r0 += nr) at_mix(a, dpt, r0, nr, k->src[1], b, hk, limb, dq, NULL, t0);
+  LLVMBuildMemSet(k->b, yb, LLVMConstInt(k->i8, 0, 0), ci(k, 4 * RB * (int64_t)a->nv * a->vw), 4);
+  at_mix(a, dpt, sp[8], yb, t0);
+  at_out(a, yb, dq, NULL, t0);
   if_end(k, j);
-  at_accum(a, dka, dpt, q, ncols);
-  at_accum(a, dva, sc, o, ncols);
+  at_accum(a, sp[4], dpt, q, ncols, t0);
+  at_accum(a, sp[5], sc, o, ncols, t0);
 }
 
 // dst rows (b, s, hk) for s < S from acct (D x Sp), if dst is set
@@ -572,20 +671,25 @@ static void bwd_store(At *a, LLVMValueRef dst, LLVMValueRef acct, LLVMValueRef b
 static void emit_backward(K *k) {
   At a = at_init(k);
   a.mask = k->n->nsrc > 4 ? k->src[4] : NULL;
-  // scratch (floats): kvis (Sp), kt, vt (D x Sp), sc, dpt (R x Sp), dkt, dvt (D x Sp)
+  // scratch (floats): kvis (Sp), kt, vt (D x Sp), sc, dpt (RB x Sp), dkt, dvt (D x Sp), yb (RB x Dp),
+  // kr (Sp x Dp)
+  int64_t dp = (int64_t)a.nv * a.vw;
   LLVMValueRef off = ci(k, 0);
   at_scratch_keys(&a, NULL, &off);
-  LLVMValueRef fl = add(k, off, mul(k, a.Sp, ci(k, 4 * a.D + 2 * R)));
+  LLVMValueRef fl = add(k, add(k, off, mul(k, a.Sp, ci(k, 4 * a.D + 2 * RB + dp))), ci(k, RB * dp));
   LLVMValueRef buf = heap(k, mul(k, fl, ci(k, 4)));
   off = ci(k, 0);
   at_scratch_keys(&a, buf, &off);
-  LLVMValueRef sp[6], dsp = mul(k, a.Sp, ci(k, a.D)), rsp = mul(k, a.Sp, ci(k, R));
+  LLVMValueRef sp[9], dsp = mul(k, a.Sp, ci(k, a.D)), rsp = mul(k, a.Sp, ci(k, RB));
   sp[0] = gep(k, k->f32, buf, off);
   sp[1] = gep(k, k->f32, sp[0], dsp);
   sp[2] = gep(k, k->f32, sp[1], dsp);
   sp[3] = gep(k, k->f32, sp[2], rsp);
   sp[4] = gep(k, k->f32, sp[3], rsp);
   sp[5] = gep(k, k->f32, sp[4], dsp);
+  sp[6] = gep(k, k->f32, sp[5], dsp);
+  sp[7] = LLVMBuildArrayAlloca(k->ab, k->f32, ci(k, RB), "inv");
+  sp[8] = gep(k, k->f32, sp[6], ci(k, RB * dp));
   Loop lu, lg, lb;
   LLVMValueRef u = par_begin(k, &lu);  // u = b * KV + hk
   LLVMValueRef hk = LLVMBuildSRem(k->b, u, ci(k, a.KV), ""), b = LLVMBuildSDiv(k->b, u, ci(k, a.KV), "");
@@ -593,11 +697,12 @@ static void emit_backward(K *k) {
   LLVMValueRef limu = at_lim(&a, sub(k, a.T, ci(k, 1)));
   at_load_t(&a, sp[0], k->src[1], b, hk, limu);
   at_load_t(&a, sp[1], k->src[2], b, hk, limu);
+  at_load_rows(&a, sp[8], k->src[1], b, hk, limu);
   LLVMBuildMemSet(k->b, sp[4], LLVMConstInt(k->i8, 0, 0), mul(k, dsp, ci(k, 8)), 4);
   LLVMValueRef g = loop_begin(k, &lg, ci(k, 0), ci(k, a.G)), h = add(k, mul(k, hk, ci(k, a.G)), g);
-  LLVMValueRef nb = LLVMBuildSDiv(k->b, add(k, a.T, ci(k, R - 1)), ci(k, R), "");
-  LLVMValueRef t0 = mul(k, loop_begin(k, &lb, ci(k, 0), nb), ci(k, R));
-  bwd_block(&a, sp, b, h, hk, t0);
+  LLVMValueRef nb = LLVMBuildSDiv(k->b, add(k, a.T, ci(k, RB - 1)), ci(k, RB), "");
+  LLVMValueRef t0 = mul(k, loop_begin(k, &lb, ci(k, 0), nb), ci(k, RB));
+  bwd_block(&a, sp, b, h, t0);
   loop_end(k, &lb);
   loop_end(k, &lg);
   bwd_store(&a, k->xout[1], sp[4], b, hk);
