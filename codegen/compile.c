@@ -25,10 +25,11 @@
 // Numerics: the interpreter (ir/kernels.c) computes in double and rounds
 // each node to f32. Here elementwise float ops are f32 where f32 is exact
 // (+ - * / sqrt) and double through libm otherwise; reductions, softmax and
-// norm statistics, attention's weighted sums and cross entropy accumulate
-// in double; exp in softmax, attention, xent, EXP, SIGMOID, SILU and
-// GELU_TANH is an f32 polynomial (fexp, 1-2 ulp) that the loop vectorizer
-// widens; TANH, GELU (erf), LOG, ROPE's sin/cos stay in double libm.
+// norm statistics and cross entropy accumulate in double; exp in softmax,
+// xent, EXP, SIGMOID, SILU and GELU_TANH is an f32 polynomial (fexp, 1-2
+// ulp) that the loop vectorizer widens; TANH, GELU (erf), LOG, ROPE's
+// sin/cos stay in double libm. Attention (attention.c) is f32 throughout,
+// on explicit vectors.
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -489,93 +490,6 @@ static void emit_gather(K *k) {
 
 // ---- Transformer ops ----
 
-// q (B,T,H*D), k, v (B,S,KV*D) [, mask (B,S)] -> (B,T,H*D). Per query row:
-// scores (f32 dot products, vectorized over D) into w (S), the maximum over
-// the visible keys, p = exp(score - max) (summed in double), then y = sum of
-// p/sum * v accumulated in double; zeros when no key is visible. Causal:
-// query t sees keys s <= t + (S - T); ATTENTION_KV (decode; q, the caches
-// kc, vc (B,S,KV*D), pos): keys s <= pos + t.
-static void emit_attention(K *k) {
-  const IrNode *n = k->n;
-  LLVMBuilderRef b = k->b;
-  int64_t H = n->attr.heads, KV = n->attr.kv_heads, D = n->ty.dim[2].n / H;
-  LLVMValueRef B = k->idim[0][0], T = k->idim[0][1], S = k->idim[1][1], pos = NULL;
-  bool kv = n->op == IR_OP_ATTENTION_KV, masked = !kv && n->nsrc > 3;
-  if (kv) {  // over a cache (B,S,KV*D) filled up to pos + T: query t sees keys 0..pos+t
-    pos = ld(k, n->src[3]->ty.dt, k->src[3], ci(k, 0));
-    fail_if(k, LLVMBuildOr(b, icmp(k, LLVMIntSLT, pos, ci(k, 0)), icmp(k, LLVMIntSGT, add(k, pos, T), S), ""),
-            ST_SLICE, T, S);
-  }
-  // scratch in the first block, where the dims are loaded
-  LLVMValueRef s1 = LLVMBuildSelect(k->ab, LLVMBuildICmp(k->ab, LLVMIntSGT, S, ci(k, 1), ""), S, ci(k, 1), "");
-  LLVMValueRef w = LLVMBuildArrayAlloca(k->ab, k->f32, s1, "w");
-  LLVMValueRef acc = LLVMBuildArrayAlloca(k->ab, k->f64, ci(k, D), "acc");
-  LLVMValueRef mx = var(k, k->f32, NULL), nvis = var(k, k->i64, NULL), dot = var(k, k->f32, NULL);
-  LLVMValueRef sum = var(k, k->f64, NULL);
-  (void)B;
-  Loop lu, ls, li;
-  LLVMValueRef u = par_begin(k, &lu);  // u = (b * T + t) * H + h
-  LLVMValueRef h = LLVMBuildSRem(b, u, ci(k, H), ""), bt = LLVMBuildSDiv(b, u, ci(k, H), "");
-  LLVMValueRef t = LLVMBuildSRem(b, bt, T, ""), bi = LLVMBuildSDiv(b, bt, T, "");
-  LLVMValueRef kh = LLVMBuildSDiv(b, h, ci(k, H / KV), "");
-  LLVMValueRef q = gep(k, k->f32, k->src[0], mul(k, add(k, mul(k, add(k, mul(k, bi, T), t), ci(k, H)), h), ci(k, D)));
-  LLVMValueRef y = gep(k, k->f32, k->out, mul(k, add(k, mul(k, add(k, mul(k, bi, T), t), ci(k, H)), h), ci(k, D)));
-  LLVMValueRef kbase = mul(k, add(k, mul(k, mul(k, bi, S), ci(k, KV)), kh), ci(k, D));  // row s adds s*KV*D
-  LLVMValueRef lim = kv             ? add(k, add(k, pos, t), ci(k, 1))
-                     : n->attr.causal ? imax(k, ci(k, 0), imin(k, S, add(k, t, add(k, sub(k, S, T), ci(k, 1)))))
-                                      : S;
-  LLVMValueRef mrow = masked ? gep(k, k->i8, k->src[3], mul(k, bi, S)) : NULL;
-  store(k, cf(k, -INFINITY), mx);
-  store(k, ci(k, 0), nvis);
-  // scores
-  LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), lim);
-  LLVMBasicBlockRef join = NULL;
-  if (masked) join = if_begin(k, icmp(k, LLVMIntNE, load(k, k->i8, gep(k, k->i8, mrow, s)), LLVMConstInt(k->i8, 0, 0)));
-  LLVMValueRef kr = gep(k, k->f32, k->src[1], add(k, kbase, mul(k, s, ci(k, KV * D))));
-  store(k, cf(k, 0), dot);
-  LLVMValueRef i = loop_begin(k, &li, ci(k, 0), ci(k, D));
-  LLVMValueRef pr = LLVMBuildFMul(b, load(k, k->f32, gep(k, k->f32, q, i)), load(k, k->f32, gep(k, k->f32, kr, i)), "");
-  store(k, reassoc(LLVMBuildFAdd(b, get(k, dot), reassoc(pr), "")), dot);
-  loop_end(k, &li);
-  LLVMValueRef sc = LLVMBuildFMul(b, get(k, dot), cf(k, n->attr.scale), "");
-  store(k, sc, gep(k, k->f32, w, s));
-  store(k, intr2(k, "llvm.maxnum", get(k, mx), sc), mx);
-  store(k, add(k, get(k, nvis), ci(k, 1)), nvis);
-  if (masked) if_end(k, join);
-  loop_end(k, &ls);
-  // zeros, then the weighted sum of v when some key is visible
-  i = loop_begin(k, &li, ci(k, 0), ci(k, D));
-  store(k, cd(k, 0), gep(k, k->f64, acc, i));
-  loop_end(k, &li);
-  LLVMBasicBlockRef any = if_begin(k, icmp(k, LLVMIntSGT, get(k, nvis), ci(k, 0)));
-  LLVMValueRef m = get(k, mx);
-  store(k, cd(k, 0), sum);
-  s = loop_begin(k, &ls, ci(k, 0), lim);
-  LLVMValueRef e = fexp(k, LLVMBuildFSub(b, load(k, k->f32, gep(k, k->f32, w, s)), m, ""));
-  if (masked)  // a hidden key adds nothing
-    e = sel(k, icmp(k, LLVMIntNE, load(k, k->i8, gep(k, k->i8, mrow, s)), LLVMConstInt(k->i8, 0, 0)), e, cf(k, 0));
-  store(k, e, gep(k, k->f32, w, s));
-  store(k, reassoc(LLVMBuildFAdd(b, get(k, sum), ext(k, e), "")), sum);
-  loop_end(k, &ls);
-  LLVMValueRef inv = LLVMBuildFDiv(b, cd(k, 1), get(k, sum), "");
-  s = loop_begin(k, &ls, ci(k, 0), lim);
-  LLVMValueRef p = LLVMBuildFMul(b, ext(k, load(k, k->f32, gep(k, k->f32, w, s))), inv, "");
-  LLVMBasicBlockRef nz = if_begin(k, fcmp(k, LLVMRealONE, p, cd(k, 0)));
-  LLVMValueRef vr = gep(k, k->f32, k->src[2], add(k, kbase, mul(k, s, ci(k, KV * D))));
-  i = loop_begin(k, &li, ci(k, 0), ci(k, D));
-  LLVMValueRef ap = gep(k, k->f64, acc, i);
-  LLVMValueRef pv = LLVMBuildFMul(b, p, ext(k, load(k, k->f32, gep(k, k->f32, vr, i))), "");
-  store(k, LLVMBuildFAdd(b, load(k, k->f64, ap), pv, ""), ap);
-  loop_end(k, &li);
-  if_end(k, nz);
-  loop_end(k, &ls);
-  if_end(k, any);
-  i = loop_begin(k, &li, ci(k, 0), ci(k, D));
-  store(k, trn(k, load(k, k->f64, gep(k, k->f64, acc, i))), gep(k, k->f32, y, i));
-  loop_end(k, &li);
-  loop_end(k, &lu);
-}
-
 // x (B,T,H*D): pairs (i, i + D/2) or (2i, 2i+1) rotated by (off + t) *
 // base^(-2i/D), angles and sin/cos in double (as the reference; t * freq
 // reaches 1e3). ROPE: off 0; ROPE_AT (decode): off = its pos operand (a
@@ -810,9 +724,9 @@ LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
   case IR_OP_LAYERNORM_DW: case IR_OP_RMSNORM_DW:
     *work = prod(k, id, 0, ri - 1);
     return id[ri - 1];
-  case IR_OP_ATTENTION: case IR_OP_ATTENTION_KV:
-    *work = mul(k, k->idim[1][1], ci(k, n->src[0]->ty.dim[2].n / n->attr.heads * 2));
-    return mul(k, mul(k, id[0], id[1]), ci(k, n->attr.heads));
+  case IR_OP_ATTENTION: case IR_OP_ATTENTION_KV:  // (b, head)
+    *work = mul(k, mul(k, id[1], k->idim[1][1]), ci(k, n->src[0]->ty.dim[2].n / n->attr.heads * 2));
+    return mul(k, id[0], ci(k, n->attr.heads));
   case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV:  // fused: (b, kv head)
     *work = mul(k, mul(k, id[1], k->idim[1][1]), ci(k, n->src[0]->ty.dim[2].n / n->attr.kv_heads * 5));
     return mul(k, id[0], ci(k, n->attr.kv_heads));
@@ -908,7 +822,7 @@ static void emit_op(K *k) {
   case IR_OP_SLICE: emit_slice(k); break;
   case IR_OP_CONCAT: emit_concat(k); break;
   case IR_OP_GATHER: emit_gather(k); break;
-  case IR_OP_ATTENTION: case IR_OP_ATTENTION_KV: emit_attention(k); break;
+  case IR_OP_ATTENTION: case IR_OP_ATTENTION_KV: cg_emit_attention(k); break;
   case IR_OP_ROPE: case IR_OP_ROPE_AT: emit_rope(k); break;
   case IR_OP_XENT: emit_xent(k); break;
   case IR_OP_KV_APPEND: cg_emit_kv(k); break;

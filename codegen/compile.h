@@ -422,6 +422,11 @@ HEED_INTERNAL LLVMValueRef cg_grad_elem(K *k, const LLVMValueRef *v);
 // ---- compile_optim.c: the fused optimizer updates (OPT_MOMENT, OPT_MOMENT2, OPT_ADAMW) ----
 HEED_INTERNAL void cg_emit_optim(K *k);
 
+// ---- attention.c ----
+// ATTENTION and ATTENTION_KV (a parallel body over units (b, head)), and the
+// fused ATTENTION_DQ/_DK/_DV (units (b, kv head); k->xout = dq, dk, dv).
+HEED_INTERNAL void cg_emit_attention(K *k);
+
 // ---- compile_kv.c ----
 // The incremental-decoding ops (KV_APPEND; ATTENTION_KV, ROPE_AT are compile.c's) into k->fn;
 // cg_emit_gemv: before a MATMUL's sgemm, a branch that handles a left

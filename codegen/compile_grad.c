@@ -5,16 +5,16 @@
 // reference semantics are ir/kernels_grad.c; each kernel below states the
 // math it computes.
 //
-// Numerics: row statistics (norms, softmax, attention, cross entropy) and
-// every sum (dot products, sums over rows or keys) are accumulated in
-// double; exp is the f32 polynomial fexp (its argument is <= 0 where it
-// weighs a sum, so the absolute error stays near 1e-8). Sums over rows
-// (LAYERNORM_DW, RMSNORM_DW), over queries (ATTENTION_DK, DV) and the
-// scatter-add of GATHER_GRAD run in a fixed order on the calling thread:
-// results do not depend on the thread count. Scratch that grows with the
-// sizes (the per-row statistics of ATTENTION_DK/DV, GATHER_GRAD's row
-// lists) is malloc'd per call and freed before the kernel returns; a
-// failing malloc is the status ST_NOMEM.
+// Numerics: row statistics (norms, softmax, cross entropy) and every sum
+// (dot products, sums over rows) are accumulated in double; exp is the f32
+// polynomial fexp (its argument is <= 0 where it weighs a sum, so the
+// absolute error stays near 1e-8). Sums over rows (LAYERNORM_DW,
+// RMSNORM_DW) and the scatter-add of GATHER_GRAD run in a fixed order on
+// the calling thread: results do not depend on the thread count. Scratch
+// that grows with the sizes (GATHER_GRAD's row lists) is malloc'd per call
+// and freed before the kernel returns; a failing malloc is the status
+// ST_NOMEM. The fused attention backward (ATTENTION_DQ, _DK, _DV) is
+// attention.c's.
 #include <math.h>
 
 #include "codegen/compile.h"
@@ -280,175 +280,6 @@ static void emit_norm_dw(K *k) {
   loop_end(k, &lc);
 }
 
-// ---- attention: q, dout (B,T,H*D); k, v (B,S,KV*D); mask (B,S) ----
-//
-// Query head h reads kv head h/G (G = H/KV); key s is visible to query t if
-// s <= t + S - T when causal and mask[b,s] != 0; a row with no visible key
-// has p = 0. With dp_s = dout . v_s and ds = p (dp - sum p dp):
-// dq = scale sum_s ds k_s; dk_s = scale sum ds q; dv_s = sum p dout, the
-// last two summed over the queries and the G heads that share the kv head.
-
-typedef struct {
-  int64_t H, KV, G, D;
-  LLVMValueRef B, T, S, mask;
-} At;
-
-static At at_dims(K *k) {
-  const IrNode *n = k->n;
-  At a = {.H = n->attr.heads, .KV = n->attr.kv_heads};
-  a.G = a.H / a.KV;
-  a.D = n->src[0]->ty.dim[2].n / a.H;
-  a.B = k->idim[0][0], a.T = k->idim[0][1], a.S = k->idim[1][1];
-  a.mask = n->nsrc > 4 ? k->src[4] : NULL;
-  return a;
-}
-
-// Is key s of batch b unmasked? (true without a mask)
-static LLVMValueRef at_vis(K *k, const At *a, LLVMValueRef b, LLVMValueRef s) {
-  if (!a->mask) return LLVMConstInt(k->i1, 1, 0);
-  LLVMValueRef m = load(k, k->i8, gep(k, k->i8, a->mask, add(k, mul(k, b, a->S), s)));
-  return icmp(k, LLVMIntNE, m, LLVMConstInt(k->i8, 0, 0));
-}
-
-// Keys [0, lim) are visible to query t by causality.
-static LLVMValueRef at_lim(K *k, const At *a, LLVMValueRef t) {
-  if (!k->n->attr.causal) return a->S;
-  return imax(k, ci(k, 0), imin(k, a->S, add(k, t, add(k, sub(k, a->S, a->T), ci(k, 1)))));
-}
-
-// Row pointers: q/dout row (b, t, h); k/v row (b, s, kv head hk)
-static LLVMValueRef at_qrow(K *k, const At *a, LLVMValueRef base, LLVMValueRef b, LLVMValueRef t, LLVMValueRef h) {
-  return gep(k, k->f32, base, mul(k, add(k, mul(k, add(k, mul(k, b, a->T), t), ci(k, a->H)), h), ci(k, a->D)));
-}
-static LLVMValueRef at_krow(K *k, const At *a, LLVMValueRef base, LLVMValueRef b, LLVMValueRef s, LLVMValueRef hk) {
-  return gep(k, k->f32, base, mul(k, add(k, mul(k, add(k, mul(k, b, a->S), s), ci(k, a->KV)), hk), ci(k, a->D)));
-}
-
-// sum over i < n of a[i] b[i] in f32, reassociated (8 or 16 lanes)
-static LLVMValueRef dotf(K *k, LLVMValueRef a, LLVMValueRef b, int64_t n) {
-  LLVMValueRef acc = var(k, k->f32, cf(k, 0));
-  Loop l;
-  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), ci(k, n));
-  LLVMValueRef pr = reassoc(LLVMBuildFMul(k->b, ldf(k, a, i), ldf(k, b, i), ""));
-  store(k, reassoc(LLVMBuildFAdd(k->b, get(k, acc), pr, "")), acc);
-  loop_end(k, &l);
-  return get(k, acc);
-}
-
-// y[0..n) += c x[0..n) (f32)
-static void axpyf(K *k, LLVMValueRef y, LLVMValueRef c, LLVMValueRef x, int64_t n) {
-  Loop l;
-  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), ci(k, n)), yp = gep(k, k->f32, y, i);
-  store(k, LLVMBuildFAdd(k->b, load(k, k->f32, yp), fmul(k, c, ldf(k, x, i)), ""), yp);
-  loop_end(k, &l);
-}
-
-// ATTENTION_DQ, _DK and _DV of one attention in one kernel (compile.c
-// groups them; k->xout = dq, dk, dv, NULL where the graph has no such
-// node). Per unit (b, kv head hk), for each of the G query heads h sharing
-// it and each query row t, with p the row's probabilities (f32 scores, the
-// max, fexp, the sum in double):
-//   dp_s = dout_t . v_s, delta = sum_s p_s dp_s (double), ds_s = p_s (dp_s - delta)
-//   dq_t = scale sum_s ds_s k_s                 (written per row)
-//   dk_s += scale ds_s q_t, dv_s += p_s dout_t  (S x D accumulators, f32)
-// Hidden keys and rows without a visible key add nothing. Every sum runs
-// in a fixed order (h, t, s), whatever the thread count.
-static void emit_attention_fused(K *k) {
-  At a = at_dims(k);
-  LLVMBuilderRef bld = k->b;
-  LLVMValueRef dqo = k->xout[0], dko = k->xout[1], dvo = k->xout[2];
-  LLVMValueRef scale = cf(k, k->n->attr.scale);
-  LLVMValueRef pr = scratch(k, k->f32, a.S), dsr = scratch(k, k->f32, a.S), dqa = scratch(k, k->f32, ci(k, a.D));
-  LLVMValueRef sd = mul(k, a.S, ci(k, a.D));
-  LLVMValueRef acc = heap(k, mul(k, sd, ci(k, 8))), dka = acc, dva = gep(k, k->f32, acc, sd);
-  LLVMValueRef mx = var(k, k->f32, NULL), sum = var(k, k->f64, NULL), delta = var(k, k->f64, NULL);
-  Loop lu, lg, lt, ls, ld;
-  LLVMValueRef u = par_begin(k, &lu);  // u = b * KV + hk
-  LLVMValueRef hk = LLVMBuildSRem(bld, u, ci(k, a.KV), ""), b = LLVMBuildSDiv(bld, u, ci(k, a.KV), "");
-  LLVMBuildMemSet(bld, acc, LLVMConstInt(k->i8, 0, 0), mul(k, sd, ci(k, 8)), 4);
-  LLVMValueRef g = loop_begin(k, &lg, ci(k, 0), ci(k, a.G));
-  LLVMValueRef h = add(k, mul(k, hk, ci(k, a.G)), g);
-  LLVMValueRef t = loop_begin(k, &lt, ci(k, 0), a.T), lim = at_lim(k, &a, t);
-  LLVMValueRef q = at_qrow(k, &a, k->src[0], b, t, h), dout = at_qrow(k, &a, k->src[3], b, t, h);
-  // scores and their max over the visible keys
-  store(k, cf(k, -INFINITY), mx);
-  LLVMValueRef s = loop_begin(k, &ls, ci(k, 0), lim);
-  store(k, cf(k, -INFINITY), gep(k, k->f32, pr, s));
-  LLVMBasicBlockRef vis = if_begin(k, at_vis(k, &a, b, s));
-  LLVMValueRef sc = fmul(k, dotf(k, q, at_krow(k, &a, k->src[1], b, s, hk), a.D), scale);
-  store(k, sc, gep(k, k->f32, pr, s));
-  store(k, fmaxr(k, get(k, mx), sc), mx);
-  if_end(k, vis);
-  loop_end(k, &ls);
-  LLVMValueRef m = get(k, mx);
-  LLVMBasicBlockRef none = block(k, "norow"), any = block(k, "row"), next = block(k, "nextrow");
-  LLVMBuildCondBr(bld, fcmp(k, LLVMRealOEQ, m, cf(k, -INFINITY)), none, any);
-  at(k, none);  // no visible key: dq_t = 0
-  if (dqo) {
-    LLVMBasicBlockRef j = if_begin(k, LLVMBuildIsNotNull(bld, dqo, ""));
-    LLVMBuildMemSet(bld, at_qrow(k, &a, dqo, b, t, h), LLVMConstInt(k->i8, 0, 0), ci(k, 4 * a.D), 4);
-    if_end(k, j);
-  }
-  LLVMBuildBr(bld, next);
-  at(k, any);
-  store(k, cd(k, 0), sum);
-  s = loop_begin(k, &ls, ci(k, 0), lim);
-  LLVMValueRef pp = gep(k, k->f32, pr, s), e = fexp(k, LLVMBuildFSub(bld, load(k, k->f32, pp), m, ""));
-  store(k, e, pp);
-  store(k, reassoc(LLVMBuildFAdd(bld, get(k, sum), ext(k, e), "")), sum);
-  loop_end(k, &ls);
-  LLVMValueRef inv = trn(k, fdiv(k, cd(k, 1), get(k, sum)));
-  store(k, cd(k, 0), delta);
-  s = loop_begin(k, &ls, ci(k, 0), lim);
-  pp = gep(k, k->f32, pr, s);
-  LLVMValueRef p = fmul(k, load(k, k->f32, pp), inv);
-  store(k, p, pp);
-  store(k, cf(k, 0), gep(k, k->f32, dsr, s));
-  LLVMBasicBlockRef nz = if_begin(k, fcmp(k, LLVMRealONE, p, cf(k, 0)));
-  LLVMValueRef dp = dotf(k, dout, at_krow(k, &a, k->src[2], b, s, hk), a.D);
-  store(k, dp, gep(k, k->f32, dsr, s));
-  store(k, fadd(k, get(k, delta), fmul(k, ext(k, p), ext(k, dp))), delta);
-  if_end(k, nz);
-  loop_end(k, &ls);
-  LLVMValueRef df = trn(k, get(k, delta));
-  LLVMBuildMemSet(bld, dqa, LLVMConstInt(k->i8, 0, 0), ci(k, 4 * a.D), 4);
-  s = loop_begin(k, &ls, ci(k, 0), lim);
-  p = load(k, k->f32, gep(k, k->f32, pr, s));
-  nz = if_begin(k, fcmp(k, LLVMRealONE, p, cf(k, 0)));
-  LLVMValueRef ds = fmul(k, p, LLVMBuildFSub(bld, load(k, k->f32, gep(k, k->f32, dsr, s)), df, ""));
-  LLVMValueRef srow = mul(k, s, ci(k, a.D));
-  axpyf(k, dqa, ds, at_krow(k, &a, k->src[1], b, s, hk), a.D);
-  axpyf(k, gep(k, k->f32, dka, srow), fmul(k, ds, scale), q, a.D);
-  axpyf(k, gep(k, k->f32, dva, srow), p, dout, a.D);
-  if_end(k, nz);
-  loop_end(k, &ls);
-  if (dqo) {
-    LLVMBasicBlockRef j = if_begin(k, LLVMBuildIsNotNull(bld, dqo, ""));
-    LLVMValueRef dq = at_qrow(k, &a, dqo, b, t, h);
-    LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a.D));
-    stf(k, dq, d, fmul(k, scale, ldf(k, dqa, d)));
-    loop_end(k, &ld);
-    if_end(k, j);
-  }
-  LLVMBuildBr(bld, next);
-  at(k, next);
-  loop_end(k, &lt);
-  loop_end(k, &lg);
-  // the unit's dk, dv rows
-  LLVMValueRef outs[2] = {dko, dvo}, accs[2] = {dka, dva};
-  for (int o = 0; o < 2; o++) {
-    if (!outs[o]) continue;
-    LLVMBasicBlockRef j = if_begin(k, LLVMBuildIsNotNull(bld, outs[o], ""));
-    s = loop_begin(k, &ls, ci(k, 0), a.S);
-    LLVMBuildMemCpy(bld, at_krow(k, &a, outs[o], b, s, hk), 4, gep(k, k->f32, accs[o], mul(k, s, ci(k, a.D))), 4,
-                    ci(k, 4 * a.D));
-    loop_end(k, &ls);
-    if_end(k, j);
-  }
-  loop_end(k, &lu);
-  heap_free(k, acc);
-}
-
 // ---- XENT_GRAD logits (...,V), targets (...), dloss (): dlogits =
 // (softmax(row) - onehot(target)) dloss / kept, 0 on ignored rows ----
 
@@ -579,7 +410,7 @@ void cg_emit_grad(K *k) {
   case IR_OP_SOFTMAX_GRAD: case IR_OP_LOG_SOFTMAX_GRAD: emit_softmax_grad(k); break;
   case IR_OP_LAYERNORM_DX: case IR_OP_RMSNORM_DX: emit_norm_dx(k); break;
   case IR_OP_LAYERNORM_DW: case IR_OP_RMSNORM_DW: emit_norm_dw(k); break;
-  case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV: emit_attention_fused(k); break;
+  case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV: cg_emit_attention(k); break;
   case IR_OP_XENT_GRAD: emit_xent_grad(k); break;
   case IR_OP_GATHER_GRAD: emit_gather_grad(k); break;
   case IR_OP_SLICE_GRAD: emit_slice_grad(k); break;

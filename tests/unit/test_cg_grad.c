@@ -245,8 +245,9 @@ static void test_attention_grad(void **state) {
     term(&t, op(&t, IR_OP_ATTENTION, s, cs[c].mask ? 4 : 3, &at, NULL));
     differentiate(&t);
     assert_has(&t, IR_OP_ATTENTION_DK);
-    // S < T (causal: the first queries see nothing), S > T (decode-like), T = 1
-    check(&t, qs, (const int64_t[][3]){{2, 9, 5}, {1, 1, 6}, {2, 40, 40}, {3, 3, 8}}, 4);
+    // S < T (causal: the first queries see nothing), S > T (decode-like), T = 1; T, S over 64 (attention.c:
+    // several blocks of query rows, and of keys at D = 64)
+    check(&t, qs, (const int64_t[][3]){{2, 9, 5}, {1, 1, 6}, {2, 40, 40}, {3, 3, 8}, {1, 75, 71}}, 5);
     t_fini(&t);
   }
 }

@@ -286,8 +286,9 @@ static void test_attention(void **state) {
     if (cs[c].mask) s[3] = in(&t, IR_BOOL, cs[c].cross ? "B,S" : "B,T", 0, 1);
     IrAttr at = {.heads = cs[c].h, .kv_heads = cs[c].kv, .causal = cs[c].causal, .scale = 1 / sqrt((double)cs[c].d)};
     op(&t, IR_OP_ATTENTION, s, cs[c].mask ? 4 : 3, &at, NULL);
-    // S < T (causal: the first queries see nothing), S > T (decode-like), T = 1
-    check(&t, qs, (const int64_t[][3]){{2, 9, 5}, {1, 1, 6}, {2, 40, 40}, {3, 3, 8}}, 4);
+    // S < T (causal: the first queries see nothing), S > T (decode-like), T = 1; T, S over 64 (attention.c:
+    // several blocks of query rows, and of keys at D = 64)
+    check(&t, qs, (const int64_t[][3]){{2, 9, 5}, {1, 1, 6}, {2, 40, 40}, {3, 3, 8}, {1, 75, 71}}, 5);
     t_fini(&t);
   }
 }
