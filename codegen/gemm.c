@@ -141,6 +141,17 @@ static LLVMValueRef splat(G *g, LLVMValueRef s) {
   return LLVMBuildShuffleVector(g->b, v, LLVMGetUndef(g->vec), zeros, "");
 }
 
+// Prefetches the line at p + off floats (rw 1: for writing), into all
+// cache levels. The address may lie past the buffer: no inbounds GEP.
+static void prefetch(G *g, LLVMValueRef p, LLVMValueRef off, int rw) {
+  LLVMTypeRef ps[] = {g->ptr, g->i32, g->i32, g->i32};
+  LLVMTypeRef ty = LLVMFunctionType(g->voidt, ps, 4, 0);
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(g->m, LLVMLookupIntrinsicID("llvm.prefetch", 13), &g->ptr, 1);
+  LLVMValueRef args[] = {LLVMBuildGEP2(g->b, g->f32, p, &off, 1, ""), LLVMConstInt(g->i32, (unsigned)rw, 0),
+                         LLVMConstInt(g->i32, 3, 0), LLVMConstInt(g->i32, 1, 0)};
+  LLVMBuildCall2(g->b, ty, f, args, 4, "");
+}
+
 // ---- packing ----
 
 // Packed panels (w rows or columns x kc, k-major) lie PANEL_PAD floats
@@ -280,17 +291,23 @@ static void pack_a_panel(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValueRef kc
 }
 
 // The full panels of a block whose panel rows are contiguous in memory
+// (prefetching PACK_AHEAD rows ahead)
 // (transposed A, B): k outer, so that each row of the source is read once,
 // in order, and written to the panels as np pieces of w floats:
 // dst[p][k][0:w] <- src[k*ld + p*w : +w] for p < np, k < kc.
+enum { PACK_AHEAD = 8 };
+
 static void pack_rows(G *g, LLVMValueRef src, LLVMValueRef ld, LLVMValueRef kc,
                       LLVMValueRef np, int w, LLVMValueRef dst) {
   Loop lk, lp;
   LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, ci64(g, 1));
   LLVMValueRef row = gep(g, src, mul(g, k, ld)), out = gep(g, dst, mul(g, k, ci64(g, w)));
   LLVMValueRef pstride = add(g, mul(g, kc, ci64(g, w)), ci64(g, PANEL_PAD));
+  LLVMValueRef ahead = mul(g, ci64(g, PACK_AHEAD), ld);
   LLVMValueRef p = loop_begin(g, &lp, ci64(g, 0), np, ci64(g, 1));
-  copy_floats(g, gep(g, row, mul(g, p, ci64(g, w))), gep(g, out, mul(g, p, pstride)), w);
+  LLVMValueRef piece = mul(g, p, ci64(g, w));
+  prefetch(g, row, add(g, ahead, piece), 0);
+  copy_floats(g, gep(g, row, piece), gep(g, out, mul(g, p, pstride)), w);
   loop_end(g, &lp);
   loop_end(g, &lk);
 }
@@ -515,20 +532,13 @@ static LLVMValueRef emit_kernel(G *g) {
   LLVMValueRef acc[128];
   for (int i = 0; i < n; i++)
     acc[i] = LLVMConstNull(g->vec);
-  // Prefetch the C tile (the first and last byte of each row) while the
+  // Prefetch the C tile (the first and last float of each row) while the
   // rank-1 updates run.
-  LLVMTypeRef pf_ps[] = {g->ptr, g->i32, g->i32, g->i32};
-  LLVMTypeRef pf_ty = LLVMFunctionType(g->voidt, pf_ps, 4, 0);
-  unsigned pf_id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
-  LLVMValueRef pf = LLVMGetIntrinsicDeclaration(g->m, pf_id, &g->ptr, 1);
-  for (int r = 0; r < mr; r++)
-    for (int e = 0; e < 2; e++) {
-      LLVMValueRef row = gep(g, c, add(g, mul(g, min64(g, ci64(g, r), LLVMBuildNSWSub(g->b, mrv, ci64(g, 1), "")), ldc),
-                                       ci64(g, e ? nr - 1 : 0)));
-      LLVMValueRef args[] = {row, LLVMConstInt(g->i32, 1, 0), LLVMConstInt(g->i32, 3, 0),
-                             LLVMConstInt(g->i32, 1, 0)};
-      LLVMBuildCall2(g->b, pf_ty, pf, args, 4, "");
-    }
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef row = gep(g, c, mul(g, min64(g, ci64(g, r), LLVMBuildNSWSub(g->b, mrv, ci64(g, 1), "")), ldc));
+    prefetch(g, row, ci64(g, 0), 1);
+    prefetch(g, row, ci64(g, nr - 1), 1);
+  }
   LLVMValueRef k = kernel_loop(g, arow, ks, bp, ci64(g, 0), kc, 4, acc);
   kernel_loop(g, arow, ks, bp, k, kc, 1, acc);
 
