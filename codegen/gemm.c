@@ -636,16 +636,24 @@ static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b,
     LLVMValueRef pa_args[] = {asrc, lda, mc, kc, ap};
     LLVMBuildCall2(g->b, pack_ty, pack_a, pa_args, 5, "");
   }
-  LLVMValueRef jr = loop_begin(g, &ljr, zero, nc, ci64(g, cfg->nr));
+  // Packed A: a B panel stays in L1 while the A panels stream from L2. A in
+  // place: its MR rows stay in L1 while the B panels stream from L2.
+  LLVMValueRef jr, ir;
+  if (direct) {
+    ir = loop_begin(g, &lir, zero, mc, ci64(g, cfg->mr));
+    jr = loop_begin(g, &ljr, zero, nc, ci64(g, cfg->nr));
+  } else {
+    jr = loop_begin(g, &ljr, zero, nc, ci64(g, cfg->nr));
+    ir = loop_begin(g, &lir, zero, mc, ci64(g, cfg->mr));
+  }
   LLVMValueRef nr = min64(g, ci64(g, cfg->nr), LLVMBuildNSWSub(g->b, nc, jr, ""));
-  LLVMValueRef ir = loop_begin(g, &lir, zero, mc, ci64(g, cfg->mr));
   LLVMValueRef mr = min64(g, ci64(g, cfg->mr), LLVMBuildNSWSub(g->b, mc, ir, ""));
   LLVMValueRef cij = gep(g, c, add(g, mul(g, add(g, ic, ir), ldc), add(g, jc, jr)));
   LLVMValueRef ak = direct ? gep(g, asrc, mul(g, ir, lda)) : panel_at(g, ap, ir, kc, cfg->mr);
   LLVMValueRef k_args[] = {kc, ak, panel_at(g, bp, jr, kc, cfg->nr), cij, ldc, mr, nr, addc, lda};
   LLVMBuildCall2(g->b, kern_ty, kernel, k_args, 9, "");
-  loop_end(g, &lir);
-  loop_end(g, &ljr);
+  loop_end(g, direct ? &ljr : &lir);
+  loop_end(g, direct ? &lir : &ljr);
   loop_end(g, &lic);
   loop_end(g, &lpc);
   loop_end(g, &ljc);
