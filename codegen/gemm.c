@@ -445,11 +445,6 @@ static LLVMValueRef emit_pack_b(G *g) {
 
 // ---- micro-kernel ----
 
-// A row-major A (no transposes) is not packed: the micro-kernel reads its
-// MR rows in place (MR streams along k, each reused across the NR panels
-// from L1/L2 like a packed panel), which saves the pack's transposes.
-static bool direct_a(const CgGemmConfig *cfg) { return !cfg->trans_a; }
-
 // One rank-1 update: acc[r][j] += A(r, k) * Bp[k][j*vw .. +vw], where
 // A(r, k) is arow[r][k * ks] (packed: Ap + r, ks = MR; in place: the row).
 static void kernel_step(G *g, const LLVMValueRef *arow, int ks, LLVMValueRef bp, LLVMValueRef k,
@@ -507,11 +502,11 @@ static LLVMValueRef kernel_loop(G *g, const LLVMValueRef *arow, int ks, LLVMValu
 // void kernel(i64 kc, const float *A, const float *Bp, float *C, i64 ldc,
 //             i64 mr, i64 nr, i32 add, i64 lda)
 // C[0:mr, 0:nr] = (add ? C : 0) + A (MR x kc) @ Bp (kc x NR). A is a packed
-// panel (k-major, lda unused), or with direct_a the rows of A in place, lda
+// panel (k-major, lda unused), or (direct) the rows of A in place, lda
 // apart (rows past mr read the last valid one; their results are dropped).
-static LLVMValueRef emit_kernel(G *g) {
+static LLVMValueRef emit_kernel(G *g, bool direct) {
   LLVMTypeRef ps[] = {g->i64, g->ptr, g->ptr, g->ptr, g->i64, g->i64, g->i64, g->i32, g->i64};
-  LLVMValueRef f = func_begin(g, ".kernel", g->voidt, ps, 9, false);
+  LLVMValueRef f = func_begin(g, direct ? ".kernel_direct" : ".kernel", g->voidt, ps, 9, false);
   for (unsigned i = 1; i <= 3; i++)
     noalias(g, f, i);
   LLVMValueRef kc = LLVMGetParam(f, 0), ap = LLVMGetParam(f, 1), bp = LLVMGetParam(f, 2),
@@ -519,7 +514,6 @@ static LLVMValueRef emit_kernel(G *g) {
                nrv = LLVMGetParam(f, 6), lda = LLVMGetParam(f, 8);
   LLVMValueRef addc = LLVMBuildICmp(g->b, LLVMIntNE, LLVMGetParam(f, 7), LLVMConstInt(g->i32, 0, 0), "");
   int mr = g->cfg->mr, nr = g->cfg->nr, vw = g->cfg->vw, nb = nr / vw, n = mr * nb;
-  bool direct = direct_a(g->cfg);
   LLVMValueRef arow[64];
   for (int r = 0; r < mr; r++) {
     LLVMValueRef rr = min64(g, ci64(g, r), LLVMBuildNSWSub(g->b, mrv, ci64(g, 1), ""));
@@ -585,11 +579,45 @@ static LLVMValueRef emit_kernel(G *g) {
 
 // ---- blocking and threads ----
 
+// One mc x kc block of A against the packed kc x nc block of B: the
+// micro-kernel over its tiles. Packed A (ak = Ap): a B panel stays in L1
+// while the A panels stream from L2. A in place (ak = A's block, lda
+// apart): its MR rows stay in L1 while the B panels stream from L2.
+typedef struct {
+  LLVMValueRef kc, mc, nc, ak, lda, bp, c, ldc, addc;
+} Tiles;
+
+static void emit_tiles(G *g, LLVMValueRef kernel, bool direct, const Tiles *t) {
+  const CgGemmConfig *cfg = g->cfg;
+  LLVMValueRef zero = ci64(g, 0);
+  Loop lo, li;
+  LLVMValueRef ir, jr;
+  if (direct) {
+    ir = loop_begin(g, &lo, zero, t->mc, ci64(g, cfg->mr));
+    jr = loop_begin(g, &li, zero, t->nc, ci64(g, cfg->nr));
+  } else {
+    jr = loop_begin(g, &lo, zero, t->nc, ci64(g, cfg->nr));
+    ir = loop_begin(g, &li, zero, t->mc, ci64(g, cfg->mr));
+  }
+  LLVMValueRef nr = min64(g, ci64(g, cfg->nr), LLVMBuildNSWSub(g->b, t->nc, jr, ""));
+  LLVMValueRef mr = min64(g, ci64(g, cfg->mr), LLVMBuildNSWSub(g->b, t->mc, ir, ""));
+  LLVMValueRef cij = gep(g, t->c, add(g, mul(g, ir, t->ldc), jr));
+  LLVMValueRef a = direct ? gep(g, t->ak, mul(g, ir, t->lda)) : panel_at(g, t->ak, ir, t->kc, cfg->mr);
+  LLVMValueRef args[] = {t->kc, a, panel_at(g, t->bp, jr, t->kc, cfg->nr), cij, t->ldc, mr, nr, t->addc, t->lda};
+  LLVMBuildCall2(g->b, LLVMGlobalGetValueType(kernel), kernel, args, 9, "");
+  loop_end(g, &li);
+  loop_end(g, &lo);
+}
+
 // void range(i64 M, i64 N, i64 K, const float *A, i64 lda, const float *B,
 //            i64 ldb, float *C, i64 ldc, i32 beta, i64 n0, i64 n1, float *work)
-// Columns [n0, n1) of C; work holds Ap (MC x KC) then Bp (KC x NC).
-static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b,
-                               LLVMValueRef kernel) {
+// Columns [n0, n1) of C; work holds Ap (MC x KC) then Bp (KC x NC). A
+// row-major A is read in place when the columns are at most DIRECT_MAX_N
+// (few B panels share each A row: packing would not pay), else packed.
+enum { DIRECT_MAX_N = 512 };
+
+static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b, LLVMValueRef kernel,
+                               LLVMValueRef kernel_direct) {
   const CgGemmConfig *cfg = g->cfg;
   LLVMTypeRef ps[] = {g->i64, g->i64, g->i64, g->ptr, g->i64, g->ptr, g->i64,
                       g->ptr, g->i64, g->i32, g->i64, g->i64, g->ptr};
@@ -601,7 +629,7 @@ static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b,
   int64_t ap_floats = (packed_floats(cfg->mc, cfg->kc, cfg->mr) + 15) / 16 * 16;
   LLVMValueRef ap = work, bp = gep(g, work, ci64(g, ap_floats));
   LLVMValueRef zero = ci64(g, 0), one = ci64(g, 1);
-  LLVMTypeRef pack_ty = LLVMGlobalGetValueType(pack_a), kern_ty = LLVMGlobalGetValueType(kernel);
+  LLVMTypeRef pack_ty = LLVMGlobalGetValueType(pack_a);
 
   // K == 0: C = beta ? C : 0 (no K block runs below).
   LLVMValueRef kzero = LLVMBuildICmp(g->b, LLVMIntEQ, K, zero, "");
@@ -616,7 +644,7 @@ static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b,
   loop_end(g, &lzi);
   if_end(g, join);
 
-  Loop ljc, lpc, lic, ljr, lir;
+  Loop ljc, lpc, lic;
   LLVMValueRef jc = loop_begin(g, &ljc, n0, n1, ci64(g, cfg->nc));
   LLVMValueRef nc = min64(g, ci64(g, cfg->nc), LLVMBuildNSWSub(g->b, n1, jc, ""));
   LLVMValueRef pc = loop_begin(g, &lpc, zero, K, ci64(g, cfg->kc));
@@ -631,29 +659,26 @@ static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b,
   LLVMValueRef ic = loop_begin(g, &lic, zero, M, ci64(g, cfg->mc));
   LLVMValueRef mc = min64(g, ci64(g, cfg->mc), LLVMBuildNSWSub(g->b, M, ic, ""));
   LLVMValueRef asrc = cfg->trans_a ? gep(g, a, add(g, mul(g, pc, lda), ic)) : gep(g, a, add(g, mul(g, ic, lda), pc));
-  bool direct = direct_a(cfg);
-  if (!direct) {
-    LLVMValueRef pa_args[] = {asrc, lda, mc, kc, ap};
-    LLVMBuildCall2(g->b, pack_ty, pack_a, pa_args, 5, "");
+  Tiles t = {kc, mc, nc, ap, lda, bp, gep(g, c, add(g, mul(g, ic, ldc), jc)), ldc, addc};
+  LLVMBasicBlockRef join_d = NULL;
+  if (kernel_direct) {  // A in place, or packed below
+    LLVMBasicBlockRef bd = block(g, "direct"), bp_ = block(g, "packed");
+    join_d = block(g, "tiled");
+    LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLE, nc, ci64(g, DIRECT_MAX_N), ""), bd, bp_);
+    LLVMPositionBuilderAtEnd(g->b, bd);
+    Tiles td = t;
+    td.ak = asrc;
+    emit_tiles(g, kernel_direct, true, &td);
+    LLVMBuildBr(g->b, join_d);
+    LLVMPositionBuilderAtEnd(g->b, bp_);
   }
-  // Packed A: a B panel stays in L1 while the A panels stream from L2. A in
-  // place: its MR rows stay in L1 while the B panels stream from L2.
-  LLVMValueRef jr, ir;
-  if (direct) {
-    ir = loop_begin(g, &lir, zero, mc, ci64(g, cfg->mr));
-    jr = loop_begin(g, &ljr, zero, nc, ci64(g, cfg->nr));
-  } else {
-    jr = loop_begin(g, &ljr, zero, nc, ci64(g, cfg->nr));
-    ir = loop_begin(g, &lir, zero, mc, ci64(g, cfg->mr));
+  LLVMValueRef pa_args[] = {asrc, lda, mc, kc, ap};
+  LLVMBuildCall2(g->b, pack_ty, pack_a, pa_args, 5, "");
+  emit_tiles(g, kernel, false, &t);
+  if (join_d) {
+    LLVMBuildBr(g->b, join_d);
+    LLVMPositionBuilderAtEnd(g->b, join_d);
   }
-  LLVMValueRef nr = min64(g, ci64(g, cfg->nr), LLVMBuildNSWSub(g->b, nc, jr, ""));
-  LLVMValueRef mr = min64(g, ci64(g, cfg->mr), LLVMBuildNSWSub(g->b, mc, ir, ""));
-  LLVMValueRef cij = gep(g, c, add(g, mul(g, add(g, ic, ir), ldc), add(g, jc, jr)));
-  LLVMValueRef ak = direct ? gep(g, asrc, mul(g, ir, lda)) : panel_at(g, ap, ir, kc, cfg->mr);
-  LLVMValueRef k_args[] = {kc, ak, panel_at(g, bp, jr, kc, cfg->nr), cij, ldc, mr, nr, addc, lda};
-  LLVMBuildCall2(g->b, kern_ty, kernel, k_args, 9, "");
-  loop_end(g, direct ? &ljr : &lir);
-  loop_end(g, direct ? &lir : &ljr);
   loop_end(g, &lic);
   loop_end(g, &lpc);
   loop_end(g, &ljc);
@@ -829,8 +854,9 @@ bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d) {
   unsigned fma_id = LLVMLookupIntrinsicID("llvm.fma", 8);
   g.fma = LLVMGetIntrinsicDeclaration(m, fma_id, &g.vec, 1);
   g.fma_ty = LLVMIntrinsicGetType(g.c, fma_id, &g.vec, 1);
-  LLVMValueRef pa = emit_pack_a(&g), pb = emit_pack_b(&g), k = emit_kernel(&g);
-  LLVMValueRef range = emit_range(&g, pa, pb, k);
+  LLVMValueRef pa = emit_pack_a(&g), pb = emit_pack_b(&g), k = emit_kernel(&g, false);
+  LLVMValueRef kd = cfg->trans_a ? NULL : emit_kernel(&g, true);
+  LLVMValueRef range = emit_range(&g, pa, pb, k, kd);
   emit_entry(&g, emit_task(&g, range));
   LLVMDisposeBuilder(g.b);
   return true;

@@ -144,6 +144,8 @@ static const Shape shapes[] = {
     // tall and thin (the grid splits M, or M and N), K past two KC blocks
     {1024, 40, 128, 0, 0}, {301, 50, 515, 1, 1}, {61, 1000, 37, 3, 0},  {6, 16, 256, 0, 0},
     {130, 17, 600, 2, 1},  {25, 7, 3, 0, 0},
+    // row-major A read in place up to 512 columns a task, packed past that
+    {70, 530, 20, 0, 1},   {13, 1030, 9, 1, 0},
 };
 
 static void check_shapes(int tb) {
