@@ -149,6 +149,22 @@ static void bench_shape(const Bench *bn, const Shape *s, int nt, RtPool *pool) {
   free(c2);
 }
 
+// Half a second of both libraries on a mid-size shape before timing: a new
+// pool's workers (and OpenBLAS's) take a while to settle on their cores,
+// and the first shapes measured would pay for it.
+static void warm_up(const Bench *bn, int nt, RtPool *pool) {
+  int M = 512, K = 512, N = 512;
+  float *a = rand_buf((size_t)M * K), *b = rand_buf((size_t)K * N), *c = rand_buf((size_t)M * N);
+  Run r = {bn->fn[NN], NN, M, N, K, nt, a, b, c, bn->work, pool};
+  for (double t0 = now(); now() - t0 < 0.5;) {
+    run_heed(&r);
+    run_blas(&r);
+  }
+  free(a);
+  free(b);
+  free(c);
+}
+
 static CgGemmFn lookup(CgLlvm *cg, const char *name, Diag *d) {
   return (CgGemmFn)cg_llvm_lookup(cg, name, d);
 }
@@ -219,6 +235,7 @@ int main(int argc, char **argv) {
   for (int ti = 0; ti < nthreads; ti++) {
     RtPool *pool = rt_pool_new(threads[ti]);
     openblas_set_num_threads(threads[ti]);
+    warm_up(&bn, threads[ti], pool);
     if (strstr(set, "gpt2"))
       for (int mi = 0; mi < nm; mi++)
         for (int s = 0; s < 4; s++) {

@@ -291,10 +291,10 @@ static void pack_a_panel(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValueRef kc
 }
 
 // The full panels of a block whose panel rows are contiguous in memory
-// (prefetching PACK_AHEAD rows ahead)
 // (transposed A, B): k outer, so that each row of the source is read once,
 // in order, and written to the panels as np pieces of w floats:
-// dst[p][k][0:w] <- src[k*ld + p*w : +w] for p < np, k < kc.
+// dst[p][k][0:w] <- src[k*ld + p*w : +w] for p < np, k < kc. Each piece
+// of the row PACK_AHEAD rows ahead is prefetched.
 enum { PACK_AHEAD = 8 };
 
 static void pack_rows(G *g, LLVMValueRef src, LLVMValueRef ld, LLVMValueRef kc,
