@@ -87,8 +87,8 @@ HEED_INTERNAL void cg_llvm_fn_attrs(CgLlvm *cg, LLVMValueRef fn);
 // is stored as [K,M] (lda >= M): transpose(A) @ B, the weight gradients
 // x^T @ dy. cg_gemm_config_default sets both false but for its trans_b.
 //
-// The generated function splits N into pool-size contiguous ranges of whole
-// NR-column panels, one task per thread, through
+// The generated function cuts C into a grid of nthreads blocks (rows in
+// whole MR tiles, columns in whole NR panels), one task per thread, through
 //   void rt_parallel_for(void *pool, int64_t n_tasks,
 //                        void (*fn)(void *ctx, int64_t task, int32_t thread),
 //                        void *ctx);

@@ -11,10 +11,15 @@
 //         for jr step NR, ir step MR      micro-kernel: MR x NR floats in
 //           C[ir, jr] (+)= Ap_ir @ Bp_jr  registers, kc rank-1 updates
 //
-// Edge tiles (any M, N, K) are packed with zeros and stored through a tile
-// on the stack. Threads: the entry point splits N into nthreads ranges of
-// whole NR panels and calls rt_parallel_for (the runtime's pool); one task
-// per range, each with its own packing buffers.
+// A row-major A (no trans_a) is not packed: the micro-kernel reads its MR
+// rows in place. Edge tiles (any M, N, K) are packed with zeros and stored
+// through a tile on the stack. Threads: the entry point cuts C into a grid
+// of nthreads blocks (rows in whole MR tiles, columns in whole NR panels;
+// emit_grid picks the shape that costs least) and calls rt_parallel_for
+// (the runtime's pool); one task per block, each with its own packing
+// buffers. Every element of C is computed the same way whatever the grid
+// (KC blocks in order, k ascending within one, one fma chain per block),
+// so results are bitwise identical for any thread count.
 #include <stdio.h>
 #include <string.h>
 
@@ -136,75 +141,34 @@ static LLVMValueRef splat(G *g, LLVMValueRef s) {
   return LLVMBuildShuffleVector(g->b, v, LLVMGetUndef(g->vec), zeros, "");
 }
 
-// ---- packing ----
-
-// Ap[p][k][MR] <- A[p*MR + r, k] for the mc x kc block at A (row stride
-// lda); rows past mc are zero. One panel: rows == NULL means a full one.
-// With trans_a, A is stored [K, M]: A[i, k] is at a[k * lda + i].
-static void pack_a_panel(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValueRef kc,
-                         LLVMValueRef dst, LLVMValueRef rows) {
-  int mr = g->cfg->mr;
-  LLVMValueRef rowp[32], ok[32];
-  if (g->cfg->trans_a) {  // row r of the panel: a[k * lda + r]
-    Loop lk;
-    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, ci64(g, 1));
-    LLVMValueRef src = gep(g, a, mul(g, k, lda)), out = gep(g, dst, mul(g, k, ci64(g, mr)));
-    for (int r = 0; r < mr; r++) {
-      LLVMValueRef ri = ci64(g, r), okr = NULL;
-      if (rows) {
-        okr = lt(g, ri, rows);
-        ri = LLVMBuildSelect(g->b, okr, ri, LLVMBuildNSWSub(g->b, rows, ci64(g, 1), ""), "");
-      }
-      LLVMValueRef v = load(g, g->f32, gep(g, src, ri), 4);
-      if (rows) v = LLVMBuildSelect(g->b, okr, v, LLVMConstReal(g->f32, 0), "");
-      store(g, v, gep(g, out, ci64(g, r)), 4);
-    }
-    loop_end(g, &lk);
-    return;
-  }
-  for (int r = 0; r < mr; r++) {
-    LLVMValueRef ri = ci64(g, r);
-    if (rows) {  // clamp to the last valid row, zero the value below
-      ok[r] = lt(g, ri, rows);
-      ri = LLVMBuildSelect(g->b, ok[r], ri, LLVMBuildNSWSub(g->b, rows, ci64(g, 1), ""), "");
-    }
-    rowp[r] = gep(g, a, mul(g, ri, lda));
-  }
-  Loop lk;
-  LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, ci64(g, 1));
-  LLVMValueRef out = gep(g, dst, mul(g, k, ci64(g, mr)));
-  for (int r = 0; r < mr; r++) {
-    LLVMValueRef v = load(g, g->f32, gep(g, rowp[r], k), 4);
-    if (rows)
-      v = LLVMBuildSelect(g->b, ok[r], v, LLVMConstReal(g->f32, 0), "");
-    store(g, v, gep(g, out, ci64(g, r)), 4);
-  }
-  loop_end(g, &lk);
+// Prefetches the line at p + off floats (rw 1: for writing), into all
+// cache levels. The address may lie past the buffer: no inbounds GEP.
+static void prefetch(G *g, LLVMValueRef p, LLVMValueRef off, int rw) {
+  LLVMTypeRef ps[] = {g->ptr, g->i32, g->i32, g->i32};
+  LLVMTypeRef ty = LLVMFunctionType(g->voidt, ps, 4, 0);
+  LLVMValueRef f = LLVMGetIntrinsicDeclaration(g->m, LLVMLookupIntrinsicID("llvm.prefetch", 13), &g->ptr, 1);
+  LLVMValueRef args[] = {LLVMBuildGEP2(g->b, g->f32, p, &off, 1, ""), LLVMConstInt(g->i32, (unsigned)rw, 0),
+                         LLVMConstInt(g->i32, 3, 0), LLVMConstInt(g->i32, 1, 0)};
+  LLVMBuildCall2(g->b, ty, f, args, 4, "");
 }
 
-// void packA(const float *A, i64 lda, i64 mc, i64 kc, float *Ap)
-static LLVMValueRef emit_pack_a(G *g) {
-  LLVMTypeRef ps[] = {g->ptr, g->i64, g->i64, g->i64, g->ptr};
-  LLVMValueRef f = func_begin(g, ".packA", g->voidt, ps, 5, false);
-  LLVMValueRef a = LLVMGetParam(f, 0), lda = LLVMGetParam(f, 1), mc = LLVMGetParam(f, 2),
-               kc = LLVMGetParam(f, 3), ap = LLVMGetParam(f, 4);
-  int mr = g->cfg->mr;
-  Loop lp;
-  LLVMValueRef p0 = loop_begin(g, &lp, ci64(g, 0), mc, ci64(g, mr));
-  LLVMValueRef rows = LLVMBuildNSWSub(g->b, mc, p0, "");
-  LLVMValueRef src = gep(g, a, g->cfg->trans_a ? p0 : mul(g, p0, lda)), dst = gep(g, ap, mul(g, p0, kc));
-  LLVMBasicBlockRef full = block(g, "full"), edge = block(g, "edge"), next = block(g, "next");
-  LLVMBuildCondBr(g->b, lt(g, rows, ci64(g, mr)), edge, full);
-  LLVMPositionBuilderAtEnd(g->b, full);
-  pack_a_panel(g, src, lda, kc, dst, NULL);
-  LLVMBuildBr(g->b, next);
-  LLVMPositionBuilderAtEnd(g->b, edge);
-  pack_a_panel(g, src, lda, kc, dst, rows);
-  LLVMBuildBr(g->b, next);
-  LLVMPositionBuilderAtEnd(g->b, next);
-  loop_end(g, &lp);
-  LLVMBuildRetVoid(g->b);
-  return f;
+// ---- packing ----
+
+// Packed panels (w rows or columns x kc, k-major) lie PANEL_PAD floats
+// apart: without the gap a panel of kc * w floats is often a multiple of
+// 4 KB and the panels a row of the source is spread over (pack_rows) would
+// fight over the same few L1 sets. 16 floats keep them 64-byte aligned.
+enum { PANEL_PAD = 16 };
+
+// The panel holding row (or column) p0, a multiple of w, of a packed block.
+static LLVMValueRef panel_at(G *g, LLVMValueRef base, LLVMValueRef p0, LLVMValueRef kc, int w) {
+  LLVMValueRef q = LLVMBuildSDiv(g->b, p0, ci64(g, w), "");
+  return gep(g, base, mul(g, q, add(g, mul(g, kc, ci64(g, w)), ci64(g, PANEL_PAD))));
+}
+
+// Floats in a packed block of n rows (or columns) x kc.
+static int64_t packed_floats(int64_t n, int64_t kc, int w) {
+  return (n + w - 1) / w * (kc * w + PANEL_PAD);
 }
 
 // Transposes vw vectors of vw lanes in place (t[i][j] <- t[j][i]) with
@@ -227,6 +191,173 @@ static void transpose(G *g, LLVMValueRef *t) {
     }
     memcpy(t, out, (size_t)vw * sizeof *t);
   }
+}
+
+// Stores lanes [0, n) of the vector v at p as power-of-two pieces (no
+// store touches memory past p + n).
+static void store_lanes(G *g, LLVMValueRef v, int n, LLVMValueRef p) {
+  for (int off = 0; off < n;) {
+    int piece = 1;
+    while (piece * 2 <= n - off)
+      piece *= 2;
+    LLVMValueRef dst = gep(g, p, ci64(g, off));
+    if (piece == 1) {
+      store(g, LLVMBuildExtractElement(g->b, v, ci64(g, off), ""), dst, 4);
+    } else {
+      LLVMValueRef idx[16];
+      for (int i = 0; i < piece; i++)
+        idx[i] = LLVMConstInt(g->i32, (unsigned)(off + i), 0);
+      store(g, LLVMBuildShuffleVector(g->b, v, LLVMGetUndef(g->vec), LLVMConstVector(idx, (unsigned)piece), ""),
+            dst, 4);
+    }
+    off += piece;
+  }
+}
+
+// Copies n floats from src to dst as power-of-two vector pieces.
+static void copy_floats(G *g, LLVMValueRef src, LLVMValueRef dst, int n) {
+  for (int off = 0; off < n;) {
+    int piece = 1;
+    while (piece * 2 <= n - off)
+      piece *= 2;
+    LLVMTypeRef t = piece == 1 ? g->f32 : LLVMVectorType(g->f32, (unsigned)piece);
+    store(g, load(g, t, gep(g, src, ci64(g, off)), 4), gep(g, dst, ci64(g, off)), 4);
+    off += piece;
+  }
+}
+
+// A full panel of row-major A (A(r, k) = a[r*lda + k]): vw k at a time,
+// the MR rows read as vectors along k and transposed in registers (rows
+// MR..vw-1 undefined, never stored); returns the k where the scalar tail
+// starts.
+static LLVMValueRef pack_a_vec(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValueRef kc, LLVMValueRef dst) {
+  int mr = g->cfg->mr, vw = g->cfg->vw;
+  LLVMValueRef kv = LLVMBuildAnd(g->b, kc, ci64(g, -vw), "");  // kc rounded down to vw
+  Loop lk;
+  LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kv, ci64(g, vw));
+  LLVMValueRef t[16];
+  for (int r = 0; r < vw; r++)
+    t[r] = r < mr ? load(g, g->vec, gep(g, a, add(g, mul(g, ci64(g, r), lda), k)), 4) : LLVMGetUndef(g->vec);
+  transpose(g, t);
+  for (int l = 0; l < vw; l++)
+    store_lanes(g, t[l], mr, gep(g, dst, mul(g, add(g, k, ci64(g, l)), ci64(g, mr))));
+  loop_end(g, &lk);
+  return kv;
+}
+
+// Ap[p][k][MR] <- A[p*MR + r, k] for the mc x kc block at A (row stride
+// lda); rows past mc are zero. One panel: rows == NULL means a full one.
+// With trans_a, A is stored [K, M]: A[i, k] is at a[k * lda + i], and a
+// full panel's k is one contiguous copy of MR floats.
+static void pack_a_panel(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValueRef kc,
+                         LLVMValueRef dst, LLVMValueRef rows) {
+  int mr = g->cfg->mr;
+  LLVMValueRef rowp[32], ok[32];
+  if (g->cfg->trans_a) {  // row r of the panel: a[k * lda + r]
+    Loop lk;
+    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, ci64(g, 1));
+    LLVMValueRef src = gep(g, a, mul(g, k, lda)), out = gep(g, dst, mul(g, k, ci64(g, mr)));
+    if (!rows)
+      copy_floats(g, src, out, mr);
+    for (int r = 0; rows && r < mr; r++) {
+      LLVMValueRef ri = ci64(g, r), okr = lt(g, ri, rows);
+      ri = LLVMBuildSelect(g->b, okr, ri, LLVMBuildNSWSub(g->b, rows, ci64(g, 1), ""), "");
+      LLVMValueRef v = load(g, g->f32, gep(g, src, ri), 4);
+      v = LLVMBuildSelect(g->b, okr, v, LLVMConstReal(g->f32, 0), "");
+      store(g, v, gep(g, out, ci64(g, r)), 4);
+    }
+    loop_end(g, &lk);
+    return;
+  }
+  LLVMValueRef k0 = rows || mr > g->cfg->vw ? ci64(g, 0) : pack_a_vec(g, a, lda, kc, dst);
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef ri = ci64(g, r);
+    if (rows) {  // clamp to the last valid row, zero the value below
+      ok[r] = lt(g, ri, rows);
+      ri = LLVMBuildSelect(g->b, ok[r], ri, LLVMBuildNSWSub(g->b, rows, ci64(g, 1), ""), "");
+    }
+    rowp[r] = gep(g, a, mul(g, ri, lda));
+  }
+  Loop lk;
+  LLVMValueRef k = loop_begin(g, &lk, k0, kc, ci64(g, 1));
+  LLVMValueRef out = gep(g, dst, mul(g, k, ci64(g, mr)));
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef v = load(g, g->f32, gep(g, rowp[r], k), 4);
+    if (rows)
+      v = LLVMBuildSelect(g->b, ok[r], v, LLVMConstReal(g->f32, 0), "");
+    store(g, v, gep(g, out, ci64(g, r)), 4);
+  }
+  loop_end(g, &lk);
+}
+
+// The full panels of a block whose panel rows are contiguous in memory
+// (transposed A, B): k outer, so that each row of the source is read once,
+// in order, and written to the panels as np pieces of w floats:
+// dst[p][k][0:w] <- src[k*ld + p*w : +w] for p < np, k < kc. Each piece
+// of the row PACK_AHEAD rows ahead is prefetched.
+enum { PACK_AHEAD = 8 };
+
+static void pack_rows(G *g, LLVMValueRef src, LLVMValueRef ld, LLVMValueRef kc,
+                      LLVMValueRef np, int w, LLVMValueRef dst) {
+  Loop lk, lp;
+  LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, ci64(g, 1));
+  LLVMValueRef row = gep(g, src, mul(g, k, ld)), out = gep(g, dst, mul(g, k, ci64(g, w)));
+  LLVMValueRef pstride = add(g, mul(g, kc, ci64(g, w)), ci64(g, PANEL_PAD));
+  LLVMValueRef ahead = mul(g, ci64(g, PACK_AHEAD), ld);
+  LLVMValueRef p = loop_begin(g, &lp, ci64(g, 0), np, ci64(g, 1));
+  LLVMValueRef piece = mul(g, p, ci64(g, w));
+  prefetch(g, row, add(g, ahead, piece), 0);
+  copy_floats(g, gep(g, row, piece), gep(g, out, mul(g, p, pstride)), w);
+  loop_end(g, &lp);
+  loop_end(g, &lk);
+}
+
+// The panels of a block one at a time (panel rows w apart in src: row-major
+// A, transposed B): panel(g, src, ld, kc, dst, NULL) for a full one,
+// (.., rows) for the last if it is short.
+typedef void (*PanelFn)(G *g, LLVMValueRef src, LLVMValueRef ld, LLVMValueRef kc, LLVMValueRef dst,
+                        LLVMValueRef rows);
+
+static void pack_panels(G *g, PanelFn panel, LLVMValueRef src, LLVMValueRef ld, LLVMValueRef n,
+                        LLVMValueRef kc, int w, LLVMValueRef dst) {
+  Loop lp;
+  LLVMValueRef p0 = loop_begin(g, &lp, ci64(g, 0), n, ci64(g, w));
+  LLVMValueRef rows = LLVMBuildNSWSub(g->b, n, p0, "");
+  LLVMValueRef from = gep(g, src, mul(g, p0, ld)), to = panel_at(g, dst, p0, kc, w);
+  LLVMBasicBlockRef full = block(g, "full"), edge = block(g, "edge"), next = block(g, "next");
+  LLVMBuildCondBr(g->b, lt(g, rows, ci64(g, w)), edge, full);
+  LLVMPositionBuilderAtEnd(g->b, full);
+  panel(g, from, ld, kc, to, NULL);
+  LLVMBuildBr(g->b, next);
+  LLVMPositionBuilderAtEnd(g->b, edge);
+  panel(g, from, ld, kc, to, rows);
+  LLVMBuildBr(g->b, next);
+  LLVMPositionBuilderAtEnd(g->b, next);
+  loop_end(g, &lp);
+}
+
+// Contiguous panel rows: the full panels by pack_rows, then the short one.
+static void pack_contiguous(G *g, PanelFn panel, LLVMValueRef src, LLVMValueRef ld, LLVMValueRef n,
+                            LLVMValueRef kc, int w, LLVMValueRef dst) {
+  LLVMValueRef np = LLVMBuildSDiv(g->b, n, ci64(g, w), ""), done = mul(g, np, ci64(g, w));
+  pack_rows(g, src, ld, kc, np, w, dst);
+  LLVMBasicBlockRef join = if_begin(g, lt(g, done, n));
+  panel(g, gep(g, src, done), ld, kc, panel_at(g, dst, done, kc, w), LLVMBuildNSWSub(g->b, n, done, ""));
+  if_end(g, join);
+}
+
+// void packA(const float *A, i64 lda, i64 mc, i64 kc, float *Ap)
+static LLVMValueRef emit_pack_a(G *g) {
+  LLVMTypeRef ps[] = {g->ptr, g->i64, g->i64, g->i64, g->ptr};
+  LLVMValueRef f = func_begin(g, ".packA", g->voidt, ps, 5, false);
+  LLVMValueRef a = LLVMGetParam(f, 0), lda = LLVMGetParam(f, 1), mc = LLVMGetParam(f, 2),
+               kc = LLVMGetParam(f, 3), ap = LLVMGetParam(f, 4);
+  if (g->cfg->trans_a)
+    pack_contiguous(g, pack_a_panel, a, lda, mc, kc, g->cfg->mr, ap);
+  else
+    pack_panels(g, pack_a_panel, a, lda, mc, kc, g->cfg->mr, ap);
+  LLVMBuildRetVoid(g->b);
+  return f;
 }
 
 // A full panel of transposed B (B(k, n) = B[n*ldb + k]): vw k at a time,
@@ -253,22 +384,13 @@ static LLVMValueRef pack_bt_vec(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValu
 
 // Bp[q][k][NR] <- B(k, q*NR + c) for the kc x nc block at B: B(k, n) is
 // B[k*ldb + n], or B[n*ldb + k] when transposed. Columns past nc are zero.
-// One panel, k in [k0, kc): cols == NULL means a full one.
+// One panel, k in [k0, kc): cols == NULL means a full one (only
+// transposed B's tail; pack_rows copies untransposed B's full panels).
 static void pack_b_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef k0,
                          LLVMValueRef kc, LLVMValueRef dst, LLVMValueRef cols) {
   int nr = g->cfg->nr, vw = g->cfg->vw;
   bool tb = g->cfg->trans_b;
   Loop lk;
-  if (!cols && !tb) {  // rows of B are contiguous: vector copies
-    LLVMValueRef k = loop_begin(g, &lk, k0, kc, ci64(g, 1));
-    LLVMValueRef src = gep(g, b, mul(g, k, ldb)), out = gep(g, dst, mul(g, k, ci64(g, nr)));
-    for (int j = 0; j < nr / vw; j++) {
-      LLVMValueRef v = load(g, g->vec, gep(g, src, ci64(g, j * vw)), 4);
-      store(g, v, gep(g, out, ci64(g, j * vw)), (unsigned)vw * 4);
-    }
-    loop_end(g, &lk);
-    return;
-  }
   LLVMValueRef colp[64], ok[64];
   LLVMValueRef cstride = tb ? ldb : ci64(g, 1), kstride = tb ? ci64(g, 1) : ldb;
   for (int c = 0; c < nr; c++) {
@@ -295,46 +417,46 @@ static void pack_b_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef k0
   loop_end(g, &lk);
 }
 
+// A full panel of transposed B: the vector transposes, then the scalar tail.
+static void pack_bt_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef kc,
+                          LLVMValueRef dst, LLVMValueRef cols) {
+  LLVMValueRef k0 = cols ? ci64(g, 0) : pack_bt_vec(g, b, ldb, kc, dst);
+  pack_b_panel(g, b, ldb, k0, kc, dst, cols);
+}
+
+static void pack_bn_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef kc,
+                          LLVMValueRef dst, LLVMValueRef cols) {
+  pack_b_panel(g, b, ldb, ci64(g, 0), kc, dst, cols);
+}
+
 // void packB(const float *B, i64 ldb, i64 kc, i64 nc, float *Bp)
 static LLVMValueRef emit_pack_b(G *g) {
   LLVMTypeRef ps[] = {g->ptr, g->i64, g->i64, g->i64, g->ptr};
   LLVMValueRef f = func_begin(g, ".packB", g->voidt, ps, 5, false);
   LLVMValueRef b = LLVMGetParam(f, 0), ldb = LLVMGetParam(f, 1), kc = LLVMGetParam(f, 2),
                nc = LLVMGetParam(f, 3), bp = LLVMGetParam(f, 4);
-  int nr = g->cfg->nr;
-  Loop lq;
-  LLVMValueRef q0 = loop_begin(g, &lq, ci64(g, 0), nc, ci64(g, nr));
-  LLVMValueRef cols = LLVMBuildNSWSub(g->b, nc, q0, "");
-  LLVMValueRef src = gep(g, b, g->cfg->trans_b ? mul(g, q0, ldb) : q0);
-  LLVMValueRef dst = gep(g, bp, mul(g, q0, kc));
-  LLVMBasicBlockRef full = block(g, "full"), edge = block(g, "edge"), next = block(g, "next");
-  LLVMBuildCondBr(g->b, lt(g, cols, ci64(g, nr)), edge, full);
-  LLVMPositionBuilderAtEnd(g->b, full);
-  LLVMValueRef k0 = g->cfg->trans_b ? pack_bt_vec(g, src, ldb, kc, dst) : ci64(g, 0);
-  pack_b_panel(g, src, ldb, k0, kc, dst, NULL);
-  LLVMBuildBr(g->b, next);
-  LLVMPositionBuilderAtEnd(g->b, edge);
-  pack_b_panel(g, src, ldb, ci64(g, 0), kc, dst, cols);
-  LLVMBuildBr(g->b, next);
-  LLVMPositionBuilderAtEnd(g->b, next);
-  loop_end(g, &lq);
+  if (g->cfg->trans_b)
+    pack_panels(g, pack_bt_panel, b, ldb, nc, kc, g->cfg->nr, bp);
+  else
+    pack_contiguous(g, pack_bn_panel, b, ldb, nc, kc, g->cfg->nr, bp);
   LLVMBuildRetVoid(g->b);
   return f;
 }
 
 // ---- micro-kernel ----
 
-// One rank-1 update: acc[r][j] += Ap[k][r] * Bp[k][j*vw .. +vw].
-static void kernel_step(G *g, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef k,
+// One rank-1 update: acc[r][j] += A(r, k) * Bp[k][j*vw .. +vw], where
+// A(r, k) is arow[r][k * ks] (packed: Ap + r, ks = MR; in place: the row).
+static void kernel_step(G *g, const LLVMValueRef *arow, int ks, LLVMValueRef bp, LLVMValueRef k,
                         LLVMValueRef *acc) {
   int mr = g->cfg->mr, vw = g->cfg->vw, nb = g->cfg->nr / vw;
-  LLVMValueRef ak = gep(g, ap, mul(g, k, ci64(g, mr)));
+  LLVMValueRef ak = mul(g, k, ci64(g, ks));
   LLVMValueRef bk = gep(g, bp, mul(g, k, ci64(g, g->cfg->nr)));
   LLVMValueRef bv[4];
   for (int j = 0; j < nb; j++)
     bv[j] = load(g, g->vec, gep(g, bk, ci64(g, j * vw)), (unsigned)vw * 4);
   for (int r = 0; r < mr; r++) {
-    LLVMValueRef av = splat(g, load(g, g->f32, gep(g, ak, ci64(g, r)), 4));
+    LLVMValueRef av = splat(g, load(g, g->f32, gep(g, arow[r], ak), 4));
     for (int j = 0; j < nb; j++) {
       LLVMValueRef args[3] = {av, bv[j], acc[r * nb + j]};
       acc[r * nb + j] = LLVMBuildCall2(g->b, g->fma_ty, g->fma, args, 3, "");
@@ -345,7 +467,7 @@ static void kernel_step(G *g, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef k,
 // for (k = lo; k + unroll <= hi; k += unroll) `unroll` steps, with the
 // accumulators as loop phis; acc holds their exit values afterwards.
 // Returns k at exit.
-static LLVMValueRef kernel_loop(G *g, LLVMValueRef ap, LLVMValueRef bp, LLVMValueRef lo,
+static LLVMValueRef kernel_loop(G *g, const LLVMValueRef *arow, int ks, LLVMValueRef bp, LLVMValueRef lo,
                                 LLVMValueRef hi, int unroll, LLVMValueRef *acc) {
   int n = g->cfg->mr * (g->cfg->nr / g->cfg->vw);
   LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
@@ -364,7 +486,7 @@ static LLVMValueRef kernel_loop(G *g, LLVMValueRef ap, LLVMValueRef bp, LLVMValu
   for (int i = 0; i < n; i++)
     acc[i] = phi[i];
   for (int u = 0; u < unroll; u++)
-    kernel_step(g, ap, bp, add(g, k, ci64(g, u)), acc);
+    kernel_step(g, arow, ks, bp, add(g, k, ci64(g, u)), acc);
   LLVMValueRef knext = add(g, k, ci64(g, unroll));
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
   LLVMBuildBr(g->b, head);
@@ -377,41 +499,42 @@ static LLVMValueRef kernel_loop(G *g, LLVMValueRef ap, LLVMValueRef bp, LLVMValu
   return k;
 }
 
-// void kernel(i64 kc, const float *Ap, const float *Bp, float *C, i64 ldc,
-//             i64 mr, i64 nr, i32 add)
-// C[0:mr, 0:nr] = (add ? C : 0) + Ap (MR x kc, k-major) @ Bp (kc x NR).
-static LLVMValueRef emit_kernel(G *g) {
-  LLVMTypeRef ps[] = {g->i64, g->ptr, g->ptr, g->ptr, g->i64, g->i64, g->i64, g->i32};
-  LLVMValueRef f = func_begin(g, ".kernel", g->voidt, ps, 8, false);
+// void kernel(i64 kc, const float *A, const float *Bp, float *C, i64 ldc,
+//             i64 mr, i64 nr, i32 add, i64 lda)
+// C[0:mr, 0:nr] = (add ? C : 0) + A (MR x kc) @ Bp (kc x NR). A is a packed
+// panel (k-major, lda unused), or (direct) the rows of A in place, lda
+// apart (rows past mr read the last valid one; their results are dropped).
+static LLVMValueRef emit_kernel(G *g, bool direct) {
+  LLVMTypeRef ps[] = {g->i64, g->ptr, g->ptr, g->ptr, g->i64, g->i64, g->i64, g->i32, g->i64};
+  LLVMValueRef f = func_begin(g, direct ? ".kernel_direct" : ".kernel", g->voidt, ps, 9, false);
   for (unsigned i = 1; i <= 3; i++)
     noalias(g, f, i);
   LLVMValueRef kc = LLVMGetParam(f, 0), ap = LLVMGetParam(f, 1), bp = LLVMGetParam(f, 2),
                c = LLVMGetParam(f, 3), ldc = LLVMGetParam(f, 4), mrv = LLVMGetParam(f, 5),
-               nrv = LLVMGetParam(f, 6);
+               nrv = LLVMGetParam(f, 6), lda = LLVMGetParam(f, 8);
   LLVMValueRef addc = LLVMBuildICmp(g->b, LLVMIntNE, LLVMGetParam(f, 7), LLVMConstInt(g->i32, 0, 0), "");
   int mr = g->cfg->mr, nr = g->cfg->nr, vw = g->cfg->vw, nb = nr / vw, n = mr * nb;
+  LLVMValueRef arow[64];
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef rr = min64(g, ci64(g, r), LLVMBuildNSWSub(g->b, mrv, ci64(g, 1), ""));
+    arow[r] = direct ? gep(g, ap, mul(g, rr, lda)) : gep(g, ap, ci64(g, r));
+  }
+  int ks = direct ? 1 : mr;
   // The edge tile lives on the stack (allocas in the entry block).
   LLVMValueRef tile = LLVMBuildArrayAlloca(g->b, g->f32, ci64(g, mr * nr), "tile");
   LLVMSetAlignment(tile, 64);
   LLVMValueRef acc[128];
   for (int i = 0; i < n; i++)
     acc[i] = LLVMConstNull(g->vec);
-  // Prefetch the C tile (the first and last byte of each row) while the
+  // Prefetch the C tile (the first and last float of each row) while the
   // rank-1 updates run.
-  LLVMTypeRef pf_ps[] = {g->ptr, g->i32, g->i32, g->i32};
-  LLVMTypeRef pf_ty = LLVMFunctionType(g->voidt, pf_ps, 4, 0);
-  unsigned pf_id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
-  LLVMValueRef pf = LLVMGetIntrinsicDeclaration(g->m, pf_id, &g->ptr, 1);
-  for (int r = 0; r < mr; r++)
-    for (int e = 0; e < 2; e++) {
-      LLVMValueRef row = gep(g, c, add(g, mul(g, min64(g, ci64(g, r), LLVMBuildNSWSub(g->b, mrv, ci64(g, 1), "")), ldc),
-                                       ci64(g, e ? nr - 1 : 0)));
-      LLVMValueRef args[] = {row, LLVMConstInt(g->i32, 1, 0), LLVMConstInt(g->i32, 3, 0),
-                             LLVMConstInt(g->i32, 1, 0)};
-      LLVMBuildCall2(g->b, pf_ty, pf, args, 4, "");
-    }
-  LLVMValueRef k = kernel_loop(g, ap, bp, ci64(g, 0), kc, 4, acc);
-  kernel_loop(g, ap, bp, k, kc, 1, acc);
+  for (int r = 0; r < mr; r++) {
+    LLVMValueRef row = gep(g, c, mul(g, min64(g, ci64(g, r), LLVMBuildNSWSub(g->b, mrv, ci64(g, 1), "")), ldc));
+    prefetch(g, row, ci64(g, 0), 1);
+    prefetch(g, row, ci64(g, nr - 1), 1);
+  }
+  LLVMValueRef k = kernel_loop(g, arow, ks, bp, ci64(g, 0), kc, 4, acc);
+  kernel_loop(g, arow, ks, bp, k, kc, 1, acc);
 
   LLVMValueRef full = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, mrv, ci64(g, mr), ""),
                                    LLVMBuildICmp(g->b, LLVMIntEQ, nrv, ci64(g, nr), ""), "");
@@ -456,11 +579,45 @@ static LLVMValueRef emit_kernel(G *g) {
 
 // ---- blocking and threads ----
 
+// One mc x kc block of A against the packed kc x nc block of B: the
+// micro-kernel over its tiles. Packed A (ak = Ap): a B panel stays in L1
+// while the A panels stream from L2. A in place (ak = A's block, lda
+// apart): its MR rows stay in L1 while the B panels stream from L2.
+typedef struct {
+  LLVMValueRef kc, mc, nc, ak, lda, bp, c, ldc, addc;
+} Tiles;
+
+static void emit_tiles(G *g, LLVMValueRef kernel, bool direct, const Tiles *t) {
+  const CgGemmConfig *cfg = g->cfg;
+  LLVMValueRef zero = ci64(g, 0);
+  Loop lo, li;
+  LLVMValueRef ir, jr;
+  if (direct) {
+    ir = loop_begin(g, &lo, zero, t->mc, ci64(g, cfg->mr));
+    jr = loop_begin(g, &li, zero, t->nc, ci64(g, cfg->nr));
+  } else {
+    jr = loop_begin(g, &lo, zero, t->nc, ci64(g, cfg->nr));
+    ir = loop_begin(g, &li, zero, t->mc, ci64(g, cfg->mr));
+  }
+  LLVMValueRef nr = min64(g, ci64(g, cfg->nr), LLVMBuildNSWSub(g->b, t->nc, jr, ""));
+  LLVMValueRef mr = min64(g, ci64(g, cfg->mr), LLVMBuildNSWSub(g->b, t->mc, ir, ""));
+  LLVMValueRef cij = gep(g, t->c, add(g, mul(g, ir, t->ldc), jr));
+  LLVMValueRef a = direct ? gep(g, t->ak, mul(g, ir, t->lda)) : panel_at(g, t->ak, ir, t->kc, cfg->mr);
+  LLVMValueRef args[] = {t->kc, a, panel_at(g, t->bp, jr, t->kc, cfg->nr), cij, t->ldc, mr, nr, t->addc, t->lda};
+  LLVMBuildCall2(g->b, LLVMGlobalGetValueType(kernel), kernel, args, 9, "");
+  loop_end(g, &li);
+  loop_end(g, &lo);
+}
+
 // void range(i64 M, i64 N, i64 K, const float *A, i64 lda, const float *B,
 //            i64 ldb, float *C, i64 ldc, i32 beta, i64 n0, i64 n1, float *work)
-// Columns [n0, n1) of C; work holds Ap (MC x KC) then Bp (KC x NC).
-static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b,
-                               LLVMValueRef kernel) {
+// Columns [n0, n1) of C; work holds Ap (MC x KC) then Bp (KC x NC). A
+// row-major A is read in place when the columns are at most DIRECT_MAX_N
+// (few B panels share each A row: packing would not pay), else packed.
+enum { DIRECT_MAX_N = 512 };
+
+static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b, LLVMValueRef kernel,
+                               LLVMValueRef kernel_direct) {
   const CgGemmConfig *cfg = g->cfg;
   LLVMTypeRef ps[] = {g->i64, g->i64, g->i64, g->ptr, g->i64, g->ptr, g->i64,
                       g->ptr, g->i64, g->i32, g->i64, g->i64, g->ptr};
@@ -469,9 +626,10 @@ static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b,
                lda = LLVMGetParam(f, 4), b = LLVMGetParam(f, 5), ldb = LLVMGetParam(f, 6),
                c = LLVMGetParam(f, 7), ldc = LLVMGetParam(f, 8), beta = LLVMGetParam(f, 9),
                n0 = LLVMGetParam(f, 10), n1 = LLVMGetParam(f, 11), work = LLVMGetParam(f, 12);
-  LLVMValueRef ap = work, bp = gep(g, work, ci64(g, (int64_t)cfg->mc * cfg->kc));
+  int64_t ap_floats = (packed_floats(cfg->mc, cfg->kc, cfg->mr) + 15) / 16 * 16;
+  LLVMValueRef ap = work, bp = gep(g, work, ci64(g, ap_floats));
   LLVMValueRef zero = ci64(g, 0), one = ci64(g, 1);
-  LLVMTypeRef pack_ty = LLVMGlobalGetValueType(pack_a), kern_ty = LLVMGlobalGetValueType(kernel);
+  LLVMTypeRef pack_ty = LLVMGlobalGetValueType(pack_a);
 
   // K == 0: C = beta ? C : 0 (no K block runs below).
   LLVMValueRef kzero = LLVMBuildICmp(g->b, LLVMIntEQ, K, zero, "");
@@ -486,7 +644,7 @@ static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b,
   loop_end(g, &lzi);
   if_end(g, join);
 
-  Loop ljc, lpc, lic, ljr, lir;
+  Loop ljc, lpc, lic;
   LLVMValueRef jc = loop_begin(g, &ljc, n0, n1, ci64(g, cfg->nc));
   LLVMValueRef nc = min64(g, ci64(g, cfg->nc), LLVMBuildNSWSub(g->b, n1, jc, ""));
   LLVMValueRef pc = loop_begin(g, &lpc, zero, K, ci64(g, cfg->kc));
@@ -501,18 +659,26 @@ static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b,
   LLVMValueRef ic = loop_begin(g, &lic, zero, M, ci64(g, cfg->mc));
   LLVMValueRef mc = min64(g, ci64(g, cfg->mc), LLVMBuildNSWSub(g->b, M, ic, ""));
   LLVMValueRef asrc = cfg->trans_a ? gep(g, a, add(g, mul(g, pc, lda), ic)) : gep(g, a, add(g, mul(g, ic, lda), pc));
+  Tiles t = {kc, mc, nc, ap, lda, bp, gep(g, c, add(g, mul(g, ic, ldc), jc)), ldc, addc};
+  LLVMBasicBlockRef join_d = NULL;
+  if (kernel_direct) {  // A in place, or packed below
+    LLVMBasicBlockRef bd = block(g, "direct"), bp_ = block(g, "packed");
+    join_d = block(g, "tiled");
+    LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntSLE, nc, ci64(g, DIRECT_MAX_N), ""), bd, bp_);
+    LLVMPositionBuilderAtEnd(g->b, bd);
+    Tiles td = t;
+    td.ak = asrc;
+    emit_tiles(g, kernel_direct, true, &td);
+    LLVMBuildBr(g->b, join_d);
+    LLVMPositionBuilderAtEnd(g->b, bp_);
+  }
   LLVMValueRef pa_args[] = {asrc, lda, mc, kc, ap};
   LLVMBuildCall2(g->b, pack_ty, pack_a, pa_args, 5, "");
-  LLVMValueRef jr = loop_begin(g, &ljr, zero, nc, ci64(g, cfg->nr));
-  LLVMValueRef nr = min64(g, ci64(g, cfg->nr), LLVMBuildNSWSub(g->b, nc, jr, ""));
-  LLVMValueRef ir = loop_begin(g, &lir, zero, mc, ci64(g, cfg->mr));
-  LLVMValueRef mr = min64(g, ci64(g, cfg->mr), LLVMBuildNSWSub(g->b, mc, ir, ""));
-  LLVMValueRef cij = gep(g, c, add(g, mul(g, add(g, ic, ir), ldc), add(g, jc, jr)));
-  LLVMValueRef k_args[] = {kc, gep(g, ap, mul(g, ir, kc)), gep(g, bp, mul(g, jr, kc)), cij, ldc,
-                           mr, nr, addc};
-  LLVMBuildCall2(g->b, kern_ty, kernel, k_args, 8, "");
-  loop_end(g, &lir);
-  loop_end(g, &ljr);
+  emit_tiles(g, kernel, false, &t);
+  if (join_d) {
+    LLVMBuildBr(g->b, join_d);
+    LLVMPositionBuilderAtEnd(g->b, join_d);
+  }
   loop_end(g, &lic);
   loop_end(g, &lpc);
   loop_end(g, &ljc);
@@ -522,16 +688,31 @@ static LLVMValueRef emit_range(G *g, LLVMValueRef pack_a, LLVMValueRef pack_b,
 
 // The context the entry point passes to its tasks (one per thread).
 enum { CTX_M, CTX_N, CTX_K, CTX_A, CTX_LDA, CTX_B, CTX_LDB, CTX_C, CTX_LDC, CTX_BETA,
-       CTX_NTHREADS, CTX_WORK, CTX_COUNT };
+       CTX_NTHREADS, CTX_WORK, CTX_TM, CTX_COUNT };
 
 static LLVMTypeRef ctx_type(G *g) {
   LLVMTypeRef t[CTX_COUNT] = {g->i64, g->i64, g->i64, g->ptr, g->i64, g->ptr,
-                              g->i64, g->ptr, g->i64, g->i32, g->i32, g->ptr};
+                              g->i64, g->ptr, g->i64, g->i32, g->i32, g->ptr, g->i64};
   return LLVMStructTypeInContext(g->c, t, CTX_COUNT, 0);
 }
 
-// void task(void *ctx, i64 task, i32 thread): NR panels
-// [task*np/nt, (task+1)*np/nt) of np = ceil(N/NR), work buffer number task.
+static LLVMValueRef ceil_div(G *g, LLVMValueRef a, LLVMValueRef b) {
+  return LLVMBuildSDiv(g->b, add(g, a, LLVMBuildNSWSub(g->b, b, ci64(g, 1), "")), b, "");
+}
+
+// Part i of n of [0, units) units of size unit, clipped to [0, total):
+// [i*units/n, (i+1)*units/n) * unit.
+static void split(G *g, LLVMValueRef i, LLVMValueRef n, LLVMValueRef units, int unit,
+                  LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi) {
+  LLVMValueRef p0 = LLVMBuildSDiv(g->b, mul(g, i, units), n, "");
+  LLVMValueRef p1 = LLVMBuildSDiv(g->b, mul(g, add(g, i, ci64(g, 1)), units), n, "");
+  *lo = mul(g, p0, ci64(g, unit));
+  *hi = min64(g, total, mul(g, p1, ci64(g, unit)));
+}
+
+// void task(void *ctx, i64 task, i32 thread): the task's block of the
+// tm x (nt / tm) grid over C (rows in whole MR tiles, columns in whole NR
+// panels), work buffer number task.
 static LLVMValueRef emit_task(G *g, LLVMValueRef range) {
   LLVMTypeRef ps[] = {g->ptr, g->i64, g->i32};
   LLVMValueRef f = func_begin(g, ".task", g->voidt, ps, 3, false);
@@ -542,21 +723,51 @@ static LLVMValueRef emit_task(G *g, LLVMValueRef range) {
   LLVMValueRef v[CTX_COUNT];
   for (int i = 0; i < CTX_COUNT; i++)
     v[i] = load(g, ft[i], LLVMBuildStructGEP2(g->b, ct, ctx, (unsigned)i, ""), 4);
-  int nr = g->cfg->nr;
-  LLVMValueRef nt = LLVMBuildSExt(g->b, v[CTX_NTHREADS], g->i64, "");
-  LLVMValueRef np = LLVMBuildSDiv(g->b, add(g, v[CTX_N], ci64(g, nr - 1)), ci64(g, nr), "");
-  LLVMValueRef p0 = LLVMBuildSDiv(g->b, mul(g, task, np), nt, "");
-  LLVMValueRef p1 = LLVMBuildSDiv(g->b, mul(g, add(g, task, ci64(g, 1)), np), nt, "");
-  LLVMValueRef n0 = mul(g, p0, ci64(g, nr)), n1 = min64(g, v[CTX_N], mul(g, p1, ci64(g, nr)));
+  int mr = g->cfg->mr, nr = g->cfg->nr;
+  LLVMValueRef nt = LLVMBuildSExt(g->b, v[CTX_NTHREADS], g->i64, ""), tm = v[CTX_TM];
+  LLVMValueRef tn = LLVMBuildSDiv(g->b, nt, tm, "");
+  LLVMValueRef ti = LLVMBuildSDiv(g->b, task, tn, ""), tj = LLVMBuildSRem(g->b, task, tn, "");
+  LLVMValueRef m0, m1, n0, n1;
+  split(g, ti, tm, ceil_div(g, v[CTX_M], ci64(g, mr)), mr, v[CTX_M], &m0, &m1);
+  split(g, tj, tn, ceil_div(g, v[CTX_N], ci64(g, nr)), nr, v[CTX_N], &n0, &n1);
   int64_t ws = (int64_t)(cg_gemm_work_bytes(g->cfg) / sizeof(float)) / g->cfg->nthreads_max;
   LLVMValueRef work = gep(g, v[CTX_WORK], mul(g, task, ci64(g, ws)));
-  LLVMBasicBlockRef join = if_begin(g, lt(g, n0, n1));
-  LLVMValueRef args[] = {v[CTX_M], v[CTX_N], v[CTX_K], v[CTX_A], v[CTX_LDA], v[CTX_B], v[CTX_LDB],
-                         v[CTX_C], v[CTX_LDC], v[CTX_BETA], n0, n1, work};
+  LLVMBasicBlockRef join = if_begin(g, LLVMBuildAnd(g->b, lt(g, m0, m1), lt(g, n0, n1), ""));
+  LLVMValueRef a = gep(g, v[CTX_A], g->cfg->trans_a ? m0 : mul(g, m0, v[CTX_LDA]));
+  LLVMValueRef c = gep(g, v[CTX_C], mul(g, m0, v[CTX_LDC]));
+  LLVMValueRef args[] = {LLVMBuildNSWSub(g->b, m1, m0, ""), v[CTX_N], v[CTX_K], a, v[CTX_LDA], v[CTX_B],
+                         v[CTX_LDB], c, v[CTX_LDC], v[CTX_BETA], n0, n1, work};
   LLVMBuildCall2(g->b, LLVMGlobalGetValueType(range), range, args, 13, "");
   if_end(g, join);
   LLVMBuildRetVoid(g->b);
   return f;
+}
+
+// The task grid's rows tm, a divisor of nt: the one whose largest block
+// costs least, counting its multiply-adds (rows x columns, whole tiles) and
+// its packing (rows + columns, both operands are packed by every task; a
+// packed element as PACK_COST multiply-adds). Ties keep fewer rows.
+enum { PACK_COST = 16 };
+
+static LLVMValueRef emit_grid(G *g, LLVMValueRef M, LLVMValueRef N, LLVMValueRef nt) {
+  int mr = g->cfg->mr, nr = g->cfg->nr;
+  LLVMValueRef mu = ceil_div(g, M, ci64(g, mr)), nu = ceil_div(g, N, ci64(g, nr));
+  LLVMValueRef best = LLVMBuildAlloca(g->b, g->i64, "best"), cost = LLVMBuildAlloca(g->b, g->i64, "cost");
+  store(g, ci64(g, 1), best, 8);
+  store(g, ci64(g, INT64_MAX), cost, 8);
+  Loop l;
+  LLVMValueRef tm = loop_begin(g, &l, ci64(g, 1), add(g, nt, ci64(g, 1)), ci64(g, 1));
+  LLVMValueRef divides = LLVMBuildICmp(g->b, LLVMIntEQ, LLVMBuildSRem(g->b, nt, tm, ""), ci64(g, 0), "");
+  LLVMBasicBlockRef join = if_begin(g, divides);
+  LLVMValueRef rows = mul(g, ceil_div(g, mu, tm), ci64(g, mr));
+  LLVMValueRef cols = mul(g, ceil_div(g, nu, LLVMBuildSDiv(g->b, nt, tm, "")), ci64(g, nr));
+  LLVMValueRef c = add(g, mul(g, rows, cols), mul(g, add(g, rows, cols), ci64(g, PACK_COST)));
+  LLVMValueRef better = lt(g, c, load(g, g->i64, cost, 8));
+  store(g, LLVMBuildSelect(g->b, better, c, load(g, g->i64, cost, 8), ""), cost, 8);
+  store(g, LLVMBuildSelect(g->b, better, tm, load(g, g->i64, best, 8), ""), best, 8);
+  if_end(g, join);
+  loop_end(g, &l);
+  return load(g, g->i64, best, 8);
 }
 
 // The exported entry (CgGemmFn): fills the context and hands nthreads tasks
@@ -568,8 +779,8 @@ static void emit_entry(G *g, LLVMValueRef task) {
   LLVMTypeRef ct = ctx_type(g);
   LLVMValueRef ctx = LLVMBuildAlloca(g->b, ct, "ctx");
   // Parameters in order, skipping the pool (10), match the context fields.
-  unsigned from[CTX_COUNT] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12};
-  for (int i = 0; i < CTX_COUNT; i++) {
+  unsigned from[CTX_TM] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12};
+  for (int i = 0; i < CTX_TM; i++) {
     LLVMValueRef p = LLVMGetParam(f, from[i]);
     if (i == CTX_NTHREADS) {  // clamp to [1, nthreads_max]
       LLVMValueRef one = LLVMConstInt(g->i32, 1, 0), mx = LLVMConstInt(g->i32, (unsigned)g->cfg->nthreads_max, 0);
@@ -578,13 +789,16 @@ static void emit_entry(G *g, LLVMValueRef task) {
     }
     store(g, p, LLVMBuildStructGEP2(g->b, ct, ctx, (unsigned)i, ""), 4);
   }
-  LLVMValueRef nt = load(g, g->i32, LLVMBuildStructGEP2(g->b, ct, ctx, CTX_NTHREADS, ""), 4);
+  LLVMValueRef nt = LLVMBuildSExt(g->b, load(g, g->i32, LLVMBuildStructGEP2(g->b, ct, ctx, CTX_NTHREADS, ""), 4),
+                                  g->i64, "");
+  LLVMValueRef tm = emit_grid(g, LLVMGetParam(f, 0), LLVMGetParam(f, 1), nt);
+  store(g, tm, LLVMBuildStructGEP2(g->b, ct, ctx, CTX_TM, ""), 4);
   LLVMTypeRef pf_ps[] = {g->ptr, g->i64, g->ptr, g->ptr};
   LLVMTypeRef pf_ty = LLVMFunctionType(g->voidt, pf_ps, 4, 0);
   LLVMValueRef pf = LLVMGetNamedFunction(g->m, "rt_parallel_for");
   if (!pf)
     pf = LLVMAddFunction(g->m, "rt_parallel_for", pf_ty);
-  LLVMValueRef args[] = {LLVMGetParam(f, 10), LLVMBuildSExt(g->b, nt, g->i64, ""), task, ctx};
+  LLVMValueRef args[] = {LLVMGetParam(f, 10), nt, task, ctx};
   LLVMBuildCall2(g->b, pf_ty, pf, args, 4, "");
   LLVMBuildRetVoid(g->b);
 }
@@ -609,7 +823,8 @@ void cg_gemm_config_default(const CgLlvm *cg, CgGemmConfig *cfg, const char *nam
 }
 
 size_t cg_gemm_work_bytes(const CgGemmConfig *cfg) {
-  size_t per = (size_t)cfg->mc * cfg->kc + (size_t)cfg->kc * cfg->nc;  // floats
+  size_t per = (size_t)(packed_floats(cfg->mc, cfg->kc, cfg->mr) + 15) / 16 * 16 +
+               (size_t)packed_floats(cfg->nc, cfg->kc, cfg->nr);  // floats
   per = (per + 15) / 16 * 16;  // each thread's buffer 64-byte aligned
   return per * sizeof(float) * (size_t)cfg->nthreads_max;
 }
@@ -639,8 +854,9 @@ bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d) {
   unsigned fma_id = LLVMLookupIntrinsicID("llvm.fma", 8);
   g.fma = LLVMGetIntrinsicDeclaration(m, fma_id, &g.vec, 1);
   g.fma_ty = LLVMIntrinsicGetType(g.c, fma_id, &g.vec, 1);
-  LLVMValueRef pa = emit_pack_a(&g), pb = emit_pack_b(&g), k = emit_kernel(&g);
-  LLVMValueRef range = emit_range(&g, pa, pb, k);
+  LLVMValueRef pa = emit_pack_a(&g), pb = emit_pack_b(&g), k = emit_kernel(&g, false);
+  LLVMValueRef kd = cfg->trans_a ? NULL : emit_kernel(&g, true);
+  LLVMValueRef range = emit_range(&g, pa, pb, k, kd);
   emit_entry(&g, emit_task(&g, range));
   LLVMDisposeBuilder(g.b);
   return true;

@@ -164,12 +164,14 @@ int rt_st_write(const char *path, const RtStWrite *ts, int n, const char *const 
 
 // ---- threads.c ----
 // A fixed pool of threads that compiled code calls for its parallel loops
-// (the generated sgemm's N split). Static chunking: with P threads, thread t
-// runs tasks [t*n/P, (t+1)*n/P) in increasing order, thread 0 being the
-// caller, so which thread runs a task depends on n and P only, never on
-// timing. Example:
+// (the generated sgemm's blocks, the kernels' row ranges). The caller
+// (thread 0) and the workers claim tasks one at a time, so a worker that
+// is slow to wake, or kept off the cores by other processes, does not hold
+// the caller up: which thread runs a task depends on timing, and a task's
+// result must depend on its index only (thread is unique among the threads
+// running at once: an index for per-thread scratch). Example:
 //   RtPool *pool = rt_pool_new(2);      // the caller + 1 worker
-//   rt_parallel_for(pool, 8, fn, ctx);  // fn(ctx, 0..3, 0), fn(ctx, 4..7, 1)
+//   rt_parallel_for(pool, 8, fn, ctx);  // fn(ctx, 0..7, 0 or 1)
 //   rt_pool_free(pool);
 // One rt_parallel_for at a time per pool (concurrent callers are
 // serialized); fn must not call rt_parallel_for on the same pool.

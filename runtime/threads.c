@@ -5,10 +5,15 @@
 // generation for a short while (compiled code calls the pool hundreds of
 // times per forward, often a millisecond apart: waking a sleeping thread
 // costs tens of microseconds or more on a VM), then sleeps on a condition
-// variable; the caller likewise spins on the count of workers still busy
-// before it sleeps. Chunks are static (thread t runs tasks [t*n/P,
-// (t+1)*n/P)), so a task's thread, and anything a task derives from its
-// index, never depends on timing.
+// variable. Tasks are claimed one at a time from a shared counter by the
+// caller and by the workers that join the job while it is open, so a
+// worker that is asleep, or not scheduled because other processes hold
+// the cores, never holds the caller up: the caller runs what is left. Once
+// every task is claimed the caller closes the job (no worker joins after)
+// and waits for the workers still running theirs. Which thread runs a task
+// depends on timing; what a task computes must depend on its index only
+// (the generated code's tasks do; thread is unique among the threads
+// running at once, for per-thread scratch).
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -25,22 +30,28 @@ struct RtPool {
   int n;                  // threads, the caller included
   pthread_t *tid;         // n - 1 workers
   Worker *w;
-  pthread_mutex_t mu;     // guards everything below
+  pthread_mutex_t mu;     // guards gen, open, fn, ctx, n_tasks and joining
   pthread_cond_t wake;    // a new job or shutdown
-  pthread_cond_t done;    // pending reached 0
+  pthread_cond_t done;    // active reached 0
   pthread_mutex_t call;   // one rt_parallel_for at a time
   _Atomic uint64_t gen;   // job generation (written under mu)
-  _Atomic int pending;    // workers still running the current job
+  _Atomic int64_t next;   // the next task to claim
+  _Atomic int active;     // workers that joined the job and have not left it
   _Atomic bool stop;
+  bool open;              // workers may still join the job
   RtTaskFn fn;
   void *ctx;
   int64_t n_tasks;
 };
 
-static void run_chunk(RtTaskFn fn, void *ctx, int64_t n_tasks, int t, int n) {
-  int64_t lo = n_tasks * t / n, hi = n_tasks * (t + 1) / n;
-  for (int64_t i = lo; i < hi; i++)
+// Claims and runs tasks until none is left.
+static void run_tasks(RtPool *p, RtTaskFn fn, void *ctx, int64_t n_tasks, int t) {
+  for (;;) {
+    int64_t i = atomic_fetch_add_explicit(&p->next, 1, memory_order_relaxed);
+    if (i >= n_tasks)
+      break;
     fn(ctx, i, t);
+  }
 }
 
 enum { SPIN = 1 << 15 };  // polls before sleeping (~0.1-0.3 ms)
@@ -62,16 +73,20 @@ static void *worker_main(void *arg) {
     pthread_mutex_lock(&p->mu);
     while (!p->stop && p->gen == seen)
       pthread_cond_wait(&p->wake, &p->mu);
-    bool stop = p->stop;
+    bool stop = p->stop, join = p->open;
     seen = p->gen;
     RtTaskFn fn = p->fn;
     void *ctx = p->ctx;
     int64_t n_tasks = p->n_tasks;
+    if (join)
+      atomic_fetch_add_explicit(&p->active, 1, memory_order_relaxed);
     pthread_mutex_unlock(&p->mu);
     if (stop)
       break;
-    run_chunk(fn, ctx, n_tasks, w->id, p->n);
-    if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+    if (!join)  // the caller already ran the whole job
+      continue;
+    run_tasks(p, fn, ctx, n_tasks, w->id);
+    if (atomic_fetch_sub_explicit(&p->active, 1, memory_order_acq_rel) == 1) {
       pthread_mutex_lock(&p->mu);  // the caller may be asleep on done
       pthread_cond_signal(&p->done);
       pthread_mutex_unlock(&p->mu);
@@ -133,7 +148,7 @@ int rt_pool_size(const RtPool *p) { return p ? p->n : 1; }
 void rt_parallel_for(RtPool *p, int64_t n_tasks, RtTaskFn fn, void *ctx) {
   if (n_tasks <= 0)
     return;
-  if (!p || p->n == 1 || n_tasks == 1) {  // the same chunks: all on the caller
+  if (!p || p->n == 1 || n_tasks == 1) {  // all on the caller
     for (int64_t i = 0; i < n_tasks; i++)
       fn(ctx, i, 0);
     return;
@@ -143,15 +158,19 @@ void rt_parallel_for(RtPool *p, int64_t n_tasks, RtTaskFn fn, void *ctx) {
   p->fn = fn;
   p->ctx = ctx;
   p->n_tasks = n_tasks;
-  p->pending = p->n - 1;
+  p->next = 0;
+  p->open = true;
   p->gen++;
   pthread_cond_broadcast(&p->wake);
   pthread_mutex_unlock(&p->mu);
-  run_chunk(fn, ctx, n_tasks, 0, p->n);
-  for (int i = 0; i < SPIN && atomic_load_explicit(&p->pending, memory_order_acquire) > 0; i++)
+  run_tasks(p, fn, ctx, n_tasks, 0);
+  pthread_mutex_lock(&p->mu);  // every task is claimed: no one joins now
+  p->open = false;
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < SPIN && atomic_load_explicit(&p->active, memory_order_acquire) > 0; i++)
     relax();
   pthread_mutex_lock(&p->mu);
-  while (p->pending > 0)
+  while (p->active > 0)
     pthread_cond_wait(&p->done, &p->mu);
   pthread_mutex_unlock(&p->mu);
   pthread_mutex_unlock(&p->call);

@@ -1,9 +1,9 @@
 // tests/unit/test_cg_gemm.c: the generated sgemm (codegen/gemm.c through
 // codegen/llvm.c's JIT) against a double-accumulated reference, on shapes
 // that hit every edge (1x1x1, odd sizes, sizes past MC, KC and NC), leading
-// dimensions, beta, transposed B, transposed A; results bitwise identical for 1, 2 and 3
-// threads (runtime/threads.c); object files for the host and for an
-// AVX-512 CPU.
+// dimensions, beta, transposed B, transposed A; results bitwise identical for 1, 2, 3
+// and 4 threads (runtime/threads.c; the task grid splits N, M or both); object files
+// for the host and for an AVX-512 CPU.
 //
 // Tolerance: |C - ref| <= 3 sqrt(K) eps sum_k |A[i,k] B[k,j]| per element
 // (eps = FLT_EPSILON): float rounding grows like sqrt(K) for random data.
@@ -28,7 +28,7 @@ static CgLlvm *cg;
 static CgGemmConfig cfg_nn, cfg_nt, cfg_tn;
 static CgGemmFn gemm_nn, gemm_nt, gemm_tn;
 static float *work;
-static RtPool *pool2, *pool3;
+static RtPool *pool2, *pool3, *pool4;
 static Diag diag;
 
 static int setup(void **state) {
@@ -55,13 +55,15 @@ static int setup(void **state) {
   work = aligned_alloc(64, cg_gemm_work_bytes(&cfg_nn));
   pool2 = rt_pool_new(2);
   pool3 = rt_pool_new(3);
-  return gemm_nn && gemm_nt && gemm_tn && work && pool2 && pool3 ? 0 : -1;
+  pool4 = rt_pool_new(4);
+  return gemm_nn && gemm_nt && gemm_tn && work && pool2 && pool3 && pool4 ? 0 : -1;
 }
 
 static int teardown(void **state) {
   (void)state;
   rt_pool_free(pool2);
   rt_pool_free(pool3);
+  rt_pool_free(pool4);
   free(work);
   cg_llvm_free(cg);
   diag_fini(&diag);
@@ -102,7 +104,7 @@ static float *run_checked(const Shape *s, int mode, int nthreads) {
   float *a = rand_buf((size_t)((ta ? K : M) * lda)), *b = rand_buf((size_t)((tb ? N : K) * ldb));
   float *c = rand_buf((size_t)(M * ldc)), *c0 = malloc((size_t)(M * ldc) * sizeof(float) + 1);
   memcpy(c0, c, (size_t)(M * ldc) * sizeof(float));
-  RtPool *pool = nthreads == 1 ? NULL : nthreads == 2 ? pool2 : pool3;
+  RtPool *pools[5] = {NULL, NULL, pool2, pool3, pool4}, *pool = pools[nthreads];
   (mode == NT ? gemm_nt : mode == TN ? gemm_tn : gemm_nn)(M, N, K, a, lda, b, ldb, c, ldc, s->beta, pool, nthreads, work);
   int bad = 0;
   for (int64_t i = 0; i < M; i++)
@@ -139,20 +141,27 @@ static const Shape shapes[] = {
     {150, 20, 7, 2, 0},  {300, 47, 31, 0, 0}, {3, 3100, 3, 0, 0},   {2, 6200, 5, 5, 1},
     {1, 50, 257, 0, 0},  {13, 1, 257, 7, 0},  {64, 64, 64, 0, 0},   {100, 100, 0, 0, 0},
     {9, 9, 0, 1, 1},     {0, 5, 5, 0, 0},     {5, 0, 5, 0, 0},      {97, 768, 130, 0, 0},
+    // tall and thin (the grid splits M, or M and N), K past two KC blocks
+    {1024, 40, 128, 0, 0}, {301, 50, 515, 1, 1}, {61, 1000, 37, 3, 0},  {6, 16, 256, 0, 0},
+    {130, 17, 600, 2, 1},  {25, 7, 3, 0, 0},
+    // row-major A read in place up to 512 columns a task, packed past that
+    {70, 530, 20, 0, 1},   {13, 1030, 9, 1, 0},
 };
 
 static void check_shapes(int tb) {
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
     const Shape *s = &shapes[i];
     size_t n = (size_t)(s->M * (s->N + s->pad));
-    float *c1 = run_checked(s, tb, 1), *c2 = run_checked(s, tb, 2), *c3 = run_checked(s, tb, 3);
-    // Bitwise: each element is computed by one thread in the same K order.
-    if (memcmp(c1, c2, n * sizeof(float)) != 0 || memcmp(c1, c3, n * sizeof(float)) != 0)
-      fail_msg("%s %lldx%lldx%lld: results differ between 1, 2 and 3 threads", mode_name[tb],
-               (long long)s->M, (long long)s->N, (long long)s->K);
+    float *c1 = run_checked(s, tb, 1);
+    for (int nt = 2; nt <= 4; nt++) {
+      float *c = run_checked(s, tb, nt);
+      // Bitwise: each element is computed by one thread in the same K order.
+      if (memcmp(c1, c, n * sizeof(float)) != 0)
+        fail_msg("%s %lldx%lldx%lld: results differ between 1 and %d threads", mode_name[tb],
+                 (long long)s->M, (long long)s->N, (long long)s->K, nt);
+      free(c);
+    }
     free(c1);
-    free(c2);
-    free(c3);
     frand();  // new inputs for the next shape
   }
 }
