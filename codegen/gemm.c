@@ -836,7 +836,7 @@ bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d) {
     return false;
   }
   if ((cfg->vw != 8 && cfg->vw != 16) || cfg->nr % cfg->vw || cfg->nr / cfg->vw > 4 || cfg->mr < 1 ||
-      cfg->mr * (cfg->nr / cfg->vw) > 128 || cfg->nr > 64 || cfg->mc % cfg->mr ||
+      cfg->mr > 32 || cfg->mr * (cfg->nr / cfg->vw) > 128 || cfg->nr > 64 || cfg->mc % cfg->mr ||
       cfg->nc % cfg->nr || cfg->kc < 1 || cfg->nthreads_max < 1) {
     diag_error(d, NOLOC, "gemm %s: bad blocking (vw %d, mr %d, nr %d, mc %d, kc %d, nc %d)",
                cfg->name, cfg->vw, cfg->mr, cfg->nr, cfg->mc, cfg->kc, cfg->nc);
