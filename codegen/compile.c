@@ -780,6 +780,12 @@ static LLVMValueRef kernel_fn(K *k, const char *name, int nsrc, bool range) {
                           LLVMCreateEnumAttribute(k->c, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
   unsigned na = LLVMGetEnumAttributeKindForName("noalias", 7);
   LLVMAddAttributeAtIndex(f, 3, LLVMCreateEnumAttribute(k->c, na, 0));  // out
+  // attention's kernels are explicit vector code (attention.c): O3's
+  // unrolling and loop versioning make them several times larger and
+  // slower to compile for no measured gain
+  if (k->n->op == IR_OP_ATTENTION || k->n->op == IR_OP_ATTENTION_KV || is_attention_grad(k->n->op))
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(k->c, LLVMGetEnumAttributeKindForName("optsize", 7), 0));
   return f;
 }
 
