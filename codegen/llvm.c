@@ -174,10 +174,11 @@ void cg_llvm_fn_attrs(CgLlvm *cg, LLVMValueRef fn) {
     LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, a[i]);
 }
 
-bool cg_llvm_optimize(CgLlvm *cg, Diag *d) {
+// The current module exists and is valid (what: the step, for the message).
+static bool check_module(CgLlvm *cg, const char *what, Diag *d) {
   char *msg = NULL;
   if (!cg->mod) {
-    diag_error(d, NOLOC, "llvm: no module to optimize");
+    diag_error(d, NOLOC, "llvm: no module to %s", what);
     return false;
   }
   if (LLVMVerifyModule(cg->mod, LLVMReturnStatusAction, &msg)) {
@@ -185,9 +186,21 @@ bool cg_llvm_optimize(CgLlvm *cg, Diag *d) {
     return false;
   }
   LLVMDisposeMessage(msg);
+  return true;
+}
+
+// heed's pipeline (O3) on m for tm; NULL or the error.
+static LLVMErrorRef run_o3(LLVMModuleRef m, LLVMTargetMachineRef tm) {
   LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-  LLVMErrorRef err = LLVMRunPasses(cg->mod, "default<O3>", cg->tm, opts);
+  LLVMErrorRef err = LLVMRunPasses(m, "default<O3>", tm, opts);
   LLVMDisposePassBuilderOptions(opts);
+  return err;
+}
+
+bool cg_llvm_optimize(CgLlvm *cg, Diag *d) {
+  if (!check_module(cg, "optimize", d))
+    return false;
+  LLVMErrorRef err = run_o3(cg->mod, cg->tm);
   if (err) {
     error_diag(d, "running the O3 pipeline", err);
     return false;
@@ -465,9 +478,7 @@ static void *split_job(void *arg) {
     LLVMDeleteFunction(dead[d]);
   free(dead);
   tm = make_tm(j->cg, LLVMGetTargetMachineTarget(j->cg->tm), LLVMRelocPIC, LLVMCodeModelDefault);
-  LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-  LLVMErrorRef err = tm ? LLVMRunPasses(m, "default<O3>", tm, opts) : NULL;
-  LLVMDisposePassBuilderOptions(opts);
+  LLVMErrorRef err = tm ? run_o3(m, tm) : NULL;
   if (!tm) {
     j->err = dup_msg("a target machine", "not created");
   } else if (err) {
@@ -490,16 +501,8 @@ done:
 }
 
 bool cg_llvm_jit_add_split(CgLlvm *cg, int nparts, Diag *d) {
-  char *msg = NULL;
-  if (!cg->mod) {
-    diag_error(d, NOLOC, "llvm: no module to add to the JIT");
+  if (!check_module(cg, "add to the JIT", d))
     return false;
-  }
-  if (LLVMVerifyModule(cg->mod, LLVMReturnStatusAction, &msg)) {
-    message_diag(d, "the generated module is invalid", msg);
-    return false;
-  }
-  LLVMDisposeMessage(msg);
   nparts = nparts < 1 ? 1 : nparts > 64 ? 64 : nparts;
   LLVMValueRef *fns = NULL;
   int *part = NULL, nfn = 0;
