@@ -346,18 +346,26 @@ static void pack_contiguous(G *g, PanelFn panel, LLVMValueRef src, LLVMValueRef 
   if_end(g, join);
 }
 
-// void packA(const float *A, i64 lda, i64 mc, i64 kc, float *Ap)
-static LLVMValueRef emit_pack_a(G *g) {
+// void NAME(const float *src, i64 ld, i64 n, i64 kc, float *dst) (packA:
+// n = mc rows of A; packB: its arguments are (B, ldb, kc, nc, Bp), n = nc
+// columns): panels of w, with contiguous (rows of the panel adjacent in
+// memory: A^T, untransposed B) or strided sources, each by panel.
+static LLVMValueRef emit_pack(G *g, const char *name, bool n_first, bool contiguous, PanelFn panel, int w) {
   LLVMTypeRef ps[] = {g->ptr, g->i64, g->i64, g->i64, g->ptr};
-  LLVMValueRef f = func_begin(g, ".packA", g->voidt, ps, 5, false);
-  LLVMValueRef a = LLVMGetParam(f, 0), lda = LLVMGetParam(f, 1), mc = LLVMGetParam(f, 2),
-               kc = LLVMGetParam(f, 3), ap = LLVMGetParam(f, 4);
-  if (g->cfg->trans_a)
-    pack_contiguous(g, pack_a_panel, a, lda, mc, kc, g->cfg->mr, ap);
+  LLVMValueRef f = func_begin(g, name, g->voidt, ps, 5, false);
+  LLVMValueRef src = LLVMGetParam(f, 0), ld = LLVMGetParam(f, 1), dst = LLVMGetParam(f, 4);
+  LLVMValueRef n = LLVMGetParam(f, n_first ? 2 : 3), kc = LLVMGetParam(f, n_first ? 3 : 2);
+  if (contiguous)
+    pack_contiguous(g, panel, src, ld, n, kc, w, dst);
   else
-    pack_panels(g, pack_a_panel, a, lda, mc, kc, g->cfg->mr, ap);
+    pack_panels(g, panel, src, ld, n, kc, w, dst);
   LLVMBuildRetVoid(g->b);
   return f;
+}
+
+// void packA(const float *A, i64 lda, i64 mc, i64 kc, float *Ap)
+static LLVMValueRef emit_pack_a(G *g) {
+  return emit_pack(g, ".packA", true, g->cfg->trans_a, pack_a_panel, g->cfg->mr);
 }
 
 // A full panel of transposed B (B(k, n) = B[n*ldb + k]): vw k at a time,
@@ -431,16 +439,8 @@ static void pack_bn_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef k
 
 // void packB(const float *B, i64 ldb, i64 kc, i64 nc, float *Bp)
 static LLVMValueRef emit_pack_b(G *g) {
-  LLVMTypeRef ps[] = {g->ptr, g->i64, g->i64, g->i64, g->ptr};
-  LLVMValueRef f = func_begin(g, ".packB", g->voidt, ps, 5, false);
-  LLVMValueRef b = LLVMGetParam(f, 0), ldb = LLVMGetParam(f, 1), kc = LLVMGetParam(f, 2),
-               nc = LLVMGetParam(f, 3), bp = LLVMGetParam(f, 4);
-  if (g->cfg->trans_b)
-    pack_panels(g, pack_bt_panel, b, ldb, nc, kc, g->cfg->nr, bp);
-  else
-    pack_contiguous(g, pack_bn_panel, b, ldb, nc, kc, g->cfg->nr, bp);
-  LLVMBuildRetVoid(g->b);
-  return f;
+  bool t = g->cfg->trans_b;
+  return emit_pack(g, ".packB", false, !t, t ? pack_bt_panel : pack_bn_panel, g->cfg->nr);
 }
 
 // ---- micro-kernel ----
