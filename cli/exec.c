@@ -222,11 +222,38 @@ void heed_exec_free(HeedExec *x) {
 void heed_exec_profile(const HeedExec *x, FILE *f, int runs) {
 #ifdef HEED_HAVE_LLVM
   const double *ms = x->prog ? cg_program_profile(x->prog) : NULL;
-  if (ms) heed_profile_print(f, &x->c->diag, x->g, ms, runs);
+  if (!ms) return;
+  heed_compile_print(f, x->g->name ? x->g->name : "the graph", cg_program_stats(x->prog));
+  heed_profile_print(f, &x->c->diag, x->g, ms, runs);
 #else
   (void)x, (void)f, (void)runs;
 #endif
 }
+
+#ifdef HEED_HAVE_LLVM
+void heed_compile_print(FILE *f, const char *what, const CgProgramStats *st) {
+  fprintf(f, "compiled %s in %.0f ms (%d kernels, %d calls; LLVM IR %.0f ms, O3 %.0f ms, machine code %.0f ms)\n",
+          what, st->compile_ms, st->nkernels, st->ncalls, st->build_ms, st->opt_ms, st->jit_ms);
+  if (st->nparts <= 0) return;
+  double cpu = 0;
+  for (int p = 0; p < st->nparts; p++) cpu += st->parts[p].cpu_ms;
+  fprintf(f, "  O3 and machine code in %d parts: %.0f ms of CPU; the slowest:\n", st->nparts, cpu);
+  int *ord = malloc(sizeof *ord * (size_t)st->nparts);
+  if (!ord) return;
+  for (int p = 0; p < st->nparts; p++) {  // by CPU time, the largest first (insertion sort: tens of parts)
+    int q = p;
+    for (; q > 0 && st->parts[ord[q - 1]].cpu_ms < st->parts[p].cpu_ms; q--) ord[q] = ord[q - 1];
+    ord[q] = p;
+  }
+  for (int r = 0; r < st->nparts && r < 8; r++) {
+    const CgPartStat *ps = &st->parts[ord[r]];
+    fprintf(f, "  %10.1f ms  %s", ps->cpu_ms, ps->label);
+    if (ps->nunits > 1) fprintf(f, " and %d more", ps->nunits - 1);
+    fputc('\n', f);
+  }
+  free(ord);
+}
+#endif
 
 // An op's name in the table: gradient ops of an elementwise function name it
 // ("unary_grad(gelu_tanh)").

@@ -35,5 +35,11 @@ void heed_exec_profile(const HeedExec *x, FILE *f, int runs);
 // ms: per node of g (cg_program_profile), summed over runs runs.
 void heed_profile_print(FILE *f, const Diag *d, const IrGraph *g, const double *ms, int runs);
 void heed_exec_free(HeedExec *x);
+#ifdef HEED_HAVE_LLVM
+#include "codegen/cg.h"
+// A compile's times, one line ("compiled WHAT in ..."), then, when it was
+// compiled in parts, the parts that took longest (LLVM's CPU time each).
+void heed_compile_print(FILE *f, const char *what, const CgProgramStats *st);
+#endif
 
 #endif

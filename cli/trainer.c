@@ -413,8 +413,7 @@ void heed_trainer_profile(const HeedTrainer *t, FILE *f) {
   const double *ms = t->step ? cg_program_profile(t->step) : NULL;
   if (!ms) return;
   const CgProgramStats *st = cg_program_stats(t->step);
-  fprintf(f, "compiled the step in %.0f ms (%d kernels, %d calls; LLVM IR %.0f ms, O3 %.0f ms, machine code %.0f ms)\n",
-          st->compile_ms, st->nkernels, st->ncalls, st->build_ms, st->opt_ms, st->jit_ms);
+  heed_compile_print(f, "the step", st);
   heed_profile_print(f, &t->c->diag, t->g, ms, (int)(t->nsteps > INT32_MAX ? INT32_MAX : t->nsteps));
 #else
   (void)t, (void)f;

@@ -69,12 +69,22 @@ bool cg_llvm_define_symbol(CgLlvm *cg, const char *name, void *addr, Diag *d);
 // module is current. Functions are compiled on the first lookup.
 bool cg_llvm_jit_add(CgLlvm *cg, Diag *d);
 void *cg_llvm_lookup(CgLlvm *cg, const char *name, Diag *d);  // NULL on error
-// Instead of cg_llvm_optimize + cg_llvm_jit_add: the module cut into nparts
-// parts (whole kernels and sgemms with what they inline), each optimized
-// (O3) and compiled to machine code on a thread of its own, then linked by
-// the JIT; the same machine code per function as one part would give, but
-// no inlining across parts (functions the entries call are noinline).
-bool cg_llvm_jit_add_split(CgLlvm *cg, int nparts, Diag *d);
+// Instead of cg_llvm_optimize + cg_llvm_jit_add: the module cut into parts
+// (whole kernels and sgemms with what they inline; small ones together),
+// each optimized (O3) and compiled to machine code on one of nthreads
+// threads, then linked by the JIT; the same machine code per function as
+// one module would give, but no inlining across parts (functions the
+// entries call are noinline). The parts do not depend on nthreads.
+bool cg_llvm_jit_add_split(CgLlvm *cg, int nthreads, Diag *d);
+// What the last cg_llvm_jit_add_split compiled, a part each, the largest
+// (in instructions) first; NULL and *n = 0 before one.
+typedef struct {
+  char label[48];  // its largest unit's function (a kernel: k<id>_<op>)
+  int nunits;      // units in the part
+  double cpu_ms;   // O3 and machine code (and reading the bitcode), thread CPU time
+  double wall_ms;
+} CgPartStat;
+const CgPartStat *cg_llvm_part_stats(const CgLlvm *cg, int *n);
 // For generators: the current module (owned by cg) and the attributes every
 // generated function gets (target-cpu, target-features, nounwind).
 HEED_INTERNAL LLVMModuleRef cg_llvm_module(CgLlvm *cg);
@@ -183,6 +193,8 @@ typedef struct {
   double opt_ms;      // the O3 pipeline (compiled in parts: O3 and machine code, on threads)
   double jit_ms;      // machine code (LLJIT, on lookup; in parts: linking)
   double compile_ms;  // all of it
+  int nparts;         // compiled in parts (cg_llvm_jit_add_split): what each took; else 0
+  const CgPartStat *parts;
 } CgProgramStats;
 
 // o may be NULL (the defaults above). NULL (with a diagnostic) on failure.

@@ -1421,7 +1421,7 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   double t1 = now_ms();
   bool dump = o && (o->dump_ir || o->dump_obj || o->dump_asm);
   int parts = dump ? 1 : o && o->compile_threads > 0 ? o->compile_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-  if (parts > 1) {  // O3 and machine code on threads, one part of the module each
+  if (parts > 1) {  // O3 and machine code on threads, a part of the module at a time
     if (!define_symbols(p->cg, o, d) || !cg_llvm_jit_add_split(p->cg, parts > 8 ? 8 : parts, d)) goto fail;
     goto lookup;
   }
@@ -1445,6 +1445,7 @@ lookup:;
   p->stats.opt_ms = t2 - t1;
   p->stats.jit_ms = t3 - t2;
   p->stats.compile_ms = t3 - t0;
+  p->stats.parts = cg_llvm_part_stats(p->cg, &p->stats.nparts);
   goto done;
 oom:
   diag_error(d, NOLOC, "out of memory compiling %s", g->name ? g->name : "the graph");

@@ -8,9 +8,11 @@
 // ErrorMessage is turned into a diagnostic, owned handles are disposed on
 // every path (goto cleanup).
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/BitReader.h>
@@ -32,6 +34,8 @@ struct CgLlvm {
   LLVMModuleRef mod;                  // the current module, or NULL
   char *triple, *cpu, *features;      // LLVM messages (LLVMDisposeMessage)
   int vw;                             // f32 lanes per vector
+  CgPartStat *parts;                  // the last split compile's parts (cg_llvm_part_stats)
+  int nparts;
 };
 
 static const SrcLoc NOLOC = {0, 0, 0};
@@ -146,6 +150,7 @@ void cg_llvm_free(CgLlvm *cg) {
     LLVMDisposeMessage(cg->cpu);
   if (cg->features)
     LLVMDisposeMessage(cg->features);
+  free(cg->parts);
   free(cg);
 }
 
@@ -280,20 +285,33 @@ void *cg_llvm_lookup(CgLlvm *cg, const char *name, Diag *d) {
 // no other function of the module calls) each alone, and every other
 // function together with the internal functions it reaches (a kernel with
 // its body and task, an sgemm with its micro-kernel), so that what LLVM may
-// inline stays in one part. Units are dealt to nparts parts by size (the
-// largest first, to the smallest part). Each part is a copy of the module
-// (through bitcode, in a context of its own) where the other parts'
-// functions are declarations: O3 and machine code run on a thread per
-// part, and the JIT links the object files. A function called from another
-// part becomes external (its name is unique in the module).
+// inline stays in one part. A unit of PART_CAP instructions or more is a
+// part of its own; smaller ones are packed into parts of at most PART_CAP
+// (first fit, the largest first). The parts depend on the module only, not
+// on the thread count. Each part is a copy of the module (through bitcode,
+// in a context of its own) where the other parts' functions are
+// declarations; threads take parts, the largest first, run O3 and machine
+// code on them, and the JIT links the object files. A function called from
+// another part becomes external (its name is unique in the module).
+
+enum { PART_CAP = 4000 };  // instructions (unoptimized IR) per part of small units
 
 typedef struct {
   LLVMMemoryBufferRef bc;  // the whole module as bitcode (shared, read only)
   const int *part;         // per function (module order): its part
-  int nfn, me;
+  int nfn;
   CgLlvm *cg;
+  struct SplitJob *jobs;   // all parts
+  int njobs;
+  atomic_int next;         // the next part a thread takes
+} Split;
+
+typedef struct SplitJob {
+  int me;
   LLVMMemoryBufferRef obj; // out: the part's object file
   char *err;               // out: a message (malloc'd) on failure
+  CgPartStat stat;         // out: its times; label and nfn are set before
+  long size;               // instructions
 } SplitJob;
 
 static int fn_index(LLVMValueRef *fns, int n, LLVMValueRef f) {
@@ -354,26 +372,25 @@ static int instr_count(LLVMValueRef f) {
   return n;
 }
 
-// part[i] for every function of m (declarations: -1). Internal functions
-// that another unit calls become external. false: out of memory.
-static bool split_units(LLVMModuleRef m, int nparts, LLVMValueRef **fns_out, int **part_out, int *nfn_out) {
-  int nfn = 0;
-  for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f))
-    nfn++;
-  LLVMValueRef *fns = malloc(sizeof *fns * ((size_t)nfn + 1));
-  int *buf = calloc(5 * ((size_t)nfn + 1), sizeof(int));
+// up[i]: function i's unit (a union-find forest over fns); size[root]: the
+// unit's instructions. Internal functions that another unit calls become
+// external. false: out of memory.
+static bool find_units(LLVMModuleRef m, LLVMValueRef *fns, int nfn, int *up, long *size) {
   Refs r = {fns, nfn, 0, 0, NULL};
-  if (!fns || !buf)
-    goto oom;
-  int *up = buf, *called = buf + nfn + 1, *size = buf + 2 * (nfn + 1), *part = buf + 3 * (nfn + 1);
-  int *order = buf + 4 * (nfn + 1), i = 0;
+  int *called = calloc((size_t)nfn + 1, sizeof *called);
+  if (!called)
+    return false;
+  int i = 0;
   for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f))
     fns[i] = f, up[i] = i, i++;
   for (i = 0; i < nfn; i++)
     if (!LLVMIsDeclaration(fns[i]))
       for_each_ref(fns[i], note_ref, &r);
-  if (r.nedge < 0)
-    goto oom;
+  if (r.nedge < 0) {
+    free(called);
+    free(r.edge);
+    return false;
+  }
   for (int e = 0; e < r.nedge; e++)
     called[r.edge[e][1]] = 1;
   for (int e = 0; e < r.nedge; e++) {  // an internal callee joins its caller's unit, unless that is an entry
@@ -384,17 +401,41 @@ static bool split_units(LLVMModuleRef m, int nparts, LLVMValueRef **fns_out, int
   }
   for (int e = 0; e < r.nedge; e++) {  // called from another unit: external
     int a = r.edge[e][0], b = r.edge[e][1];
-    if (uf_find(up, a) != uf_find(up, b) && LLVMGetLinkage(fns[b]) == LLVMInternalLinkage) {
+    if (uf_find(up, a) != uf_find(up, b) && LLVMGetLinkage(fns[b]) == LLVMInternalLinkage)
       LLVMSetLinkage(fns[b], LLVMExternalLinkage);
-    }
   }
   for (i = 0; i < nfn; i++)
-    size[i] = 0, part[i] = -1;
+    size[i] = 0;
   for (i = 0; i < nfn; i++)
     if (!LLVMIsDeclaration(fns[i]))
       size[uf_find(up, i)] += instr_count(fns[i]) + 1;
-  int nroots = 0;
-  for (i = 0; i < nfn; i++)
+  free(called);
+  free(r.edge);
+  return true;
+}
+
+// A unit's name for reports: its root's, without a kernel's suffix.
+static void unit_label(LLVMValueRef f, char *out, size_t n) {
+  size_t len;
+  const char *name = LLVMGetValueName2(f, &len);
+  snprintf(out, n, "%.*s", (int)len, name);
+}
+
+// part[i] for every function (declarations: -1) and the parts' jobs
+// (label, size, nfn), the largest first. false: out of memory.
+static bool plan_parts(LLVMModuleRef m, int **part_out, int *nfn_out, SplitJob **jobs_out, int *njobs_out) {
+  int nfn = 0;
+  for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f))
+    nfn++;
+  LLVMValueRef *fns = malloc(sizeof *fns * ((size_t)nfn + 1));
+  int *up = malloc(sizeof *up * ((size_t)nfn + 1)), *order = malloc(sizeof *order * ((size_t)nfn + 1));
+  int *part = malloc(sizeof *part * ((size_t)nfn + 1)), *unit_part = malloc(sizeof *part * ((size_t)nfn + 1));
+  long *size = malloc(sizeof *size * ((size_t)nfn + 1));
+  SplitJob *jobs = calloc((size_t)nfn + 1, sizeof *jobs);
+  int nroots = 0, njobs = 0;
+  if (!fns || !up || !order || !part || !unit_part || !size || !jobs || !find_units(m, fns, nfn, up, size))
+    goto oom;
+  for (int i = 0; i < nfn; i++)
     if (!LLVMIsDeclaration(fns[i]) && uf_find(up, i) == i)
       order[nroots++] = i;
   for (int a = 1; a < nroots; a++)  // largest unit first (insertion sort: tens of units)
@@ -402,30 +443,26 @@ static bool split_units(LLVMModuleRef m, int nparts, LLVMValueRef **fns_out, int
       int t = order[b];
       order[b] = order[b - 1], order[b - 1] = t;
     }
-  long load[64] = {0};
-  for (int r = 0; r < nroots; r++) {
-    int best = 0;
-    for (int p = 1; p < nparts; p++)
-      if (load[p] < load[best])
-        best = p;
-    part[order[r]] = best;
-    load[best] += size[order[r]];
+  for (int r = 0; r < nroots; r++) {  // first fit; a big unit alone (it fits nowhere)
+    int u = order[r], j = 0;
+    while (j < njobs && jobs[j].size + size[u] > PART_CAP)
+      j++;
+    if (j == njobs) {
+      jobs[njobs].me = njobs;
+      unit_label(fns[u], jobs[njobs].stat.label, sizeof jobs[njobs].stat.label);
+      njobs++;
+    }
+    jobs[j].size += size[u];
+    jobs[j].stat.nunits++;
+    unit_part[u] = j;
   }
-  for (i = 0; i < nfn; i++)
-    if (!LLVMIsDeclaration(fns[i]))
-      part[i] = part[uf_find(up, i)];
-  int *out = malloc(sizeof *out * ((size_t)nfn + 1));
-  if (!out)
-    goto oom;
-  memcpy(out, part, sizeof *out * (size_t)nfn);
-  free(buf);
-  free(r.edge);
-  *fns_out = fns, *part_out = out, *nfn_out = nfn;
+  for (int i = 0; i < nfn; i++)
+    part[i] = LLVMIsDeclaration(fns[i]) ? -1 : unit_part[uf_find(up, i)];
+  free(fns), free(up), free(order), free(unit_part), free(size);
+  *part_out = part, *nfn_out = nfn, *jobs_out = jobs, *njobs_out = njobs;
   return true;
 oom:
-  free(fns);
-  free(buf);
-  free(r.edge);
+  free(fns), free(up), free(order), free(part), free(unit_part), free(size), free(jobs);
   return false;
 }
 
@@ -437,29 +474,21 @@ static char *dup_msg(const char *what, const char *msg) {
   return e;
 }
 
-// One part: parse the bitcode into a context of its own, make the other
-// parts' functions declarations (internal ones, unused then, go), O3,
-// machine code into job->obj.
-static void *split_job(void *arg) {
-  SplitJob *j = arg;
-  LLVMContextRef ctx = LLVMContextCreate();
-  LLVMModuleRef m = NULL;
-  LLVMTargetMachineRef tm = NULL;
-  char *msg = NULL;
-  LLVMMemoryBufferRef bc = LLVMCreateMemoryBufferWithMemoryRange(LLVMGetBufferStart(j->bc), LLVMGetBufferSize(j->bc),
-                                                                 "part", 0);
-  if (LLVMParseBitcodeInContext2(ctx, bc, &m)) {
-    j->err = dup_msg("reading the module back", "invalid bitcode");
-    goto done;
-  }
-  LLVMValueRef *dead = malloc(sizeof *dead * ((size_t)j->nfn + 1));
+static double clock_ms(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+// The other parts' functions of m become declarations (internal ones,
+// unused then, go). false: out of memory.
+static bool prune_part(LLVMModuleRef m, const Split *s, int me) {
+  LLVMValueRef *dead = malloc(sizeof *dead * ((size_t)s->nfn + 1));
   int ndead = 0, i = 0;
-  if (!dead) {
-    j->err = dup_msg("splitting the module", "out of memory");
-    goto done;
-  }
-  for (LLVMValueRef f = LLVMGetFirstFunction(m); f && i < j->nfn; f = LLVMGetNextFunction(f), i++)
-    if (j->part[i] >= 0 && j->part[i] != j->me)
+  if (!dead)
+    return false;
+  for (LLVMValueRef f = LLVMGetFirstFunction(m); f && i < s->nfn; f = LLVMGetNextFunction(f), i++)
+    if (s->part[i] >= 0 && s->part[i] != me)
       dead[ndead++] = f;
   for (int d = 0; d < ndead; d++) {  // a declaration in its place (or nothing, if internal)
     LLVMValueRef f = dead[d];
@@ -477,7 +506,28 @@ static void *split_job(void *arg) {
   for (int d = 0; d < ndead; d++)
     LLVMDeleteFunction(dead[d]);
   free(dead);
-  tm = make_tm(j->cg, LLVMGetTargetMachineTarget(j->cg->tm), LLVMRelocPIC, LLVMCodeModelDefault);
+  return true;
+}
+
+// One part: parse the bitcode into a context of its own, prune it to the
+// part, O3, machine code into job->obj.
+static void run_part(Split *s, SplitJob *j) {
+  double c0 = clock_ms(CLOCK_THREAD_CPUTIME_ID), w0 = clock_ms(CLOCK_MONOTONIC);
+  LLVMContextRef ctx = LLVMContextCreate();
+  LLVMModuleRef m = NULL;
+  LLVMTargetMachineRef tm = NULL;
+  char *msg = NULL;
+  LLVMMemoryBufferRef bc = LLVMCreateMemoryBufferWithMemoryRange(LLVMGetBufferStart(s->bc), LLVMGetBufferSize(s->bc),
+                                                                 "part", 0);
+  if (LLVMParseBitcodeInContext2(ctx, bc, &m)) {
+    j->err = dup_msg("reading the module back", "invalid bitcode");
+    goto done;
+  }
+  if (!prune_part(m, s, j->me)) {
+    j->err = dup_msg("splitting the module", "out of memory");
+    goto done;
+  }
+  tm = make_tm(s->cg, LLVMGetTargetMachineTarget(s->cg->tm), LLVMRelocPIC, LLVMCodeModelDefault);
   LLVMErrorRef err = tm ? run_o3(m, tm) : NULL;
   if (!tm) {
     j->err = dup_msg("a target machine", "not created");
@@ -497,57 +547,76 @@ done:
     LLVMDisposeModule(m);
   LLVMDisposeMemoryBuffer(bc);
   LLVMContextDispose(ctx);
+  j->stat.cpu_ms = clock_ms(CLOCK_THREAD_CPUTIME_ID) - c0;
+  j->stat.wall_ms = clock_ms(CLOCK_MONOTONIC) - w0;
+}
+
+static void *split_worker(void *arg) {
+  Split *s = arg;
+  for (int p; (p = atomic_fetch_add(&s->next, 1)) < s->njobs;)
+    run_part(s, &s->jobs[p]);
   return NULL;
 }
 
-bool cg_llvm_jit_add_split(CgLlvm *cg, int nparts, Diag *d) {
+// Runs the parts on nthreads threads (this one among them).
+static void run_parts(Split *s, int nthreads) {
+  pthread_t th[64];
+  int started = 0;
+  for (int t = 1; t < nthreads && t < 64 && t < s->njobs; t++)
+    if (pthread_create(&th[started], NULL, split_worker, s) == 0)
+      started++;
+  split_worker(s);
+  for (int t = 0; t < started; t++)
+    pthread_join(th[t], NULL);
+}
+
+bool cg_llvm_jit_add_split(CgLlvm *cg, int nthreads, Diag *d) {
   if (!check_module(cg, "add to the JIT", d))
     return false;
-  nparts = nparts < 1 ? 1 : nparts > 64 ? 64 : nparts;
-  LLVMValueRef *fns = NULL;
-  int *part = NULL, nfn = 0;
-  if (!split_units(cg->mod, nparts, &fns, &part, &nfn)) {
+  Split s = {.cg = cg};
+  int *part = NULL;
+  if (!plan_parts(cg->mod, &part, &s.nfn, &s.jobs, &s.njobs)) {
     diag_error(d, NOLOC, "out of memory splitting the module");
     return false;
   }
-  free(fns);
-  LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(cg->mod);
+  s.part = part;
+  s.bc = LLVMWriteBitcodeToMemoryBuffer(cg->mod);
   LLVMDisposeModule(cg->mod);
   cg->mod = NULL;
-  SplitJob jobs[64];
-  pthread_t th[64];
-  bool started[64] = {false};
-  for (int p = 0; p < nparts; p++)
-    jobs[p] = (SplitJob){.bc = bc, .part = part, .nfn = nfn, .me = p, .cg = cg};
-  for (int p = 1; p < nparts; p++)
-    started[p] = pthread_create(&th[p], NULL, split_job, &jobs[p]) == 0;
-  split_job(&jobs[0]);
-  for (int p = 1; p < nparts; p++) {
-    if (started[p])
-      pthread_join(th[p], NULL);
-    else
-      split_job(&jobs[p]);  // no thread: here
-  }
+  atomic_init(&s.next, 0);
+  run_parts(&s, nthreads < 1 ? 1 : nthreads);
   bool ok = true;
-  for (int p = 0; p < nparts; p++) {
-    if (jobs[p].err && ok) {
-      diag_error(d, NOLOC, "llvm: %s", jobs[p].err);
+  free(cg->parts);
+  cg->parts = calloc((size_t)s.njobs + 1, sizeof *cg->parts);
+  cg->nparts = cg->parts ? s.njobs : 0;
+  for (int p = 0; p < s.njobs; p++) {
+    SplitJob *j = &s.jobs[p];
+    if (cg->parts)
+      cg->parts[p] = j->stat;
+    if (j->err && ok) {
+      diag_error(d, NOLOC, "llvm: %s", j->err);
       ok = false;
     }
-    free(jobs[p].err);
-    if (!jobs[p].obj)
+    free(j->err);
+    if (!j->obj)
       continue;
     if (!ok) {
-      LLVMDisposeMemoryBuffer(jobs[p].obj);
+      LLVMDisposeMemoryBuffer(j->obj);
       continue;
     }
-    LLVMErrorRef err = LLVMOrcLLJITAddObjectFile(cg->jit, LLVMOrcLLJITGetMainJITDylib(cg->jit), jobs[p].obj);
+    LLVMErrorRef err = LLVMOrcLLJITAddObjectFile(cg->jit, LLVMOrcLLJITGetMainJITDylib(cg->jit), j->obj);
     if (err) {
       error_diag(d, "adding machine code to the JIT", err);
       ok = false;
     }
   }
   free(part);
-  LLVMDisposeMemoryBuffer(bc);
+  free(s.jobs);
+  LLVMDisposeMemoryBuffer(s.bc);
   return ok;
+}
+
+const CgPartStat *cg_llvm_part_stats(const CgLlvm *cg, int *n) {
+  *n = cg->nparts;
+  return cg->parts;
 }
