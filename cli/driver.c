@@ -107,3 +107,14 @@ int heed_frontend(Compilation *c) {
   c->model = fe_check(c->arena, &c->diag, c->ast, &c->opts->check);
   return c->diag.nerr ? HEED_ERR_CHECK : HEED_OK;
 }
+
+const char *heed_cache_dir(void) {
+  static char dir[4096];
+  const char *off = getenv("HEED_CACHE"), *d = getenv("HEED_CACHE_DIR");
+  if (off && (!strcmp(off, "0") || !strcmp(off, "off"))) return NULL;
+  if (d && *d) return d;
+  const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+  int n = xdg && *xdg ? snprintf(dir, sizeof dir, "%s/heed", xdg)
+          : home && *home ? snprintf(dir, sizeof dir, "%s/.cache/heed", home) : -1;
+  return n > 0 && (size_t)n < sizeof dir ? dir : NULL;
+}

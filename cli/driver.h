@@ -32,4 +32,9 @@ int heed_parse_only(Compilation *c);
 // Reads IR text (a .ir file, as --emit ir writes it) into c->ir and verifies it.
 int heed_read_ir(Compilation *c);
 
+// Where compiled code's object files are cached (codegen's objcache.c):
+// $HEED_CACHE_DIR, else $XDG_CACHE_HOME/heed, else $HOME/.cache/heed; NULL
+// (no cache) when HEED_CACHE is 0 or off, or no such variable is set.
+const char *heed_cache_dir(void);
+
 #endif

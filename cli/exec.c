@@ -50,6 +50,7 @@ HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threa
 #ifdef HEED_HAVE_LLVM
   x->pool = threads > 1 ? rt_pool_new(threads) : NULL;
   CgOptions o = {.pool = x->pool, .nthreads = rt_pool_size(x->pool), .parallel_for = (CgParallelFor)rt_parallel_for,
+                 .cache_dir = heed_cache_dir(),
                  .profile = profile};
   Diag scratch;  // what the backend cannot compile yet is a note, not an error
   diag_init(&scratch, NULL);
@@ -236,8 +237,10 @@ void heed_compile_print(FILE *f, const char *what, const CgProgramStats *st) {
           what, st->compile_ms, st->nkernels, st->ncalls, st->build_ms, st->opt_ms, st->jit_ms);
   if (st->nparts <= 0) return;
   double cpu = 0;
-  for (int p = 0; p < st->nparts; p++) cpu += st->parts[p].cpu_ms;
-  fprintf(f, "  O3 and machine code in %d parts: %.0f ms of CPU; the slowest:\n", st->nparts, cpu);
+  int hits = 0;
+  for (int p = 0; p < st->nparts; p++) cpu += st->parts[p].cpu_ms, hits += st->parts[p].cached;
+  fprintf(f, "  O3 and machine code in %d parts (%d from the object cache): %.0f ms of CPU; the slowest:\n",
+          st->nparts, hits, cpu);
   int *ord = malloc(sizeof *ord * (size_t)st->nparts);
   if (!ord) return;
   for (int p = 0; p < st->nparts; p++) {  // by CPU time, the largest first (insertion sort: tens of parts)
@@ -249,6 +252,7 @@ void heed_compile_print(FILE *f, const char *what, const CgProgramStats *st) {
     const CgPartStat *ps = &st->parts[ord[r]];
     fprintf(f, "  %10.1f ms  %s", ps->cpu_ms, ps->label);
     if (ps->nunits > 1) fprintf(f, " and %d more", ps->nunits - 1);
+    if (ps->cached) fprintf(f, " (cached)");
     fputc('\n', f);
   }
   free(ord);

@@ -146,7 +146,8 @@ static bool setup_compiled(Gen *x, int threads, int64_t tmax) {
 #ifdef HEED_HAVE_LLVM
   const IrGraph *g = x->g;
   x->pool = threads > 1 ? rt_pool_new(threads) : NULL;
-  CgOptions o = {.pool = x->pool, .nthreads = rt_pool_size(x->pool), .parallel_for = (CgParallelFor)rt_parallel_for};
+  CgOptions o = {.pool = x->pool, .nthreads = rt_pool_size(x->pool), .parallel_for = (CgParallelFor)rt_parallel_for,
+                 .cache_dir = heed_cache_dir()};
   if (!(x->prog = cg_compile(g, &o, &x->c->diag))) return false;
   x->sv[x->sB] = 1, x->sv[x->sT] = tmax;
   if (x->incremental) x->sv[x->sKV] = x->cap;

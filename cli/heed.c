@@ -123,7 +123,10 @@ static void usage_all(FILE *out) {
                "Commands:\n");
   for (int i = 0; i < NCOMMANDS; i++)
     fprintf(out, "  %-10s %s", commands[i].name, commands[i].available ? commands[i].help : "(not in this version) ");
-  fprintf(out, "\nRun 'heed help COMMAND' or 'heed COMMAND --help' for a command's flags.\n");
+  fprintf(out, "\nRun 'heed help COMMAND' or 'heed COMMAND --help' for a command's flags.\n"
+               "\nEnvironment:\n"
+               "  HEED_CACHE_DIR     where compiled code is cached (default $XDG_CACHE_HOME/heed or ~/.cache/heed;\n"
+               "                     safe to delete); HEED_CACHE=0 compiles everything afresh\n");
 }
 
 static void usage_cmd(const Command *c, FILE *out) {

@@ -179,6 +179,7 @@ static bool make_slots(HeedTrainer *t) {
 #ifdef HEED_HAVE_LLVM
 static CgProgram *compile(HeedTrainer *t, const IrGraph *g) {
   CgOptions co = {.pool = t->pool, .nthreads = rt_pool_size(t->pool), .parallel_for = (CgParallelFor)rt_parallel_for,
+                  .cache_dir = heed_cache_dir(),
                   .profile = t->o.profile && g == t->g, .prefix = g == t->g ? t->ts.nfwd : 0};
   CgProgram *p = cg_compile(g, &co, &t->c->diag);
   if (!p) diag_note(&t->c->diag, NOLOC, "the reference interpreter (--interp) runs any graph, slowly");

@@ -71,10 +71,10 @@ bool cg_llvm_jit_add(CgLlvm *cg, Diag *d);
 void *cg_llvm_lookup(CgLlvm *cg, const char *name, Diag *d);  // NULL on error
 // Instead of cg_llvm_optimize + cg_llvm_jit_add: the module cut into parts
 // (whole kernels and sgemms with what they inline; small ones together),
-// each optimized (O3) and compiled to machine code on one of nthreads
-// threads, then linked by the JIT; the same machine code per function as
-// one module would give, but no inlining across parts (functions the
-// entries call are noinline). The parts do not depend on nthreads.
+// each optimized (O3; parts of small kernels without loop unrolling and
+// interleaving) and compiled to machine code on one of nthreads threads,
+// then linked by the JIT; no inlining across parts (functions the entries
+// call are noinline). The parts do not depend on nthreads.
 bool cg_llvm_jit_add_split(CgLlvm *cg, int nthreads, Diag *d);
 // What the last cg_llvm_jit_add_split compiled, a part each, the largest
 // (in instructions) first; NULL and *n = 0 before one.
@@ -83,8 +83,20 @@ typedef struct {
   int nunits;      // units in the part
   double cpu_ms;   // O3 and machine code (and reading the bitcode), thread CPU time
   double wall_ms;
+  bool cached;     // read from the object cache (cg_llvm_set_cache) instead
 } CgPartStat;
 const CgPartStat *cg_llvm_part_stats(const CgLlvm *cg, int *n);
+// Where cg_llvm_jit_add_split keeps the parts' object files (objcache.c;
+// copied; NULL or "": no cache).
+void cg_llvm_set_cache(CgLlvm *cg, const char *dir);
+
+// ---- objcache.c ----
+// The object file stored under key in dir (malloc'd, *olen bytes), or NULL
+// (a miss: no entry, or one that is damaged or for another key).
+HEED_INTERNAL void *cg_objcache_get(const char *dir, const void *key, size_t klen, size_t *olen);
+// Stores obj under key (creating dir), atomically; failures are ignored.
+// tag: distinguishes concurrent writers in this process.
+HEED_INTERNAL void cg_objcache_put(const char *dir, const void *key, size_t klen, const void *obj, size_t olen, int tag);
 // For generators: the current module (owned by cg) and the attributes every
 // generated function gets (target-cpu, target-features, nounwind).
 HEED_INTERNAL LLVMModuleRef cg_llvm_module(CgLlvm *cg);
@@ -170,6 +182,8 @@ typedef struct {
   bool profile;                // time every kernel call (cg_program_profile); off: no timing code
   int compile_threads;         // parts of the module compiled at once (0: the online CPUs, at most 8;
                                // 1: one module, as the dumps are)
+  const char *cache_dir;       // compiled in parts: keep and reuse their object files here
+                               // (objcache.c); NULL: no cache
   int prefix;                  // > 0: also an entry for nodes [0, prefix) only (cg_run_prefix), e.g.
                                // a train step's forward and loss, for evaluation on the step's buffers
 } CgOptions;

@@ -1422,6 +1422,7 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   bool dump = o && (o->dump_ir || o->dump_obj || o->dump_asm);
   int parts = dump ? 1 : o && o->compile_threads > 0 ? o->compile_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (parts > 1) {  // O3 and machine code on threads, a part of the module at a time
+    cg_llvm_set_cache(p->cg, o ? o->cache_dir : NULL);
     if (!define_symbols(p->cg, o, d) || !cg_llvm_jit_add_split(p->cg, parts > 8 ? 8 : parts, d)) goto fail;
     goto lookup;
   }

@@ -35,6 +35,7 @@ struct CgLlvm {
   char *triple, *cpu, *features;      // LLVM messages (LLVMDisposeMessage)
   int vw;                             // f32 lanes per vector
   CgPartStat *parts;                  // the last split compile's parts (cg_llvm_part_stats)
+  char *cache_dir;                    // the object cache, or NULL
   int nparts;
 };
 
@@ -151,6 +152,7 @@ void cg_llvm_free(CgLlvm *cg) {
   if (cg->features)
     LLVMDisposeMessage(cg->features);
   free(cg->parts);
+  free(cg->cache_dir);
   free(cg);
 }
 
@@ -194,9 +196,15 @@ static bool check_module(CgLlvm *cg, const char *what, Diag *d) {
   return true;
 }
 
-// heed's pipeline (O3) on m for tm; NULL or the error.
-static LLVMErrorRef run_o3(LLVMModuleRef m, LLVMTargetMachineRef tm) {
+// heed's pipeline (O3) on m for tm; NULL or the error. light: without
+// LLVM's loop unrolling and interleaving (the split compile's parts of
+// small kernels: memory-bound loops, where they add code but no speed).
+static LLVMErrorRef run_pipeline(LLVMModuleRef m, LLVMTargetMachineRef tm, bool light) {
   LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+  if (light) {
+    LLVMPassBuilderOptionsSetLoopUnrolling(opts, 0);
+    LLVMPassBuilderOptionsSetLoopInterleaving(opts, 0);
+  }
   LLVMErrorRef err = LLVMRunPasses(m, "default<O3>", tm, opts);
   LLVMDisposePassBuilderOptions(opts);
   return err;
@@ -205,7 +213,7 @@ static LLVMErrorRef run_o3(LLVMModuleRef m, LLVMTargetMachineRef tm) {
 bool cg_llvm_optimize(CgLlvm *cg, Diag *d) {
   if (!check_module(cg, "optimize", d))
     return false;
-  LLVMErrorRef err = run_o3(cg->mod, cg->tm);
+  LLVMErrorRef err = run_pipeline(cg->mod, cg->tm, false);
   if (err) {
     error_diag(d, "running the O3 pipeline", err);
     return false;
@@ -312,6 +320,7 @@ typedef struct SplitJob {
   char *err;               // out: a message (malloc'd) on failure
   CgPartStat stat;         // out: its times; label and nfn are set before
   long size;               // instructions
+  bool light;              // only units smaller than PART_CAP: run_pipeline's light
 } SplitJob;
 
 static int fn_index(LLVMValueRef *fns, int n, LLVMValueRef f) {
@@ -452,6 +461,7 @@ static bool plan_parts(LLVMModuleRef m, int **part_out, int *nfn_out, SplitJob *
       unit_label(fns[u], jobs[njobs].stat.label, sizeof jobs[njobs].stat.label);
       njobs++;
     }
+    jobs[j].light = size[u] < PART_CAP && (jobs[j].light || jobs[j].size == 0);
     jobs[j].size += size[u];
     jobs[j].stat.nunits++;
     unit_part[u] = j;
@@ -509,8 +519,29 @@ static bool prune_part(LLVMModuleRef m, const Split *s, int me) {
   return true;
 }
 
+// The object cache's key of part m: what its machine code depends on
+// (objcache.c); malloc'd, NULL if out of memory.
+static char *part_key(const CgLlvm *cg, LLVMModuleRef m, bool light, size_t *len) {
+  unsigned maj, min, pat;
+  LLVMGetVersion(&maj, &min, &pat);
+  char head[1024];
+  int hn = snprintf(head, sizeof head, "heed split part 1|llvm %u.%u.%u|%s|%s|%s|O3%s|", maj, min, pat,
+                    cg->triple, cg->cpu, cg->features, light ? " light" : "");
+  if (hn < 0 || (size_t)hn >= sizeof head) return NULL;
+  LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(m);
+  size_t bn = LLVMGetBufferSize(bc);
+  char *key = malloc((size_t)hn + bn + 1);
+  if (key) {
+    memcpy(key, head, (size_t)hn);
+    memcpy(key + hn, LLVMGetBufferStart(bc), bn);
+    *len = (size_t)hn + bn;
+  }
+  LLVMDisposeMemoryBuffer(bc);
+  return key;
+}
+
 // One part: parse the bitcode into a context of its own, prune it to the
-// part, O3, machine code into job->obj.
+// part; from the cache, or O3 and machine code, into job->obj.
 static void run_part(Split *s, SplitJob *j) {
   double c0 = clock_ms(CLOCK_THREAD_CPUTIME_ID), w0 = clock_ms(CLOCK_MONOTONIC);
   LLVMContextRef ctx = LLVMContextCreate();
@@ -527,8 +558,18 @@ static void run_part(Split *s, SplitJob *j) {
     j->err = dup_msg("splitting the module", "out of memory");
     goto done;
   }
+  size_t klen = 0, olen = 0;
+  char *key = s->cg->cache_dir ? part_key(s->cg, m, j->light, &klen) : NULL;
+  void *hit = key ? cg_objcache_get(s->cg->cache_dir, key, klen, &olen) : NULL;
+  if (hit) {
+    j->obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(hit, olen, "part");
+    j->stat.cached = true;
+    free(hit);
+    free(key);
+    goto done;
+  }
   tm = make_tm(s->cg, LLVMGetTargetMachineTarget(s->cg->tm), LLVMRelocPIC, LLVMCodeModelDefault);
-  LLVMErrorRef err = tm ? run_o3(m, tm) : NULL;
+  LLVMErrorRef err = tm ? run_pipeline(m, tm, j->light) : NULL;
   if (!tm) {
     j->err = dup_msg("a target machine", "not created");
   } else if (err) {
@@ -539,7 +580,10 @@ static void run_part(Split *s, SplitJob *j) {
     j->err = dup_msg("emitting machine code", msg);
     LLVMDisposeMessage(msg);
     j->obj = NULL;
+  } else if (key) {
+    cg_objcache_put(s->cg->cache_dir, key, klen, LLVMGetBufferStart(j->obj), LLVMGetBufferSize(j->obj), j->me);
   }
+  free(key);
 done:
   if (tm)
     LLVMDisposeTargetMachine(tm);
@@ -614,6 +658,11 @@ bool cg_llvm_jit_add_split(CgLlvm *cg, int nthreads, Diag *d) {
   free(s.jobs);
   LLVMDisposeMemoryBuffer(s.bc);
   return ok;
+}
+
+void cg_llvm_set_cache(CgLlvm *cg, const char *dir) {
+  free(cg->cache_dir);
+  cg->cache_dir = dir && *dir ? strdup(dir) : NULL;
 }
 
 const CgPartStat *cg_llvm_part_stats(const CgLlvm *cg, int *n) {

@@ -1,0 +1,137 @@
+// codegen/objcache.c: an on-disk cache of the object files that the split
+// compile (llvm.c, cg_llvm_jit_add_split) makes from each part of a module.
+// Sits between a part's pruned bitcode and its machine code: a part whose
+// key was compiled before (by any heed process for this user) is read back
+// instead of run through O3 and instruction selection again.
+//
+// The key is everything the machine code depends on: a format tag, LLVM's
+// version, the target (triple, CPU, features) and the part's whole bitcode.
+// An entry is one file, DIR/<hash of the key>.o:
+//   "HEEDOBJ1", key bytes (u64), object bytes (u64), FNV-1a of the object
+//   (u64), the key, the object
+// A hit needs the whole key equal (not only its hash) and the object's
+// checksum right; anything else (a missing, short, foreign or damaged file)
+// is a miss, never an error. Entries are written to a temporary file and
+// renamed, so a reader sees a whole entry or none. Nothing here is fatal:
+// a cache that cannot be read or written only costs the compile.
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "codegen/cg.h"
+
+enum { HDR = 32 };
+static const char MAGIC[8] = {'H', 'E', 'E', 'D', 'O', 'B', 'J', '1'};
+static const size_t MAX_ENTRY = (size_t)1 << 30;
+
+static uint64_t fnv1a(const void *p, size_t n, uint64_t h) {
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+  return h;
+}
+
+static void put_u64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+// DIR/<hash>.o into path (false: it does not fit).
+static bool entry_path(const char *dir, const void *key, size_t klen, char *path, size_t cap) {
+  uint64_t h1 = fnv1a(key, klen, 0xcbf29ce484222325ull), h2 = fnv1a(key, klen, 0x84222325cbf29ce4ull);
+  int n = snprintf(path, cap, "%s/%016llx%08llx.o", dir, (unsigned long long)h1, (unsigned long long)(h2 >> 32));
+  return n > 0 && (size_t)n < cap;
+}
+
+// Reads all of fd (at most MAX_ENTRY bytes); NULL if it cannot.
+static unsigned char *read_all(int fd, size_t *len) {
+  struct stat st;
+  if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size < HDR || (uint64_t)st.st_size > MAX_ENTRY) return NULL;
+  size_t n = (size_t)st.st_size, got = 0;
+  unsigned char *b = malloc(n);
+  while (b && got < n) {
+    ssize_t r = read(fd, b + got, n - got);
+    if (r <= 0) {
+      if (r < 0 && errno == EINTR) continue;
+      free(b);
+      return NULL;
+    }
+    got += (size_t)r;
+  }
+  *len = n;
+  return b;
+}
+
+void *cg_objcache_get(const char *dir, const void *key, size_t klen, size_t *olen) {
+  char path[4096];
+  if (!dir || !*dir || !entry_path(dir, key, klen, path, sizeof path)) return NULL;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return NULL;
+  size_t n = 0;
+  unsigned char *b = read_all(fd, &n);
+  close(fd);
+  if (!b) return NULL;
+  uint64_t kl = get_u64(b + 8), ol = get_u64(b + 16), sum = get_u64(b + 24);
+  bool ok = memcmp(b, MAGIC, 8) == 0 && kl == klen && ol > 0 && kl <= n - HDR && ol == n - HDR - kl &&
+            memcmp(b + HDR, key, klen) == 0 && fnv1a(b + HDR + kl, ol, 0xcbf29ce484222325ull) == sum;
+  if (!ok) {
+    free(b);
+    return NULL;
+  }
+  memmove(b, b + HDR + kl, ol);
+  *olen = ol;
+  return b;
+}
+
+// mkdir -p dir (0700 for what it creates); false if dir is not a directory after.
+static bool make_dirs(const char *dir) {
+  char p[4096];
+  int n = snprintf(p, sizeof p, "%s", dir);
+  if (n <= 0 || (size_t)n >= sizeof p) return false;
+  for (char *s = p + 1; *s; s++) {
+    if (*s != '/') continue;
+    *s = 0;
+    mkdir(p, 0700);
+    *s = '/';
+  }
+  mkdir(p, 0700);
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool write_all(int fd, const void *p, size_t n) {
+  const unsigned char *b = p;
+  while (n) {
+    ssize_t w = write(fd, b, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    b += w, n -= (size_t)w;
+  }
+  return true;
+}
+
+void cg_objcache_put(const char *dir, const void *key, size_t klen, const void *obj, size_t olen, int tag) {
+  char path[4096], tmp[4200];
+  if (!dir || !*dir || !olen || klen + olen > MAX_ENTRY - HDR || !entry_path(dir, key, klen, path, sizeof path))
+    return;
+  if (!make_dirs(dir)) return;
+  snprintf(tmp, sizeof tmp, "%s.%ld.%d.tmp", path, (long)getpid(), tag);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  unsigned char h[HDR];
+  memcpy(h, MAGIC, 8);
+  put_u64(h + 8, klen);
+  put_u64(h + 16, olen);
+  put_u64(h + 24, fnv1a(obj, olen, 0xcbf29ce484222325ull));
+  bool ok = write_all(fd, h, HDR) && write_all(fd, key, klen) && write_all(fd, obj, olen);
+  ok = close(fd) == 0 && ok;
+  if (!ok || rename(tmp, path) != 0) unlink(tmp);
+}
