@@ -1196,6 +1196,12 @@ static bool emit_entry(K *k, const IrGraph *g, const CgProgram *p, const int *gr
   LLVMTypeRef ps[3] = {k->ptr, k->ptr, k->ptr};
   LLVMValueRef f = LLVMAddFunction(k->m, name, LLVMFunctionType(k->i32, ps, 3, 0));
   cg_llvm_fn_attrs(k->cg, f);
+  // Not optimized (and fast instruction selection): a few hundred calls and
+  // their arguments, where O3 took about a tenth of the compile.
+  const char *noopt[2] = {"optnone", "noinline"};
+  for (int i = 0; i < 2; i++)
+    LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(k->c, LLVMGetEnumAttributeKindForName(noopt[i], strlen(noopt[i])), 0));
   LLVMValueRef bufs = LLVMGetParam(f, 0), sv = LLVMGetParam(f, 1), ctx = LLVMGetParam(f, 2);
   int maxd = 1;
   for (int i = 0; i < g->nodes.len; i++) {
