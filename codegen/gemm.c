@@ -20,8 +20,15 @@
 // buffers. Every element of C is computed the same way whatever the grid
 // (KC blocks in order, k ascending within one, one fma chain per block),
 // so results are bitwise identical for any thread count.
+//
+// Compile time matters (a program is compiled at every start): the packers
+// and micro-kernels stay functions of their own (noinline), and every loop
+// carries !llvm.loop metadata that keeps LLVM from vectorizing or unrolling
+// it again (back_edge).
 #include <stdio.h>
 #include <string.h>
+
+#include <llvm-c/DebugInfo.h>
 
 #include "codegen/cg.h"
 
@@ -38,6 +45,7 @@ typedef struct {
   LLVMTypeRef i1, i32, i64, f32, ptr, vec, voidt;
   LLVMTypeRef fma_ty;
   LLVMValueRef fma;  // llvm.fma.v<vw>f32
+  LLVMValueRef loop_md;  // !llvm.loop: not vectorized, not unrolled
 } G;
 
 static LLVMValueRef ci64(G *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
@@ -95,10 +103,29 @@ static LLVMValueRef loop_begin(G *g, Loop *l, LLVMValueRef lo, LLVMValueRef hi, 
   return l->iv;
 }
 
+// The loops are written as they should run (vectors explicit, unrolled
+// where it pays): each latch tells LLVM not to vectorize or unroll them,
+// which would only multiply the code (and the compile time).
+static void back_edge(G *g, LLVMBasicBlockRef head) {
+  LLVMValueRef br = LLVMBuildBr(g->b, head);
+  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->c, "llvm.loop", 9), g->loop_md);
+}
+
+static LLVMValueRef make_loop_md(LLVMContextRef c) {
+  LLVMMetadataRef i1 = LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(c), 0, 0));
+  LLVMMetadataRef vec[] = {LLVMMDStringInContext2(c, "llvm.loop.vectorize.enable", 26), i1};
+  LLVMMetadataRef unroll = LLVMMDStringInContext2(c, "llvm.loop.unroll.disable", 24);
+  LLVMMetadataRef self = LLVMTemporaryMDNode(c, NULL, 0);
+  LLVMMetadataRef ops[] = {self, LLVMMDNodeInContext2(c, vec, 2), LLVMMDNodeInContext2(c, &unroll, 1)};
+  LLVMMetadataRef md = LLVMMDNodeInContext2(c, ops, 3);
+  LLVMMetadataReplaceAllUsesWith(self, md);  // the first operand: md itself
+  return LLVMMetadataAsValue(c, md);
+}
+
 static void loop_end(G *g, Loop *l) {
   LLVMValueRef next = add(g, l->iv, l->step);
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
-  LLVMBuildBr(g->b, l->head);
+  back_edge(g, l->head);
   LLVMAddIncoming(l->iv, &next, &latch, 1);
   LLVMPositionBuilderAtEnd(g->b, l->exit);
 }
@@ -128,6 +155,15 @@ static LLVMValueRef func_begin(G *g, const char *suffix, LLVMTypeRef ret, LLVMTy
   g->fn = f;
   LLVMPositionBuilderAtEnd(g->b, block(g, "entry"));
   return f;
+}
+
+// Kept a function of its own: inlined into range (which the task and the
+// entry then inline), the packers and micro-kernels would be unswitched and
+// strength-reduced inside its loop nest, several times the compile time of
+// each on its own, for no speed (one call per tile or packed block).
+static void noinline(G *g, LLVMValueRef f) {
+  unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->c, kind, 0));
 }
 
 static void noalias(G *g, LLVMValueRef f, unsigned param) {
@@ -489,7 +525,7 @@ static LLVMValueRef kernel_loop(G *g, const LLVMValueRef *arow, int ks, LLVMValu
     kernel_step(g, arow, ks, bp, add(g, k, ci64(g, u)), acc);
   LLVMValueRef knext = add(g, k, ci64(g, unroll));
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
-  LLVMBuildBr(g->b, head);
+  back_edge(g, head);
   LLVMAddIncoming(k, &knext, &latch, 1);
   for (int i = 0; i < n; i++) {
     LLVMAddIncoming(phi[i], &acc[i], &latch, 1);
@@ -854,8 +890,14 @@ bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d) {
   unsigned fma_id = LLVMLookupIntrinsicID("llvm.fma", 8);
   g.fma = LLVMGetIntrinsicDeclaration(m, fma_id, &g.vec, 1);
   g.fma_ty = LLVMIntrinsicGetType(g.c, fma_id, &g.vec, 1);
+  g.loop_md = make_loop_md(g.c);
   LLVMValueRef pa = emit_pack_a(&g), pb = emit_pack_b(&g), k = emit_kernel(&g, false);
   LLVMValueRef kd = cfg->trans_a ? NULL : emit_kernel(&g, true);
+  noinline(&g, pa);
+  noinline(&g, pb);
+  noinline(&g, k);
+  if (kd)
+    noinline(&g, kd);
   LLVMValueRef range = emit_range(&g, pa, pb, k, kd);
   emit_entry(&g, emit_task(&g, range));
   LLVMDisposeBuilder(g.b);
