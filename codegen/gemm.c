@@ -22,9 +22,10 @@
 // so results are bitwise identical for any thread count.
 //
 // Compile time matters (a program is compiled at every start): the packers
-// and micro-kernels stay functions of their own (noinline), and every loop
+// and micro-kernels stay functions of their own (noinline), every loop
 // carries !llvm.loop metadata that keeps LLVM from vectorizing or unrolling
-// it again (back_edge).
+// it again (back_edge), and the packers' rarely run parts (edge panels, k
+// tails) are plain scalar loops (pack_scalar).
 #include <stdio.h>
 #include <string.h>
 
@@ -281,6 +282,23 @@ static LLVMValueRef pack_a_vec(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValue
   return kv;
 }
 
+// dst[k][0:w] <- src[k*ks + c*cs] for c < n, zeros past it, for k in
+// [k0, kc): the panels' scalar parts (edge panels, k tails), as a loop
+// over both (rarely run: not worth unrolled code).
+static void pack_scalar(G *g, LLVMValueRef src, LLVMValueRef ks, LLVMValueRef cs, LLVMValueRef k0,
+                        LLVMValueRef kc, LLVMValueRef n, int w, LLVMValueRef dst) {
+  Loop lk, lc;
+  LLVMValueRef last = LLVMBuildNSWSub(g->b, n, ci64(g, 1), "");
+  LLVMValueRef k = loop_begin(g, &lk, k0, kc, ci64(g, 1));
+  LLVMValueRef row = gep(g, src, mul(g, k, ks)), out = gep(g, dst, mul(g, k, ci64(g, w)));
+  LLVMValueRef c = loop_begin(g, &lc, ci64(g, 0), ci64(g, w), ci64(g, 1));
+  LLVMValueRef ok = lt(g, c, n);  // else read the last valid one, store zero
+  LLVMValueRef v = load(g, g->f32, gep(g, row, mul(g, LLVMBuildSelect(g->b, ok, c, last, ""), cs)), 4);
+  store(g, LLVMBuildSelect(g->b, ok, v, LLVMConstReal(g->f32, 0), ""), gep(g, out, c), 4);
+  loop_end(g, &lc);
+  loop_end(g, &lk);
+}
+
 // Ap[p][k][MR] <- A[p*MR + r, k] for the mc x kc block at A (row stride
 // lda); rows past mc are zero. One panel: rows == NULL means a full one.
 // With trans_a, A is stored [K, M]: A[i, k] is at a[k * lda + i], and a
@@ -288,42 +306,18 @@ static LLVMValueRef pack_a_vec(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValue
 static void pack_a_panel(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValueRef kc,
                          LLVMValueRef dst, LLVMValueRef rows) {
   int mr = g->cfg->mr;
-  LLVMValueRef rowp[32], ok[32];
-  if (g->cfg->trans_a) {  // row r of the panel: a[k * lda + r]
+  LLVMValueRef one = ci64(g, 1), n = rows ? rows : ci64(g, mr);
+  if (g->cfg->trans_a && rows) {
+    pack_scalar(g, a, lda, one, ci64(g, 0), kc, n, mr, dst);
+  } else if (g->cfg->trans_a) {  // row r of the panel: a[k * lda + r]
     Loop lk;
-    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, ci64(g, 1));
-    LLVMValueRef src = gep(g, a, mul(g, k, lda)), out = gep(g, dst, mul(g, k, ci64(g, mr)));
-    if (!rows)
-      copy_floats(g, src, out, mr);
-    for (int r = 0; rows && r < mr; r++) {
-      LLVMValueRef ri = ci64(g, r), okr = lt(g, ri, rows);
-      ri = LLVMBuildSelect(g->b, okr, ri, LLVMBuildNSWSub(g->b, rows, ci64(g, 1), ""), "");
-      LLVMValueRef v = load(g, g->f32, gep(g, src, ri), 4);
-      v = LLVMBuildSelect(g->b, okr, v, LLVMConstReal(g->f32, 0), "");
-      store(g, v, gep(g, out, ci64(g, r)), 4);
-    }
+    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, one);
+    copy_floats(g, gep(g, a, mul(g, k, lda)), gep(g, dst, mul(g, k, ci64(g, mr))), mr);
     loop_end(g, &lk);
-    return;
+  } else {
+    LLVMValueRef k0 = rows || mr > g->cfg->vw ? ci64(g, 0) : pack_a_vec(g, a, lda, kc, dst);
+    pack_scalar(g, a, one, lda, k0, kc, n, mr, dst);
   }
-  LLVMValueRef k0 = rows || mr > g->cfg->vw ? ci64(g, 0) : pack_a_vec(g, a, lda, kc, dst);
-  for (int r = 0; r < mr; r++) {
-    LLVMValueRef ri = ci64(g, r);
-    if (rows) {  // clamp to the last valid row, zero the value below
-      ok[r] = lt(g, ri, rows);
-      ri = LLVMBuildSelect(g->b, ok[r], ri, LLVMBuildNSWSub(g->b, rows, ci64(g, 1), ""), "");
-    }
-    rowp[r] = gep(g, a, mul(g, ri, lda));
-  }
-  Loop lk;
-  LLVMValueRef k = loop_begin(g, &lk, k0, kc, ci64(g, 1));
-  LLVMValueRef out = gep(g, dst, mul(g, k, ci64(g, mr)));
-  for (int r = 0; r < mr; r++) {
-    LLVMValueRef v = load(g, g->f32, gep(g, rowp[r], k), 4);
-    if (rows)
-      v = LLVMBuildSelect(g->b, ok[r], v, LLVMConstReal(g->f32, 0), "");
-    store(g, v, gep(g, out, ci64(g, r)), 4);
-  }
-  loop_end(g, &lk);
 }
 
 // The full panels of a block whose panel rows are contiguous in memory
@@ -428,55 +422,20 @@ static LLVMValueRef pack_bt_vec(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValu
 
 // Bp[q][k][NR] <- B(k, q*NR + c) for the kc x nc block at B: B(k, n) is
 // B[k*ldb + n], or B[n*ldb + k] when transposed. Columns past nc are zero.
-// One panel, k in [k0, kc): cols == NULL means a full one (only
-// transposed B's tail; pack_rows copies untransposed B's full panels).
-static void pack_b_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef k0,
-                         LLVMValueRef kc, LLVMValueRef dst, LLVMValueRef cols) {
-  int nr = g->cfg->nr, vw = g->cfg->vw;
+// One panel: cols == NULL means a full one (only transposed B's: the
+// vector transposes, then the k tail; pack_rows copies untransposed B's).
+static void pack_b_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef kc,
+                         LLVMValueRef dst, LLVMValueRef cols) {
   bool tb = g->cfg->trans_b;
-  Loop lk;
-  LLVMValueRef colp[64], ok[64];
-  LLVMValueRef cstride = tb ? ldb : ci64(g, 1), kstride = tb ? ci64(g, 1) : ldb;
-  for (int c = 0; c < nr; c++) {
-    LLVMValueRef ci = ci64(g, c);
-    if (cols) {
-      ok[c] = lt(g, ci, cols);
-      ci = LLVMBuildSelect(g->b, ok[c], ci, LLVMBuildNSWSub(g->b, cols, ci64(g, 1), ""), "");
-    }
-    colp[c] = gep(g, b, mul(g, ci, cstride));
-  }
-  LLVMValueRef k = loop_begin(g, &lk, k0, kc, ci64(g, 1));
-  LLVMValueRef koff = mul(g, k, kstride), out = gep(g, dst, mul(g, k, ci64(g, nr)));
-  for (int j = 0; j < nr / vw; j++) {
-    LLVMValueRef v = LLVMGetUndef(g->vec);
-    for (int l = 0; l < vw; l++) {
-      int c = j * vw + l;
-      LLVMValueRef x = load(g, g->f32, gep(g, colp[c], koff), 4);
-      if (cols)
-        x = LLVMBuildSelect(g->b, ok[c], x, LLVMConstReal(g->f32, 0), "");
-      v = LLVMBuildInsertElement(g->b, v, x, ci64(g, l), "");
-    }
-    store(g, v, gep(g, out, ci64(g, j * vw)), (unsigned)vw * 4);
-  }
-  loop_end(g, &lk);
-}
-
-// A full panel of transposed B: the vector transposes, then the scalar tail.
-static void pack_bt_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef kc,
-                          LLVMValueRef dst, LLVMValueRef cols) {
   LLVMValueRef k0 = cols ? ci64(g, 0) : pack_bt_vec(g, b, ldb, kc, dst);
-  pack_b_panel(g, b, ldb, k0, kc, dst, cols);
-}
-
-static void pack_bn_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef kc,
-                          LLVMValueRef dst, LLVMValueRef cols) {
-  pack_b_panel(g, b, ldb, ci64(g, 0), kc, dst, cols);
+  pack_scalar(g, b, tb ? ci64(g, 1) : ldb, tb ? ldb : ci64(g, 1), k0, kc, cols ? cols : ci64(g, g->cfg->nr),
+              g->cfg->nr, dst);
 }
 
 // void packB(const float *B, i64 ldb, i64 kc, i64 nc, float *Bp)
 static LLVMValueRef emit_pack_b(G *g) {
   bool t = g->cfg->trans_b;
-  return emit_pack(g, ".packB", false, !t, t ? pack_bt_panel : pack_bn_panel, g->cfg->nr);
+  return emit_pack(g, ".packB", false, !t, pack_b_panel, g->cfg->nr);
 }
 
 // ---- micro-kernel ----
