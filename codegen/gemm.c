@@ -20,8 +20,16 @@
 // buffers. Every element of C is computed the same way whatever the grid
 // (KC blocks in order, k ascending within one, one fma chain per block),
 // so results are bitwise identical for any thread count.
+//
+// Compile time matters (a program is compiled at every start): the packers
+// and micro-kernels stay functions of their own (noinline), every loop
+// carries !llvm.loop metadata that keeps LLVM from vectorizing or unrolling
+// it again (back_edge), and the packers' rarely run parts (edge panels, k
+// tails) are plain scalar loops (pack_scalar).
 #include <stdio.h>
 #include <string.h>
+
+#include <llvm-c/DebugInfo.h>
 
 #include "codegen/cg.h"
 
@@ -38,6 +46,7 @@ typedef struct {
   LLVMTypeRef i1, i32, i64, f32, ptr, vec, voidt;
   LLVMTypeRef fma_ty;
   LLVMValueRef fma;  // llvm.fma.v<vw>f32
+  LLVMValueRef loop_md;  // !llvm.loop: not vectorized, not unrolled
 } G;
 
 static LLVMValueRef ci64(G *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
@@ -95,10 +104,29 @@ static LLVMValueRef loop_begin(G *g, Loop *l, LLVMValueRef lo, LLVMValueRef hi, 
   return l->iv;
 }
 
+// The loops are written as they should run (vectors explicit, unrolled
+// where it pays): each latch tells LLVM not to vectorize or unroll them,
+// which would only multiply the code (and the compile time).
+static void back_edge(G *g, LLVMBasicBlockRef head) {
+  LLVMValueRef br = LLVMBuildBr(g->b, head);
+  LLVMSetMetadata(br, LLVMGetMDKindIDInContext(g->c, "llvm.loop", 9), g->loop_md);
+}
+
+static LLVMValueRef make_loop_md(LLVMContextRef c) {
+  LLVMMetadataRef i1 = LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(c), 0, 0));
+  LLVMMetadataRef vec[] = {LLVMMDStringInContext2(c, "llvm.loop.vectorize.enable", 26), i1};
+  LLVMMetadataRef unroll = LLVMMDStringInContext2(c, "llvm.loop.unroll.disable", 24);
+  LLVMMetadataRef self = LLVMTemporaryMDNode(c, NULL, 0);
+  LLVMMetadataRef ops[] = {self, LLVMMDNodeInContext2(c, vec, 2), LLVMMDNodeInContext2(c, &unroll, 1)};
+  LLVMMetadataRef md = LLVMMDNodeInContext2(c, ops, 3);
+  LLVMMetadataReplaceAllUsesWith(self, md);  // the first operand: md itself
+  return LLVMMetadataAsValue(c, md);
+}
+
 static void loop_end(G *g, Loop *l) {
   LLVMValueRef next = add(g, l->iv, l->step);
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
-  LLVMBuildBr(g->b, l->head);
+  back_edge(g, l->head);
   LLVMAddIncoming(l->iv, &next, &latch, 1);
   LLVMPositionBuilderAtEnd(g->b, l->exit);
 }
@@ -128,6 +156,15 @@ static LLVMValueRef func_begin(G *g, const char *suffix, LLVMTypeRef ret, LLVMTy
   g->fn = f;
   LLVMPositionBuilderAtEnd(g->b, block(g, "entry"));
   return f;
+}
+
+// Kept a function of its own: inlined into range (which the task and the
+// entry then inline), the packers and micro-kernels would be unswitched and
+// strength-reduced inside its loop nest, several times the compile time of
+// each on its own, for no speed (one call per tile or packed block).
+static void noinline(G *g, LLVMValueRef f) {
+  unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
+  LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(g->c, kind, 0));
 }
 
 static void noalias(G *g, LLVMValueRef f, unsigned param) {
@@ -245,6 +282,23 @@ static LLVMValueRef pack_a_vec(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValue
   return kv;
 }
 
+// dst[k][0:w] <- src[k*ks + c*cs] for c < n, zeros past it, for k in
+// [k0, kc): the panels' scalar parts (edge panels, k tails), as a loop
+// over both (rarely run: not worth unrolled code).
+static void pack_scalar(G *g, LLVMValueRef src, LLVMValueRef ks, LLVMValueRef cs, LLVMValueRef k0,
+                        LLVMValueRef kc, LLVMValueRef n, int w, LLVMValueRef dst) {
+  Loop lk, lc;
+  LLVMValueRef last = LLVMBuildNSWSub(g->b, n, ci64(g, 1), "");
+  LLVMValueRef k = loop_begin(g, &lk, k0, kc, ci64(g, 1));
+  LLVMValueRef row = gep(g, src, mul(g, k, ks)), out = gep(g, dst, mul(g, k, ci64(g, w)));
+  LLVMValueRef c = loop_begin(g, &lc, ci64(g, 0), ci64(g, w), ci64(g, 1));
+  LLVMValueRef ok = lt(g, c, n);  // else read the last valid one, store zero
+  LLVMValueRef v = load(g, g->f32, gep(g, row, mul(g, LLVMBuildSelect(g->b, ok, c, last, ""), cs)), 4);
+  store(g, LLVMBuildSelect(g->b, ok, v, LLVMConstReal(g->f32, 0), ""), gep(g, out, c), 4);
+  loop_end(g, &lc);
+  loop_end(g, &lk);
+}
+
 // Ap[p][k][MR] <- A[p*MR + r, k] for the mc x kc block at A (row stride
 // lda); rows past mc are zero. One panel: rows == NULL means a full one.
 // With trans_a, A is stored [K, M]: A[i, k] is at a[k * lda + i], and a
@@ -252,42 +306,18 @@ static LLVMValueRef pack_a_vec(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValue
 static void pack_a_panel(G *g, LLVMValueRef a, LLVMValueRef lda, LLVMValueRef kc,
                          LLVMValueRef dst, LLVMValueRef rows) {
   int mr = g->cfg->mr;
-  LLVMValueRef rowp[32], ok[32];
-  if (g->cfg->trans_a) {  // row r of the panel: a[k * lda + r]
+  LLVMValueRef one = ci64(g, 1), n = rows ? rows : ci64(g, mr);
+  if (g->cfg->trans_a && rows) {
+    pack_scalar(g, a, lda, one, ci64(g, 0), kc, n, mr, dst);
+  } else if (g->cfg->trans_a) {  // row r of the panel: a[k * lda + r]
     Loop lk;
-    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, ci64(g, 1));
-    LLVMValueRef src = gep(g, a, mul(g, k, lda)), out = gep(g, dst, mul(g, k, ci64(g, mr)));
-    if (!rows)
-      copy_floats(g, src, out, mr);
-    for (int r = 0; rows && r < mr; r++) {
-      LLVMValueRef ri = ci64(g, r), okr = lt(g, ri, rows);
-      ri = LLVMBuildSelect(g->b, okr, ri, LLVMBuildNSWSub(g->b, rows, ci64(g, 1), ""), "");
-      LLVMValueRef v = load(g, g->f32, gep(g, src, ri), 4);
-      v = LLVMBuildSelect(g->b, okr, v, LLVMConstReal(g->f32, 0), "");
-      store(g, v, gep(g, out, ci64(g, r)), 4);
-    }
+    LLVMValueRef k = loop_begin(g, &lk, ci64(g, 0), kc, one);
+    copy_floats(g, gep(g, a, mul(g, k, lda)), gep(g, dst, mul(g, k, ci64(g, mr))), mr);
     loop_end(g, &lk);
-    return;
+  } else {
+    LLVMValueRef k0 = rows || mr > g->cfg->vw ? ci64(g, 0) : pack_a_vec(g, a, lda, kc, dst);
+    pack_scalar(g, a, one, lda, k0, kc, n, mr, dst);
   }
-  LLVMValueRef k0 = rows || mr > g->cfg->vw ? ci64(g, 0) : pack_a_vec(g, a, lda, kc, dst);
-  for (int r = 0; r < mr; r++) {
-    LLVMValueRef ri = ci64(g, r);
-    if (rows) {  // clamp to the last valid row, zero the value below
-      ok[r] = lt(g, ri, rows);
-      ri = LLVMBuildSelect(g->b, ok[r], ri, LLVMBuildNSWSub(g->b, rows, ci64(g, 1), ""), "");
-    }
-    rowp[r] = gep(g, a, mul(g, ri, lda));
-  }
-  Loop lk;
-  LLVMValueRef k = loop_begin(g, &lk, k0, kc, ci64(g, 1));
-  LLVMValueRef out = gep(g, dst, mul(g, k, ci64(g, mr)));
-  for (int r = 0; r < mr; r++) {
-    LLVMValueRef v = load(g, g->f32, gep(g, rowp[r], k), 4);
-    if (rows)
-      v = LLVMBuildSelect(g->b, ok[r], v, LLVMConstReal(g->f32, 0), "");
-    store(g, v, gep(g, out, ci64(g, r)), 4);
-  }
-  loop_end(g, &lk);
 }
 
 // The full panels of a block whose panel rows are contiguous in memory
@@ -392,55 +422,20 @@ static LLVMValueRef pack_bt_vec(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValu
 
 // Bp[q][k][NR] <- B(k, q*NR + c) for the kc x nc block at B: B(k, n) is
 // B[k*ldb + n], or B[n*ldb + k] when transposed. Columns past nc are zero.
-// One panel, k in [k0, kc): cols == NULL means a full one (only
-// transposed B's tail; pack_rows copies untransposed B's full panels).
-static void pack_b_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef k0,
-                         LLVMValueRef kc, LLVMValueRef dst, LLVMValueRef cols) {
-  int nr = g->cfg->nr, vw = g->cfg->vw;
+// One panel: cols == NULL means a full one (only transposed B's: the
+// vector transposes, then the k tail; pack_rows copies untransposed B's).
+static void pack_b_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef kc,
+                         LLVMValueRef dst, LLVMValueRef cols) {
   bool tb = g->cfg->trans_b;
-  Loop lk;
-  LLVMValueRef colp[64], ok[64];
-  LLVMValueRef cstride = tb ? ldb : ci64(g, 1), kstride = tb ? ci64(g, 1) : ldb;
-  for (int c = 0; c < nr; c++) {
-    LLVMValueRef ci = ci64(g, c);
-    if (cols) {
-      ok[c] = lt(g, ci, cols);
-      ci = LLVMBuildSelect(g->b, ok[c], ci, LLVMBuildNSWSub(g->b, cols, ci64(g, 1), ""), "");
-    }
-    colp[c] = gep(g, b, mul(g, ci, cstride));
-  }
-  LLVMValueRef k = loop_begin(g, &lk, k0, kc, ci64(g, 1));
-  LLVMValueRef koff = mul(g, k, kstride), out = gep(g, dst, mul(g, k, ci64(g, nr)));
-  for (int j = 0; j < nr / vw; j++) {
-    LLVMValueRef v = LLVMGetUndef(g->vec);
-    for (int l = 0; l < vw; l++) {
-      int c = j * vw + l;
-      LLVMValueRef x = load(g, g->f32, gep(g, colp[c], koff), 4);
-      if (cols)
-        x = LLVMBuildSelect(g->b, ok[c], x, LLVMConstReal(g->f32, 0), "");
-      v = LLVMBuildInsertElement(g->b, v, x, ci64(g, l), "");
-    }
-    store(g, v, gep(g, out, ci64(g, j * vw)), (unsigned)vw * 4);
-  }
-  loop_end(g, &lk);
-}
-
-// A full panel of transposed B: the vector transposes, then the scalar tail.
-static void pack_bt_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef kc,
-                          LLVMValueRef dst, LLVMValueRef cols) {
   LLVMValueRef k0 = cols ? ci64(g, 0) : pack_bt_vec(g, b, ldb, kc, dst);
-  pack_b_panel(g, b, ldb, k0, kc, dst, cols);
-}
-
-static void pack_bn_panel(G *g, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef kc,
-                          LLVMValueRef dst, LLVMValueRef cols) {
-  pack_b_panel(g, b, ldb, ci64(g, 0), kc, dst, cols);
+  pack_scalar(g, b, tb ? ci64(g, 1) : ldb, tb ? ldb : ci64(g, 1), k0, kc, cols ? cols : ci64(g, g->cfg->nr),
+              g->cfg->nr, dst);
 }
 
 // void packB(const float *B, i64 ldb, i64 kc, i64 nc, float *Bp)
 static LLVMValueRef emit_pack_b(G *g) {
   bool t = g->cfg->trans_b;
-  return emit_pack(g, ".packB", false, !t, t ? pack_bt_panel : pack_bn_panel, g->cfg->nr);
+  return emit_pack(g, ".packB", false, !t, pack_b_panel, g->cfg->nr);
 }
 
 // ---- micro-kernel ----
@@ -489,7 +484,7 @@ static LLVMValueRef kernel_loop(G *g, const LLVMValueRef *arow, int ks, LLVMValu
     kernel_step(g, arow, ks, bp, add(g, k, ci64(g, u)), acc);
   LLVMValueRef knext = add(g, k, ci64(g, unroll));
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(g->b);
-  LLVMBuildBr(g->b, head);
+  back_edge(g, head);
   LLVMAddIncoming(k, &knext, &latch, 1);
   for (int i = 0; i < n; i++) {
     LLVMAddIncoming(phi[i], &acc[i], &latch, 1);
@@ -854,8 +849,14 @@ bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d) {
   unsigned fma_id = LLVMLookupIntrinsicID("llvm.fma", 8);
   g.fma = LLVMGetIntrinsicDeclaration(m, fma_id, &g.vec, 1);
   g.fma_ty = LLVMIntrinsicGetType(g.c, fma_id, &g.vec, 1);
+  g.loop_md = make_loop_md(g.c);
   LLVMValueRef pa = emit_pack_a(&g), pb = emit_pack_b(&g), k = emit_kernel(&g, false);
   LLVMValueRef kd = cfg->trans_a ? NULL : emit_kernel(&g, true);
+  noinline(&g, pa);
+  noinline(&g, pb);
+  noinline(&g, k);
+  if (kd)
+    noinline(&g, kd);
   LLVMValueRef range = emit_range(&g, pa, pb, k, kd);
   emit_entry(&g, emit_task(&g, range));
   LLVMDisposeBuilder(g.b);
