@@ -283,22 +283,26 @@ static void at_load_rows(At *a, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef
 // tile's keys, up to its last row's lim (lim grows with t) rounded up to
 // the key tile (ncols).
 typedef struct {
+  int nsrc;                 // row sources (q; q and dout)
   LLVMValueRef t0, nr, ng;  // first row; rows and register tiles with a row before T
-  LLVMValueRef rows[2];     // ptr [RB]
+  LLVMValueRef rows;        // ptr [nsrc RB]: the rows of base[i] from i RB on
   LLVMValueRef lim, ncols;  // i64 [RB], i64 [NG]
 } Blk;
 
 static Blk blk_alloc(At *a, int nsrc) {
   K *k = a->k;
   Blk bl = {0};
-  for (int i = 0; i < nsrc; i++) bl.rows[i] = LLVMBuildArrayAlloca(k->ab, k->ptr, ci(k, RB), "rows");
+  bl.nsrc = nsrc;
+  bl.rows = LLVMBuildArrayAlloca(k->ab, k->ptr, ci(k, nsrc * RB), "rows");
   bl.lim = LLVMBuildArrayAlloca(k->ab, k->i64, ci(k, RB), "lim");
   bl.ncols = LLVMBuildArrayAlloca(k->ab, k->i64, ci(k, NG), "ncols");
   return bl;
 }
 
-static LLVMValueRef blk_row(At *a, const Blk *bl, int i, LLVMValueRef r) {
-  return load(a->k, a->k->ptr, gep(a->k, a->k->ptr, bl->rows[i], r));
+// Row r of source i (an i64 value)
+static LLVMValueRef blk_row(At *a, const Blk *bl, LLVMValueRef i, LLVMValueRef r) {
+  K *k = a->k;
+  return load(k, k->ptr, gep(k, k->ptr, bl->rows, add(k, mul(k, i, ci(k, RB)), r)));
 }
 static LLVMValueRef blk_i64(At *a, LLVMValueRef arr, LLVMValueRef i) {
   return load(a->k, a->k->i64, gep(a->k, a->k->i64, arr, i));
@@ -312,7 +316,8 @@ static void blk_fill(At *a, Blk *bl, const LLVMValueRef *base, LLVMValueRef b, L
   bl->ng = LLVMBuildSDiv(k->b, add(k, bl->nr, ci(k, R - 1)), ci(k, R), "");
   Loop l;
   LLVMValueRef r = loop_begin(k, &l, ci(k, 0), ci(k, RB)), t = imin(k, add(k, t0, r), sub(k, a->T, ci(k, 1)));
-  for (int i = 0; i < 2 && bl->rows[i]; i++) store(k, at_qrow(a, base[i], b, t, h), gep(k, k->ptr, bl->rows[i], r));
+  for (int i = 0; i < bl->nsrc; i++)
+    store(k, at_qrow(a, base[i], b, t, h), gep(k, k->ptr, bl->rows, add(k, r, ci(k, i * RB))));
   store(k, at_lim(a, t), gep(k, k->i64, bl->lim, r));
   loop_end(k, &l);
   LLVMValueRef g = loop_begin(k, &l, ci(k, 0), ci(k, NG));
@@ -343,13 +348,14 @@ static LLVMValueRef key_tiles(At *a, const Blk *bl) {
 
 // sc (RB x Sp): sc[r Sp + s] = scale * row r . key s for s < ncols[g] (a
 // multiple of tw; g = r / R, the register tile) for the tiles with a row
-// before T, rows[i] of bl, keys from kt (D x Sp). Per key tile (in L1
-// after the first), R x NC vector accumulators over d.
-static void at_scores(At *a, LLVMValueRef sc, LLVMValueRef kt, const Blk *bl, int i, double scale) {
+// before T, rows of source i (i64) of bl, keys from kt (D x Sp); scale an
+// f32 value. Per key tile (in L1 after the first), R x NC vector
+// accumulators over d.
+static void at_scores(At *a, LLVMValueRef sc, LLVMValueRef kt, const Blk *bl, LLVMValueRef i, LLVMValueRef scale) {
   K *k = a->k;
   Loop lc, lg, ld;
   LLVMBasicBlockRef join;
-  LLVMValueRef acc[R][NC], kv[NC], rows[R], sv = vsplat(a, cf(k, scale));
+  LLVMValueRef acc[R][NC], kv[NC], rows[R], sv = vsplat(a, scale);
   LLVMValueRef c0 = mul(k, loop_begin(k, &lc, ci(k, 0), key_tiles(a, bl)), ci(k, a->tw));
   LLVMValueRef r0 = mul(k, tile_begin(a, bl, &lg, c0, &join), ci(k, R));
   for (int r = 0; r < R; r++) {
@@ -542,12 +548,12 @@ static void fwd_block(At *a, const LLVMValueRef *sp, Blk *bl, LLVMValueRef kt, L
   LLVMBasicBlockRef tl = block(k, "tiled"), dr = block(k, "direct"), join = block(k, "scored");
   LLVMBuildCondBr(k->b, tiled, tl, dr);
   at(k, tl);
-  at_scores(a, sc, kt, bl, 0, scale);
+  at_scores(a, sc, kt, bl, ci(k, 0), cf(k, scale));
   LLVMBuildBr(k->b, join);
   at(k, dr);
   Loop l;
   LLVMValueRef r = loop_begin(k, &l, ci(k, 0), bl->nr);
-  at_scores_direct(a, gep(k, k->f32, sc, mul(k, r, a->Sp)), blk_row(a, bl, 0, r), k->src[1], b, hk,
+  at_scores_direct(a, gep(k, k->f32, sc, mul(k, r, a->Sp)), blk_row(a, bl, ci(k, 0), r), k->src[1], b, hk,
                    blk_i64(a, bl->lim, r), scale);
   loop_end(k, &l);
   LLVMBuildBr(k->b, join);
@@ -642,11 +648,11 @@ static void bwd_rows(At *a, LLVMValueRef sc, LLVMValueRef dpt, LLVMValueRef inv,
 }
 
 // acct (D x Sp, a transposed accumulator): acct[d Sp + s] += sum over the
-// block's rows r of w[r Sp + s] * row r [d] (rows[i] of bl), for s <
+// block's rows r of w[r Sp + s] * row r [d] (source i of bl), for s <
 // ncols[r / R] (the register tiles with a row before T). Per key tile (in
 // L1 after the first), a register tile's R x NC vectors of w stay in
 // registers over d.
-static void at_accum(At *a, LLVMValueRef acct, LLVMValueRef w, const Blk *bl, int i) {
+static void at_accum(At *a, LLVMValueRef acct, LLVMValueRef w, const Blk *bl, LLVMValueRef i) {
   K *k = a->k;
   Loop lc, lg, ld;
   LLVMBasicBlockRef join;
@@ -681,9 +687,10 @@ static void bwd_block(At *a, const LLVMValueRef *sp, Blk *bl, LLVMValueRef b, LL
   LLVMValueRef sc = sp[2], dpt = sp[3], yb = sp[6], inv = sp[7], dqo = k->xout[0];
   LLVMValueRef base[2] = {k->src[0], k->src[3]};
   blk_fill(a, bl, base, b, h, t0);
-  at_scores(a, sc, sp[0], bl, 0, k->n->attr.scale);
-  at_scores(a, dpt, sp[1], bl, 1, 1.0);
   Loop l;
+  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));  // S = Q K^T, dP = dO V^T
+  at_scores(a, sel(k, i0, sc, dpt), sel(k, i0, sp[0], sp[1]), bl, i, sel(k, i0, cf(k, k->n->attr.scale), cf(k, 1)));
+  loop_end(k, &l);
   LLVMValueRef g = loop_begin(k, &l, ci(k, 0), bl->ng), r0 = mul(k, g, ci(k, R)), og = mul(k, r0, a->Sp);
   LLVMValueRef ig = gep(k, k->f32, inv, r0), nc = blk_i64(a, bl->ncols, g);
   at_softmax(a, gep(k, k->f32, sc, og), gep(k, k->i64, bl->lim, r0), nc, ig, add(k, t0, r0));  // a repeated row (past T) adds nothing
@@ -694,8 +701,9 @@ static void bwd_block(At *a, const LLVMValueRef *sp, Blk *bl, LLVMValueRef b, LL
   at_mix(a, dpt, sp[8], yb, t0);
   at_out(a, yb, dqo, b, h, NULL, bl);
   if_end(k, j);
-  at_accum(a, sp[4], dpt, bl, 0);
-  at_accum(a, sp[5], sc, bl, 1);
+  i = loop_begin(k, &l, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));  // dK^T += Q^T dS, dV^T += dO^T P
+  at_accum(a, sel(k, i0, sp[4], sp[5]), sel(k, i0, dpt, sc), bl, i);
+  loop_end(k, &l);
 }
 
 // dst rows (b, s, hk) for s < S from acct (D x Sp), if dst is set
@@ -734,8 +742,9 @@ static void emit_backward(K *k) {
   LLVMValueRef hk = LLVMBuildSRem(k->b, u, ci(k, a.KV), ""), b = LLVMBuildSDiv(k->b, u, ci(k, a.KV), "");
   at_fill_kvis(&a, b);
   LLVMValueRef limu = at_lim(&a, sub(k, a.T, ci(k, 1)));
-  at_load_t(&a, sp[0], k->src[1], b, hk, limu);
-  at_load_t(&a, sp[1], k->src[2], b, hk, limu);
+  LLVMValueRef i = loop_begin(k, &lg, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));
+  at_load_t(&a, sel(k, i0, sp[0], sp[1]), sel(k, i0, k->src[1], k->src[2]), b, hk, limu);
+  loop_end(k, &lg);
   at_load_rows(&a, sp[8], k->src[1], b, hk, limu);
   LLVMBuildMemSet(k->b, sp[4], LLVMConstInt(k->i8, 0, 0), mul(k, dsp, ci(k, 8)), 4);
   LLVMValueRef g = loop_begin(k, &lg, ci(k, 0), ci(k, a.G)), h = add(k, mul(k, hk, ci(k, a.G)), g);
@@ -744,8 +753,9 @@ static void emit_backward(K *k) {
   bwd_block(&a, sp, &bl, b, h, t0);
   loop_end(k, &lb);
   loop_end(k, &lg);
-  bwd_store(&a, k->xout[1], sp[4], b, hk);
-  bwd_store(&a, k->xout[2], sp[5], b, hk);
+  i = loop_begin(k, &lg, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));
+  bwd_store(&a, sel(k, i0, k->xout[1], k->xout[2]), sel(k, i0, sp[4], sp[5]), b, hk);
+  loop_end(k, &lg);
   loop_end(k, &lu);
   heap_free(k, buf);
 }
