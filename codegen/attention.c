@@ -31,6 +31,12 @@
 // is not a multiple of vw are read and written with masked loads and
 // stores. With fewer than R query rows (decode) the forward skips the
 // transpose: one dot product per key, summed across lanes.
+// Code size (LLVM's O3 and instruction selection time grow with it): only
+// a register tile's work is unrolled (R x NC score vectors, R softmax
+// rows, a mix's accumulators); the register tiles of a block, its rows and
+// the backward's pairs of like passes (scores and dP, dK^T and dV^T, the
+// K^T and V^T copies, the dk and dv stores) are IR loops, over a block's
+// row pointers, lims and tile key counts kept in small stack arrays.
 //
 // Numerics: f32 throughout (PyTorch's CPU attention too): scores, the row
 // max and sum of exps, P @ V, dP, the row's sum p dp. Each unit runs in a
@@ -558,9 +564,9 @@ static void fwd_block(At *a, const LLVMValueRef *sp, Blk *bl, LLVMValueRef kt, L
   loop_end(k, &l);
   LLVMBuildBr(k->b, join);
   at(k, join);
-  LLVMValueRef r0 = mul(k, loop_begin(k, &l, ci(k, 0), bl->ng), ci(k, R));
-  at_softmax(a, gep(k, k->f32, sc, mul(k, r0, a->Sp)), gep(k, k->i64, bl->lim, r0),
-             blk_i64(a, bl->ncols, LLVMBuildSDiv(k->b, r0, ci(k, R), "")), gep(k, k->f32, inv, r0), add(k, t0, r0));
+  LLVMValueRef g = loop_begin(k, &l, ci(k, 0), bl->ng), r0 = mul(k, g, ci(k, R));
+  at_softmax(a, gep(k, k->f32, sc, mul(k, r0, a->Sp)), gep(k, k->i64, bl->lim, r0), blk_i64(a, bl->ncols, g),
+             gep(k, k->f32, inv, r0), add(k, t0, r0));
   loop_end(k, &l);
   LLVMBuildMemSet(k->b, yb, LLVMConstInt(k->i8, 0, 0), ci(k, 4 * RB * (int64_t)a->nv * a->vw), 4);
   at_mix(a, sc, sp[3], yb, t0);
@@ -688,12 +694,13 @@ static void bwd_block(At *a, const LLVMValueRef *sp, Blk *bl, LLVMValueRef b, LL
   LLVMValueRef base[2] = {k->src[0], k->src[3]};
   blk_fill(a, bl, base, b, h, t0);
   Loop l;
-  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));  // S = Q K^T, dP = dO V^T
+  // scores = q K^T (scaled), dP = dout V^T: the pair as a loop
+  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));
   at_scores(a, sel(k, i0, sc, dpt), sel(k, i0, sp[0], sp[1]), bl, i, sel(k, i0, cf(k, k->n->attr.scale), cf(k, 1)));
   loop_end(k, &l);
   LLVMValueRef g = loop_begin(k, &l, ci(k, 0), bl->ng), r0 = mul(k, g, ci(k, R)), og = mul(k, r0, a->Sp);
   LLVMValueRef ig = gep(k, k->f32, inv, r0), nc = blk_i64(a, bl->ncols, g);
-  at_softmax(a, gep(k, k->f32, sc, og), gep(k, k->i64, bl->lim, r0), nc, ig, add(k, t0, r0));  // a repeated row (past T) adds nothing
+  at_softmax(a, gep(k, k->f32, sc, og), gep(k, k->i64, bl->lim, r0), nc, ig, add(k, t0, r0));  // a row past T: 0
   bwd_rows(a, gep(k, k->f32, sc, og), gep(k, k->f32, dpt, og), ig, nc);
   loop_end(k, &l);
   LLVMBasicBlockRef j = if_begin(k, LLVMBuildIsNotNull(k->b, dqo, ""));
@@ -701,7 +708,7 @@ static void bwd_block(At *a, const LLVMValueRef *sp, Blk *bl, LLVMValueRef b, LL
   at_mix(a, dpt, sp[8], yb, t0);
   at_out(a, yb, dqo, b, h, NULL, bl);
   if_end(k, j);
-  i = loop_begin(k, &l, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));  // dK^T += Q^T dS, dV^T += dO^T P
+  i = loop_begin(k, &l, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));  // dK^T += q^T dS, dV^T += dout^T P
   at_accum(a, sel(k, i0, sp[4], sp[5]), sel(k, i0, dpt, sc), bl, i);
   loop_end(k, &l);
 }
@@ -742,7 +749,7 @@ static void emit_backward(K *k) {
   LLVMValueRef hk = LLVMBuildSRem(k->b, u, ci(k, a.KV), ""), b = LLVMBuildSDiv(k->b, u, ci(k, a.KV), "");
   at_fill_kvis(&a, b);
   LLVMValueRef limu = at_lim(&a, sub(k, a.T, ci(k, 1)));
-  LLVMValueRef i = loop_begin(k, &lg, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));
+  LLVMValueRef i = loop_begin(k, &lg, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));  // K^T, V^T
   at_load_t(&a, sel(k, i0, sp[0], sp[1]), sel(k, i0, k->src[1], k->src[2]), b, hk, limu);
   loop_end(k, &lg);
   at_load_rows(&a, sp[8], k->src[1], b, hk, limu);
@@ -753,7 +760,7 @@ static void emit_backward(K *k) {
   bwd_block(&a, sp, &bl, b, h, t0);
   loop_end(k, &lb);
   loop_end(k, &lg);
-  i = loop_begin(k, &lg, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));
+  i = loop_begin(k, &lg, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));  // dk, dv
   bwd_store(&a, sel(k, i0, k->xout[1], k->xout[2]), sel(k, i0, sp[4], sp[5]), b, hk);
   loop_end(k, &lg);
   loop_end(k, &lu);
