@@ -33,12 +33,11 @@
 // transpose: one dot product per key, summed across lanes.
 // Code size (LLVM's O3 and instruction selection time grow with it): only
 // a register tile's work is unrolled (R x NC score vectors, R softmax
-// rows, a mix's accumulators), and the forward's scores over the NG
-// register tiles; the other passes over a block's register tiles or rows
-// and the backward's pairs of like passes (scores and dP, dK^T and dV^T,
-// the K^T and V^T copies, the dk and dv stores) are IR loops, over a
-// block's row pointers, lims and tile key counts kept in small stack
-// arrays.
+// rows, a mix's accumulators), and the scores over a block's NG register
+// tiles; the other passes over a block's register tiles or rows and the
+// backward's pairs of like passes (scores and dP, dK^T and dV^T, the K^T
+// and V^T copies, the dk and dv stores) are IR loops, over a block's row
+// pointers, lims and tile key counts kept in small stack arrays.
 //
 // Numerics: f32 throughout (PyTorch's CPU attention too): scores, the row
 // max and sum of exps, P @ V, dP, the row's sum p dp. Each unit runs in a
@@ -385,24 +384,19 @@ static void score_tile(At *a, LLVMValueRef sc, LLVMValueRef kt, const Blk *bl, L
 // multiple of tw; g = r / R, the register tile) for the tiles with a row
 // before T, rows of source i (i64) of bl, keys from kt (D x Sp); scale an
 // f32 value. Per key tile (in L1 after the first), each register tile in
-// range (score_tile): in a loop, or unrolled (the forward: about 3%
-// faster at T = 256, D = 64, for 4 copies of the tile's code).
-static void at_scores(At *a, LLVMValueRef sc, LLVMValueRef kt, const Blk *bl, LLVMValueRef i, LLVMValueRef scale,
-                      bool unroll) {
+// range (score_tile), unrolled: a loop over the tiles cost 2 to 3% at
+// T = 256, D = 64.
+static void at_scores(At *a, LLVMValueRef sc, LLVMValueRef kt, const Blk *bl, LLVMValueRef i, LLVMValueRef scale) {
   K *k = a->k;
-  Loop lc, lg;
-  LLVMBasicBlockRef join;
+  Loop lc;
   LLVMValueRef sv = vsplat(a, scale);
   LLVMValueRef c0 = mul(k, loop_begin(k, &lc, ci(k, 0), key_tiles(a, bl)), ci(k, a->tw));
-  for (int g = 0; unroll && g < NG; g++) {
+  for (int g = 0; g < NG; g++) {
     LLVMValueRef in = icmp(k, LLVMIntSLT, ci(k, g), bl->ng);
-    join = if_begin(k, LLVMBuildAnd(k->b, in, icmp(k, LLVMIntSLT, c0, blk_i64(a, bl->ncols, ci(k, g))), ""));
+    LLVMBasicBlockRef join =
+        if_begin(k, LLVMBuildAnd(k->b, in, icmp(k, LLVMIntSLT, c0, blk_i64(a, bl->ncols, ci(k, g))), ""));
     score_tile(a, sc, kt, bl, i, sv, c0, ci(k, g * R));
     if_end(k, join);
-  }
-  if (!unroll) {
-    score_tile(a, sc, kt, bl, i, sv, c0, mul(k, tile_begin(a, bl, &lg, c0, &join), ci(k, R)));
-    tile_end(a, &lg, join);
   }
   loop_end(k, &lc);
 }
@@ -576,7 +570,7 @@ static void fwd_block(At *a, const LLVMValueRef *sp, Blk *bl, LLVMValueRef kt, L
   LLVMBasicBlockRef tl = block(k, "tiled"), dr = block(k, "direct"), join = block(k, "scored");
   LLVMBuildCondBr(k->b, tiled, tl, dr);
   at(k, tl);
-  at_scores(a, sc, kt, bl, ci(k, 0), cf(k, scale), true);
+  at_scores(a, sc, kt, bl, ci(k, 0), cf(k, scale));
   LLVMBuildBr(k->b, join);
   at(k, dr);
   Loop l;
@@ -718,8 +712,7 @@ static void bwd_block(At *a, const LLVMValueRef *sp, Blk *bl, LLVMValueRef b, LL
   Loop l;
   // scores = q K^T (scaled), dP = dout V^T: the pair as a loop
   LLVMValueRef i = loop_begin(k, &l, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));
-  at_scores(a, sel(k, i0, sc, dpt), sel(k, i0, sp[0], sp[1]), bl, i, sel(k, i0, cf(k, k->n->attr.scale), cf(k, 1)),
-            false);
+  at_scores(a, sel(k, i0, sc, dpt), sel(k, i0, sp[0], sp[1]), bl, i, sel(k, i0, cf(k, k->n->attr.scale), cf(k, 1)));
   loop_end(k, &l);
   LLVMValueRef g = loop_begin(k, &l, ci(k, 0), bl->ng), r0 = mul(k, g, ci(k, R)), og = mul(k, r0, a->Sp);
   LLVMValueRef ig = gep(k, k->f32, inv, r0), nc = blk_i64(a, bl->ncols, g);
