@@ -31,6 +31,13 @@
 // is not a multiple of vw are read and written with masked loads and
 // stores. With fewer than R query rows (decode) the forward skips the
 // transpose: one dot product per key, summed across lanes.
+// Code size (LLVM's O3 and instruction selection time grow with it): only
+// a register tile's work is unrolled (R x NC score vectors, R softmax
+// rows, a mix's accumulators), and the scores over a block's NG register
+// tiles; the other passes over a block's register tiles or rows and the
+// backward's pairs of like passes (scores and dP, dK^T and dV^T, the K^T
+// and V^T copies, the dk and dv stores) are IR loops, over a block's row
+// pointers, lims and tile key counts kept in small stack arrays.
 //
 // Numerics: f32 throughout (PyTorch's CPU attention too): scores, the row
 // max and sum of exps, P @ V, dP, the row's sum p dp. Each unit runs in a
@@ -277,41 +284,118 @@ static void at_load_rows(At *a, LLVMValueRef dst, LLVMValueRef src, LLVMValueRef
   loop_end(k, &ls);
 }
 
-// if (t0 + g R < T && c0 < ncols[g]) { ... }: register tile g of a block
-// has a row before T and key tile c0 is in its range
-static LLVMBasicBlockRef if_tile(At *a, LLVMValueRef t0, int g, LLVMValueRef c0, const LLVMValueRef *ncols) {
+// A block of RB query rows from t0, kept in small stack arrays that the
+// loops over its register tiles and rows read: the rows of q (and dout),
+// past T the last one again; the keys each row sees (lim); a register
+// tile's keys, up to its last row's lim (lim grows with t) rounded up to
+// the key tile (ncols).
+typedef struct {
+  int nsrc;                 // row sources (q; q and dout)
+  LLVMValueRef t0, nr, ng;  // first row; rows and register tiles with a row before T
+  LLVMValueRef rows;        // ptr [nsrc RB]: the rows of base[i] from i RB on
+  LLVMValueRef lim, ncols;  // i64 [RB], i64 [NG]
+} Blk;
+
+static Blk blk_alloc(At *a, int nsrc) {
   K *k = a->k;
-  LLVMValueRef in = icmp(k, LLVMIntSLT, add(k, t0, ci(k, g * R)), a->T);
-  return if_begin(k, LLVMBuildAnd(k->b, in, icmp(k, LLVMIntSLT, c0, ncols[g]), ""));
+  Blk bl = {0};
+  bl.nsrc = nsrc;
+  bl.rows = LLVMBuildArrayAlloca(k->ab, k->ptr, ci(k, nsrc * RB), "rows");
+  bl.lim = LLVMBuildArrayAlloca(k->ab, k->i64, ci(k, RB), "lim");
+  bl.ncols = LLVMBuildArrayAlloca(k->ab, k->i64, ci(k, NG), "ncols");
+  return bl;
 }
 
-// sc (RB x Sp): sc[r Sp + s] = scale * rows[r] . key s for s < ncols[g] (a
-// multiple of tw; g = r / R, the register tile) for the tiles with a row
-// t0 + r < T, keys from kt (D x Sp). Per key tile (in L1 after the
-// first), R x NC vector accumulators over d.
-static void at_scores(At *a, LLVMValueRef sc, LLVMValueRef kt, const LLVMValueRef *rows, const LLVMValueRef *ncols,
-                      double scale, LLVMValueRef t0) {
+// Row r of source i (an i64 value)
+static LLVMValueRef blk_row(At *a, const Blk *bl, LLVMValueRef i, LLVMValueRef r) {
   K *k = a->k;
-  Loop lc, ld;
-  LLVMValueRef acc[R][NC], kv[NC], sv = vsplat(a, cf(k, scale)), nt = LLVMBuildSDiv(k->b, ncols[NG - 1], ci(k, a->tw), "");
-  LLVMValueRef c0 = mul(k, loop_begin(k, &lc, ci(k, 0), nt), ci(k, a->tw));
-  for (int g = 0; g < NG; g++) {
-    LLVMBasicBlockRef join = if_tile(a, t0, g, c0, ncols);
-    for (int r = 0; r < R; r++)
-      for (int j = 0; j < NC; j++) acc[r][j] = var(k, a->vt, vzero(a));
-    LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a->D));
-    LLVMValueRef kp = gep(k, k->f32, kt, add(k, mul(k, d, a->Sp), c0));
-    for (int j = 0; j < NC; j++) kv[j] = vld(a, a->vt, gep(k, k->f32, kp, ci(k, (int64_t)j * a->vw)));
-    for (int r = 0; r < R; r++) {
-      LLVMValueRef qb = vsplat(a, load(k, k->f32, gep(k, k->f32, rows[g * R + r], d)));
-      for (int j = 0; j < NC; j++) store(k, vfma(a, qb, kv[j], get(k, acc[r][j])), acc[r][j]);
+  return load(k, k->ptr, gep(k, k->ptr, bl->rows, add(k, mul(k, i, ci(k, RB)), r)));
+}
+static LLVMValueRef blk_i64(At *a, LLVMValueRef arr, LLVMValueRef i) {
+  return load(a->k, a->k->i64, gep(a->k, a->k->i64, arr, i));
+}
+
+// bl for the block from t0 of head h of batch b, rows[i] into base[i]
+static void blk_fill(At *a, Blk *bl, const LLVMValueRef *base, LLVMValueRef b, LLVMValueRef h, LLVMValueRef t0) {
+  K *k = a->k;
+  bl->t0 = t0;
+  bl->nr = imin(k, ci(k, RB), sub(k, a->T, t0));
+  bl->ng = LLVMBuildSDiv(k->b, add(k, bl->nr, ci(k, R - 1)), ci(k, R), "");
+  Loop l;
+  LLVMValueRef r = loop_begin(k, &l, ci(k, 0), ci(k, RB)), t = imin(k, add(k, t0, r), sub(k, a->T, ci(k, 1)));
+  for (int i = 0; i < bl->nsrc; i++)
+    store(k, at_qrow(a, base[i], b, t, h), gep(k, k->ptr, bl->rows, add(k, r, ci(k, i * RB))));
+  store(k, at_lim(a, t), gep(k, k->i64, bl->lim, r));
+  loop_end(k, &l);
+  LLVMValueRef g = loop_begin(k, &l, ci(k, 0), ci(k, NG));
+  LLVMValueRef n = blk_i64(a, bl->lim, add(k, mul(k, g, ci(k, R)), ci(k, R - 1)));
+  store(k, at_round(a, n), gep(k, k->i64, bl->ncols, g));
+  loop_end(k, &l);
+}
+
+// for (g = 0; g < ng; g++) if (c0 < ncols[g]) { ... }: the register tiles
+// of a block with a row before T that key tile c0 is in range of
+static LLVMValueRef tile_begin(At *a, const Blk *bl, Loop *l, LLVMValueRef c0, LLVMBasicBlockRef *join) {
+  K *k = a->k;
+  LLVMValueRef g = loop_begin(k, l, ci(k, 0), bl->ng);
+  *join = if_begin(k, icmp(k, LLVMIntSLT, c0, blk_i64(a, bl->ncols, g)));
+  return g;
+}
+static void tile_end(At *a, Loop *l, LLVMBasicBlockRef join) {
+  if_end(a->k, join);
+  loop_end(a->k, l);
+}
+
+// The key tiles of a block: up to the last tile's ncols
+static LLVMValueRef key_tiles(At *a, const Blk *bl) {
+  K *k = a->k;
+  LLVMValueRef n = blk_i64(a, bl->ncols, sub(k, bl->ng, ci(k, 1)));
+  return LLVMBuildSDiv(k->b, n, ci(k, a->tw), "");
+}
+
+// Register tile r0 / R of the block (rows r0 .. r0 + R - 1) against key
+// tile c0: sc[r Sp + s] = sv * row r . key s, rows of source i of bl,
+// keys from kt (D x Sp); R x NC vector accumulators over d.
+static void score_tile(At *a, LLVMValueRef sc, LLVMValueRef kt, const Blk *bl, LLVMValueRef i, LLVMValueRef sv,
+                       LLVMValueRef c0, LLVMValueRef r0) {
+  K *k = a->k;
+  Loop ld;
+  LLVMValueRef acc[R][NC], kv[NC], rows[R];
+  for (int r = 0; r < R; r++) {
+    rows[r] = blk_row(a, bl, i, add(k, r0, ci(k, r)));
+    for (int j = 0; j < NC; j++) acc[r][j] = var(k, a->vt, vzero(a));
+  }
+  LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a->D));
+  LLVMValueRef kp = gep(k, k->f32, kt, add(k, mul(k, d, a->Sp), c0));
+  for (int j = 0; j < NC; j++) kv[j] = vld(a, a->vt, gep(k, k->f32, kp, ci(k, (int64_t)j * a->vw)));
+  for (int r = 0; r < R; r++) {
+    LLVMValueRef qb = vsplat(a, load(k, k->f32, gep(k, k->f32, rows[r], d)));
+    for (int j = 0; j < NC; j++) store(k, vfma(a, qb, kv[j], get(k, acc[r][j])), acc[r][j]);
+  }
+  loop_end(k, &ld);
+  for (int r = 0; r < R; r++)
+    for (int j = 0; j < NC; j++) {
+      LLVMValueRef o = add(k, mul(k, add(k, r0, ci(k, r)), a->Sp), add(k, c0, ci(k, (int64_t)j * a->vw)));
+      vst(a, LLVMBuildFMul(k->b, get(k, acc[r][j]), sv, ""), gep(k, k->f32, sc, o));
     }
-    loop_end(k, &ld);
-    for (int r = 0; r < R; r++)
-      for (int j = 0; j < NC; j++) {
-        LLVMValueRef o = add(k, mul(k, ci(k, g * R + r), a->Sp), add(k, c0, ci(k, (int64_t)j * a->vw)));
-        vst(a, LLVMBuildFMul(k->b, get(k, acc[r][j]), sv, ""), gep(k, k->f32, sc, o));
-      }
+}
+
+// sc (RB x Sp): sc[r Sp + s] = scale * row r . key s for s < ncols[g] (a
+// multiple of tw; g = r / R, the register tile) for the tiles with a row
+// before T, rows of source i (i64) of bl, keys from kt (D x Sp); scale an
+// f32 value. Per key tile (in L1 after the first), each register tile in
+// range (score_tile), unrolled: a loop over the tiles cost 2 to 3% at
+// T = 256, D = 64.
+static void at_scores(At *a, LLVMValueRef sc, LLVMValueRef kt, const Blk *bl, LLVMValueRef i, LLVMValueRef scale) {
+  K *k = a->k;
+  Loop lc;
+  LLVMValueRef sv = vsplat(a, scale);
+  LLVMValueRef c0 = mul(k, loop_begin(k, &lc, ci(k, 0), key_tiles(a, bl)), ci(k, a->tw));
+  for (int g = 0; g < NG; g++) {
+    LLVMValueRef in = icmp(k, LLVMIntSLT, ci(k, g), bl->ng);
+    LLVMBasicBlockRef join =
+        if_begin(k, LLVMBuildAnd(k->b, in, icmp(k, LLVMIntSLT, c0, blk_i64(a, bl->ncols, ci(k, g))), ""));
+    score_tile(a, sc, kt, bl, i, sv, c0, ci(k, g * R));
     if_end(k, join);
   }
   loop_end(k, &lc);
@@ -357,14 +441,15 @@ static LLVMValueRef at_exp(At *a, LLVMValueRef x) {
 }
 
 // R rows of scores (sc, rows Sp apart, ncols a multiple of tw), the first
-// query t0r, to e = exp(x - max) in place, over the keys s < lim[r] that
+// query t0r, to e = exp(x - max) in place, over the keys s < limp[r] that
 // the mask shows (e = 0 elsewhere); inv[r] = 1 / sum e, 0 when no key is
 // visible or t0r + r >= T (so that the row is 0). The rows go through each
 // pass together: R independent chains of exp per vector of keys.
-static void at_softmax(At *a, LLVMValueRef sc, const LLVMValueRef *lim, LLVMValueRef ncols, LLVMValueRef inv,
+static void at_softmax(At *a, LLVMValueRef sc, LLVMValueRef limp, LLVMValueRef ncols, LLVMValueRef inv,
                        LLVMValueRef t0r) {
   K *k = a->k;
-  LLVMValueRef iota[16], ninf = const_of(a->vt, -INFINITY), vmax[R], vs[R], m[R];
+  LLVMValueRef iota[16], ninf = const_of(a->vt, -INFINITY), vmax[R], vs[R], m[R], lim[R];
+  for (int r = 0; r < R; r++) lim[r] = blk_i64(a, limp, ci(k, r));
   for (int i = 0; i < a->vw; i++) iota[i] = ci32(k, i);
   LLVMValueRef io = LLVMConstVector(iota, (unsigned)a->vw), nvec = LLVMBuildSDiv(k->b, ncols, ci(k, a->vw), "");
   for (int r = 0; r < R; r++) vmax[r] = var(k, a->vt, ninf), vs[r] = var(k, a->vt, vzero(a));
@@ -453,29 +538,21 @@ static void at_mix(At *a, LLVMValueRef w, LLVMValueRef vr, LLVMValueRef yb, LLVM
   loop_end(k, &lk);
 }
 
-// out rows r (t0 + r < T) = yb rows (Dp floats) * scl[r] (scl NULL: 1)
-static void at_out(At *a, LLVMValueRef yb, const LLVMValueRef *out, LLVMValueRef scl, LLVMValueRef t0) {
+// The rows t0 + r < T of head h of base (b) = yb rows (Dp floats) * scl[r]
+// (scl NULL: 1)
+static void at_out(At *a, LLVMValueRef yb, LLVMValueRef base, LLVMValueRef b, LLVMValueRef h, LLVMValueRef scl,
+                   const Blk *bl) {
   K *k = a->k;
   int64_t dp = (int64_t)a->nv * a->vw;
-  for (int r = 0; r < RB; r++) {
-    LLVMBasicBlockRef join = if_row(a, t0, ci(k, r));
-    LLVMValueRef sv = scl ? vsplat(a, load(k, k->f32, gep(k, k->f32, scl, ci(k, r)))) : NULL;
-    for (int j = 0; j < a->nv; j++) {
-      LLVMValueRef v = vld(a, a->vt, gep(k, k->f32, yb, ci(k, r * dp + (int64_t)j * a->vw)));
-      row_st(a, sv ? LLVMBuildFMul(k->b, v, sv, "") : v, out[r], j);
-    }
-    if_end(k, join);
+  Loop l;
+  LLVMValueRef r = loop_begin(k, &l, ci(k, 0), bl->nr), out = at_qrow(a, base, b, add(k, bl->t0, r), h);
+  LLVMValueRef sv = scl ? vsplat(a, load(k, k->f32, gep(k, k->f32, scl, r))) : NULL;
+  LLVMValueRef yr = gep(k, k->f32, yb, mul(k, r, ci(k, dp)));
+  for (int j = 0; j < a->nv; j++) {
+    LLVMValueRef v = vld(a, a->vt, gep(k, k->f32, yr, ci(k, (int64_t)j * a->vw)));
+    row_st(a, sv ? LLVMBuildFMul(k->b, v, sv, "") : v, out, j);
   }
-}
-
-// The block's rows (t0 + r, the last ones repeated past T) and their heads
-static void block_rows(At *a, LLVMValueRef base, LLVMValueRef b, LLVMValueRef t0, LLVMValueRef h, LLVMValueRef *t,
-                       LLVMValueRef *rows) {
-  K *k = a->k;
-  for (int r = 0; r < RB; r++) {
-    t[r] = imin(k, add(k, t0, ci(k, r)), sub(k, a->T, ci(k, 1)));
-    if (rows) rows[r] = at_qrow(a, base, b, t[r], h);
-  }
+  loop_end(k, &l);
 }
 
 // ---- forward: q (B,T,H*D), k, v (B,S,KV*D) [, mask (B,S)] -> y (B,T,H*D);
@@ -484,39 +561,32 @@ static void block_rows(At *a, LLVMValueRef base, LLVMValueRef b, LLVMValueRef t0
 
 // One block of RB query rows (from t0) of unit (b, h): scores, softmax, y.
 // sp: sc (RB x Sp), yb (RB x Dp), inv (RB), vr (Sp x Dp: v's rows).
-static void fwd_block(At *a, const LLVMValueRef *sp, LLVMValueRef kt, LLVMValueRef tiled, LLVMValueRef b,
+static void fwd_block(At *a, const LLVMValueRef *sp, Blk *bl, LLVMValueRef kt, LLVMValueRef tiled, LLVMValueRef b,
                       LLVMValueRef h, LLVMValueRef hk, LLVMValueRef t0) {
   K *k = a->k;
   double scale = k->n->attr.scale;
-  LLVMValueRef sc = sp[0], yb = sp[1], inv = sp[2], t[RB], q[RB], y[RB], lim[RB];
-  block_rows(a, k->src[0], b, t0, h, t, q);
-  block_rows(a, k->out, b, t0, h, t, y);
-  for (int r = 0; r < RB; r++) lim[r] = at_lim(a, t[r]);
-  LLVMValueRef ncols[NG];  // a register tile's keys: up to its last row's lim (lim grows with t), rounded up
-  for (int g = 0; g < NG; g++) ncols[g] = at_round(a, lim[g * R + R - 1]);
+  LLVMValueRef sc = sp[0], yb = sp[1], inv = sp[2];
+  blk_fill(a, bl, &k->src[0], b, h, t0);
   LLVMBasicBlockRef tl = block(k, "tiled"), dr = block(k, "direct"), join = block(k, "scored");
   LLVMBuildCondBr(k->b, tiled, tl, dr);
   at(k, tl);
-  at_scores(a, sc, kt, q, ncols, scale, t0);
+  at_scores(a, sc, kt, bl, ci(k, 0), cf(k, scale));
   LLVMBuildBr(k->b, join);
   at(k, dr);
-  for (int r = 0; r < RB; r++) {
-    LLVMBasicBlockRef j = if_row(a, t0, ci(k, r));
-    at_scores_direct(a, gep(k, k->f32, sc, mul(k, ci(k, r), a->Sp)), q[r], k->src[1], b, hk, lim[r], scale);
-    if_end(k, j);
-  }
+  Loop l;
+  LLVMValueRef r = loop_begin(k, &l, ci(k, 0), bl->nr);
+  at_scores_direct(a, gep(k, k->f32, sc, mul(k, r, a->Sp)), blk_row(a, bl, ci(k, 0), r), k->src[1], b, hk,
+                   blk_i64(a, bl->lim, r), scale);
+  loop_end(k, &l);
   LLVMBuildBr(k->b, join);
   at(k, join);
-  for (int g = 0; g < NG; g++) {
-    LLVMValueRef t0g = add(k, t0, ci(k, g * R));
-    LLVMBasicBlockRef j = if_row(a, t0g, ci(k, 0));
-    at_softmax(a, gep(k, k->f32, sc, mul(k, ci(k, g * R), a->Sp)), lim + g * R, ncols[g],
-               gep(k, k->f32, inv, ci(k, g * R)), t0g);
-    if_end(k, j);
-  }
+  LLVMValueRef g = loop_begin(k, &l, ci(k, 0), bl->ng), r0 = mul(k, g, ci(k, R));
+  at_softmax(a, gep(k, k->f32, sc, mul(k, r0, a->Sp)), gep(k, k->i64, bl->lim, r0), blk_i64(a, bl->ncols, g),
+             gep(k, k->f32, inv, r0), add(k, t0, r0));
+  loop_end(k, &l);
   LLVMBuildMemSet(k->b, yb, LLVMConstInt(k->i8, 0, 0), ci(k, 4 * RB * (int64_t)a->nv * a->vw), 4);
   at_mix(a, sc, sp[3], yb, t0);
-  at_out(a, yb, y, inv, t0);
+  at_out(a, yb, k->out, b, h, inv, bl);
 }
 
 static void emit_forward(K *k) {
@@ -546,6 +616,7 @@ static void emit_forward(K *k) {
   sp[3] = gep(k, k->f32, sp[1], ci(k, RB * dp));
   LLVMBuildMemSet(k->b, sp[0], LLVMConstInt(k->i8, 0, 0), mul(k, a.Sp, ci(k, 4 * RB)), 4);
   LLVMValueRef tiled = icmp(k, LLVMIntSGE, a.T, ci(k, R));  // else one dot product per key
+  Blk bl = blk_alloc(&a, 1);
   Loop lu, lb;
   LLVMValueRef u = par_begin(k, &lu);  // u = b * H + h
   LLVMValueRef h = LLVMBuildSRem(k->b, u, ci(k, a.H), ""), b = LLVMBuildSDiv(k->b, u, ci(k, a.H), "");
@@ -557,7 +628,7 @@ static void emit_forward(K *k) {
   at_load_rows(&a, sp[3], k->src[2], b, hk, at_lim(&a, sub(k, a.T, ci(k, 1))));
   LLVMValueRef nb = LLVMBuildSDiv(k->b, add(k, a.T, ci(k, RB - 1)), ci(k, RB), "");
   LLVMValueRef t0 = mul(k, loop_begin(k, &lb, ci(k, 0), nb), ci(k, RB));
-  fwd_block(&a, sp, kt, tiled, b, h, hk, t0);
+  fwd_block(&a, sp, &bl, kt, tiled, b, h, hk, t0);
   loop_end(k, &lb);
   loop_end(k, &lu);
   heap_free(k, buf);
@@ -599,65 +670,63 @@ static void bwd_rows(At *a, LLVMValueRef sc, LLVMValueRef dpt, LLVMValueRef inv,
 }
 
 // acct (D x Sp, a transposed accumulator): acct[d Sp + s] += sum over the
-// block's rows r of w[r Sp + s] * rows[r][d], for s < ncols[r / R] (the
-// register tiles with a row t0 + r < T). Per key tile (in L1 after the
-// first), a register tile's R x NC vectors of w stay in registers over d.
-static void at_accum(At *a, LLVMValueRef acct, LLVMValueRef w, const LLVMValueRef *rows, const LLVMValueRef *ncols,
-                     LLVMValueRef t0) {
+// block's rows r of w[r Sp + s] * row r [d] (source i of bl), for s <
+// ncols[r / R] (the register tiles with a row before T). Per key tile (in
+// L1 after the first), a register tile's R x NC vectors of w stay in
+// registers over d.
+static void at_accum(At *a, LLVMValueRef acct, LLVMValueRef w, const Blk *bl, LLVMValueRef i) {
   K *k = a->k;
-  Loop lc, ld;
-  LLVMValueRef wv[R][NC], av[NC], nt = LLVMBuildSDiv(k->b, ncols[NG - 1], ci(k, a->tw), "");
-  LLVMValueRef c0 = mul(k, loop_begin(k, &lc, ci(k, 0), nt), ci(k, a->tw));
-  for (int g = 0; g < NG; g++) {
-    LLVMBasicBlockRef join = if_tile(a, t0, g, c0, ncols);
-    for (int r = 0; r < R; r++)
-      for (int j = 0; j < NC; j++) {
-        LLVMValueRef o = add(k, mul(k, ci(k, g * R + r), a->Sp), add(k, c0, ci(k, (int64_t)j * a->vw)));
-        wv[r][j] = vld(a, a->vt, gep(k, k->f32, w, o));
-      }
-    LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a->D));
-    LLVMValueRef ap = gep(k, k->f32, acct, add(k, mul(k, d, a->Sp), c0));
-    for (int j = 0; j < NC; j++) av[j] = vld(a, a->vt, gep(k, k->f32, ap, ci(k, (int64_t)j * a->vw)));
-    for (int r = 0; r < R; r++) {
-      LLVMValueRef qb = vsplat(a, load(k, k->f32, gep(k, k->f32, rows[g * R + r], d)));
-      for (int j = 0; j < NC; j++) av[j] = vfma(a, qb, wv[r][j], av[j]);
+  Loop lc, lg, ld;
+  LLVMBasicBlockRef join;
+  LLVMValueRef wv[R][NC], av[NC], rows[R];
+  LLVMValueRef c0 = mul(k, loop_begin(k, &lc, ci(k, 0), key_tiles(a, bl)), ci(k, a->tw));
+  LLVMValueRef r0 = mul(k, tile_begin(a, bl, &lg, c0, &join), ci(k, R));
+  for (int r = 0; r < R; r++) {
+    rows[r] = blk_row(a, bl, i, add(k, r0, ci(k, r)));
+    for (int j = 0; j < NC; j++) {
+      LLVMValueRef o = add(k, mul(k, add(k, r0, ci(k, r)), a->Sp), add(k, c0, ci(k, (int64_t)j * a->vw)));
+      wv[r][j] = vld(a, a->vt, gep(k, k->f32, w, o));
     }
-    for (int j = 0; j < NC; j++) vst(a, av[j], gep(k, k->f32, ap, ci(k, (int64_t)j * a->vw)));
-    loop_end(k, &ld);
-    if_end(k, join);
   }
+  LLVMValueRef d = loop_begin(k, &ld, ci(k, 0), ci(k, a->D));
+  LLVMValueRef ap = gep(k, k->f32, acct, add(k, mul(k, d, a->Sp), c0));
+  for (int j = 0; j < NC; j++) av[j] = vld(a, a->vt, gep(k, k->f32, ap, ci(k, (int64_t)j * a->vw)));
+  for (int r = 0; r < R; r++) {
+    LLVMValueRef qb = vsplat(a, load(k, k->f32, gep(k, k->f32, rows[r], d)));
+    for (int j = 0; j < NC; j++) av[j] = vfma(a, qb, wv[r][j], av[j]);
+  }
+  for (int j = 0; j < NC; j++) vst(a, av[j], gep(k, k->f32, ap, ci(k, (int64_t)j * a->vw)));
+  loop_end(k, &ld);
+  tile_end(a, &lg, join);
   loop_end(k, &lc);
 }
 
 // One block of RB query rows (from t0) of head h: p, ds; dq rows; dk, dv +=.
 // sp: kt, vt (D x Sp), sc, dpt (RB x Sp), dkt, dvt (D x Sp), yb (RB x Dp), inv (RB),
-// kr (Sp x Dp: k's rows).
-static void bwd_block(At *a, const LLVMValueRef *sp, LLVMValueRef b, LLVMValueRef h, LLVMValueRef t0) {
+// kr (Sp x Dp: k's rows). bl: the rows of q and dout.
+static void bwd_block(At *a, const LLVMValueRef *sp, Blk *bl, LLVMValueRef b, LLVMValueRef h, LLVMValueRef t0) {
   K *k = a->k;
   LLVMValueRef sc = sp[2], dpt = sp[3], yb = sp[6], inv = sp[7], dqo = k->xout[0];
-  LLVMValueRef t[RB], q[RB], o[RB], dq[RB], lim[RB];
-  block_rows(a, k->src[0], b, t0, h, t, q);
-  block_rows(a, k->src[3], b, t0, h, t, o);
-  for (int r = 0; r < RB; r++) lim[r] = at_lim(a, t[r]);
-  LLVMValueRef ncols[NG];  // a register tile's keys (fwd_block)
-  for (int g = 0; g < NG; g++) ncols[g] = at_round(a, lim[g * R + R - 1]);
-  at_scores(a, sc, sp[0], q, ncols, k->n->attr.scale, t0);
-  at_scores(a, dpt, sp[1], o, ncols, 1.0, t0);
-  for (int g = 0; g < NG; g++) {
-    LLVMValueRef t0g = add(k, t0, ci(k, g * R)), og = mul(k, ci(k, g * R), a->Sp), ig = gep(k, k->f32, inv, ci(k, g * R));
-    LLVMBasicBlockRef j = if_row(a, t0g, ci(k, 0));
-    at_softmax(a, gep(k, k->f32, sc, og), lim + g * R, ncols[g], ig, t0g);  // a repeated row (past T) adds nothing
-    bwd_rows(a, gep(k, k->f32, sc, og), gep(k, k->f32, dpt, og), ig, ncols[g]);
-    if_end(k, j);
-  }
+  LLVMValueRef base[2] = {k->src[0], k->src[3]};
+  blk_fill(a, bl, base, b, h, t0);
+  Loop l;
+  // scores = q K^T (scaled), dP = dout V^T: the pair as a loop
+  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));
+  at_scores(a, sel(k, i0, sc, dpt), sel(k, i0, sp[0], sp[1]), bl, i, sel(k, i0, cf(k, k->n->attr.scale), cf(k, 1)));
+  loop_end(k, &l);
+  LLVMValueRef g = loop_begin(k, &l, ci(k, 0), bl->ng), r0 = mul(k, g, ci(k, R)), og = mul(k, r0, a->Sp);
+  LLVMValueRef ig = gep(k, k->f32, inv, r0), nc = blk_i64(a, bl->ncols, g);
+  at_softmax(a, gep(k, k->f32, sc, og), gep(k, k->i64, bl->lim, r0), nc, ig, add(k, t0, r0));  // a row past T: 0
+  bwd_rows(a, gep(k, k->f32, sc, og), gep(k, k->f32, dpt, og), ig, nc);
+  loop_end(k, &l);
   LLVMBasicBlockRef j = if_begin(k, LLVMBuildIsNotNull(k->b, dqo, ""));
-  block_rows(a, dqo, b, t0, h, t, dq);
   LLVMBuildMemSet(k->b, yb, LLVMConstInt(k->i8, 0, 0), ci(k, 4 * RB * (int64_t)a->nv * a->vw), 4);
   at_mix(a, dpt, sp[8], yb, t0);
-  at_out(a, yb, dq, NULL, t0);
+  at_out(a, yb, dqo, b, h, NULL, bl);
   if_end(k, j);
-  at_accum(a, sp[4], dpt, q, ncols, t0);
-  at_accum(a, sp[5], sc, o, ncols, t0);
+  i = loop_begin(k, &l, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));  // dK^T += q^T dS, dV^T += dout^T P
+  at_accum(a, sel(k, i0, sp[4], sp[5]), sel(k, i0, dpt, sc), bl, i);
+  loop_end(k, &l);
 }
 
 // dst rows (b, s, hk) for s < S from acct (D x Sp), if dst is set
@@ -690,23 +759,26 @@ static void emit_backward(K *k) {
   sp[6] = gep(k, k->f32, sp[5], dsp);
   sp[7] = LLVMBuildArrayAlloca(k->ab, k->f32, ci(k, RB), "inv");
   sp[8] = gep(k, k->f32, sp[6], ci(k, RB * dp));
+  Blk bl = blk_alloc(&a, 2);
   Loop lu, lg, lb;
   LLVMValueRef u = par_begin(k, &lu);  // u = b * KV + hk
   LLVMValueRef hk = LLVMBuildSRem(k->b, u, ci(k, a.KV), ""), b = LLVMBuildSDiv(k->b, u, ci(k, a.KV), "");
   at_fill_kvis(&a, b);
   LLVMValueRef limu = at_lim(&a, sub(k, a.T, ci(k, 1)));
-  at_load_t(&a, sp[0], k->src[1], b, hk, limu);
-  at_load_t(&a, sp[1], k->src[2], b, hk, limu);
+  LLVMValueRef i = loop_begin(k, &lg, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));  // K^T, V^T
+  at_load_t(&a, sel(k, i0, sp[0], sp[1]), sel(k, i0, k->src[1], k->src[2]), b, hk, limu);
+  loop_end(k, &lg);
   at_load_rows(&a, sp[8], k->src[1], b, hk, limu);
   LLVMBuildMemSet(k->b, sp[4], LLVMConstInt(k->i8, 0, 0), mul(k, dsp, ci(k, 8)), 4);
   LLVMValueRef g = loop_begin(k, &lg, ci(k, 0), ci(k, a.G)), h = add(k, mul(k, hk, ci(k, a.G)), g);
   LLVMValueRef nb = LLVMBuildSDiv(k->b, add(k, a.T, ci(k, RB - 1)), ci(k, RB), "");
   LLVMValueRef t0 = mul(k, loop_begin(k, &lb, ci(k, 0), nb), ci(k, RB));
-  bwd_block(&a, sp, b, h, t0);
+  bwd_block(&a, sp, &bl, b, h, t0);
   loop_end(k, &lb);
   loop_end(k, &lg);
-  bwd_store(&a, k->xout[1], sp[4], b, hk);
-  bwd_store(&a, k->xout[2], sp[5], b, hk);
+  i = loop_begin(k, &lg, ci(k, 0), ci(k, 2)), i0 = icmp(k, LLVMIntEQ, i, ci(k, 0));  // dk, dv
+  bwd_store(&a, sel(k, i0, k->xout[1], k->xout[2]), sel(k, i0, sp[4], sp[5]), b, hk);
+  loop_end(k, &lg);
   loop_end(k, &lu);
   heap_free(k, buf);
 }
