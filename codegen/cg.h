@@ -71,8 +71,8 @@ bool cg_llvm_jit_add(CgLlvm *cg, Diag *d);
 void *cg_llvm_lookup(CgLlvm *cg, const char *name, Diag *d);  // NULL on error
 // Instead of cg_llvm_optimize + cg_llvm_jit_add: the module cut into parts
 // (whole kernels and sgemms with what they inline; small ones together),
-// each optimized (O3; parts of small kernels without loop unrolling and
-// interleaving) and compiled to machine code on one of nthreads threads,
+// each optimized (O3; parts of small kernels without loop unrolling) and
+// compiled to machine code on one of nthreads threads,
 // then linked by the JIT; no inlining across parts (functions the entries
 // call are noinline). The parts do not depend on nthreads.
 bool cg_llvm_jit_add_split(CgLlvm *cg, int nthreads, Diag *d);

@@ -187,7 +187,16 @@ typedef struct {
 
 static void red_inner(K *k, const LLVMValueRef *off, void *ud) {
   Red *rd = ud;
-  LLVMValueRef x = ld(k, k->n->src[0]->ty.dt, k->src[0], off[0]);
+  LLVMValueRef x;
+  if (k->inl & 1) {  // an inlined f32 op of operands shaped like it (fuse_elementwise): x * x of a squared norm
+    const IrNode *n = k->n;
+    LLVMValueRef v[2] = {ld(k, IR_F32, k->src[0], off[0]), ld(k, IR_F32, k->src[1], off[0])};
+    k->n = n->src[0];
+    x = elem(k, v);
+    k->n = n;
+  } else {
+    x = ld(k, k->n->src[0]->ty.dt, k->src[0], off[0]);
+  }
   x = LLVMTypeOf(x) == k->f32 ? ext(k, x) : sitofp(k, x, k->f64);
   LLVMValueRef a = get(k, rd->acc), y;
   if (rd->op == IR_OP_MAX) y = intr2(k, "llvm.maximum", a, x);
@@ -1115,38 +1124,50 @@ static bool elem_user(const IrNode *u) {
          u->op == IR_OP_UNARY_GRAD || u->op == IR_OP_MAXIMUM_GRAD;
 }
 
+// A reduction that computes an inlined operand (red_inner): SUM or MEAN
+// of f32 by the general path (not emit_reduce_lead's).
+static bool red_user(const IrNode *u) {
+  return (u->op == IR_OP_SUM || u->op == IR_OP_MEAN) && u->src[0]->ty.dt == IR_F32 && !lead_axes(u);
+}
+
 // inl[i]: node i, an f32 ADD, SUB or MUL that is not a graph output, whose
-// users (one or two) are all elementwise ops of its own shape, is not
+// users (one or two) are all elementwise ops of its own shape, or a SUM or
+// MEAN (red_user) when its operands are shaped like it, is not
 // called: each user's kernel computes it from its operands (e.g. the bias
 // add of x @ W + b inside the GELU after it and inside the GELU's gradient;
-// a residual add of a projection's bias add). Its operands are not inlined
+// a residual add of a projection's bias add; the x * x of the optimizer's
+// squared norms inside their sums). Its operands are not inlined
 // themselves (one level). NULL if out of memory.
 static bool *fuse_elementwise(const IrGraph *g, bool *skip) {  // marks them in skip
   int nn = g->nodes.len;
   bool *inl = calloc((size_t)nn + 1, sizeof *inl), *out = calloc((size_t)nn + 1, sizeof *out);
   int *users = calloc((size_t)nn + 1, sizeof *users);
   bool *bad = calloc((size_t)nn + 1, sizeof *bad);  // some user cannot compute it inline
-  if (!inl || !out || !users || !bad) goto done;
+  bool *red = calloc((size_t)nn + 1, sizeof *red);  // a user is a reduction (red_user)
+  if (!inl || !out || !users || !bad || !red) goto done;
   for (int i = 0; i < g->outputs.len; i++) out[g->outputs.data[i]->id] = true;
   for (int i = 0; i < nn; i++) {
     const IrNode *u = g->nodes.data[i];
     for (int j = 0; j < u->nsrc; j++) {
       int s = u->src[j]->id;
       users[s]++;
-      if (!elem_user(u) || skip[i] || !same_dims(&u->ty, &u->src[j]->ty)) bad[s] = true;
+      if (red_user(u) && !skip[i]) red[s] = true;
+      else if (!elem_user(u) || skip[i] || !same_dims(&u->ty, &u->src[j]->ty)) bad[s] = true;
     }
   }
   for (int i = 0; i < nn; i++) {
     const IrNode *n = g->nodes.data[i];
     bool ok = (n->op == IR_OP_ADD || n->op == IR_OP_SUB || n->op == IR_OP_MUL) && n->ty.dt == IR_F32 && !out[i] &&
               !skip[i] && !bad[i] && users[i] >= 1 && users[i] <= 2;
-    for (int j = 0; ok && j < n->nsrc; j++) ok = !inl[n->src[j]->id];
+    for (int j = 0; ok && j < n->nsrc; j++)  // a reduction reads its operands at its own offsets
+      ok = !inl[n->src[j]->id] && (!red[i] || (n->src[j]->ty.dt == IR_F32 && same_dims(&n->src[j]->ty, &n->ty)));
     if (ok) inl[i] = skip[i] = true;
   }
 done:
   free(out);
   free(users);
   free(bad);
+  free(red);
   return inl;
 }
 

@@ -182,7 +182,23 @@ static void test_reduce(void **state) {
   IrType e = ty(IR_F32, "B,T,29");
   IrNode *small = fin(&t, "T,1");
   op(&t, IR_OP_EXPAND, &small, 1, &(IrAttr){0}, &e);
+  // Computed inside the reduction (fuse_elementwise): x * x summed (a
+  // squared norm), x - y averaged over axis 1; x + a broadcast bias is not
+  // (its operands are not shaped like it), nor a sum over leading axes.
+  IrNode *y = fin(&t, "B,T,29"), *bias = fin(&t, "29");
+  IrNode *sq = op2(&t, IR_OP_MUL, x, x), *df = op2(&t, IR_OP_SUB, x, y), *bb = op2(&t, IR_OP_ADD, x, bias);
+  op(&t, IR_OP_SUM, &sq, 1, &(IrAttr){.axes = 7}, NULL);
+  op(&t, IR_OP_MEAN, &df, 1, &(IrAttr){.axes = 2, .keepdim = true}, NULL);
+  op(&t, IR_OP_SUM, &bb, 1, &(IrAttr){.axes = 5}, NULL);
+  IrNode *sq2 = op2(&t, IR_OP_MUL, y, y);
+  op(&t, IR_OP_SUM, &sq2, 1, &(IrAttr){.axes = 3}, NULL);
   check(&t, "reduce", SV, NSV);
+  CgProgram *p = compile(&t);
+  assert_false(cg_node_computed(p, sq->id));
+  assert_false(cg_node_computed(p, df->id));
+  assert_true(cg_node_computed(p, bb->id));
+  assert_true(cg_node_computed(p, sq2->id));
+  cg_program_free(p);
   t_fini(&t);
 }
 
