@@ -126,7 +126,8 @@ static void usage_all(FILE *out) {
   fprintf(out, "\nRun 'heed help COMMAND' or 'heed COMMAND --help' for a command's flags.\n"
                "\nEnvironment:\n"
                "  HEED_CACHE_DIR     where compiled code is cached (default $XDG_CACHE_HOME/heed or ~/.cache/heed;\n"
-               "                     safe to delete); HEED_CACHE=0 compiles everything afresh\n");
+               "                     at most 256 MiB, least recently used first out; safe to delete);\n"
+               "                     HEED_CACHE=0 compiles everything afresh\n");
 }
 
 static void usage_cmd(const Command *c, FILE *out) {

@@ -97,6 +97,13 @@ HEED_INTERNAL void *cg_objcache_get(const char *dir, const void *key, size_t kle
 // Stores obj under key (creating dir), atomically; failures are ignored.
 // tag: distinguishes concurrent writers in this process.
 HEED_INTERNAL void cg_objcache_put(const char *dir, const void *key, size_t klen, const void *obj, size_t olen, int tag);
+// If dir's entries add up to more than max_bytes, removes the least recently
+// used (written or hit) until 3/4 of it is left; also a writer's leftover
+// temporary files. cg_llvm_jit_add_split calls it after writing entries,
+// with CG_OBJCACHE_MAX_BYTES.
+enum { CG_OBJCACHE_MAX_MB = 256 };
+#define CG_OBJCACHE_MAX_BYTES ((int64_t)CG_OBJCACHE_MAX_MB << 20)
+HEED_INTERNAL void cg_objcache_trim(const char *dir, int64_t max_bytes);
 // For generators: the current module (owned by cg) and the attributes every
 // generated function gets (target-cpu, target-features, nounwind).
 HEED_INTERNAL LLVMModuleRef cg_llvm_module(CgLlvm *cg);

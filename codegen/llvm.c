@@ -629,7 +629,7 @@ bool cg_llvm_jit_add_split(CgLlvm *cg, int nthreads, Diag *d) {
   cg->mod = NULL;
   atomic_init(&s.next, 0);
   run_parts(&s, nthreads < 1 ? 1 : nthreads);
-  bool ok = true;
+  bool ok = true, wrote = false;
   free(cg->parts);
   cg->parts = calloc((size_t)s.njobs + 1, sizeof *cg->parts);
   cg->nparts = cg->parts ? s.njobs : 0;
@@ -637,6 +637,7 @@ bool cg_llvm_jit_add_split(CgLlvm *cg, int nthreads, Diag *d) {
     SplitJob *j = &s.jobs[p];
     if (cg->parts)
       cg->parts[p] = j->stat;
+    wrote = wrote || (cg->cache_dir && !j->stat.cached);
     if (j->err && ok) {
       diag_error(d, NOLOC, "llvm: %s", j->err);
       ok = false;
@@ -657,6 +658,8 @@ bool cg_llvm_jit_add_split(CgLlvm *cg, int nthreads, Diag *d) {
   free(part);
   free(s.jobs);
   LLVMDisposeMemoryBuffer(s.bc);
+  if (wrote)
+    cg_objcache_trim(cg->cache_dir, CG_OBJCACHE_MAX_BYTES);
   return ok;
 }
 

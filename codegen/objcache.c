@@ -12,14 +12,18 @@
 // A hit needs the whole key equal (not only its hash) and the object's
 // checksum right; anything else (a missing, short, foreign or damaged file)
 // is a miss, never an error. Entries are written to a temporary file and
-// renamed, so a reader sees a whole entry or none. Nothing here is fatal:
-// a cache that cannot be read or written only costs the compile.
+// renamed, so a reader sees a whole entry or none. A hit touches its entry;
+// cg_objcache_trim removes the least recently used entries when the cache
+// outgrows its limit. Nothing here is fatal: a cache that cannot be read or
+// written only costs the compile.
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codegen/cg.h"
@@ -88,6 +92,7 @@ void *cg_objcache_get(const char *dir, const void *key, size_t klen, size_t *ole
   }
   memmove(b, b + HDR + kl, ol);
   *olen = ol;
+  utimensat(AT_FDCWD, path, NULL, 0);  // used now (cg_objcache_trim keeps the recent ones)
   return b;
 }
 
@@ -134,4 +139,64 @@ void cg_objcache_put(const char *dir, const void *key, size_t klen, const void *
   bool ok = write_all(fd, h, HDR) && write_all(fd, key, klen) && write_all(fd, obj, olen);
   ok = close(fd) == 0 && ok;
   if (!ok || rename(tmp, path) != 0) unlink(tmp);
+}
+
+typedef struct {
+  char name[64];
+  off_t size;
+  time_t used;
+} Entry;
+
+static int older_first(const void *a, const void *b) {
+  time_t x = ((const Entry *)a)->used, y = ((const Entry *)b)->used;
+  return (x > y) - (x < y);
+}
+
+// An entry's name: 24 hex digits and ".o" (nothing else in dir is removed
+// but temporary files of ours older than an hour: a writer that died).
+static bool ours(const char *name, bool *tmp) {
+  size_t n = strlen(name), i = 0;
+  while (i < 24 && ((name[i] >= '0' && name[i] <= '9') || (name[i] >= 'a' && name[i] <= 'f'))) i++;
+  if (i != 24 || strncmp(name + 24, ".o", 2) != 0) return false;
+  *tmp = n > 26;
+  return n == 26 || (n > 30 && strcmp(name + n - 4, ".tmp") == 0);
+}
+
+void cg_objcache_trim(const char *dir, int64_t max_bytes) {
+  DIR *d = dir && *dir ? opendir(dir) : NULL;
+  if (!d) return;
+  Entry *e = NULL;
+  size_t n = 0, cap = 0;
+  int64_t total = 0;
+  time_t now = time(NULL);
+  char path[4200];
+  for (struct dirent *de; (de = readdir(d));) {
+    bool tmp;
+    struct stat st;
+    if (!ours(de->d_name, &tmp) || strlen(de->d_name) >= sizeof e->name) continue;
+    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+    if (stat(path, &st) || !S_ISREG(st.st_mode)) continue;
+    if (tmp) {
+      if (now - st.st_mtime > 3600) unlink(path);
+      continue;
+    }
+    if (n == cap) {
+      Entry *m = realloc(e, sizeof *e * (cap = cap ? 2 * cap : 256));
+      if (!m) break;
+      e = m;
+    }
+    snprintf(e[n].name, sizeof e[n].name, "%.63s", de->d_name);
+    e[n].size = st.st_size, e[n].used = st.st_mtime;
+    total += st.st_size;
+    n++;
+  }
+  closedir(d);
+  if (total > max_bytes) {  // the least recently used go until 3/4 of the limit is left
+    qsort(e, n, sizeof *e, older_first);
+    for (size_t i = 0; i < n && total > max_bytes / 4 * 3; i++) {
+      snprintf(path, sizeof path, "%s/%s", dir, e[i].name);
+      if (unlink(path) == 0) total -= e[i].size;
+    }
+  }
+  free(e);
 }

@@ -2,8 +2,10 @@
 // (codegen/objcache.c, CgOptions.cache_dir): a second compile of the same
 // graph takes every part from the cache and computes the same bits; damaged
 // entries (truncated, a flipped byte, garbage, a directory that cannot be
-// written) are misses that recompile, never errors or crashes.
+// written) are misses that recompile, never errors or crashes; trimming
+// keeps the most recently used entries under the limit.
 #include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -140,6 +142,76 @@ static void test_keys(void **state) {
   assert_null(cg_objcache_get(NULL, "key A", 5, &n));
 }
 
+// The entry in d that is not in seen (names, n of them); added to seen.
+static void newest_entry(const char *d, char (*seen)[64], int *n, char *path, size_t cap) {
+  DIR *dd = opendir(d);
+  assert_non_null(dd);
+  path[0] = 0;
+  for (struct dirent *e; (e = readdir(dd));) {
+    if (e->d_name[0] == '.') continue;
+    bool old = false;
+    for (int i = 0; i < *n; i++) old = old || !strcmp(seen[i], e->d_name);
+    if (old) continue;
+    snprintf(seen[(*n)++], 64, "%.63s", e->d_name);
+    snprintf(path, cap, "%.127s/%.63s", d, e->d_name);
+  }
+  closedir(dd);
+  assert_true(path[0] != 0);
+}
+
+static void set_mtime(const char *path, time_t t) {
+  struct timespec ts[2] = {{t, 0}, {t, 0}};
+  assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+// Over the limit, the least recently used entries go (a hit counts as a
+// use); other files stay; a writer's temporary file an hour old goes.
+static void test_trim(void **state) {
+  (void)state;
+  char d[128], path[256], seen[16][64], key[8];
+  int nseen = 0;
+  snprintf(d, sizeof d, "%s/trim", dir);
+  static char obj[100000];
+  memset(obj, 7, sizeof obj);
+  time_t now = time(NULL);
+  for (int i = 0; i < 10; i++) {  // k0 oldest ... k9 newest, 100 kB each
+    snprintf(key, sizeof key, "k%d", i);
+    cg_objcache_put(d, key, 2, obj, sizeof obj, 0);
+    newest_entry(d, seen, &nseen, path, sizeof path);
+    set_mtime(path, now - 1000 + 10 * i);
+  }
+  size_t n;
+  free(cg_objcache_get(d, "k0", 2, &n));  // used now: the most recent
+  snprintf(path, sizeof path, "%s/readme.txt", d);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fclose(f);
+  snprintf(path, sizeof path, "%s/0123456789abcdef01234567.o.99.0.tmp", d);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  fclose(f);
+  set_mtime(path, now - 7200);
+  cg_objcache_trim(d, 500000);  // 1 MB of entries: down to 375 kB, the 3 most recent
+  const char *kept[] = {"k0", "k8", "k9"}, *gone[] = {"k1", "k2", "k3", "k4", "k5", "k6", "k7"};
+  for (int i = 0; i < 3; i++) {
+    char *got = cg_objcache_get(d, kept[i], 2, &n);
+    if (!got) print_error("trim removed %s\n", kept[i]);
+    assert_non_null(got);
+    free(got);
+  }
+  for (int i = 0; i < 7; i++) assert_null(cg_objcache_get(d, gone[i], 2, &n));
+  struct stat st;
+  assert_int_equal(stat(path, &st), -1);  // the stale temporary file
+  snprintf(path, sizeof path, "%s/readme.txt", d);
+  assert_int_equal(stat(path, &st), 0);
+  cg_objcache_trim(d, 500000);  // under the limit now: nothing goes
+  for (int i = 0; i < 3; i++) {
+    char *got = cg_objcache_get(d, kept[i], 2, &n);
+    assert_non_null(got);
+    free(got);
+  }
+}
+
 static int setup(void **state) {
   (void)state;
   snprintf(dir, sizeof dir, "/tmp/heed_objcache_XXXXXX");
@@ -168,6 +240,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hits_and_damage),
       cmocka_unit_test(test_keys),
+      cmocka_unit_test(test_trim),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
