@@ -111,6 +111,16 @@ static LLVMValueRef elem(K *k, const LLVMValueRef *v) {
   return trn(k, y);
 }
 
+// An inlined operand's value (fuse_elementwise): its op, src, on its own
+// operands' values v, in the kernel of the node that reads it.
+static LLVMValueRef elem_inlined(K *k, const IrNode *src, const LLVMValueRef *v) {
+  const IrNode *n = k->n;
+  k->n = src;
+  LLVMValueRef y = elem(k, v);
+  k->n = n;
+  return y;
+}
+
 static void map_body(K *k, const LLVMValueRef *off, void *ud) {
   (void)ud;
   const IrNode *n = k->n;
@@ -121,10 +131,8 @@ static void map_body(K *k, const LLVMValueRef *off, void *ud) {
       v[j] = x[o++];
       continue;
     }
-    k->n = n->src[j];  // an inlined operand: its op on its operands' values
-    v[j] = elem(k, x + o);
+    v[j] = elem_inlined(k, n->src[j], x + o);
     o += n->src[j]->nsrc;
-    k->n = n;
   }
   st(k, n->ty.dt, k->out, off[k->nopnd], elem(k, v));
 }
@@ -189,11 +197,8 @@ static void red_inner(K *k, const LLVMValueRef *off, void *ud) {
   Red *rd = ud;
   LLVMValueRef x;
   if (k->inl & 1) {  // an inlined f32 op of operands shaped like it (fuse_elementwise): x * x of a squared norm
-    const IrNode *n = k->n;
     LLVMValueRef v[2] = {ld(k, IR_F32, k->src[0], off[0]), ld(k, IR_F32, k->src[1], off[0])};
-    k->n = n->src[0];
-    x = elem(k, v);
-    k->n = n;
+    x = elem_inlined(k, k->n->src[0], v);
   } else {
     x = ld(k, k->n->src[0]->ty.dt, k->src[0], off[0]);
   }
@@ -894,11 +899,10 @@ enum { PAR_GRAIN = 16384 };  // elements of work per task, at least (by default)
 // The wrapper's dispatch: the body over [0, units) on this thread when the
 // work is small, else split into tasks on the pool; the first failing task
 // (in task order) is the kernel's failure. Returns the status.
-static LLVMValueRef emit_dispatch(K *k, LLVMValueRef body, LLVMValueRef task, const IrNode *n, LLVMValueRef units,
-                                  LLVMValueRef work, LLVMValueRef out) {
+static LLVMValueRef emit_dispatch(K *k, LLVMValueRef body, LLVMValueRef task, LLVMValueRef units, LLVMValueRef work,
+                                  LLVMValueRef out) {
   LLVMValueRef f = k->fn, ctx = LLVMGetParam(f, 0), args[8 + IR_MAX_SRC];
   int ns = k->nopnd + k->nextra;
-  (void)n;
   for (int i = 0; i < 3 + ns; i++) args[i] = LLVMGetParam(f, (unsigned)i);
   args[2] = out;
   k->ctx = ctx;
@@ -950,7 +954,7 @@ static LLVMValueRef emit_dispatch(K *k, LLVMValueRef body, LLVMValueRef task, co
 static LLVMValueRef emit_xent_dispatch(K *k, LLVMValueRef body, LLVMValueRef task, LLVMValueRef units,
                                        LLVMValueRef work) {
   LLVMValueRef sc = heap(k, mul(k, imax(k, units, ci(k, 1)), ci(k, 16)));
-  LLVMValueRef rc = emit_dispatch(k, body, task, k->n, units, work, sc);  // (no extras)
+  LLVMValueRef rc = emit_dispatch(k, body, task, units, work, sc);  // (no extras)
   LLVMValueRef loss = var(k, k->f64, cd(k, 0)), kept = var(k, k->f64, cd(k, 0));
   Loop l;
   LLVMValueRef i = loop_begin(k, &l, ci(k, 0), units);
@@ -999,7 +1003,7 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
   at(k, wblock);
   LLVMPositionBuilderAtEnd(k->ab, first);
   LLVMValueRef rc = n->op == IR_OP_XENT ? emit_xent_dispatch(k, body, task, units, work)
-                                        : emit_dispatch(k, body, task, n, units, work, LLVMGetParam(f, 2));
+                                        : emit_dispatch(k, body, task, units, work, LLVMGetParam(f, 2));
   fn_end(k, first, rc);
   return f;
 }

@@ -318,7 +318,7 @@ typedef struct SplitJob {
   int me;
   LLVMMemoryBufferRef obj; // out: the part's object file
   char *err;               // out: a message (malloc'd) on failure
-  CgPartStat stat;         // out: its times; label and nfn are set before
+  CgPartStat stat;         // out: its times (label and nunits: plan_parts)
   long size;               // instructions
   bool light;              // only units smaller than PART_CAP: run_pipeline's light
 } SplitJob;
@@ -423,7 +423,7 @@ static bool find_units(LLVMModuleRef m, LLVMValueRef *fns, int nfn, int *up, lon
   return true;
 }
 
-// A unit's name for reports: its root's, without a kernel's suffix.
+// A unit's name for reports: its root function's (a kernel: k<id>_<op>).
 static void unit_label(LLVMValueRef f, char *out, size_t n) {
   size_t len;
   const char *name = LLVMGetValueName2(f, &len);
@@ -431,7 +431,8 @@ static void unit_label(LLVMValueRef f, char *out, size_t n) {
 }
 
 // part[i] for every function (declarations: -1) and the parts' jobs
-// (label, size, nfn), the largest first. false: out of memory.
+// (label, size, nunits, light): the big units' parts first, largest first,
+// then the packed ones. false: out of memory.
 static bool plan_parts(LLVMModuleRef m, int **part_out, int *nfn_out, SplitJob **jobs_out, int *njobs_out) {
   int nfn = 0;
   for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f))
