@@ -3,9 +3,11 @@
 # that are missing. Called by `make build|test|demo|fuzz`; safe to re-run.
 set -euo pipefail
 
+# libclang-rt-19-dev: libFuzzer's and the sanitizers' runtimes for clang-19
+# (`make fuzz`); clang-19 does not pull it in.
 PKGS=(cmake make gcc pkg-config flex bison llvm-19-dev clang-19 libfuzzer-19-dev
-      libcmocka-dev libcjson-dev python3 python3-numpy python3-torch
-      fortunes)  # fortunes: the text `make demo` trains on
+      libclang-rt-19-dev libcmocka-dev libcjson-dev python3 python3-numpy
+      python3-torch fortunes)  # fortunes: the text `make demo` trains on
 
 missing=()
 for p in "${PKGS[@]}"; do
