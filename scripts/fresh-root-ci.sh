@@ -14,8 +14,8 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" -eq 0 ] || { echo "fresh-root-ci: run as root" >&2; exit 1; }
 [ ! -e "$ROOT" ] || { echo "fresh-root-ci: $ROOT exists; give a new directory" >&2; exit 1; }
 command -v debootstrap >/dev/null || { apt-get update -q && apt-get install -y -q debootstrap; }
-mirror=$(grep -hoE '^(URIs:|deb) +[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
-         awk '{print $2}' | grep -v security | head -n 1)
+mirror=$({ cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true; } |
+         awk '/^(URIs:|deb) / && $2 !~ /security/ {print $2; exit}')
 [ -n "$mirror" ] || { echo "fresh-root-ci: no Debian mirror in this machine's apt sources" >&2; exit 1; }
 debootstrap --variant=minbase bookworm "$ROOT" "$mirror"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
