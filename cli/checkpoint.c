@@ -16,8 +16,6 @@
 #include "cli/trainer.h"
 #include "runtime/rt.h"
 
-#define CKPT_FORMAT "heed-checkpoint-1"
-
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
   const unsigned char *s = p;
   for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;
@@ -119,19 +117,13 @@ bool heed_ckpt_save(HeedTrainer *t, const char *dir, const HeedCkptMeta *m, int 
   snprintf(step, sizeof step, "%lld", (long long)m->step);
   snprintf(steps, sizeof steps, "%lld", (long long)m->steps);
   snprintf(rng, sizeof rng, "%" PRIu64, m->rng);
-  const char *meta[] = {"format", CKPT_FORMAT, "step", step, "steps", steps, "rng", rng,
+  const char *meta[] = {"format", RT_CKPT_FORMAT, "step", step, "steps", steps, "rng", rng,
                         "settings", m->settings, "fingerprint", m->fingerprint};
   ckpt_name(dir, m->step, path, pathlen);
   bool ok = rt_st_write(path, ts, n, meta, 6, err, errlen) == RT_OK;
   free(ts);
   if (ok) prune(dir, keep, m->step);
   return ok;
-}
-
-static const char *meta_get(const RtSafetensors *st, const char *key) {
-  for (int i = 0; i < st->nmeta; i++)
-    if (!strcmp(st->meta_key[i], key)) return st->meta_val[i];
-  return NULL;
 }
 
 static bool parse_i64(const char *s, int64_t *v) {
@@ -144,10 +136,10 @@ static bool parse_i64(const char *s, int64_t *v) {
 
 // The metadata of st into m; false if any is missing or malformed.
 static bool read_meta(const RtSafetensors *st, HeedCkptMeta *m) {
-  const char *fmt = meta_get(st, "format"), *rng = meta_get(st, "rng");
-  const char *set = meta_get(st, "settings"), *fp = meta_get(st, "fingerprint");
-  if (!fmt || strcmp(fmt, CKPT_FORMAT) || !rng || !set || !fp) return false;
-  if (!parse_i64(meta_get(st, "step"), &m->step) || !parse_i64(meta_get(st, "steps"), &m->steps)) return false;
+  const char *fmt = rt_st_meta(st, "format"), *rng = rt_st_meta(st, "rng");
+  const char *set = rt_st_meta(st, "settings"), *fp = rt_st_meta(st, "fingerprint");
+  if (!fmt || strcmp(fmt, RT_CKPT_FORMAT) || !rng || !set || !fp) return false;
+  if (!parse_i64(rt_st_meta(st, "step"), &m->step) || !parse_i64(rt_st_meta(st, "steps"), &m->steps)) return false;
   char *end;
   m->rng = strtoull(rng, &end, 10);
   if (*end || !*rng) return false;
