@@ -442,16 +442,22 @@ static const char *no_sample(const Run *r) {
   return NULL;
 }
 
-// Appends s to buf quoted for a POSIX shell where it needs quoting.
+// Appends s to buf (n bytes, NUL-terminated) after a space, quoted for a
+// POSIX shell where it needs quoting; truncates at n.
 static void shell_arg(char *buf, size_t n, const char *s) {
   size_t k = strlen(buf);
   bool plain = *s != 0;
   for (const char *p = s; *p && plain; p++) plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                                            "0123456789_-./=:,+@%", *p) != NULL;
-  k += (size_t)snprintf(buf + k, k < n ? n - k : 0, "%s%s", k ? " " : "", plain ? s : "'");
-  for (const char *p = s; !plain && *p && k < n; p++)
-    k += (size_t)snprintf(buf + k, n - k, *p == '\'' ? "'\\''" : "%c", *p);
-  if (!plain && k < n) snprintf(buf + k, n - k, "'");
+  char piece[8];
+  for (const char *p = k ? " " : ""; *p && k + 1 < n; p++) buf[k++] = *p;
+  if (!plain && k + 1 < n) buf[k++] = '\'';
+  for (const char *p = s; *p; p++) {
+    snprintf(piece, sizeof piece, "%s", !plain && *p == '\'' ? "'\\''" : (char[2]){*p, 0});
+    for (const char *q = piece; *q && k + 1 < n; q++) buf[k++] = *q;
+  }
+  if (!plain && k + 1 < n) buf[k++] = '\'';
+  buf[k < n ? k : n - 1] = 0;
 }
 
 // The command that generates from the final checkpoint: this heed, the

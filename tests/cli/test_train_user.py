@@ -131,7 +131,9 @@ if shutil.which("cc"):
     check(p3.returncode != 0 and "opt.m.wte" in p3.stderr, "a built program: extra tensors still an error")
 
 # --- the end of a run: the paths and the command that generates from it ---
-r = train(W("gen"), "--steps", "3", "--sample", "0")
+QUOTED = W("a model's file.heed")  # the printed command quotes it for the shell
+shutil.copy(MODEL, QUOTED)
+r = train(W("gen"), "--steps", "3", "--sample", "0", model=QUOTED)
 cmd = [l[len("generate:   "):] for l in r.stdout.splitlines() if l.startswith("generate:   ")]
 check(r.returncode == 0 and len(cmd) == 1 and "--weights %s" % W("gen/ckpt-00000003.safetensors") in cmd[0]
       and "--set dim=32" in cmd[0] and "--batch" not in cmd[0], "train prints the generate command (%s)" % r.stdout)
