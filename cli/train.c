@@ -497,10 +497,11 @@ static int finish(Run *r) {
     return HEED_ERR_CHECK;
   printf("checkpoint: %s\nmetrics:    %s\nloss plot:  %s\n", r->last_ckpt[0] ? r->last_ckpt : "(none)", r->csv,
          r->svg);
-  if (!why && r->last_ckpt[0]) {
+  if (!why && r->last_ckpt[0] && r->vocab >= 256) {  // heed generate's prompts are bytes or GPT-2 BPE tokens
     char cmd[3 * PATHMAX];
     generate_command(r, cmd, sizeof cmd);
     printf("generate:   %s\n", cmd);
+    if (r->vocab > 256) printf("            (add --tokenizer DIR if the data was GPT-2 BPE tokens)\n");
   }
   return HEED_OK;
 }
