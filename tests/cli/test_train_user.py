@@ -56,7 +56,9 @@ def read(path):
         return f.read()
 
 
-def st_read(path):  # safetensors -> (metadata, {name: (dtype, shape, bytes)})
+def st_read(path):  # safetensors -> (metadata, {name: (dtype, shape, bytes)}); ({}, {}) if missing
+    if not os.path.exists(path):
+        return {}, {}
     b = read(path)
     n = struct.unpack("<Q", b[:8])[0]
     h = json.loads(b[8:8 + n])
@@ -77,7 +79,9 @@ def st_write(path, meta, tensors):
         f.write(struct.pack("<Q", len(j)) + j + b"".join(blobs))
 
 
-def losses(out):
+def losses(out):  # the loss column; [nan] without a log
+    if not os.path.exists(os.path.join(out, "metrics.csv")):
+        return [math.nan]
     with open(os.path.join(out, "metrics.csv")) as f:
         return [float(line.split(",")[1]) for line in list(f)[1:]]
 
@@ -121,6 +125,7 @@ check(r.returncode == 1 and "missing tensor 'wte'" in r.stderr, "a checkpoint mi
 if shutil.which("cc"):
     r = heed("build", MODEL, "--weights", ck, "-o", W("prog"), "--weights-file", *SHAPE)
     check(r.returncode == 0, "build --weights CHECKPOINT (%s)" % r.stderr[-300:])
+if shutil.which("cc") and os.path.exists(W("prog")):
     p1 = subprocess.run([W("prog"), "--prompt", "The ", "-n", "8", "--temperature", "0"], capture_output=True)
     p2 = subprocess.run([W("prog"), "--weights", ck, "--prompt", "The ", "-n", "8", "--temperature", "0"],
                         capture_output=True)
@@ -176,7 +181,7 @@ pre = losses(W("pre"))
 check(r.returncode == 0 and pre[-1] < math.log(256) - 1.0, "pretraining lowers the loss (%.3f -> %.3f)" % (pre[0], pre[-1]))
 pre_ck = W("pre/ckpt-00000120.safetensors")
 r = train(W("ft"), "--steps", "3", "--init", pre_ck, *FT)
-ft = losses(W("ft")) if r.returncode == 0 else [99.0]
+ft = losses(W("ft"))
 check(r.returncode == 0 and "starting from the weights in" in r.stderr and abs(ft[0] - pre[-1]) < 0.35,
       "--init CKPT: the first loss %.3f is near the trained run's last %.3f, not ln(256) %.3f (%s)"
       % (ft[0], pre[-1], math.log(256), r.stderr[-300:]))
@@ -205,12 +210,12 @@ check(r.returncode == 1 and "nope.safetensors" in r.stderr, "--init of a missing
 # --- --freeze ---
 r = train(W("frz"), "--steps", "4", "--init", pre_ck, "--freeze", "h.0.*", "--freeze", "wte", *FT)
 _, before = st_read(pre_ck)
-_, after = st_read(W("frz/ckpt-00000004.safetensors")) if r.returncode == 0 else ({}, {})
+_, after = st_read(W("frz/ckpt-00000004.safetensors"))
 frozen = [k for k in before if (k.startswith("h.0.") or k == "wte")]
 others = [k for k in before if not k.startswith("opt.") and k not in frozen]
-check(r.returncode == 0 and frozen and all(after[k] == before[k] for k in frozen),
+check(r.returncode == 0 and frozen and all(after.get(k) == before[k] for k in frozen),
       "--freeze: frozen parameters bit-identical after training (%s)" % r.stderr[-300:])
-check(r.returncode == 0 and all(after[k] != before[k] for k in others), "--freeze: the others are trained")
+check(r.returncode == 0 and all(after.get(k) != before[k] for k in others), "--freeze: the others are trained")
 check(r.returncode == 0 and not any(k.startswith("opt.") and k[6:] in frozen for k in after),
       "--freeze: no optimizer state for frozen parameters")
 n_trainable = sum(len(before[k][2]) // 4 for k in others)
@@ -224,7 +229,7 @@ r = train(W("frz"), "--steps", "8", "--resume", W("frz"), *FT)
 check(r.returncode == 1 and "freeze=" in r.stderr, "resume without the run's --freeze: the settings differ (%s)"
       % r.stderr.strip()[-200:])
 r = train(W("frz"), "--steps", "8", "--resume", W("frz"), "--freeze", "h.0.*", "--freeze", "wte", *FT)
-check(r.returncode == 0 and st_read(W("frz/ckpt-00000008.safetensors"))[1]["wte"] == before["wte"],
+check(r.returncode == 0 and st_read(W("frz/ckpt-00000008.safetensors"))[1].get("wte") == before["wte"],
       "resume with the same --freeze keeps them frozen")
 
 # --- output directories and run ids ---
@@ -232,12 +237,12 @@ r = train(W("base"), "--steps", "5", "--sample", "0")
 check(r.returncode == 1 and "--resume" in r.stderr and "--force" in r.stderr and "holds another run" in r.stderr,
       "a new run into a run directory: an error naming --resume and --force (%s)" % r.stderr.strip())
 open(W("base/notes.txt"), "w").write("mine")
-old_id = st_read(ck)[0]["run_id"]
+old_id = st_read(ck)[0].get("run_id")
 r = train(W("base"), "--steps", "2", "--sample", "0", "--force")
 names = sorted(os.listdir(W("base")))
 check(r.returncode == 0 and names == ["ckpt-00000002.safetensors", "loss.svg", "metrics.csv", "notes.txt"],
       "--force: starts over, removes only the old run's files (%s)" % names)
-check(st_read(W("base/ckpt-00000002.safetensors"))[0]["run_id"] != old_id and len(losses(W("base"))) == 2,
+check(st_read(W("base/ckpt-00000002.safetensors"))[0].get("run_id", old_id) != old_id and len(losses(W("base"))) == 2,
       "--force: a new run id, a new metrics log")
 run_cwd = W("cwd")
 os.makedirs(run_cwd)
