@@ -58,8 +58,8 @@ static int other_flag(HeedTrainOpts *o, const char *flag, const char *val, char 
     return -1;
   }
   if (!strcmp(flag, "--weights")) {
-    snprintf(err, errlen, "--weights is not a train flag: --init W starts a new run from the weights W (fresh "
-             "optimizer state, step 0; a checkpoint or any safetensors), --resume DIR|FILE continues a run exactly");
+    snprintf(err, errlen, "--weights is not a train flag: --init W starts a new run from the weights W (a "
+             "checkpoint or any safetensors; fresh optimizer state, from step 1), --resume DIR|FILE continues a run");
     return -1;
   }
   if (!strcmp(flag, "-o") || !strcmp(flag, "--inputs") || !strcmp(flag, "--outputs") || !strcmp(flag, "--emit")) {
