@@ -126,9 +126,9 @@ static void **load_weights(Compilation *c, const IrGraph *g, const HeedBuildOpts
       memcpy(bufs[i], st.data + t->off, bytes);
     }
   }
-  for (int j = 0; ok && o->strict && j < st.n; j++) {
+  for (int j = 0; ok && o->strict && j < st.n; j++) {  // extras (a heed checkpoint's optimizer state is none)
     const char *nm = st.t[j].name;
-    bool known = false;
+    bool known = rt_st_is_ckpt_state(&st, nm);
     for (int i = 0; !known && i < g->params.len; i++)
       known = !strncmp(nm, pre, strlen(pre)) && !strcmp(nm + strlen(pre), g->params.data[i]->name);
     if (!known) {

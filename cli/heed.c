@@ -68,13 +68,20 @@ static const Command commands[] = {
      "heed train MODEL.heed --data FILE [--steps N] [--out DIR] [--resume DIR|FILE]",
      "Train a model (its train section) on a data file, with checkpoints, a metrics log\n"
      "(metrics.csv) and a loss plot (loss.svg) in the output directory; a sample of\n"
-     "generated text at the end. SIGINT/SIGTERM: finish the step, save, exit 0.\n"
+     "generated text and the heed generate command for the result at the end.\n"
+     "SIGINT/SIGTERM: finish the step, save, exit 0.\n"
      "  --data FILE        text (byte tokens 0..255) or .bin (little-endian uint16 tokens)\n"
      "  --val FILE         validation data (default: the last 10% of --data)\n"
      "  --steps N, --batch B, --seq T, --eval-every N, --seed S   the train settings\n"
      "                     (the same as --set steps=N ...)\n"
-     "  --out DIR          output directory (default: runs/MODEL; with --resume, its directory)\n"
+     "  --out DIR          output directory (default: runs/MODEL, or runs/MODEL-2, ... when that holds a run;\n"
+     "                     with --resume, its directory); a new run into a directory holding a run is an error\n"
      "  --resume DIR|FILE  continue from a checkpoint (DIR: its newest), exactly\n"
+     "  --force            start over in an --out holding a run (removes its checkpoints, metrics, plot)\n"
+     "  --init W           start from weights W (a checkpoint, any safetensors): fresh optimizer, step 1\n"
+     "                     (--prefix P, --strict=false as for run)\n"
+     "  --freeze PATTERN   do not train the parameters matching PATTERN (a glob on full names, e.g.\n"
+     "                     'h.0.*'; repeatable)\n"
      "  --checkpoint-every N  steps between checkpoints (default: eval_every, else steps/10);\n"
      "                     one is also written at the end\n"
      "  --keep K           checkpoints kept (default 3)\n"
@@ -239,6 +246,7 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
         if (!strcmp(a->sets[k].key, key)) a->sets[k].value = val, key = NULL;
       if (key && a->o.check.noverrides >= 64) return usage_error(c, "too many --set flags%s", "");
       if (key && !(a->sets[a->o.check.noverrides].key = strdup(key))) return 1;
+      if (key) a->sets[a->o.check.noverrides].used = true;  // no train section: heed_cmd_train says so
       if (key) a->sets[a->o.check.noverrides++].value = val;
       i += used > 0 ? used - 1 : 0;
     } else if (!strcmp(c->name, "generate")) {
@@ -518,7 +526,7 @@ int main(int argc, char **argv) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   int threads = cores < 1 ? 1 : cores > 256 ? 256 : (int)cores;
   Args a = {.run = {.strict = true, .seed = 1337, .threads = threads}, .bench = {.threads = threads},
-            .train = {.sample = -1}, .gen = {.n = 64, .temperature = 1, .top_p = 1}};
+            .train = {.sample = -1, .prog = argv[0]}, .gen = {.n = 64, .temperature = 1, .top_p = 1}};
   int rc = parse_args(cmd, argc - 2, argv + 2, &a);
   if (!cmd->available && !a.help) {  // its flags are not parsed yet
     rc = 0;

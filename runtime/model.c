@@ -263,8 +263,8 @@ static int bind_params(RtModel *m, const RtJson *params, const char *label, char
     if (m->nodes[i].kind == KIND_PARAM && !m->bufs[i] && node_numel(&m->nodes[i], zero) > 0)
       return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (node %d has no tensor)", i);
   if (m->st.n != params->n) {  // names are unique, so some tensor is not a parameter
-    for (int k = 0; k < m->st.n; k++) {
-      bool known = false;
+    for (int k = 0; k < m->st.n; k++) {  // (a heed checkpoint's optimizer state is none)
+      bool known = rt_st_is_ckpt_state(&m->st, m->st.t[k].name);
       for (const RtJson *p = params->child; p && !known; p = p->next) known = !strcmp(p->child->next->str, m->st.t[k].name);
       if (!known)
         return mfail(err, errlen, RT_ERR_FORMAT, "%s: tensor '%s' is not a parameter of the model", label,

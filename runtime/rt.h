@@ -142,6 +142,15 @@ const RtStTensor *rt_st_find(const RtSafetensors *st, const char *name);  // NUL
 uint64_t rt_st_numel(const RtStTensor *t);
 // Converts t's elements (any dtype) to f32 into out[rt_st_numel(t)].
 int rt_st_read_f32(const RtSafetensors *st, const RtStTensor *t, float *out, char *err, size_t errlen);
+// The value of metadata key in st, or NULL.
+const char *rt_st_meta(const RtSafetensors *st, const char *key);
+// `heed train`'s checkpoints (cli/checkpoint.c) hold the model's parameters
+// under their names plus optimizer state "opt.m.NAME", "opt.v.NAME",
+// "opt.b.NAME", with metadata format = RT_CKPT_FORMAT. True if st is such a
+// checkpoint and name is one of its optimizer-state tensors: every loader
+// of weights skips these (a checkpoint is a weights file).
+#define RT_CKPT_FORMAT "heed-checkpoint-1"
+bool rt_st_is_ckpt_state(const RtSafetensors *st, const char *name);
 
 typedef struct {
   const char *name;

@@ -74,6 +74,11 @@ expect 0 'output loss = %' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit 
 expect 0 'digraph' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit dot --set layers=1
 expect 2 "unknown --emit kind 'wat'" -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit wat
 expect 1 'heed: error: x: cannot open: No such file or directory' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x
+expect 1 "model 'Bert' has no train section" -- "$HEED" train "$REPO/examples/bert.heed" --data x --steps 5
+expect 2 '--weights is not a train flag: --init W' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x --weights w
+expect 2 '-o is not a train flag: --out DIR' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x -o y
+expect 2 '--freeze needs a value' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x --freeze
+expect 0 '--freeze PATTERN +do not train' -- "$HEED" train --help
 expect 0 '"forward_ms": [0-9.]+' -- "$HEED" bench "$REPO/examples/mlp.heed" --json --batch 2 --reps 1
 expect 0 'forward .*reference interpreter' -- "$HEED" bench "$REPO/examples/mlp.heed" --interp --batch 2 --reps 1
 expect 0 '' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ast -o "$T/gpt2.ast"
