@@ -78,7 +78,8 @@ static const Command commands[] = {
      "Generate text: the prompt's tokens through the model, then N sampled tokens, printed\n"
      "as they come (stdout); timings on stderr. Decoding is incremental (a KV cache derived\n"
      "from the forward's positions and causal attention); a model without causal attention\n"
-     "recomputes the whole sequence per token and says so. Stops early at the model's context.\n"
+     "recomputes the whole sequence per token and says so. Any N: past the window (the train\n"
+     "section's seq if shorter than the context, else the context) the last half is kept.\n"
      "  --weights W        parameters (safetensors), as for run (--prefix P, --strict=false)\n"
      "  --prompt TEXT      the prompt (bytes; with --tokenizer, GPT-2 BPE tokens)\n"
      "  --tokenizer DIR    a GPT-2 BPE tokenizer: DIR/encoder.json and DIR/vocab.bpe (default: bytes)\n"
@@ -87,6 +88,7 @@ static const Command commands[] = {
      "  --top-k K          sample among the K most probable (default 0: all)\n"
      "  --top-p P          sample among the most probable tokens of mass P (default 1: all)\n"
      "  --seed S           the sampling seed (default 1337; splitmix64, the same on every machine)\n"
+     "  --window N, --output NAME   positions to run over (<= the context); the output holding the logits\n"
      "  --interp, --threads N   as for run\n",
      true},
     {"build", "heed build MODEL.heed --weights W -o PROGRAM [--weights-file] [--cpu NAME] | --emit-lib -o DIR",

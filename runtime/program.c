@@ -37,7 +37,7 @@ static const char usage_text[] =
     "\n"
     "Generate text with the model built into this program (by heed build).\n"
     "  --prompt TEXT      the text to continue (default: a newline)\n"
-    "  -n N               tokens to generate (default 64); generation stops at the context limit\n"
+    "  -n N               tokens to generate (default 64); past the window it slides (keeps the last half)\n"
     "  --temperature T    sampling temperature (default 1.0; 0: greedy)\n"
     "  --top-k K          sample among the K most likely tokens (default 0: all)\n"
     "  --top-p P          sample among the most likely tokens whose probabilities sum to P (default 1.0)\n"
@@ -106,35 +106,16 @@ static int parse(int argc, char **argv, Opts *o) {
   return -1;
 }
 
-// ---- the model as rt_generate drives it: recomputation over the prefix ----
+// ---- the model as rt_generate drives it: recomputation over the window ----
 
 typedef struct {
   RtModel *m;
-  int32_t *tok;  // the tokens so far (ctx of them at most)
-  int64_t n;
   char err[512];
 } Gen;
 
-static int run_prefix(Gen *g, float *logits) {
-  const float *lg;
-  if (rt_model_forward(g->m, g->tok, g->n, &lg, g->err, sizeof g->err)) return 1;
-  int64_t V = rt_model_vocab(g->m);
-  memcpy(logits, lg + (g->n - 1) * V, sizeof *logits * (size_t)V);
-  return 0;
-}
-
-static int gen_prefill(void *ud, const int32_t *tokens, int64_t n, float *logits) {
+static int gen_logits(void *ud, const int32_t *tokens, int64_t n, const float **rows) {
   Gen *g = ud;
-  memcpy(g->tok, tokens, sizeof *tokens * (size_t)n);
-  g->n = n;
-  return run_prefix(g, logits);
-}
-
-static int gen_decode(void *ud, int32_t token, int64_t pos, float *logits) {
-  Gen *g = ud;
-  g->tok[pos] = token;
-  g->n = pos + 1;
-  return run_prefix(g, logits);
+  return rt_model_forward(g->m, tokens, n, rows, g->err, sizeof g->err) != RT_OK;
 }
 
 static const char *gen_message(void *ud) { return ((Gen *)ud)->err; }
@@ -171,14 +152,15 @@ static int generate(RtModel *m, const Opts *o, const char *prog) {
   int rc = 0;
   int32_t *ids = NULL;
   int64_t n = 0;
-  Gen g = {.m = m, .tok = malloc(sizeof(int32_t) * (size_t)ctx)};
+  Gen g = {.m = m};
   Out out = {.tk = tk, .t0 = now_s()};
-  RtGenModel gm = {.vocab = V, .ctx_max = ctx, .ud = &g, .prefill = gen_prefill, .decode = gen_decode,
-                   .message = gen_message};
+  RtGenModel gm;
+  RtGenRecompute rg;
   RtGenOpts go = {.max_new = o->n, .sample = {o->temperature, o->top_k, o->top_p, o->seed}};
   RtGenStats st;
-  if (!g.tok || rt_tok_encode(tk, o->prompt, strlen(o->prompt), &ids, &n, err, sizeof err) != RT_OK) {
-    fprintf(stderr, "%s: %s\n", prog, g.tok ? err : "out of memory");
+  bool ready = rt_gen_recompute_init(&rg, &gm, V, ctx, gen_logits, gen_message, &g) == RT_OK;
+  if (!ready || rt_tok_encode(tk, o->prompt, strlen(o->prompt), &ids, &n, err, sizeof err) != RT_OK) {
+    fprintf(stderr, "%s: %s\n", prog, ready ? err : "out of memory");
     rc = 1;
   } else {
     if (rt_generate(&gm, ids, n, &go, emit, &out, &st, err, sizeof err) != RT_OK) {
@@ -186,7 +168,9 @@ static int generate(RtModel *m, const Opts *o, const char *prog) {
       rc = 1;
     } else {
       putchar('\n');
-      if (st.hit_ctx) fprintf(stderr, "%s: stopped at the context limit of %lld tokens\n", prog, (long long)ctx);
+      if (st.cropped)
+        fprintf(stderr, "%s: note: the prompt has %lld tokens; its first %lld are left out (the window holds %lld)\n",
+                prog, (long long)(n), (long long)st.cropped, (long long)gm.window);
       double dt = now_s() - out.t0;
       fprintf(stderr, "%lld tokens in %.3f s (%.1f tokens/s; first token after %.1f ms), %d thread%s\n",
               (long long)st.generated, dt, dt > 0 ? (double)st.generated / dt : 0.0, out.first * 1e3,
@@ -195,7 +179,7 @@ static int generate(RtModel *m, const Opts *o, const char *prog) {
   }
   fflush(stdout);
   free(ids);
-  free(g.tok);
+  rt_gen_recompute_free(&rg);
   rt_tok_free(tk);
   return rc;
 }

@@ -352,15 +352,16 @@ size_t rt_sample_scratch_bytes(int64_t vocab);
 int32_t rt_sample(const float *logits, int64_t vocab, const RtSampleOpts *o, RtRng *r, void *scratch);
 
 // ---- generate.c ----
-// A model as rt_generate drives it: prefill runs the prompt (positions
-// 0..n-1) and leaves the logits of its last position in logits (vocab
-// floats); decode runs one token at position pos (the number of tokens
-// the model has seen) and leaves its logits. Both return 0, or nonzero
-// after writing a message into the model's own state (rt_generate reports
-// RT_ERR_MODEL with the text of `message` if set). ctx_max: the positions
-// the model can hold (its context), 0 for no limit.
+// A model as rt_generate drives it: prefill runs tokens[0..n) at positions
+// 0..n-1 (starting afresh: whatever the model held is forgotten) and leaves
+// the logits of the last position in logits (vocab floats); decode runs one
+// token at position pos (the number of tokens the model holds) and leaves
+// its logits. Both return 0, or nonzero after writing a message into the
+// model's own state (rt_generate reports RT_ERR_MODEL with the text of
+// `message` if set). window: the most positions the model is run over
+// (the trained sequence length or the context), 0 for no limit.
 typedef struct {
-  int64_t vocab, ctx_max;
+  int64_t vocab, window;
   void *ud;
   int (*prefill)(void *ud, const int32_t *tokens, int64_t n, float *logits);
   int (*decode)(void *ud, int32_t token, int64_t pos, float *logits);
@@ -374,20 +375,45 @@ typedef struct {
 
 typedef struct {
   int64_t generated;     // tokens emitted
-  int64_t decoded;       // decode calls
-  double prefill_s, decode_s;
-  int hit_ctx;           // stopped early: the next token would not fit in ctx_max
+  int64_t decoded;       // tokens fed back (decode calls, or the token that ends a shift)
+  int64_t shifts;        // times the window slid (a prefill over the kept tokens)
+  int64_t cropped;       // prompt tokens left out: the prompt was longer than the window
+  double prefill_s, decode_s;  // decode_s includes the shifts' prefills
 } RtGenStats;
 
 // Called with each generated token as it is sampled; nonzero stops.
 typedef int (*RtGenEmit)(void *ud, int32_t token);
 
-// Prefill on prompt[0..n_prompt), then max_new times: sample a token, emit
-// it, and (unless it is the last) decode it. A prompt that is empty, longer
-// than ctx_max, or holds an id outside the vocabulary is RT_ERR_ARG. When
-// the position of the next token to decode reaches ctx_max the loop stops
-// with RT_OK and stats->hit_ctx set (the caller says so).
+// The tokens a shift keeps, the new one included: half the window (at
+// least 1), as llama.cpp's context shift discards half of it.
+int64_t rt_gen_keep(int64_t window);
+
+// Prefill on the prompt (its last `window` tokens if it is longer), then
+// max_new times: sample a token, emit it, and (unless it is the last) feed
+// it back. When the model holds `window` tokens, feeding back slides the
+// window: the most recent rt_gen_keep(window) tokens (the new one last)
+// are prefilled again at positions 0..keep-1 (positions may be learned
+// absolute embeddings, so the kept keys cannot be reused), and decoding
+// goes on. Any max_new works. A prompt that is empty or holds an id outside
+// the vocabulary is RT_ERR_ARG.
 int rt_generate(const RtGenModel *m, const int32_t *prompt, int64_t n_prompt, const RtGenOpts *o, RtGenEmit emit,
                 void *emit_ud, RtGenStats *stats, char *err, size_t errlen);
+
+// A model without a KV cache as an RtGenModel: logits(ud, tokens, n, &rows)
+// runs the whole sequence tokens[0..n) and points rows at its (n, vocab)
+// logits (0, or nonzero with a message for `message`). prefill and decode
+// keep the window's tokens and run the whole of them each time (window >
+// 0). rt_gen_recompute_init fills m; free r with rt_gen_recompute_free.
+typedef int (*RtLogitsFn)(void *ud, const int32_t *tokens, int64_t n, const float **rows);
+typedef struct {
+  RtLogitsFn logits;
+  const char *(*message)(void *ud);
+  void *ud;
+  int64_t vocab, n;
+  int32_t *tok;  // window tokens
+} RtGenRecompute;
+int rt_gen_recompute_init(RtGenRecompute *r, RtGenModel *m, int64_t vocab, int64_t window, RtLogitsFn logits,
+                          const char *(*message)(void *ud), void *ud);
+void rt_gen_recompute_free(RtGenRecompute *r);
 
 #endif
