@@ -99,7 +99,8 @@ static const Command commands[] = {
      "  -o PROGRAM         the program to write (or the directory, with --emit-lib)\n"
      "  --weights-file     keep the weights in PROGRAM.safetensors beside it (mapped) instead of inside\n"
      "  --cpu NAME         compile for that CPU (default: this machine's; e.g. x86-64-v3, znver5)\n"
-     "  --emit-lib         write DIR/libmodel.a and DIR/model.h for embedding (examples/embed/)\n",
+     "  --emit-lib         write DIR/libmodel.a and DIR/model.h for embedding (examples/embed/)\n"
+     "  --window N, --output NAME   the program's default window; the output holding the logits (as generate)\n",
      true},
     {"bench", "heed bench MODEL.heed [--train] [--batch B] [--seq T] [--json] [--profile]",
      "Time compiling the model, its forward and (--train) a training step's forward\n"
@@ -177,9 +178,10 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       if (key && !(a->sets[a->o.check.noverrides].key = strdup(key))) return 1;
       if (key) a->sets[a->o.check.noverrides++].value = val;
       i += used > 0 ? used - 1 : 0;
-    } else if (!strcmp(c->name, "generate")) {
+    } else if (!strcmp(c->name, "generate") || !strcmp(c->name, "build")) {
       char bad[256];
-      if ((used = heed_gen_flag(&a->gen, s, val, bad, sizeof bad)) < 0) return usage_error(c, "%s", bad);
+      if ((used = c->name[0] == 'g' ? heed_gen_flag(&a->gen, s, val, bad, sizeof bad)
+                                    : heed_build_flag(&a->build, s, val, bad, sizeof bad)) < 0) return usage_error(c, "%s", bad);
       i += used > 0 ? used - 1 : 0;
     }
     if (used > 0) {
@@ -392,7 +394,7 @@ static int cmd_frontend(const Command *cmd, Args *a) {
     else if (rc == HEED_OK && !strcmp(cmd->name, "generate")) rc = heed_cmd_generate(c, &a->run, &a->gen);
     else if (rc == HEED_OK && !strcmp(cmd->name, "build")) {
       a->build = (HeedBuildOpts){a->run.weights, a->run.prefix, a->run.strict, a->out, a->cpu,
-                                 a->build.weights_file, a->build.emit_lib};
+                                 a->build.weights_file, a->build.emit_lib, a->build.output, a->build.window};
       rc = heed_cmd_build(c, &a->build);
     }
     else if (rc == HEED_OK) rc = heed_cmd_grad(c, &a->run);

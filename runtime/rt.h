@@ -256,10 +256,15 @@ void rt_batch_fixed(const RtSplit *s, int64_t w0, int64_t nw, int64_t B, int64_t
 // "heed-model-1", written by cli/build.c: "nodes" [[dtype, kind, [n, sym,
 // ...] per dim], ...], "params" [[node, name], ...], "tokens", "logits",
 // "vocab", "ctx", "nsyms", "batch_sym", "seq_sym", "gemm_work",
-// "nthreads_max", "cpu", "features") and a safetensors weights image. Example:
+// "nthreads_max", "cpu", "features"; "window", "trained_seq"; for a causal
+// decoder "step": the KV-cached step graph (the code's heed_step) as
+// "nodes", "params", "tokens", "logits", "nsyms", "batch_sym", "seq_sym",
+// plus "pos" (its i32 position input), "kv_sym" (the caches' length, sized
+// ctx) and "caches" [[input, appended output], ...] (one buffer each)) and
+// a safetensors weights image. Example:
 //   if (rt_cpu_check(meta, meta_len, err, sizeof err)) ...  // before any generated code
 //   RtModel *m;
-//   rt_model_open(&m, meta, meta_len, weights, wlen, NULL, heed_forward, 4, err, sizeof err);
+//   rt_model_open(&m, meta, meta_len, weights, wlen, NULL, heed_forward, heed_step, 4, err, sizeof err);
 //   const float *lg;                            // (T, vocab), owned by m
 //   rt_model_forward(m, tokens, T, &lg, err, sizeof err);
 //   rt_model_free(m);
@@ -276,15 +281,31 @@ bool rt_cpu_feature_known(const char *name);
 // in memory) or, if weights_path is set, that file (mapped). Every
 // parameter must be present with the dtype and shape the description
 // gives, and no other tensor; messages name the file and the tensor.
-// nthreads: the pool for the generated sgemm (clamped to what it was compiled for).
+// nthreads: the pool for the generated code (clamped to what it was
+// compiled for); <= 0: 1 for weights under RT_SMALL_MODEL_BYTES, else the
+// online cores.
+enum { RT_SMALL_MODEL_BYTES = 16 << 20 };
+// step: the KV-cached step graph's entry (heed_step), or NULL; used when
+// the description has a "step" graph.
 int rt_model_open(RtModel **out, const char *meta, size_t meta_len, const uint8_t *weights, size_t wlen,
-                  const char *weights_path, RtForwardFn fwd, int nthreads, char *err, size_t errlen);
+                  const char *weights_path, RtForwardFn fwd, RtForwardFn step, int nthreads, char *err,
+                  size_t errlen);
 // Logits (T, vocab) of tokens[0..T) (batch 1), 1 <= T <= ctx; valid until
 // the next call. Tokens outside the vocabulary are an error.
 int rt_model_forward(RtModel *m, const int32_t *tokens, int64_t T, const float **logits, char *err,
                      size_t errlen);
+// The step graph (rt_model_has_step): tokens[0..T) at positions pos..pos+T-1
+// with the keys and values of positions 0..pos-1 from its caches (filled by
+// earlier calls; pos 0 starts afresh), pos + T <= ctx; logits (T, vocab),
+// valid until the next call. What `heed generate` runs (prefill: pos 0;
+// decode: T 1).
+int rt_model_step(RtModel *m, const int32_t *tokens, int64_t T, int64_t pos, const float **logits, char *err,
+                  size_t errlen);
+bool rt_model_has_step(const RtModel *m);
 int64_t rt_model_vocab(const RtModel *m);
 int64_t rt_model_ctx(const RtModel *m);
+int64_t rt_model_window(const RtModel *m);        // the window heed build chose (heed_gen_window)
+int64_t rt_model_trained_seq(const RtModel *m);   // the train section's seq (0: none)
 int rt_model_threads(const RtModel *m);
 void rt_model_free(RtModel *m);  // NULL is harmless
 // ---- tokenizer.c ----

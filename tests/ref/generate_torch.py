@@ -219,6 +219,66 @@ runs = [heed("generate", gf, *sets(G), "--weights", gw, "--prompt", "Hi", "-n", 
              "--top-p", "0.95", "--temperature", "1.5")[1] for s in ("5", "5", "6")]
 check("seeded sampling", runs[0] == runs[1] and runs[0] != runs[2] and len(runs[0]) == 17, repr(runs))
 
+# several outputs (tests/models/two_outputs.heed: hidden states, logits,
+# pooled states): the logits are found by type; the step graph keeps only
+# what they need (the pooled mean over positions would not be incremental)
+tf = os.path.join(REPO, "tests", "models", "two_outputs.heed")
+want2, trusted2 = greedy_ref(gpt2_logits, PG, G, list(b"Hi there"), 40, 24)
+for extra in ([], ["--interp"], ["--output", "out1"]):
+    rc, out, err = heed("generate", tf, "--weights", gw, "--prompt", "Hi there", "-n", "40", "--temperature", "0",
+                        *extra)
+    got = list(out[:-1]) if rc == 0 else []
+    check(f"two outputs {' '.join(extra) or 'compiled'}: greedy = torch, KV cache",
+          rc == 0 and got[:trusted2] == want2[:trusted2] and trusted2 >= 24 and "KV cache" in err,
+          f"rc={rc} got {got} want {want2} ({trusted2} trusted) {err[-300:]}")
+rc, out, err = heed("generate", tf, "--weights", gw, "--prompt", "Hi", "--output", "out2")
+check("two outputs: --output out2 is not logits", rc == 1 and "--output out2: heed generate needs logits "
+      "f32[B, T, vocab] (the forward returns out0 f32[B, T, 32], out1 f32[B, T, 256], out2 f32[B, 32])" in err, err)
+
+
+# programs from heed build: the same tokens as heed generate (the same loop,
+# the same KV-cached step graph compiled in), greedy and seeded, past the
+# context, with the window of the trained seq, --window, several outputs
+def program_vs_generate(tag, model, args, build_extra=(), runs=()):
+    prog = os.path.join(WORK, tag.replace(" ", "_") + "-prog")
+    rc, _, err = heed("build", model, *args, "--weights", gw, "-o", prog, *build_extra)
+    if "without the LLVM backend" in err:
+        print(f"skip program {tag}: this heed has no LLVM backend")
+        return
+    check(f"program {tag}: heed build", rc == 0, err[-400:])
+    if rc:
+        return
+    for flags in runs:
+        p = subprocess.run([prog, *flags], capture_output=True, timeout=300)
+        g = heed("generate", model, *args, "--weights", gw, *flags)
+        perr = p.stderr.decode(errors="replace")
+        check(f"program {tag} {' '.join(flags[2:])}: = heed generate, KV cache",
+              p.returncode == 0 and g[0] == 0 and p.stdout == g[1] and len(p.stdout) > 20 and "KV cache" in perr,
+              f"program rc={p.returncode} {p.stdout!r} {perr[-300:]}\ngenerate rc={g[0]} {g[1]!r} {g[2][-300:]}")
+    return prog
+
+
+greedy60 = ["--prompt", "Hi there", "-n", "60", "--temperature", "0"]
+seeded60 = ["--prompt", "Hi there", "-n", "60", "--seed", "11", "--temperature", "0.9", "--top-k", "40"]
+prog = program_vs_generate("gpt2", gf, sets(G), runs=(greedy60, seeded60, greedy60 + ["--window", "10"],
+                                                       ["--prompt", "x" * 30, "-n", "30", "--temperature", "0"]))
+if prog:
+    for flags, want_rc, msg in ((["--window", "0"], 2, "--window takes a positive count"),
+                                (["--window", "25"], 2, "--window 25 is larger than GPT2's context of 24 positions")):
+        p = subprocess.run([prog, "--prompt", "x", *flags], capture_output=True, timeout=60)
+        check(f"program {' '.join(flags)}: status {want_rc}", p.returncode == want_rc and msg in p.stderr.decode(),
+              f"rc={p.returncode} {p.stderr.decode()[-300:]}")
+program_vs_generate("trained seq", gf, sets(G) + ["--set", "seq=16"], runs=(greedy60, seeded60))
+p = subprocess.run([os.path.join(WORK, "trained_seq-prog"), *greedy60], capture_output=True, timeout=60)
+check("program: the window note", "note: generating with a 16-token window, the sequence length GPT2 was trained at "
+      "(its context is 24)" in p.stderr.decode(), p.stderr.decode())
+program_vs_generate("two outputs", tf, [], runs=(greedy60, seeded60))
+rc, _, err = heed("build", tf, "--weights", gw, "-o", os.path.join(WORK, "nosuch-prog"), "--output", "nosuch")
+check("build --output nosuch", rc == 2 and "--output nosuch: TwoOutputs's forward has no output of that name" in err,
+      f"rc={rc} {err[-300:]}")
+rc, _, err = heed("build", gf, *sets(G), "--weights", gw, "-o", os.path.join(WORK, "w0-prog"), "--window", "0")
+check("build --window 0", rc == 2 and "--window takes a positive integer" in err, f"rc={rc} {err[-300:]}")
+
 # BERT: bidirectional, so recomputation, said once
 B = {"vocab": 256, "dim": 32, "n_heads": 2, "n_layers": 1, "ffn_dim": 32, "ctx": 16}
 bw = os.path.join(WORK, "bert.safetensors")
