@@ -279,6 +279,25 @@ check("build --output nosuch", rc == 2 and "--output nosuch: TwoOutputs's forwar
 rc, _, err = heed("build", gf, *sets(G), "--weights", gw, "-o", os.path.join(WORK, "w0-prog"), "--window", "0")
 check("build --window 0", rc == 2 and "--window takes a positive integer" in err, f"rc={rc} {err[-300:]}")
 
+# heed train's closing sample goes through generate's loop, window (seq 16
+# of tests/models/train_gpt.heed, past it the last half kept) and sampler:
+# heed generate on the final checkpoint with the sample's prompt (the first
+# seq/4 bytes of the validation split), --temperature 0.8 and the train
+# seed prints the same text
+data = os.path.join(WORK, "train.txt")
+open(data, "wb").write(b"".join(b"the whale %d swam past the ship, and the sea was calm. " % i for i in range(300)))
+tm, tout = os.path.join(REPO, "tests", "models", "train_gpt.heed"), os.path.join(WORK, "train_run")
+rc, out, err = heed("train", tm, "--data", data, "--steps", "30", "--out", tout, "--sample", "60", "--threads", "1")
+lines = out.decode(errors="replace").splitlines()
+sample = lines[lines.index(next(l for l in lines if l.startswith("sample ("))) + 1] if rc == 0 else ""
+raw = open(data, "rb").read()
+prompt = raw[int(len(raw) * 0.9):][:4].decode()
+rc2, gen, err2 = heed("generate", tm, "--weights", os.path.join(tout, "ckpt-00000030.safetensors"), "--strict=false",
+                      "--prompt", prompt, "-n", "60", "--temperature", "0.8", "--seed", "1337")
+check("heed train's sample = heed generate on its checkpoint", rc == 0 and rc2 == 0 and
+      sample == prompt + gen.decode(errors="replace").rstrip("\n") and "window slid" in err2,
+      f"train rc={rc} {sample!r} {err[-200:]}\ngenerate rc={rc2} {prompt!r}+{gen!r} {err2[-300:]}")
+
 # BERT: bidirectional, so recomputation, said once
 B = {"vocab": 256, "dim": 32, "n_heads": 2, "n_layers": 1, "ffn_dim": 32, "ctx": 16}
 bw = os.path.join(WORK, "bert.safetensors")
