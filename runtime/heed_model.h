@@ -26,7 +26,8 @@ typedef struct RtModel HeedModel;
 // Checks that this CPU can run the compiled code (it says which features
 // are missing otherwise), reads the weights (weights_path NULL: the ones
 // built in, or the file heed build wrote beside a program) and starts
-// threads (threads <= 0: 1 for weights under 16 MB, else the cores). NULL with a message in err on failure.
+// threads (threads <= 0: 1 for weights under 16 MB, else the cores). NULL
+// with a message in err on failure.
 HeedModel *heed_model_open(const char *weights_path, int threads, char *err, size_t errlen);
 int64_t heed_model_vocab(const HeedModel *m);    // tokens are 0 .. vocab-1
 int64_t heed_model_ctx(const HeedModel *m);      // at most this many tokens per call
