@@ -95,7 +95,8 @@ static const Command commands[] = {
      "Generate text: the prompt's tokens through the model, then N sampled tokens, printed\n"
      "as they come (stdout); timings on stderr. Decoding is incremental (a KV cache derived\n"
      "from the forward's positions and causal attention); a model without causal attention\n"
-     "recomputes the whole sequence per token and says so. Stops early at the model's context.\n"
+     "recomputes the whole sequence per token and says so. Any N: past the window (the train\n"
+     "section's seq if shorter than the context, else the context) the last half is kept.\n"
      "  --weights W        parameters (safetensors), as for run (--prefix P, --strict=false)\n"
      "  --prompt TEXT      the prompt (bytes; with --tokenizer, GPT-2 BPE tokens)\n"
      "  --tokenizer DIR    a GPT-2 BPE tokenizer: DIR/encoder.json and DIR/vocab.bpe (default: bytes)\n"
@@ -104,6 +105,7 @@ static const Command commands[] = {
      "  --top-k K          sample among the K most probable (default 0: all)\n"
      "  --top-p P          sample among the most probable tokens of mass P (default 1: all)\n"
      "  --seed S           the sampling seed (default 1337; splitmix64, the same on every machine)\n"
+     "  --window N, --output NAME   positions to run over (<= the context); the output holding the logits\n"
      "  --interp, --threads N   as for run\n",
      true},
     {"build", "a standalone inference program, or a static library and header",
@@ -115,7 +117,8 @@ static const Command commands[] = {
      "  -o PROGRAM         the program to write (or the directory, with --emit-lib)\n"
      "  --weights-file     keep the weights in PROGRAM.safetensors beside it (mapped) instead of inside\n"
      "  --cpu NAME         compile for that CPU (default: this machine's; e.g. x86-64-v3, znver5)\n"
-     "  --emit-lib         write DIR/libmodel.a and DIR/model.h for embedding (examples/embed/)\n",
+     "  --emit-lib         write DIR/libmodel.a and DIR/model.h for embedding (examples/embed/)\n"
+     "  --window N, --output NAME   the program's default window; the output holding the logits (as generate)\n",
      true},
     {"bench", "time compiling, the forward and the train step",
      "heed bench MODEL.heed [--train] [--batch B] [--seq T] [--json] [--profile]",
@@ -249,9 +252,10 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       if (key) a->sets[a->o.check.noverrides].used = true;  // no train section: heed_cmd_train says so
       if (key) a->sets[a->o.check.noverrides++].value = val;
       i += used > 0 ? used - 1 : 0;
-    } else if (!strcmp(c->name, "generate")) {
+    } else if (!strcmp(c->name, "generate") || !strcmp(c->name, "build")) {
       char bad[256];
-      if ((used = heed_gen_flag(&a->gen, s, val, bad, sizeof bad)) < 0) return usage_error(c, "%s", bad);
+      if ((used = c->name[0] == 'g' ? heed_gen_flag(&a->gen, s, val, bad, sizeof bad)
+                                    : heed_build_flag(&a->build, s, val, bad, sizeof bad)) < 0) return usage_error(c, "%s", bad);
       i += used > 0 ? used - 1 : 0;
     }
     if (used > 0) {
@@ -477,7 +481,7 @@ static int cmd_frontend(const Command *cmd, Args *a) {
     else if (rc == HEED_OK && !strcmp(cmd->name, "generate")) rc = heed_cmd_generate(c, &a->run, &a->gen);
     else if (rc == HEED_OK && !strcmp(cmd->name, "build")) {
       a->build = (HeedBuildOpts){a->run.weights, a->run.prefix, a->run.strict, a->out, a->cpu,
-                                 a->build.weights_file, a->build.emit_lib};
+                                 a->build.weights_file, a->build.emit_lib, a->build.output, a->build.window};
       rc = heed_cmd_build(c, &a->build);
     }
     else if (rc == HEED_OK) rc = heed_cmd_grad(c, &a->run);

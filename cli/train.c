@@ -392,39 +392,47 @@ static void print_tokens(const int32_t *seq, int64_t n, bool bytes) {
   printf("\n");
 }
 
-// A token drawn from softmax(logits / 0.8) with u uniform in [0, 1).
-static int32_t draw(const float *logits, int64_t V, double u) {
-  double mx = -INFINITY, z = 0;
-  for (int64_t k = 0; k < V; k++) mx = fmax(mx, logits[k]);
-  for (int64_t k = 0; k < V; k++) z += exp((logits[k] - mx) / 0.8);
-  for (int64_t k = 0; k < V; k++) {
-    u -= exp((logits[k] - mx) / 0.8) / z;
-    if (u < 0) return (int32_t)k;
-  }
-  return (int32_t)(V - 1);
+// The model for the sample: the trainer's forward over the whole window.
+static int sample_logits(void *ud, const int32_t *tokens, int64_t n, const float **rows) {
+  return !heed_trainer_logits(((Run *)ud)->t, tokens, n, rows);
+}
+
+typedef struct {
+  int32_t *tok;
+  int64_t n;
+} Sampled;
+
+static int sample_emit(void *ud, int32_t tok) {
+  Sampled *s = ud;
+  s->tok[s->n++] = tok;
+  return 0;
 }
 
 // Prints n tokens sampled from the model after a prompt from the validation
-// data: temperature 0.8, seeded, the whole window recomputed per token.
+// data: temperature 0.8, seeded with the train seed, through heed
+// generate's loop and sampler (runtime/generate.c) with its window (the
+// trained seq; past it the last half is kept): `heed generate` on the final
+// checkpoint with that prompt, --temperature 0.8 and --seed SEED samples
+// alike (it decodes with a KV cache; this recomputes the window).
 static bool sample(Run *r, int64_t n) {
-  int64_t plen = r->T / 4 < 32 ? r->T / 4 : 32, len = 0, V = r->vocab > 0 ? r->vocab : 256;
+  int64_t plen = r->T / 4 < 32 ? r->T / 4 : 32, V = r->vocab > 0 ? r->vocab : 256;
   if (plen < 1) plen = 1;
   int32_t *seq = malloc(sizeof *seq * (size_t)(plen + n));
   if (!seq) return false;
-  for (; len < plen; len++) seq[len] = rt_tokens_get(r->val.src, r->val.begin + len);
-  RtRng rng;
-  rt_rng_seed(&rng, (uint64_t)r->tr->seed);
-  bool ok = true;
-  while (ok && len < plen + n) {
-    int64_t w = len < r->T ? len : r->T;
-    const float *lg;
-    if ((ok = heed_trainer_logits(r->t, seq + len - w, w, &lg)))
-      seq[len++] = draw(lg + (w - 1) * V, V, rt_rng_uniform(&rng));
-  }
+  for (int64_t i = 0; i < plen; i++) seq[i] = rt_tokens_get(r->val.src, r->val.begin + i);
+  RtGenModel m;
+  RtGenRecompute rg;
+  RtGenOpts go = {.max_new = n, .sample = {.temperature = 0.8, .top_p = 1, .seed = (uint64_t)r->tr->seed}};
+  Sampled out = {.tok = seq + plen};
+  char err[ERRMAX] = "";
+  bool ok = rt_gen_recompute_init(&rg, &m, V, r->T, sample_logits, NULL, r) == RT_OK &&
+            rt_generate(&m, seq, plen, &go, sample_emit, &out, NULL, err, sizeof err) == RT_OK;
+  if (!ok && !r->c->diag.nerr) fail(r, err[0] ? err : "out of memory");
   if (ok) {
     printf("sample (%lld tokens after a prompt of %lld from the validation data):\n", (long long)n, (long long)plen);
-    print_tokens(seq, len, r->vocab > 0 && r->vocab <= 256);
+    print_tokens(seq, plen + out.n, r->vocab > 0 && r->vocab <= 256);
   }
+  rt_gen_recompute_free(&rg);
   free(seq);
   return ok;
 }
