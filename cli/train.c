@@ -37,9 +37,9 @@ static bool parse_count(const char *val, int64_t lo, int64_t *out) {
 }
 
 // The flags of train that are not settings, files or counts: --profile,
-// --force, --strict=..., --target; and the flags of other commands, which
+// --force, --strict=...; and the flags of other commands, which
 // train refuses rather than ignore.
-static int other_flag(HeedTrainOpts *o, const char *flag, const char *val, char *err, size_t errlen) {
+static int other_flag(HeedTrainOpts *o, const char *flag, char *err, size_t errlen) {
   if (!strcmp(flag, "--profile") || !strcmp(flag, "--force")) {
     *(flag[2] == 'p' ? &o->profile : &o->force) = true;
     return 1;
@@ -49,12 +49,6 @@ static int other_flag(HeedTrainOpts *o, const char *flag, const char *val, char 
     o->lax = !strcmp(flag + 9, "false");
     if (o->lax || !strcmp(flag + 9, "true")) return 1;
     snprintf(err, errlen, "--strict takes true or false, not '%s'", flag + 9);
-    return -1;
-  }
-  if (!strcmp(flag, "--target")) {
-    o->target_cuda = val && !strcmp(val, "cuda");
-    if (val && (o->target_cuda || !strcmp(val, "cpu"))) return 2;
-    snprintf(err, errlen, "--target must be cpu or cuda, not '%s'", val ? val : "");
     return -1;
   }
   if (!strcmp(flag, "--weights")) {
@@ -86,7 +80,7 @@ int heed_train_flag(HeedTrainOpts *o, const char *flag, const char *val, const c
     *set_key = sets[i][1];
     return 2;
   }
-  int used = other_flag(o, flag, val, err, errlen);
+  int used = other_flag(o, flag, err, errlen);
   if (used) return used;
   const char **str = !strcmp(flag, "--data") ? &o->data : !strcmp(flag, "--val") ? &o->val
                    : !strcmp(flag, "--out") ? &o->out : !strcmp(flag, "--resume") ? &o->resume
@@ -653,10 +647,6 @@ static int check_opts(Compilation *c, const HeedTrainOpts *o) {
   if (msg) {
     diag_error(&c->diag, (SrcLoc){0}, "heed train: %s", msg);
     return HEED_ERR_USAGE;
-  }
-  if (o->target_cuda) {
-    diag_error(&c->diag, (SrcLoc){0}, "heed train: --target cuda is not available in this version (cpu is)");
-    return HEED_ERR_CHECK;
   }
   if (!c->model->train) {
     diag_error(&c->diag, (SrcLoc){0}, "model '%s' has no train section: heed train needs one (LANGUAGE.md)",

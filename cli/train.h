@@ -22,7 +22,6 @@ typedef struct {
   bool strict_given;          // --strict=... was given (it needs --init)
   const char *freeze[HEED_TRAIN_MAX_FREEZE];  // --freeze PATTERN: glob on full parameter names
   int nfreeze;
-  bool target_cuda;           // --target cuda (not available: an error)
   const char *prog;           // how heed was invoked (argv[0]), for the printed generate command
   int64_t checkpoint_every;   // 0: the default (eval_every, else steps / 10)
   int keep;                   // checkpoints kept (0: the default, 3)
