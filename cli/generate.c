@@ -366,6 +366,20 @@ static int tokenize(Compilation *c, const HeedGenOpts *go, int64_t vocab, RtToke
   return HEED_OK;
 }
 
+// Threads: --threads N, else the built programs' rule (rt.h): one for
+// weights under RT_SMALL_MODEL_BYTES (a small model's decode step is over
+// before a second thread gets going), else the cores.
+static int gen_threads(const IrGraph *f, const HeedRunOpts *o) {
+  if (!o->threads_auto) return o->threads;
+  int64_t bytes = 0;
+  for (int i = 0; i < f->params.len; i++) {
+    const IrType *t = &f->params.data[i]->ty;
+    int64_t n = ir_type_numel(t, NULL);
+    bytes += n < 0 ? RT_SMALL_MODEL_BYTES : n * ir_dtype_info[t->dt].size;
+  }
+  return bytes < RT_SMALL_MODEL_BYTES ? 1 : o->threads;
+}
+
 // Builds the executor: the step graph, or the forward for recomputation.
 static bool gen_setup(Gen *x, Compilation *c, const HeedRunOpts *o, int out, int64_t n_prompt, int64_t cap) {
   const IrGraph *f = c->model->forward;
@@ -387,7 +401,7 @@ static bool gen_setup(Gen *x, Compilation *c, const HeedRunOpts *o, int out, int
   if (!(x->params = heed_load_params(c, f, o))) return false;
   if (x->interp) return setup_interp(x);
   int64_t keep = rt_gen_keep(cap);  // a shift's prefill
-  return setup_compiled(x, o->threads, !x->incremental ? cap : n_prompt > keep ? n_prompt : keep);
+  return setup_compiled(x, gen_threads(f, o), !x->incremental ? cap : n_prompt > keep ? n_prompt : keep);
 }
 
 static void report(const Gen *x, const RtGenStats *st, int64_t n, int64_t window,

@@ -324,7 +324,7 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
         long n = strtol(val, &end, 10);
         if (*end || n < 1 || n > 100000) return usage_error(c, "expected a positive number, got '%s'", val);
         if (!strcmp(s, "--max-errors")) a->o.max_errors = (int)n;
-        else a->run.threads = a->bench.threads = (int)(n > 256 ? 256 : n);
+        else a->run.threads = a->bench.threads = (int)(n > 256 ? 256 : n), a->run.threads_auto = false;
       } else if (!strcmp(s, "--set")) {
         const char *eq = strchr(val, '=');
         if (!eq || eq == val || !eq[1]) return usage_error(c, "--set takes KEY=VALUE, got '%s'", val);
@@ -529,7 +529,7 @@ int main(int argc, char **argv) {
   }
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   int threads = cores < 1 ? 1 : cores > 256 ? 256 : (int)cores;
-  Args a = {.run = {.strict = true, .seed = 1337, .threads = threads}, .bench = {.threads = threads},
+  Args a = {.run = {.strict = true, .seed = 1337, .threads = threads, .threads_auto = true}, .bench = {.threads = threads},
             .train = {.sample = -1, .prog = argv[0]}, .gen = {.n = 64, .temperature = 1, .top_p = 1}};
   int rc = parse_args(cmd, argc - 2, argv + 2, &a);
   if (!cmd->available && !a.help) {  // its flags are not parsed yet

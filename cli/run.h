@@ -12,6 +12,7 @@ typedef struct {
   uint64_t seed;                           // init
   bool interp;                             // --interp: the reference interpreter
   int threads;                             // --threads (compiled code)
+  bool threads_auto;                       // no --threads: generate picks as built programs do
 } HeedRunOpts;
 
 // Each returns HEED_OK or an error status with diagnostics in c->diag.
