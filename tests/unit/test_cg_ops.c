@@ -440,6 +440,37 @@ static void test_errors(void **state) {
   cg_program_free(p);
   t_fini(&t);
 
+  // T longer than a position table (wpe[positions(tokens)]): one message, before anything runs (the token
+  // gather that comes first has an index outside its table too), compiled and on the interpreter alike
+  t_init(&t);
+  f = diag_add_file(&t.d, "m.heed", "x\n", 2);
+  IrNode *wte = fin(&t, "10,2"), *tok = in(&t, IR_I32, "B,T", 0, 9), *wpe = fin(&t, "4,2");
+  SrcLoc l1 = {f, 1, 1};
+  IrNode *pos = ir_op(t.g, IR_OP_POSITIONS, &tok, 1, &(IrAttr){0}, NULL, l1);
+  ir_output(t.g, "e", ir_op(t.g, IR_OP_GATHER, (IrNode *[]){wte, tok}, 2, &(IrAttr){0}, NULL, l1));
+  ir_output(t.g, "p", ir_op(t.g, IR_OP_GATHER, (IrNode *[]){wpe, pos}, 2, &(IrAttr){0}, NULL, l1));
+  p = compile(&t);
+  const char *too_long = "the sequence length T = 5 exceeds the 4 rows of the position table";
+  int64_t sv5[3] = {1, 5, 1}, sv4[3] = {1, 4, 1};
+  b = make_bufs(&t, p, sv5, false);
+  ((int32_t *)b.buf[tok->id])[0] = 10;
+  assert_false(cg_run(p, sv5, b.buf, &t.d));
+  assert_non_null(strstr(t.d.log, too_long));
+  double wv[20] = {0}, tv[5] = {10, 1, 2, 3, 4}, pv[8] = {0}, *iv[] = {wv, tv, pv};
+  Diag d2;  // (t.d would drop a repeated message)
+  diag_init(&d2, NULL);
+  assert_null(ir_interp(t.g, sv5, iv, NULL, false, &d2));
+  assert_non_null(d2.log);
+  assert_non_null(strstr(d2.log, too_long));  // the interpreter's: the same
+  assert_null(strstr(d2.log, "gather: index"));
+  diag_fini(&d2);
+  bufs_free(&b);
+  b = make_bufs(&t, p, sv4, false);  // T = 4 fits
+  assert_true(cg_run(p, sv4, b.buf, &t.d));
+  bufs_free(&b);
+  cg_program_free(p);
+  t_fini(&t);
+
   // a target outside the classes; an integer division by zero
   t_init(&t);
   f = diag_add_file(&t.d, "m.heed", "x\n", 2);
