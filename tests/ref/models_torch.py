@@ -584,7 +584,7 @@ def bert_int_masks():
         return
     ins = bert_inputs()
     keep = ins["mask"]
-    as_int = np.where(keep, np.array([1, 2, -1])[np.arange(keep.shape[1]) % 3], 0)  # 0 masks; 1, 2, -1 keep
+    as_int = np.where(keep, np.array([1, 2, -1, 256])[np.arange(keep.shape[1]) % 4], 0)  # 0 masks; 1, 2, -1, 256 keep
     ref = lambda P, I: bert_forward(P, BERT_FULL, I["tokens"], I["token_types"], I["mask"] != 0)
     cases = [("bool", "examples/bert.heed", np.int64, "int64 (HF attention_mask) for bool"),
              ("i32", None, np.int32, "declared i32, int32 in the file"),
