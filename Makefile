@@ -6,6 +6,9 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
+# No "gmake[N]: Entering directory" lines (the flag reaches the makes that
+# cmake --build runs through the environment).
+MAKEFLAGS += --no-print-directory
 
 .PHONY: all deps build test demo asan fuzz clean
 

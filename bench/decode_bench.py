@@ -11,6 +11,13 @@ inference_mode, torch.set_num_threads(N), the same prompt and number of
 greedy decode steps, timed the same way (after one untimed warm-up run).
 Both print the generated ids' count; the ratio is heed / torch tokens/s.
 Run with /usr/bin/python3 (Debian's python3-torch): `make bench-decode`.
+
+--program MODEL instead times the standalone program `heed build` writes for
+MODEL (e.g. examples/bytegpt.heed; weights from `heed init`) against `heed
+generate` on the same weights, prompt, -n, greedy and --threads, in the same
+run: --runs pairs, alternating, medians of the decode tokens/s each prints
+(decode calls and window shifts over their time); both must print the same
+text. Prints both, the ratio program / generate and the CPU (lscpu).
 """
 import argparse
 import json
@@ -83,14 +90,51 @@ def torch_decode(P, c, prompt, n):
     return steps / dt, steps
 
 
+def decode_rate(stderr):
+    m = re.search(r"decode ([0-9.]+) tokens/s", stderr)
+    return float(m.group(1))
+
+
+def program_bench(a, repo):
+    model = os.path.join(repo, a.program) if not os.path.isabs(a.program) else a.program
+    prompt = "The quick brown fox"
+    cpu = next((l.split(":", 1)[1].strip() for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+                .splitlines() if l.startswith("Model name")), "?")
+    with tempfile.TemporaryDirectory() as tmp:
+        w, prog = os.path.join(tmp, "w.safetensors"), os.path.join(tmp, "prog")
+        subprocess.run([a.heed, "init", model, "-o", w], check=True, capture_output=True)
+        subprocess.run([a.heed, "build", model, "--weights", w, "-o", prog], check=True, capture_output=True)
+        flags = ["--prompt", prompt, "-n", str(a.n), "--temperature", "0", "--threads", str(a.threads)]
+        gen = [a.heed, "generate", model, "--weights", w, *flags]
+        rates = {"program": [], "generate": []}
+        outs = set()
+        for i in range(a.runs + 1):  # the first pair warms caches and the page cache
+            for name, cmd in (("program", [prog, *flags]), ("generate", gen)):
+                p = subprocess.run(cmd, capture_output=True, check=True)
+                outs.add(p.stdout)
+                if i:
+                    rates[name].append(decode_rate(p.stderr.decode(errors="replace")))
+    med = {k: sorted(v)[len(v) // 2] for k, v in rates.items()}
+    print(f"model {a.program}; batch 1, greedy, {a.threads} thread(s), prompt {len(prompt)} tokens, -n {a.n}; "
+          f"median of {a.runs}; CPU {cpu}")
+    print(f"heed generate (JIT, KV cache): {med['generate']:9.1f} tokens/s  {rates['generate']}")
+    print(f"program (heed build):          {med['program']:9.1f} tokens/s  {rates['program']}")
+    print(f"ratio program / generate: {med['program'] / med['generate']:.2f}x; same text: {len(outs) == 1}")
+    return 0 if len(outs) == 1 else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--heed", default="build/heed")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("--config", default="vocab=8192,ctx=512,dim=512,heads=8,layers=8")
+    ap.add_argument("--program", metavar="MODEL", help="time heed build's program for MODEL against heed generate")
+    ap.add_argument("--runs", type=int, default=5)
     a = ap.parse_args()
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if a.program:
+        return program_bench(a, repo)
     cfg = dict(kv.split("=") for kv in a.config.split(","))
     c = {k: int(v) for k, v in cfg.items()}
     sets = sum((["--set", f"{k}={v}"] for k, v in cfg.items()), [])

@@ -2,6 +2,8 @@
 // weights -> a standalone program that needs only libc, libm and pthreads,
 // or (--emit-lib) a static library and model.h. The data flow:
 //   forward graph --cg_compile(dump_obj)--> model.o (heed_forward)
+//   forward --pass_kvcache_output--> step graph --cg_compile(entry
+//     heed_step)--> step.o (a causal decoder only: what heed generate runs)
 //   graph + shapes --> meta.json (runtime/model.c's "heed-model-1" description)
 //   weights file --checked, converted to the declared dtypes--> an aligned
 //     safetensors image (embedded with .incbin, or OUT.safetensors beside)
@@ -20,6 +22,8 @@
 #include <unistd.h>
 
 #include "cli/build.h"
+#include "cli/run.h"
+#include "passes/pass.h"
 #include "runtime/rt.h"
 #ifdef HEED_HAVE_LLVM
 #include <llvm-c/TargetMachine.h>
@@ -32,14 +36,21 @@ static const SrcLoc NOLOC = {0, 0, 0};
 
 typedef struct {
   int tokens, logits, bsym, ssym;  // node ids; symbol indices (bsym -1: no batch axis)
-  int64_t vocab, ctx;
+  int out;                         // the forward's output holding the logits
+  int64_t vocab, ctx, window, seq;
 } Io;
 
 // The forward must map token ids (B, T) or (T) to logits (B, T, V) or (T, V).
-static bool model_io(Compilation *c, const IrGraph *g, Io *io) {
+// HEED_OK, or HEED_ERR_USAGE (--output, --window) / HEED_ERR_CHECK.
+static int model_io(Compilation *c, const IrGraph *g, const HeedBuildOpts *o, Io *io) {
   char a[256] = "?", b[256] = "?";
   const IrNode *in = g->inputs.len == 1 ? g->inputs.data[0] : NULL;
-  const IrNode *out = g->outputs.len == 1 ? g->outputs.data[0] : NULL;
+  int rc;
+  io->out = 0;
+  if (in && in->ty.rank == 2 && (g->outputs.len > 1 || o->output) &&
+      (rc = heed_logits_output(c, g, o->output, "build", &io->out)) != HEED_OK)
+    return rc;
+  const IrNode *out = g->outputs.len == 1 || (in && in->ty.rank == 2) ? g->outputs.data[io->out] : NULL;
   if (in) ir_type_str(&in->ty, &g->syms, true, a, sizeof a);
   if (out) ir_type_str(&out->ty, &g->syms, true, b, sizeof b);
   bool ok = in && out && (in->ty.dt == IR_I32 || in->ty.dt == IR_I64) && (in->ty.rank == 1 || in->ty.rank == 2) &&
@@ -54,7 +65,7 @@ static bool model_io(Compilation *c, const IrGraph *g, Io *io) {
                "heed build: %s must take token ids (i32[B, T]) and return logits (f32[B, T, vocab]); it takes %s "
                "and returns %s",
                g->name, in ? a : "other inputs", out ? b : "other results");
-    return false;
+    return HEED_ERR_CHECK;
   }
   io->tokens = (int)in->id;
   io->logits = (int)out->id;
@@ -70,7 +81,27 @@ static bool model_io(Compilation *c, const IrGraph *g, Io *io) {
       io->ctx = n->src[0]->ty.dim[0].n;
   }
   if (io->ctx == 0) io->ctx = 1024;  // no position table (rotary embeddings): a default bound
-  return true;
+  char note[300];
+  if ((rc = heed_gen_window(c, o->window, &io->window, note, sizeof note)) != HEED_OK) return rc;
+  if (note[0]) fprintf(stderr, "heed build: the program's default: %s\n", note + strlen("note: "));
+  if (!io->window || io->window > io->ctx) io->window = io->ctx;
+  io->seq = c->model->train ? c->model->train->seq : 0;
+  return HEED_OK;
+}
+
+int heed_build_flag(HeedBuildOpts *o, const char *flag, const char *val, char *bad, size_t badlen) {
+  if (strcmp(flag, "--output") && strcmp(flag, "--window")) return 0;
+  if (!val) return snprintf(bad, badlen, "%s needs a value", flag), -1;
+  if (flag[2] == 'o') {
+    o->output = val;
+    return 2;
+  }
+  char *end;
+  long long w = strtoll(val, &end, 10);
+  if (!*val || *end || w < 1 || w > 1000000000)
+    return snprintf(bad, badlen, "--window takes a positive integer (positions), got '%s'", val), -1;
+  o->window = w;
+  return 2;
 }
 
 // ---- weights ----
@@ -126,9 +157,9 @@ static void **load_weights(Compilation *c, const IrGraph *g, const HeedBuildOpts
       memcpy(bufs[i], st.data + t->off, bytes);
     }
   }
-  for (int j = 0; ok && o->strict && j < st.n; j++) {
+  for (int j = 0; ok && o->strict && j < st.n; j++) {  // extras (a heed checkpoint's optimizer state is none)
     const char *nm = st.t[j].name;
-    bool known = false;
+    bool known = rt_st_is_ckpt_state(&st, nm);
     for (int i = 0; !known && i < g->params.len; i++)
       known = !strncmp(nm, pre, strlen(pre)) && !strcmp(nm + strlen(pre), g->params.data[i]->name);
     if (!known) {
@@ -277,24 +308,8 @@ static void write_features(Compilation *c, FILE *f, const char *cpu, const char 
 // ---- the description and the data object ----
 
 #ifdef HEED_HAVE_LLVM
-static bool write_meta(Compilation *c, const char *path, const IrGraph *g, const Io *io, const CgProgram *prog,
-                       const char *cpu, const char *tmp) {
-  FILE *f = fopen(path, "w");
-  if (!f) return diag_error(&c->diag, NOLOC, "cannot write '%s': %s", path, strerror(errno)), false;
-  CgLlvm *cg = cg_llvm_new(cpu, &c->diag);  // for the CPU's name and the sgemm's blocking
-  if (!cg) return fclose(f), false;
-  CgGemmConfig gc;
-  cg_gemm_config_default(cg, &gc, "x", false);
-  fprintf(f, "{\"format\":\"heed-model-1\",\"model\":");
-  json_str(f, c->model->decl->name);
-  fprintf(f, ",\"vocab\":%lld,\"ctx\":%lld,\"nsyms\":%d,\"batch_sym\":%d,\"seq_sym\":%d,\"tokens\":%d,\"logits\":%d",
-          (long long)io->vocab, (long long)io->ctx, g->syms.len, io->bsym, io->ssym, io->tokens, io->logits);
-  fprintf(f, ",\"gemm_work\":%zu,\"nthreads_max\":%d,\"cpu\":", cg_gemm_work_bytes(&gc) / (size_t)gc.nthreads_max,
-          gc.nthreads_max);
-  json_str(f, cg_llvm_cpu_name(cg));
-  fprintf(f, ",\"features\":");
-  write_features(c, f, cpu, tmp, cg_llvm_vector_width(cg));
-  cg_llvm_free(cg);
+// One graph's part of the description: "params" and "nodes".
+static void write_graph(FILE *f, const IrGraph *g, const CgProgram *prog) {
   fprintf(f, ",\n\"params\":[");
   for (int i = 0; i < g->params.len; i++) {
     fprintf(f, i ? ",[%u," : "[%u,", g->params.data[i]->id);
@@ -313,7 +328,46 @@ static bool write_meta(Compilation *c, const char *path, const IrGraph *g, const
     }
     fputc(']', f);
   }
-  fprintf(f, "]}\n");
+  fputc(']', f);
+}
+
+// The step graph (pass_kvcache_output): inputs tokens, pos, then the caches
+// (k, v per attention); outputs the logits, then the appended caches in
+// the inputs' order.
+static void write_step(FILE *f, const IrGraph *s, const CgProgram *prog, const Io *io) {
+  int kv = s->inputs.len > 2 ? s->inputs.data[2]->ty.dim[1].sym[0] : 0;
+  fprintf(f, ",\n\"step\":{\"nsyms\":%d,\"batch_sym\":%d,\"seq_sym\":%d,\"kv_sym\":%d,\"tokens\":%u,\"pos\":%u,"
+          "\"logits\":%u,\"caches\":[", s->syms.len, io->bsym, io->ssym, kv, s->inputs.data[0]->id,
+          s->inputs.data[1]->id, s->outputs.data[0]->id);
+  for (int i = 2; i < s->inputs.len; i++)
+    fprintf(f, "%s[%u,%u]", i > 2 ? "," : "", s->inputs.data[i]->id, s->outputs.data[i - 1]->id);
+  fputc(']', f);
+  write_graph(f, s, prog);
+  fputc('}', f);
+}
+
+static bool write_meta(Compilation *c, const char *path, const IrGraph *g, const Io *io, const CgProgram *prog,
+                       const IrGraph *step, const CgProgram *sprog, const char *cpu, const char *tmp) {
+  FILE *f = fopen(path, "w");
+  if (!f) return diag_error(&c->diag, NOLOC, "cannot write '%s': %s", path, strerror(errno)), false;
+  CgLlvm *cg = cg_llvm_new(cpu, &c->diag);  // for the CPU's name and the sgemm's blocking
+  if (!cg) return fclose(f), false;
+  CgGemmConfig gc;
+  cg_gemm_config_default(cg, &gc, "x", false);
+  fprintf(f, "{\"format\":\"heed-model-1\",\"model\":");
+  json_str(f, c->model->decl->name);
+  fprintf(f, ",\"vocab\":%lld,\"ctx\":%lld,\"window\":%lld,\"trained_seq\":%lld,\"nsyms\":%d,\"batch_sym\":%d,"
+          "\"seq_sym\":%d,\"tokens\":%d,\"logits\":%d", (long long)io->vocab, (long long)io->ctx,
+          (long long)io->window, (long long)io->seq, g->syms.len, io->bsym, io->ssym, io->tokens, io->logits);
+  fprintf(f, ",\"gemm_work\":%zu,\"nthreads_max\":%d,\"cpu\":", cg_gemm_work_bytes(&gc) / (size_t)gc.nthreads_max,
+          gc.nthreads_max);
+  json_str(f, cg_llvm_cpu_name(cg));
+  fprintf(f, ",\"features\":");
+  write_features(c, f, cpu, tmp, cg_llvm_vector_width(cg));
+  cg_llvm_free(cg);
+  write_graph(f, g, prog);
+  if (step) write_step(f, step, sprog, io);
+  fprintf(f, "}\n");
   if (fclose(f) != 0) return diag_error(&c->diag, NOLOC, "cannot write '%s': %s", path, strerror(errno)), false;
   return true;
 }
@@ -376,16 +430,16 @@ static bool runtime_dir(Compilation *c, char *dir, size_t cap) {
 }
 
 typedef struct {
-  char tmp[64], obj[128], meta[128], image[128], data_s[128], data_o[128];
+  char tmp[64], obj[128], step_obj[128], meta[128], image[128], data_s[128], data_o[128];
+  bool has_step;  // step_obj was written
   char rtdir[4096], lib_main[4200], lib_rt[4200], header[4200];
 } Paths;
 
 // Everything but the final link: the object, the description, the image, data.S.
-static bool make_parts(Compilation *c, const IrGraph *g, const HeedBuildOpts *o, Paths *p, const char *image_dst,
-                       const char *wfile) {
+static bool make_parts(Compilation *c, const IrGraph *g, const HeedBuildOpts *o, const Io *iop, Paths *p,
+                       const char *image_dst, const char *wfile) {
 #ifdef HEED_HAVE_LLVM
-  Io io;
-  if (!model_io(c, g, &io)) return false;
+  Io io = *iop;
   void **w = load_weights(c, g, o);
   if (!w) return false;
   bool ok = write_image(c, image_dst, g, w);
@@ -394,14 +448,26 @@ static bool make_parts(Compilation *c, const IrGraph *g, const HeedBuildOpts *o,
   if (!ok) return false;
   // Compiled for up to 64 threads (the pool pointer is never used: nothing runs here).
   CgOptions co = {.cpu = o->cpu, .pool = (void *)&co, .nthreads = 64, .dump_obj = p->obj};
-  CgProgram *prog = cg_compile(g, &co, &c->diag);
+  CgProgram *prog = cg_compile(g, &co, &c->diag), *sprog = NULL;
   if (!prog) return false;
-  ok = write_meta(c, p->meta, g, &io, prog, o->cpu, p->tmp) &&
+  char why[300];
+  const IrGraph *step = g->inputs.data[0]->ty.rank == 2 ? pass_kvcache_output(g, io.out, why, sizeof why) : NULL;
+  if (step) {  // the KV-cached decode: the same code heed generate runs
+    CgOptions so = co;
+    so.dump_obj = p->step_obj, so.entry = "heed_step";
+    ok = (sprog = cg_compile(step, &so, &c->diag)) != NULL;
+    p->has_step = ok;
+  } else {
+    fprintf(stderr, "heed build: note: %s cannot decode incrementally (%s); the program recomputes the whole "
+            "window for every token\n", c->model->decl->name, g->inputs.data[0]->ty.rank == 2 ? why : "tokens (T)");
+  }
+  ok = ok && write_meta(c, p->meta, g, &io, prog, step, sprog, o->cpu, p->tmp) &&
        write_data_s(c, p->data_s, p->meta, o->weights_file ? NULL : image_dst, wfile);
   cg_program_free(prog);
+  cg_program_free(sprog);
   return ok;
 #else
-  (void)g, (void)o, (void)p, (void)image_dst, (void)wfile;
+  (void)g, (void)o, (void)iop, (void)p, (void)image_dst, (void)wfile;
   diag_error(&c->diag, NOLOC, "heed build: this heed was built without the LLVM backend");
   return false;
 #endif
@@ -420,7 +486,9 @@ static bool make_lib(Compilation *c, Paths *p, const char *out_a) {
   snprintf(script, sizeof script, "%s/lib.mri", p->tmp);
   FILE *f = fopen(script, "w");
   if (!f) return diag_error(&c->diag, NOLOC, "cannot write '%s'", script), false;
-  fprintf(f, "CREATE %s\nADDLIB %s\nADDMOD %s\nADDMOD %s\nSAVE\nEND\n", out_a, p->lib_rt, p->obj, p->data_o);
+  fprintf(f, "CREATE %s\nADDLIB %s\nADDMOD %s\nADDMOD %s\n", out_a, p->lib_rt, p->obj, p->data_o);
+  if (p->has_step) fprintf(f, "ADDMOD %s\n", p->step_obj);
+  fprintf(f, "SAVE\nEND\n");
   fclose(f);
   char *ar[] = {"ar", "-M", NULL};
   return tool(c, ar, script, NULL);
@@ -439,7 +507,7 @@ static bool copy_file(Compilation *c, const char *from, const char *to) {
 }
 
 static void remove_tree(const char *tmp) {
-  static const char *names[] = {"model.o", "meta.json", "weights.safetensors", "data.S", "data.o", "macros.txt",
+  static const char *names[] = {"model.o", "step.o", "meta.json", "weights.safetensors", "data.S", "data.o", "macros.txt",
                                 "lib.mri"};
   char path[128];
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -452,6 +520,9 @@ static void remove_tree(const char *tmp) {
 int heed_cmd_build(Compilation *c, const HeedBuildOpts *o) {
   const IrGraph *g = c->model->forward;
   Paths p = {0};
+  Io io;
+  int rc = model_io(c, g, o, &io);
+  if (rc != HEED_OK) return rc;
   if (!runtime_dir(c, p.rtdir, sizeof p.rtdir)) return HEED_ERR_IO;
   snprintf(p.lib_main, sizeof p.lib_main, "%s/libheedrt_main.a", p.rtdir);
   snprintf(p.lib_rt, sizeof p.lib_rt, "%s/libheedrt_standalone.a", p.rtdir);
@@ -462,6 +533,7 @@ int heed_cmd_build(Compilation *c, const HeedBuildOpts *o) {
     return HEED_ERR_IO;
   }
   snprintf(p.obj, sizeof p.obj, "%s/model.o", p.tmp);
+  snprintf(p.step_obj, sizeof p.step_obj, "%s/step.o", p.tmp);
   snprintf(p.meta, sizeof p.meta, "%s/meta.json", p.tmp);
   snprintf(p.image, sizeof p.image, "%s/weights.safetensors", p.tmp);
   snprintf(p.data_s, sizeof p.data_s, "%s/data.S", p.tmp);
@@ -491,11 +563,12 @@ int heed_cmd_build(Compilation *c, const HeedBuildOpts *o) {
     snprintf(tmp_out, olen, "%s.tmp.%ld", final_a, (long)getpid());
     snprintf(wtmp, olen, "%s.tmp.%ld", wdst, (long)getpid());
   }
-  ok = ok && make_parts(c, g, o, &p, o->weights_file ? wtmp : p.image, o->weights_file ? wname : NULL);
+  ok = ok && make_parts(c, g, o, &io, &p, o->weights_file ? wtmp : p.image, o->weights_file ? wname : NULL);
   if (ok && o->emit_lib) {
     ok = make_lib(c, &p, tmp_out) && copy_file(c, p.header, hdr);
   } else if (ok) {
-    char *cc[] = {"cc", "-o", tmp_out, p.obj, p.data_s, p.lib_main, p.lib_rt, "-lm", "-lpthread", "-s", NULL};
+    char *cc[] = {"cc", "-o", tmp_out, p.obj, p.data_s, p.lib_main, p.lib_rt, "-lm", "-lpthread", "-s", NULL, NULL};
+    if (p.has_step) memmove(cc + 4, cc + 3, sizeof cc - 4 * sizeof *cc), cc[3] = p.step_obj;
     ok = tool(c, cc, NULL, NULL);
   }
   if (ok && o->weights_file && rename(wtmp, wdst) != 0) {

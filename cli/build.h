@@ -13,7 +13,13 @@ typedef struct {
   const char *cpu;       // --cpu NAME (NULL: this machine)
   bool weights_file;     // --weights-file: weights beside the program (OUT.safetensors), mapped
   bool emit_lib;         // --emit-lib: OUT/libmodel.a + OUT/model.h
+  const char *output;    // --output NAME: the forward's output holding the logits (NULL: found by type)
+  int64_t window;        // --window N: the program's default window (0: heed_gen_window's choice)
 } HeedBuildOpts;
+
+// One build flag of build.c's own (--output NAME, --window N): returns the
+// argv entries it used (2), 0 if it is not one, -1 with a message in bad.
+int heed_build_flag(HeedBuildOpts *o, const char *flag, const char *val, char *bad, size_t badlen);
 
 // c has been through heed_frontend with FeCheckOpts.lower set. Returns
 // HEED_OK or an error status with diagnostics in c->diag; nothing is left

@@ -5,18 +5,21 @@
 // file, fsync, rename, directory fsync), and come back on --resume after
 // every check that could make the resumed run differ from an uninterrupted
 // one. Files: DIR/ckpt-00000100.safetensors; the newest `keep` stay.
+// Also here: --init (a run started from a weights file) and the run
+// directory's rules (which files are a run's; run ids).
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/train.h"
 #include "cli/trainer.h"
 #include "runtime/rt.h"
-
-#define CKPT_FORMAT "heed-checkpoint-1"
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
   const unsigned char *s = p;
@@ -119,19 +122,13 @@ bool heed_ckpt_save(HeedTrainer *t, const char *dir, const HeedCkptMeta *m, int 
   snprintf(step, sizeof step, "%lld", (long long)m->step);
   snprintf(steps, sizeof steps, "%lld", (long long)m->steps);
   snprintf(rng, sizeof rng, "%" PRIu64, m->rng);
-  const char *meta[] = {"format", CKPT_FORMAT, "step", step, "steps", steps, "rng", rng,
-                        "settings", m->settings, "fingerprint", m->fingerprint};
+  const char *meta[] = {"format", RT_CKPT_FORMAT, "step", step, "steps", steps, "rng", rng,
+                        "settings", m->settings, "fingerprint", m->fingerprint, "run_id", m->run_id};
   ckpt_name(dir, m->step, path, pathlen);
-  bool ok = rt_st_write(path, ts, n, meta, 6, err, errlen) == RT_OK;
+  bool ok = rt_st_write(path, ts, n, meta, m->run_id[0] ? 7 : 6, err, errlen) == RT_OK;
   free(ts);
   if (ok) prune(dir, keep, m->step);
   return ok;
-}
-
-static const char *meta_get(const RtSafetensors *st, const char *key) {
-  for (int i = 0; i < st->nmeta; i++)
-    if (!strcmp(st->meta_key[i], key)) return st->meta_val[i];
-  return NULL;
 }
 
 static bool parse_i64(const char *s, int64_t *v) {
@@ -144,15 +141,17 @@ static bool parse_i64(const char *s, int64_t *v) {
 
 // The metadata of st into m; false if any is missing or malformed.
 static bool read_meta(const RtSafetensors *st, HeedCkptMeta *m) {
-  const char *fmt = meta_get(st, "format"), *rng = meta_get(st, "rng");
-  const char *set = meta_get(st, "settings"), *fp = meta_get(st, "fingerprint");
-  if (!fmt || strcmp(fmt, CKPT_FORMAT) || !rng || !set || !fp) return false;
-  if (!parse_i64(meta_get(st, "step"), &m->step) || !parse_i64(meta_get(st, "steps"), &m->steps)) return false;
+  const char *fmt = rt_st_meta(st, "format"), *rng = rt_st_meta(st, "rng");
+  const char *set = rt_st_meta(st, "settings"), *fp = rt_st_meta(st, "fingerprint");
+  if (!fmt || strcmp(fmt, RT_CKPT_FORMAT) || !rng || !set || !fp) return false;
+  if (!parse_i64(rt_st_meta(st, "step"), &m->step) || !parse_i64(rt_st_meta(st, "steps"), &m->steps)) return false;
   char *end;
   m->rng = strtoull(rng, &end, 10);
   if (*end || !*rng) return false;
   snprintf(m->settings, sizeof m->settings, "%s", set);
   snprintf(m->fingerprint, sizeof m->fingerprint, "%s", fp);
+  const char *id = rt_st_meta(st, "run_id");
+  snprintf(m->run_id, sizeof m->run_id, "%s", id ? id : "");
   return true;
 }
 
@@ -198,22 +197,160 @@ bool heed_ckpt_load(HeedTrainer *t, const char *path, const HeedCkptMeta *want, 
   if (rt_st_open(path, &st, err, errlen) != RT_OK) return false;
   bool ok = read_meta(&st, m);
   if (!ok) snprintf(err, errlen, "%s: not a heed checkpoint (no or malformed heed metadata)", path);
-  if (ok && strcmp(m->fingerprint, want->fingerprint)) {
-    ok = load_tensors(t, &st, path, err, errlen);  // names the tensor that differs, if one does
-    if (ok) snprintf(err, errlen, "%s: the model differs from the one that wrote the checkpoint", path);
-    ok = false;
-  }
   if (ok && strcmp(m->settings, want->settings)) {
     size_t off = 0;
     while (m->settings[off] && m->settings[off] == want->settings[off]) off++;
     while (off > 0 && m->settings[off - 1] != ' ') off--;
     const char *a = m->settings + off, *b = want->settings + off;
     int la = (int)strcspn(a, " "), lb = (int)strcspn(b, " ");
-    snprintf(err, errlen, "%s: written with %.*s, this run has %.*s (these must match to resume)", path, la, a,
-             lb, b);
+    if (la == lb && !strncmp(a, b, (size_t)la)) {  // one line has a setting more (freeze=...)
+      a += la + (a[la] == ' '), b += lb + (b[lb] == ' ');
+      la = (int)strcspn(a, " "), lb = (int)strcspn(b, " ");
+    }
+    snprintf(err, errlen, "%s: written with %.*s, this run has %.*s (these must match to resume)", path, la ? la : 6,
+             la ? a : "(none)", lb ? lb : 6, lb ? b : "(none)");
+    ok = false;
+  }
+  if (ok && strcmp(m->fingerprint, want->fingerprint)) {
+    ok = load_tensors(t, &st, path, err, errlen);  // names the tensor that differs, if one does
+    if (ok) snprintf(err, errlen, "%s: the model differs from the one that wrote the checkpoint", path);
     ok = false;
   }
   if (ok) ok = load_tensors(t, &st, path, err, errlen);
   rt_st_close(&st);
   return ok;
+}
+
+// ---- --init, run ids, the run directory ----
+
+void heed_ckpt_new_run_id(char out[32]) {
+  uint64_t x = 0;
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || read(fd, &x, sizeof x) != (ssize_t)sizeof x) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    x = fnv(fnv(1469598103934665603ull, &ts, sizeof ts), &(pid_t){getpid()}, sizeof(pid_t));
+  }
+  if (fd >= 0) close(fd);
+  snprintf(out, 32, "%016" PRIx64, x);
+}
+
+bool heed_ckpt_read_run_id(const char *path, char id[32], char *err, size_t errlen) {
+  RtSafetensors st;
+  if (rt_st_open(path, &st, err, errlen) != RT_OK) return false;
+  HeedCkptMeta m;
+  bool ok = read_meta(&st, &m);
+  if (!ok) snprintf(err, errlen, "%s: not a heed checkpoint (no or malformed heed metadata)", path);
+  else snprintf(id, 32, "%s", m.run_id);
+  rt_st_close(&st);
+  return ok;
+}
+
+// One model tensor (slot r) from st under prefix: present, a float, the same shape.
+static bool init_tensor(HeedTensorRef r, const RtSafetensors *st, const char *path, const char *prefix, char *err,
+                        size_t errlen) {
+  char name[1400], want[160], have[160];
+  snprintf(name, sizeof name, "%s%s", prefix, r.name);
+  const RtStTensor *x = rt_st_find(st, name);
+  shape_str(r.rank, r.shape, want, sizeof want);
+  if (!x) {
+    snprintf(err, errlen, "%s: missing tensor '%s' (f32%s)%s", path, name, want,
+             prefix[0] ? "" : "; names with a prefix (transformer.h.0...) load with --prefix");
+    return false;
+  }
+  bool same = x->rank == r.rank && (x->dt == RT_F32 || x->dt == RT_F16 || x->dt == RT_BF16);
+  for (int d = 0; same && d < r.rank; d++) same = x->shape[d] == r.shape[d];
+  if (!same) {
+    shape_str(x->rank, x->shape, have, sizeof have);
+    snprintf(err, errlen, "%s: tensor '%s' is %s%s but the model declares f32%s", path, name, rt_dtype_name(x->dt),
+             have, want);
+    return false;
+  }
+  return rt_st_read_f32(st, x, r.data, err, errlen) == RT_OK;
+}
+
+bool heed_ckpt_init_from(HeedTrainer *t, const char *path, const char *prefix, bool strict, char *err,
+                         size_t errlen) {
+  RtSafetensors st;
+  if (rt_st_open(path, &st, err, errlen) != RT_OK) return false;
+  const char *pre = prefix ? prefix : "";
+  size_t plen = strlen(pre);
+  bool ok = true;
+  int n = heed_trainer_ntensors(t);
+  for (int i = 0; ok && i < n; i++) {
+    HeedTensorRef r = heed_trainer_tensor(t, i);
+    if (!r.is_state) ok = init_tensor(r, &st, path, pre, err, errlen);
+  }
+  for (int j = 0; ok && strict && j < st.n; j++) {  // extras (a heed checkpoint's optimizer state is none)
+    const char *nm = st.t[j].name;
+    bool known = rt_st_is_ckpt_state(&st, nm);
+    for (int i = 0; !known && i < n; i++) {
+      HeedTensorRef r = heed_trainer_tensor(t, i);
+      known = !r.is_state && !strncmp(nm, pre, plen) && !strcmp(nm + plen, r.name);
+    }
+    if (!known) {
+      snprintf(err, errlen, "%s: tensor '%s' is not a parameter of the model (--strict=false ignores extras)", path,
+               nm);
+      ok = false;
+    }
+  }
+  rt_st_close(&st);
+  return ok;
+}
+
+// A run's file name: a checkpoint, the metrics log, the plot, or a temporary
+// file of one of them (NAME.tmp...).
+static bool run_file(const char *name) {
+  static const char *const fixed[] = {"metrics.csv", "loss.svg"};
+  for (int i = 0; i < 2; i++) {
+    size_t k = strlen(fixed[i]);
+    if (!strncmp(name, fixed[i], k) && (!name[k] || !strncmp(name + k, ".tmp", 4))) return true;
+  }
+  const char *tmp = strstr(name, ".safetensors.tmp.");
+  if (tmp) {
+    char base[300];
+    snprintf(base, sizeof base, "%.*s.safetensors", (int)(tmp - name), name);
+    return ckpt_step(base) >= 0;
+  }
+  return ckpt_step(name) >= 0;
+}
+
+bool heed_rundir_used(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return false;
+  bool used = false;
+  for (struct dirent *e; !used && (e = readdir(d));) used = run_file(e->d_name);
+  closedir(d);
+  return used;
+}
+
+bool heed_rundir_clear(const char *dir, char *err, size_t errlen) {
+  DIR *d = opendir(dir);
+  if (!d) return errno == ENOENT;
+  bool ok = true;
+  char path[4096];
+  for (struct dirent *e; ok && (e = readdir(d));) {
+    if (!run_file(e->d_name)) continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    if (unlink(path) != 0 && errno != ENOENT) {
+      snprintf(err, errlen, "--force: cannot remove '%s': %s", path, strerror(errno));
+      ok = false;
+    }
+  }
+  closedir(d);
+  return ok;
+}
+
+bool heed_rundir_foreign(const char *dir, const char *run_id, char *path, size_t pathlen, char *id, size_t idlen) {
+  int n;
+  int64_t *v = list_steps(dir, &n);
+  bool found = false;
+  for (int i = 0; v && i < n && !found; i++) {
+    char rid[32], err[512];
+    ckpt_name(dir, v[i], path, pathlen);
+    found = heed_ckpt_read_run_id(path, rid, err, sizeof err) && rid[0] && run_id[0] && strcmp(rid, run_id);
+    if (found) snprintf(id, idlen, "%s", rid);
+  }
+  free(v);
+  return found;
 }

@@ -9,6 +9,11 @@
 //                                                   sample, emit -> stdout
 //                                                   decode(tok, pos) step graph, T = 1
 //
+// The window (heed_gen_window: the trained sequence length, or the
+// context, or --window) bounds the positions; rt_generate slides it, so
+// any -n works. A forward with several outputs generates from the one that
+// holds the logits (heed_logits_output, --output NAME).
+//
 // A forward the pass cannot make incremental (bidirectional attention)
 // generates by running the whole forward over the sequence for every token,
 // and says so once. Extra forward inputs (BERT's token types and mask) are
@@ -31,6 +36,7 @@ typedef struct {
   double **params;    // g's parameters (interpreter)
   int64_t sv[IR_MAX_SYMS];
   int sB, sT, sKV;    // symbol indices in g (sKV: incremental only)
+  int out;            // g's output holding the logits
   int64_t vocab, cap; // cap: positions the caches (or the history) hold
   double **cache;     // interpreter, incremental: one per cache input
   int ncache;
@@ -70,7 +76,7 @@ static bool run_interp(Gen *x, const int32_t *tok, int64_t T, int64_t pos, float
   }
   IrValues *v = ok ? ir_interp(g, x->sv, in, x->params, false, &x->c->diag) : NULL;
   if (v) {
-    const double *lg = v->val[g->outputs.data[0]->id] + (T - 1) * x->vocab;
+    const double *lg = v->val[g->outputs.data[x->out]->id] + (T - 1) * x->vocab;
     for (int64_t i = 0; i < x->vocab; i++) logits[i] = (float)lg[i];
     for (int i = 1; x->incremental && i < g->outputs.len; i++)  // the appended caches, in input order
       memcpy(x->cache[i - 1], v->val[g->outputs.data[i]->id], sizeof(double) * (size_t)v->numel[g->outputs.data[i]->id]);
@@ -105,7 +111,8 @@ static bool run(Gen *x, const int32_t *tok, int64_t T, int64_t pos, float *logit
   if (x->interp) return run_interp(x, tok, T, pos, logits);
 #ifdef HEED_HAVE_LLVM
   if (!run_compiled(x, tok, T, pos)) return false;
-  memcpy(logits, (float *)x->bufs[x->g->outputs.data[0]->id] + (T - 1) * x->vocab, sizeof(float) * (size_t)x->vocab);
+  memcpy(logits, (float *)x->bufs[x->g->outputs.data[x->out]->id] + (T - 1) * x->vocab,
+         sizeof(float) * (size_t)x->vocab);
   return true;
 #else
   return false;
@@ -205,9 +212,7 @@ static void gen_free(Gen *x) {
   rt_pool_free(x->pool);
 }
 
-// The model's context: the rows of its position table, else an integer
-// config value named like a context size (after --set), else 0 (unknown).
-static int64_t model_context(const Compilation *c) {
+int64_t heed_model_context(const Compilation *c) {
   int64_t ctx = pass_kv_context(c->model->forward);
   static const char *names[] = {"block_size", "ctx", "n_ctx", "context_length", "max_seq_len",
                                 "max_position_embeddings", "seq_len", "max_seq_length"};
@@ -226,24 +231,90 @@ static int64_t model_context(const Compilation *c) {
   return ctx > 0 ? ctx : 0;
 }
 
-// The forward must return per-position logits (B, T, V) as its first output.
-static bool check_forward(Compilation *c, const IrGraph *f, int64_t *vocab) {
+int heed_gen_window(Compilation *c, int64_t override, int64_t *window, char *note, size_t notelen) {
+  int64_t ctx = heed_model_context(c), seq = c->model->train ? c->model->train->seq : 0;
+  const char *name = c->model->decl->name;
+  note[0] = 0;
+  if (override > 0 && ctx && override > ctx) {
+    diag_error(&c->diag, (SrcLoc){0}, "--window %lld is larger than %s's context of %lld positions",
+               (long long)override, name, (long long)ctx);
+    return HEED_ERR_USAGE;
+  }
+  *window = override > 0 ? override : seq > 0 && (!ctx || seq < ctx) ? seq : ctx;
+  if (override > 0 && (!ctx || override < ctx))
+    snprintf(note, notelen, "note: generating with a %lld-token window (--window; the context of %s is %lld)",
+             (long long)override, name, (long long)ctx);
+  else if (override <= 0 && *window == seq && seq != ctx)
+    snprintf(note, notelen, "note: generating with a %lld-token window, the sequence length %s was trained at "
+             "(its context is %lld)", (long long)seq, name, (long long)ctx);
+  return HEED_OK;
+}
+
+// The rows of the table the tokens index (wte[tokens]), or 0.
+static int64_t token_table_rows(const IrGraph *f) {
+  const IrNode *tok = f->inputs.len ? f->inputs.data[0] : NULL;
+  for (int i = 0; tok && i < f->nodes.len; i++) {
+    const IrNode *n = f->nodes.data[i];
+    if (n->op == IR_OP_GATHER && n->src[1] == tok && ir_dim_is_const(n->src[0]->ty.dim[0])) return n->src[0]->ty.dim[0].n;
+  }
+  return 0;
+}
+
+static bool is_logits(const IrGraph *f, const IrType *o, int64_t vocab) {
   const IrNode *in = f->inputs.len ? f->inputs.data[0] : NULL;
-  const IrType *o = f->outputs.len ? &f->outputs.data[0]->ty : NULL;
-  bool ok = in && in->ty.rank == 2 && ir_dtype_info[in->ty.dt].is_int && o && o->rank == 3 && o->dt == IR_F32 &&
-            ir_dim_is_const(o->dim[2]) && ir_dim_eq(o->dim[1], in->ty.dim[1]);
+  return in && in->ty.rank == 2 && o->rank == 3 && o->dt == IR_F32 && ir_dim_is_const(o->dim[2]) &&
+         ir_dim_eq(o->dim[1], in->ty.dim[1]) && (!vocab || o->dim[2].n == vocab);
+}
+
+int heed_logits_output(Compilation *c, const IrGraph *f, const char *name, const char *cmd, int *index) {
+  char list[600] = "";
+  size_t len = 0;
+  for (int i = 0; i < f->outputs.len && len < sizeof list - 1; i++) {
+    char ty[128];
+    ir_type_str(&f->outputs.data[i]->ty, &f->syms, true, ty, sizeof ty);
+    len += (size_t)snprintf(list + len, sizeof list - len, "%s%s %s", i ? ", " : "", f->output_names.data[i], ty);
+  }
+  int64_t vocab = token_table_rows(f);
+  if (name) {
+    for (int i = 0; i < f->outputs.len; i++)
+      if (!strcmp(f->output_names.data[i], name)) {
+        *index = i;
+        if (is_logits(f, &f->outputs.data[i]->ty, 0)) return HEED_OK;
+        diag_error(&c->diag, (SrcLoc){0}, "--output %s: heed %s needs logits f32[B, T, vocab] (the forward returns %s)",
+                   name, cmd, list);
+        return HEED_ERR_CHECK;
+      }
+    diag_error(&c->diag, (SrcLoc){0}, "--output %s: %s's forward has no output of that name (it returns %s)", name,
+               c->model->decl->name, list);
+    return HEED_ERR_USAGE;
+  }
+  int found = 0;
+  for (int pass = 0; pass < 2 && found != 1; pass++) {  // pass 0: last dim = the token table's rows
+    found = 0;
+    for (int i = f->outputs.len - 1; i >= 0; i--)
+      if (is_logits(f, &f->outputs.data[i]->ty, pass ? 0 : vocab)) found++, *index = i;
+    if (!vocab) pass++;
+  }
+  if (found == 1) return HEED_OK;
+  diag_error(&c->diag, c->model->decl->name_loc, "model '%s' cannot %s: %s of its outputs (%s) look%s like logits "
+             "f32[B, T, vocab]%s", c->model->decl->name, cmd, found ? "several" : "none", list, found ? "" : "s",
+             found ? "; choose one with --output NAME" : "");
+  return HEED_ERR_CHECK;
+}
+
+// The forward's inputs: integer tokens (B, T) first, others (B, T) integer or bool.
+static bool check_forward(Compilation *c, const IrGraph *f) {
+  const IrNode *in = f->inputs.len ? f->inputs.data[0] : NULL;
+  bool ok = in && in->ty.rank == 2 && ir_dtype_info[in->ty.dt].is_int;
   for (int i = 1; ok && i < f->inputs.len; i++) {
     const IrType *t = &f->inputs.data[i]->ty;
     ok = t->rank == 2 && ir_dim_eq(t->dim[1], in->ty.dim[1]) && (t->dt == IR_BOOL || ir_dtype_info[t->dt].is_int);
   }
-  if (!ok) {
+  if (!ok)
     diag_error(&c->diag, c->model->decl->name_loc,
                "model '%s' cannot generate: its forward must take integer tokens (B, T) (and other (B, T) integer or "
-               "bool inputs) and return f32 logits (B, T, vocab) first", c->model->decl->name);
-    return false;
-  }
-  *vocab = o->dim[2].n;
-  return true;
+               "bool inputs) and return f32 logits (B, T, vocab)", c->model->decl->name);
+  return ok;
 }
 
 // ---- the command ----
@@ -296,11 +367,12 @@ static int tokenize(Compilation *c, const HeedGenOpts *go, int64_t vocab, RtToke
 }
 
 // Builds the executor: the step graph, or the forward for recomputation.
-static bool gen_setup(Gen *x, Compilation *c, const HeedRunOpts *o, int64_t n_prompt, int64_t cap) {
+static bool gen_setup(Gen *x, Compilation *c, const HeedRunOpts *o, int out, int64_t n_prompt, int64_t cap) {
   const IrGraph *f = c->model->forward;
   char why[300];
-  x->g = pass_kvcache(f, why, sizeof why);
+  x->g = pass_kvcache_output(f, out, why, sizeof why);
   x->incremental = x->g != NULL;
+  x->out = x->incremental ? 0 : out;  // the step graph keeps only the logits (then its caches)
   if (!x->incremental) {
     fprintf(stderr, "heed generate: note: %s cannot decode incrementally (%s); generating by recomputing the "
             "whole sequence for every token\n", c->model->decl->name, why);
@@ -314,30 +386,48 @@ static bool gen_setup(Gen *x, Compilation *c, const HeedRunOpts *o, int64_t n_pr
   if (x->sB < 0) x->sB = IR_MAX_SYMS - 1;  // a forward without B (tokens (1, T)): a spare slot
   if (!(x->params = heed_load_params(c, f, o))) return false;
   if (x->interp) return setup_interp(x);
-  return setup_compiled(x, o->threads, x->incremental ? n_prompt : cap);
+  int64_t keep = rt_gen_keep(cap);  // a shift's prefill
+  return setup_compiled(x, o->threads, !x->incremental ? cap : n_prompt > keep ? n_prompt : keep);
+}
+
+static void report(const Gen *x, const RtGenStats *st, int64_t n, int64_t window,
+                   const Out *out) {
+  if (st->cropped)
+    fprintf(stderr, "heed generate: note: the prompt has %lld tokens; its first %lld are left out (the window "
+            "holds %lld)\n", (long long)(n + st->cropped), (long long)st->cropped, (long long)window);
+  if (st->shifts)
+    fprintf(stderr, "heed generate: the %lld-token window slid %lld time%s (each keeps the last %lld tokens)\n",
+            (long long)window, (long long)st->shifts, st->shifts == 1 ? "" : "s", (long long)rt_gen_keep(window));
+  if (out->unknown)
+    fprintf(stderr, "heed generate: %lld sampled ids have no text in the tokenizer (printed as nothing)\n",
+            (long long)out->unknown);
+  fprintf(stderr, "heed generate: %s, %s: prompt %lld tokens in %.1f ms; %lld tokens generated, decode %.1f tokens/s\n",
+          x->interp ? "interpreter" : "compiled", x->incremental ? "KV cache" : "recomputation", (long long)n,
+          st->prefill_s * 1e3, (long long)st->generated, st->decode_s > 0 ? (double)st->decoded / st->decode_s : 0.0);
 }
 
 int heed_cmd_generate(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *go) {
-  int64_t vocab;
-  if (!check_forward(c, c->model->forward, &vocab)) return HEED_ERR_CHECK;
+  int out_index = 0, rc;
+  int64_t window = 0, vocab;
+  char note[300];
+  if (!check_forward(c, c->model->forward)) return HEED_ERR_CHECK;
+  if ((rc = heed_logits_output(c, c->model->forward, go->output, "generate", &out_index)) != HEED_OK) return rc;
+  if ((rc = heed_gen_window(c, go->window, &window, note, sizeof note)) != HEED_OK) return rc;
+  if (note[0]) fprintf(stderr, "heed generate: %s\n", note);
+  vocab = c->model->forward->outputs.data[out_index]->ty.dim[2].n;
   RtTokenizer *tk = NULL;
   int32_t *ids = NULL;
   int64_t n = 0;
-  int rc = tokenize(c, go, vocab, &tk, &ids, &n);
-  int64_t ctx = model_context(c), cap = n + go->n;
-  if (ctx && cap > ctx) cap = ctx;
-  if (rc == HEED_OK && ctx && n > ctx) {
-    diag_error(&c->diag, (SrcLoc){0}, "--prompt: the prompt has %lld tokens but the model's context holds %lld",
-               (long long)n, (long long)ctx);
-    rc = HEED_ERR_USAGE;
-  }
+  rc = tokenize(c, go, vocab, &tk, &ids, &n);
+  int64_t kept = window && n > window ? window : n, cap = kept + go->n;  // cap: the positions the caches hold
+  if (window && cap > window) cap = window;
   Gen x = {.c = c, .interp = o->interp, .vocab = vocab};
 #ifndef HEED_HAVE_LLVM
   x.interp = true;
 #endif
-  if (rc == HEED_OK && !gen_setup(&x, c, o, n, cap)) rc = HEED_ERR_CHECK;
+  if (rc == HEED_OK && !gen_setup(&x, c, o, out_index, kept, cap)) rc = HEED_ERR_CHECK;
   if (rc == HEED_OK) {
-    RtGenModel m = {.vocab = vocab, .ctx_max = ctx, .ud = &x, .prefill = gen_prefill, .decode = gen_decode,
+    RtGenModel m = {.vocab = vocab, .window = window, .ud = &x, .prefill = gen_prefill, .decode = gen_decode,
                     .message = gen_message};
     RtGenOpts go2 = {.max_new = go->n,
                      .sample = {.temperature = go->temperature, .top_k = go->top_k, .top_p = go->top_p, .seed = o->seed}};
@@ -351,15 +441,7 @@ int heed_cmd_generate(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *g
       diag_error(&c->diag, (SrcLoc){0}, "generate: %s", err);
       rc = grc == RT_ERR_ARG ? HEED_ERR_USAGE : HEED_ERR_CHECK;
     }
-    if (st.hit_ctx)
-      fprintf(stderr, "heed generate: stopped at the context limit of %lld tokens (%lld prompt + %lld generated)\n",
-              (long long)ctx, (long long)n, (long long)st.generated);
-    if (out.unknown)
-      fprintf(stderr, "heed generate: %lld sampled ids have no text in the tokenizer (printed as nothing)\n",
-              (long long)out.unknown);
-    fprintf(stderr, "heed generate: %s, %s: prompt %lld tokens in %.1f ms; %lld tokens generated, decode %.1f tokens/s\n",
-            x.interp ? "interpreter" : "compiled", x.incremental ? "KV cache" : "recomputation", (long long)n,
-            st.prefill_s * 1e3, (long long)st.generated, st.decode_s > 0 ? (double)st.decoded / st.decode_s : 0.0);
+    report(&x, &st, kept, window, &out);
   }
   gen_free(&x);
   rt_tok_free(tk);
@@ -379,10 +461,17 @@ static bool num(const char *v, double lo, double hi, double *out) {
 
 int heed_gen_flag(HeedGenOpts *g, const char *flag, const char *val, char *bad, size_t badlen) {
   double d;
-  if (!strcmp(flag, "--prompt") || !strcmp(flag, "--tokenizer")) {
+  if (!strcmp(flag, "--prompt") || !strcmp(flag, "--tokenizer") || !strcmp(flag, "--output")) {
     if (!val) return snprintf(bad, badlen, "%s needs a value", flag), -1;
     if (flag[2] == 'p') g->prompt = val;
-    else g->tokenizer = val;
+    else if (flag[2] == 't') g->tokenizer = val;
+    else g->output = val;
+    return 2;
+  }
+  if (!strcmp(flag, "--window")) {
+    if (!num(val, 1, 1e9, &d) || d != (int64_t)d)
+      return snprintf(bad, badlen, "--window takes a positive integer (positions), got '%s'", val ? val : ""), -1;
+    g->window = (int64_t)d;
     return 2;
   }
   if (!strcmp(flag, "-n") || !strcmp(flag, "--top-k")) {

@@ -16,17 +16,19 @@
 #include "cli/train.h"
 
 typedef struct {
-  const char *name, *usage, *help;
+  const char *name, *summary, *usage, *help;
   bool available;
 } Command;
 
 static const Command commands[] = {
-    {"check", "heed check MODEL.heed [--model NAME] [--set KEY=VALUE]... [--params]",
+    {"check", "parse and type-check a model file",
+     "heed check MODEL.heed [--model NAME] [--set KEY=VALUE]... [--params]",
      "Parse and type-check a model file. Prints a one-line summary per model, or\n"
      "diagnostics (FILE:LINE:COL: error: ...) and exits with status 1.\n"
      "  --params           also list every parameter with its full name, dtype and shape\n",
      true},
-    {"compile", "heed compile MODEL.heed --emit KIND [-o OUT] [--model NAME] [--set KEY=VALUE]...",
+    {"compile", "write an intermediate form (ast, ir, dot) or compiled code (llvm, asm, obj)",
+     "heed compile MODEL.heed --emit KIND [-o OUT] [--model NAME] [--set KEY=VALUE]...",
      "Compile a model file and write an intermediate form.\n"
      "  --emit ast         the syntax tree, with LINE:COL of every node\n"
      "  --emit ir          the model's forward as IR (the text form ir_parse reads back)\n"
@@ -37,48 +39,64 @@ static const Command commands[] = {
      "  --emit ir-opt|cuda|ptx   not available in this version\n"
      "  -o OUT             write to OUT instead of standard output\n",
      true},
-    {"init", "heed init MODEL.heed -o W.safetensors [--seed S]",
+    {"init", "write the model's initialised parameters",
+     "heed init MODEL.heed -o W.safetensors [--seed S]",
      "Write the model's parameters, initialised as their INITs say (normal, uniform:\n"
      "seeded, one random stream per parameter name), as safetensors.\n"
      "  -o FILE            the weights file to write (atomically)\n"
      "  --seed S           the random seed (default 1337)\n",
      true},
-    {"run", "heed run MODEL.heed --weights W --inputs IN --outputs OUT",
-     "Evaluate the model's forward on the reference interpreter. IN holds one tensor\n"
-     "per forward parameter, by name; OUT gets `out` (or out0, out1, ... for several).\n"
+    {"run", "evaluate the forward on given inputs",
+     "heed run MODEL.heed --weights W --inputs IN --outputs OUT",
+     "Evaluate the model's forward (compiled CPU code; the reference interpreter with\n"
+     "--interp). IN holds one tensor per forward parameter, by name; OUT gets `out`\n"
+     "(or out0, out1, ... for several).\n"
      "  --weights W        parameters (safetensors); a missing, misshapen or extra tensor is an error\n"
      "  --prefix P         tensor names in W carry the prefix P (e.g. transformer.)\n"
      "  --strict=false     ignore tensors in W that are not parameters (and in IN that are not inputs)\n"
      "  --interp           run on the reference interpreter instead of compiled code\n"
      "  --threads N        threads for compiled code (default: the cores)\n",
      true},
-    {"grad", "heed grad MODEL.heed --weights W --inputs IN --outputs OUT",
+    {"grad", "the train loss and every parameter's gradient on given inputs",
+     "heed grad MODEL.heed --weights W --inputs IN --outputs OUT",
      "Evaluate the train section's loss on IN and write `loss` and `grad.NAME` for\n"
-     "every parameter NAME (reverse-mode autodiff, on the reference interpreter).\n"
+     "every parameter NAME (reverse-mode autodiff; compiled CPU code, the reference\n"
+     "interpreter with --interp).\n"
      "  --weights W, --prefix P, --strict=false, --interp   as for run\n",
      true},
-    {"train", "heed train MODEL.heed --data FILE [--steps N] [--out DIR] [--resume DIR|FILE]",
+    {"train", "train on a data file: checkpoints, metrics, a loss plot",
+     "heed train MODEL.heed --data FILE [--steps N] [--out DIR] [--resume DIR|FILE]",
      "Train a model (its train section) on a data file, with checkpoints, a metrics log\n"
      "(metrics.csv) and a loss plot (loss.svg) in the output directory; a sample of\n"
-     "generated text at the end. SIGINT/SIGTERM: finish the step, save, exit 0.\n"
+     "generated text and the heed generate command for the result at the end.\n"
+     "SIGINT/SIGTERM: finish the step, save, exit 0.\n"
      "  --data FILE        text (byte tokens 0..255) or .bin (little-endian uint16 tokens)\n"
      "  --val FILE         validation data (default: the last 10% of --data)\n"
      "  --steps N, --batch B, --seq T, --eval-every N, --seed S   the train settings\n"
      "                     (the same as --set steps=N ...)\n"
-     "  --out DIR          output directory (default: runs/MODEL; with --resume, its directory)\n"
+     "  --out DIR          output directory (default: runs/MODEL, or runs/MODEL-2, ... when that holds a run;\n"
+     "                     with --resume, its directory); a new run into a directory holding a run is an error\n"
      "  --resume DIR|FILE  continue from a checkpoint (DIR: its newest), exactly\n"
+     "  --force            start over in an --out holding a run (removes its checkpoints, metrics, plot)\n"
+     "  --init W           start from weights W (a checkpoint, any safetensors): fresh optimizer, step 1\n"
+     "                     (--prefix P, --strict=false as for run)\n"
+     "  --freeze PATTERN   do not train the parameters matching PATTERN (a glob on full names, e.g.\n"
+     "                     'h.0.*'; repeatable)\n"
      "  --checkpoint-every N  steps between checkpoints (default: eval_every, else steps/10);\n"
      "                     one is also written at the end\n"
      "  --keep K           checkpoints kept (default 3)\n"
      "  --sample N         tokens of text generated at the end (default 200; 0: none)\n"
      "  --interp           train on the reference interpreter\n"
+     "  --profile          print the compile's slowest parts and each kernel's time per step (stderr)\n"
      "  --threads N        threads for compiled code (default: the cores); results do not depend on it\n",
      true},
-    {"generate", "heed generate MODEL.heed --weights W --prompt TEXT [-n N] [--temperature T] [--top-k K] [--top-p P] [--seed S]",
+    {"generate", "generate text with a KV cache",
+     "heed generate MODEL.heed --weights W --prompt TEXT [-n N] [--temperature T] [--top-k K] [--top-p P] [--seed S]",
      "Generate text: the prompt's tokens through the model, then N sampled tokens, printed\n"
      "as they come (stdout); timings on stderr. Decoding is incremental (a KV cache derived\n"
      "from the forward's positions and causal attention); a model without causal attention\n"
-     "recomputes the whole sequence per token and says so. Stops early at the model's context.\n"
+     "recomputes the whole sequence per token and says so. Any N: past the window (the train\n"
+     "section's seq if shorter than the context, else the context) the last half is kept.\n"
      "  --weights W        parameters (safetensors), as for run (--prefix P, --strict=false)\n"
      "  --prompt TEXT      the prompt (bytes; with --tokenizer, GPT-2 BPE tokens)\n"
      "  --tokenizer DIR    a GPT-2 BPE tokenizer: DIR/encoder.json and DIR/vocab.bpe (default: bytes)\n"
@@ -87,9 +105,11 @@ static const Command commands[] = {
      "  --top-k K          sample among the K most probable (default 0: all)\n"
      "  --top-p P          sample among the most probable tokens of mass P (default 1: all)\n"
      "  --seed S           the sampling seed (default 1337; splitmix64, the same on every machine)\n"
+     "  --window N, --output NAME   positions to run over (<= the context); the output holding the logits\n"
      "  --interp, --threads N   as for run\n",
      true},
-    {"build", "heed build MODEL.heed --weights W -o PROGRAM [--weights-file] [--cpu NAME] | --emit-lib -o DIR",
+    {"build", "a standalone inference program, or a static library and header",
+     "heed build MODEL.heed --weights W -o PROGRAM [--weights-file] [--cpu NAME] | --emit-lib -o DIR",
      "Build a standalone program: the compiled model, its weights and a small runtime that\n"
      "needs only libc, libm and pthreads (no LLVM, no heed). PROGRAM takes heed generate's\n"
      "flags (--prompt, -n, --temperature, --top-k, --top-p, --seed) and --help.\n"
@@ -97,14 +117,18 @@ static const Command commands[] = {
      "  -o PROGRAM         the program to write (or the directory, with --emit-lib)\n"
      "  --weights-file     keep the weights in PROGRAM.safetensors beside it (mapped) instead of inside\n"
      "  --cpu NAME         compile for that CPU (default: this machine's; e.g. x86-64-v3, znver5)\n"
-     "  --emit-lib         write DIR/libmodel.a and DIR/model.h for embedding (examples/embed/)\n",
+     "  --emit-lib         write DIR/libmodel.a and DIR/model.h for embedding (examples/embed/)\n"
+     "  --window N, --output NAME   the program's default window; the output holding the logits (as generate)\n",
      true},
-    {"bench", "heed bench MODEL.heed [--train] [--batch B] [--seq T] [--json] [--profile]",
-     "Time compiling the model, its forward and (--train) a training step's forward\n"
-     "and backward, on initialised parameters and random inputs, after a warm-up.\n"
+    {"bench", "time compiling, the forward and the train step",
+     "heed bench MODEL.heed [--train] [--batch B] [--seq T] [--json] [--profile]",
+     "Time compiling the model, its forward and (--train) the train loss's forward and\n"
+     "backward (not the optimizer update: heed train --profile times whole steps), on\n"
+     "initialised parameters and random inputs, after a warm-up.\n"
      "  --batch B, --seq T  the sizes (default: the train section's, else 1 and 64)\n"
      "  --reps N           timed runs (median; default 5)\n"
      "  --json             one JSON object: compile_ms, forward_ms, train_step_ms, threads, peak_bytes\n"
+     "  --profile          print the compile's slowest parts and each kernel's time (stderr)\n"
      "  --interp           time the reference interpreter instead\n",
      true},
 };
@@ -115,19 +139,51 @@ static const char common_flags[] =
     "  --model NAME       which model of the file (default: the only or last one)\n"
     "  --set KEY=VALUE    override a config value or a train setting (repeatable)\n"
     "  --max-errors N     stop reporting after N errors (default 20)\n"
-    "  --target cpu|cuda, --threads N   accepted; used by the commands that run code\n"
+    "  --target cpu       the backend (cpu; cuda is not available in this build)\n"
+    "  --threads N        threads for compiled code (default: the cores)\n"
+    "  --quantize KIND    int8, int4 or bf16: not available in this version\n"
     "  -h, --help         this help\n";
 
+// `heed help`: one line per command (as git and cargo), details in `heed help CMD`.
 static void usage_all(FILE *out) {
   fprintf(out, "usage: heed COMMAND [ARGS]\n\nheed compiles Transformer models described in .heed files.\n\n"
                "Commands:\n");
   for (int i = 0; i < NCOMMANDS; i++)
-    fprintf(out, "  %-10s %s", commands[i].name, commands[i].available ? commands[i].help : "(not in this version) ");
-  fprintf(out, "\nRun 'heed help COMMAND' or 'heed COMMAND --help' for a command's flags.\n"
+    fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].available ? commands[i].summary : "(not in this version)");
+  fprintf(out, "\nRun 'heed help COMMAND' or 'heed COMMAND --help' for a command's flags;\n"
+               "'heed --version' for the version.\n"
                "\nEnvironment:\n"
                "  HEED_CACHE_DIR     where compiled code is cached (default $XDG_CACHE_HOME/heed or ~/.cache/heed;\n"
                "                     at most 256 MiB, least recently used first out; safe to delete);\n"
                "                     HEED_CACHE=0 compiles everything afresh\n");
+}
+
+#ifndef HEED_VERSION
+#define HEED_VERSION "unknown"
+#endif
+#ifndef HEED_LLVM_VERSION
+#define HEED_LLVM_VERSION "none"
+#endif
+
+static void print_version(void) {
+#ifdef HEED_HAVE_LLVM
+  printf("heed %s (targets: cpu, through LLVM %s)\n", HEED_VERSION, HEED_LLVM_VERSION);
+#else
+  printf("heed %s (no compiled targets: the reference interpreter only)\n", HEED_VERSION);
+#endif
+}
+
+// "; did you mean 'x'?" for the closest of n names (edit distance <= 2), or "".
+static const char *closest(const char *name, const char *const *cands, int n, char *buf, size_t len) {
+  int best = 3;
+  const char *pick = NULL;
+  for (int i = 0; i < n; i++) {
+    int d = diag_edit_distance(name, cands[i], best);
+    if (d < best) best = d, pick = cands[i];
+  }
+  if (!pick) return "";
+  snprintf(buf, len, "; did you mean '%s'?", pick);
+  return buf;
 }
 
 static void usage_cmd(const Command *c, FILE *out) {
@@ -159,6 +215,26 @@ static int usage_error(const Command *c, const char *fmt, const char *arg) {
   return 2;
 }
 
+// "; did you mean '--x'?" for an unknown flag: the candidates are the flags
+// that command c's help and the common flags name.
+static const char *flag_suggestion(const Command *c, const char *flag, char *buf, size_t len) {
+  const char *texts[] = {c->help, common_flags};
+  const char *cands[128];
+  char names[128][32];
+  int n = 0;
+  char want[32];
+  snprintf(want, sizeof want, "%.*s", (int)strcspn(flag, "="), flag);
+  for (int t = 0; t < 2; t++)
+    for (const char *p = strstr(texts[t], "--"); p && n < 128; p = strstr(p + 2, "--")) {
+      size_t k = 2 + strspn(p + 2, "abcdefghijklmnopqrstuvwxyz-");
+      if (k < 4 || k >= sizeof names[0]) continue;
+      snprintf(names[n], sizeof names[n], "%.*s", (int)k, p);
+      cands[n] = names[n];
+      n++;
+    }
+  return closest(want, cands, n, buf, len);
+}
+
 // Parses the flags of command c; returns 0 or an exit status.
 static int parse_args(const Command *c, int argc, char **argv, Args *a) {
   for (int i = 0; i < argc; i++) {
@@ -173,11 +249,13 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
         if (!strcmp(a->sets[k].key, key)) a->sets[k].value = val, key = NULL;
       if (key && a->o.check.noverrides >= 64) return usage_error(c, "too many --set flags%s", "");
       if (key && !(a->sets[a->o.check.noverrides].key = strdup(key))) return 1;
+      if (key) a->sets[a->o.check.noverrides].used = true;  // no train section: heed_cmd_train says so
       if (key) a->sets[a->o.check.noverrides++].value = val;
       i += used > 0 ? used - 1 : 0;
-    } else if (!strcmp(c->name, "generate")) {
+    } else if (!strcmp(c->name, "generate") || !strcmp(c->name, "build")) {
       char bad[256];
-      if ((used = heed_gen_flag(&a->gen, s, val, bad, sizeof bad)) < 0) return usage_error(c, "%s", bad);
+      if ((used = c->name[0] == 'g' ? heed_gen_flag(&a->gen, s, val, bad, sizeof bad)
+                                    : heed_build_flag(&a->build, s, val, bad, sizeof bad)) < 0) return usage_error(c, "%s", bad);
       i += used > 0 ? used - 1 : 0;
     }
     if (used > 0) {
@@ -237,6 +315,10 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       else if (!strcmp(s, "-o")) a->out = val;
       else if (!strcmp(s, "--target") && strcmp(val, "cpu") && strcmp(val, "cuda"))
         return usage_error(c, "--target must be cpu or cuda, not '%s'", val);
+      else if (!strcmp(s, "--target") && !strcmp(val, "cuda")) {
+        fprintf(stderr, "heed %s: error: the cuda target is not available in this build (only cpu is)\n", c->name);
+        return 1;
+      }
       else if (!strcmp(s, "--threads") || !strcmp(s, "--max-errors")) {
         char *end;
         long n = strtol(val, &end, 10);
@@ -255,8 +337,17 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
         key[klen] = 0;
         *ov = (FeOverride){.key = key, .value = eq + 1};
       }
+    } else if (!strcmp(s, "--quantize")) {
+      if (!val) return usage_error(c, "%s needs a value", s);
+      if (strcmp(val, "int8") && strcmp(val, "int4") && strcmp(val, "bf16"))
+        return usage_error(c, "--quantize takes int8, int4 or bf16, not '%s'", val);
+      fprintf(stderr, "heed %s: error: --quantize %s: quantization is not available in this version of heed\n", c->name, val);
+      return 1;
     } else if (s[0] == '-' && s[1]) {
-      return usage_error(c, "unknown flag '%s'", s);
+      char hint[64];
+      fprintf(stderr, "heed %s: unknown flag '%s'%s\nusage: %s\n", c->name, s, flag_suggestion(c, s, hint, sizeof hint),
+              c->usage);
+      return 2;
     } else if (!a->o.path) {
       a->o.path = s;
     } else {
@@ -390,7 +481,7 @@ static int cmd_frontend(const Command *cmd, Args *a) {
     else if (rc == HEED_OK && !strcmp(cmd->name, "generate")) rc = heed_cmd_generate(c, &a->run, &a->gen);
     else if (rc == HEED_OK && !strcmp(cmd->name, "build")) {
       a->build = (HeedBuildOpts){a->run.weights, a->run.prefix, a->run.strict, a->out, a->cpu,
-                                 a->build.weights_file, a->build.emit_lib};
+                                 a->build.weights_file, a->build.emit_lib, a->build.output, a->build.window};
       rc = heed_cmd_build(c, &a->build);
     }
     else if (rc == HEED_OK) rc = heed_cmd_grad(c, &a->run);
@@ -400,7 +491,19 @@ static int cmd_frontend(const Command *cmd, Args *a) {
   return status_to_exit(rc);
 }
 
+static const char *command_suggestion(const char *name, char *buf, size_t len) {
+  const char *names[NCOMMANDS + 1];
+  for (int i = 0; i < NCOMMANDS; i++) names[i] = commands[i].name;
+  names[NCOMMANDS] = "help";
+  return closest(name, names, NCOMMANDS + 1, buf, len);
+}
+
 int main(int argc, char **argv) {
+  char hint[64];
+  if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version"))) {
+    print_version();
+    return 0;
+  }
   if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
     usage_all(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
@@ -412,7 +515,7 @@ int main(int argc, char **argv) {
     }
     const Command *c = find_command(argv[2]);
     if (!c) {
-      fprintf(stderr, "heed help: unknown command '%s'\n", argv[2]);
+      fprintf(stderr, "heed help: unknown command '%s'%s\n", argv[2], command_suggestion(argv[2], hint, sizeof hint));
       return 2;
     }
     usage_cmd(c, stdout);
@@ -420,13 +523,14 @@ int main(int argc, char **argv) {
   }
   const Command *cmd = find_command(argv[1]);
   if (!cmd) {
-    fprintf(stderr, "heed: unknown command '%s'; run 'heed --help' for the list\n", argv[1]);
+    fprintf(stderr, "heed: unknown command '%s'%s\nRun 'heed help' for the list of commands.\n", argv[1],
+            command_suggestion(argv[1], hint, sizeof hint));
     return 2;
   }
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   int threads = cores < 1 ? 1 : cores > 256 ? 256 : (int)cores;
   Args a = {.run = {.strict = true, .seed = 1337, .threads = threads}, .bench = {.threads = threads},
-            .train = {.sample = -1}, .gen = {.n = 64, .temperature = 1, .top_p = 1}};
+            .train = {.sample = -1, .prog = argv[0]}, .gen = {.n = 64, .temperature = 1, .top_p = 1}};
   int rc = parse_args(cmd, argc - 2, argv + 2, &a);
   if (!cmd->available && !a.help) {  // its flags are not parsed yet
     rc = 0;

@@ -149,9 +149,9 @@ static double **load_params(Compilation *c, const IrGraph *g, const HeedRunOpts 
       fail(c, err);
     }
   }
-  for (int j = 0; ok && o->strict && j < st.n; j++) {  // extras
+  for (int j = 0; ok && o->strict && j < st.n; j++) {  // extras (a heed checkpoint's optimizer state is none)
     const char *nm = st.t[j].name;
-    bool known = false;
+    bool known = rt_st_is_ckpt_state(&st, nm);
     for (int i = 0; !known && i < g->params.len; i++)
       known = !strncmp(nm, o->prefix ? o->prefix : "", plen) && !strcmp(nm + plen, g->params.data[i]->name);
     if (!known) {

@@ -36,6 +36,34 @@ static bool parse_count(const char *val, int64_t lo, int64_t *out) {
   return true;
 }
 
+// The flags of train that are not settings, files or counts: --profile,
+// --force, --strict=...; and the flags of other commands, which
+// train refuses rather than ignore.
+static int other_flag(HeedTrainOpts *o, const char *flag, char *err, size_t errlen) {
+  if (!strcmp(flag, "--profile") || !strcmp(flag, "--force")) {
+    *(flag[2] == 'p' ? &o->profile : &o->force) = true;
+    return 1;
+  }
+  if (!strncmp(flag, "--strict=", 9)) {
+    o->strict_given = true;
+    o->lax = !strcmp(flag + 9, "false");
+    if (o->lax || !strcmp(flag + 9, "true")) return 1;
+    snprintf(err, errlen, "--strict takes true or false, not '%s'", flag + 9);
+    return -1;
+  }
+  if (!strcmp(flag, "--weights")) {
+    snprintf(err, errlen, "--weights is not a train flag: --init W starts a new run from the weights W (a "
+             "checkpoint or any safetensors; fresh optimizer state, from step 1), --resume DIR|FILE continues a run");
+    return -1;
+  }
+  if (!strcmp(flag, "-o") || !strcmp(flag, "--inputs") || !strcmp(flag, "--outputs") || !strcmp(flag, "--emit")) {
+    snprintf(err, errlen, "%s is not a train flag%s", flag,
+             flag[1] == 'o' ? ": --out DIR names the output directory" : "");
+    return -1;
+  }
+  return 0;
+}
+
 int heed_train_flag(HeedTrainOpts *o, const char *flag, const char *val, const char **set_key, char *err,
                     size_t errlen) {
   static const char *const sets[][2] = {{"--steps", "steps"}, {"--batch", "batch"}, {"--seq", "seq"},
@@ -52,19 +80,25 @@ int heed_train_flag(HeedTrainOpts *o, const char *flag, const char *val, const c
     *set_key = sets[i][1];
     return 2;
   }
+  int used = other_flag(o, flag, err, errlen);
+  if (used) return used;
   const char **str = !strcmp(flag, "--data") ? &o->data : !strcmp(flag, "--val") ? &o->val
-                   : !strcmp(flag, "--out") ? &o->out : !strcmp(flag, "--resume") ? &o->resume : NULL;
-  if (str) {
+                   : !strcmp(flag, "--out") ? &o->out : !strcmp(flag, "--resume") ? &o->resume
+                   : !strcmp(flag, "--init") ? &o->init : !strcmp(flag, "--prefix") ? &o->prefix
+                   : !strcmp(flag, "--freeze") && o->nfreeze < HEED_TRAIN_MAX_FREEZE ? &o->freeze[o->nfreeze]
+                   : NULL;
+  if (str || !strcmp(flag, "--freeze")) {
     if (!val || !*val) {
       snprintf(err, errlen, "%s needs a value", flag);
       return -1;
     }
+    if (!str) {
+      snprintf(err, errlen, "at most %d --freeze patterns", HEED_TRAIN_MAX_FREEZE);
+      return -1;
+    }
     *str = val;
+    o->nfreeze += str == &o->freeze[o->nfreeze];
     return 2;
-  }
-  if (!strcmp(flag, "--profile")) {
-    o->profile = true;
-    return 1;
   }
   int64_t *num = !strcmp(flag, "--checkpoint-every") ? &o->checkpoint_every : !strcmp(flag, "--sample") ? &o->sample
                  : NULL;
@@ -97,7 +131,9 @@ typedef struct {
   int32_t *x, *y;                  // (B,T) each
   int ix, iy;                      // which trainer input gets x, y
   char out[PATHMAX - 64], csv[PATHMAX], svg[PATHMAX], last_ckpt[PATHMAX];
-  HeedCkptMeta meta;               // this run's settings and fingerprint
+  char resume[PATHMAX - 64];       // the checkpoint --resume names (a directory's newest)
+  bool clear_out;                  // --force over an earlier run: remove its files before the first step
+  HeedCkptMeta meta;               // this run's settings, fingerprint and run id
   FILE *metrics;
   bool tty;
   double t_start, t_last, ema_step_s;
@@ -179,6 +215,10 @@ static void settings_line(const Run *r, char *buf, size_t n) {
            t->weight_decay, t->momentum, t->schedule, t->warmup, t->min_lr, t->clip,
            (unsigned long long)r->data.hash, (long long)r->data.n, r->o->val ? "file:" : "split:",
            (unsigned long long)r->val.src->hash, (long long)r->val.begin, (long long)r->val.end);
+  for (int i = 0; i < r->o->nfreeze; i++) {  // only when given: older checkpoints' lines end at val=
+    size_t k = strlen(buf);
+    snprintf(buf + k, n - k, "%s%s", i ? "," : " freeze=", r->o->freeze[i]);
+  }
 }
 
 // Binds the trainer's inputs by name: tokens and targets.
@@ -208,15 +248,15 @@ static int start_state(Run *r, int64_t *start) {
   *start = 0;
   r->rng = (uint64_t)r->tr->seed ^ 0x5DEECE66Dull;  // the data order's stream (init has its own)
   if (!r->o->resume) {
+    heed_ckpt_new_run_id(r->meta.run_id);
     if (!heed_trainer_init(r->t, (uint64_t)r->tr->seed)) return HEED_ERR_CHECK;
+    if (r->o->init && !heed_ckpt_init_from(r->t, r->o->init, r->o->prefix, !r->o->lax, err, sizeof err))
+      return fail(r, err);
+    if (r->o->init)
+      fprintf(stderr, "heed train: starting from the weights in %s (fresh optimizer state, step 1)\n", r->o->init);
     return HEED_OK;
   }
-  struct stat st;
-  snprintf(path, sizeof path, "%s", r->o->resume);
-  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && !heed_ckpt_latest(r->o->resume, path, sizeof path)) {
-    snprintf(err, sizeof err, "--resume %s: no checkpoint (ckpt-*.safetensors) in the directory", r->o->resume);
-    return fail(r, err);
-  }
+  snprintf(path, sizeof path, "%s", r->resume);
   HeedCkptMeta m;
   if (!heed_ckpt_load(r->t, path, &r->meta, &m, err, sizeof err)) return fail(r, err);
   if (m.step > r->steps) {
@@ -229,6 +269,8 @@ static int start_state(Run *r, int64_t *start) {
             (long long)m.steps, (long long)r->steps);
   r->rng = m.rng;
   *start = m.step;
+  if (m.run_id[0]) snprintf(r->meta.run_id, sizeof r->meta.run_id, "%s", m.run_id);
+  else heed_ckpt_new_run_id(r->meta.run_id);  // a checkpoint from before run ids
   snprintf(r->last_ckpt, sizeof r->last_ckpt, "%s", path);
   fprintf(stderr, "heed train: resuming from %s at step %lld\n", path, (long long)m.step);
   return HEED_OK;
@@ -344,61 +386,190 @@ static void print_tokens(const int32_t *seq, int64_t n, bool bytes) {
   printf("\n");
 }
 
-// A token drawn from softmax(logits / 0.8) with u uniform in [0, 1).
-static int32_t draw(const float *logits, int64_t V, double u) {
-  double mx = -INFINITY, z = 0;
-  for (int64_t k = 0; k < V; k++) mx = fmax(mx, logits[k]);
-  for (int64_t k = 0; k < V; k++) z += exp((logits[k] - mx) / 0.8);
-  for (int64_t k = 0; k < V; k++) {
-    u -= exp((logits[k] - mx) / 0.8) / z;
-    if (u < 0) return (int32_t)k;
-  }
-  return (int32_t)(V - 1);
+// The model for the sample: the trainer's forward over the whole window.
+static int sample_logits(void *ud, const int32_t *tokens, int64_t n, const float **rows) {
+  return !heed_trainer_logits(((Run *)ud)->t, tokens, n, rows);
+}
+
+typedef struct {
+  int32_t *tok;
+  int64_t n;
+} Sampled;
+
+static int sample_emit(void *ud, int32_t tok) {
+  Sampled *s = ud;
+  s->tok[s->n++] = tok;
+  return 0;
 }
 
 // Prints n tokens sampled from the model after a prompt from the validation
-// data: temperature 0.8, seeded, the whole window recomputed per token.
+// data: temperature 0.8, seeded with the train seed, through heed
+// generate's loop and sampler (runtime/generate.c) with its window (the
+// trained seq; past it the last half is kept): `heed generate` on the final
+// checkpoint with that prompt, --temperature 0.8 and --seed SEED samples
+// alike (it decodes with a KV cache; this recomputes the window).
 static bool sample(Run *r, int64_t n) {
-  int64_t plen = r->T / 4 < 32 ? r->T / 4 : 32, len = 0, V = r->vocab > 0 ? r->vocab : 256;
+  int64_t plen = r->T / 4 < 32 ? r->T / 4 : 32, V = r->vocab > 0 ? r->vocab : 256;
   if (plen < 1) plen = 1;
   int32_t *seq = malloc(sizeof *seq * (size_t)(plen + n));
   if (!seq) return false;
-  for (; len < plen; len++) seq[len] = rt_tokens_get(r->val.src, r->val.begin + len);
-  RtRng rng;
-  rt_rng_seed(&rng, (uint64_t)r->tr->seed);
-  bool ok = true;
-  while (ok && len < plen + n) {
-    int64_t w = len < r->T ? len : r->T;
-    const float *lg;
-    if ((ok = heed_trainer_logits(r->t, seq + len - w, w, &lg)))
-      seq[len++] = draw(lg + (w - 1) * V, V, rt_rng_uniform(&rng));
-  }
+  for (int64_t i = 0; i < plen; i++) seq[i] = rt_tokens_get(r->val.src, r->val.begin + i);
+  RtGenModel m;
+  RtGenRecompute rg;
+  RtGenOpts go = {.max_new = n, .sample = {.temperature = 0.8, .top_p = 1, .seed = (uint64_t)r->tr->seed}};
+  Sampled out = {.tok = seq + plen};
+  char err[ERRMAX] = "";
+  bool ok = rt_gen_recompute_init(&rg, &m, V, r->T, sample_logits, NULL, r) == RT_OK &&
+            rt_generate(&m, seq, plen, &go, sample_emit, &out, NULL, err, sizeof err) == RT_OK;
+  if (!ok && !r->c->diag.nerr) fail(r, err[0] ? err : "out of memory");
   if (ok) {
     printf("sample (%lld tokens after a prompt of %lld from the validation data):\n", (long long)n, (long long)plen);
-    print_tokens(seq, len, r->vocab > 0 && r->vocab <= 256);
+    print_tokens(seq, plen + out.n, r->vocab > 0 && r->vocab <= 256);
   }
+  rt_gen_recompute_free(&rg);
   free(seq);
   return ok;
 }
 
-// Output directory, metrics log, checkpoint policy.
+// Why the model cannot be sampled (NULL if it can): the sample and the
+// generate command need a forward(tokens: i32[B, T]) returning f32 logits
+// [B, T, V], T free (heed_trainer_logits, heed generate).
+static const char *no_sample(const Run *r) {
+  const IrGraph *f = r->c->model->forward;
+  const IrNode *in = f->inputs.len == 1 ? f->inputs.data[0] : NULL;
+  const IrNode *out = f->outputs.len == 1 ? f->outputs.data[0] : NULL;
+  if (!in || in->ty.rank != 2 || !ir_dtype_info[in->ty.dt].is_int || !in->ty.dim[1].nsym || !out ||
+      out->ty.rank != 3 || out->ty.dt != IR_F32 || r->vocab <= 0)
+    return "its forward is not forward(tokens: i32[B, T]) -> f32[B, T, V] with T free";
+  return NULL;
+}
+
+// Appends s to buf (n bytes, NUL-terminated) after a space, quoted for a
+// POSIX shell where it needs quoting; truncates at n.
+static void shell_arg(char *buf, size_t n, const char *s) {
+  size_t k = strlen(buf);
+  bool plain = *s != 0;
+  for (const char *p = s; *p && plain; p++) plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                           "0123456789_-./=:,+@%", *p) != NULL;
+  char piece[8];
+  for (const char *p = k ? " " : ""; *p && k + 1 < n; p++) buf[k++] = *p;
+  if (!plain && k + 1 < n) buf[k++] = '\'';
+  for (const char *p = s; *p; p++) {
+    snprintf(piece, sizeof piece, "%s", !plain && *p == '\'' ? "'\\''" : (char[2]){*p, 0});
+    for (const char *q = piece; *q && k + 1 < n; q++) buf[k++] = *q;
+  }
+  if (!plain && k + 1 < n) buf[k++] = '\'';
+  buf[k < n ? k : n - 1] = 0;
+}
+
+// The command that generates from the final checkpoint: this heed, the
+// model file, --model, and the --set flags that are config values (they
+// change the model's shape; train settings do not matter to generate).
+static void generate_command(const Run *r, char *buf, size_t n) {
+  static const char *const train_keys[] = {"optimizer", "schedule", "clip", "batch", "seq", "steps", "eval_every",
+                                           "seed", "lr", "weight_decay", "momentum", "warmup", "min_lr", "beta1",
+                                           "beta2", "eps"};
+  const HeedOptions *ho = r->c->opts;
+  buf[0] = 0;
+  shell_arg(buf, n, r->o->prog ? r->o->prog : "heed");
+  shell_arg(buf, n, "generate");
+  shell_arg(buf, n, ho->path);
+  if (ho->check.model_name) shell_arg(buf, n, "--model"), shell_arg(buf, n, ho->check.model_name);
+  for (int i = 0; i < ho->check.noverrides; i++) {
+    const FeOverride *ov = &ho->check.overrides[i];
+    bool train_key = false;
+    for (size_t k = 0; k < sizeof train_keys / sizeof *train_keys; k++) train_key |= !strcmp(ov->key, train_keys[k]);
+    char kv[1024];
+    snprintf(kv, sizeof kv, "%s=%s", ov->key, ov->value);
+    if (!train_key) shell_arg(buf, n, "--set"), shell_arg(buf, n, kv);
+  }
+  shell_arg(buf, n, "--weights");
+  shell_arg(buf, n, r->last_ckpt);
+  shell_arg(buf, n, "--prompt");
+  shell_arg(buf, n, "The ");
+}
+
+// After the last step: the sample (or why none), the files, how to generate.
+static int finish(Run *r) {
+  int64_t n = r->o->sample >= 0 ? r->o->sample : DEFAULT_SAMPLE;
+  const char *why = no_sample(r);
+  if (n > 0 && why)
+    fprintf(stderr, "heed train: note: no sample of text: %s (--sample 0 skips it)\n", why);
+  else if (n > 0 && !sample(r, n))
+    return HEED_ERR_CHECK;
+  printf("checkpoint: %s\nmetrics:    %s\nloss plot:  %s\n", r->last_ckpt[0] ? r->last_ckpt : "(none)", r->csv,
+         r->svg);
+  if (!why && r->last_ckpt[0] && r->vocab >= 256) {  // heed generate's prompts are bytes or GPT-2 BPE tokens
+    char cmd[3 * PATHMAX];
+    generate_command(r, cmd, sizeof cmd);
+    printf("generate:   %s\n", cmd);
+    if (r->vocab > 256) printf("            (add --tokenizer DIR if the data was GPT-2 BPE tokens)\n");
+  }
+  return HEED_OK;
+}
+
+// The --resume checkpoint (a directory: its newest) into r->resume.
+static int resume_path(Run *r) {
+  char err[ERRMAX];
+  struct stat st;
+  snprintf(r->resume, sizeof r->resume, "%s", r->o->resume);
+  if (stat(r->resume, &st) == 0 && S_ISDIR(st.st_mode) && !heed_ckpt_latest(r->o->resume, r->resume, sizeof r->resume)) {
+    snprintf(err, sizeof err, "--resume %s: no checkpoint (ckpt-*.safetensors) in the directory", r->o->resume);
+    return fail(r, err);
+  }
+  return HEED_OK;
+}
+
+// The output directory: --out, else the --resume checkpoint's directory,
+// else runs/MODEL, or the first runs/MODEL-N that holds no run. One run per
+// directory: a new run into a directory holding a run is an error (--force:
+// start over there), and a resumed run refuses a directory holding
+// checkpoints of another run id.
+static int choose_out(Run *r) {
+  char err[4 * PATHMAX], id[32], other[PATHMAX], oid[32];
+  const char *o = r->o->out;
+  if (r->o->resume) {
+    int rc = resume_path(r);
+    if (rc != HEED_OK) return rc;
+    if (!heed_ckpt_read_run_id(r->resume, id, err, sizeof err)) return fail(r, err);
+    snprintf(r->out, sizeof r->out, "%s", o ? o : r->resume);
+    char *slash = strrchr(r->out, '/');
+    if (!o && slash) *slash = 0;
+    else if (!o) snprintf(r->out, sizeof r->out, ".");
+    if (heed_rundir_foreign(r->out, id, other, sizeof other, oid, sizeof oid)) {
+      snprintf(err, sizeof err, "%s holds checkpoints of another run (%s: run %s; %s is of run %s): resume into an "
+               "empty directory or one of this run (--out DIR)", r->out, other, oid, r->resume, id[0] ? id : "?");
+      return fail(r, err);
+    }
+    return HEED_OK;
+  }
+  const char *model = r->c->model->decl->name;
+  if (o) snprintf(r->out, sizeof r->out, "%s", o);
+  else snprintf(r->out, sizeof r->out, "runs/%s", model);
+  if (!heed_rundir_used(r->out)) return HEED_OK;
+  if (r->o->force) {
+    r->clear_out = true;
+    fprintf(stderr, "heed train: --force: starting over in %s (its checkpoints, metrics.csv and loss.svg go)\n",
+            r->out);
+    return HEED_OK;
+  }
+  if (o) {
+    snprintf(err, sizeof err, "%s holds another run (checkpoints, metrics.csv, loss.svg): --resume %s continues it, "
+             "--force starts over there (removing that run's files), or choose another --out", r->out, r->out);
+    return fail(r, err);
+  }
+  for (int k = 2; heed_rundir_used(r->out); k++) snprintf(r->out, sizeof r->out, "runs/%s-%d", model, k);
+  fprintf(stderr, "heed train: runs/%s holds an earlier run; this one goes to %s (--out DIR chooses, --resume "
+          "runs/%s continues the earlier one)\n", model, r->out, model);
+  return HEED_OK;
+}
+
+// Creates the output directory (after --force, without the old run's
+// files) and opens the metrics log.
 static int prepare_out(Run *r, int64_t start) {
   char err[ERRMAX];
-  const char *o = r->o->out;
-  if (!o && r->o->resume) {  // resume into the checkpoint's directory
-    struct stat st;
-    snprintf(r->out, sizeof r->out, "%s", r->o->resume);
-    if (stat(r->o->resume, &st) == 0 && !S_ISDIR(st.st_mode)) {
-      char *slash = strrchr(r->out, '/');
-      if (slash) *slash = 0;
-      else snprintf(r->out, sizeof r->out, ".");
-    }
-  } else if (o) {
-    snprintf(r->out, sizeof r->out, "%s", o);
-  } else {
-    snprintf(r->out, sizeof r->out, "runs/%s", r->c->model->decl->name);
-  }
   if (!make_dirs(r->out, err, sizeof err)) return fail(r, err);
+  if (r->clear_out && !heed_rundir_clear(r->out, err, sizeof err)) return fail(r, err);
   snprintf(r->csv, sizeof r->csv, "%s/metrics.csv", r->out);
   snprintf(r->svg, sizeof r->svg, "%s/loss.svg", r->out);
   if (!(r->metrics = heed_metrics_open(r->csv, r->o->resume ? start : -1, err, sizeof err))) return fail(r, err);
@@ -415,13 +586,14 @@ static int setup(Run *r, int64_t *start) {
   r->keep = r->o->keep ? r->o->keep : DEFAULT_KEEP;
   r->vocab = model_vocab(r->c->model);
   r->tty = isatty(2);
-  int rc = open_data(r);
+  int rc = choose_out(r);
+  if (rc == HEED_OK) rc = open_data(r);
   if (rc != HEED_OK) return rc;
   r->x = malloc(sizeof(int32_t) * (size_t)(r->B * r->T));
   r->y = malloc(sizeof(int32_t) * (size_t)(r->B * r->T));
   if (!r->x || !r->y) return fail(r, "out of memory");
   HeedTrainerOpts to = {.interp = r->o->interp, .threads = r->o->threads, .batch = r->B, .seq = r->T,
-                        .profile = r->o->profile};
+                        .profile = r->o->profile, .freeze = r->o->freeze, .nfreeze = r->o->nfreeze};
   if (!(r->t = heed_trainer_new(r->c, &to))) return HEED_ERR_CHECK;
   if ((rc = bind_inputs(r)) != HEED_OK) return rc;
   settings_line(r, r->meta.settings, sizeof r->meta.settings);
@@ -463,31 +635,50 @@ static int loop(Run *r, int64_t start, int64_t *done) {
   return rc;
 }
 
-int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
-  Run r = {.c = c, .o = o, .tr = c->model->train};
-  if (!r.tr) {
+// Flags that only mean something together; HEED_ERR_USAGE with a message.
+static int check_opts(Compilation *c, const HeedTrainOpts *o) {
+  const char *msg = o->init && o->resume ? "--init starts a new run from weights, --resume continues a run: "
+                                            "give one of them"
+                  : o->force && o->resume ? "--force starts a new run over an old one; --resume continues a run "
+                                            "(into its own directory, or an empty --out)"
+                  : (o->prefix || o->strict_given) && !o->init ? "--prefix and --strict apply to the weights of "
+                                                                 "--init W"
+                  : NULL;
+  if (msg) {
+    diag_error(&c->diag, (SrcLoc){0}, "heed train: %s", msg);
+    return HEED_ERR_USAGE;
+  }
+  if (!c->model->train) {
     diag_error(&c->diag, (SrcLoc){0}, "model '%s' has no train section: heed train needs one (LANGUAGE.md)",
                c->model->decl->name);
     return HEED_ERR_CHECK;
   }
+  return HEED_OK;
+}
+
+int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
+  Run r = {.c = c, .o = o, .tr = c->model->train};
+  int rc = check_opts(c, o);
+  if (rc != HEED_OK) return rc;
   int64_t start = 0, done = 0;
   r.t_start = now_s();
-  int rc = setup(&r, &start);
+  rc = setup(&r, &start);
   if (rc == HEED_OK) {
-    fprintf(stderr, "heed train: %s, %lld parameters, batch %lld x seq %lld, steps %lld..%lld, data %s (%lld tokens), "
-            "output %s\n", c->model->decl->name, (long long)c->model->nparam_elems, (long long)r.B, (long long)r.T,
-            (long long)start + 1, (long long)r.steps, o->data, (long long)r.data.n, r.out);
+    char frozen[96] = "";
+    int nt;
+    int64_t tp = heed_trainer_trainable(r.t, &nt);
+    if (o->nfreeze)
+      snprintf(frozen, sizeof frozen, " (%lld trainable in %d tensors; --freeze)", (long long)tp, nt);
+    fprintf(stderr, "heed train: %s, %lld parameters%s, batch %lld x seq %lld, steps %lld..%lld, data %s (%lld "
+            "tokens), output %s\n", c->model->decl->name, (long long)c->model->nparam_elems, frozen, (long long)r.B,
+            (long long)r.T, (long long)start + 1, (long long)r.steps, o->data, (long long)r.data.n, r.out);
     rc = loop(&r, start, &done);
   }
   if (rc == HEED_OK && stop_signal) {
     printf("interrupted (signal %d) after step %lld: checkpoint %s\n", (int)stop_signal, (long long)done,
            r.last_ckpt);
   } else if (rc == HEED_OK) {
-    int64_t n = o->sample >= 0 ? o->sample : DEFAULT_SAMPLE;
-    if (n > 0 && !sample(&r, n)) rc = HEED_ERR_CHECK;
-    if (rc == HEED_OK)
-      printf("checkpoint: %s\nmetrics:    %s\nloss plot:  %s\n", r.last_ckpt[0] ? r.last_ckpt : "(none)", r.csv,
-             r.svg);
+    rc = finish(&r);
   }
   if (r.metrics && fclose(r.metrics) != 0 && rc == HEED_OK) rc = fail(&r, "cannot write the metrics log");
   if (r.t && o->profile) heed_trainer_profile(r.t, stderr);

@@ -7,6 +7,7 @@
 // loss prefix of the same graph on the same buffers; logits for sampling
 // run the model's forward graph (compiled on first use) on the parameters'
 // buffers in place.
+#include <fnmatch.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,6 +205,32 @@ static void *plan_arena(HeedTrainer *t, const CgProgram *p, const int64_t *symva
 }
 #endif
 
+// --freeze: the loss graph's trainable parameters that match a pattern
+// become buffers (pass_train_step then neither differentiates nor updates
+// them). A pattern matching no trainable parameter, or nothing left to
+// train, is an error.
+static bool freeze(Compilation *c, IrGraph *g, const char *const *pat, int npat) {
+  for (int k = 0; k < npat; k++) {  // every pattern against the trainable parameters, before any is frozen
+    bool hit = false;
+    for (int i = 0; i < g->params.len && !hit; i++)
+      hit = (g->params.data[i]->flags & IR_FLAG_PARAM) && fnmatch(pat[k], g->params.data[i]->name, 0) == 0;
+    if (!hit) {
+      diag_error(&c->diag, NOLOC, "--freeze '%s' matches no trainable parameter (heed check --params lists them)",
+                 pat[k]);
+      return false;
+    }
+  }
+  int left = 0;
+  for (int i = 0; i < g->params.len; i++) {
+    IrNode *p = g->params.data[i];
+    for (int k = 0; k < npat && (p->flags & IR_FLAG_PARAM); k++)
+      if (fnmatch(pat[k], p->name, 0) == 0) p->flags = (p->flags & ~IR_FLAG_PARAM) | IR_FLAG_BUFFER;
+    left += (p->flags & IR_FLAG_PARAM) != 0;
+  }
+  if (npat && !left) diag_error(&c->diag, NOLOC, "--freeze: every parameter is frozen; there is nothing to train");
+  return !npat || left;
+}
+
 HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
   FeModel *m = c->model;
   if (!m || !m->train || !m->loss || !m->forward) {
@@ -222,7 +249,7 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
   const FeTrain *tr = m->train;
   PassTrainOpts po = {.optimizer = tr->optimizer, .beta1 = tr->beta1, .beta2 = tr->beta2, .eps = tr->eps,
                       .weight_decay = tr->weight_decay, .momentum = tr->momentum, .clip = tr->clip};
-  bool ok = bind_sizes(t) && pass_train_step(t->g, t->g->outputs.data[0], &po, &t->ts) && make_slots(t);
+  bool ok = freeze(c, t->g, o->freeze, o->nfreeze) && bind_sizes(t) && pass_train_step(t->g, t->g->outputs.data[0], &po, &t->ts) && make_slots(t);
   if (ok) {
     t->evalg = *t->g;
     t->evalg.nodes.len = t->ts.nfwd;
@@ -282,6 +309,13 @@ void heed_trainer_free(HeedTrainer *t) {
   free(t->flogits);
   free(t->slots);
   free(t);
+}
+
+int64_t heed_trainer_trainable(const HeedTrainer *t, int *ntensors) {
+  int64_t n = 0;
+  for (int i = 0; i < t->ts.nparams; i++) n += ir_type_numel(&t->ts.params[i].param->ty, NULL);
+  *ntensors = t->ts.nparams;
+  return n;
 }
 
 const char *heed_trainer_name(const HeedTrainer *t) { return t->name; }

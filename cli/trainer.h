@@ -33,6 +33,8 @@ typedef struct {
   int threads;          // compiled code's thread pool size (<= 1: the calling thread only)
   int64_t batch, seq;   // B and T of every step's (and eval's) inputs
   bool profile;         // time the step's kernel calls (heed_trainer_profile)
+  const char *const *freeze;  // glob patterns (fnmatch) on full parameter names: these are not trained
+  int nfreeze;          // (no gradient, no optimizer state, never updated: as requires_grad=False)
 } HeedTrainerOpts;
 
 // c: after heed_frontend with c->opts->check.lower set, and a train section
@@ -40,12 +42,15 @@ typedef struct {
 // tensors (tokens, targets). Extends c->model->loss in place into the train
 // step graph (so call this once per compilation). NULL with a diagnostic in
 // c->diag on failure (no train section, a float loss input, out of memory,
-// the backend cannot compile the graph).
+// the backend cannot compile the graph, a freeze pattern that matches no
+// trainable parameter, every parameter frozen).
 HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o);
 void heed_trainer_free(HeedTrainer *t);  // NULL is harmless
 // With opts.profile: prints the per-op times of the steps run so far to f.
 void heed_trainer_profile(const HeedTrainer *t, FILE *f);
 
+// The trainable parameters (not buffers, not frozen): elements, and tensors into *ntensors.
+int64_t heed_trainer_trainable(const HeedTrainer *t, int *ntensors);
 // What runs the steps: "compiled, N threads" or "reference interpreter".
 const char *heed_trainer_name(const HeedTrainer *t);
 // Bytes of the buffers the trainer holds now (every node of the step graph,

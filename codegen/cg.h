@@ -193,6 +193,8 @@ typedef struct {
                                // (objcache.c); NULL: no cache
   int prefix;                  // > 0: also an entry for nodes [0, prefix) only (cg_run_prefix), e.g.
                                // a train step's forward and loss, for evaluation on the step's buffers
+  const char *entry;           // the entry's symbol (NULL: heed_forward); when set, the sgemms are
+                               // ENTRY_sgemm_nn, ... so that two graphs' objects link into one program
 } CgOptions;
 
 // What heed_forward's third argument points to (the layout is the ABI).

@@ -1420,7 +1420,10 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   bool used[4] = {false};  // sgemm variants: nn, nt, tn, tt
   for (int i = 0; i < g->nodes.len; i++)
     if (g->nodes.data[i]->op == IR_OP_MATMUL) used[node_nt(g->nodes.data[i])] = true;
-  static const char *const gname[4] = {"heed_sgemm_nn", "heed_sgemm_nt", "heed_sgemm_tn", "heed_sgemm_tt"};
+  static const char *const gsuffix[4] = {"nn", "nt", "tn", "tt"};
+  const char *entry = o && o->entry ? o->entry : "heed_forward";
+  char gname[4][64];
+  for (int v = 0; v < 4; v++) snprintf(gname[v], sizeof gname[v], "%s_sgemm_%s", o && o->entry ? o->entry : "heed", gsuffix[v]);
   for (int v = 0; v < 4; v++) {
     if (!used[v]) continue;
     CgGemmConfig gc;
@@ -1444,7 +1447,7 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   if (!p->skip || !p->fused || !grp) goto oom;
   group_attention_grads(g, grp, p->fused);
   for (int i = 0; i < g->nodes.len; i++) p->skip[i] = p->skip[i] || p->fused[i];
-  if (!emit_entry(&k, g, p, grp, "heed_forward", g->nodes.len, d)) goto fail;
+  if (!emit_entry(&k, g, p, grp, entry, g->nodes.len, d)) goto fail;
   int prefix = o && o->prefix > 0 && o->prefix < g->nodes.len ? o->prefix : 0;
   if (prefix && !emit_entry(&k, g, p, grp, "heed_prefix", prefix, d)) goto fail;
   if (!lifetimes(p, g, grp)) goto oom;
@@ -1470,7 +1473,7 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   if (!define_symbols(p->cg, o, d) || !cg_llvm_jit_add(p->cg, d)) goto fail;
 lookup:;
   double t2 = now_ms();
-  p->entry = (CgEntryFn)cg_llvm_lookup(p->cg, "heed_forward", d);
+  p->entry = (CgEntryFn)cg_llvm_lookup(p->cg, entry, d);
   if (!p->entry) goto fail;
   if (prefix && !(p->prefix = (CgEntryFn)cg_llvm_lookup(p->cg, "heed_prefix", d))) goto fail;
   double t3 = now_ms();

@@ -30,7 +30,8 @@ typedef struct {
   IrNode *pos;
   IrNode **kc, **vc;  // per attention (in order): the cache inputs ...
   IrNode **ko, **vo;  // ... and the appended caches (outputs)
-  int natt, tsym;
+  int natt, tsym, output;  // output: the forward's output kept (-1: all)
+  bool *live;         // per forward node: the kept outputs need it (params and inputs always)
   char *why;
   size_t whylen;
 } Kv;
@@ -66,7 +67,7 @@ static bool mixes_sequence(const Kv *kv, const IrNode *n) {
 // The cache inputs, one pair per causal attention: (B, KV, C) like its k.
 static bool make_caches(Kv *kv, int kvsym) {
   const IrGraph *f = kv->f;
-  for (int i = 0; i < f->nodes.len; i++) kv->natt += f->nodes.data[i]->op == IR_OP_ATTENTION;
+  for (int i = 0; i < f->nodes.len; i++) kv->natt += f->nodes.data[i]->op == IR_OP_ATTENTION && kv->live[i];
   kv->kc = arena_alloc(kv->g->a, sizeof(IrNode *) * (size_t)(kv->natt + 1));
   kv->vc = arena_alloc(kv->g->a, sizeof(IrNode *) * (size_t)(kv->natt + 1));
   kv->ko = arena_alloc(kv->g->a, sizeof(IrNode *) * (size_t)(kv->natt + 1));
@@ -74,7 +75,7 @@ static bool make_caches(Kv *kv, int kvsym) {
   if (!kv->kc || !kv->vc || !kv->ko || !kv->vo) return false;
   for (int i = 0, a = 0; i < f->nodes.len; i++) {
     const IrNode *n = f->nodes.data[i];
-    if (n->op != IR_OP_ATTENTION) continue;
+    if (n->op != IR_OP_ATTENTION || !kv->live[i]) continue;
     IrType ct = n->src[1]->ty;
     ct.dim[1] = ir_dim_sym(kvsym);
     const char *kn = arena_printf(kv->g->a, "cache.k.%d", a), *vn = arena_printf(kv->g->a, "cache.v.%d", a);
@@ -138,6 +139,7 @@ static bool check_input(Kv *kv) {
   }
   kv->tsym = t.sym[0];
   for (int i = 0; i < f->outputs.len; i++) {
+    if (kv->output >= 0 && i != kv->output) continue;
     const IrType *o = &f->outputs.data[i]->ty;
     if (o->rank < 2 || !ir_dim_eq(o->dim[1], t)) {
       snprintf(kv->why, kv->whylen, "output '%s' is not per position (B, T, ...)", f->output_names.data[i]);
@@ -158,11 +160,29 @@ static int new_sym(IrGraph *g) {
   return -1;
 }
 
-IrGraph *pass_kvcache(const IrGraph *f, char *why, size_t whylen) {
-  Kv kv = {.f = f, .why = why, .whylen = whylen};
+// Which forward nodes the kept outputs need (params and inputs: all).
+static bool mark_live(Kv *kv) {
+  const IrGraph *f = kv->f;
+  if (!(kv->live = arena_alloc(f->a, sizeof(bool) * (size_t)(f->nodes.len + 1)))) return false;
+  for (int i = 0; i < f->nodes.len; i++) {
+    IrOp op = f->nodes.data[i]->op;
+    kv->live[i] = kv->output < 0 || op == IR_OP_PARAM || op == IR_OP_INPUT;
+  }
+  if (kv->output >= 0) kv->live[f->outputs.data[kv->output]->id] = true;
+  for (int i = f->nodes.len - 1; i >= 0; i--)  // operands come before their users
+    for (int j = 0; kv->live[i] && j < f->nodes.data[i]->nsrc; j++) kv->live[f->nodes.data[i]->src[j]->id] = true;
+  return true;
+}
+
+IrGraph *pass_kvcache(const IrGraph *f, char *why, size_t whylen) { return pass_kvcache_output(f, -1, why, whylen); }
+
+IrGraph *pass_kvcache_output(const IrGraph *f, int output, char *why, size_t whylen) {
+  Kv kv = {.f = f, .why = why, .whylen = whylen, .output = output < f->outputs.len ? output : -1};
   why[0] = 0;
+  if (!mark_live(&kv)) return snprintf(why, whylen, "out of memory"), NULL;
   for (int i = 0; i < f->nodes.len; i++) {  // the attentions first: the usual reason, and the clearest
     const IrNode *n = f->nodes.data[i];
+    if (!kv.live[i]) continue;
     if (n->op == IR_OP_ATTENTION && !n->attr.causal) return refuse(&kv, n, "attention is not causal"), NULL;
     if (n->op == IR_OP_ATTENTION && n->nsrc > 3) return refuse(&kv, n, "attention has a mask"), NULL;
   }
@@ -179,10 +199,11 @@ IrGraph *pass_kvcache(const IrGraph *f, char *why, size_t whylen) {
   int att = 0;
   for (int i = 0; ok && i < f->nodes.len; i++) {
     const IrNode *n = f->nodes.data[i];
-    if (n->op == IR_OP_INPUT) continue;
+    if (n->op == IR_OP_INPUT || !kv.live[i]) continue;
     ok = (kv.map[n->id] = rewrite(&kv, n, &att)) != NULL;
   }
-  for (int i = 0; ok && i < f->outputs.len; i++) ok = ir_output(kv.g, f->output_names.data[i], kv.map[f->outputs.data[i]->id]);
+  for (int i = 0; ok && i < f->outputs.len; i++)
+    if (kv.output < 0 || i == kv.output) ok = ir_output(kv.g, f->output_names.data[i], kv.map[f->outputs.data[i]->id]);
   for (int a = 0; ok && a < kv.natt; a++)
     ok = ir_output(kv.g, kv.kc[a]->name, kv.ko[a]) && ir_output(kv.g, kv.vc[a]->name, kv.vo[a]);
   if (ok && !ir_verify(kv.g)) {

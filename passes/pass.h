@@ -101,6 +101,10 @@ bool pass_train_step(IrGraph *g, IrNode *loss, const PassTrainOpts *o, PassTrain
 // non-causal or masked attention, an op mixing positions; see kvcache.c).
 // The graph lives in f's arena and reports into f's Diag.
 IrGraph *pass_kvcache(const IrGraph *f, char *why, size_t whylen);
+// The same keeping only the forward's output `output` (and the nodes it
+// needs; every parameter stays, in order): a model that also returns, say,
+// pooled states decodes its logits. output -1: every output.
+IrGraph *pass_kvcache_output(const IrGraph *f, int output, char *why, size_t whylen);
 // The context a forward supports: the rows of the smallest table it
 // gathers with positions (wpe[positions(x)]); 0 if it has none.
 int64_t pass_kv_context(const IrGraph *f);

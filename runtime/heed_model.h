@@ -26,7 +26,8 @@ typedef struct RtModel HeedModel;
 // Checks that this CPU can run the compiled code (it says which features
 // are missing otherwise), reads the weights (weights_path NULL: the ones
 // built in, or the file heed build wrote beside a program) and starts
-// threads (threads <= 0: the cores). NULL with a message in err on failure.
+// threads (threads <= 0: 1 for weights under 16 MB, else the cores). NULL
+// with a message in err on failure.
 HeedModel *heed_model_open(const char *weights_path, int threads, char *err, size_t errlen);
 int64_t heed_model_vocab(const HeedModel *m);    // tokens are 0 .. vocab-1
 int64_t heed_model_ctx(const HeedModel *m);      // at most this many tokens per call
@@ -35,6 +36,15 @@ const char *heed_model_name(void);               // the model's name in its .hee
 // of one sequence; valid until the next call. NULL with a message on error
 // (T outside 1..ctx, a token outside the vocabulary).
 const float *heed_model_logits(HeedModel *m, const int32_t *tokens, int64_t T, char *err, size_t errlen);
+// The window heed build chose for generation (the sequence length the model
+// was trained at, when shorter than the context; else the context).
+int64_t heed_model_window(const HeedModel *m);
+// Incremental decoding with the KV cache (a causal decoder; NULL with a
+// message otherwise): logits (T, vocab) of tokens[0..T) at positions
+// pos..pos+T-1, attending to the positions 0..pos-1 earlier calls ran
+// (pos 0 starts afresh); pos + T <= ctx. Prefill: (prompt, n, 0); then
+// (&next, 1, n), (&next, 1, n + 1), ... Valid until the next call.
+const float *heed_model_step(HeedModel *m, const int32_t *tokens, int64_t T, int64_t pos, char *err, size_t errlen);
 void heed_model_close(HeedModel *m);             // NULL is harmless
 
 #ifdef __cplusplus

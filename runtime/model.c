@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { KIND_COMPUTED, KIND_INPUT, KIND_PARAM, KIND_UNWRITTEN };
 
@@ -43,18 +44,27 @@ typedef struct {
   int64_t err[4];
 } RunCtx;
 
-struct RtModel {
-  RtForwardFn fwd;
+// One compiled graph: the forward (heed_forward) or the KV-cached step
+// (heed_step: tokens at positions pos.., the caches appended in place).
+typedef struct {
+  RtForwardFn fn;
   Node *nodes;
   int nnodes, nsyms, tokens, logits, batch_sym, seq_sym;
-  int64_t vocab, ctx, tcap;  // tcap: the T the buffers are sized for
+  int pos, kv_sym, ncache;  // the step only
+  int *cache;               // the step: [input, appended output] node pairs
+  void **bufs;
+  void **copies;            // per node: an aligned copy of an unaligned parameter
+  int64_t tcap;             // the T the buffers are sized for (0: none yet)
+} Graph;
+
+struct RtModel {
+  Graph f, s;               // s.fn NULL: no step graph (not incremental)
+  int64_t vocab, ctx, window, trained_seq;
   size_t work_per_thread;
   int nthreads;
   RtPool *pool;
   float *work;
-  void **bufs;
   RtSafetensors st;
-  void **copies;  // per node: an aligned copy of an unaligned parameter
 };
 
 static int mfail(char *err, size_t errlen, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -189,34 +199,66 @@ static int64_t node_numel(const Node *nd, const int64_t *symvals) {
   return n;
 }
 
-static int read_desc(RtModel *m, const RtJson *r, char *err, size_t errlen) {
-  int64_t ns, nt, tok, lg, bs, ss, gw;
-  const RtJson *nodes = rt_json_get(r, "nodes"), *fmt = rt_json_get(r, "format");
-  if (!fmt || fmt->kind != RT_JSON_STRING || strcmp(fmt->str, "heed-model-1") != 0)
-    return mfail(err, errlen, RT_ERR_FORMAT, "the model description is not heed-model-1");
+// The fields of one graph's description (the top level for the forward,
+// "step" for the step graph).
+static int read_graph(Graph *g, const RtJson *r, bool step, char *err, size_t errlen) {
+  int64_t ns, tok, lg, bs, ss, v;
+  const RtJson *nodes = rt_json_get(r, "nodes"), *caches = rt_json_get(r, "caches");
   if (!get_int(r, "nsyms", 1, 64, &ns) || !nodes || nodes->kind != RT_JSON_ARRAY || nodes->n < 2 ||
-      !get_int(r, "vocab", 1, INT32_MAX, &m->vocab) || !get_int(r, "ctx", 1, INT32_MAX, &m->ctx) ||
       !get_int(r, "tokens", 0, nodes->n - 1, &tok) || !get_int(r, "logits", 0, nodes->n - 1, &lg) ||
-      !get_int(r, "batch_sym", -1, ns - 1, &bs) || !get_int(r, "seq_sym", 0, ns - 1, &ss) ||
-      !get_int(r, "gemm_work", 0, INT64_MAX / 8192, &gw) || !get_int(r, "nthreads_max", 1, 4096, &nt))
+      !get_int(r, "batch_sym", -1, ns - 1, &bs) || !get_int(r, "seq_sym", 0, ns - 1, &ss))
     return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (a field is missing or wrong)");
-  m->tokens = (int)tok, m->logits = (int)lg, m->batch_sym = (int)bs, m->seq_sym = (int)ss;
-  m->work_per_thread = (size_t)gw;
-  m->nsyms = (int)ns;
-  if (m->nthreads > nt) m->nthreads = (int)nt;
-  m->nnodes = nodes->n;
-  m->nodes = calloc((size_t)m->nnodes, sizeof *m->nodes);
-  m->bufs = calloc((size_t)m->nnodes, sizeof *m->bufs);
-  m->copies = calloc((size_t)m->nnodes, sizeof *m->copies);
-  if (!m->nodes || !m->bufs || !m->copies) return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
+  g->tokens = (int)tok, g->logits = (int)lg, g->batch_sym = (int)bs, g->seq_sym = (int)ss, g->nsyms = (int)ns;
+  g->nnodes = nodes->n;
+  g->nodes = calloc((size_t)g->nnodes, sizeof *g->nodes);
+  g->bufs = calloc((size_t)g->nnodes, sizeof *g->bufs);
+  g->copies = calloc((size_t)g->nnodes, sizeof *g->copies);
+  if (!g->nodes || !g->bufs || !g->copies) return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
   int i = 0;
   for (const RtJson *j = nodes->child; j; j = j->next, i++)
-    if (!read_node(j, m->nsyms, &m->nodes[i]))
+    if (!read_node(j, g->nsyms, &g->nodes[i]))
       return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (node %d)", i);
-  const Node *tk = &m->nodes[m->tokens];
-  if (tk->kind != KIND_INPUT || (tk->dt != RT_I32 && tk->dt != RT_I64) || m->nodes[m->logits].dt != RT_F32)
+  const Node *tk = &g->nodes[g->tokens];
+  if (tk->kind != KIND_INPUT || (tk->dt != RT_I32 && tk->dt != RT_I64) || g->nodes[g->logits].dt != RT_F32)
     return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (tokens or logits)");
+  if (!step) return RT_OK;
+  if (!get_int(r, "pos", 0, g->nnodes - 1, &v) || g->nodes[v].kind != KIND_INPUT || g->nodes[v].dt != RT_I32 ||
+      !caches || caches->kind != RT_JSON_ARRAY)
+    return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (step)");
+  g->pos = (int)v;
+  if (!get_int(r, "kv_sym", 0, ns - 1, &v)) return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (step)");
+  g->kv_sym = (int)v;
+  g->ncache = caches->n;
+  if (!(g->cache = calloc(2 * (size_t)g->ncache + 1, sizeof *g->cache))) return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
+  i = 0;
+  for (const RtJson *c = caches->child; c; c = c->next, i += 2) {
+    int64_t a, b;
+    if (c->kind != RT_JSON_ARRAY || c->n != 2 || !num_in(c->child, 0, g->nnodes - 1, &a) ||
+        !num_in(c->child->next, 0, g->nnodes - 1, &b) || g->nodes[a].kind != KIND_INPUT || g->nodes[b].kind == KIND_PARAM)
+      return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (caches)");
+    g->cache[i] = (int)a, g->cache[i + 1] = (int)b;
+  }
   return RT_OK;
+}
+
+static int read_desc(RtModel *m, const RtJson *r, char *err, size_t errlen) {
+  int64_t nt, gw;
+  const RtJson *fmt = rt_json_get(r, "format");
+  if (!fmt || fmt->kind != RT_JSON_STRING || strcmp(fmt->str, "heed-model-1") != 0)
+    return mfail(err, errlen, RT_ERR_FORMAT, "the model description is not heed-model-1");
+  if (!get_int(r, "vocab", 1, INT32_MAX, &m->vocab) || !get_int(r, "ctx", 1, INT32_MAX, &m->ctx) ||
+      !get_int(r, "gemm_work", 0, INT64_MAX / 8192, &gw) || !get_int(r, "nthreads_max", 1, 4096, &nt))
+    return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (a field is missing or wrong)");
+  // "window" and "trained_seq" are newer: a description without them runs over the context
+  if (!get_int(r, "window", 1, m->ctx, &m->window)) m->window = m->ctx;
+  if (!get_int(r, "trained_seq", 0, INT32_MAX, &m->trained_seq)) m->trained_seq = 0;
+  m->work_per_thread = (size_t)gw;
+  if (m->nthreads > nt) m->nthreads = (int)nt;
+  int rc = read_graph(&m->f, r, false, err, errlen);
+  const RtJson *step = rt_json_get(r, "step");
+  if (!rc && step && m->s.fn) rc = read_graph(&m->s, step, true, err, errlen);
+  else m->s.fn = NULL;  // no step graph in the description, or no code for it
+  return rc;
 }
 
 // "F32[2, 3]" for messages.
@@ -227,7 +269,7 @@ static void shape_text(char *dst, size_t cap, int dt, int rank, const int64_t *s
 }
 
 // Every parameter from the weights image, checked against the description.
-static int bind_params(RtModel *m, const RtJson *params, const char *label, char *err, size_t errlen) {
+static int bind_params(Graph *m, const RtSafetensors *st, const RtJson *params, const char *label, char *err, size_t errlen) {
   if (!params || params->kind != RT_JSON_ARRAY)
     return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (params)");
   int64_t zero[64] = {0};
@@ -242,7 +284,7 @@ static int bind_params(RtModel *m, const RtJson *params, const char *label, char
     for (int a = 0; a < nd->rank; a++) want[a] = nd->dim[a].n;
     char ws[200], hs[200];
     shape_text(ws, sizeof ws, nd->dt, nd->rank, want);
-    const RtStTensor *t = rt_st_find(&m->st, name);
+    const RtStTensor *t = rt_st_find(st, name);
     if (!t) return mfail(err, errlen, RT_ERR_FORMAT, "%s: missing tensor '%s' (%s)", label, name, ws);
     bool same = t->dt == (RtDType)nd->dt && t->rank == nd->rank;
     for (int a = 0; same && a < nd->rank; a++) same = t->shape[a] == want[a];
@@ -250,7 +292,7 @@ static int bind_params(RtModel *m, const RtJson *params, const char *label, char
       shape_text(hs, sizeof hs, t->dt, t->rank, t->shape);
       return mfail(err, errlen, RT_ERR_FORMAT, "%s: tensor '%s' is %s but the model declares %s", label, name, hs, ws);
     }
-    const uint8_t *data = m->st.data + t->off;
+    const uint8_t *data = st->data + t->off;
     if ((uintptr_t)data % 64) {  // a file heed build did not write: align a copy
       if (!(m->copies[id] = aligned_alloc(64, (size_t)(t->nbytes + 64) / 64 * 64)))
         return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
@@ -262,25 +304,35 @@ static int bind_params(RtModel *m, const RtJson *params, const char *label, char
   for (int i = 0; i < m->nnodes; i++)
     if (m->nodes[i].kind == KIND_PARAM && !m->bufs[i] && node_numel(&m->nodes[i], zero) > 0)
       return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (node %d has no tensor)", i);
-  if (m->st.n != params->n) {  // names are unique, so some tensor is not a parameter
-    for (int k = 0; k < m->st.n; k++) {
-      bool known = false;
-      for (const RtJson *p = params->child; p && !known; p = p->next) known = !strcmp(p->child->next->str, m->st.t[k].name);
+  if (st->n != params->n) {  // names are unique, so some tensor is not a parameter
+    for (int k = 0; k < st->n; k++) {  // (a heed checkpoint's optimizer state is none)
+      bool known = rt_st_is_ckpt_state(st, st->t[k].name);
+      for (const RtJson *p = params->child; p && !known; p = p->next) known = !strcmp(p->child->next->str, st->t[k].name);
       if (!known)
         return mfail(err, errlen, RT_ERR_FORMAT, "%s: tensor '%s' is not a parameter of the model", label,
-                     m->st.t[k].name);
+                     st->t[k].name);
     }
   }
   return RT_OK;
 }
 
+// The default thread count: one for small weights (a decode step of a
+// small model is over before a second thread gets going: docs/build.md,
+// "Threads"), else the online cores (at most max).
+static int auto_threads(uint64_t weight_bytes, int max) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  int n = weight_bytes < RT_SMALL_MODEL_BYTES ? 1 : cores < 1 ? 1 : (int)cores;
+  return n < max ? n : max;
+}
+
 int rt_model_open(RtModel **out, const char *meta, size_t meta_len, const uint8_t *weights, size_t wlen,
-                  const char *weights_path, RtForwardFn fwd, int nthreads, char *err, size_t errlen) {
+                  const char *weights_path, RtForwardFn fwd, RtForwardFn step, int nthreads, char *err,
+                  size_t errlen) {
   *out = NULL;
   RtModel *m = calloc(1, sizeof *m);
   if (!m) return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
-  m->fwd = fwd;
-  m->nthreads = nthreads < 1 ? 1 : nthreads;
+  m->f.fn = fwd, m->s.fn = step;
+  m->nthreads = nthreads < 1 ? 4096 : nthreads;  // clamped to nthreads_max by read_desc
   RtJsonDoc doc = {0};
   int rc = parse_meta(&doc, meta, meta_len, err, errlen);
   if (!rc) rc = read_desc(m, doc.root, err, errlen);
@@ -288,8 +340,10 @@ int rt_model_open(RtModel **out, const char *meta, size_t meta_len, const uint8_
   if (!rc)
     rc = weights_path ? rt_st_open(weights_path, &m->st, err, errlen)
                       : rt_st_parse(weights, wlen, label, &m->st, err, errlen);
-  if (!rc) rc = bind_params(m, rt_json_get(doc.root, "params"), label, err, errlen);
+  if (!rc) rc = bind_params(&m->f, &m->st, rt_json_get(doc.root, "params"), label, err, errlen);
+  if (!rc && m->s.fn) rc = bind_params(&m->s, &m->st, rt_json_get(rt_json_get(doc.root, "step"), "params"), label, err, errlen);
   rt_json_free(&doc);
+  if (!rc && nthreads < 1) m->nthreads = auto_threads(m->st.data_len, m->nthreads);
   if (!rc && m->nthreads > 1 && !(m->pool = rt_pool_new(m->nthreads)))
     rc = mfail(err, errlen, RT_ERR_NOMEM, "cannot start %d threads", m->nthreads);
   if (!rc && m->work_per_thread &&
@@ -305,73 +359,109 @@ int rt_model_open(RtModel **out, const char *meta, size_t meta_len, const uint8_
 
 int64_t rt_model_vocab(const RtModel *m) { return m->vocab; }
 int64_t rt_model_ctx(const RtModel *m) { return m->ctx; }
+int64_t rt_model_window(const RtModel *m) { return m->window; }
+int64_t rt_model_trained_seq(const RtModel *m) { return m->trained_seq; }
+bool rt_model_has_step(const RtModel *m) { return m->s.fn != NULL; }
 int rt_model_threads(const RtModel *m) { return m->nthreads; }
 
-static void free_bufs(RtModel *m) {
-  for (int i = 0; i < m->nnodes; i++)
-    if (m->nodes[i].kind != KIND_PARAM) {
-      free(m->bufs[i]);
-      m->bufs[i] = NULL;
-    }
-  m->tcap = 0;
+// -1: not a cache; else the index of its pair (input and appended output share a buffer).
+static int cache_of(const Graph *g, int node) {
+  for (int c = 0; c < 2 * g->ncache; c++)
+    if (g->cache[c] == node) return c / 2;
+  return -1;
 }
 
-// Buffers of every non-parameter node for a batch of 1 and T tokens.
-static int size_bufs(RtModel *m, int64_t T, char *err, size_t errlen) {
-  free_bufs(m);
+static void free_bufs(Graph *g, bool caches) {
+  for (int i = 0; i < g->nnodes; i++)
+    if (g->nodes[i].kind != KIND_PARAM && (caches || cache_of(g, i) < 0)) {
+      if (cache_of(g, i) < 0 || g->cache[2 * cache_of(g, i)] == i) free(g->bufs[i]);
+      g->bufs[i] = NULL;
+    }
+  g->tcap = 0;
+}
+
+// Buffers of every non-parameter node for a batch of 1, T tokens and (the
+// step) caches of the context's length; the caches are kept if there.
+static int size_bufs(RtModel *m, Graph *g, int64_t T, char *err, size_t errlen) {
+  free_bufs(g, false);
   int64_t symvals[64] = {0};
-  for (int s = 0; s < m->nsyms; s++) symvals[s] = 1;
-  if (m->batch_sym >= 0) symvals[m->batch_sym] = 1;
-  symvals[m->seq_sym] = T;
-  for (int i = 0; i < m->nnodes; i++) {
-    if (m->nodes[i].kind == KIND_PARAM) continue;
-    int64_t n = node_numel(&m->nodes[i], symvals);
-    size_t es = rt_dtype_size((RtDType)m->nodes[i].dt);
+  for (int s = 0; s < g->nsyms; s++) symvals[s] = 1;
+  symvals[g->seq_sym] = T;
+  if (g->ncache) symvals[g->kv_sym] = m->ctx;
+  for (int i = 0; i < g->nnodes; i++) {
+    int c = cache_of(g, i);
+    if (g->nodes[i].kind == KIND_PARAM || g->bufs[i] || (c >= 0 && g->cache[2 * c] != i)) continue;
+    int64_t n = node_numel(&g->nodes[i], symvals);
+    size_t es = rt_dtype_size((RtDType)g->nodes[i].dt);
     if (n < 0 || (uint64_t)n > (SIZE_MAX - 128) / es ||
-        !(m->bufs[i] = aligned_alloc(64, ((size_t)n * es + 63) / 64 * 64 + 64))) {
-      free_bufs(m);
+        !(g->bufs[i] = aligned_alloc(64, ((size_t)n * es + 63) / 64 * 64 + 64))) {
+      free_bufs(g, true);
       return mfail(err, errlen, RT_ERR_NOMEM, "out of memory for %" PRId64 " tokens", T);
     }
   }
-  m->tcap = T;
+  for (int c = 0; c < g->ncache; c++) g->bufs[g->cache[2 * c + 1]] = g->bufs[g->cache[2 * c]];
+  g->tcap = T;
+  return RT_OK;
+}
+
+// Runs g over tokens[0..T) (at pos, the step); logits (T, vocab).
+static int run_graph(RtModel *m, Graph *g, const int32_t *tokens, int64_t T, int64_t pos, const float **logits,
+                     char *err, size_t errlen) {
+  for (int64_t i = 0; i < T; i++)
+    if (tokens[i] < 0 || tokens[i] >= m->vocab)
+      return mfail(err, errlen, RT_ERR_ARG, "token %" PRId32 " is outside the vocabulary of %" PRId64, tokens[i],
+                   m->vocab);
+  if (T > g->tcap) {
+    int64_t want = g->tcap * 2 > T ? g->tcap * 2 : T;  // grow geometrically: few reallocations
+    int rc = size_bufs(m, g, want < m->ctx ? want : m->ctx, err, errlen);
+    if (rc) return rc;
+  }
+  void *tk = g->bufs[g->tokens];
+  for (int64_t i = 0; i < T; i++) {
+    if (g->nodes[g->tokens].dt == RT_I32) ((int32_t *)tk)[i] = tokens[i];
+    else ((int64_t *)tk)[i] = tokens[i];
+  }
+  int64_t symvals[64] = {0};
+  for (int s = 0; s < g->nsyms; s++) symvals[s] = 1;
+  symvals[g->seq_sym] = T;
+  if (g->ncache) symvals[g->kv_sym] = m->ctx;
+  if (g == &m->s) *(int32_t *)g->bufs[g->pos] = (int32_t)pos;
+  RunCtx ctx = {.pool = m->pool, .nthreads = m->nthreads, .work = m->work};
+  int32_t rc = g->fn(g->bufs, symvals, &ctx);
+  if (rc) return mfail(err, errlen, RT_ERR_ARG, "the model failed at node %d (values %" PRId64 ", %" PRId64 ")",
+                       rc - 1, ctx.err[0], ctx.err[1]);
+  *logits = g->bufs[g->logits];
   return RT_OK;
 }
 
 int rt_model_forward(RtModel *m, const int32_t *tokens, int64_t T, const float **logits, char *err, size_t errlen) {
   if (T < 1 || T > m->ctx)
     return mfail(err, errlen, RT_ERR_ARG, "%" PRId64 " tokens do not fit the context of %" PRId64, T, m->ctx);
-  for (int64_t i = 0; i < T; i++)
-    if (tokens[i] < 0 || tokens[i] >= m->vocab)
-      return mfail(err, errlen, RT_ERR_ARG, "token %" PRId32 " is outside the vocabulary of %" PRId64, tokens[i],
-                   m->vocab);
-  if (T > m->tcap) {
-    int64_t want = m->tcap * 2 > T ? m->tcap * 2 : T;  // grow geometrically: few reallocations
-    int rc = size_bufs(m, want < m->ctx ? want : m->ctx, err, errlen);
-    if (rc) return rc;
-  }
-  void *tk = m->bufs[m->tokens];
-  for (int64_t i = 0; i < T; i++) {
-    if (m->nodes[m->tokens].dt == RT_I32) ((int32_t *)tk)[i] = tokens[i];
-    else ((int64_t *)tk)[i] = tokens[i];
-  }
-  int64_t symvals[64] = {0};
-  for (int s = 0; s < m->nsyms; s++) symvals[s] = 1;
-  symvals[m->seq_sym] = T;
-  RunCtx ctx = {.pool = m->pool, .nthreads = m->nthreads, .work = m->work};
-  int32_t rc = m->fwd(m->bufs, symvals, &ctx);
-  if (rc) return mfail(err, errlen, RT_ERR_ARG, "the model failed at node %d (values %" PRId64 ", %" PRId64 ")",
-                       rc - 1, ctx.err[0], ctx.err[1]);
-  *logits = m->bufs[m->logits];
-  return RT_OK;
+  return run_graph(m, &m->f, tokens, T, 0, logits, err, errlen);
+}
+
+int rt_model_step(RtModel *m, const int32_t *tokens, int64_t T, int64_t pos, const float **logits, char *err,
+                  size_t errlen) {
+  if (!m->s.fn) return mfail(err, errlen, RT_ERR_ARG, "this model has no KV-cached step (it is not a causal decoder)");
+  if (T < 1 || pos < 0 || pos + T > m->ctx)
+    return mfail(err, errlen, RT_ERR_ARG, "%" PRId64 " tokens at position %" PRId64 " do not fit the context of %" PRId64,
+                 T, pos, m->ctx);
+  return run_graph(m, &m->s, tokens, T, pos, logits, err, errlen);
+}
+
+static void free_graph(Graph *g) {
+  if (g->bufs) free_bufs(g, true);
+  for (int i = 0; g->copies && i < g->nnodes; i++) free(g->copies[i]);
+  free(g->copies);
+  free(g->bufs);
+  free(g->nodes);
+  free(g->cache);
 }
 
 void rt_model_free(RtModel *m) {
   if (!m) return;
-  if (m->bufs) free_bufs(m);
-  for (int i = 0; m->copies && i < m->nnodes; i++) free(m->copies[i]);
-  free(m->copies);
-  free(m->bufs);
-  free(m->nodes);
+  free_graph(&m->f);
+  free_graph(&m->s);
   free(m->work);
   rt_pool_free(m->pool);
   rt_st_close(&m->st);

@@ -7,8 +7,10 @@
 // The model comes through model.h (embed.c), over the two objects heed
 // build links in: the generated code and its data. Tokenizers, sampling and
 // the loop are the runtime's (tokenizer.c, sample.c, generate.c), shared
-// with `heed generate`; the model recomputes the whole prefix per token
-// (the KV-cached decode graphs are not in the program yet).
+// with `heed generate`. A causal decoder decodes with the KV-cached step
+// graph heed build compiled in (heed_step: the prompt at positions 0..,
+// then one token at a time), as `heed generate` does; any other model
+// recomputes the whole window per token.
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -25,7 +27,7 @@
 
 typedef struct {
   const char *prompt, *tokenizer, *weights;
-  int64_t n;
+  int64_t n, window;
   double temperature, top_p;
   int64_t top_k;
   uint64_t seed;
@@ -37,13 +39,14 @@ static const char usage_text[] =
     "\n"
     "Generate text with the model built into this program (by heed build).\n"
     "  --prompt TEXT      the text to continue (default: a newline)\n"
-    "  -n N               tokens to generate (default 64); generation stops at the context limit\n"
+    "  -n N               tokens to generate (default 64); past the window it slides (keeps the last half)\n"
     "  --temperature T    sampling temperature (default 1.0; 0: greedy)\n"
     "  --top-k K          sample among the K most likely tokens (default 0: all)\n"
     "  --top-p P          sample among the most likely tokens whose probabilities sum to P (default 1.0)\n"
     "  --seed S           the random seed (default 1337)\n"
     "  --tokenizer DIR    a GPT-2 BPE tokenizer (encoder.json, vocab.bpe; default: bytes)\n"
-    "  --threads N        threads for the model (default: the cores)\n"
+    "  --window N         positions the model runs over (default: the window heed build chose; <= the context)\n"
+    "  --threads N        threads for the model (default: 1 for weights under 16 MB, else the cores)\n"
     "  --weights FILE     the weights file (default: embedded, or the file heed build wrote beside the program)\n"
     "  -h, --help         this help\n";
 
@@ -73,7 +76,7 @@ static int parse(int argc, char **argv, Opts *o) {
     }
     if (strcmp(s, "--prompt") && strcmp(s, "-n") && strcmp(s, "--temperature") && strcmp(s, "--top-k") &&
         strcmp(s, "--top-p") && strcmp(s, "--seed") && strcmp(s, "--tokenizer") && strcmp(s, "--threads") &&
-        strcmp(s, "--weights"))
+        strcmp(s, "--weights") && strcmp(s, "--window"))
       return bad_usage(argv[0], s[0] == '-' ? "unknown flag" : "unexpected argument", s);
     if (!val) return bad_usage(argv[0], "a value is needed after", s);
     i++;
@@ -92,6 +95,9 @@ static int parse(int argc, char **argv, Opts *o) {
     } else if (!strcmp(s, "--top-p")) {
       if (!num(val, 0, 1, &v) || v == 0) return bad_usage(argv[0], "--top-p takes a number in (0, 1], not", val);
       o->top_p = v;
+    } else if (!strcmp(s, "--window")) {
+      if (!num(val, 1, 1e9, &v) || v != floor(v)) return bad_usage(argv[0], "--window takes a positive count, not", val);
+      o->window = (int64_t)v;
     } else if (!strcmp(s, "--threads")) {
       if (!num(val, 1, 256, &v) || v != floor(v)) return bad_usage(argv[0], "--threads takes 1 to 256, not", val);
       o->threads = (int)v;
@@ -106,35 +112,31 @@ static int parse(int argc, char **argv, Opts *o) {
   return -1;
 }
 
-// ---- the model as rt_generate drives it: recomputation over the prefix ----
+// ---- the model as rt_generate drives it ----
 
 typedef struct {
   RtModel *m;
-  int32_t *tok;  // the tokens so far (ctx of them at most)
-  int64_t n;
   char err[512];
 } Gen;
 
-static int run_prefix(Gen *g, float *logits) {
+static int gen_step(Gen *g, const int32_t *tokens, int64_t n, int64_t pos, float *logits) {
   const float *lg;
-  if (rt_model_forward(g->m, g->tok, g->n, &lg, g->err, sizeof g->err)) return 1;
+  if (rt_model_step(g->m, tokens, n, pos, &lg, g->err, sizeof g->err)) return 1;
   int64_t V = rt_model_vocab(g->m);
-  memcpy(logits, lg + (g->n - 1) * V, sizeof *logits * (size_t)V);
+  memcpy(logits, lg + (n - 1) * V, sizeof *logits * (size_t)V);
   return 0;
 }
 
 static int gen_prefill(void *ud, const int32_t *tokens, int64_t n, float *logits) {
-  Gen *g = ud;
-  memcpy(g->tok, tokens, sizeof *tokens * (size_t)n);
-  g->n = n;
-  return run_prefix(g, logits);
+  return gen_step(ud, tokens, n, 0, logits);
 }
 
-static int gen_decode(void *ud, int32_t token, int64_t pos, float *logits) {
+static int gen_decode(void *ud, int32_t token, int64_t pos, float *logits) { return gen_step(ud, &token, 1, pos, logits); }
+
+// Not a causal decoder: the whole window per token.
+static int gen_logits(void *ud, const int32_t *tokens, int64_t n, const float **rows) {
   Gen *g = ud;
-  g->tok[pos] = token;
-  g->n = pos + 1;
-  return run_prefix(g, logits);
+  return rt_model_forward(g->m, tokens, n, rows, g->err, sizeof g->err) != RT_OK;
 }
 
 static const char *gen_message(void *ud) { return ((Gen *)ud)->err; }
@@ -167,18 +169,33 @@ static int generate(RtModel *m, const Opts *o, const char *prog) {
     fprintf(stderr, "%s: %s\n", prog, o->tokenizer ? err : "out of memory");
     return 1;
   }
-  int64_t V = rt_model_vocab(m), ctx = rt_model_ctx(m);
+  int64_t V = rt_model_vocab(m), ctx = rt_model_ctx(m), window = o->window ? o->window : rt_model_window(m);
+  int64_t seq = rt_model_trained_seq(m);
+  if (window > ctx) {
+    fprintf(stderr, "%s: --window %lld is larger than %s's context of %lld positions\n", prog, (long long)window,
+            heed_model_name(), (long long)ctx);
+    rt_tok_free(tk);
+    return 2;
+  }
+  if (window < ctx && o->window)
+    fprintf(stderr, "%s: note: generating with a %lld-token window (--window; the context of %s is %lld)\n", prog,
+            (long long)window, heed_model_name(), (long long)ctx);
+  else if (window < ctx && window == seq)
+    fprintf(stderr, "%s: note: generating with a %lld-token window, the sequence length %s was trained at (its "
+            "context is %lld)\n", prog, (long long)window, heed_model_name(), (long long)ctx);
   int rc = 0;
   int32_t *ids = NULL;
   int64_t n = 0;
-  Gen g = {.m = m, .tok = malloc(sizeof(int32_t) * (size_t)ctx)};
+  Gen g = {.m = m};
   Out out = {.tk = tk, .t0 = now_s()};
-  RtGenModel gm = {.vocab = V, .ctx_max = ctx, .ud = &g, .prefill = gen_prefill, .decode = gen_decode,
+  RtGenModel gm = {.vocab = V, .window = window, .ud = &g, .prefill = gen_prefill, .decode = gen_decode,
                    .message = gen_message};
+  RtGenRecompute rg = {0};
   RtGenOpts go = {.max_new = o->n, .sample = {o->temperature, o->top_k, o->top_p, o->seed}};
   RtGenStats st;
-  if (!g.tok || rt_tok_encode(tk, o->prompt, strlen(o->prompt), &ids, &n, err, sizeof err) != RT_OK) {
-    fprintf(stderr, "%s: %s\n", prog, g.tok ? err : "out of memory");
+  bool ready = rt_model_has_step(m) || rt_gen_recompute_init(&rg, &gm, V, window, gen_logits, gen_message, &g) == RT_OK;
+  if (!ready || rt_tok_encode(tk, o->prompt, strlen(o->prompt), &ids, &n, err, sizeof err) != RT_OK) {
+    fprintf(stderr, "%s: %s\n", prog, ready ? err : "out of memory");
     rc = 1;
   } else {
     if (rt_generate(&gm, ids, n, &go, emit, &out, &st, err, sizeof err) != RT_OK) {
@@ -186,25 +203,27 @@ static int generate(RtModel *m, const Opts *o, const char *prog) {
       rc = 1;
     } else {
       putchar('\n');
-      if (st.hit_ctx) fprintf(stderr, "%s: stopped at the context limit of %lld tokens\n", prog, (long long)ctx);
+      if (st.cropped)
+        fprintf(stderr, "%s: note: the prompt has %lld tokens; its first %lld are left out (the window holds %lld)\n",
+                prog, (long long)(n), (long long)st.cropped, (long long)gm.window);
       double dt = now_s() - out.t0;
-      fprintf(stderr, "%lld tokens in %.3f s (%.1f tokens/s; first token after %.1f ms), %d thread%s\n",
-              (long long)st.generated, dt, dt > 0 ? (double)st.generated / dt : 0.0, out.first * 1e3,
-              rt_model_threads(m), rt_model_threads(m) == 1 ? "" : "s");
+      fprintf(stderr, "%lld tokens in %.3f s (%.1f tokens/s; first token after %.1f ms; decode %.1f tokens/s), %d "
+              "thread%s, %s\n", (long long)st.generated, dt, dt > 0 ? (double)st.generated / dt : 0.0,
+              out.first * 1e3, st.decode_s > 0 ? (double)st.decoded / st.decode_s : 0.0, rt_model_threads(m),
+              rt_model_threads(m) == 1 ? "" : "s", rt_model_has_step(m) ? "KV cache" : "recomputation");
     }
   }
   fflush(stdout);
   free(ids);
-  free(g.tok);
+  rt_gen_recompute_free(&rg);
   rt_tok_free(tk);
   return rc;
 }
 
 int main(int argc, char **argv) {
   const char *prog = argc > 0 ? argv[0] : "heed-program";
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
   Opts o = {.prompt = "\n", .n = 64, .temperature = 1.0, .top_p = 1.0, .seed = 1337,
-            .threads = cores < 1 ? 1 : cores > 256 ? 256 : (int)cores};
+            .threads = 0};  // 0: rt_model_open's choice for the model's size
   int rc = parse(argc, argv, &o);
   if (rc >= 0) return rc;
   char err[1024];

@@ -142,6 +142,15 @@ const RtStTensor *rt_st_find(const RtSafetensors *st, const char *name);  // NUL
 uint64_t rt_st_numel(const RtStTensor *t);
 // Converts t's elements (any dtype) to f32 into out[rt_st_numel(t)].
 int rt_st_read_f32(const RtSafetensors *st, const RtStTensor *t, float *out, char *err, size_t errlen);
+// The value of metadata key in st, or NULL.
+const char *rt_st_meta(const RtSafetensors *st, const char *key);
+// `heed train`'s checkpoints (cli/checkpoint.c) hold the model's parameters
+// under their names plus optimizer state "opt.m.NAME", "opt.v.NAME",
+// "opt.b.NAME", with metadata format = RT_CKPT_FORMAT. True if st is such a
+// checkpoint and name is one of its optimizer-state tensors: every loader
+// of weights skips these (a checkpoint is a weights file).
+#define RT_CKPT_FORMAT "heed-checkpoint-1"
+bool rt_st_is_ckpt_state(const RtSafetensors *st, const char *name);
 
 typedef struct {
   const char *name;
@@ -256,10 +265,15 @@ void rt_batch_fixed(const RtSplit *s, int64_t w0, int64_t nw, int64_t B, int64_t
 // "heed-model-1", written by cli/build.c: "nodes" [[dtype, kind, [n, sym,
 // ...] per dim], ...], "params" [[node, name], ...], "tokens", "logits",
 // "vocab", "ctx", "nsyms", "batch_sym", "seq_sym", "gemm_work",
-// "nthreads_max", "cpu", "features") and a safetensors weights image. Example:
+// "nthreads_max", "cpu", "features"; "window", "trained_seq"; for a causal
+// decoder "step": the KV-cached step graph (the code's heed_step) as
+// "nodes", "params", "tokens", "logits", "nsyms", "batch_sym", "seq_sym",
+// plus "pos" (its i32 position input), "kv_sym" (the caches' length, sized
+// ctx) and "caches" [[input, appended output], ...] (one buffer each)) and
+// a safetensors weights image. Example:
 //   if (rt_cpu_check(meta, meta_len, err, sizeof err)) ...  // before any generated code
 //   RtModel *m;
-//   rt_model_open(&m, meta, meta_len, weights, wlen, NULL, heed_forward, 4, err, sizeof err);
+//   rt_model_open(&m, meta, meta_len, weights, wlen, NULL, heed_forward, heed_step, 4, err, sizeof err);
 //   const float *lg;                            // (T, vocab), owned by m
 //   rt_model_forward(m, tokens, T, &lg, err, sizeof err);
 //   rt_model_free(m);
@@ -276,15 +290,31 @@ bool rt_cpu_feature_known(const char *name);
 // in memory) or, if weights_path is set, that file (mapped). Every
 // parameter must be present with the dtype and shape the description
 // gives, and no other tensor; messages name the file and the tensor.
-// nthreads: the pool for the generated sgemm (clamped to what it was compiled for).
+// nthreads: the pool for the generated code (clamped to what it was
+// compiled for); <= 0: 1 for weights under RT_SMALL_MODEL_BYTES, else the
+// online cores.
+enum { RT_SMALL_MODEL_BYTES = 16 << 20 };
+// step: the KV-cached step graph's entry (heed_step), or NULL; used when
+// the description has a "step" graph.
 int rt_model_open(RtModel **out, const char *meta, size_t meta_len, const uint8_t *weights, size_t wlen,
-                  const char *weights_path, RtForwardFn fwd, int nthreads, char *err, size_t errlen);
+                  const char *weights_path, RtForwardFn fwd, RtForwardFn step, int nthreads, char *err,
+                  size_t errlen);
 // Logits (T, vocab) of tokens[0..T) (batch 1), 1 <= T <= ctx; valid until
 // the next call. Tokens outside the vocabulary are an error.
 int rt_model_forward(RtModel *m, const int32_t *tokens, int64_t T, const float **logits, char *err,
                      size_t errlen);
+// The step graph (rt_model_has_step): tokens[0..T) at positions pos..pos+T-1
+// with the keys and values of positions 0..pos-1 from its caches (filled by
+// earlier calls; pos 0 starts afresh), pos + T <= ctx; logits (T, vocab),
+// valid until the next call. What `heed generate` runs (prefill: pos 0;
+// decode: T 1).
+int rt_model_step(RtModel *m, const int32_t *tokens, int64_t T, int64_t pos, const float **logits, char *err,
+                  size_t errlen);
+bool rt_model_has_step(const RtModel *m);
 int64_t rt_model_vocab(const RtModel *m);
 int64_t rt_model_ctx(const RtModel *m);
+int64_t rt_model_window(const RtModel *m);        // the window heed build chose (heed_gen_window)
+int64_t rt_model_trained_seq(const RtModel *m);   // the train section's seq (0: none)
 int rt_model_threads(const RtModel *m);
 void rt_model_free(RtModel *m);  // NULL is harmless
 // ---- tokenizer.c ----
@@ -352,15 +382,16 @@ size_t rt_sample_scratch_bytes(int64_t vocab);
 int32_t rt_sample(const float *logits, int64_t vocab, const RtSampleOpts *o, RtRng *r, void *scratch);
 
 // ---- generate.c ----
-// A model as rt_generate drives it: prefill runs the prompt (positions
-// 0..n-1) and leaves the logits of its last position in logits (vocab
-// floats); decode runs one token at position pos (the number of tokens
-// the model has seen) and leaves its logits. Both return 0, or nonzero
-// after writing a message into the model's own state (rt_generate reports
-// RT_ERR_MODEL with the text of `message` if set). ctx_max: the positions
-// the model can hold (its context), 0 for no limit.
+// A model as rt_generate drives it: prefill runs tokens[0..n) at positions
+// 0..n-1 (starting afresh: whatever the model held is forgotten) and leaves
+// the logits of the last position in logits (vocab floats); decode runs one
+// token at position pos (the number of tokens the model holds) and leaves
+// its logits. Both return 0, or nonzero after writing a message into the
+// model's own state (rt_generate reports RT_ERR_MODEL with the text of
+// `message` if set). window: the most positions the model is run over
+// (the trained sequence length or the context), 0 for no limit.
 typedef struct {
-  int64_t vocab, ctx_max;
+  int64_t vocab, window;
   void *ud;
   int (*prefill)(void *ud, const int32_t *tokens, int64_t n, float *logits);
   int (*decode)(void *ud, int32_t token, int64_t pos, float *logits);
@@ -374,20 +405,45 @@ typedef struct {
 
 typedef struct {
   int64_t generated;     // tokens emitted
-  int64_t decoded;       // decode calls
-  double prefill_s, decode_s;
-  int hit_ctx;           // stopped early: the next token would not fit in ctx_max
+  int64_t decoded;       // tokens fed back (decode calls, or the token that ends a shift)
+  int64_t shifts;        // times the window slid (a prefill over the kept tokens)
+  int64_t cropped;       // prompt tokens left out: the prompt was longer than the window
+  double prefill_s, decode_s;  // decode_s includes the shifts' prefills
 } RtGenStats;
 
 // Called with each generated token as it is sampled; nonzero stops.
 typedef int (*RtGenEmit)(void *ud, int32_t token);
 
-// Prefill on prompt[0..n_prompt), then max_new times: sample a token, emit
-// it, and (unless it is the last) decode it. A prompt that is empty, longer
-// than ctx_max, or holds an id outside the vocabulary is RT_ERR_ARG. When
-// the position of the next token to decode reaches ctx_max the loop stops
-// with RT_OK and stats->hit_ctx set (the caller says so).
+// The tokens a shift keeps, the new one included: half the window (at
+// least 1), as llama.cpp's context shift discards half of it.
+int64_t rt_gen_keep(int64_t window);
+
+// Prefill on the prompt (its last `window` tokens if it is longer), then
+// max_new times: sample a token, emit it, and (unless it is the last) feed
+// it back. When the model holds `window` tokens, feeding back slides the
+// window: the most recent rt_gen_keep(window) tokens (the new one last)
+// are prefilled again at positions 0..keep-1 (positions may be learned
+// absolute embeddings, so the kept keys cannot be reused), and decoding
+// goes on. Any max_new works. A prompt that is empty or holds an id outside
+// the vocabulary is RT_ERR_ARG.
 int rt_generate(const RtGenModel *m, const int32_t *prompt, int64_t n_prompt, const RtGenOpts *o, RtGenEmit emit,
                 void *emit_ud, RtGenStats *stats, char *err, size_t errlen);
+
+// A model without a KV cache as an RtGenModel: logits(ud, tokens, n, &rows)
+// runs the whole sequence tokens[0..n) and points rows at its (n, vocab)
+// logits (0, or nonzero with a message for `message`). prefill and decode
+// keep the window's tokens and run the whole of them each time (window >
+// 0). rt_gen_recompute_init fills m; free r with rt_gen_recompute_free.
+typedef int (*RtLogitsFn)(void *ud, const int32_t *tokens, int64_t n, const float **rows);
+typedef struct {
+  RtLogitsFn logits;
+  const char *(*message)(void *ud);
+  void *ud;
+  int64_t vocab, n;
+  int32_t *tok;  // window tokens
+} RtGenRecompute;
+int rt_gen_recompute_init(RtGenRecompute *r, RtGenModel *m, int64_t vocab, int64_t window, RtLogitsFn logits,
+                          const char *(*message)(void *ud), void *ud);
+void rt_gen_recompute_free(RtGenRecompute *r);
 
 #endif

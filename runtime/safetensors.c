@@ -507,6 +507,17 @@ void rt_st_close(RtSafetensors *st) {
   memset(st, 0, sizeof *st);
 }
 
+const char *rt_st_meta(const RtSafetensors *st, const char *key) {
+  for (int i = 0; st && i < st->nmeta; i++)
+    if (!strcmp(st->meta_key[i], key)) return st->meta_val[i];
+  return NULL;
+}
+
+bool rt_st_is_ckpt_state(const RtSafetensors *st, const char *name) {
+  const char *fmt = rt_st_meta(st, "format");
+  return fmt && !strcmp(fmt, RT_CKPT_FORMAT) && name && !strncmp(name, "opt.", 4);
+}
+
 const RtStTensor *rt_st_find(const RtSafetensors *st, const char *name) {
   if (!st || !name) return NULL;
   if (!st->by_name_) {  // a table not made by rt_st_parse

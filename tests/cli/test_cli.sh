@@ -28,6 +28,24 @@ expect() {  # expect STATUS PATTERN -- COMMAND...: status and a regex on stdout+
 expect 0 'usage: heed COMMAND' -- "$HEED" --help
 expect 2 'usage: heed COMMAND' -- "$HEED"
 expect 2 "unknown command 'frobnicate'" -- "$HEED" frobnicate
+# help: a short command list (one line each, no flags), details per command
+expect 0 '^heed [0-9]+\.[0-9]+\.[0-9]+ \(targets: cpu' -- "$HEED" --version
+expect 0 '^heed [0-9]+\.[0-9]+' -- "$HEED" version
+expect 0 'generate +generate text' -- "$HEED" help
+expect 0 '' -- sh -c "! \"$HEED\" help | grep -qE '^ +--(weights|steps|emit)'"
+expect 0 '^[0-9]$|^[12][0-9]$' -- sh -c "\"$HEED\" help | grep -c '^  [a-z]'"
+expect 2 "unknown command 'gnerate'; did you mean 'generate'\?" -- "$HEED" gnerate
+expect 2 "unknown command 'buidl'; did you mean 'build'\?" -- "$HEED" help buidl
+expect 2 "unknown flag '--stpes'; did you mean '--steps'\?" -- "$HEED" train "$REPO/examples/bytegpt.heed" --stpes 3
+expect 2 "unknown flag '--wieghts'; did you mean '--weights'\?" -- "$HEED" run "$REPO/examples/mlp.heed" --wieghts w
+expect 0 '--profile' -- "$HEED" help train
+expect 0 'compiled CPU code; the reference interpreter with' -- "$HEED" help run
+# flags for what is not built: a clear error, never a silent CPU run or "unknown flag"
+expect 1 'the cuda target is not available in this build' -- "$HEED" run "$REPO/examples/mlp.heed" --target cuda
+expect 1 'the cuda target is not available in this build' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x --target cuda
+expect 2 "--target must be cpu or cuda, not 'tpu'" -- "$HEED" run "$REPO/examples/mlp.heed" --target tpu
+expect 1 'quantization is not available in this version' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit ir --quantize int8
+expect 2 '--quantize takes int8, int4 or bf16' -- "$HEED" build "$REPO/examples/mlp.heed" --quantize int3
 for c in check compile init run grad bench train generate build; do
   expect 0 "usage: heed $c" -- "$HEED" help "$c"
   expect 0 "usage: heed $c" -- "$HEED" "$c" --help
@@ -56,6 +74,11 @@ expect 0 'output loss = %' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit 
 expect 0 'digraph' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit dot --set layers=1
 expect 2 "unknown --emit kind 'wat'" -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit wat
 expect 1 'heed: error: x: cannot open: No such file or directory' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x
+expect 1 "model 'Bert' has no train section" -- "$HEED" train "$REPO/examples/bert.heed" --data x --steps 5
+expect 2 '--weights is not a train flag: --init W' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x --weights w
+expect 2 '-o is not a train flag: --out DIR' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x -o y
+expect 2 '--freeze needs a value' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x --freeze
+expect 0 '--freeze PATTERN +do not train' -- "$HEED" train --help
 expect 0 '"forward_ms": [0-9.]+' -- "$HEED" bench "$REPO/examples/mlp.heed" --json --batch 2 --reps 1
 expect 0 'forward .*reference interpreter' -- "$HEED" bench "$REPO/examples/mlp.heed" --interp --batch 2 --reps 1
 expect 0 '' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ast -o "$T/gpt2.ast"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # tests/cli/test_train.py: `heed train` end to end on a tiny byte-level GPT
 # (examples/bytegpt.heed shrunk with --set; a few seconds of training):
-#   - the same checkpoint bytes and losses with --threads 1 and 2
+#   - the same checkpoint bytes (but the run id) and losses with --threads 1 and 2
 #   - SIGINT: finishes the step, saves, exits 0; resuming ends bit-identical
 #     to an uninterrupted run (checkpoint bytes, loss column)
 #   - kill -9 mid-run, resume: bit-identical as well
@@ -15,6 +15,7 @@
 #   - --keep, metrics.csv columns, loss.svg well-formed XML with two curves,
 #     a text sample at the end
 # Usage: test_train.py HEED REPO WORKDIR
+import json
 import os
 import re
 import resource
@@ -57,6 +58,14 @@ def read(path):
         return f.read()
 
 
+def ckpt_body(path):  # a checkpoint without its run id (random per run): header fields and data
+    b = read(path)
+    n = int.from_bytes(b[:8], "little")
+    h = json.loads(b[8:8 + n])
+    h.get("__metadata__", {}).pop("run_id", None)
+    return h, b[8 + n:]
+
+
 def losses(out):  # step,loss,val_loss columns: bit-exact in the text
     with open(os.path.join(out, "metrics.csv")) as f:
         return [",".join(line.split(",")[:3]) for line in f]
@@ -88,7 +97,7 @@ check(r2.returncode == 0, "train --threads 2 exits 0")
 final = "ckpt-00000300.safetensors"
 check(ckpts(W("t1")) == ["ckpt-00000250.safetensors", "ckpt-00000275.safetensors", final],
       "--keep default 3: the newest three checkpoints stay (%s)" % ckpts(W("t1")))
-check(read(W("t1/" + final)) == read(W("t2/" + final)), "final checkpoints bit-identical across --threads 1 and 2")
+check(ckpt_body(W("t1/" + final)) == ckpt_body(W("t2/" + final)), "final checkpoints bit-identical across --threads 1 and 2")
 check(losses(W("t1")) == losses(W("t2")), "losses bit-identical across --threads 1 and 2")
 rows = losses(W("t1"))
 check(rows[0] == "step,loss,val_loss" and len(rows) == 301, "metrics.csv: header + one row per step")
@@ -111,7 +120,7 @@ stopped = ckpts(W("int"))[-1]
 check(stopped != final, "SIGINT: stopped before the end (%s)" % stopped)
 r = train(W("int"), *STEPS, "--resume", W("int"))
 check(r.returncode == 0 and "resuming from" in r.stderr, "resume after SIGINT")
-check(read(W("int/" + final)) == read(W("t1/" + final)), "SIGINT + resume: final checkpoint bit-identical")
+check(ckpt_body(W("int/" + final)) == ckpt_body(W("t1/" + final)), "SIGINT + resume: final checkpoint bit-identical")
 check(losses(W("int")) == losses(W("t1")), "SIGINT + resume: losses bit-identical")
 
 # --- kill -9 mid-run; resume: bit-identical ---
@@ -122,7 +131,7 @@ p.communicate()
 check(hit and not os.path.exists(W("kill/" + final)), "kill -9 before the end")
 r = train(W("kill"), *STEPS, "--resume", W("kill"))
 check(r.returncode == 0, "resume after kill -9 (%s)" % r.stderr[-300:])
-check(read(W("kill/" + final)) == read(W("t1/" + final)), "kill -9 + resume: final checkpoint bit-identical")
+check(ckpt_body(W("kill/" + final)) == ckpt_body(W("t1/" + final)), "kill -9 + resume: final checkpoint bit-identical")
 check(losses(W("kill")) == losses(W("t1")), "kill -9 + resume: losses bit-identical")
 
 # The rest on the reference interpreter: the same files, no compile time.

@@ -3,8 +3,12 @@
 # float64 reference (full recomputation per token, greedy): gpt2.heed and
 # llama.heed (grouped-query attention, rope) at small --set configs with
 # byte prompts, compiled and --interp, and gpt2 with the GPT-2 BPE tokenizer;
-# the stop at the context limit; seeded sampling reproducible; BERT
-# generating by recomputation with its note; bad flags, prompts and weights.
+# generation past the context (the window slides: the most recent half is
+# prefilled again at positions 0.., the reference does the same), the window
+# of the trained sequence length with its note, --window, a prompt longer
+# than the window; seeded sampling reproducible; BERT generating by
+# recomputation with its note; a model with two outputs (logits and pooled
+# states; --output); bad flags, prompts and weights.
 # Greedy steps are compared while the reference's top-2 margin exceeds 1e-3
 # (f32 vs f64 noise cannot flip the choice there); the random weights are
 # scaled so that margins are large.
@@ -142,16 +146,21 @@ def llama_logits(P, c, toks):
     return (rms_norm(x, P["norm.weight"], 1e-5) @ P["lm_head.weight"])[-1]
 
 
-def greedy_ref(logits_fn, P, c, prompt, n):
-    """-> (ids, trusted): ids of n greedy steps; trusted: how many have a top-2 margin > 1e-3."""
+def greedy_ref(logits_fn, P, c, prompt, n, window=None):
+    """-> (ids, trusted): ids of n greedy steps; trusted: how many have a top-2 margin > 1e-3.
+    With a window: the prompt's last `window` tokens; when the window is full the next token
+    is fed as runtime/generate.c does: the last window // 2 tokens (it included) from position 0."""
     T = {k: torch.tensor(np.asarray(v, dtype=np.float32), dtype=torch.float64) for k, v in P.items()}
-    toks, out, trusted = list(prompt), [], None
+    toks, out, trusted = list(prompt)[-window:] if window else list(prompt), [], None
     for _ in range(n):
         lg = logits_fn(T, c, torch.tensor(toks))
         top = torch.topk(lg, 2).values
         if trusted is None and top[0] - top[1] <= 1e-3:
             trusted = len(out)
         out.append(int(lg.argmax()))
+        if window and len(toks) == window:
+            keep = max(window // 2, 1)
+            toks = toks[len(toks) - (keep - 1):] if keep > 1 else []
         toks.append(out[-1])
     return out, n if trusted is None else trusted
 
@@ -181,15 +190,113 @@ compare_greedy("llama", "llama.heed", L, llama_params(L, rng), llama_logits, b"G
 gw = os.path.join(WORK, "gpt2.safetensors")
 gf = os.path.join(REPO, "examples", "gpt2.heed")
 
-# the context limit: 24 positions, an 8-byte prompt: 17 tokens (the last needs no position)
-rc, out, err = heed("generate", gf, *sets(G), "--weights", gw, "--prompt", "Hi there", "-n", "100", "--temperature", "0")
-check("context limit", rc == 0 and len(out) - 1 == 17 and "stopped at the context limit of 24 tokens" in err,
-      f"rc={rc} {len(out) - 1} bytes, {err[-300:]}")
+# past the context: 24 positions, an 8-byte prompt, 60 tokens; the window
+# (24: gpt2.heed trains at seq 256 > ctx) slides first after 16 tokens
+def compare_window(tag, prompt, n, window, extra, note):
+    want, trusted = greedy_ref(gpt2_logits, PG, G, list(prompt), n, window)
+    first_shift = window - min(len(prompt), window) + 1
+    check(tag + " margins", trusted >= first_shift + 8, f"only {trusted} of {n} steps have a clear margin")
+    for mode in ([], ["--interp"]):
+        rc, out, err = heed("generate", gf, *sets(G), "--weights", gw, "--prompt", prompt.decode(), "-n", str(n),
+                            "--temperature", "0", *extra, *mode)
+        got = list(out[:-1]) if rc == 0 else []
+        check(f"{tag} {' '.join(mode) or 'compiled'} = torch", rc == 0 and len(got) == n and
+              got[:trusted] == want[:trusted] and "window slid" in err and (note is None or note in err) and
+              (note is not None or "note: generating" not in err),
+              f"rc={rc} got {got} want {want} (first {trusted}) {err[-400:]}")
+
+
+compare_window("past the context", b"Hi there", 60, 24, [], None)
+compare_window("window of the trained seq", b"Hi there", 40, 16, ["--set", "seq=16"],
+               "note: generating with a 16-token window, the sequence length GPT2 was trained at (its context is 24)")
+compare_window("--window 10", b"Hi there", 30, 10, ["--window", "10"],
+               "note: generating with a 10-token window (--window; the context of GPT2 is 24)")
+compare_window("a prompt over the window", b"The quick brown fox jumps over", 20, 24, [],
+               "note: the prompt has 30 tokens; its first 6 are left out (the window holds 24)")
 
 # seeded sampling: reproducible; another seed differs
 runs = [heed("generate", gf, *sets(G), "--weights", gw, "--prompt", "Hi", "-n", "16", "--seed", s, "--top-k", "50",
              "--top-p", "0.95", "--temperature", "1.5")[1] for s in ("5", "5", "6")]
 check("seeded sampling", runs[0] == runs[1] and runs[0] != runs[2] and len(runs[0]) == 17, repr(runs))
+
+# several outputs (tests/models/two_outputs.heed: hidden states, logits,
+# pooled states): the logits are found by type; the step graph keeps only
+# what they need (the pooled mean over positions would not be incremental)
+tf = os.path.join(REPO, "tests", "models", "two_outputs.heed")
+want2, trusted2 = greedy_ref(gpt2_logits, PG, G, list(b"Hi there"), 40, 24)
+for extra in ([], ["--interp"], ["--output", "out1"]):
+    rc, out, err = heed("generate", tf, "--weights", gw, "--prompt", "Hi there", "-n", "40", "--temperature", "0",
+                        *extra)
+    got = list(out[:-1]) if rc == 0 else []
+    check(f"two outputs {' '.join(extra) or 'compiled'}: greedy = torch, KV cache",
+          rc == 0 and got[:trusted2] == want2[:trusted2] and trusted2 >= 24 and "KV cache" in err,
+          f"rc={rc} got {got} want {want2} ({trusted2} trusted) {err[-300:]}")
+rc, out, err = heed("generate", tf, "--weights", gw, "--prompt", "Hi", "--output", "out2")
+check("two outputs: --output out2 is not logits", rc == 1 and "--output out2: heed generate needs logits "
+      "f32[B, T, vocab] (the forward returns out0 f32[B, T, 32], out1 f32[B, T, 256], out2 f32[B, 32])" in err, err)
+
+
+# programs from heed build: the same tokens as heed generate (the same loop,
+# the same KV-cached step graph compiled in), greedy and seeded, past the
+# context, with the window of the trained seq, --window, several outputs
+def program_vs_generate(tag, model, args, build_extra=(), runs=()):
+    prog = os.path.join(WORK, tag.replace(" ", "_") + "-prog")
+    rc, _, err = heed("build", model, *args, "--weights", gw, "-o", prog, *build_extra)
+    if "without the LLVM backend" in err:
+        print(f"skip program {tag}: this heed has no LLVM backend")
+        return
+    check(f"program {tag}: heed build", rc == 0, err[-400:])
+    if rc:
+        return
+    for flags in runs:
+        p = subprocess.run([prog, *flags], capture_output=True, timeout=300)
+        g = heed("generate", model, *args, "--weights", gw, *flags)
+        perr = p.stderr.decode(errors="replace")
+        check(f"program {tag} {' '.join(flags[2:])}: = heed generate, KV cache",
+              p.returncode == 0 and g[0] == 0 and p.stdout == g[1] and len(p.stdout) > 20 and "KV cache" in perr,
+              f"program rc={p.returncode} {p.stdout!r} {perr[-300:]}\ngenerate rc={g[0]} {g[1]!r} {g[2][-300:]}")
+    return prog
+
+
+greedy60 = ["--prompt", "Hi there", "-n", "60", "--temperature", "0"]
+seeded60 = ["--prompt", "Hi there", "-n", "60", "--seed", "11", "--temperature", "0.9", "--top-k", "40"]
+prog = program_vs_generate("gpt2", gf, sets(G), runs=(greedy60, seeded60, greedy60 + ["--window", "10"],
+                                                       ["--prompt", "x" * 30, "-n", "30", "--temperature", "0"]))
+if prog:
+    for flags, want_rc, msg in ((["--window", "0"], 2, "--window takes a positive count"),
+                                (["--window", "25"], 2, "--window 25 is larger than GPT2's context of 24 positions")):
+        p = subprocess.run([prog, "--prompt", "x", *flags], capture_output=True, timeout=60)
+        check(f"program {' '.join(flags)}: status {want_rc}", p.returncode == want_rc and msg in p.stderr.decode(),
+              f"rc={p.returncode} {p.stderr.decode()[-300:]}")
+program_vs_generate("trained seq", gf, sets(G) + ["--set", "seq=16"], runs=(greedy60, seeded60))
+p = subprocess.run([os.path.join(WORK, "trained_seq-prog"), *greedy60], capture_output=True, timeout=60)
+check("program: the window note", "note: generating with a 16-token window, the sequence length GPT2 was trained at "
+      "(its context is 24)" in p.stderr.decode(), p.stderr.decode())
+program_vs_generate("two outputs", tf, [], runs=(greedy60, seeded60))
+rc, _, err = heed("build", tf, "--weights", gw, "-o", os.path.join(WORK, "nosuch-prog"), "--output", "nosuch")
+check("build --output nosuch", rc == 2 and "--output nosuch: TwoOutputs's forward has no output of that name" in err,
+      f"rc={rc} {err[-300:]}")
+rc, _, err = heed("build", gf, *sets(G), "--weights", gw, "-o", os.path.join(WORK, "w0-prog"), "--window", "0")
+check("build --window 0", rc == 2 and "--window takes a positive integer" in err, f"rc={rc} {err[-300:]}")
+
+# heed train's closing sample goes through generate's loop, window (seq 16
+# of tests/models/train_gpt.heed, past it the last half kept) and sampler:
+# heed generate on the final checkpoint with the sample's prompt (the first
+# seq/4 bytes of the validation split), --temperature 0.8 and the train
+# seed prints the same text
+data = os.path.join(WORK, "train.txt")
+open(data, "wb").write(b"".join(b"the whale %d swam past the ship, and the sea was calm. " % i for i in range(300)))
+tm, tout = os.path.join(REPO, "tests", "models", "train_gpt.heed"), os.path.join(WORK, "train_run")
+rc, out, err = heed("train", tm, "--data", data, "--steps", "30", "--out", tout, "--sample", "60", "--threads", "1")
+lines = out.decode(errors="replace").splitlines()
+sample = lines[lines.index(next(l for l in lines if l.startswith("sample ("))) + 1] if rc == 0 else ""
+raw = open(data, "rb").read()
+prompt = raw[int(len(raw) * 0.9):][:4].decode()
+rc2, gen, err2 = heed("generate", tm, "--weights", os.path.join(tout, "ckpt-00000030.safetensors"), "--strict=false",
+                      "--prompt", prompt, "-n", "60", "--temperature", "0.8", "--seed", "1337")
+check("heed train's sample = heed generate on its checkpoint", rc == 0 and rc2 == 0 and
+      sample == prompt + gen.decode(errors="replace").rstrip("\n") and "window slid" in err2,
+      f"train rc={rc} {sample!r} {err[-200:]}\ngenerate rc={rc2} {prompt!r}+{gen!r} {err2[-300:]}")
 
 # BERT: bidirectional, so recomputation, said once
 B = {"vocab": 256, "dim": 32, "n_heads": 2, "n_layers": 1, "ffn_dim": 32, "ctx": 16}
@@ -235,8 +342,12 @@ cases = [
     ("empty prompt", 2, "the prompt is empty", [gf, *sets(G), "--weights", gw, "--prompt", ""]),
     ("byte outside vocab", 2, "byte 0xC3 at offset 1 is outside the model's vocabulary of 100",
      [gf, *small, "--weights", gw, "--prompt", "aé"]),
-    ("prompt over ctx", 2, "the prompt has 30 tokens but the model's context holds 24",
-     [gf, *sets(G), "--weights", gw, "--prompt", "x" * 30]),
+    ("--window 0", 2, "--window takes a positive integer (positions), got '0'",
+     [gf, *sets(G), "--weights", gw, "--prompt", "x", "--window", "0"]),
+    ("--window over ctx", 2, "--window 25 is larger than GPT2's context of 24 positions",
+     [gf, *sets(G), "--weights", gw, "--prompt", "x", "--window", "25"]),
+    ("--output nosuch", 2, "--output nosuch: GPT2's forward has no output of that name (it returns out f32[B, T, 256])",
+     [gf, *sets(G), "--weights", gw, "--prompt", "x", "--output", "nosuch"]),
     ("bad top-p", 2, "--top-p takes a number in (0, 1]", [gf, "--weights", gw, "--prompt", "x", "--top-p", "0"]),
     ("bad -n", 2, "-n takes a positive integer", [gf, "--weights", gw, "--prompt", "x", "-n", "0"]),
     ("missing weights file", 1, "nope.safetensors", [gf, *sets(G), "--weights", "nope.safetensors", "--prompt", "x"]),

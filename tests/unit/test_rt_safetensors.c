@@ -507,6 +507,31 @@ static uint8_t *mk(const char *json, size_t datalen, size_t *len) {
   return b;
 }
 
+// rt_st_meta and rt_st_is_ckpt_state: a heed checkpoint's optimizer state
+// is recognised by the metadata, never by the name alone.
+static void test_checkpoint_state(void **state) {
+  (void)state;
+  static const char *const heads[] = {
+      "{\"__metadata__\":{\"format\":\"heed-checkpoint-1\",\"step\":\"3\"},\"opt.m.w\":{\"dtype\":\"F32\","
+      "\"shape\":[1],\"data_offsets\":[0,4]}}",
+      "{\"__metadata__\":{\"format\":\"pt\"},\"opt.m.w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+      "{\"opt.m.w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"};
+  for (int i = 0; i < 3; i++) {
+    size_t len;
+    uint8_t *b = mk(heads[i], 4, &len);
+    RtSafetensors st;
+    char err[256];
+    if (rt_st_parse(b, len, "c.safetensors", &st, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(rt_st_is_ckpt_state(&st, "opt.m.w"), i == 0);
+    assert_false(rt_st_is_ckpt_state(&st, "w"));
+    assert_false(rt_st_is_ckpt_state(&st, NULL));
+    if (i == 0) assert_string_equal(rt_st_meta(&st, "step"), "3");
+    assert_null(rt_st_meta(&st, "nope"));
+    rt_st_close(&st);
+    free(b);
+  }
+}
+
 static void test_lenient_reading(void **state) {
   (void)state;
   const char *ok[] = {
@@ -983,6 +1008,7 @@ int main(void) {
       cmocka_unit_test(test_round_trip_every_dtype),
       cmocka_unit_test(test_python_written_file),
       cmocka_unit_test(test_lenient_reading),
+      cmocka_unit_test(test_checkpoint_state),
       cmocka_unit_test(test_malformed_headers),
       cmocka_unit_test(test_malformed_framing),
       cmocka_unit_test(test_truncations_and_flips),

@@ -242,7 +242,7 @@ static void test_sample_seeded(void **state) {
 
 typedef struct {
   int64_t seen, prefills, decodes;
-  int32_t last;
+  int32_t last, pre[16];  // pre: the last prefill's tokens
   int fail_at;  // decode call that fails (0: none)
 } Fake;
 
@@ -254,6 +254,7 @@ static int fake_prefill(void *ud, const int32_t *t, int64_t n, float *logits) {
   f->prefills++;
   f->seen = n;
   f->last = t[n - 1];
+  memcpy(f->pre, t, sizeof(int32_t) * (size_t)n);
   fake_logits(f, logits);
   return 0;
 }
@@ -282,7 +283,7 @@ static int collect(void *ud, int32_t tok) {
 static void test_generate(void **state) {
   (void)state;
   Fake f = {0};
-  RtGenModel m = {.vocab = 10, .ctx_max = 8, .ud = &f, .prefill = fake_prefill, .decode = fake_decode,
+  RtGenModel m = {.vocab = 10, .window = 8, .ud = &f, .prefill = fake_prefill, .decode = fake_decode,
                   .message = fake_message};
   RtGenOpts o = {.max_new = 4, .sample = {.temperature = 0, .top_p = 1}};
   RtGenStats st;
@@ -294,21 +295,35 @@ static void test_generate(void **state) {
   assert_memory_equal(emitted, want, sizeof want);
   assert_int_equal(st.generated, 4);
   assert_int_equal(st.decoded, 3);  // the last token is not fed back
-  assert_int_equal(st.hit_ctx, 0);
-  // the context: 3 prompt tokens + 5 decoded fill 8 positions; 6 emitted
+  assert_int_equal(st.shifts, 0);
+  // the window: 3 prompt tokens + 5 decoded fill 8 positions; then each
+  // shift prefills the 4 most recent (the new one last) and 4 more decode
   f = (Fake){0};
   nemitted = 0;
-  o.max_new = 100;
+  o.max_new = 20;
   assert_int_equal(rt_generate(&m, prompt, 3, &o, collect, NULL, &st, err, sizeof err), RT_OK);
-  assert_int_equal(st.hit_ctx, 1);
-  assert_int_equal(st.generated, 6);
-  assert_int_equal(f.seen, 8);
-  // bad prompts
+  assert_int_equal(st.generated, 20);
+  assert_int_equal(st.decoded, 19);
+  assert_int_equal(st.shifts, 3);  // feeds: 5 decodes, shift, 4, shift, 4, shift, 3
+  assert_int_equal(f.prefills, 4);
+  assert_int_equal(f.seen, 7);
+  for (int i = 0; i < 20; i++) assert_int_equal(emitted[i], (5 + i) % 10);
+  int32_t kept[4] = {emitted[12], emitted[13], emitted[14], emitted[15]};  // the third shift feeds emitted[15]
+  assert_memory_equal(f.pre, kept, sizeof kept);
+  assert_int_equal(rt_gen_keep(8), 4);
+  assert_int_equal(rt_gen_keep(1), 1);
+  assert_int_equal(rt_gen_keep(3), 1);
+  // bad prompts; a prompt longer than the window keeps its last 8 tokens
   assert_int_equal(rt_generate(&m, prompt, 0, &o, collect, NULL, &st, err, sizeof err), RT_ERR_ARG);
   assert_non_null(strstr(err, "empty"));
-  int32_t longp[9] = {0};
-  assert_int_equal(rt_generate(&m, longp, 9, &o, collect, NULL, &st, err, sizeof err), RT_ERR_ARG);
-  assert_non_null(strstr(err, "9 tokens but the model's context holds 8"));
+  int32_t longp[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  f = (Fake){0};
+  o.max_new = 1;
+  assert_int_equal(rt_generate(&m, longp, 10, &o, collect, NULL, &st, err, sizeof err), RT_OK);
+  assert_int_equal(st.cropped, 2);
+  assert_int_equal(f.seen, 8);
+  assert_int_equal(f.pre[0], 2);
+  o.max_new = 100;
   int32_t badp[2] = {1, 10};
   assert_int_equal(rt_generate(&m, badp, 2, &o, collect, NULL, &st, err, sizeof err), RT_ERR_ARG);
   assert_non_null(strstr(err, "id 10, outside the model's vocabulary of 10"));

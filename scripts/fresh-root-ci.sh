@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# scripts/fresh-root-ci.sh ROOT [COMMAND]: proves that heed installs and
+# passes on a fresh Debian 12: debootstrap a minimal bookworm into ROOT (the
+# mirror is the first one this machine's apt uses), clone the committed HEAD
+# and ../shared into it, and run COMMAND there as root, in a chroot with
+# /proc and /dev (default: `bash .ci/run`, which installs what it needs
+# through scripts/install-deps.sh). Needs root; installs debootstrap if
+# missing. Leaves ROOT for inspection (rm -rf it after). Not part of CI.
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: scripts/fresh-root-ci.sh ROOT [COMMAND]" >&2; exit 2; }
+ROOT=$(realpath -m "$1")
+CMD=${2:-"CI=true bash .ci/run"}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+[ "$(id -u)" -eq 0 ] || { echo "fresh-root-ci: run as root" >&2; exit 1; }
+[ ! -e "$ROOT" ] || { echo "fresh-root-ci: $ROOT exists; give a new directory" >&2; exit 1; }
+command -v debootstrap >/dev/null || { apt-get update -q && apt-get install -y -q debootstrap; }
+mirror=$({ cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/null || true; } |
+         awk '/^(URIs:|deb) / && $2 !~ /security/ {print $2; exit}')
+[ -n "$mirror" ] || { echo "fresh-root-ci: no Debian mirror in this machine's apt sources" >&2; exit 1; }
+debootstrap --variant=minbase bookworm "$ROOT" "$mirror"
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+mkdir -p "$ROOT/work"
+git clone -q "$REPO" "$ROOT/work/main"
+[ -d "$REPO/../shared" ] && cp -a "$REPO/../shared" "$ROOT/work/shared"
+mount -t proc proc "$ROOT/proc"
+mount --bind /dev "$ROOT/dev"
+mount -t tmpfs tmpfs "$ROOT/dev/shm"
+trap 'umount "$ROOT/dev/shm" "$ROOT/dev" "$ROOT/proc" 2>/dev/null || true' EXIT
+# minbase has neither git nor ca-certificates; the project's own script must
+# bring everything else.
+chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+  bash -c "cd /work/main && $CMD"
