@@ -53,7 +53,7 @@ static const Command commands[] = {
      "(or out0, out1, ... for several).\n"
      "  --weights W        parameters (safetensors); a missing, misshapen or extra tensor is an error\n"
      "  --prefix P         tensor names in W carry the prefix P (e.g. transformer.)\n"
-     "  --strict=false     ignore tensors in W that are not parameters\n"
+     "  --strict=false     ignore tensors in W that are not parameters (and in IN that are not inputs)\n"
      "  --interp           run on the reference interpreter instead of compiled code\n"
      "  --threads N        threads for compiled code (default: the cores)\n",
      true},

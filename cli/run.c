@@ -167,8 +167,30 @@ static double **load_params(Compilation *c, const IrGraph *g, const HeedRunOpts 
 
 double **heed_load_params(Compilation *c, const IrGraph *g, const HeedRunOpts *o) { return load_params(c, g, o); }
 
-// The inputs of g by name; binds the symbolic sizes from their shapes.
-static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, int64_t *symvals) {
+// Tensors of an inputs file that are not inputs of g: an error naming the
+// first, or with strict off a note naming each (one batch file serves both
+// run and grad).
+static bool input_extras(Compilation *c, const IrGraph *g, const char *path, const RtSafetensors *st, bool strict) {
+  for (int j = 0; j < st->n; j++) {
+    bool known = false;
+    for (int i = 0; i < g->inputs.len; i++) known |= !strcmp(st->t[j].name, g->inputs.data[i]->name);
+    if (known) continue;
+    if (strict) {
+      diag_error(&c->diag, (SrcLoc){0}, "%s: tensor '%s' is not an input of %s (--strict=false ignores extras)", path,
+                 st->t[j].name, g->name);
+      return false;
+    }
+    diag_note(&c->diag, (SrcLoc){0}, "%s: ignoring tensor '%s': not an input of %s (--strict=false)", path,
+              st->t[j].name, g->name);
+  }
+  return true;
+}
+
+// The inputs of g by name; binds the symbolic sizes from their shapes. An
+// integer tensor for a bool input converts as non-zero -> true (Hugging
+// Face's int64 attention_mask), as a wider integer one converts for an
+// integer input when its values fit.
+static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, bool strict, int64_t *symvals) {
   RtSafetensors st;
   char err[512], buf[256];
   if (rt_st_open(path, &st, err, sizeof err) != RT_OK) {
@@ -184,7 +206,8 @@ static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, 
     const IrNode *in = g->inputs.data[i];
     const RtStTensor *t = rt_st_find(&st, in->name);
     ir_type_str(&in->ty, &g->syms, true, buf, sizeof buf);
-    if (!t || !dtype_fits(t->dt, in->ty.dt)) {
+    bool is_bool = in->ty.dt == IR_BOOL;
+    if (!t || !(dtype_fits(t->dt, in->ty.dt) || (is_bool && is_int_dt(t->dt)))) {
       diag_error(&c->diag, (SrcLoc){0}, "%s: %s input '%s' (%s)%s%s", path, t ? "wrong dtype for" : "missing",
                  in->name, buf, t ? ", got " : "", t ? rt_dtype_name(t->dt) : "");
       ok = false;
@@ -193,6 +216,7 @@ static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, 
     shapes[i] = t->shape;
     ranks[i] = t->rank;
     if (!(vals[i] = unpack(&st, t, err, sizeof err))) ok = false, fail(c, err);
+    for (uint64_t j = 0; ok && is_bool && j < rt_st_numel(t); j++) vals[i][j] = vals[i][j] != 0;
     for (uint64_t j = 0; ok && ir_dtype_info[in->ty.dt].is_int && j < rt_st_numel(t); j++)
       if (ir_round_to(in->ty.dt, vals[i][j]) != vals[i][j]) {  // a wider integer that does not fit
         diag_error(&c->diag, (SrcLoc){0}, "%s: input '%s' (%s): value %.0f at index %llu does not fit %s", path,
@@ -200,15 +224,7 @@ static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, 
         ok = false;
       }
   }
-  for (int j = 0; ok && j < st.n; j++) {
-    bool known = false;
-    for (int i = 0; i < n; i++) known |= !strcmp(st.t[j].name, g->inputs.data[i]->name);
-    if (!known) {
-      diag_error(&c->diag, (SrcLoc){0}, "%s: tensor '%s' is not an input of %s", path, st.t[j].name, g->name);
-      ok = false;
-    }
-  }
-  ok = ok && ir_bind_syms(g, shapes, ranks, symvals, &c->diag);
+  ok = ok && input_extras(c, g, path, &st, strict) && ir_bind_syms(g, shapes, ranks, symvals, &c->diag);
   rt_st_close(&st);
   free(shapes);
   free(ranks);
@@ -247,7 +263,7 @@ static int write_outputs(Compilation *c, const IrGraph *g, HeedExec *x, const in
 static int execute(Compilation *c, const IrGraph *g, const HeedRunOpts *o) {
   int64_t symvals[IR_MAX_SYMS];
   double **params = load_params(c, g, o);
-  double **inputs = params ? load_inputs(c, g, o->inputs, symvals) : NULL;
+  double **inputs = params ? load_inputs(c, g, o->inputs, o->strict, symvals) : NULL;
   int rc = HEED_ERR_IO;
   if (params && inputs) {
     HeedExec *x = heed_exec_new(c, g, o->interp, o->threads, false);

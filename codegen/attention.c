@@ -62,7 +62,8 @@ typedef struct {
   LLVMTypeRef vt, it;       // <vw x float>, <vw x i32>
   LLVMValueRef T, S, Sc;    // S: the keys that exist; Sc: rows of k and v per batch (ATTENTION_KV: the cache's)
   LLVMValueRef Sp;          // scratch row stride: S (at least 1) rounded up to tw
-  LLVMValueRef mask, kvis;  // mask (B,S) bool or NULL; kvis (Sp) i32 scratch: -1 where unmasked
+  LLVMValueRef mask, kvis;  // mask (B,S) bool or integer (non-zero keeps) or NULL; kvis (Sp) i32: -1 where unmasked
+  IrDType mdt;              // the mask's dtype
   bool causal;
 } At;
 
@@ -181,8 +182,7 @@ static void at_fill_kvis(At *a, LLVMValueRef b) {
   if (!a->mask) return;
   Loop l;
   LLVMValueRef s = loop_begin(k, &l, ci(k, 0), a->S);
-  LLVMValueRef m = load(k, k->i8, gep(k, k->i8, a->mask, add(k, mul(k, b, a->S), s)));
-  LLVMValueRef on = icmp(k, LLVMIntNE, m, LLVMConstInt(k->i8, 0, 0));
+  LLVMValueRef on = icmp(k, LLVMIntNE, ld(k, a->mdt, a->mask, add(k, mul(k, b, a->S), s)), ci(k, 0));
   store(k, LLVMBuildSExt(k->b, on, k->i32, ""), gep(k, k->i32, a->kvis, s));
   loop_end(k, &l);
   s = loop_begin(k, &l, a->S, a->Sp);
@@ -600,6 +600,7 @@ static void emit_forward(K *k) {
     a.causal = true;
   } else if (n->nsrc > 3) {
     a.mask = k->src[3];
+    a.mdt = n->src[3]->ty.dt;
   }
   // scratch (floats): kvis (Sp), kt (D x Sp), sc (RB x Sp), yb (RB x Dp), vr (Sp x Dp)
   int64_t dp = (int64_t)a.nv * a.vw;
@@ -740,6 +741,7 @@ static void bwd_store(At *a, LLVMValueRef dst, LLVMValueRef acct, LLVMValueRef b
 static void emit_backward(K *k) {
   At a = at_init(k);
   a.mask = k->n->nsrc > 4 ? k->src[4] : NULL;
+  a.mdt = a.mask ? k->n->src[4]->ty.dt : IR_BOOL;
   // scratch (floats): kvis (Sp), kt, vt (D x Sp), sc, dpt (RB x Sp), dkt, dvt (D x Sp), yb (RB x Dp),
   // kr (Sp x Dp)
   int64_t dp = (int64_t)a.nv * a.vw;

@@ -1393,6 +1393,7 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
     const IrNode *n = g->nodes.data[i];
     p->nodes[i] = (CgNode){n->op, n->ty, n->loc, n->attr};
   }
+  if (!ir_size_limits(g, &p->limits, &p->nlimits)) goto oom;
   cg_llvm_module_begin(p->cg, g->name ? g->name : "heed");
   k.cg = p->cg;
   k.m = cg_llvm_module(p->cg);
@@ -1500,6 +1501,7 @@ void cg_program_free(CgProgram *p) {
   if (!p) return;
   cg_llvm_free(p->cg);
   free(p->nodes);
+  free(p->limits);
   free(p->skip);
   free(p->alias);
   free(p->inl);
@@ -1542,40 +1544,12 @@ int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals)
 }
 
 static bool run_entry(CgProgram *p, CgEntryFn entry, const int64_t *symvals, void **bufs, Diag *d) {
+  if (!ir_check_size_limits(p->limits, p->nlimits, symvals, d)) return false;  // T > ctx, as the interpreter says
   CgRunCtx ctx = {.pool = p->pool, .nthreads = p->nthreads, .work = p->work, .err = {0}};
   prof_ms = entry == p->entry ? p->prof : NULL;
   int rc = entry(bufs, symvals, &ctx);
   prof_ms = NULL;
-  if (rc == 0) return true;
-  if (rc < 0 || rc > p->nnodes) {
-    diag_error(d, NOLOC, "cpu backend: the compiled program failed (status %d)", rc);
-    return false;
-  }
-  const CgNode *n = &p->nodes[rc - 1];
-  long long e0 = (long long)ctx.err[0], e1 = (long long)ctx.err[1];
-  if (ctx.err[3] == ST_NOMEM) {
-    diag_error(d, n->loc, "%s: out of memory (%lld bytes of scratch)", ir_op_name(n->op), e0);
-    return false;
-  }
-  switch (n->op) {
-  case IR_OP_GATHER:
-  case IR_OP_GATHER_GRAD:
-    diag_error(d, n->loc, "gather: index %lld is outside the table of %lld rows", e0, e1);
-    break;
-  case IR_OP_XENT:
-  case IR_OP_XENT_GRAD:
-    diag_error(d, n->loc, "cross_entropy: target %lld is outside the %lld classes of the logits (ignore index %lld)",
-               e0, e1, (long long)n->attr.ignore);
-    break;
-  case IR_OP_DIV: diag_error(d, n->loc, "div: integer division by zero (%lld / 0)", e0); break;
-  case IR_OP_SLICE:
-  case IR_OP_SLICE_GRAD:
-    diag_error(d, n->loc, "slice: %lld elements from %lld%s do not fit axis %d of size %lld", e0,
-               (long long)n->attr.start, n->attr.start < 0 ? " (from the end)" : "", (int)n->attr.axis, e1);
-    break;
-  default: diag_error(d, n->loc, "%s: run-time error in compiled code", ir_op_name(n->op)); break;
-  }
-  return false;
+  return rc == 0 || cg_report_status(p, rc, ctx.err, d);
 }
 
 bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) { return run_entry(p, p->entry, symvals, bufs, d); }

@@ -38,6 +38,8 @@ struct CgProgram {
   CgEntryFn prefix;  // CgOptions.prefix: the nodes before it only; else NULL
   CgNode *nodes;
   int nnodes;
+  IrSizeLimit *limits;  // checked before each run (ir_size_limits: T <= the rows of a position table)
+  int nlimits;
   bool *skip;   // per node: not called (skipped_nodes, and fused)
   bool *fused;  // per node: written by its attention group's leader (group_attention_grads)
   int *alias;   // per node: the node whose buffer holds its values (alias_nodes: reshapes)
@@ -51,6 +53,10 @@ struct CgProgram {
   double *prof;    // CgOptions.profile: per node, ms in its kernel call
 };
 
+
+// status.c: the diagnostic for a compiled program's nonzero status rc (the
+// failing node's id + 1) and the err words its kernel wrote; false.
+bool cg_report_status(const CgProgram *p, int rc, const int64_t *err, Diag *d);
 
 // p->def[i]: the position (node id) of the call that writes node i (its
 // attention group's leader for a fused node); p->end[i]: the last call that

@@ -600,10 +600,14 @@ static FeVal bi_attention(FeCk *ck, Args *a) {
   }
   if (a->v[6].k != FV_NONE) {
     const FeVal *m = &a->v[6];
-    IrType want = {.dt = IR_BOOL, .rank = 2, .dim = {k->dim[0], k->dim[1]}};
-    if (m->k != FV_TENSOR || !ir_type_eq(&m->ty, &want)) {
-      diag_error(ck->d, at(a, 6), "attention: mask must be %s (keep-mask over the keys), got %s", fe_type_str(ck, &want),
-                 fe_val_describe(ck, m));
+    // bool or any integer (Hugging Face's attention_mask is int64): non-zero keeps
+    IrType want = {.dt = IR_BOOL, .rank = 2, .dim = {k->dim[0], k->dim[1]}}, got = want;
+    if (m->k == FV_TENSOR) got = m->ty;
+    if (ir_dtype_info[got.dt].is_int) got.dt = IR_BOOL;
+    if (m->k != FV_TENSOR || !ir_type_eq(&got, &want)) {
+      diag_error(ck->d, at(a, 6),
+                 "attention: mask must be %s or integer (keep-mask over the keys, non-zero keeps), got %s",
+                 fe_type_str(ck, &want), fe_val_describe(ck, m));
       return fe_val_err();
     }
   }

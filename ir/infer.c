@@ -42,8 +42,9 @@ static bool attention_ok(IrGraph *g, IrOp op, IrNode *const *s, int n, const IrA
   if (op != IR_OP_ATTENTION && !ir_type_eq(&s[3]->ty, q)) return fail(g, loc, op, "dout must match q", &s[3]->ty, q);
   if (n == base + 1) {
     const IrType *m = &s[base]->ty;
-    if (m->rank != 2 || m->dt != IR_BOOL || !ir_dim_eq(m->dim[0], k->dim[0]) || !ir_dim_eq(m->dim[1], k->dim[1]))
-      return fail(g, loc, op, "mask must be bool (B,S)", m, k);
+    bool keep = m->dt == IR_BOOL || ir_dtype_info[m->dt].is_int;  // bool or integer: non-zero keeps
+    if (m->rank != 2 || !keep || !ir_dim_eq(m->dim[0], k->dim[0]) || !ir_dim_eq(m->dim[1], k->dim[1]))
+      return fail(g, loc, op, "mask must be bool or integer (B,S)", m, k);
   }
   return true;
 }

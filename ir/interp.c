@@ -52,6 +52,47 @@ bool ir_bind_syms(const IrGraph *g, const int64_t *const *shapes, const int *ran
   return true;
 }
 
+// ---- sizes the graph cannot run with ----
+
+static bool is_position_gather(const IrNode *n) {
+  return n->op == IR_OP_GATHER && n->src[1]->op == IR_OP_POSITIONS && ir_dim_is_const(n->src[0]->ty.dim[0]);
+}
+
+bool ir_size_limits(const IrGraph *g, IrSizeLimit **out, int *n) {
+  *out = NULL, *n = 0;
+  int count = 0;
+  for (int i = 0; i < g->nodes.len; i++) count += is_position_gather(g->nodes.data[i]);
+  if (!count) return true;
+  if (!(*out = calloc((size_t)count, sizeof **out))) return false;
+  for (int i = 0; i < g->nodes.len; i++) {
+    const IrNode *x = g->nodes.data[i];
+    if (is_position_gather(x)) (*out)[(*n)++] = (IrSizeLimit){x->src[1]->ty.dim[0], x->src[0]->ty.dim[0].n, x->loc};
+  }
+  return true;
+}
+
+bool ir_check_size_limits(const IrSizeLimit *l, int n, const int64_t *symvals, Diag *d) {
+  for (int i = 0; i < n; i++) {
+    int64_t len = ir_dim_value(l[i].len, symvals);
+    if (len > l[i].rows) {
+      diag_error(d, l[i].loc, "the sequence length T = %lld exceeds the %lld rows of the position table",
+                 (long long)len, (long long)l[i].rows);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool ir_check_sizes(const IrGraph *g, const int64_t *symvals, Diag *d) {
+  for (int i = 0; i < g->nodes.len; i++) {
+    const IrNode *x = g->nodes.data[i];
+    if (!is_position_gather(x)) continue;
+    IrSizeLimit l = {x->src[1]->ty.dim[0], x->src[0]->ty.dim[0].n, x->loc};
+    if (!ir_check_size_limits(&l, 1, symvals, d)) return false;
+  }
+  return true;
+}
+
 static float f16_round(double v) {  // round to nearest even at 11 significant bits, range of f16
   if (!isfinite(v) || v == 0) return (float)v;
   double a = fabs(v);
@@ -150,6 +191,10 @@ IrValues *ir_interp(const IrGraph *g, const int64_t *symvals, double *const *inp
   memcpy(v->symvals, symvals, sizeof(int64_t) * (size_t)(g->syms.len < IR_MAX_SYMS ? g->syms.len : IR_MAX_SYMS));
   if (!v->val || !v->numel || g->syms.len > IR_MAX_SYMS) {
     diag_error(d, (SrcLoc){0}, "out of memory starting the interpreter");
+    ir_values_free(v);
+    return NULL;
+  }
+  if (!ir_check_sizes(g, symvals, d)) {
     ir_values_free(v);
     return NULL;
   }

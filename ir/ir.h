@@ -267,10 +267,26 @@ bool ir_shape(const IrType *t, const int64_t *symvals, int64_t dims[IR_MAX_RANK]
 // Binds symbolic sizes from the actual input shapes (shapes[i], ranks[i] for
 // g->inputs[i]); reports a mismatch naming the input and axis.
 bool ir_bind_syms(const IrGraph *g, const int64_t *const *shapes, const int *ranks, int64_t *symvals, Diag *d);
+// What the bound sizes must satisfy before the graph runs: a gather of
+// positions(x) from a table of `rows` rows (wpe[positions(tokens)]) needs
+// the sequence length `len` <= rows. The interpreter and compiled programs
+// check them before running, so both report T > ctx with one message.
+typedef struct {
+  IrDim len;     // the length of the positions (T)
+  int64_t rows;  // the rows of the table
+  SrcLoc loc;    // the gather's
+} IrSizeLimit;
+// g's limits into a new array (*out, NULL when *n is 0); false when out of memory.
+bool ir_size_limits(const IrGraph *g, IrSizeLimit **out, int *n);
+// false, with "the sequence length T = .. exceeds the .. rows of the position
+// table" at the gather, when a limit does not hold under symvals.
+bool ir_check_size_limits(const IrSizeLimit *l, int n, const int64_t *symvals, Diag *d);
+// Both at once, for a graph at hand (ir_interp calls it first).
+bool ir_check_sizes(const IrGraph *g, const int64_t *symvals, Diag *d);
 // Evaluates the graph. inputs[i], params[i]: values of g->inputs[i] and
-// g->params[i]. Run-time errors (an index outside a table, a sequence longer
-// than a position table) are diagnostics naming the op's source location;
-// NULL then. Caller frees with ir_values_free.
+// g->params[i]. ir_check_sizes first; run-time errors (an index outside a
+// table) are diagnostics naming the op's source location; NULL then. Caller
+// frees with ir_values_free.
 IrValues *ir_interp(const IrGraph *g, const int64_t *symvals, double *const *inputs, double *const *params,
                     bool exact, Diag *d);
 void ir_values_free(IrValues *v);

@@ -330,12 +330,8 @@ static bool gather(IrKernelArgs *k) {
   int64_t N = k->in_dims[0][0], row = prod(k->in_dims[0], 1, rt), nidx = prod(k->in_dims[1], 0, in_rank(k, 1));
   for (int64_t i = 0; i < nidx; i++) {
     double v = k->in[1][i];
-    if (!(v >= 0 && v < (double)N)) {
-      if (k->n->src[1]->op == IR_OP_POSITIONS)  // wpe[positions(tokens)]
-        diag_error(k->d, k->n->loc, "the sequence length T = %lld exceeds the %lld rows of the position table",
-                   (long long)k->in_dims[1][0], (long long)N);
-      else
-        diag_error(k->d, k->n->loc, "gather: index %.0f is outside the table of %lld rows", v, (long long)N);
+    if (!(v >= 0 && v < (double)N)) {  // (wpe[positions(tokens)] with T > N: ir_check_sizes, before running)
+      diag_error(k->d, k->n->loc, "gather: index %.0f is outside the table of %lld rows", v, (long long)N);
       return false;
     }
     memcpy(k->out + i * row, k->in[0] + (int64_t)v * row, sizeof(double) * (size_t)row);

@@ -395,8 +395,8 @@ def perturb(W, spec):
     return out
 
 
-def run_forward(tag, heed_file, cfg, W, inputs, ref_fn):
-    """Writes W and inputs, heed run, compares out with ref_fn(P64, inputs64)."""
+def run_forward(tag, heed_file, cfg, W, inputs, ref_fn, extra=()):
+    """Writes W and inputs, heed run (with the flags extra), compares out with ref_fn(P64, inputs64)."""
     wpath = os.path.join(WORK, f"{tag}.weights.safetensors")
     ipath = os.path.join(WORK, f"{tag}.in.safetensors")
     opath = os.path.join(WORK, f"{tag}.out.safetensors")
@@ -405,7 +405,7 @@ def run_forward(tag, heed_file, cfg, W, inputs, ref_fn):
     if os.path.exists(opath):
         os.remove(opath)
     t = time.time()
-    rc, msg = heed("run", heed_file, "--weights", wpath, "--inputs", ipath, "--outputs", opath, *sets(cfg))
+    rc, msg = heed("run", heed_file, "--weights", wpath, "--inputs", ipath, "--outputs", opath, *sets(cfg), *extra)
     dt = time.time() - t
     if not check(f"{tag}.run", rc == 0, f"rc={rc} {short(msg)}" if rc else f"{dt:.2f}s"):
         return None
@@ -565,9 +565,45 @@ def bert_inputs():
     return {"tokens": tokens_of(89, B, T), "token_types": types, "mask": mask}
 
 
-model_case("bert", "examples/bert.heed", BERT_CFG, bert_spec,
-           lambda P, I: bert_forward(P, BERT_FULL, I["tokens"], I["token_types"], I["mask"]),
-           inputs_fn=bert_inputs)
+bert_W = model_case("bert", "examples/bert.heed", BERT_CFG, bert_spec,
+                    lambda P, I: bert_forward(P, BERT_FULL, I["tokens"], I["token_types"], I["mask"]),
+                    inputs_fn=bert_inputs)
+
+
+def bert_int_masks():
+    """Hugging Face's attention_mask is int64: an integer tensor for the bool
+    mask converts as non-zero -> true, and a model may declare its mask i32 or
+    i64 (attention keeps the keys whose mask is non-zero). Each compiled and
+    on the interpreter, against the PyTorch forward with mask != 0."""
+    if bert_W is None:
+        check("bert_int_mask", False, "skipped: bert weights unavailable")
+        return
+    src = open(os.path.join(REPO, "examples/bert.heed")).read()
+    decl = "mask: bool[B, T]"
+    if not check("bert_int_mask.source", decl in src, f"examples/bert.heed declares {decl}"):
+        return
+    ins = bert_inputs()
+    keep = ins["mask"]
+    as_int = np.where(keep, np.array([1, 2, -1, 256])[np.arange(keep.shape[1]) % 4], 0)  # 0 masks; 1, 2, -1, 256 keep
+    ref = lambda P, I: bert_forward(P, BERT_FULL, I["tokens"], I["token_types"], I["mask"] != 0)
+    cases = [("bool", "examples/bert.heed", np.int64, "int64 (HF attention_mask) for bool"),
+             ("i32", None, np.int32, "declared i32, int32 in the file"),
+             ("i32", None, np.int64, "declared i32, int64 in the file"),
+             ("i64", None, np.int64, "declared i64, int64 in the file")]
+    for decl_dt, path, file_dt, what in cases:
+        if path is None:
+            path = os.path.join(WORK, f"bert_mask_{decl_dt}.heed")
+            with open(path, "w") as fh:
+                fh.write(src.replace(decl, f"mask: {decl_dt}[B, T]"))
+        else:
+            path = os.path.join(REPO, path)
+        for mode in ((), ("--interp",)):
+            tag = f"bert_mask_{decl_dt}_{np.dtype(file_dt).name}{'_interp' if mode else ''}"
+            print(f"  {tag}: {what}{' (--interp)' if mode else ''}")
+            run_forward(tag, path, BERT_CFG, bert_W, dict(ins, mask=as_int.astype(file_dt)), ref, mode)
+
+
+bert_int_masks()
 
 MLP_CFG = {"emb_dim": 16, "n_hidden": 64}
 MLP_FULL = dict(MLP_CFG, vocab=256, ctx=8)
@@ -779,21 +815,62 @@ def error_checks():
     rc, msg = with_weights("extra", W, strict=False)
     check("errors.extra_tensor_not_strict", rc == 0, f"--strict=false accepts it: rc={rc} {short(msg, 200)}")
 
-    def with_inputs(tag, ins, model=f, cfg=GPT2_CFG):
+    def with_inputs(tag, ins, model=f, cfg=GPT2_CFG, extra=()):
         ip = os.path.join(WORK, f"err.{tag}.in.safetensors")
         write_st(ip, ins)
         wp = os.path.join(WORK, "gpt2.weights.safetensors")
-        return heed("run", model, "--weights", wp, "--inputs", ip, "--outputs", opath, *sets(cfg))
+        return heed("run", model, "--weights", wp, "--inputs", ip, "--outputs", opath, *sets(cfg), *extra)
 
     expect_error("errors.input_dtype", with_inputs("f32", {"tokens": tokens_of(97, 2, 8).astype(np.float32)}),
                  "tokens")
     expect_error("errors.input_rank", with_inputs("rank", {"tokens": tokens_of(97, 1, 8).reshape(8)}), "tokens")
     expect_error("errors.input_missing", with_inputs("missing", {"token": tokens_of(97, 2, 8)}), "tokens")
-    rc, msg = with_inputs("tctx", {"tokens": tokens_of(97, 1, 33)})
-    # located at wpe[positions(tokens)] (the source line, so 'wpe', is quoted) and saying the table has 32 rows
-    ok = rc == 1 and "wpe" in msg and ("gather" in msg or "position" in msg) and "32" in msg
-    check("errors.T_over_ctx", ok, f"T=33 > ctx=32: rc={rc} (want 1), message names the gather of 'wpe' "
-          f"and its 32 rows: {short(msg, 300)}")
+    # T > ctx: one message, compiled and on the interpreter, located at wpe[positions(tokens)] (the source
+    # line, so 'wpe', is quoted), before anything runs (the token 200 is outside wte's 97 rows as well)
+    tctx = tokens_of(97, 1, 33)
+    tctx[0, 5] = 200
+    msgs = []
+    for mode in ((), ("--interp",)):
+        rc, msg = with_inputs("tctx", {"tokens": tctx}, extra=mode)
+        want = "the sequence length T = 33 exceeds the 32 rows of the position table"
+        ok = rc == 1 and "wpe" in msg and want in msg
+        check(f"errors.T_over_ctx{'_interp' if mode else ''}", ok,
+              f"T=33 > ctx=32: rc={rc} (want 1), message '{want}' at 'wpe': {short(msg, 300)}")
+        msgs.append(msg)
+    check("errors.T_over_ctx_same", msgs[0] == msgs[1], "compiled and --interp report T > ctx alike" if
+          msgs[0] == msgs[1] else f"compiled: {short(msgs[0], 200)} | interp: {short(msgs[1], 200)}")
+    # bert, T = 40 > ctx = 32 (three gathers before the one of the positions)
+    bw = os.path.join(WORK, "bert.weights.safetensors")
+    if os.path.exists(bw):
+        ins = {"tokens": tokens_of(89, 2, 40), "token_types": np.zeros((2, 40), np.int32),
+               "mask": np.ones((2, 40), np.bool_)}
+        ip = os.path.join(WORK, "err.bert_tctx.in.safetensors")
+        write_st(ip, ins)
+        msgs = []
+        for mode in ((), ("--interp",)):
+            rc, msg = heed("run", os.path.join(REPO, "examples/bert.heed"), "--weights", bw, "--inputs", ip,
+                           "--outputs", opath, *sets(BERT_CFG), *mode)
+            msgs.append(msg)
+            want = "the sequence length T = 40 exceeds the 32 rows of the position table"
+            check(f"errors.bert_T_over_ctx{'_interp' if mode else ''}", rc == 1 and want in msg
+                  and "position_embeddings" in msg, f"rc={rc} (want 1), '{want}': {short(msg, 300)}")
+        check("errors.bert_T_over_ctx_same", msgs[0] == msgs[1], "compiled and --interp alike" if
+              msgs[0] == msgs[1] else f"compiled: {short(msgs[0], 200)} | interp: {short(msgs[1], 200)}")
+    # an inputs file with extra tensors (a batch of tokens and targets given to run): an error naming the
+    # extra tensor and --strict=false; with --strict=false a note names it and the result is the same
+    batch = {"tokens": good_in["tokens"], "targets": tokens_of(97, 2, 8)}
+    expect_error("errors.input_extra", with_inputs("extra", batch), "'targets'", "--strict=false")
+    rc, msg = with_inputs("extra", batch, extra=("--strict=false",))
+    got = read_st(opath)[0].get("out") if rc == 0 else None
+    rc0, _ = with_inputs("plain", good_in)
+    ref = read_st(opath)[0].get("out") if rc0 == 0 else None
+    same = got is not None and ref is not None and np.array_equal(got, ref)
+    check("errors.input_extra_not_strict", rc == 0 and "ignoring tensor 'targets'" in msg and same,
+          f"rc={rc} (want 0), note names 'targets': {short(msg, 200)}; out equal to the run without it: {same}")
+    gp = os.path.join(WORK, "err.extra.grad.safetensors")
+    rc, msg = heed("grad", f, "--weights", os.path.join(WORK, "gpt2.weights.safetensors"), "--inputs",
+                   os.path.join(WORK, "err.extra.in.safetensors"), "--outputs", gp, *sets(GPT2_CFG))
+    check("errors.input_extra_grad", rc == 0, f"the same file serves grad: rc={rc} {short(msg, 200)}")
     rc, msg = with_inputs("tok_range", {"tokens": np.array([[1, 2, 97, 3]], np.int32)})
     check("errors.token_out_of_range", rc == 1 and "wte" in msg and "97" in msg,
           f"token 97 with vocab 97: rc={rc} (want 1), message names 'wte' and 97: {short(msg, 300)}")

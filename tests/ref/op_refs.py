@@ -252,7 +252,7 @@ def attention(name, B, Tq, S, H, KV, D, causal, scale=None, mask=None):
     q, k, v = f32(B, Tq, H * D), f32(B, S, KV * D), f32(B, S, KV * D)
     scale = 1 / math.sqrt(D) if scale is None else scale
     ins = [q, k, v] + ([mask] if mask is not None else [])
-    m = torch.from_numpy(mask) if mask is not None else None
+    m = torch.from_numpy(mask != 0) if mask is not None else None  # bool or integer: non-zero keeps
     case(name, ins, attention_ref(T(q), T(k), T(v), H, KV, causal, scale, m))
 
 
@@ -323,6 +323,12 @@ t = ints(0, 4, 5)
 t[:2] = 3
 xent("xent_ignore_class", f32(5, 4), t, 3)  # an index inside [0, V) ignored
 xent("xent_i32_targets", f32(3, 1, 4, scale=10), ints(0, 4, 3, 1, dtype=np.int32), -1)
+
+# ---- attention with an integer keep-mask (Hugging Face's attention_mask is int64): non-zero keeps ----
+mask = np.array([[1, 0, 2, 1], [0, 0, 0, 0], [-1, 1, 0, 1]], dtype=np.int64)  # batch 1: every key masked
+attention("attention_mask_i64", 3, 4, 4, 2, 2, 3, False, mask=mask)
+mask = np.array([[0, 1, 1, 1, 7], [1, 1, 1, 0, 0]], dtype=np.int32)  # batch 0, query 0: nothing visible
+attention("attention_mask_i32_causal_gqa", 2, 5, 5, 4, 2, 2, True, mask=mask)
 
 
 # ---- the file ----

@@ -229,10 +229,13 @@ static void test_attention_grad(void **state) {
   typedef struct {
     int64_t h, kv, d;
     bool causal, mask, cross;
+    IrDType mdt;  // the mask's dtype: bool, or an integer (non-zero keeps)
   } A;
-  A cs[] = {{4, 4, 16, true, false, false}, {4, 2, 8, true, true, false}, {3, 1, 5, false, true, true},
-            {2, 2, 64, true, false, true},  {6, 3, 7, false, false, true}, {1, 1, 1, true, true, false},
-            {4, 1, 9, true, true, true}};
+  A cs[] = {{4, 4, 16, true, false, false, IR_BOOL}, {4, 2, 8, true, true, false, IR_BOOL},
+            {3, 1, 5, false, true, true, IR_BOOL}, {2, 2, 64, true, false, true, IR_BOOL},
+            {6, 3, 7, false, false, true, IR_BOOL}, {1, 1, 1, true, true, false, IR_BOOL},
+            {4, 1, 9, true, true, true, IR_BOOL}, {4, 2, 8, true, true, false, IR_I32},
+            {3, 1, 5, false, true, true, IR_I64}};
   for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
     T t;
     t_init(&t);
@@ -240,7 +243,10 @@ static void test_attention_grad(void **state) {
     snprintf(qs, sizeof qs, "B,T,%lld", (long long)(cs[c].h * cs[c].d));
     snprintf(ks, sizeof ks, "B,%c,%lld", cs[c].cross ? 'S' : 'T', (long long)(cs[c].kv * cs[c].d));
     IrNode *s[4] = {fin(&t, qs), fin(&t, ks), fin(&t, ks), NULL};
-    if (cs[c].mask) s[3] = in(&t, IR_BOOL, cs[c].cross ? "B,S" : "B,T", 0, 1);  // some rows fully masked
+    if (cs[c].mask) {  // some rows fully masked; integer masks of -1, 0, 1, 2 (non-zero keeps)
+      bool b = cs[c].mdt == IR_BOOL;
+      s[3] = in(&t, cs[c].mdt, cs[c].cross ? "B,S" : "B,T", b ? 0 : -1, b ? 1 : 2);
+    }
     IrAttr at = {.heads = cs[c].h, .kv_heads = cs[c].kv, .causal = cs[c].causal, .scale = 1 / sqrt((double)cs[c].d)};
     term(&t, op(&t, IR_OP_ATTENTION, s, cs[c].mask ? 4 : 3, &at, NULL));
     differentiate(&t);

@@ -289,9 +289,13 @@ static void test_attention(void **state) {
   typedef struct {
     int64_t h, kv, d;
     bool causal, mask, cross;
+    IrDType mdt;  // the mask's dtype: bool, or an integer (non-zero keeps)
   } A;
-  A cs[] = {{4, 4, 16, true, false, false}, {4, 2, 8, true, true, false}, {3, 1, 5, false, true, true},
-            {2, 2, 64, true, false, true},  {6, 3, 7, false, false, true}, {1, 1, 1, true, true, false}};
+  A cs[] = {{4, 4, 16, true, false, false, IR_BOOL}, {4, 2, 8, true, true, false, IR_BOOL},
+            {3, 1, 5, false, true, true, IR_BOOL}, {2, 2, 64, true, false, true, IR_BOOL},
+            {6, 3, 7, false, false, true, IR_BOOL}, {1, 1, 1, true, true, false, IR_BOOL},
+            {4, 2, 8, true, true, false, IR_I32}, {3, 1, 5, false, true, true, IR_I64},
+            {2, 2, 4, true, true, true, IR_U8}};
   for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
     T t;
     t_init(&t);
@@ -299,7 +303,10 @@ static void test_attention(void **state) {
     snprintf(qs, sizeof qs, "B,T,%lld", (long long)(cs[c].h * cs[c].d));
     snprintf(ks, sizeof ks, "B,%c,%lld", cs[c].cross ? 'S' : 'T', (long long)(cs[c].kv * cs[c].d));
     IrNode *s[4] = {fin(&t, qs), fin(&t, ks), fin(&t, ks), NULL};
-    if (cs[c].mask) s[3] = in(&t, IR_BOOL, cs[c].cross ? "B,S" : "B,T", 0, 1);
+    if (cs[c].mask) {  // integer masks of -1, 0, 1, 2 (u8: 0, 1, 2): non-zero keeps
+      bool sgn = cs[c].mdt == IR_I32 || cs[c].mdt == IR_I64;
+      s[3] = in(&t, cs[c].mdt, cs[c].cross ? "B,S" : "B,T", sgn ? -1 : 0, cs[c].mdt != IR_BOOL ? 2 : 1);
+    }
     IrAttr at = {.heads = cs[c].h, .kv_heads = cs[c].kv, .causal = cs[c].causal, .scale = 1 / sqrt((double)cs[c].d)};
     op(&t, IR_OP_ATTENTION, s, cs[c].mask ? 4 : 3, &at, NULL);
     // S < T (causal: the first queries see nothing), S > T (decode-like), T = 1; T, S over 64 (attention.c:
@@ -429,6 +436,37 @@ static void test_errors(void **state) {
   assert_non_null(strstr(t.d.log, "gather: index -1 is outside"));
   ((int32_t *)b.buf[idx->id])[2] = 0;
   assert_true(cg_run(p, sv, b.buf, &t.d));
+  bufs_free(&b);
+  cg_program_free(p);
+  t_fini(&t);
+
+  // T longer than a position table (wpe[positions(tokens)]): one message, before anything runs (the token
+  // gather that comes first has an index outside its table too), compiled and on the interpreter alike
+  t_init(&t);
+  f = diag_add_file(&t.d, "m.heed", "x\n", 2);
+  IrNode *wte = fin(&t, "10,2"), *tok = in(&t, IR_I32, "B,T", 0, 9), *wpe = fin(&t, "4,2");
+  SrcLoc l1 = {f, 1, 1};
+  IrNode *pos = ir_op(t.g, IR_OP_POSITIONS, &tok, 1, &(IrAttr){0}, NULL, l1);
+  ir_output(t.g, "e", ir_op(t.g, IR_OP_GATHER, (IrNode *[]){wte, tok}, 2, &(IrAttr){0}, NULL, l1));
+  ir_output(t.g, "p", ir_op(t.g, IR_OP_GATHER, (IrNode *[]){wpe, pos}, 2, &(IrAttr){0}, NULL, l1));
+  p = compile(&t);
+  const char *too_long = "the sequence length T = 5 exceeds the 4 rows of the position table";
+  int64_t sv5[3] = {1, 5, 1}, sv4[3] = {1, 4, 1};
+  b = make_bufs(&t, p, sv5, false);
+  ((int32_t *)b.buf[tok->id])[0] = 10;
+  assert_false(cg_run(p, sv5, b.buf, &t.d));
+  assert_non_null(strstr(t.d.log, too_long));
+  double wv[20] = {0}, tv[5] = {10, 1, 2, 3, 4}, pv[8] = {0}, *iv[] = {wv, tv, pv};
+  Diag d2;  // (t.d would drop a repeated message)
+  diag_init(&d2, NULL);
+  assert_null(ir_interp(t.g, sv5, iv, NULL, false, &d2));
+  assert_non_null(d2.log);
+  assert_non_null(strstr(d2.log, too_long));  // the interpreter's: the same
+  assert_null(strstr(d2.log, "gather: index"));
+  diag_fini(&d2);
+  bufs_free(&b);
+  b = make_bufs(&t, p, sv4, false);  // T = 4 fits
+  assert_true(cg_run(p, sv4, b.buf, &t.d));
   bufs_free(&b);
   cg_program_free(p);
   t_fini(&t);

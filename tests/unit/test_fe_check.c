@@ -559,6 +559,10 @@ static void test_builtin_shapes(void **state) {
       {"attention(x, x, x, heads = 8)", "f32[B, T, 64]"},
       {"attention(x, x @ wk, x @ wk, heads = 8, kv_heads = 2, causal = true, mask = m)", "f32[B, T, 64]"},
       {"attention(x, s, s, heads = 4, scale = 0.5)", "f32[B, T, 64]"},
+      // an integer keep-mask (Hugging Face's attention_mask is int64): non-zero keeps
+      {"attention(x, x, x, heads = 8, mask = ids)", "f32[B, T, 64]"},
+      {"attention(x, x, x, heads = 8, mask = cast(ids, i64))", "f32[B, T, 64]"},
+      {"attention(x, x, x, heads = 8, mask = cast(m, u8))", "f32[B, T, 64]"},
       {"rope(x, heads = 8)", "f32[B, T, 64]"},
       {"rope(x, heads = 32, base = 500000, interleaved = true)", "f32[B, T, 64]"},
       {"positions(ids)", "i32[T]"},
@@ -650,10 +654,15 @@ static void test_builtin_errors(void **state) {
        "t.heed:10:63: error: attention: heads (8) must be a positive multiple of kv_heads (3)"},
       {"attention(x, x @ wk, x @ wk, heads = 8)",
        "t.heed:10:27: error: attention: k [B, T, 16] has head size 2 but q [B, T, 64] has 8 (8 kv heads, 8 heads)"},
-      {"attention(x, x, x, heads = 8, mask = ids)",
-       "t.heed:10:49: error: attention: mask must be bool[B, T] (keep-mask over the keys), got a tensor i32[B, T]"},
+      {"attention(x, x, x, heads = 8, mask = x[:, :, 0])",
+       "t.heed:10:50: error: attention: mask must be bool[B, T] or integer (keep-mask over the keys, non-zero keeps), "
+       "got a tensor f32[B, T]"},
       {"attention(x, s, s, heads = 8, mask = m)",
-       "t.heed:10:49: error: attention: mask must be bool[B, S] (keep-mask over the keys), got a tensor bool[B, T]"},
+       "t.heed:10:49: error: attention: mask must be bool[B, S] or integer (keep-mask over the keys, non-zero keeps), "
+       "got a tensor bool[B, T]"},
+      {"attention(x, s, s, heads = 8, mask = ids)",
+       "t.heed:10:49: error: attention: mask must be bool[B, S] or integer (keep-mask over the keys, non-zero keeps), "
+       "got a tensor i32[B, T]"},
       {"attention(ids, x, x, heads = 2)",
        "t.heed:10:22: error: attention: 'q' must be a float tensor, got i32[B, T]; use cast(x, f32)"},
       {"attention(x[0], x, x, heads = 2)",

@@ -272,6 +272,9 @@ static OpCase *op_cases(int *n) {
       OPA("xent_all_ignored", XENT, .ignore = -1),
       OPA("xent_ignore_class", XENT, .ignore = 3),
       OPA("xent_i32_targets", XENT, .ignore = -1),
+      OPA("attention_mask_i64", ATTENTION, .heads = 2, .kv_heads = 2, .scale = 0.5773502691896258),
+      OPA("attention_mask_i32_causal_gqa", ATTENTION,
+          .heads = 4, .kv_heads = 2, .causal = true, .scale = 0.7071067811865475),
   };
   *n = (int)(sizeof c / sizeof c[0]);
   return c;
