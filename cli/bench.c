@@ -135,7 +135,8 @@ int heed_cmd_bench(Compilation *c, const HeedBenchOpts *o, double frontend_ms) {
     printf("%s: batch %lld, seq %lld\n", m->decl->name, (long long)o->batch, (long long)o->seq);
     printf("  compile     %10.3f ms\n  forward     %10.3f ms (median of %d; %s)\n", compile_ms, fwd_ms, o->reps, fwd_exec);
     if (train_ms >= 0)
-      printf("  train step  %10.3f ms (forward + backward, no optimizer update yet; %s)\n", train_ms, train_exec);
+      printf("  train step  %10.3f ms (the loss's forward + backward, without the optimizer update; %s)\n", train_ms,
+           train_exec);
     printf("  peak memory %10.1f MiB\n", peak / 1048576.0);
   }
   return HEED_OK;

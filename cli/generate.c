@@ -56,6 +56,16 @@ static int find_sym(const IrGraph *g, const char *name) {
   return -1;
 }
 
+// Recomputation fills the forward's other inputs: an attention mask (any
+// dtype) with "keep" (1), anything else (token type ids, ...) with 0.
+static bool is_mask_input(const IrGraph *g, const IrNode *in) {
+  for (int i = 0; i < g->nodes.len; i++) {
+    const IrNode *n = g->nodes.data[i];
+    if (n->op == IR_OP_ATTENTION && n->nsrc > 3 && n->src[3] == in) return true;
+  }
+  return false;
+}
+
 // ---- one run of g over T tokens at pos; the last position's logits ----
 
 static bool run_interp(Gen *x, const int32_t *tok, int64_t T, int64_t pos, float *logits) {
@@ -70,8 +80,8 @@ static bool run_interp(Gen *x, const int32_t *tok, int64_t T, int64_t pos, float
     if (i == 0) in[i] = td;
     else if (x->incremental && i == 1) in[i] = &p;
     else if (x->incremental) in[i] = x->cache[i - 2];
-    else if ((in[i] = malloc(sizeof(double) * (size_t)T)))  // recomputation: zeros, or true masks
-      for (int64_t j = 0; j < T; j++) in[i][j] = n->ty.dt == IR_BOOL;
+    else if ((in[i] = malloc(sizeof(double) * (size_t)T)))  // recomputation: zeros, or masks that keep all
+      for (int64_t j = 0; j < T; j++) in[i][j] = n->ty.dt == IR_BOOL || is_mask_input(g, n);
     else ok = false;
   }
   IrValues *v = ok ? ir_interp(g, x->sv, in, x->params, false, &x->c->diag) : NULL;
@@ -98,7 +108,8 @@ static bool run_compiled(Gen *x, const int32_t *tok, int64_t T, int64_t pos) {
   for (int i = 1; i < g->inputs.len; i++) {  // pos, or the recomputation's extra inputs
     const IrNode *n = g->inputs.data[i];
     if (x->incremental && i == 1) *(int32_t *)x->bufs[n->id] = (int32_t)pos;
-    else if (!x->incremental) memset(x->bufs[n->id], n->ty.dt == IR_BOOL, (size_t)cg_buffer_bytes(x->prog, (int)n->id, x->sv));
+    else if (!x->incremental)  // byte 1 in every element: non-zero, a mask that keeps all
+      memset(x->bufs[n->id], n->ty.dt == IR_BOOL || is_mask_input(g, n), (size_t)cg_buffer_bytes(x->prog, (int)n->id, x->sv));
   }
   return cg_run(x->prog, x->sv, x->bufs, &x->c->diag);
 }

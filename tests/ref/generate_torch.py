@@ -287,7 +287,7 @@ check("build --window 0", rc == 2 and "--window takes a positive integer" in err
 data = os.path.join(WORK, "train.txt")
 open(data, "wb").write(b"".join(b"the whale %d swam past the ship, and the sea was calm. " % i for i in range(300)))
 tm, tout = os.path.join(REPO, "tests", "models", "train_gpt.heed"), os.path.join(WORK, "train_run")
-rc, out, err = heed("train", tm, "--data", data, "--steps", "30", "--out", tout, "--sample", "60", "--threads", "1")
+rc, out, err = heed("train", tm, "--data", data, "--steps", "30", "--out", tout, "--force", "--sample", "60", "--threads", "1")
 lines = out.decode(errors="replace").splitlines()
 sample = lines[lines.index(next(l for l in lines if l.startswith("sample ("))) + 1] if rc == 0 else ""
 raw = open(data, "rb").read()
@@ -307,6 +307,36 @@ rc, out, err = heed("generate", os.path.join(REPO, "examples", "bert.heed"), *se
 check("bert recomputes", rc == 0 and len(out) == 6 and err.count("cannot decode incrementally (attention is not "
                                                                   "causal") == 1 and "recomputation" in err,
       f"rc={rc} {out!r} {err[-400:]}")
+
+# the same BERT with its mask declared i32 and i64: recomputation fills a
+# mask with "keep" (non-zero) in any dtype, so the text is the bool mask's.
+# Attention's weights scaled up so that it is far from uniform and weighs in
+# the residual (at init a mask that drops every key changes no token).
+def read_f32(path):
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    hdr = json.loads(raw[8:8 + n])
+    return {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], np.float32).reshape(v["shape"])
+            for k, v in hdr.items() if k != "__metadata__"}
+
+
+BP = {k: v * (40.0 if (".query." in k or ".key." in k) and k.endswith("weight") else
+              50.0 if (".value." in k or ".dense." in k) and "attention." in k and k.endswith("weight") else 1.0)
+      for k, v in read_f32(bw).items()}
+bws = os.path.join(WORK, "bert_sharp.safetensors")
+write_f32(bws, BP)
+rc, out, err = heed("generate", os.path.join(REPO, "examples", "bert.heed"), *sets(B), "--weights", bws, "--prompt",
+                    "abcdefgh", "-n", "6", "--temperature", "0")
+for dt in ("i32", "i64"):
+    src = open(os.path.join(REPO, "examples", "bert.heed")).read()
+    im = os.path.join(WORK, "bert_%s.heed" % dt)
+    with open(im, "w") as f:
+        f.write(src.replace("mask: bool[B, T]", "mask: %s[B, T]" % dt))
+    for mode in ([], ["--interp"]):
+        rc2, out2, err2 = heed("generate", im, *sets(B), "--weights", bws, "--prompt", "abcdefgh", "-n", "6",
+                               "--temperature", "0", *mode)
+        check("bert with an %s mask generates as with a bool mask %s" % (dt, mode), rc2 == 0 and out2 == out,
+              f"rc={rc2} {out2!r} vs {out!r} {err2[-300:]}")
 
 # the GPT-2 BPE tokenizer: ids through the model, text back out
 if TOK:
