@@ -22,10 +22,11 @@ cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 mkdir -p "$ROOT/work"
 git clone -q "$REPO" "$ROOT/work/main"
 [ -d "$REPO/../shared" ] && cp -a "$REPO/../shared" "$ROOT/work/shared"
+# unmounted on any exit (before anyone runs rm -rf ROOT)
+trap 'umount "$ROOT/dev/shm" 2>/dev/null; umount "$ROOT/dev" 2>/dev/null; umount "$ROOT/proc" 2>/dev/null; true' EXIT
 mount -t proc proc "$ROOT/proc"
 mount --bind /dev "$ROOT/dev"
 mount -t tmpfs tmpfs "$ROOT/dev/shm"
-trap 'umount "$ROOT/dev/shm" "$ROOT/dev" "$ROOT/proc" 2>/dev/null || true' EXIT
 # minbase has neither git nor ca-certificates; the project's own script must
 # bring everything else.
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
