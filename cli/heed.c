@@ -14,6 +14,7 @@
 #include "cli/exec.h"
 #include "cli/run.h"
 #include "cli/train.h"
+#include "runtime/rt.h"
 
 typedef struct {
   const char *name, *summary, *usage, *help;
@@ -527,6 +528,7 @@ int main(int argc, char **argv) {
             command_suggestion(argv[1], hint, sizeof hint));
     return 2;
   }
+  rt_sigbus_guard("heed");  // a weights file truncated while mapped: a message, exit 1
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   int threads = cores < 1 ? 1 : cores > 256 ? 256 : (int)cores;
   Args a = {.run = {.strict = true, .seed = 1337, .threads = threads, .threads_auto = true}, .bench = {.threads = threads},

@@ -576,6 +576,28 @@ static int prepare_out(Run *r, int64_t start) {
   return HEED_OK;
 }
 
+// The token buffers of a step, B * T each. batch and seq come from the
+// user (--batch, --set seq=...): every product is checked, and an error
+// names the settings instead of overflowing.
+static int alloc_batch(Run *r) {
+  char msg[256];
+  int64_t bt, bytes, nw;
+  if (__builtin_mul_overflow(r->B, r->T, &bt) || __builtin_mul_overflow(bt, (int64_t)sizeof(int32_t), &bytes) ||
+      __builtin_mul_overflow(r->B, (int64_t)EVAL_BATCHES, &nw) || (uint64_t)bytes > SIZE_MAX) {
+    snprintf(msg, sizeof msg, "batch=%lld with seq=%lld is too large: batch * seq tokens per step overflows",
+             (long long)r->B, (long long)r->T);
+    return fail(r, msg);
+  }
+  r->x = malloc((size_t)bytes);
+  r->y = malloc((size_t)bytes);
+  if (!r->x || !r->y) {
+    snprintf(msg, sizeof msg, "out of memory for a batch of batch=%lld x seq=%lld tokens (%lld bytes twice)",
+             (long long)r->B, (long long)r->T, (long long)bytes);
+    return fail(r, msg);
+  }
+  return HEED_OK;
+}
+
 // Sizes, data, trainer, state: everything before the first step.
 static int setup(Run *r, int64_t *start) {
   const FeTrain *tr = r->tr;
@@ -589,9 +611,7 @@ static int setup(Run *r, int64_t *start) {
   int rc = choose_out(r);
   if (rc == HEED_OK) rc = open_data(r);
   if (rc != HEED_OK) return rc;
-  r->x = malloc(sizeof(int32_t) * (size_t)(r->B * r->T));
-  r->y = malloc(sizeof(int32_t) * (size_t)(r->B * r->T));
-  if (!r->x || !r->y) return fail(r, "out of memory");
+  if ((rc = alloc_batch(r)) != HEED_OK) return rc;
   HeedTrainerOpts to = {.interp = r->o->interp, .threads = r->o->threads, .batch = r->B, .seq = r->T,
                         .profile = r->o->profile, .freeze = r->o->freeze, .nfreeze = r->o->nfreeze};
   if (!(r->t = heed_trainer_new(r->c, &to))) return HEED_ERR_CHECK;

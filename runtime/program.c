@@ -226,6 +226,10 @@ int main(int argc, char **argv) {
             .threads = 0};  // 0: rt_model_open's choice for the model's size
   int rc = parse(argc, argv, &o);
   if (rc >= 0) return rc;
+  // The weights file beside the program (--weights-file) or --weights is
+  // mapped and read in place: if it is truncated meanwhile, a message and
+  // exit 1 instead of SIGBUS (runtime/file.c).
+  rt_sigbus_guard(prog);
   char err[1024];
   HeedModel *m = heed_model_open(o.weights, o.threads, err, sizeof err);  // checks the CPU first
   if (!m) {
