@@ -303,8 +303,10 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       else if (!strcmp(s, "--prefix")) a->run.prefix = val;
       else {
         char *end;
+        errno = 0;
         unsigned long long v = strtoull(val, &end, 10);
-        if (*end || !*val || val[0] == '-') return usage_error(c, "--seed takes a non-negative integer, got '%s'", val);
+        if (*end || !*val || val[0] == '-' || errno == ERANGE)  // not clamped to 2^64 - 1
+          return usage_error(c, "--seed takes an integer from 0 to 18446744073709551615, got '%s'", val);
         a->run.seed = v;
       }
     } else if (!strcmp(s, "--model") || !strcmp(s, "--set") || !strcmp(s, "--emit") || !strcmp(s, "-o") ||
