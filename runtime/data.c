@@ -157,7 +157,8 @@ void rt_split(const RtTokens *t, double frac, RtSplit *train, RtSplit *val) {
 int rt_window_check(const RtSplit *s, int64_t seq, const char *what, char *err, size_t errlen) {
   int64_t n = s->end - s->begin;
   if (seq >= 1 && n >= 1 && seq <= n - 1) return RT_OK;  // n >= seq + 1, without overflow
-  if (seq < 1) return data_err(err, errlen, RT_ERR_ARG, s->src->path, "seq=%lld: a window needs seq >= 1", (long long)seq);
+  if (seq < 1)
+    return data_err(err, errlen, RT_ERR_ARG, s->src->path, "seq=%lld: a window needs seq >= 1", (long long)seq);
   return data_err(err, errlen, RT_ERR_FORMAT, s->src->path,
                   "the %s data has %lld tokens, fewer than one window (seq + 1 = %llu tokens)", what,
                   (long long)n, (unsigned long long)seq + 1);

@@ -105,7 +105,8 @@ static int parse(int argc, char **argv, Opts *o) {
       char *end;
       errno = 0;
       unsigned long long sd = strtoull(val, &end, 10);
-      if (!*val || *end || errno || val[0] == '-') return bad_usage(argv[0], "--seed takes an integer from 0 to 18446744073709551615, not", val);
+      if (!*val || *end || errno || val[0] == '-')  // errno: ERANGE past 2^64 - 1, not clamped
+        return bad_usage(argv[0], "--seed takes an integer from 0 to 18446744073709551615, not", val);
       o->seed = sd;
     }
   }
