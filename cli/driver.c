@@ -1,12 +1,11 @@
 // cli/driver.c: the compiler pipeline, one function per stage, called in
 // order (QBE's main.c func()). Today: read the file, parse, check. The IR
 // lowering, passes and code generation slot in after heed_frontend.
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/driver.h"
+#include "runtime/rt.h"
 
 enum { HEED_MAX_SOURCE = 64 << 20 };  // a model file larger than this is surely a mistake
 
@@ -31,47 +30,19 @@ void heed_compilation_free(Compilation *c) {
   free(c);
 }
 
-// Reads the model file into the diagnostics' file table.
+// Reads the model file into the diagnostics' file table (rt_file_read: a
+// FIFO, device or directory is refused, never waited on or read forever).
 static int read_source(Compilation *c, uint32_t *file) {
   const char *path = c->opts->path;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    diag_error(&c->diag, (SrcLoc){0}, "cannot open '%s': %s", path, strerror(errno));
-    return HEED_ERR_IO;
+  uint8_t *buf;
+  size_t len;
+  char err[1024];
+  int rc = rt_file_read(path, HEED_MAX_SOURCE, &buf, &len, err, sizeof err);
+  if (rc != RT_OK) {
+    diag_error(&c->diag, (SrcLoc){0}, "%s", err);
+    return rc == RT_ERR_NOMEM ? HEED_ERR_NOMEM : HEED_ERR_IO;
   }
-  struct stat st;
-  if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-    fclose(f);
-    diag_error(&c->diag, (SrcLoc){0}, "'%s' is a directory, not a model file", path);
-    return HEED_ERR_IO;
-  }
-  size_t cap = 1 << 16, len = 0;
-  char *buf = malloc(cap);
-  while (buf) {
-    size_t n = fread(buf + len, 1, cap - len, f);
-    len += n;
-    if (n == 0) break;
-    if (len > HEED_MAX_SOURCE) break;
-    if (len == cap) {
-      char *nb = realloc(buf, cap * 2);
-      if (!nb) {
-        free(buf);
-        buf = NULL;
-        break;
-      }
-      buf = nb;
-      cap *= 2;
-    }
-  }
-  bool err = ferror(f);
-  fclose(f);
-  if (!buf || err || len > HEED_MAX_SOURCE) {
-    diag_error(&c->diag, (SrcLoc){0}, "cannot read '%s': %s", path,
-               !buf ? "out of memory" : err ? "read error" : "file larger than 64 MiB");
-    free(buf);
-    return HEED_ERR_IO;
-  }
-  *file = diag_add_file(&c->diag, path, buf, len);
+  *file = diag_add_file(&c->diag, path, (const char *)buf, len);
   free(buf);
   if (*file == 0) {
     diag_error(&c->diag, (SrcLoc){0}, "out of memory reading '%s'", path);

@@ -14,6 +14,7 @@
 #include "cli/exec.h"
 #include "cli/run.h"
 #include "cli/train.h"
+#include "runtime/rt.h"
 
 typedef struct {
   const char *name, *summary, *usage, *help;
@@ -302,8 +303,10 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       else if (!strcmp(s, "--prefix")) a->run.prefix = val;
       else {
         char *end;
+        errno = 0;
         unsigned long long v = strtoull(val, &end, 10);
-        if (*end || !*val || val[0] == '-') return usage_error(c, "--seed takes a non-negative integer, got '%s'", val);
+        if (*end || !*val || val[0] == '-' || errno == ERANGE)  // not clamped to 2^64 - 1
+          return usage_error(c, "--seed takes an integer from 0 to 18446744073709551615, got '%s'", val);
         a->run.seed = v;
       }
     } else if (!strcmp(s, "--model") || !strcmp(s, "--set") || !strcmp(s, "--emit") || !strcmp(s, "-o") ||
@@ -527,6 +530,7 @@ int main(int argc, char **argv) {
             command_suggestion(argv[1], hint, sizeof hint));
     return 2;
   }
+  rt_sigbus_guard("heed");  // a weights file truncated while mapped: a message, exit 1
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   int threads = cores < 1 ? 1 : cores > 256 ? 256 : (int)cores;
   Args a = {.run = {.strict = true, .seed = 1337, .threads = threads, .threads_auto = true}, .bench = {.threads = threads},

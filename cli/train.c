@@ -27,11 +27,12 @@ enum { EVAL_BATCHES = 8, DEFAULT_KEEP = 3, DEFAULT_SAMPLE = 200, PATHMAX = 4096,
 
 // ---- flags ----
 
-static bool parse_count(const char *val, int64_t lo, int64_t *out) {
+static bool parse_count(const char *val, int64_t lo, int64_t hi, int64_t *out) {
   char *end;
   if (!val || !*val) return false;
+  errno = 0;
   long long n = strtoll(val, &end, 10);
-  if (*end || n < lo || n > (1ll << 40)) return false;
+  if (*end || errno == ERANGE || n < lo || n > hi) return false;
   *out = n;
   return true;
 }
@@ -72,9 +73,12 @@ int heed_train_flag(HeedTrainOpts *o, const char *flag, const char *val, const c
   for (int i = 0; i < 5; i++) {
     if (strcmp(flag, sets[i][0])) continue;
     int64_t n;
-    if (!parse_count(val, i >= 3 ? 0 : 1, &n)) {
-      snprintf(err, errlen, "%s takes a %s integer, got '%s'", flag, i >= 3 ? "non-negative" : "positive",
-               val ? val : "");
+    if (!parse_count(val, i >= 3 ? 0 : 1, i == 4 ? INT64_MAX : 1ll << 40, &n)) {
+      if (i == 4)  // the train setting seed is an int64 (checkpoints record it so)
+        snprintf(err, errlen, "--seed takes an integer from 0 to %lld, got '%s'", (long long)INT64_MAX, val ? val : "");
+      else
+        snprintf(err, errlen, "%s takes a %s integer, got '%s'", flag, i >= 3 ? "non-negative" : "positive",
+                 val ? val : "");
       return -1;
     }
     *set_key = sets[i][1];
@@ -104,7 +108,7 @@ int heed_train_flag(HeedTrainOpts *o, const char *flag, const char *val, const c
                  : NULL;
   int64_t keep;
   if (num || !strcmp(flag, "--keep")) {
-    bool ok = parse_count(val, num == &o->sample ? 0 : 1, num ? num : &keep);
+    bool ok = parse_count(val, num == &o->sample ? 0 : 1, 1ll << 40, num ? num : &keep);
     if (ok && !num) o->keep = (int)(keep > 1000000 ? 1000000 : keep);
     if (!ok) {
       snprintf(err, errlen, "%s takes a %s integer, got '%s'", flag, num == &o->sample ? "non-negative" : "positive",
@@ -528,6 +532,13 @@ static int resume_path(Run *r) {
 static int choose_out(Run *r) {
   char err[4 * PATHMAX], id[32], other[PATHMAX], oid[32];
   const char *o = r->o->out;
+  const char *flag = o && strlen(o) >= sizeof r->out ? "--out" : r->o->resume && strlen(r->o->resume) >= sizeof r->out
+                     ? "--resume" : NULL;
+  if (flag) {  // the run's files go under it: never a truncated (other) path
+    snprintf(err, sizeof err, "%s: the path is %zu characters, longer than the limit of %zu", flag,
+             strlen(flag[2] == 'o' ? o : r->o->resume), sizeof r->out - 1);
+    return fail(r, err);
+  }
   if (r->o->resume) {
     int rc = resume_path(r);
     if (rc != HEED_OK) return rc;
@@ -576,6 +587,28 @@ static int prepare_out(Run *r, int64_t start) {
   return HEED_OK;
 }
 
+// The token buffers of a step, B * T each. batch and seq come from the
+// user (--batch, --set seq=...): every product is checked, and an error
+// names the settings instead of overflowing.
+static int alloc_batch(Run *r) {
+  char msg[256];
+  int64_t bt, bytes, nw;
+  if (__builtin_mul_overflow(r->B, r->T, &bt) || __builtin_mul_overflow(bt, (int64_t)sizeof(int32_t), &bytes) ||
+      __builtin_mul_overflow(r->B, (int64_t)EVAL_BATCHES, &nw) || (uint64_t)bytes > SIZE_MAX) {
+    snprintf(msg, sizeof msg, "batch=%lld with seq=%lld is too large: batch * seq tokens per step overflows",
+             (long long)r->B, (long long)r->T);
+    return fail(r, msg);
+  }
+  r->x = malloc((size_t)bytes);
+  r->y = malloc((size_t)bytes);
+  if (!r->x || !r->y) {
+    snprintf(msg, sizeof msg, "out of memory for a batch of batch=%lld x seq=%lld tokens (%lld bytes twice)",
+             (long long)r->B, (long long)r->T, (long long)bytes);
+    return fail(r, msg);
+  }
+  return HEED_OK;
+}
+
 // Sizes, data, trainer, state: everything before the first step.
 static int setup(Run *r, int64_t *start) {
   const FeTrain *tr = r->tr;
@@ -589,9 +622,7 @@ static int setup(Run *r, int64_t *start) {
   int rc = choose_out(r);
   if (rc == HEED_OK) rc = open_data(r);
   if (rc != HEED_OK) return rc;
-  r->x = malloc(sizeof(int32_t) * (size_t)(r->B * r->T));
-  r->y = malloc(sizeof(int32_t) * (size_t)(r->B * r->T));
-  if (!r->x || !r->y) return fail(r, "out of memory");
+  if ((rc = alloc_batch(r)) != HEED_OK) return rc;
   HeedTrainerOpts to = {.interp = r->o->interp, .threads = r->o->threads, .batch = r->B, .seq = r->T,
                         .profile = r->o->profile, .freeze = r->o->freeze, .nfreeze = r->o->nfreeze};
   if (!(r->t = heed_trainer_new(r->c, &to))) return HEED_ERR_CHECK;

@@ -1,5 +1,6 @@
 // runtime/data.c: training data for `heed train` (CLI.md "Files"). A data
-// file enters here, is mapped read-only and checked once (size, header,
+// file enters here, is read into memory (rt_file_read: regular files only;
+// not mapped, so a file truncated during a run cannot crash it) and checked once (size, header,
 // every token against the model's vocabulary); the trainer then draws
 // (tokens, targets) windows from it: random ones from a seeded splitmix64
 // generator whose whole state is one uint64 (saved in checkpoints), and a
@@ -13,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -33,29 +33,16 @@ static bool ends_with(const char *s, const char *suffix) {
   return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-// Maps path read-only: *map, *len. Empty files and directories are errors.
-static int map_file(const char *path, void **map, size_t *len, char *err, size_t errlen) {
-  int fd = open(path, O_RDONLY);
-  if (fd < 0) return data_err(err, errlen, RT_ERR_IO, path, "cannot open: %s", strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    close(fd);
-    return data_err(err, errlen, RT_ERR_IO, path, "cannot stat: %s", strerror(e));
-  }
-  if (S_ISDIR(st.st_mode)) {
-    close(fd);
-    return data_err(err, errlen, RT_ERR_IO, path, "is a directory, not a data file");
-  }
-  if (st.st_size == 0) {
-    close(fd);
+// Reads path into *buf, *len. Empty files and anything but a regular file
+// are errors.
+static int read_data(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen) {
+  int rc = rt_file_read(path, RT_DATA_MAX_BYTES, buf, len, err, errlen);
+  if (rc) return rc;
+  if (*len == 0) {
+    free(*buf);
+    *buf = NULL;
     return data_err(err, errlen, RT_ERR_FORMAT, path, "the data file is empty");
   }
-  *len = (size_t)st.st_size;
-  *map = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
-  int e = errno;
-  close(fd);
-  if (*map == MAP_FAILED) return data_err(err, errlen, RT_ERR_IO, path, "cannot map: %s", strerror(e));
   return RT_OK;
 }
 
@@ -68,7 +55,16 @@ static int32_t header_int(const uint8_t *p, int i) {
 // Finds where the uint16 tokens of a .bin start; checks the length.
 static int bin_layout(const char *path, const uint8_t *m, size_t len, size_t *skip, char *err, size_t errlen) {
   *skip = 0;
-  if (len >= RT_DATA_HEADER_BYTES && header_int(m, 0) == RT_DATA_MAGIC) {
+  if (len >= 4 && header_int(m, 0) == RT_DATA_MAGIC) {
+    if (len < RT_DATA_HEADER_BYTES)
+      return data_err(err, errlen, RT_ERR_FORMAT, path,
+                      "starts with the header magic %d but is %llu bytes, shorter than the %d-byte header "
+                      "(a truncated file?)", RT_DATA_MAGIC, (unsigned long long)len, RT_DATA_HEADER_BYTES);
+    int32_t version = header_int(m, 1);
+    if (version != RT_DATA_VERSION)
+      return data_err(err, errlen, RT_ERR_FORMAT, path,
+                      "the header (magic %d) has version %d; heed reads version %d (uint16 tokens)%s", RT_DATA_MAGIC,
+                      version, RT_DATA_VERSION, version == 2 ? ", not version 2's uint32 tokens" : "");
     *skip = RT_DATA_HEADER_BYTES;
     int64_t count = header_int(m, 2);
     int64_t have = (int64_t)((len - *skip) / 2);
@@ -111,16 +107,16 @@ int rt_tokens_open(const char *path, int64_t vocab, RtTokens *out, char *err, si
   memset(out, 0, sizeof *out);
   if (err && errlen) err[0] = 0;
   if (!path) return data_err(err, errlen, RT_ERR_ARG, "data", "no path");
-  void *map = NULL;
+  uint8_t *buf = NULL;
   size_t len = 0, skip = 0;
-  int rc = map_file(path, &map, &len, err, errlen);
+  int rc = read_data(path, &buf, &len, err, errlen);
   if (rc != RT_OK) return rc;
   bool bin = ends_with(path, ".bin");
-  if (bin && (rc = bin_layout(path, map, len, &skip, err, errlen)) != RT_OK) {
-    munmap(map, len);
+  if (bin && (rc = bin_layout(path, buf, len, &skip, err, errlen)) != RT_OK) {
+    free(buf);
     return rc;
   }
-  RtTokens t = {.width = bin ? 2 : 1, .tok = (const uint8_t *)map + skip, .map_ = map, .map_len_ = len};
+  RtTokens t = {.width = bin ? 2 : 1, .tok = buf + skip, .buf_ = buf};
   t.n = (int64_t)((len - skip) / (size_t)t.width);
   int64_t bad = first_out_of_range(&t, vocab);
   if (bad >= 0) {
@@ -128,12 +124,12 @@ int rt_tokens_open(const char *path, int64_t vocab, RtTokens *out, char *err, si
                   "token %d at byte offset %lld (token %lld) is outside the model's vocabulary 0..%lld%s",
                   rt_tokens_get(&t, bad), (long long)(skip + (size_t)bad * (size_t)t.width), (long long)bad,
                   (long long)vocab - 1, bin ? "" : " (a text file is read as bytes 0..255)");
-    munmap(map, len);
+    free(buf);
     return rc;
   }
   t.path = strdup(path);
   if (!t.path) {
-    munmap(map, len);
+    free(buf);
     return data_err(err, errlen, RT_ERR_NOMEM, path, "out of memory");
   }
   t.hash = hash_bytes(t.tok, len - skip);
@@ -143,7 +139,7 @@ int rt_tokens_open(const char *path, int64_t vocab, RtTokens *out, char *err, si
 
 void rt_tokens_close(RtTokens *t) {
   if (!t) return;
-  if (t->map_) munmap(t->map_, t->map_len_);
+  free(t->buf_);
   free(t->path);
   memset(t, 0, sizeof *t);
 }
@@ -160,10 +156,12 @@ void rt_split(const RtTokens *t, double frac, RtSplit *train, RtSplit *val) {
 
 int rt_window_check(const RtSplit *s, int64_t seq, const char *what, char *err, size_t errlen) {
   int64_t n = s->end - s->begin;
-  if (n >= seq + 1) return RT_OK;
+  if (seq >= 1 && n >= 1 && seq <= n - 1) return RT_OK;  // n >= seq + 1, without overflow
+  if (seq < 1)
+    return data_err(err, errlen, RT_ERR_ARG, s->src->path, "seq=%lld: a window needs seq >= 1", (long long)seq);
   return data_err(err, errlen, RT_ERR_FORMAT, s->src->path,
-                  "the %s data has %lld tokens, fewer than one window (seq + 1 = %lld tokens)", what,
-                  (long long)n, (long long)seq + 1);
+                  "the %s data has %lld tokens, fewer than one window (seq + 1 = %llu tokens)", what,
+                  (long long)n, (unsigned long long)seq + 1);
 }
 
 // the data order's splitmix64 step on a bare state (sample.c's generator)

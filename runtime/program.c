@@ -84,7 +84,7 @@ static int parse(int argc, char **argv, Opts *o) {
     else if (!strcmp(s, "--tokenizer")) o->tokenizer = val;
     else if (!strcmp(s, "--weights")) o->weights = val;
     else if (!strcmp(s, "-n")) {
-      if (!num(val, 0, 1e9, &v) || v != floor(v)) return bad_usage(argv[0], "-n takes a count, not", val);
+      if (!num(val, 1, 1e9, &v) || v != floor(v)) return bad_usage(argv[0], "-n takes a positive integer, not", val);
       o->n = (int64_t)v;
     } else if (!strcmp(s, "--temperature")) {
       if (!num(val, 0, 1e6, &v)) return bad_usage(argv[0], "--temperature takes a number >= 0, not", val);
@@ -105,7 +105,8 @@ static int parse(int argc, char **argv, Opts *o) {
       char *end;
       errno = 0;
       unsigned long long sd = strtoull(val, &end, 10);
-      if (!*val || *end || errno || val[0] == '-') return bad_usage(argv[0], "--seed takes a non-negative integer, not", val);
+      if (!*val || *end || errno || val[0] == '-')  // errno: ERANGE past 2^64 - 1, not clamped
+        return bad_usage(argv[0], "--seed takes an integer from 0 to 18446744073709551615, not", val);
       o->seed = sd;
     }
   }
@@ -162,6 +163,29 @@ static int emit(void *ud, int32_t token) {
   return 0;
 }
 
+// The prompt's tokens; 0, or exit status 2 (bad usage, as heed generate)
+// for a prompt that is empty, does not encode or holds a token outside the
+// vocabulary.
+static int encode_prompt(const RtTokenizer *tk, const Opts *o, int64_t V, const char *prog, int32_t **ids,
+                         int64_t *n) {
+  char err[512];
+  if (rt_tok_encode(tk, o->prompt, strlen(o->prompt), ids, n, err, sizeof err) != RT_OK) {
+    fprintf(stderr, "%s: --prompt: %s\n", prog, err);
+    return 2;
+  }
+  if (*n == 0) {
+    fprintf(stderr, "%s: --prompt: the prompt is empty; generation needs at least one token\n", prog);
+    return 2;
+  }
+  for (int64_t i = 0; i < *n; i++)
+    if ((*ids)[i] >= V) {
+      fprintf(stderr, "%s: --prompt: token %lld (id %d) is outside the model's vocabulary of %lld\n", prog,
+              (long long)i, (int)(*ids)[i], (long long)V);
+      return 2;
+    }
+  return 0;
+}
+
 static int generate(RtModel *m, const Opts *o, const char *prog) {
   char err[512];
   RtTokenizer *tk = NULL;
@@ -194,10 +218,9 @@ static int generate(RtModel *m, const Opts *o, const char *prog) {
   RtGenOpts go = {.max_new = o->n, .sample = {o->temperature, o->top_k, o->top_p, o->seed}};
   RtGenStats st;
   bool ready = rt_model_has_step(m) || rt_gen_recompute_init(&rg, &gm, V, window, gen_logits, gen_message, &g) == RT_OK;
-  if (!ready || rt_tok_encode(tk, o->prompt, strlen(o->prompt), &ids, &n, err, sizeof err) != RT_OK) {
-    fprintf(stderr, "%s: %s\n", prog, ready ? err : "out of memory");
-    rc = 1;
-  } else {
+  if (!ready) fprintf(stderr, "%s: out of memory\n", prog);
+  rc = ready ? encode_prompt(tk, o, V, prog, &ids, &n) : 1;
+  if (rc == 0) {
     if (rt_generate(&gm, ids, n, &go, emit, &out, &st, err, sizeof err) != RT_OK) {
       fprintf(stderr, "\n%s: %s\n", prog, err);
       rc = 1;
@@ -226,6 +249,10 @@ int main(int argc, char **argv) {
             .threads = 0};  // 0: rt_model_open's choice for the model's size
   int rc = parse(argc, argv, &o);
   if (rc >= 0) return rc;
+  // The weights file beside the program (--weights-file) or --weights is
+  // mapped and read in place: if it is truncated meanwhile, a message and
+  // exit 1 instead of SIGBUS (runtime/file.c).
+  rt_sigbus_guard(prog);
   char err[1024];
   HeedModel *m = heed_model_open(o.weights, o.threads, err, sizeof err);  // checks the CPU first
   if (!m) {

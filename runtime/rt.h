@@ -4,6 +4,8 @@
 // (libc and cJSON only), so that standalone programs link it alone.
 //
 // One section per source file:
+//   file.c         opening a user's file for reading (regular files only:
+//                  a FIFO or device never blocks), the SIGBUS guard
 //   json.c         a small, strict JSON reader (RFC 8259) and string quoter
 //   safetensors.c  read (mmap) and write (atomic replace) safetensors files,
 //                  dtype names and sizes, f16/bf16 <-> f32 conversions
@@ -40,6 +42,26 @@ typedef enum {
   RT_ERR_NOMEM,
   RT_ERR_MODEL,   // a model callback of rt_generate failed (its own message is in err)
 } RtStatus;
+
+// ---- file.c ----
+// Opens path read-only if it is a regular file. The open cannot block (a
+// FIFO without a writer, a device: O_NONBLOCK, cleared again for a regular
+// file); a directory, FIFO, device or socket is RT_ERR_IO with a message
+// naming what it is ("w.safetensors: is a FIFO (named pipe), not a regular
+// file"). On success *fd (close it) and *size.
+int rt_file_open(const char *path, int *fd, uint64_t *size, char *err, size_t errlen);
+// Reads a whole regular file (at most max bytes, else RT_ERR_FORMAT) into
+// *buf (malloc'd, free it; a NUL after the *len bytes).
+int rt_file_read(const char *path, uint64_t max, uint8_t **buf, size_t *len, char *err, size_t errlen);
+// A file that stays mapped (rt_st_open's) raises SIGBUS if it is truncated
+// meanwhile. rt_sigbus_guard installs a handler (a program's main does, and
+// heed's) that, for a fault inside a watched mapping, writes "PROG: error:
+// PATH: the file changed ..." to stderr and exits 1; any other SIGBUS
+// crashes as before. rt_st_open watches its mapping, rt_st_close unwatches.
+// Libraries (heed_model_open) install nothing: signals are their caller's.
+int rt_sigbus_guard(const char *prog);
+void rt_map_watch(const void *addr, size_t len, const char *path);
+void rt_map_unwatch(const void *addr);
 
 // ---- json.c ----
 // Parses JSON text into a tree (all of it in doc's memory, freed at once).
@@ -135,7 +157,9 @@ typedef struct {
 int rt_st_parse(const uint8_t *buf, size_t len, const char *label, RtSafetensors *out, char *err,
                 size_t errlen);
 // Maps path read-only and parses it (label = path). Free with rt_st_close.
-// The file must not be truncated while it is open (SIGBUS, as for any mmap).
+// A FIFO, device or directory is refused (rt_file_open). The file must not
+// be truncated while it is open: SIGBUS, as for any mmap, which
+// rt_sigbus_guard turns into a message naming the file and exit 1.
 int rt_st_open(const char *path, RtSafetensors *out, char *err, size_t errlen);
 void rt_st_close(RtSafetensors *st);  // frees the table, unmaps; zeroes st
 const RtStTensor *rt_st_find(const RtSafetensors *st, const char *name);  // NULL if absent
@@ -201,15 +225,17 @@ void rt_parallel_for(RtPool *pool, int64_t n_tasks, RtTaskFn fn, void *ctx);
 // Training data (CLI.md "Files"): a text file read as bytes (tokens
 // 0..255), or a `.bin` file of little-endian uint16 tokens, optionally
 // behind llm.c's header (256 int32, header[0] = 20240520 the magic,
-// header[2] the token count), which is skipped. The file is mapped
-// read-only; tokens are read one by one (rt_tokens_get), never copied.
+// header[2] the token count), which is skipped. The file is read into
+// memory once (not mapped: a file truncated or rewritten while a run trains
+// on it cannot crash the run); tokens are read one by one (rt_tokens_get).
 // Example:
 //   RtTokens tk; RtSplit tr, va; uint64_t rng = 1337;
 //   rt_tokens_open("input.txt", 256, &tk, err, sizeof err);   // checks the vocab
 //   rt_split(&tk, 0.9, &tr, &va);             // first 90% / last 10%
 //   rt_window_check(&tr, 64, "training", err, sizeof err);    // >= 65 tokens
 //   rt_batch_random(&tr, &rng, 16, 64, tokens, targets);      // (16,64) each
-enum { RT_DATA_MAGIC = 20240520, RT_DATA_HEADER_BYTES = 1024 };
+enum { RT_DATA_MAGIC = 20240520, RT_DATA_HEADER_BYTES = 1024, RT_DATA_VERSION = 1 };
+#define RT_DATA_MAX_BYTES ((uint64_t)1 << 40)  // 1 TiB: a bound, not a promise
 
 typedef struct {
   char *path;
@@ -218,17 +244,18 @@ typedef struct {
   int64_t n;              // tokens
   uint64_t hash;          // FNV-1a of the token bytes (rt_tokens_open)
   // private
-  void *map_;
-  size_t map_len_;
+  uint8_t *buf_;          // the file's contents
 } RtTokens;
 
 // Opens path (".bin": uint16 tokens; anything else: bytes) and checks that
 // every token is < vocab (vocab <= 0: no check). Errors name the file: it
-// is unreadable, empty, a .bin of odd length or with a header whose count
-// disagrees with its size, or a token is out of range (its byte offset
-// and value are named). Free with rt_tokens_close.
+// is unreadable or not a regular file, empty, larger than RT_DATA_MAX_BYTES,
+// a .bin of odd length, with the header's magic but shorter than the header
+// or of another version, or whose header count disagrees with its size, or
+// a token is out of range (its byte offset and value are named). Free with
+// rt_tokens_close.
 int rt_tokens_open(const char *path, int64_t vocab, RtTokens *out, char *err, size_t errlen);
-void rt_tokens_close(RtTokens *t);  // unmaps; zeroes t
+void rt_tokens_close(RtTokens *t);  // frees; zeroes t
 static inline int32_t rt_tokens_get(const RtTokens *t, int64_t i) {
   return t->width == 1 ? t->tok[i] : (int32_t)(t->tok[2 * i] | (t->tok[2 * i + 1] << 8));
 }

@@ -457,33 +457,27 @@ int rt_st_parse(const uint8_t *buf, size_t len, const char *label, RtSafetensors
 int rt_st_open(const char *path, RtSafetensors *out, char *err, size_t errlen) {
   StCtx c = {path, err, errlen};
   memset(out, 0, sizeof *out);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return st_err(&c, RT_ERR_IO, NULL, "cannot open: %s", strerror(errno));
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
+  int fd;
+  uint64_t size;
+  int rc = rt_file_open(path, &fd, &size, err, errlen);  // a regular file, or a message
+  if (rc) return rc;
+  if (size < 8) {
     close(fd);
-    return st_err(&c, RT_ERR_IO, NULL, "cannot stat: %s", strerror(e));
+    return rt_st_parse((const uint8_t *)"", (size_t)size, path, out, err, errlen);
   }
-  if (!S_ISREG(sb.st_mode)) {
-    close(fd);
-    return st_err(&c, RT_ERR_IO, NULL, "%s", S_ISDIR(sb.st_mode) ? "is a directory" : "is not a regular file");
-  }
-  if (sb.st_size < 8) {
-    close(fd);
-    return rt_st_parse((const uint8_t *)"", (size_t)sb.st_size, path, out, err, errlen);
-  }
-  if ((uint64_t)sb.st_size > SIZE_MAX) {
+  if (size > SIZE_MAX) {
     close(fd);
     return st_err(&c, RT_ERR_IO, NULL, "file too large to map");
   }
-  size_t len = (size_t)sb.st_size;
+  size_t len = (size_t)size;
   void *map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
   int e = errno;
   close(fd);
   if (map == MAP_FAILED) return st_err(&c, RT_ERR_IO, NULL, "cannot map: %s", strerror(e));
-  int rc = rt_st_parse(map, len, path, out, err, errlen);
+  rt_map_watch(map, len, path);  // a truncation meanwhile: rt_sigbus_guard's message
+  rc = rt_st_parse(map, len, path, out, err, errlen);
   if (rc) {
+    rt_map_unwatch(map);
     munmap(map, len);
     return rc;
   }
@@ -503,7 +497,10 @@ void rt_st_close(RtSafetensors *st) {
   }
   free(st->meta_key);
   free(st->meta_val);
-  if (st->map_) munmap(st->map_, st->map_len_);
+  if (st->map_) {
+    rt_map_unwatch(st->map_);
+    munmap(st->map_, st->map_len_);
+  }
   memset(st, 0, sizeof *st);
 }
 

@@ -398,29 +398,9 @@ int rt_tok_bpe_from_memory(const char *ej, size_t elen, const char *vb, size_t v
 }
 
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return seterr(err, errlen, "%s: %s", path, strerror(errno)), NULL;
-  char *b = NULL;
-  size_t cap = 0, n = 0;
-  for (;;) {
-    if (n == cap) {
-      cap = cap ? cap * 2 : 1 << 20;
-      char *nb = realloc(b, cap);
-      if (!nb) break;
-      b = nb;
-    }
-    size_t r = fread(b + n, 1, cap - n, f);
-    n += r;
-    if (r == 0) break;
-  }
-  bool bad = ferror(f) || !b;
-  fclose(f);
-  if (bad) {
-    free(b);
-    return seterr(err, errlen, "%s: cannot read the file", path), NULL;
-  }
-  *len = n;
-  return b;
+  uint8_t *b;  // a regular file only: a FIFO or /dev/zero is an error, not a hang
+  if (rt_file_read(path, (uint64_t)1 << 30, &b, len, err, errlen) != RT_OK) return NULL;
+  return (char *)b;
 }
 
 int rt_tok_bpe_open(const char *dir, RtTokenizer **out, char *err, size_t errlen) {

@@ -1,7 +1,9 @@
 // tests/unit/test_rt_data.c: the runtime's training data (runtime/data.c),
 // where `heed train` reads its tokens: text and .bin files (with and
 // without llm.c's header), every bad file with its message (empty, odd
-// length, header count, token out of the vocabulary, missing, directory),
+// length, header count, a header cut short or of another version, token
+// out of the vocabulary, missing, directory, FIFO, /dev/zero), the data
+// held in memory (a file truncated after opening changes nothing),
 // splits and window checks, and the windows themselves (targets shifted
 // by one, the same windows for the same RNG state, fixed validation
 // windows in range). Links heedrt only.
@@ -14,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "runtime/rt.h"
@@ -48,7 +51,7 @@ static void expect_error(const char *path, int64_t vocab, const char *want) {
   char err[512];
   assert_int_not_equal(rt_tokens_open(path, vocab, &t, err, sizeof err), RT_OK);
   if (!strstr(err, want) || !strstr(err, path)) fail_msg("message '%s' lacks '%s' or the path", err, want);
-  assert_null(t.map_);
+  assert_null(t.buf_);
 }
 
 static void test_text_file(void **state) {
@@ -103,6 +106,12 @@ static void test_bin_files(void **state) {
   expect_error(p, 0, "the header (magic 20240520) says 4 tokens, but 6 bytes follow it");
   write_file(p, buf, 1024);
   expect_error(p, 0, "says 4 tokens, but 0 bytes");
+  write_file(p, buf, 20);  // the magic, then the file ends inside the header
+  expect_error(p, 65536, "starts with the header magic 20240520 but is 20 bytes, shorter than the 1024-byte header");
+  hdr[1] = 99, hdr[2] = 3;
+  memcpy(buf, hdr, sizeof hdr);
+  write_file(p, buf, sizeof buf);
+  expect_error(p, 65536, "the header (magic 20240520) has version 99; heed reads version 1");
 }
 
 static void test_bad_files(void **state) {
@@ -117,6 +126,47 @@ static void test_bad_files(void **state) {
   tpath(p, "missing.txt");
   expect_error(p, 256, "cannot open: No such file or directory");
   expect_error(tmpdir, 256, "is a directory");
+  tpath(p, "fifo.txt");  // a FIFO without a writer: refused at once, not waited on
+  assert_int_equal(mkfifo(p, 0600), 0);
+  expect_error(p, 256, "is a FIFO (named pipe), not a regular file");
+  expect_error("/dev/zero", 256, "is a character device, not a regular file");
+}
+
+// The tokens are the file's contents when it was opened: truncating the
+// file afterwards (a run's data rewritten meanwhile) changes nothing.
+static void test_truncated_after_open(void **state) {
+  (void)state;
+  char p[256], err[512];
+  tpath(p, "shrinks.txt");
+  char text[8192];
+  for (size_t i = 0; i < sizeof text; i++) text[i] = (char)('a' + i % 26);
+  write_file(p, text, sizeof text);
+  RtTokens t;
+  assert_int_equal(rt_tokens_open(p, 256, &t, err, sizeof err), RT_OK);
+  assert_int_equal(truncate(p, 0), 0);
+  int64_t sum = 0;
+  for (int64_t i = 0; i < t.n; i++) sum += rt_tokens_get(&t, i);  // mapped, this was SIGBUS
+  assert_int_equal(t.n, 8192);
+  assert_true(sum > 0);
+  rt_tokens_close(&t);
+}
+
+// Window sizes from user settings near the int64 limit are errors, not
+// overflows (UBSan): seq + 1 is never computed in int64.
+static void test_huge_seq(void **state) {
+  (void)state;
+  char p[256], err[512];
+  tpath(p, "s.txt");
+  write_file(p, "0123456789", 10);
+  RtTokens t;
+  assert_int_equal(rt_tokens_open(p, 256, &t, err, sizeof err), RT_OK);
+  RtSplit all = rt_split_all(&t);
+  assert_int_not_equal(rt_window_check(&all, INT64_MAX, "training", err, sizeof err), RT_OK);
+  assert_non_null(strstr(err, "(seq + 1 = 9223372036854775808 tokens)"));
+  assert_int_not_equal(rt_window_check(&all, 0, "training", err, sizeof err), RT_OK);
+  assert_non_null(strstr(err, "seq=0"));
+  assert_int_equal(rt_window_check(&all, 9, "training", err, sizeof err), RT_OK);
+  rt_tokens_close(&t);
 }
 
 static void test_split_and_windows(void **state) {
@@ -168,6 +218,8 @@ int main(void) {
       cmocka_unit_test(test_bin_files),
       cmocka_unit_test(test_bad_files),
       cmocka_unit_test(test_split_and_windows),
+      cmocka_unit_test(test_truncated_after_open),
+      cmocka_unit_test(test_huge_seq),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
