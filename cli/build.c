@@ -122,6 +122,11 @@ static void **load_weights(Compilation *c, const IrGraph *g, const HeedBuildOpts
     diag_error(&c->diag, NOLOC, "%s", err);
     return NULL;
   }
+  if (!heed_ckpt_verify(&st, o->weights, err, sizeof err)) {  // a checkpoint's checksums
+    diag_error(&c->diag, NOLOC, "%s", err);
+    rt_st_close(&st);
+    return NULL;
+  }
   void **bufs = calloc((size_t)g->params.len + 1, sizeof *bufs);
   bool ok = bufs != NULL;
   const char *pre = o->prefix ? o->prefix : "";

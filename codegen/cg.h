@@ -96,6 +96,11 @@ const CgPartStat *cg_llvm_part_stats(const CgLlvm *cg, int *n);
 void cg_llvm_set_cache(CgLlvm *cg, const char *dir);
 
 // ---- objcache.c ----
+// True if dir may hold the cache: a directory owned by this user and not
+// writable by group or others (or one that does not exist yet: put makes
+// it 0700); else false with the reason in why ("is writable by others
+// (mode 0777)"). get, put and trim do nothing with an unsafe directory.
+bool cg_objcache_dir_safe(const char *dir, char *why, size_t whylen);
 // The object file stored under key in dir (malloc'd, *olen bytes), or NULL
 // (a miss: no entry, or one that is damaged or for another key).
 HEED_INTERNAL void *cg_objcache_get(const char *dir, const void *key, size_t klen, size_t *olen);

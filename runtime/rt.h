@@ -153,6 +153,17 @@ const char *rt_st_meta(const RtSafetensors *st, const char *key);
 #define RT_CKPT_FORMAT "heed-checkpoint-1"
 bool rt_st_is_ckpt_state(const RtSafetensors *st, const char *name);
 
+// CRC-32C (Castagnoli) of n bytes, continuing from crc (0 to start).
+uint32_t rt_crc32c(uint32_t crc, const void *data, size_t n);
+// Checkpoints carry a CRC-32C of every tensor's data in the metadata
+// RT_ST_CRC_KEY: 8 hex digits per tensor, space-separated, in the order of
+// the tensors' data offsets. rt_st_check_crc verifies them: RT_OK (and
+// *present) when all match; RT_ERR_FORMAT naming the damaged tensor, or a
+// malformed list. A file without the key: RT_OK, *present false (not
+// verified: a checkpoint of an older heed, or any other safetensors).
+#define RT_ST_CRC_KEY "crc32c"
+int rt_st_check_crc(const RtSafetensors *st, const char *label, bool *present, char *err, size_t errlen);
+
 typedef struct {
   const char *name;
   RtDType dt;

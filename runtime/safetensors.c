@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -754,5 +755,72 @@ int rt_st_write(const char *path, const RtStWrite *ts, int n, const char *const 
 done:
   free(nbytes);
   free(json);
+  return rc;
+}
+
+// ---- CRC-32C (Castagnoli, reflected 0x82F63B78), slice-by-8 ----
+
+static uint32_t crc_tab[8][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void) {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    crc_tab[0][i] = c;
+  }
+  for (int t = 1; t < 8; t++)
+    for (int i = 0; i < 256; i++) crc_tab[t][i] = (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xff];
+}
+
+uint32_t rt_crc32c(uint32_t crc, const void *data, size_t n) {
+  pthread_once(&crc_once, crc_init);
+  const uint8_t *p = data;
+  uint32_t c = ~crc;
+  for (; n >= 8; n -= 8, p += 8) {
+    uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+    c = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^ crc_tab[5][(lo >> 16) & 0xff] ^ crc_tab[4][lo >> 24] ^
+        crc_tab[3][p[4]] ^ crc_tab[2][p[5]] ^ crc_tab[1][p[6]] ^ crc_tab[0][p[7]];
+  }
+  while (n--) c = (c >> 8) ^ crc_tab[0][(c ^ *p++) & 0xff];
+  return ~c;
+}
+
+static int by_offset(const void *a, const void *b) {
+  const RtStTensor *x = *(const RtStTensor *const *)a, *y = *(const RtStTensor *const *)b;
+  return (x->off > y->off) - (x->off < y->off);
+}
+
+int rt_st_check_crc(const RtSafetensors *st, const char *label, bool *present, char *err, size_t errlen) {
+  StCtx c = {label ? label : "safetensors", err, errlen};
+  const char *list = rt_st_meta(st, RT_ST_CRC_KEY);
+  *present = list != NULL;
+  if (!list) return RT_OK;
+  const RtStTensor **ord = malloc(sizeof *ord * (size_t)(st->n ? st->n : 1));
+  if (!ord) return st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
+  for (int i = 0; i < st->n; i++) ord[i] = &st->t[i];
+  qsort(ord, (size_t)st->n, sizeof *ord, by_offset);
+  int rc = RT_OK;
+  const char *s = list;
+  for (int i = 0; i < st->n && !rc; i++) {
+    char *end;
+    while (*s == ' ') s++;
+    unsigned long want = strtoul(s, &end, 16);
+    if (end != s + 8) {
+      rc = st_err(&c, RT_ERR_FORMAT, NULL, "metadata '%s' is malformed (%d tensors, a checksum each)", RT_ST_CRC_KEY,
+                  st->n);
+      break;
+    }
+    s = end;
+    uint32_t got = rt_crc32c(0, st->data + ord[i]->off, (size_t)ord[i]->nbytes);
+    if (got != (uint32_t)want)
+      rc = st_err(&c, RT_ERR_FORMAT, ord[i]->name,
+                  "checksum mismatch (CRC-32C %08x, written %08lx): the file is damaged", got, want);
+  }
+  while (!rc && *s == ' ') s++;
+  if (!rc && *s)
+    rc = st_err(&c, RT_ERR_FORMAT, NULL, "metadata '%s' is malformed (%d tensors, a checksum each)", RT_ST_CRC_KEY,
+                st->n);
+  free(ord);
   return rc;
 }

@@ -81,8 +81,10 @@ expect 2 "--outputs '\./w.st' is --weights \('w.st'\)" -- "$HEED" run "$MLP" --w
 ln -s w.st link.st
 expect 2 "--outputs 'link.st' is --weights" -- "$HEED" run "$MLP" --weights w.st --inputs in.st --outputs link.st
 expect 2 "--outputs 'in.st' is --inputs" -- "$HEED" grad "$MLP" --weights w.st --inputs in.st --outputs in.st
-expect 2 "-o '.*mlp.heed' is the model file" -- "$HEED" init "$MLP" -o "$MLP"
-expect 2 "-o '.*mlp.heed' is the model file" -- "$HEED" compile "$MLP" --emit ir -o "$MLP"
+cp "$MLP" mine.heed  # a copy: a heed without the check would overwrite it
+expect 2 "-o 'mine.heed' is the model file" -- "$HEED" init mine.heed -o mine.heed
+expect 2 "-o '\./mine.heed' is the model file" -- "$HEED" compile mine.heed --emit ir -o ./mine.heed
+expect 0 '' -- cmp mine.heed "$MLP"
 expect 2 "-o 'w.st' is --weights" -- "$HEED" build "$MLP" --weights w.st -o w.st
 expect 0 '' -- cmp w.st w0.st
 # --inputs names a missing file: the output's directory is still reported first (before any work)
@@ -112,6 +114,15 @@ if [ "$(id -u)" -eq 0 ] && mkdir full && mount -t tmpfs -o size=64k tmpfs full 2
 else
   echo "note: not root or no tmpfs mount here: the full-disk case ran only as a file size limit (above)"
 fi
+
+# 5. A compile cache that is not the user's own (writable by others) is not used: a warning.
+mkdir -m 0777 cache
+expect 0 "warning: the compile cache .*cache is writable by others \(mode 0777\): not used" -- \
+  env HEED_CACHE_DIR="$T/cache" "$HEED" run "$MLP" --weights w.st --inputs in.st --outputs out2.st
+expect 0 '' -- ls cache
+chmod 0700 cache
+expect 0 '' -- env HEED_CACHE_DIR="$T/cache" "$HEED" run "$MLP" --weights w.st --inputs in.st --outputs out2.st
+expect 0 '[0-9a-f]{24}\.o' -- ls cache
 
 # 6. --cpu: a CPU LLVM does not know, or one without 64-bit mode, is an error, not an abort.
 expect 1 "unknown CPU 'bogus9000' for [a-z0-9_-]+; did you mean|unknown CPU 'bogus9000' for [a-z0-9_-]+ \(--cpu help" -- "$HEED" compile "$MLP" --emit asm --cpu bogus9000
