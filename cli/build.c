@@ -435,7 +435,7 @@ static bool runtime_dir(Compilation *c, char *dir, size_t cap) {
 }
 
 typedef struct {
-  char tmp[64], obj[128], step_obj[128], meta[128], image[128], data_s[128], data_o[128];
+  char tmp[256], obj[300], step_obj[300], meta[300], image[300], data_s[300], data_o[300];
   bool has_step;  // step_obj was written
   char rtdir[4096], lib_main[4200], lib_rt[4200], header[4200];
 } Paths;
@@ -487,7 +487,7 @@ static const char *base_name(const char *path) {
 // exits 0 even when its SAVE fails (a full disk), leaving an empty or
 // partial archive.
 static bool archive_whole(Compilation *c, Paths *p, const char *path) {
-  char list[128], line[256];
+  char list[300], line[256];
   snprintf(list, sizeof list, "%s/members.txt", p->tmp);
   struct stat sb;
   char *ar[] = {"ar", "t", (char *)path, NULL};
@@ -510,7 +510,7 @@ static bool archive_whole(Compilation *c, Paths *p, const char *path) {
 static bool make_lib(Compilation *c, Paths *p, const char *out_a) {
   char *cc[] = {"cc", "-c", "-o", p->data_o, p->data_s, NULL};
   if (!tool(c, cc, NULL, NULL)) return false;
-  char script[128];
+  char script[300];
   snprintf(script, sizeof script, "%s/lib.mri", p->tmp);
   FILE *f = fopen(script, "w");
   if (!f) return diag_error(&c->diag, NOLOC, "cannot write '%s'", script), false;
@@ -551,7 +551,7 @@ static bool out_commit(Compilation *c, RtOutFile *o) {
 static void remove_tree(const char *tmp) {
   static const char *names[] = {"model.o", "step.o", "meta.json", "weights.safetensors", "data.S", "data.o", "macros.txt",
                                 "lib.mri", "members.txt"};
-  char path[128];
+  char path[300];
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     snprintf(path, sizeof path, "%s/%s", tmp, names[i]);
     unlink(path);
@@ -572,7 +572,9 @@ int heed_cmd_build(Compilation *c, const HeedBuildOpts *o) {
   snprintf(p.lib_main, sizeof p.lib_main, "%s/libheedrt_main.a", p.rtdir);
   snprintf(p.lib_rt, sizeof p.lib_rt, "%s/libheedrt_standalone.a", p.rtdir);
   snprintf(p.header, sizeof p.header, "%s/heed_model.h", p.rtdir);
-  snprintf(p.tmp, sizeof p.tmp, "/tmp/heed-build-XXXXXX");
+  const char *td = getenv("TMPDIR");  // $TMPDIR if its name fits, else /tmp
+  if (!td || !*td || strlen(td) > 200) td = "/tmp";
+  snprintf(p.tmp, sizeof p.tmp, "%s/heed-build-XXXXXX", td);
   if (!mkdtemp(p.tmp)) {
     diag_error(&c->diag, NOLOC, "heed build: cannot make a temporary directory: %s", strerror(errno));
     return HEED_ERR_IO;

@@ -800,27 +800,27 @@ int rt_st_check_crc(const RtSafetensors *st, const char *label, bool *present, c
   if (!ord) return st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
   for (int i = 0; i < st->n; i++) ord[i] = &st->t[i];
   qsort(ord, (size_t)st->n, sizeof *ord, by_offset);
-  int rc = RT_OK;
+  uint32_t *want = malloc(sizeof *want * (size_t)(st->n ? st->n : 1));
+  int rc = want ? RT_OK : st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
   const char *s = list;
-  for (int i = 0; i < st->n && !rc; i++) {
+  for (int i = 0; i < st->n && !rc; i++) {  // the whole list first: malformed is not damaged
     char *end;
     while (*s == ' ') s++;
-    unsigned long want = strtoul(s, &end, 16);
-    if (end != s + 8) {
-      rc = st_err(&c, RT_ERR_FORMAT, NULL, "metadata '%s' is malformed (%d tensors, a checksum each)", RT_ST_CRC_KEY,
-                  st->n);
-      break;
-    }
+    want[i] = (uint32_t)strtoul(s, &end, 16);
+    if (end != s + 8) rc = RT_ERR_FORMAT;
     s = end;
-    uint32_t got = rt_crc32c(0, st->data + ord[i]->off, (size_t)ord[i]->nbytes);
-    if (got != (uint32_t)want)
-      rc = st_err(&c, RT_ERR_FORMAT, ord[i]->name,
-                  "checksum mismatch (CRC-32C %08x, written %08lx): the file is damaged", got, want);
   }
   while (!rc && *s == ' ') s++;
-  if (!rc && *s)
+  if (rc == RT_ERR_FORMAT || (!rc && *s))
     rc = st_err(&c, RT_ERR_FORMAT, NULL, "metadata '%s' is malformed (%d tensors, a checksum each)", RT_ST_CRC_KEY,
                 st->n);
+  for (int i = 0; i < st->n && !rc; i++) {
+    uint32_t got = rt_crc32c(0, st->data + ord[i]->off, (size_t)ord[i]->nbytes);
+    if (got != want[i])
+      rc = st_err(&c, RT_ERR_FORMAT, ord[i]->name,
+                  "checksum mismatch (CRC-32C %08x, written %08x): the file is damaged", got, want[i]);
+  }
+  free(want);
   free(ord);
   return rc;
 }
