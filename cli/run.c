@@ -119,7 +119,8 @@ bool heed_ckpt_verify(const RtSafetensors *st, const char *path, char *err, size
   bool present;
   if (rt_st_check_crc(st, path, &present, err, errlen) != RT_OK) return false;
   const char *fmt = rt_st_meta(st, "format");
-  if (!present && fmt && !strcmp(fmt, RT_CKPT_FORMAT))
+  if (!present && err[0]) fprintf(stderr, "heed: note: %s\n", err);
+  else if (!present && fmt && !strcmp(fmt, RT_CKPT_FORMAT))
     fprintf(stderr, "heed: note: %s has no checksums (a checkpoint of an older heed): not verified\n", path);
   return true;
 }

@@ -549,9 +549,7 @@ static int choose_out(Run *r) {
   else snprintf(r->out, sizeof r->out, "runs/%s", model);
   if (!heed_rundir_used(r->out)) return HEED_OK;
   if (r->o->force) {
-    r->clear_out = true;
-    fprintf(stderr, "heed train: --force: starting over in %s (its checkpoints, metrics.csv and loss.svg go)\n",
-            r->out);
+    r->clear_out = true;  // said and done under the directory's lock (prepare_out)
     return HEED_OK;
   }
   if (o) {
@@ -578,6 +576,9 @@ static int prepare_out(Run *r, int64_t start) {
     snprintf(err, sizeof err, "%s holds another run, started since this one chose it: choose another --out", r->out);
     return fail(r, err);
   }
+  if (r->clear_out)
+    fprintf(stderr, "heed train: --force: starting over in %s (its checkpoints, metrics.csv and loss.svg go)\n",
+            r->out);
   if (r->clear_out && !heed_rundir_clear(r->out, err, sizeof err)) return fail(r, err);
   snprintf(r->csv, sizeof r->csv, "%s/metrics.csv", r->out);
   snprintf(r->svg, sizeof r->svg, "%s/loss.svg", r->out);

@@ -160,7 +160,9 @@ uint32_t rt_crc32c(uint32_t crc, const void *data, size_t n);
 // the tensors' data offsets. rt_st_check_crc verifies them: RT_OK (and
 // *present) when all match; RT_ERR_FORMAT naming the damaged tensor, or a
 // malformed list. A file without the key: RT_OK, *present false (not
-// verified: a checkpoint of an older heed, or any other safetensors).
+// verified: a checkpoint of an older heed, or any other safetensors); one
+// whose list has a count other than its tensors' (a tool removed or added
+// tensors and kept the metadata): RT_OK, *present false, the reason in err.
 #define RT_ST_CRC_KEY "crc32c"
 int rt_st_check_crc(const RtSafetensors *st, const char *label, bool *present, char *err, size_t errlen);
 

@@ -1028,11 +1028,18 @@ static void test_crc32c(void **state) {
   assert_non_null(strstr(err, "flipped: tensor 'a': checksum mismatch"));
   rt_st_close(&st);
   free(copy);
-  const char *bad[] = {RT_ST_CRC_KEY, "1234abcd"};  // one checksum for two tensors
+  const char *bad[] = {RT_ST_CRC_KEY, "1234abcd zzzzzzzz"};  // not hex
   assert_int_equal(rt_st_write(path, ts, 2, bad, 1, err, sizeof err), RT_OK);
   assert_int_equal(rt_st_open(path, &st, err, sizeof err), RT_OK);
   assert_int_equal(rt_st_check_crc(&st, path, &present, err, sizeof err), RT_ERR_FORMAT);
   assert_non_null(strstr(err, "metadata 'crc32c' is malformed"));
+  rt_st_close(&st);
+  const char *edited[] = {RT_ST_CRC_KEY, "1234abcd"};  // one checksum for two tensors: a tool removed one
+  assert_int_equal(rt_st_write(path, ts, 2, edited, 1, err, sizeof err), RT_OK);
+  assert_int_equal(rt_st_open(path, &st, err, sizeof err), RT_OK);
+  assert_int_equal(rt_st_check_crc(&st, path, &present, err, sizeof err), RT_OK);
+  assert_false(present);
+  assert_non_null(strstr(err, "1 checksums for 2 tensors (an edited file?): not verified"));
   rt_st_close(&st);
   assert_int_equal(rt_st_write(path, ts, 2, NULL, 0, err, sizeof err), RT_OK);  // none: not verified
   assert_int_equal(rt_st_open(path, &st, err, sizeof err), RT_OK);
