@@ -122,6 +122,11 @@ static void **load_weights(Compilation *c, const IrGraph *g, const HeedBuildOpts
     diag_error(&c->diag, NOLOC, "%s", err);
     return NULL;
   }
+  if (!heed_ckpt_verify(&st, o->weights, err, sizeof err)) {  // a checkpoint's checksums
+    diag_error(&c->diag, NOLOC, "%s", err);
+    rt_st_close(&st);
+    return NULL;
+  }
   void **bufs = calloc((size_t)g->params.len + 1, sizeof *bufs);
   bool ok = bufs != NULL;
   const char *pre = o->prefix ? o->prefix : "";
@@ -430,7 +435,7 @@ static bool runtime_dir(Compilation *c, char *dir, size_t cap) {
 }
 
 typedef struct {
-  char tmp[64], obj[128], step_obj[128], meta[128], image[128], data_s[128], data_o[128];
+  char tmp[256], obj[300], step_obj[300], meta[300], image[300], data_s[300], data_o[300];
   bool has_step;  // step_obj was written
   char rtdir[4096], lib_main[4200], lib_rt[4200], header[4200];
 } Paths;
@@ -478,38 +483,75 @@ static const char *base_name(const char *path) {
   return s ? s + 1 : path;
 }
 
+// True if the archive at path holds the members a library needs: ar -M
+// exits 0 even when its SAVE fails (a full disk), leaving an empty or
+// partial archive.
+static bool archive_whole(Compilation *c, Paths *p, const char *path) {
+  char list[300], line[256];
+  snprintf(list, sizeof list, "%s/members.txt", p->tmp);
+  struct stat sb;
+  char *ar[] = {"ar", "t", (char *)path, NULL};
+  bool model = false, data = false;
+  if (stat(path, &sb) == 0 && sb.st_size > 8 && run_tool(ar, NULL, list) == 0) {
+    FILE *f = fopen(list, "r");
+    while (f && fgets(line, sizeof line, f)) {
+      line[strcspn(line, "\n")] = 0;
+      model |= !strcmp(line, "model.o"), data |= !strcmp(line, "data.o");
+    }
+    if (f) fclose(f);
+  }
+  if (!model || !data)
+    diag_error(&c->diag, NOLOC, "heed build: ar did not write the library (%lld bytes%s; a full disk?)",
+               stat(path, &sb) == 0 ? (long long)sb.st_size : 0LL, model || data ? ", members missing" : "");
+  return model && data;
+}
+
 // An archive: the generated objects plus every member of the runtime (ar's MRI script).
 static bool make_lib(Compilation *c, Paths *p, const char *out_a) {
   char *cc[] = {"cc", "-c", "-o", p->data_o, p->data_s, NULL};
   if (!tool(c, cc, NULL, NULL)) return false;
-  char script[128];
+  char script[300];
   snprintf(script, sizeof script, "%s/lib.mri", p->tmp);
   FILE *f = fopen(script, "w");
   if (!f) return diag_error(&c->diag, NOLOC, "cannot write '%s'", script), false;
   fprintf(f, "CREATE %s\nADDLIB %s\nADDMOD %s\nADDMOD %s\n", out_a, p->lib_rt, p->obj, p->data_o);
   if (p->has_step) fprintf(f, "ADDMOD %s\n", p->step_obj);
   fprintf(f, "SAVE\nEND\n");
-  fclose(f);
+  if (fclose(f) != 0) return diag_error(&c->diag, NOLOC, "cannot write '%s'", script), false;
   char *ar[] = {"ar", "-M", NULL};
-  return tool(c, ar, script, NULL);
+  return tool(c, ar, script, NULL) && archive_whole(c, p, out_a);
 }
 
-static bool copy_file(Compilation *c, const char *from, const char *to) {
-  FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+static bool copy_file(Compilation *c, const char *from, RtOutFile *to) {
+  FILE *in = fopen(from, "rb"), *out = in ? rt_out_stream(to) : NULL;
   char buf[8192];
   size_t n;
   bool ok = in && out;
   while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
   if (in) fclose(in);
-  if (out && fclose(out) != 0) ok = false;
-  if (!ok) diag_error(&c->diag, NOLOC, "cannot copy '%s' to '%s'", from, to);
+  if (!ok) diag_error(&c->diag, NOLOC, "cannot copy '%s' to '%s'", from, to->path);
   return ok;
+}
+
+// o's temporary file beside path (mode: 0777 for a program).
+static bool out_open(Compilation *c, RtOutFile *o, const char *path, unsigned mode) {
+  char err[4400];
+  if (rt_out_open(o, path, mode, err, sizeof err) == RT_OK) return true;
+  diag_error(&c->diag, NOLOC, "%s", err);
+  return false;
+}
+
+static bool out_commit(Compilation *c, RtOutFile *o) {
+  char err[4400];
+  if (!o->path || rt_out_commit(o, err, sizeof err) == RT_OK) return true;
+  diag_error(&c->diag, NOLOC, "%s", err);
+  return false;
 }
 
 static void remove_tree(const char *tmp) {
   static const char *names[] = {"model.o", "step.o", "meta.json", "weights.safetensors", "data.S", "data.o", "macros.txt",
-                                "lib.mri"};
-  char path[128];
+                                "lib.mri", "members.txt"};
+  char path[300];
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     snprintf(path, sizeof path, "%s/%s", tmp, names[i]);
     unlink(path);
@@ -524,10 +566,15 @@ int heed_cmd_build(Compilation *c, const HeedBuildOpts *o) {
   int rc = model_io(c, g, o, &io);
   if (rc != HEED_OK) return rc;
   if (!runtime_dir(c, p.rtdir, sizeof p.rtdir)) return HEED_ERR_IO;
+#ifdef HEED_HAVE_LLVM
+  if (!cg_llvm_cpu_valid(o->cpu, &c->diag)) return HEED_ERR_CHECK;  // before anything is made
+#endif
   snprintf(p.lib_main, sizeof p.lib_main, "%s/libheedrt_main.a", p.rtdir);
   snprintf(p.lib_rt, sizeof p.lib_rt, "%s/libheedrt_standalone.a", p.rtdir);
   snprintf(p.header, sizeof p.header, "%s/heed_model.h", p.rtdir);
-  snprintf(p.tmp, sizeof p.tmp, "/tmp/heed-build-XXXXXX");
+  const char *td = getenv("TMPDIR");  // $TMPDIR if its name fits, else /tmp
+  if (!td || !*td || strlen(td) > 200) td = "/tmp";
+  snprintf(p.tmp, sizeof p.tmp, "%s/heed-build-XXXXXX", td);
   if (!mkdtemp(p.tmp)) {
     diag_error(&c->diag, NOLOC, "heed build: cannot make a temporary directory: %s", strerror(errno));
     return HEED_ERR_IO;
@@ -539,11 +586,13 @@ int heed_cmd_build(Compilation *c, const HeedBuildOpts *o) {
   snprintf(p.data_s, sizeof p.data_s, "%s/data.S", p.tmp);
   snprintf(p.data_o, sizeof p.data_o, "%s/data.o", p.tmp);
 
-  // Final paths get their bytes under a temporary name first, then a rename.
+  // Final paths get their bytes under a temporary name beside them first
+  // (runtime/outfile.c), renamed over them when all are whole.
   size_t olen = strlen(o->out) + 64;
-  char *final_a = malloc(olen), *tmp_out = malloc(olen), *wdst = malloc(olen), *wtmp = malloc(olen);
-  char *hdr = malloc(olen), *wname = malloc(olen);
-  bool ok = final_a && tmp_out && wdst && wtmp && hdr && wname;
+  char *final_a = malloc(olen), *wdst = malloc(olen), *hdr = malloc(olen), *wname = malloc(olen);
+  RtOutFile out = {.fd = -1}, wout = {.fd = -1}, hout = {.fd = -1};
+  bool ok = final_a && wdst && hdr && wname;
+  if (!ok) diag_error(&c->diag, NOLOC, "out of memory");
   if (ok && o->emit_lib) {
     struct stat sb;
     if (mkdir(o->out, 0777) != 0 && !(errno == EEXIST && stat(o->out, &sb) == 0 && S_ISDIR(sb.st_mode))) {
@@ -559,27 +608,20 @@ int heed_cmd_build(Compilation *c, const HeedBuildOpts *o) {
     snprintf(wdst, olen, "%s.safetensors", o->out);
     snprintf(wname, olen, "%s.safetensors", base_name(o->out));
   }
-  if (ok) {
-    snprintf(tmp_out, olen, "%s.tmp.%ld", final_a, (long)getpid());
-    snprintf(wtmp, olen, "%s.tmp.%ld", wdst, (long)getpid());
-  }
-  ok = ok && make_parts(c, g, o, &io, &p, o->weights_file ? wtmp : p.image, o->weights_file ? wname : NULL);
+  ok = ok && out_open(c, &out, final_a, o->emit_lib ? 0666 : 0777) &&
+       (!o->weights_file || out_open(c, &wout, wdst, 0666)) && (!o->emit_lib || out_open(c, &hout, hdr, 0666));
+  ok = ok && make_parts(c, g, o, &io, &p, o->weights_file ? rt_out_name(&wout) : p.image,
+                        o->weights_file ? wname : NULL);
   if (ok && o->emit_lib) {
-    ok = make_lib(c, &p, tmp_out) && copy_file(c, p.header, hdr);
+    ok = make_lib(c, &p, rt_out_name(&out)) && copy_file(c, p.header, &hout);
   } else if (ok) {
-    char *cc[] = {"cc", "-o", tmp_out, p.obj, p.data_s, p.lib_main, p.lib_rt, "-lm", "-lpthread", "-s", NULL, NULL};
+    char *cc[] = {"cc", "-o", (char *)rt_out_name(&out), p.obj, p.data_s, p.lib_main, p.lib_rt, "-lm", "-lpthread",
+                  "-s", NULL, NULL};
     if (p.has_step) memmove(cc + 4, cc + 3, sizeof cc - 4 * sizeof *cc), cc[3] = p.step_obj;
     ok = tool(c, cc, NULL, NULL);
   }
-  if (ok && o->weights_file && rename(wtmp, wdst) != 0) {
-    diag_error(&c->diag, NOLOC, "cannot write '%s': %s", wdst, strerror(errno));
-    ok = false;
-  }
-  if (ok && rename(tmp_out, final_a) != 0) {
-    diag_error(&c->diag, NOLOC, "cannot write '%s': %s", final_a, strerror(errno));
-    ok = false;
-  }
-  if (!ok && tmp_out) unlink(tmp_out), unlink(wtmp);
+  ok = ok && out_commit(c, &wout) && out_commit(c, &hout) && out_commit(c, &out);  // the program or library last
+  rt_out_abort(&wout), rt_out_abort(&hout), rt_out_abort(&out);  // nothing left once committed
   if (ok) {
     struct stat sb;
     fprintf(stderr, "heed build: wrote %s (%lld bytes)%s%s\n", final_a,
@@ -587,6 +629,6 @@ int heed_cmd_build(Compilation *c, const HeedBuildOpts *o) {
             o->weights_file ? wdst : "");
   }
   remove_tree(p.tmp);
-  free(final_a), free(tmp_out), free(wdst), free(wtmp), free(hdr), free(wname);
+  free(final_a), free(wdst), free(hdr), free(wname);
   return ok ? HEED_OK : HEED_ERR_IO;
 }

@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/run.h"
 #include "cli/train.h"
 #include "cli/trainer.h"
 #include "runtime/rt.h"
@@ -122,34 +124,76 @@ bool heed_ckpt_save(HeedTrainer *t, const char *dir, const HeedCkptMeta *m, int 
   snprintf(step, sizeof step, "%lld", (long long)m->step);
   snprintf(steps, sizeof steps, "%lld", (long long)m->steps);
   snprintf(rng, sizeof rng, "%" PRIu64, m->rng);
+  char *crcs = malloc((size_t)n * 9 + 1);  // each tensor's CRC-32C, in the order written (= data order)
+  if (!crcs) {
+    free(ts);
+    snprintf(err, errlen, "out of memory");
+    return false;
+  }
+  crcs[0] = 0;
+  for (int i = 0, k = 0; i < n; i++) {
+    HeedTensorRef r = heed_trainer_tensor(t, i);
+    size_t bytes = sizeof(float);
+    for (int d = 0; d < r.rank; d++) bytes *= (size_t)r.shape[d];
+    k += sprintf(crcs + k, "%s%08x", i ? " " : "", (unsigned)rt_crc32c(0, r.data, bytes));
+  }
   const char *meta[] = {"format", RT_CKPT_FORMAT, "step", step, "steps", steps, "rng", rng,
-                        "settings", m->settings, "fingerprint", m->fingerprint, "run_id", m->run_id};
+                        "settings", m->settings, "fingerprint", m->fingerprint, RT_ST_CRC_KEY, crcs,
+                        "run_id", m->run_id};
   ckpt_name(dir, m->step, path, pathlen);
-  bool ok = rt_st_write(path, ts, n, meta, m->run_id[0] ? 7 : 6, err, errlen) == RT_OK;
+  bool ok = rt_st_write(path, ts, n, meta, m->run_id[0] ? 8 : 7, err, errlen) == RT_OK;
   free(ts);
+  free(crcs);
   if (ok) prune(dir, keep, m->step);
   return ok;
 }
 
+// A non-negative decimal integer that fits int64.
 static bool parse_i64(const char *s, int64_t *v) {
   char *end;
-  if (!s || !*s) return false;
+  if (!s || *s < '0' || *s > '9') return false;
+  errno = 0;
   long long x = strtoll(s, &end, 10);
   *v = x;
-  return !*end && x >= 0;
+  return !*end && errno != ERANGE;
 }
 
-// The metadata of st into m; false if any is missing or malformed.
-static bool read_meta(const RtSafetensors *st, HeedCkptMeta *m) {
-  const char *fmt = rt_st_meta(st, "format"), *rng = rt_st_meta(st, "rng");
-  const char *set = rt_st_meta(st, "settings"), *fp = rt_st_meta(st, "fingerprint");
-  if (!fmt || strcmp(fmt, RT_CKPT_FORMAT) || !rng || !set || !fp) return false;
-  if (!parse_i64(rt_st_meta(st, "step"), &m->step) || !parse_i64(rt_st_meta(st, "steps"), &m->steps)) return false;
+// The metadata of st into m; false with why (the key and what is wrong) if
+// any is missing or malformed.
+static bool read_meta(const RtSafetensors *st, HeedCkptMeta *m, char *why, size_t whylen) {
+  static const char *const keys[] = {"step", "steps", "rng", "settings", "fingerprint"};
+  const char *fmt = rt_st_meta(st, "format");
+  if (!fmt || strcmp(fmt, RT_CKPT_FORMAT)) {
+    snprintf(why, whylen, "not a heed checkpoint (no or malformed heed metadata: format %s%.40s%s)", fmt ? "'" : "",
+             fmt ? fmt : "missing", fmt ? "'" : "");
+    return false;
+  }
+  for (int i = 0; i < 5; i++) {
+    const char *v = rt_st_meta(st, keys[i]);
+    if (!v || !*v) {
+      snprintf(why, whylen, "checkpoint metadata '%s' is %s", keys[i], v ? "empty" : "missing");
+      return false;
+    }
+  }
+  const char *num[] = {"step", "steps"};
+  int64_t *dst[] = {&m->step, &m->steps};
+  for (int i = 0; i < 2; i++)
+    if (!parse_i64(rt_st_meta(st, num[i]), dst[i])) {
+      snprintf(why, whylen, "checkpoint metadata %s='%.40s' is not a step number (0 .. %lld)", num[i],
+               rt_st_meta(st, num[i]), (long long)INT64_MAX);
+      return false;
+    }
+  const char *rng = rt_st_meta(st, "rng");
   char *end;
+  errno = 0;
   m->rng = strtoull(rng, &end, 10);
-  if (*end || !*rng) return false;
-  snprintf(m->settings, sizeof m->settings, "%s", set);
-  snprintf(m->fingerprint, sizeof m->fingerprint, "%s", fp);
+  if (*end || *rng < '0' || *rng > '9' || errno == ERANGE) {
+    snprintf(why, whylen, "checkpoint metadata rng='%.40s' is not a generator state (an unsigned 64-bit integer)",
+             rng);
+    return false;
+  }
+  snprintf(m->settings, sizeof m->settings, "%s", rt_st_meta(st, "settings"));
+  snprintf(m->fingerprint, sizeof m->fingerprint, "%s", rt_st_meta(st, "fingerprint"));
   const char *id = rt_st_meta(st, "run_id");
   snprintf(m->run_id, sizeof m->run_id, "%s", id ? id : "");
   return true;
@@ -194,9 +238,11 @@ static bool load_tensors(HeedTrainer *t, const RtSafetensors *st, const char *pa
 bool heed_ckpt_load(HeedTrainer *t, const char *path, const HeedCkptMeta *want, HeedCkptMeta *m, char *err,
                     size_t errlen) {
   RtSafetensors st;
+  char why[300];
   if (rt_st_open(path, &st, err, errlen) != RT_OK) return false;
-  bool ok = read_meta(&st, m);
-  if (!ok) snprintf(err, errlen, "%s: not a heed checkpoint (no or malformed heed metadata)", path);
+  bool ok = read_meta(&st, m, why, sizeof why);
+  if (!ok) snprintf(err, errlen, "%s: %s", path, why);
+  if (ok) ok = heed_ckpt_verify(&st, path, err, errlen);
   if (ok && strcmp(m->settings, want->settings)) {
     size_t off = 0;
     while (m->settings[off] && m->settings[off] == want->settings[off]) off++;
@@ -239,8 +285,9 @@ bool heed_ckpt_read_run_id(const char *path, char id[32], char *err, size_t errl
   RtSafetensors st;
   if (rt_st_open(path, &st, err, errlen) != RT_OK) return false;
   HeedCkptMeta m;
-  bool ok = read_meta(&st, &m);
-  if (!ok) snprintf(err, errlen, "%s: not a heed checkpoint (no or malformed heed metadata)", path);
+  char why[300];
+  bool ok = read_meta(&st, &m, why, sizeof why);
+  if (!ok) snprintf(err, errlen, "%s: %s", path, why);
   else snprintf(id, 32, "%s", m.run_id);
   rt_st_close(&st);
   return ok;
@@ -275,7 +322,7 @@ bool heed_ckpt_init_from(HeedTrainer *t, const char *path, const char *prefix, b
   if (rt_st_open(path, &st, err, errlen) != RT_OK) return false;
   const char *pre = prefix ? prefix : "";
   size_t plen = strlen(pre);
-  bool ok = true;
+  bool ok = heed_ckpt_verify(&st, path, err, errlen);
   int n = heed_trainer_ntensors(t);
   for (int i = 0; ok && i < n; i++) {
     HeedTensorRef r = heed_trainer_tensor(t, i);
@@ -313,6 +360,58 @@ static bool run_file(const char *name) {
     return ckpt_step(base) >= 0;
   }
   return ckpt_step(name) >= 0;
+}
+
+// A temporary file of a run's file (NAME.tmp.XXXXXX, runtime/outfile.c;
+// metrics.csv.tmp and loss.svg.tmp from older heed): debris of a killed run.
+static bool run_temp(const char *name) {
+  if (!strcmp(name, "metrics.csv.tmp") || !strcmp(name, "loss.svg.tmp")) return true;
+  const char *tmp = strstr(name, ".tmp.");
+  if (!tmp || strlen(tmp) != 11) return false;
+  char base[300];
+  snprintf(base, sizeof base, "%.*s", (int)(tmp - name), name);
+  return (!strcmp(base, "metrics.csv") || !strcmp(base, "loss.svg") || ckpt_step(base) >= 0) &&
+         rt_out_is_temp(name, base);
+}
+
+int heed_rundir_lock(const char *dir, char *err, size_t errlen) {
+  char path[4096], pid[32] = "";
+  snprintf(path, sizeof path, "%s/%s", dir, HEED_RUNDIR_LOCK);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot open the run directory's lock '%s': %s", path, strerror(errno));
+    return -1;
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    ssize_t n = e == EWOULDBLOCK ? pread(fd, pid, sizeof pid - 1, 0) : -1;
+    pid[n > 0 ? strcspn(pid, "\n") : 0] = 0;
+    if (e == EWOULDBLOCK)
+      snprintf(err, errlen, "%s is in use by another heed train (pid %s): wait for it, or choose another --out", dir,
+               pid[0] ? pid : "unknown");
+    else
+      snprintf(err, errlen, "cannot lock '%s': %s", path, strerror(e));
+    close(fd);
+    return -1;
+  }
+  int k = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  bool wrote = ftruncate(fd, 0) == 0 && pwrite(fd, pid, (size_t)k, 0) == k;
+  (void)wrote;  // the pid is only for a second run's message: the lock holds without it
+  return fd;
+}
+
+int heed_rundir_clean_temps(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int n = 0;
+  char path[4096];
+  for (struct dirent *e; (e = readdir(d));) {
+    if (!run_temp(e->d_name)) continue;
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    n += unlink(path) == 0;
+  }
+  closedir(d);
+  return n;
 }
 
 bool heed_rundir_used(const char *dir) {

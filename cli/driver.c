@@ -1,11 +1,16 @@
 // cli/driver.c: the compiler pipeline, one function per stage, called in
 // order (QBE's main.c func()). Today: read the file, parse, check. The IR
 // lowering, passes and code generation slot in after heed_frontend.
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/driver.h"
 #include "runtime/rt.h"
+#ifdef HEED_HAVE_LLVM
+#include "codegen/cg.h"
+#endif
 
 enum { HEED_MAX_SOURCE = 64 << 20 };  // a model file larger than this is surely a mistake
 
@@ -83,9 +88,18 @@ const char *heed_cache_dir(void) {
   static char dir[4096];
   const char *off = getenv("HEED_CACHE"), *d = getenv("HEED_CACHE_DIR");
   if (off && (!strcmp(off, "0") || !strcmp(off, "off"))) return NULL;
-  if (d && *d) return d;
   const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-  int n = xdg && *xdg ? snprintf(dir, sizeof dir, "%s/heed", xdg)
+  int n = d && *d ? snprintf(dir, sizeof dir, "%s", d)
+          : xdg && *xdg ? snprintf(dir, sizeof dir, "%s/heed", xdg)
           : home && *home ? snprintf(dir, sizeof dir, "%s/.cache/heed", home) : -1;
-  return n > 0 && (size_t)n < sizeof dir ? dir : NULL;
+  if (n <= 0 || (size_t)n >= sizeof dir) return NULL;
+#ifdef HEED_HAVE_LLVM
+  static int safe = -1;  // checked once per process: one warning
+  char why[128];
+  if (safe < 0 && !(safe = cg_objcache_dir_safe(dir, why, sizeof why)))
+    fprintf(stderr, "heed: warning: the compile cache %s %s: not used (it holds code that heed runs; "
+            "chmod go-w it, or set HEED_CACHE_DIR to a directory of yours)\n", dir, why);
+  if (!safe) return NULL;
+#endif
+  return dir;
 }

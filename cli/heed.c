@@ -3,6 +3,7 @@
 // 1 a user error (bad model file, unreadable input), 2 bad usage. The only
 // file in heed that calls exit.
 #include <errno.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
@@ -414,6 +415,67 @@ static const char *missing_run_flag(const Command *cmd, const Args *a) {
   return NULL;
 }
 
+// Before any work (exit 1 or 2, nothing computed): every file the command
+// writes can be written, and none of them is one of its inputs (`run
+// --weights w.st --outputs w.st` would replace the weights).
+static int check_outputs(const Command *cmd, const Args *a) {
+  const char *outs[3] = {0}, *flag = "-o";
+  char lib[3][4200];
+  bool is = !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad");
+  if (is) outs[0] = a->run.outputs, flag = "--outputs";
+  else if (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "compile")) outs[0] = a->out;
+  else if (!strcmp(cmd->name, "build") && a->out && a->build.emit_lib) {
+    struct stat sb;
+    bool there = stat(a->out, &sb) == 0 && S_ISDIR(sb.st_mode);
+    snprintf(lib[0], sizeof lib[0], "%s/libmodel.a", a->out);
+    snprintf(lib[1], sizeof lib[1], "%s/model.h", a->out);
+    snprintf(lib[2], sizeof lib[2], "%s/model.safetensors", a->out);
+    outs[0] = there ? lib[0] : a->out, outs[1] = lib[1], outs[2] = a->build.weights_file ? lib[2] : NULL;
+  } else if (!strcmp(cmd->name, "build") && a->out) {
+    snprintf(lib[2], sizeof lib[2], "%s.safetensors", a->out);
+    outs[0] = a->out, outs[1] = a->build.weights_file ? lib[2] : NULL;
+  }
+  const char *ins[] = {a->o.path, a->run.weights, a->run.inputs};
+  const char *inflag[] = {"the model file", "--weights", "--inputs"};
+  char err[4400];
+  for (int i = 0; i < 3; i++) {
+    if (!outs[i]) continue;
+    for (int k = 0; k < 3; k++)
+      if (ins[k] && rt_same_file(outs[i], ins[k])) {
+        fprintf(stderr, "heed: error: %s: %s '%s' is %s ('%s'): it would be overwritten; write elsewhere\n",
+                cmd->name, flag, outs[i], inflag[k], ins[k]);
+        return 2;
+      }
+    if (rt_out_check(outs[i], err, sizeof err) != RT_OK) {
+      fprintf(stderr, "heed: error: %s\n", err);
+      return 1;
+    }
+    if (outs[i] == a->out && a->build.emit_lib) break;  // DIR is made later, in a writable directory
+  }
+  return 0;
+}
+
+// compile --emit llvm|asm|obj: LLVM writes the file by name, a temporary
+// one beside -o's path that replaces it only when whole.
+static int emit_native(Compilation *c, const IrGraph *g, const Args *a) {
+  if (!a->out) return heed_exec_emit(c, g, a->emit, "/dev/stdout", a->cpu) ? HEED_OK : HEED_ERR_CHECK;
+  RtOutFile of;
+  char err[600];
+  if (rt_out_open(&of, a->out, 0666, err, sizeof err) != RT_OK) {
+    fprintf(stderr, "heed: error: %s\n", err);
+    return HEED_ERR_IO;
+  }
+  if (!heed_exec_emit(c, g, a->emit, rt_out_name(&of), a->cpu)) {
+    rt_out_abort(&of);
+    return HEED_ERR_CHECK;
+  }
+  if (rt_out_commit(&of, err, sizeof err) != RT_OK) {
+    fprintf(stderr, "heed: error: %s\n", err);
+    return HEED_ERR_IO;
+  }
+  return HEED_OK;
+}
+
 static int cmd_frontend(const Command *cmd, Args *a) {
   Compilation *c = heed_compilation_new(&a->o);
   if (!c) {
@@ -440,23 +502,29 @@ static int cmd_frontend(const Command *cmd, Args *a) {
       if (!strcmp(a->emit, "obj") && !a->out) {
         fprintf(stderr, "heed compile: --emit obj needs -o FILE\n");
         rc = HEED_ERR_USAGE;
-      } else if (!heed_exec_emit(c, g, a->emit, a->out ? a->out : "/dev/stdout", a->cpu)) {
-        rc = HEED_ERR_CHECK;
+      } else {
+        rc = emit_native(c, g, a);
       }
       diag_finish(&c->diag);
       heed_compilation_free(c);
       return status_to_exit(rc);
     }
-    if (rc == HEED_OK && a->out && !(out = fopen(a->out, "w"))) {
-      fprintf(stderr, "heed: error: cannot write '%s': %s\n", a->out, strerror(errno));
+    RtOutFile of = {.fd = -1};
+    char err[600];
+    if (rc == HEED_OK && a->out && (rt_out_open(&of, a->out, 0666, err, sizeof err) != RT_OK ||
+                                    !(out = rt_out_stream(&of)))) {
+      fprintf(stderr, "heed: error: %s\n", of.path ? "out of memory" : err);
+      rt_out_abort(&of);
       rc = HEED_ERR_IO;
     }
     if (rc == HEED_OK && ast) fe_ast_print(c->ast, out);
     else if (rc == HEED_OK && !strcmp(a->emit, "ir")) ir_print(g, out);
     else if (rc == HEED_OK) ir_print_dot(g, out);
-    if (out && out != stdout && fclose(out) != 0) {
-      fprintf(stderr, "heed: error: cannot write '%s': %s\n", a->out, strerror(errno));
+    if (out && out != stdout && rc == HEED_OK && rt_out_commit(&of, err, sizeof err) != RT_OK) {
+      fprintf(stderr, "heed: error: %s\n", err);
       rc = HEED_ERR_IO;
+    } else if (rc != HEED_OK) {
+      rt_out_abort(&of);
     }
   } else if (!strcmp(cmd->name, "check")) {
     rc = heed_frontend(c);
@@ -567,7 +635,7 @@ int main(int argc, char **argv) {
     } else {
       rc = usage_error(cmd, "unknown --emit kind '%s' (ast, ir, ir-opt, dot, llvm, asm, obj, cuda, ptx)", a.emit);
     }
-  } else if (rc == 0) {
+  } else if (rc == 0 && !(rc = check_outputs(cmd, &a))) {
     rc = cmd_frontend(cmd, &a);
   }
   for (int i = 0; i < a.o.check.noverrides; i++) free((char *)a.sets[i].key);

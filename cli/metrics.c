@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/train.h"
+#include "runtime/rt.h"
 
 #define METRICS_HEADER "step,loss,val_loss,lr,grad_norm,tokens_per_s,elapsed_s\n"
 
@@ -74,21 +75,27 @@ FILE *heed_metrics_open(const char *path, int64_t upto, char *err, size_t errlen
     }
     return f;
   }
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
+  RtOutFile o;  // the kept rows go to a temporary file that replaces the log when whole
+  char why[4400];
+  FILE *f = rt_out_open(&o, path, 0666, why, sizeof why) == RT_OK ? rt_out_stream(&o) : NULL;
   Series s = {0};
-  bool ok = f && fputs(METRICS_HEADER, f) != EOF && read_log(old, &s, upto, f) && fflush(f) == 0;
+  bool ok = f && fputs(METRICS_HEADER, f) != EOF && read_log(old, &s, upto, f);
   fclose(old);
   series_free(&s);
-  if (ok) ok = rename(tmp, path) == 0;
   if (!ok) {
-    snprintf(err, errlen, "cannot rewrite '%s': %s", path, strerror(errno));
-    if (f) fclose(f);
-    unlink(tmp);
+    if (o.path) snprintf(why, sizeof why, "%s", strerror(errno));
+    rt_out_abort(&o);
+  } else if (rt_out_commit(&o, why, sizeof why) != RT_OK) {
+    ok = false;
+  } else if (!(f = fopen(path, "a"))) {
+    snprintf(why, sizeof why, "%s", strerror(errno));
+    ok = false;
+  }
+  if (!ok) {
+    snprintf(err, errlen, "cannot rewrite '%s': %s", path, why);
     return NULL;
   }
-  return f;  // still open on the renamed file, at its end
+  return f;  // open at the end of the rewritten log
 }
 
 // A "nice" tick step (1, 2 or 5 times a power of ten) for about n ticks.
@@ -192,17 +199,18 @@ bool heed_metrics_plot(const char *csv, const char *svg, const char *title, char
   Series s = {0};
   bool ok = read_log(in, &s, -1, NULL);
   fclose(in);
-  char tmp[4096], esc[512];
-  snprintf(tmp, sizeof tmp, "%s.tmp", svg);
+  char esc[512], why[4400] = "";
   xml_escape(title, esc, sizeof esc);
-  FILE *f = ok ? fopen(tmp, "w") : NULL;
+  RtOutFile o = {.fd = -1};
+  FILE *f = ok && rt_out_open(&o, svg, 0666, why, sizeof why) == RT_OK ? rt_out_stream(&o) : NULL;
   ok = f && write_svg(f, &s, esc);
-  if (f && fclose(f) != 0) ok = false;
-  if (ok && rename(tmp, svg) != 0) ok = false;
   if (!ok) {
-    snprintf(err, errlen, "cannot write '%s': %s", svg, strerror(errno));
-    unlink(tmp);
+    if (!why[0]) snprintf(why, sizeof why, "%s: %s", svg, strerror(errno));
+    rt_out_abort(&o);
+  } else {
+    ok = rt_out_commit(&o, why, sizeof why) == RT_OK;
   }
+  if (!ok) snprintf(err, errlen, "cannot write %s", why);
   series_free(&s);
   return ok;
 }

@@ -3,6 +3,7 @@
 // compiled backend lands the executor is the reference interpreter
 // (ir/interp.c), which `--interp` will keep selecting afterwards.
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +113,18 @@ static void free_all(double **v, int n) {
   free(v);
 }
 
+// st's checksums (RT_ST_CRC_KEY): false with the damaged tensor in err; a
+// note when there are none (a checkpoint of an older heed).
+bool heed_ckpt_verify(const RtSafetensors *st, const char *path, char *err, size_t errlen) {
+  bool present;
+  if (rt_st_check_crc(st, path, &present, err, errlen) != RT_OK) return false;
+  const char *fmt = rt_st_meta(st, "format");
+  if (!present && err[0]) fprintf(stderr, "heed: note: %s\n", err);
+  else if (!present && fmt && !strcmp(fmt, RT_CKPT_FORMAT))
+    fprintf(stderr, "heed: note: %s has no checksums (a checkpoint of an older heed): not verified\n", path);
+  return true;
+}
+
 // The parameters of g from a weights file: every one present with its
 // declared shape; extra tensors are an error unless strict is off.
 static double **load_params(Compilation *c, const IrGraph *g, const HeedRunOpts *o) {
@@ -119,6 +132,11 @@ static double **load_params(Compilation *c, const IrGraph *g, const HeedRunOpts 
   char err[512], buf[256];
   if (rt_st_open(o->weights, &st, err, sizeof err) != RT_OK) {
     fail(c, err);
+    return NULL;
+  }
+  if (!heed_ckpt_verify(&st, o->weights, err, sizeof err)) {  // a checkpoint's checksums
+    fail(c, err);
+    rt_st_close(&st);
     return NULL;
   }
   double **vals = calloc((size_t)g->params.len + 1, sizeof(double *));

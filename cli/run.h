@@ -3,6 +3,7 @@
 #define HEED_CLI_RUN_H
 
 #include "cli/driver.h"
+#include "runtime/rt.h"
 
 typedef struct {
   const char *weights, *inputs, *outputs;  // run, grad
@@ -68,5 +69,11 @@ double **heed_load_params(Compilation *c, const IrGraph *g, const HeedRunOpts *o
 
 // The values of an initializer for the parameter `name` (one stream per name).
 void heed_init_values(const char *name, const IrInit *in, uint64_t seed, double *out, int64_t n);
+
+// A weights file's tensor checksums (RT_ST_CRC_KEY, heed checkpoints):
+// false with the damaged tensor named in err; true when they match, or
+// when there are none (with a note on stderr for a heed checkpoint: one
+// of an older heed). Every loader of weights calls it.
+bool heed_ckpt_verify(const RtSafetensors *st, const char *path, char *err, size_t errlen);
 
 #endif

@@ -139,6 +139,7 @@ typedef struct {
   bool clear_out;                  // --force over an earlier run: remove its files before the first step
   HeedCkptMeta meta;               // this run's settings, fingerprint and run id
   FILE *metrics;
+  int lock;                        // the run directory's lock (heed_rundir_lock), or -1
   bool tty;
   double t_start, t_last, ema_step_s;
 } Run;
@@ -559,9 +560,7 @@ static int choose_out(Run *r) {
   else snprintf(r->out, sizeof r->out, "runs/%s", model);
   if (!heed_rundir_used(r->out)) return HEED_OK;
   if (r->o->force) {
-    r->clear_out = true;
-    fprintf(stderr, "heed train: --force: starting over in %s (its checkpoints, metrics.csv and loss.svg go)\n",
-            r->out);
+    r->clear_out = true;  // said and done under the directory's lock (prepare_out)
     return HEED_OK;
   }
   if (o) {
@@ -580,6 +579,17 @@ static int choose_out(Run *r) {
 static int prepare_out(Run *r, int64_t start) {
   char err[ERRMAX];
   if (!make_dirs(r->out, err, sizeof err)) return fail(r, err);
+  if ((r->lock = heed_rundir_lock(r->out, err, sizeof err)) < 0) return fail(r, err);
+  int stale = heed_rundir_clean_temps(r->out);  // ours: no other run writes here while we hold the lock
+  if (stale) fprintf(stderr, "heed train: removed %d temporary file%s of a killed run from %s\n", stale,
+                     stale == 1 ? "" : "s", r->out);
+  if (!r->o->resume && !r->clear_out && heed_rundir_used(r->out)) {  // a run that started after we looked
+    snprintf(err, sizeof err, "%s holds another run, started since this one chose it: choose another --out", r->out);
+    return fail(r, err);
+  }
+  if (r->clear_out)
+    fprintf(stderr, "heed train: --force: starting over in %s (its checkpoints, metrics.csv and loss.svg go)\n",
+            r->out);
   if (r->clear_out && !heed_rundir_clear(r->out, err, sizeof err)) return fail(r, err);
   snprintf(r->csv, sizeof r->csv, "%s/metrics.csv", r->out);
   snprintf(r->svg, sizeof r->svg, "%s/loss.svg", r->out);
@@ -688,7 +698,7 @@ static int check_opts(Compilation *c, const HeedTrainOpts *o) {
 }
 
 int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
-  Run r = {.c = c, .o = o, .tr = c->model->train};
+  Run r = {.c = c, .o = o, .tr = c->model->train, .lock = -1};
   int rc = check_opts(c, o);
   if (rc != HEED_OK) return rc;
   int64_t start = 0, done = 0;
@@ -712,6 +722,7 @@ int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
     rc = finish(&r);
   }
   if (r.metrics && fclose(r.metrics) != 0 && rc == HEED_OK) rc = fail(&r, "cannot write the metrics log");
+  if (r.lock >= 0) close(r.lock);
   if (r.t && o->profile) heed_trainer_profile(r.t, stderr);
   if (r.t) heed_trainer_free(r.t);
   free(r.x);

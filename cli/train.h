@@ -95,6 +95,16 @@ bool heed_rundir_used(const char *dir);
 // Removes the run's files from dir (those above, and their temporary
 // files), nothing else. false with the message in err.
 bool heed_rundir_clear(const char *dir, char *err, size_t errlen);
+// The run directory's lock: DIR/.heed-train.lock, an exclusive flock held
+// (with the holder's pid in the file) until the returned descriptor is
+// closed or the process ends. -1: another run holds it (err names its
+// pid) or it cannot be taken.
+#define HEED_RUNDIR_LOCK ".heed-train.lock"
+int heed_rundir_lock(const char *dir, char *err, size_t errlen);
+// Removes the temporary files of dir's run files (ckpt-*.safetensors.tmp.*,
+// metrics.csv.tmp.*, loss.svg.tmp.*: left by a killed run); call under the
+// lock. Returns how many.
+int heed_rundir_clean_temps(const char *dir);
 // A checkpoint in dir whose run id is set and differs from run_id: its
 // path into path and true; false if there is none.
 bool heed_rundir_foreign(const char *dir, const char *run_id, char *path, size_t pathlen, char *id, size_t idlen);

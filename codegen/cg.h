@@ -50,6 +50,10 @@ typedef struct CgLlvm CgLlvm;
 // its features, e.g. "znver5") and an LLJIT. Returns NULL (with a
 // diagnostic) on failure. Caller frees with cg_llvm_free.
 CgLlvm *cg_llvm_new(const char *cpu, Diag *d);
+// A named CPU (--cpu): one LLVM knows for this machine's triple, with
+// 64-bit mode; else an error (with the closest name; --cpu help lists
+// them all). NULL or "": the host, always valid. cg_llvm_new checks too.
+bool cg_llvm_cpu_valid(const char *cpu, Diag *d);
 void cg_llvm_free(CgLlvm *cg);
 const char *cg_llvm_cpu_name(const CgLlvm *cg);  // owned by cg
 int cg_llvm_vector_width(const CgLlvm *cg);      // f32 lanes: 16 (AVX-512F) or 8
@@ -61,6 +65,7 @@ void cg_llvm_module_begin(CgLlvm *cg, const char *name);
 bool cg_llvm_optimize(CgLlvm *cg, Diag *d);
 // Writes the module as an object file for the target (the module is kept).
 bool cg_llvm_emit_object(CgLlvm *cg, const char *path, Diag *d);
+bool cg_write_file(const char *path, const void *bytes, size_t n, Diag *d);  // false: diagnosed
 bool cg_llvm_emit_asm(CgLlvm *cg, const char *path, Diag *d);  // the same, as assembly text
 // Makes name resolve to addr in JIT-compiled code (runtime functions such
 // as rt_parallel_for; codegen does not link the runtime itself).
@@ -91,6 +96,11 @@ const CgPartStat *cg_llvm_part_stats(const CgLlvm *cg, int *n);
 void cg_llvm_set_cache(CgLlvm *cg, const char *dir);
 
 // ---- objcache.c ----
+// True if dir may hold the cache: a directory owned by this user and not
+// writable by group or others (or one that does not exist yet: put makes
+// it 0700); else false with the reason in why ("is writable by others
+// (mode 0777)"). get, put and trim do nothing with an unsafe directory.
+bool cg_objcache_dir_safe(const char *dir, char *why, size_t whylen);
 // The object file stored under key in dir (malloc'd, *olen bytes), or NULL
 // (a miss: no entry, or one that is damaged or for another key).
 HEED_INTERNAL void *cg_objcache_get(const char *dir, const void *key, size_t klen, size_t *olen);

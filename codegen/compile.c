@@ -1462,11 +1462,11 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
     goto lookup;
   }
   if (!cg_llvm_optimize(p->cg, d)) goto fail;
-  char *msg = NULL;
-  if (o && o->dump_ir && LLVMPrintModuleToFile(k.m, o->dump_ir, &msg)) {
-    diag_error(d, (SrcLoc){0}, "cannot write '%s': %s", o->dump_ir, msg ? msg : "?");
-    LLVMDisposeMessage(msg);
-    goto fail;
+  if (o && o->dump_ir) {  // in memory first: LLVM's file streams exit on a write error
+    char *text = LLVMPrintModuleToString(k.m);
+    bool ok = cg_write_file(o->dump_ir, text, strlen(text), d);
+    LLVMDisposeMessage(text);
+    if (!ok) goto fail;
   }
   if (o && o->dump_obj && !cg_llvm_emit_object(p->cg, o->dump_obj, d)) goto fail;
   if (o && o->dump_asm && !cg_llvm_emit_asm(p->cg, o->dump_asm, d)) goto fail;

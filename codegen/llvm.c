@@ -7,12 +7,14 @@
 // Follows LLVM's OrcV2CBindingsBasicUsage.c: every LLVMErrorRef and
 // ErrorMessage is turned into a diagnostic, owned handles are disposed on
 // every path (goto cleanup).
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/BitReader.h>
@@ -78,6 +80,115 @@ static LLVMTargetMachineRef make_tm(const CgLlvm *cg, LLVMTargetRef target, LLVM
                                  LLVMCodeGenLevelAggressive, reloc, cm);
 }
 
+// x86 CPUs without 64-bit mode (LLVM 19's X86.td, checked one by one with
+// llc-19 -mtriple=x86_64): their subtarget ends the process in code
+// generation for x86_64 ("64-bit code requested on a subtarget that
+// doesn't support it").
+static const char *const x86_32bit[] = {
+    "athlon", "athlon-4", "athlon-mp", "athlon-tbird", "athlon-xp", "c3", "c3-2", "geode", "i386", "i486", "i586",
+    "i686", "k6", "k6-2", "k6-3", "lakemont", "pentium", "pentium-m", "pentium-mmx", "pentium2", "pentium3",
+    "pentium3m", "pentium4", "pentium4m", "pentium_4", "pentium_4_sse3", "pentium_ii", "pentium_iii",
+    "pentium_iii_no_xmm_regs", "pentium_m", "pentium_mmx", "pentium_pro", "pentiumpro", "prescott", "winchip-c6",
+    "winchip2", "yonah"};
+
+// The CPU names LLVM knows for triple, as "a\0b\0...\0\0" (malloc'd), or
+// NULL. The C API has no list: a target machine made for CPU "help" prints
+// one on standard error ("Available CPUs for this target:", a name a line,
+// a blank line), which is caught in a temporary file for that moment.
+static char *cpu_names(LLVMTargetRef target, const char *triple) {
+  FILE *tf = tmpfile();
+  int saved = tf ? dup(2) : -1;
+  if (saved < 0) {
+    if (tf) fclose(tf);
+    return NULL;
+  }
+  fflush(stderr);
+  dup2(fileno(tf), 2);
+  LLVMTargetMachineRef tm = LLVMCreateTargetMachine(target, triple, "help", "", LLVMCodeGenLevelNone,
+                                                    LLVMRelocDefault, LLVMCodeModelDefault);
+  if (tm) LLVMDisposeTargetMachine(tm);
+  dup2(saved, 2);
+  close(saved);
+  rewind(tf);
+  size_t cap = 8192, len = 0;
+  char *names = malloc(cap), line[256], name[128];
+  bool in = false;
+  while (names && fgets(line, sizeof line, tf)) {
+    if (!in) {
+      in = strstr(line, "Available CPUs") != NULL;
+      continue;
+    }
+    if (sscanf(line, " %127s", name) != 1) {
+      if (len) break;  // the blank line after the list
+      continue;
+    }
+    size_t k = strlen(name) + 1;
+    if (len + k + 1 > cap) {
+      char *m = realloc(names, cap *= 2);
+      if (!m) break;
+      names = m;
+    }
+    memcpy(names + len, name, k), len += k;
+  }
+  fclose(tf);
+  if (names && !len) free(names), names = NULL;
+  if (names) names[len] = 0;
+  return names;
+}
+
+// A named CPU must be one LLVM knows for the triple, and (x86_64) one with
+// 64-bit mode: LLVM only warns about an unknown name and aborts on the other.
+static bool cpu_check(LLVMTargetRef target, const char *triple, const char *cpu, Diag *d) {
+  if (!strncmp(triple, "x86_64", 6))
+    for (size_t i = 0; i < sizeof x86_32bit / sizeof *x86_32bit; i++)
+      if (!strcmp(cpu, x86_32bit[i])) {
+        diag_error(d, NOLOC, "--cpu: CPU '%s' cannot run 64-bit code (%s); name a 64-bit one (x86-64, x86-64-v3, ...)",
+                   cpu, triple);
+        return false;
+      }
+  char *names = cpu_names(target, triple);
+  if (!names) return true;  // no list to check against: LLVM warns about an unknown name
+  bool known = false;
+  const char *best = NULL;
+  int bd = 3;
+  for (const char *s = names; *s && !known; s += strlen(s) + 1) {
+    known = !strcmp(s, cpu);
+    int dist = diag_edit_distance(cpu, s, bd);
+    if (dist < bd) bd = dist, best = s;
+  }
+  if (!known && !strcmp(cpu, "help")) {
+    size_t n = 0;
+    for (const char *s = names; *s; s += strlen(s) + 1) n += strlen(s) + 1;
+    char *all = malloc(n + 1);
+    if (all) {
+      size_t k = 0;
+      for (const char *s = names; *s; s += strlen(s) + 1) k += (size_t)sprintf(all + k, "%s%s", k ? " " : "", s);
+    }
+    diag_error(d, NOLOC, "--cpu help: the CPUs for %s: %s", triple, all ? all : "(out of memory)");
+    free(all);
+  } else if (!known) {
+    diag_error(d, NOLOC, "--cpu: unknown CPU '%s' for %s%s%s%s (--cpu help lists them)", cpu, triple,
+               best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
+  }
+  free(names);
+  return known;
+}
+
+bool cg_llvm_cpu_valid(const char *cpu, Diag *d) {
+  if (!cpu || !*cpu) return true;
+  if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter()) {
+    diag_error(d, NOLOC, "llvm: the native target is not available");
+    return false;
+  }
+  char *triple = LLVMGetDefaultTargetTriple(), *msg = NULL;
+  LLVMTargetRef target;
+  bool ok = !LLVMGetTargetFromTriple(triple, &target, &msg);
+  if (!ok) message_diag(d, triple, msg);
+  else ok = cpu_check(target, triple, cpu, d);
+  LLVMDisposeMessage(triple);
+  return ok;
+}
+
 CgLlvm *cg_llvm_new(const char *cpu, Diag *d) {
   LLVMOrcLLJITBuilderRef builder = NULL;
   LLVMTargetMachineRef jit_tm = NULL;
@@ -101,6 +212,7 @@ CgLlvm *cg_llvm_new(const char *cpu, Diag *d) {
     message_diag(d, cg->triple, msg);
     goto fail;
   }
+  if (!host && !cpu_check(target, cg->triple, cpu, d)) goto fail;
   cg->tm = make_tm(cg, target, LLVMRelocPIC, LLVMCodeModelDefault);
   jit_tm = make_tm(cg, target, LLVMRelocDefault, LLVMCodeModelJITDefault);
   if (!cg->tm || !jit_tm) {
@@ -226,22 +338,30 @@ static bool emit_file(CgLlvm *cg, const char *path, LLVMCodeGenFileType kind, Di
 bool cg_llvm_emit_object(CgLlvm *cg, const char *path, Diag *d) { return emit_file(cg, path, LLVMObjectFile, d); }
 bool cg_llvm_emit_asm(CgLlvm *cg, const char *path, Diag *d) { return emit_file(cg, path, LLVMAssemblyFile, d); }
 
+// Writes n bytes to path (created or truncated). LLVM's own file streams
+// end the process on a write error (a full disk: "LLVM ERROR: IO failure
+// on output stream"), so the code is made in memory and written here.
+bool cg_write_file(const char *path, const void *bytes, size_t n, Diag *d) {
+  FILE *f = fopen(path, "wb");
+  bool ok = f && fwrite(bytes, 1, n, f) == n;
+  if (f && fclose(f) != 0) ok = false;
+  if (!ok) diag_error(d, NOLOC, "cannot write '%s': %s", path, strerror(errno));
+  return ok;
+}
+
 static bool emit_file(CgLlvm *cg, const char *path, LLVMCodeGenFileType kind, Diag *d) {
   char *msg = NULL;
+  LLVMMemoryBufferRef buf = NULL;
   if (!cg->mod) {
     diag_error(d, NOLOC, "llvm: no module to emit");
     return false;
   }
-  // The C API takes a non-const file name.
-  char *p = strdup(path);
-  if (!p) {
-    diag_error(d, NOLOC, "out of memory");
+  if (LLVMTargetMachineEmitToMemoryBuffer(cg->tm, cg->mod, kind, &msg, &buf)) {
+    message_diag(d, path, msg);
     return false;
   }
-  bool ok = !LLVMTargetMachineEmitToFile(cg->tm, cg->mod, p, kind, &msg);
-  if (!ok)
-    message_diag(d, path, msg);
-  free(p);
+  bool ok = cg_write_file(path, LLVMGetBufferStart(buf), LLVMGetBufferSize(buf), d);
+  LLVMDisposeMemoryBuffer(buf);
   return ok;
 }
 

@@ -16,6 +16,13 @@
 // cg_objcache_trim removes the least recently used entries when the cache
 // outgrows its limit. Nothing here is fatal: a cache that cannot be read or
 // written only costs the compile.
+//
+// A hit is machine code that runs, so the cache must be the user's own: a
+// directory owned by another user, or writable by group or others, is not
+// used at all (cg_objcache_dir_safe; get, put and trim check it, and the
+// command line warns once). Not an error: the cache only saves time, and
+// compiling without it is always right. Entries are opened without
+// following symbolic links and must be regular files of the user's.
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -74,11 +81,38 @@ static unsigned char *read_all(int fd, size_t *len) {
   return b;
 }
 
+bool cg_objcache_dir_safe(const char *dir, char *why, size_t whylen) {
+  struct stat st;
+  const char *bad = NULL;
+  char buf[96];
+  if (!dir || !*dir || stat(dir, &st) != 0) {
+    bad = "cannot be read";
+    if (dir && *dir && errno == ENOENT) return true;  // made by put, 0700
+  } else if (!S_ISDIR(st.st_mode)) {
+    bad = "is not a directory";
+  } else if (st.st_uid != geteuid()) {
+    snprintf(buf, sizeof buf, "is owned by uid %ld, not by this user (uid %ld)", (long)st.st_uid, (long)geteuid());
+    bad = buf;
+  } else if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    snprintf(buf, sizeof buf, "is writable by %s (mode %04o)", st.st_mode & S_IWOTH ? "others" : "its group",
+             (unsigned)(st.st_mode & 07777));
+    bad = buf;
+  }
+  if (bad && why && whylen) snprintf(why, whylen, "%s", bad);
+  return !bad;
+}
+
 void *cg_objcache_get(const char *dir, const void *key, size_t klen, size_t *olen) {
   char path[4096];
-  if (!dir || !*dir || !entry_path(dir, key, klen, path, sizeof path)) return NULL;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (!dir || !*dir || !entry_path(dir, key, klen, path, sizeof path) || !cg_objcache_dir_safe(dir, NULL, 0))
+    return NULL;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return NULL;
+  struct stat est;
+  if (fstat(fd, &est) != 0 || est.st_uid != geteuid()) {  // an entry someone else put there
+    close(fd);
+    return NULL;
+  }
   size_t n = 0;
   unsigned char *b = read_all(fd, &n);
   close(fd);
@@ -127,7 +161,7 @@ void cg_objcache_put(const char *dir, const void *key, size_t klen, const void *
   char path[4096], tmp[4200];
   if (!dir || !*dir || !olen || klen + olen > MAX_ENTRY - HDR || !entry_path(dir, key, klen, path, sizeof path))
     return;
-  if (!make_dirs(dir)) return;
+  if (!make_dirs(dir) || !cg_objcache_dir_safe(dir, NULL, 0)) return;
   snprintf(tmp, sizeof tmp, "%s.%ld.%d.tmp", path, (long)getpid(), tag);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return;
@@ -163,7 +197,7 @@ static bool ours(const char *name, bool *tmp) {
 }
 
 void cg_objcache_trim(const char *dir, int64_t max_bytes) {
-  DIR *d = dir && *dir ? opendir(dir) : NULL;
+  DIR *d = dir && *dir && cg_objcache_dir_safe(dir, NULL, 0) ? opendir(dir) : NULL;
   if (!d) return;
   Entry *e = NULL;
   size_t n = 0, cap = 0;

@@ -340,6 +340,8 @@ int rt_model_open(RtModel **out, const char *meta, size_t meta_len, const uint8_
   if (!rc)
     rc = weights_path ? rt_st_open(weights_path, &m->st, err, errlen)
                       : rt_st_parse(weights, wlen, label, &m->st, err, errlen);
+  bool sums;  // a checkpoint given as --weights: its checksums
+  if (!rc && weights_path) rc = rt_st_check_crc(&m->st, label, &sums, err, errlen);
   if (!rc) rc = bind_params(&m->f, &m->st, rt_json_get(doc.root, "params"), label, err, errlen);
   if (!rc && m->s.fn) rc = bind_params(&m->s, &m->st, rt_json_get(rt_json_get(doc.root, "step"), "params"), label, err, errlen);
   rt_json_free(&doc);

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum {
   RT_OK = 0,
@@ -176,6 +177,19 @@ const char *rt_st_meta(const RtSafetensors *st, const char *key);
 #define RT_CKPT_FORMAT "heed-checkpoint-1"
 bool rt_st_is_ckpt_state(const RtSafetensors *st, const char *name);
 
+// CRC-32C (Castagnoli) of n bytes, continuing from crc (0 to start).
+uint32_t rt_crc32c(uint32_t crc, const void *data, size_t n);
+// Checkpoints carry a CRC-32C of every tensor's data in the metadata
+// RT_ST_CRC_KEY: 8 hex digits per tensor, space-separated, in the order of
+// the tensors' data offsets. rt_st_check_crc verifies them: RT_OK (and
+// *present) when all match; RT_ERR_FORMAT naming the damaged tensor, or a
+// malformed list. A file without the key: RT_OK, *present false (not
+// verified: a checkpoint of an older heed, or any other safetensors); one
+// whose list has a count other than its tensors' (a tool removed or added
+// tensors and kept the metadata): RT_OK, *present false, the reason in err.
+#define RT_ST_CRC_KEY "crc32c"
+int rt_st_check_crc(const RtSafetensors *st, const char *label, bool *present, char *err, size_t errlen);
+
 typedef struct {
   const char *name;
   RtDType dt;
@@ -194,6 +208,32 @@ typedef struct {
 // is then in place, and the message says so).
 int rt_st_write(const char *path, const RtStWrite *ts, int n, const char *const *meta, int nmeta, char *err,
                 size_t errlen);
+
+// ---- outfile.c ----
+// Every output heed writes: the bytes go to PATH.tmp.XXXXXX beside PATH,
+// which rt_out_commit fsyncs and renames over PATH (then fsyncs the
+// directory); rt_out_abort (or a failed commit) removes it, leaving an
+// existing PATH untouched. An existing PATH that is not a regular file
+// (/dev/null, a FIFO) is written in place. Write through rt_out_stream, or
+// have a tool write the file named rt_out_name (it may replace it).
+typedef struct {
+  char *path, *tmp;  // tmp: NULL when writing path in place
+  int fd;
+  FILE *f;
+} RtOutFile;
+int rt_out_open(RtOutFile *o, const char *path, unsigned mode, char *err, size_t errlen);  // mode: 0666, 0777
+const char *rt_out_name(const RtOutFile *o);
+FILE *rt_out_stream(RtOutFile *o);  // NULL: out of memory
+int rt_out_commit(RtOutFile *o, char *err, size_t errlen);  // err names the path
+void rt_out_abort(RtOutFile *o);
+// True if name is a temporary file of base (base.tmp.XXXXXX): debris of a killed writer.
+bool rt_out_is_temp(const char *name, const char *base);
+// Before any work: RT_OK if path can be written (not a directory; its
+// directory exists and is writable), else err says why.
+int rt_out_check(const char *path, char *err, size_t errlen);
+// True if a and b are the same file (device and inode), or name the same
+// file-to-be (neither exists: the same directory and name).
+bool rt_same_file(const char *a, const char *b);
 
 // ---- threads.c ----
 // A fixed pool of threads that compiled code calls for its parallel loops

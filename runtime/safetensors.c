@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -713,31 +714,6 @@ static int write_all(int fd, const void *buf, uint64_t n) {
   return 0;
 }
 
-// Six characters for path.tmp.XXXXXX, different per process, time and try.
-static void tmp_suffix(char out[7], unsigned attempt) {
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  uint64_t x = (uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 30) ^ ((uint64_t)getpid() << 40) ^
-               (uint64_t)(uintptr_t)out ^ (attempt + 1) * 0x9e3779b97f4a7c15ull;
-  x ^= x >> 31, x *= 0xbf58476d1ce4e5b9ull, x ^= x >> 27, x *= 0x94d049bb133111ebull, x ^= x >> 31;
-  static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  for (int i = 0; i < 6; i++, x /= 62) out[i] = al[x % 62];
-  out[6] = 0;
-}
-
-// fsync the directory holding path, so that the rename is durable.
-static int sync_dir(const char *path) {
-  const char *slash = strrchr(path, '/');
-  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-  if (!dir) return ENOMEM;
-  int e = 0, fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) e = errno;
-  else if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP) e = errno;  // some filesystems cannot
-  if (fd >= 0) close(fd);
-  free(dir);
-  return e;
-}
-
 int rt_st_write(const char *path, const RtStWrite *ts, int n, const char *const *meta, int nmeta, char *err,
                 size_t errlen) {
   StCtx c = {path ? path : "safetensors", err, errlen};
@@ -746,51 +722,116 @@ int rt_st_write(const char *path, const RtStWrite *ts, int n, const char *const 
     return st_err(&c, RT_ERR_ARG, NULL, "rt_st_write: invalid arguments");
   uint64_t *nbytes = malloc((size_t)(n ? n : 1) * sizeof *nbytes);
   if (!nbytes) return st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
-  char *json = NULL, *tmp = NULL;
-  int fd = -1, rc = check_write(&c, ts, n, meta, nmeta, nbytes);
+  char *json = NULL;
+  int rc = check_write(&c, ts, n, meta, nmeta, nbytes);
   if (rc) goto done;
-  if (!(json = st_header(ts, n, nbytes, meta, nmeta)) || !(tmp = malloc(strlen(path) + 16))) {
+  if (!(json = st_header(ts, n, nbytes, meta, nmeta))) {
     rc = st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
     goto done;
   }
   size_t jlen = strlen(json), hlen = (jlen + 7) & ~(size_t)7;  // pad so that the data is 8-aligned
-  for (unsigned attempt = 0; attempt < 100; attempt++) {
-    char sfx[7];
-    tmp_suffix(sfx, attempt);
-    sprintf(tmp, "%s.tmp.%s", path, sfx);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);  // 0666 & ~umask, as any new file
-    if (fd >= 0 || errno != EEXIST) break;
-  }
-  if (fd < 0) {
-    rc = st_err(&c, RT_ERR_IO, NULL, "cannot create a temporary file beside it: %s", strerror(errno));
+  RtOutFile o;
+  char why[512];
+  if (rt_out_open(&o, path, 0666, why, sizeof why) != RT_OK) {
+    rc = RT_ERR_IO;
+    if (err && errlen) snprintf(err, errlen, "%s", why);
     goto done;
   }
   uint8_t len8[8];
   for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hlen >> (8 * i));
-  const char *what = "cannot write";
-  bool ok = write_all(fd, len8, 8) == 0 && write_all(fd, json, jlen) == 0 &&
-            write_all(fd, "        ", hlen - jlen) == 0;
-  for (int i = 0; ok && i < n; i++) ok = write_all(fd, ts[i].data, nbytes[i]) == 0;
-  if (ok && !(ok = fsync(fd) == 0)) what = "cannot sync";
-  if (ok) {
-    int cl = close(fd);
-    fd = -1;
-    if (!(ok = cl == 0)) what = "cannot write (close)";
-  }
-  if (ok && !(ok = rename(tmp, path) == 0)) what = "cannot replace it";
+  bool ok = write_all(o.fd, len8, 8) == 0 && write_all(o.fd, json, jlen) == 0 &&
+            write_all(o.fd, "        ", hlen - jlen) == 0;
+  for (int i = 0; ok && i < n; i++) ok = write_all(o.fd, ts[i].data, nbytes[i]) == 0;
   if (!ok) {
-    int e = errno;
-    if (fd >= 0) close(fd);
-    fd = -1;
-    unlink(tmp);
-    rc = st_err(&c, RT_ERR_IO, NULL, "%s: %s", what, strerror(e));
-    goto done;
+    rc = st_err(&c, RT_ERR_IO, NULL, "cannot write: %s", strerror(errno));
+    rt_out_abort(&o);
+  } else if (rt_out_commit(&o, why, sizeof why) != RT_OK) {
+    rc = RT_ERR_IO;
+    if (err && errlen) snprintf(err, errlen, "%s", why);
   }
-  int e = sync_dir(path);
-  if (e) rc = st_err(&c, RT_ERR_IO, NULL, "written, but its directory cannot be synced: %s", strerror(e));
 done:
   free(nbytes);
-  free(tmp);
   free(json);
+  return rc;
+}
+
+// ---- CRC-32C (Castagnoli, reflected 0x82F63B78), slice-by-8 ----
+
+static uint32_t crc_tab[8][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void) {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    crc_tab[0][i] = c;
+  }
+  for (int t = 1; t < 8; t++)
+    for (int i = 0; i < 256; i++) crc_tab[t][i] = (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xff];
+}
+
+uint32_t rt_crc32c(uint32_t crc, const void *data, size_t n) {
+  pthread_once(&crc_once, crc_init);
+  const uint8_t *p = data;
+  uint32_t c = ~crc;
+  for (; n >= 8; n -= 8, p += 8) {
+    uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+    c = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^ crc_tab[5][(lo >> 16) & 0xff] ^ crc_tab[4][lo >> 24] ^
+        crc_tab[3][p[4]] ^ crc_tab[2][p[5]] ^ crc_tab[1][p[6]] ^ crc_tab[0][p[7]];
+  }
+  while (n--) c = (c >> 8) ^ crc_tab[0][(c ^ *p++) & 0xff];
+  return ~c;
+}
+
+static int by_offset(const void *a, const void *b) {
+  const RtStTensor *x = *(const RtStTensor *const *)a, *y = *(const RtStTensor *const *)b;
+  return (x->off > y->off) - (x->off < y->off);
+}
+
+int rt_st_check_crc(const RtSafetensors *st, const char *label, bool *present, char *err, size_t errlen) {
+  StCtx c = {label ? label : "safetensors", err, errlen};
+  const char *list = rt_st_meta(st, RT_ST_CRC_KEY);
+  *present = list != NULL;
+  if (err && errlen) err[0] = 0;
+  if (!list) return RT_OK;
+  const RtStTensor **ord = malloc(sizeof *ord * (size_t)(st->n ? st->n : 1));
+  if (!ord) return st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
+  for (int i = 0; i < st->n; i++) ord[i] = &st->t[i];
+  qsort(ord, (size_t)st->n, sizeof *ord, by_offset);
+  uint32_t *want = malloc(sizeof *want * (size_t)(st->n ? st->n : 1));
+  int rc = want ? RT_OK : st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
+  const char *s = list;
+  for (int i = 0; i < st->n && !rc; i++) {  // the whole list first: malformed is not damaged
+    char *end;
+    while (*s == ' ') s++;
+    want[i] = (uint32_t)strtoul(s, &end, 16);
+    if (end != s + 8) rc = RT_ERR_FORMAT;
+    s = end;
+  }
+  while (!rc && *s == ' ') s++;
+  int count = 0;  // checksums in the list
+  for (const char *q = list; *q; count++) {
+    while (*q == ' ') q++;
+    if (!*q) break;
+    q += strcspn(q, " ");
+  }
+  if (count != st->n && (rc == RT_OK || rc == RT_ERR_FORMAT)) {  // tensors added or removed by a tool: not verified
+    snprintf(err, errlen, "%s: %d checksums for %d tensors (an edited file?): not verified", c.label, count, st->n);
+    *present = false;
+    free(want);
+    free(ord);
+    return RT_OK;
+  }
+  if (rc == RT_ERR_FORMAT || (!rc && *s))
+    rc = st_err(&c, RT_ERR_FORMAT, NULL, "metadata '%s' is malformed (%d tensors, a checksum each)", RT_ST_CRC_KEY,
+                st->n);
+  for (int i = 0; i < st->n && !rc; i++) {
+    uint32_t got = rt_crc32c(0, st->data + ord[i]->off, (size_t)ord[i]->nbytes);
+    if (got != want[i])
+      rc = st_err(&c, RT_ERR_FORMAT, ord[i]->name,
+                  "checksum mismatch (CRC-32C %08x, written %08x): the file is damaged", got, want[i]);
+  }
+  free(want);
+  free(ord);
   return rc;
 }

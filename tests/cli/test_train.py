@@ -134,6 +134,82 @@ check(r.returncode == 0, "resume after kill -9 (%s)" % r.stderr[-300:])
 check(ckpt_body(W("kill/" + final)) == ckpt_body(W("t1/" + final)), "kill -9 + resume: final checkpoint bit-identical")
 check(losses(W("kill")) == losses(W("t1")), "kill -9 + resume: losses bit-identical")
 
+# --- one run per directory at a time (a lock); a killed run's temporary files go ---
+p = start(W("lock"), "--steps", "100000", "--checkpoint-every", "5", "--interp")
+hit = wait_for(W("lock/ckpt-00000005.safetensors"), p)
+r = train(W("lock"), "--steps", "5", "--force", "--interp")
+check(hit and r.returncode == 1 and ("is in use by another heed train (pid %d)" % p.pid) in r.stderr,
+      "a second run on a locked directory: exit 1 naming the first one's pid (%s)" % r.stderr.strip()[-300:])
+check(os.path.exists(W("lock/metrics.csv")) and ckpts(W("lock")),
+      "a second run (--force) on a locked directory removes nothing")
+p.kill()
+p.communicate()
+at = ckpts(W("lock"))[-1]
+stale = [at + ".tmp.Ab12Cd", "metrics.csv.tmp.Zz99Yy", "loss.svg.tmp.Qq11Ww", "metrics.csv.tmp"]
+others = ["notes.txt.tmp.Ab12Cd", "ckpt-x.safetensors.tmp.Ab12Cd"]
+for name in stale + others:
+    open(W("lock/" + name), "wb").write(b"partial")
+r = train(W("lock"), "--steps", str(int(at[5:13]) + 2), "--resume", W("lock"), "--interp")
+left = os.listdir(W("lock"))
+check(r.returncode == 0 and "removed 4 temporary files of a killed run" in r.stderr and
+      not any(n in left for n in stale) and all(n in left for n in others),
+      "resume after kill -9: the run's stale temporary files go, nothing else (%s; %s)" % (r.stderr.strip()[-200:], left))
+
+# --- checkpoint checksums (CRC-32C per tensor): a flipped bit is an error, not a silent resume ---
+def st_split(path):
+    b = read(path)
+    n = int.from_bytes(b[:8], "little")
+    return json.loads(b[8:8 + n]), b[8 + n:]
+
+
+def st_join(path, h, data):
+    j = json.dumps(h).encode()
+    j += b" " * (-len(j) % 8)
+    open(path, "wb").write(len(j).to_bytes(8, "little") + j + data)
+
+
+ck = W("lock/" + ckpts(W("lock"))[-1])
+h, data = st_split(ck)
+crcs = h["__metadata__"].get("crc32c", "").split()
+check(len(crcs) == len(h) - 1 and all(len(c) == 8 for c in crcs), "a checkpoint holds a CRC-32C per tensor")
+name = next(k for k in h if k.startswith("opt.m."))  # optimizer state is checked too
+off = h[name]["data_offsets"][0] + 5
+flipped = bytearray(data)
+flipped[off] ^= 0x10
+os.makedirs(W("crc"), exist_ok=True)
+st_join(W("crc/ckpt-00000001.safetensors"), h, bytes(flipped))
+r = train(W("crc"), "--steps", "20", "--resume", W("crc"), "--interp")
+check(r.returncode == 1 and ("tensor '%s': checksum mismatch" % name) in r.stderr and "damaged" in r.stderr,
+      "--resume of a checkpoint with a flipped bit: exit 1 naming the tensor (%s)" % r.stderr.strip()[-300:])
+pname = min((k for k in h if k != "__metadata__" and not k.startswith("opt.")), key=lambda k: h[k]["data_offsets"][0])
+flipped = bytearray(data)
+flipped[h[pname]["data_offsets"][0] + 3] ^= 0x01
+st_join(W("crc/flip-param.safetensors"), h, bytes(flipped))
+r = train(W("crc2"), "--steps", "2", "--init", W("crc/flip-param.safetensors"), "--interp")
+check(r.returncode == 1 and ("tensor '%s': checksum mismatch" % pname) in r.stderr,
+      "--init from a damaged checkpoint: exit 1 (%s)" % r.stderr.strip()[-300:])
+r = subprocess.run([HEED, "generate", MODEL, "--weights", W("crc/flip-param.safetensors"), "--prompt", "a", "-n", "2",
+                    "--interp"] + TINY[:8], capture_output=True, text=True)
+check(r.returncode == 1 and "checksum mismatch" in r.stderr,
+      "generate --weights of a damaged checkpoint: exit 1 (%s)" % r.stderr.strip()[-300:])
+old = json.loads(json.dumps(h))
+del old["__metadata__"]["crc32c"]
+st_join(W("crc/old.safetensors"), old, data)
+r = train(W("crc3"), "--steps", str(int(h["__metadata__"]["step"]) + 1), "--resume", W("crc/old.safetensors"),
+          "--interp")
+check(r.returncode == 0 and "has no checksums (a checkpoint of an older heed): not verified" in r.stderr,
+      "a checkpoint without checksums (older heed) still resumes, with a note (%s)" % r.stderr.strip()[-300:])
+for key, val, want in [("step", "99999999999999999999", "step='99999999999999999999' is not a step number"),
+                       ("step", "-3", "step='-3' is not a step number"),
+                       ("settings", "", "checkpoint metadata 'settings' is empty"),
+                       ("rng", "x1", "rng='x1' is not a generator state")]:
+    bad = json.loads(json.dumps(h))
+    bad["__metadata__"][key] = val
+    st_join(W("crc/meta.safetensors"), bad, data)
+    r = train(W("crc4"), "--steps", "20", "--resume", W("crc/meta.safetensors"), "--interp")
+    check(r.returncode == 1 and want in r.stderr, "checkpoint metadata %s=%r: exit 1, '%s' (%s)"
+          % (key, val, want, r.stderr.strip()[-300:]))
+
 # The rest on the reference interpreter: the same files, no compile time.
 # --- a sample of text at the end ---
 r = train(W("sample"), "--steps", "20", "--interp", "--sample", "40")

@@ -221,6 +221,61 @@ def test_cpu():
           r.returncode == 1 and "compiled for znver5" in err and "avx512f" in err, f"status {r.returncode}: {err}")
 
 
+def build_tmpdirs():  # heed build's temporary directories (TMPDIR is set per test below)
+    return sorted(d for d in os.listdir(TMP) if d.startswith("heed-build-"))
+
+
+def test_outputs():
+    """--cpu checked before anything is made; --emit-lib on a full disk or with an
+    ar that writes nothing: an error, the good library stays, no temporaries."""
+    model = os.path.join(SRC, "examples", "bytegpt.heed")
+    w = os.path.join(WORK, "bytegpt.safetensors")
+    env = dict(os.environ, TMPDIR=TMP)
+    for cpu, msg in (("bogus9000", b"unknown CPU 'bogus9000'"), ("i386", b"cannot run 64-bit code")):
+        r = run([HEED, "build", model, "--weights", w, "-o", os.path.join(WORK, "cpu-prog"), "--cpu", cpu], env=env)
+        check(f"build --cpu {cpu}: status 1, a clear message, no abort, nothing left",
+              r.returncode == 1 and msg in r.stderr and not build_tmpdirs() and
+              not os.path.exists(os.path.join(WORK, "cpu-prog")), f"{r.returncode} {r.stderr[-300:]} {build_tmpdirs()}")
+    lib = os.path.join(WORK, "lib-keep")
+    r = run([HEED, "build", model, "--weights", w, "--emit-lib", "-o", lib])
+    check("build --emit-lib", r.returncode == 0, r.stderr.decode())
+    good = open(os.path.join(lib, "libmodel.a"), "rb").read()
+    # an ar that exits 0 and writes nothing (as ar -M does when SAVE fails)
+    fake = os.path.join(WORK, "fakebin")
+    os.makedirs(fake, exist_ok=True)
+    with open(os.path.join(fake, "ar"), "w") as f:
+        f.write("#!/bin/sh\ncase \"$1\" in -M) cat >/dev/null; exit 0;; esac\nexec /usr/bin/ar \"$@\"\n")
+    os.chmod(os.path.join(fake, "ar"), 0o755)
+    r = run([HEED, "build", model, "--weights", w, "--emit-lib", "-o", lib],
+            env=dict(env, PATH=fake + ":" + os.environ["PATH"]))
+    left = sorted(os.listdir(lib))
+    check("build --emit-lib, ar writes nothing: status 1, the old library stays, no temporaries",
+          r.returncode == 1 and b"ar did not write the library" in r.stderr and
+          open(os.path.join(lib, "libmodel.a"), "rb").read() == good and left == ["libmodel.a", "model.h"] and
+          not build_tmpdirs(), f"{r.returncode} {r.stderr[-300:]} {left}")
+    # a real full disk: a small tmpfs (root only; else the fake ar above stands in)
+    mnt = os.path.join(WORK, "full")
+    os.makedirs(mnt)
+    if os.getuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", mnt],
+                                          capture_output=True).returncode != 0:
+        print("note: no tmpfs here (not root): the full-disk build ran with an ar that writes nothing only")
+        return
+    try:
+        os.makedirs(os.path.join(mnt, "lib"))
+        open(os.path.join(mnt, "lib", "libmodel.a"), "wb").write(b"good")
+        r = run([HEED, "build", model, "--weights", w, "--emit-lib", "-o", os.path.join(mnt, "lib")], env=env)
+        left = sorted(os.listdir(os.path.join(mnt, "lib")))
+        check("build --emit-lib on a full disk: status 1, the old library stays, no temporaries",
+              r.returncode == 1 and open(os.path.join(mnt, "lib", "libmodel.a"), "rb").read() == b"good" and
+              left == ["libmodel.a"] and not build_tmpdirs(), f"{r.returncode} {r.stderr[-300:]} {left}")
+        r = run([HEED, "build", model, "--weights", w, "-o", os.path.join(mnt, "prog")], env=env)
+        left = sorted(os.listdir(mnt))
+        check("build -o PROGRAM on a full disk: status 1, nothing left", r.returncode == 1 and left == ["lib"] and
+              not build_tmpdirs(), f"{r.returncode} {r.stderr[-300:]} {left}")
+    finally:
+        subprocess.run(["umount", mnt])
+
+
 if __name__ == "__main__":
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
@@ -229,5 +284,8 @@ if __name__ == "__main__":
     test_bad_weights()
     test_usage()
     test_cpu()
+    TMP = os.path.join(WORK, "tmp")
+    os.makedirs(TMP)
+    test_outputs()
     print(f"{len(FAILS)} failed" if FAILS else "all passed")
     sys.exit(1 if FAILS else 0)

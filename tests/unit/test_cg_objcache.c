@@ -3,7 +3,9 @@
 // graph takes every part from the cache and computes the same bits; damaged
 // entries (truncated, a flipped byte, garbage, a directory that cannot be
 // written) are misses that recompile, never errors or crashes; trimming
-// keeps the most recently used entries under the limit.
+// keeps the most recently used entries under the limit; a directory that is
+// not the user's own (another owner, writable by group or others) is not
+// used, nor an entry that is a symbolic link.
 #include <dirent.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -142,6 +144,63 @@ static void test_keys(void **state) {
   assert_null(cg_objcache_get(NULL, "key A", 5, &n));
 }
 
+// The path of d's one entry (24 hex digits and ".o"); false if none.
+static bool entry_of(const char *d, char *path, size_t cap) {
+  DIR *dd = opendir(d);
+  bool found = false;
+  for (struct dirent *e; dd && !found && (e = readdir(dd));)
+    if ((found = strlen(e->d_name) == 26 && !strcmp(e->d_name + 24, ".o"))) snprintf(path, cap, "%s/%s", d, e->d_name);
+  if (dd) closedir(dd);
+  return found;
+}
+
+// A cache directory that is not the user's own is not used: an entry there
+// is never returned (it would be run), nothing is written, nothing trimmed.
+static void test_unsafe_dir(void **state) {
+  (void)state;
+  char sub[128], why[128], entry[300];
+  snprintf(sub, sizeof sub, "%s/shared", dir);
+  const char obj[] = "object bytes";
+  size_t n = 0;
+  cg_objcache_put(sub, "key A", 5, obj, sizeof obj, 0);  // made 0700: ours
+  assert_true(cg_objcache_dir_safe(sub, why, sizeof why));
+  char *got = cg_objcache_get(sub, "key A", 5, &n);
+  assert_non_null(got);
+  free(got);
+  assert_int_equal(chmod(sub, 0777), 0);  // anyone could have put that entry there
+  assert_false(cg_objcache_dir_safe(sub, why, sizeof why));
+  assert_string_equal(why, "is writable by others (mode 0777)");
+  assert_null(cg_objcache_get(sub, "key A", 5, &n));
+  cg_objcache_put(sub, "key B", 5, obj, sizeof obj, 0);
+  assert_int_equal(chmod(sub, 0770), 0);
+  assert_false(cg_objcache_dir_safe(sub, why, sizeof why));
+  assert_string_equal(why, "is writable by its group (mode 0770)");
+  assert_null(cg_objcache_get(sub, "key B", 5, &n));  // put wrote nothing
+  assert_int_equal(chmod(sub, 0700), 0);
+  assert_null(cg_objcache_get(sub, "key B", 5, &n));
+  assert_true(cg_objcache_dir_safe(sub, why, sizeof why));
+  // Another user's directory: root gives ours away; a user has "/" (root's, 0755).
+  const char *other = "/";
+  if (geteuid() == 0) {
+    assert_int_equal(chown(sub, 1, (gid_t)-1), 0);
+    other = sub;
+  }
+  assert_false(cg_objcache_dir_safe(other, why, sizeof why));
+  assert_non_null(strstr(why, "is owned by uid "));
+  assert_null(cg_objcache_get(other, "key A", 5, &n));
+  if (geteuid() == 0) assert_int_equal(chown(sub, 0, (gid_t)-1), 0);
+  // An entry that is a symbolic link (to a file anyone could write) is a miss.
+  assert_true(entry_of(sub, entry, sizeof entry));
+  char target[320];
+  snprintf(target, sizeof target, "%s.real", entry);
+  assert_int_equal(rename(entry, target), 0);
+  assert_int_equal(symlink(target, entry), 0);
+  assert_null(cg_objcache_get(sub, "key A", 5, &n));
+  // A path that is not a directory, or cannot be read.
+  assert_false(cg_objcache_dir_safe(target, why, sizeof why));
+  assert_string_equal(why, "is not a directory");
+}
+
 // The entry in d that is not in seen (names, n of them); added to seen.
 static void newest_entry(const char *d, char (*seen)[64], int *n, char *path, size_t cap) {
   DIR *dd = opendir(d);
@@ -241,6 +300,7 @@ int main(void) {
       cmocka_unit_test(test_hits_and_damage),
       cmocka_unit_test(test_keys),
       cmocka_unit_test(test_trim),
+      cmocka_unit_test(test_unsafe_dir),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

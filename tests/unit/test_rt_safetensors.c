@@ -998,8 +998,123 @@ static void test_writer_rejects_bad_input(void **state) {
   free(path);
 }
 
+// CRC-32C: the standard check value, split calls, and a checkpoint's list.
+static void test_crc32c(void **state) {
+  (void)state;
+  assert_int_equal(rt_crc32c(0, "123456789", 9), 0xE3069283u);
+  assert_int_equal(rt_crc32c(rt_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+  assert_int_equal(rt_crc32c(0, "", 0), 0);
+  float a[5] = {1, 2, 3, 4, 5}, b[3] = {-1, 0.5f, 7};
+  int64_t sa[1] = {5}, sb[1] = {3};
+  RtStWrite ts[2] = {{"b", RT_F32, 1, sb, b}, {"a", RT_F32, 1, sa, a}};  // data order: b, then a
+  char crcs[32], path[128], err[512];
+  snprintf(crcs, sizeof crcs, "%08x %08x", (unsigned)rt_crc32c(0, b, sizeof b), (unsigned)rt_crc32c(0, a, sizeof a));
+  const char *meta[] = {RT_ST_CRC_KEY, crcs};
+  snprintf(path, sizeof path, "%s/crc.safetensors", tmpdir);
+  assert_int_equal(rt_st_write(path, ts, 2, meta, 1, err, sizeof err), RT_OK);
+  RtSafetensors st;
+  bool present = false;
+  assert_int_equal(rt_st_open(path, &st, err, sizeof err), RT_OK);
+  assert_int_equal(rt_st_check_crc(&st, path, &present, err, sizeof err), RT_OK);
+  assert_true(present);
+  size_t hdr = (size_t)(st.data - (const uint8_t *)st.map_), len = st.map_len_;
+  uint8_t *copy = malloc(len);
+  assert_non_null(copy);
+  memcpy(copy, st.map_, len);
+  rt_st_close(&st);
+  copy[hdr + sizeof b + 2] ^= 0x20;  // a bit of a's data
+  assert_int_equal(rt_st_parse(copy, len, "flipped", &st, err, sizeof err), RT_OK);
+  assert_int_equal(rt_st_check_crc(&st, "flipped", &present, err, sizeof err), RT_ERR_FORMAT);
+  assert_non_null(strstr(err, "flipped: tensor 'a': checksum mismatch"));
+  rt_st_close(&st);
+  free(copy);
+  const char *bad[] = {RT_ST_CRC_KEY, "1234abcd zzzzzzzz"};  // not hex
+  assert_int_equal(rt_st_write(path, ts, 2, bad, 1, err, sizeof err), RT_OK);
+  assert_int_equal(rt_st_open(path, &st, err, sizeof err), RT_OK);
+  assert_int_equal(rt_st_check_crc(&st, path, &present, err, sizeof err), RT_ERR_FORMAT);
+  assert_non_null(strstr(err, "metadata 'crc32c' is malformed"));
+  rt_st_close(&st);
+  const char *edited[] = {RT_ST_CRC_KEY, "1234abcd"};  // one checksum for two tensors: a tool removed one
+  assert_int_equal(rt_st_write(path, ts, 2, edited, 1, err, sizeof err), RT_OK);
+  assert_int_equal(rt_st_open(path, &st, err, sizeof err), RT_OK);
+  assert_int_equal(rt_st_check_crc(&st, path, &present, err, sizeof err), RT_OK);
+  assert_false(present);
+  assert_non_null(strstr(err, "1 checksums for 2 tensors (an edited file?): not verified"));
+  rt_st_close(&st);
+  assert_int_equal(rt_st_write(path, ts, 2, NULL, 0, err, sizeof err), RT_OK);  // none: not verified
+  assert_int_equal(rt_st_open(path, &st, err, sizeof err), RT_OK);
+  assert_int_equal(rt_st_check_crc(&st, path, &present, err, sizeof err), RT_OK);
+  assert_false(present);
+  rt_st_close(&st);
+}
+
+// rt_out_*: a temporary file beside the path, renamed when whole; an abort
+// leaves the old file; a device is written in place; the checks before work.
+static void test_outfile(void **state) {
+  (void)state;
+  char path[128], err[512];
+  snprintf(path, sizeof path, "%s/out.txt", tmpdir);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("old", f);
+  fclose(f);
+  RtOutFile o;
+  assert_int_equal(rt_out_open(&o, path, 0666, err, sizeof err), RT_OK);
+  assert_non_null(strstr(rt_out_name(&o), "/out.txt.tmp."));
+  const char *slash = strrchr(rt_out_name(&o), '/');
+  assert_true(rt_out_is_temp(slash + 1, "out.txt"));
+  assert_false(rt_out_is_temp("out.txt.tmp", "out.txt"));
+  fputs("new", rt_out_stream(&o));
+  char got[16] = "";
+  f = fopen(path, "r");
+  assert_non_null(fgets(got, sizeof got, f));
+  fclose(f);
+  assert_string_equal(got, "old");  // not replaced before the commit
+  rt_out_abort(&o);
+  assert_int_equal(count_temps(tmpdir), 0);
+  assert_int_equal(rt_out_open(&o, path, 0666, err, sizeof err), RT_OK);
+  fputs("new", rt_out_stream(&o));
+  assert_int_equal(rt_out_commit(&o, err, sizeof err), RT_OK);
+  f = fopen(path, "r");
+  assert_non_null(fgets(got, sizeof got, f));
+  fclose(f);
+  assert_string_equal(got, "new");
+  assert_int_equal(count_temps(tmpdir), 0);
+  assert_int_equal(rt_out_open(&o, "/dev/null", 0666, err, sizeof err), RT_OK);  // in place
+  assert_string_equal(rt_out_name(&o), "/dev/null");
+  assert_int_equal(rt_out_commit(&o, err, sizeof err), RT_OK);
+  struct stat sb;
+  assert_int_equal(stat("/dev/null", &sb), 0);
+  assert_true(S_ISCHR(sb.st_mode));
+  // same files: one inode by two names, a file-to-be by two spellings
+  char other[160], link2[160];
+  snprintf(other, sizeof other, "%s/../%s/out.txt", tmpdir, strrchr(tmpdir, '/') + 1);
+  assert_true(rt_same_file(path, other));
+  snprintf(link2, sizeof link2, "%s/hard.txt", tmpdir);
+  assert_int_equal(link(path, link2), 0);
+  assert_true(rt_same_file(path, link2));
+  snprintf(other, sizeof other, "%s/./new.txt", tmpdir);
+  snprintf(link2, sizeof link2, "%s/new.txt", tmpdir);
+  assert_true(rt_same_file(other, link2));
+  snprintf(other, sizeof other, "%s/new2.txt", tmpdir);
+  assert_false(rt_same_file(other, link2));
+  assert_false(rt_same_file(path, link2));
+  // before any work: a missing or unusable directory, a directory as the file
+  assert_int_equal(rt_out_check(path, err, sizeof err), RT_OK);
+  snprintf(other, sizeof other, "%s/no/such.st", tmpdir);
+  assert_int_equal(rt_out_check(other, err, sizeof err), RT_ERR_IO);
+  assert_non_null(strstr(err, "/no' does not exist"));
+  assert_int_equal(rt_out_check(tmpdir, err, sizeof err), RT_ERR_IO);
+  assert_non_null(strstr(err, "it is a directory"));
+  snprintf(other, sizeof other, "%s/x", path);
+  assert_int_equal(rt_out_check(other, err, sizeof err), RT_ERR_IO);
+  assert_non_null(strstr(err, "is not a directory"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_crc32c),
+      cmocka_unit_test(test_outfile),
       cmocka_unit_test(test_dtype_table),
       cmocka_unit_test(test_f16_known),
       cmocka_unit_test(test_f16_exhaustive),
