@@ -42,6 +42,7 @@
 #include <llvm-c/Core.h>
 
 #include "ir/ir.h"
+#include "passes/schedule.h"
 
 // ---- llvm.c ----
 typedef struct CgLlvm CgLlvm;
@@ -220,6 +221,9 @@ typedef struct {
   const CgPartStat *parts;
 } CgProgramStats;
 
+// What this backend can fuse and how it runs kernels, for sched_build
+// (cg_compile schedules g under these caps; `--emit schedule` prints it).
+void cg_cpu_caps(SchedCaps *caps);
 // o may be NULL (the defaults above). NULL (with a diagnostic) on failure.
 CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d);
 // Runs the graph's ops on bufs (g->nodes.len of them). A run-time error (a

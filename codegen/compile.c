@@ -154,18 +154,11 @@ static void nest_par(K *k, int r, const LLVMValueRef *dims, int nops, LLVMValueR
   loop_end(k, &l);
 }
 
-static bool map_flat(const K *k) {
-  const IrNode *n = k->n;
-  bool flat = n->op != IR_OP_PERMUTE;
-  for (int j = 0; j < k->nopnd; j++) flat = flat && same_dims(&k->opnd[j]->ty, &n->ty);
-  return flat;
-}
-
 static void emit_map(K *k) {
   const IrNode *n = k->n;
   int r = n->ty.rank, ns = k->nopnd;
   LLVMValueRef st[IR_MAX_SRC + 1][IR_MAX_RANK];
-  if (map_flat(k)) {  // one loop over every element (the units), the same offset everywhere
+  if (k->ks->split.kind == SCHED_ELEMENTS) {  // one loop over every element (the units), the same offset everywhere
     Loop l;
     LLVMValueRef u = par_begin(k, &l), off[IR_MAX_SRC + 1];
     for (int j = 0; j <= ns; j++) off[j] = u;
@@ -220,31 +213,6 @@ static void red_outer(K *k, const LLVMValueRef *off, void *ud) {
   st(k, k->n->ty.dt, k->out, off[1], y);
 }
 
-// The reduced axes of SUM, MEAN, MAX, MIN (attr.axes) or SUM_TO (the
-// leading axes it drops and its size-1 axes).
-static uint32_t reduce_axes(const IrNode *n) {
-  if (n->op != IR_OP_SUM_TO) return n->attr.axes;
-  uint32_t axes = 0;
-  int r = n->src[0]->ty.rank, ro = n->ty.rank;
-  for (int i = 0; i < r; i++) {
-    int j = i - (r - ro);
-    if (j < 0 || (ir_dim_is_const(n->ty.dim[j]) && n->ty.dim[j].n == 1)) axes |= 1u << i;
-  }
-  return axes;
-}
-
-// A sum or mean over leading axes 0..j-1 of f32 (bias gradients): the kept
-// trailing block is contiguous, so rows are added into a block of columns.
-static int lead_axes(const IrNode *n) {
-  IrOp op = n->op;
-  if ((op != IR_OP_SUM && op != IR_OP_MEAN && op != IR_OP_SUM_TO) || n->src[0]->ty.dt != IR_F32 || n->ty.dt != IR_F32)
-    return 0;
-  uint32_t axes = reduce_axes(n);
-  int r = n->src[0]->ty.rank, j = 0;
-  while (j < r && (axes >> j & 1)) j++;
-  return j > 0 && j < r && axes == (1u << j) - 1 ? j : 0;
-}
-
 enum { LEAD_BLOCK = 64 };  // columns per block
 
 // Columns [plo, phi) in blocks: for each row, acc[c] += x[row, c] in
@@ -275,12 +243,11 @@ static void emit_reduce_lead(K *k, int j) {
 }
 
 static void emit_reduce(K *k) {
-  int lead = lead_axes(k->n);
-  if (lead) {
-    emit_reduce_lead(k, lead);
+  if (k->ks->lead) {  // a sum over leading axes, in column blocks (SCHED_COLUMNS)
+    emit_reduce_lead(k, k->ks->lead);
     return;
   }
-  uint32_t axes = reduce_axes(k->n);
+  uint32_t axes = sched_reduce_axes(k->n);
   const IrType *x = &k->n->src[0]->ty;
   Red rd = {.axes = axes, .op = k->n->op == IR_OP_SUM_TO ? IR_OP_SUM : k->n->op, .count = ci(k, 1)};
   rd.acc = var(k, k->f64, NULL);
@@ -596,188 +563,51 @@ static void emit_const(K *k) {
 
 // ---- kernels: one function per distinct (op, attributes, types) ----
 
-static bool swaps_last_two(const IrNode *p) {  // a PERMUTE of the last two axes
-  if (p->op != IR_OP_PERMUTE) return false;
-  int r = p->ty.rank;
-  for (int i = 0; i < r - 2; i++)
-    if (p->attr.perm[i] != i) return false;
-  return p->attr.perm[r - 2] == r - 1 && p->attr.perm[r - 1] == r - 2;
-}
-
-// A MATMUL reads an operand that is such a permute transposed, from the
-// permute's own operand: TR_B (B^T, the tied LM head, dx = dy W^T), TR_A
-// (A^T, the weight gradients x^T dy). 0 for every other node.
-static int node_nt(const IrNode *n) {
-  if (n->op != IR_OP_MATMUL) return 0;
-  return (swaps_last_two(n->src[1]) ? TR_B : 0) | (swaps_last_two(n->src[0]) ? TR_A : 0);
-}
-
-// Ops whose kernels read every size but 1 at run time (kdim): one kernel
-// serves e.g. the bias adds of every width, with no measurable cost in
-// these memory-bound loops. The others (attention: the head size; the
-// norms, softmax, cross entropy: the row length) keep constant sizes.
-static bool generic_dims(IrOp op) {
-  switch (op) {
-  case IR_OP_ATTENTION: case IR_OP_ATTENTION_KV: case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK:
-  case IR_OP_ATTENTION_DV: case IR_OP_ROPE: case IR_OP_ROPE_AT: case IR_OP_LAYERNORM: case IR_OP_RMSNORM:
-  case IR_OP_LAYERNORM_DX: case IR_OP_RMSNORM_DX: case IR_OP_LAYERNORM_DW: case IR_OP_RMSNORM_DW:
-  case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_SOFTMAX_GRAD: case IR_OP_LOG_SOFTMAX_GRAD:
-  case IR_OP_XENT: case IR_OP_XENT_GRAD: case IR_OP_KV_APPEND:
-    return false;
-  default: return true;
-  }
-}
-
-// generic: sizes other than 1 are all "d" (read at run time); broadcasting
-// makes dims that are not 1 agree, so the code is the same for all of them.
-static void key_type(char *buf, size_t cap, size_t *len, const IrType *t, bool generic) {
-  *len += (size_t)snprintf(buf + *len, cap - *len, "|%d:", (int)t->dt);
-  for (int i = 0; i < t->rank && *len < cap; i++) {
-    const IrDim *d = &t->dim[i];
-    if (generic && !(ir_dim_is_const(*d) && d->n == 1)) {
-      *len += (size_t)snprintf(buf + *len, cap - *len, "d,");
-      continue;
-    }
-    *len += (size_t)snprintf(buf + *len, cap - *len, "%lld", (long long)d->n);
-    for (int s = 0; s < d->nsym && *len < cap; s++)
-      *len += (size_t)snprintf(buf + *len, cap - *len, "*s%d", d->sym[s]);
-    if (*len < cap) *len += (size_t)snprintf(buf + *len, cap - *len, ",");
-  }
-}
-
-// n's kernel operands into ops (returns how many): its sources, but for an
-// inlined one (inl[id], fuse_elementwise) that one's sources; *mask: bit j
-// for an inlined n->src[j].
-static int kernel_operands(const bool *inl, const IrNode *n, const IrNode **ops, uint32_t *mask) {
-  int no = 0;
-  *mask = 0;
-  for (int j = 0; j < n->nsrc; j++) {
-    const IrNode *s = n->src[j];
-    if (!inl || !inl[s->id]) {
-      ops[no++] = s;
-      continue;
-    }
-    *mask |= 1u << j;
-    for (int i = 0; i < s->nsrc; i++) ops[no++] = s->src[i];
-  }
-  return no;
-}
-
-// Everything a kernel's code depends on, as a string.
-static char *kernel_key_one(const IrNode *n, int nt) {
-  char buf[2048];
-  size_t len = 0, cap = sizeof buf;
-  const IrAttr *a = &n->attr;
-  len += (size_t)snprintf(buf, cap, "%d/%d/%d/%lld,%lld,%u,%d%d%d%d,%a,%a,%a,%a,%lld,%lld,%lld,%d,p", (int)n->op,
-                          n->nsrc, nt, (long long)a->axis, (long long)a->start, a->axes, a->keepdim, a->causal,
-                          a->interleaved, a->inverse, a->value, a->eps, a->scale, a->base, (long long)a->heads,
-                          (long long)a->kv_heads, (long long)a->ignore, a->fn);
-  for (int i = 0; i < IR_MAX_RANK && len < cap; i++) len += (size_t)snprintf(buf + len, cap - len, "%d.", a->perm[i]);
-  bool gen = generic_dims(n->op);
-  for (int j = 0; j < n->nsrc && len < cap; j++) key_type(buf, cap, &len, &n->src[j]->ty, gen);
-  if (len < cap) key_type(buf, cap, &len, &n->ty, gen);
-  return strdup(buf);
-}
-
-// ... with the keys of its inlined operands.
-static char *kernel_key(const K *k, const IrNode *n, int nt) {
-  char *key = kernel_key_one(n, nt);
-  for (int j = 0; key && j < n->nsrc; j++) {
-    if (!(k->inl >> j & 1)) continue;
-    char *in = kernel_key_one(n->src[j], 0);
-    char *both = in ? malloc(strlen(key) + strlen(in) + 16) : NULL;
-    if (both) sprintf(both, "%s{%d:%s}", key, j, in);
-    free(in);
-    free(key);
-    key = both;
-  }
-  return key;
-}
-
-// The dim as the kernel sees it: a constant (1, or any for the ops that are
-// not generic_dims), or dims[slot] (loaded in the
-// first block so that dynamic allocas can use it).
+// The dim as the kernel sees it: a constant (1, or any in a kernel that is
+// not generic: SchedKernel.generic), or dims[slot] (loaded in the first
+// block so that dynamic allocas can use it).
 static LLVMValueRef kdim(K *k, IrDim d, LLVMValueRef dims, int slot) {
-  if (ir_dim_is_const(d) && (d.n == 1 || !generic_dims(k->n->op))) return ci(k, d.n);
+  if (ir_dim_is_const(d) && (d.n == 1 || !k->ks->generic)) return ci(k, d.n);
   LLVMValueRef i = ci(k, slot);
   return LLVMBuildLoad2(k->ab, k->i64, LLVMBuildInBoundsGEP2(k->ab, k->i64, dims, &i, 1, ""), "");
 }
 
 // ---- parallel kernels: units of the outer loop, split across the pool ----
 
+// One factor of a schedule size: a dim, or 1 * the dims of its axes.
+static LLVMValueRef dims_value(K *k, SchedDims f) {
+  const LLVMValueRef *d = f.t == SCHED_RESULT ? k->odim : k->idim[f.t];
+  if (!f.prod) return d[__builtin_ctz(f.axes)];
+  LLVMValueRef p = ci(k, 1);
+  for (int a = 0; a < IR_MAX_RANK; a++)
+    if (f.axes >> a & 1) p = mul(k, p, d[a]);
+  return p;
+}
+
+static LLVMValueRef size_value(K *k, const SchedSize *sz) {
+  LLVMValueRef v = sz->nf == 2 ? mul(k, dims_value(k, sz->f[0]), dims_value(k, sz->f[1]))
+                   : sz->nf == 1 ? dims_value(k, sz->f[0])
+                                 : NULL;
+  if (sz->c) v = v ? mul(k, v, ci(k, sz->c)) : ci(k, sz->c);
+  return v ? v : ci(k, 1);
+}
+
 LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
-  const IrNode *n = k->n;
-  int r = n->ty.rank, ri = n->nsrc ? src_rank(k, 0) : 0;
-  const LLVMValueRef *od = k->odim, *id = k->idim[0];
+  const SchedSplit *sp = &k->ks->split;
   *work = ci(k, 1);
-  switch (n->op) {
-  case IR_OP_SUM: case IR_OP_MEAN: case IR_OP_MAX: case IR_OP_MIN: case IR_OP_SUM_TO: {
-    int lead = lead_axes(n);
-    if (lead) {
-      *work = prod(k, id, 0, lead);
-      return prod(k, id, lead, ri);
-    }
-    uint32_t axes = reduce_axes(n);
-    LLVMValueRef kept[IR_MAX_RANK];
-    int nk = 0;
-    for (int i = 0; i < ri; i++) {
-      if (axes >> i & 1) *work = mul(k, *work, id[i]);
-      else kept[nk++] = id[i];
-    }
-    if (nk) *work = mul(k, *work, kept[nk - 1]);
-    return nk ? prod(k, kept, 0, nk - 1) : ci(k, 1);
-  }
-  case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_SOFTMAX_GRAD: case IR_OP_LOG_SOFTMAX_GRAD: {
-    int a = (int)n->attr.axis;
-    *work = od[a];
-    return mul(k, prod(k, od, 0, a), prod(k, od, a + 1, r));
-  }
-  case IR_OP_LAYERNORM: case IR_OP_RMSNORM: case IR_OP_LAYERNORM_DX: case IR_OP_RMSNORM_DX:
-    *work = id[ri - 1];
-    return prod(k, id, 0, ri - 1);
-  case IR_OP_LAYERNORM_DW: case IR_OP_RMSNORM_DW:
-    *work = prod(k, id, 0, ri - 1);
-    return id[ri - 1];
-  case IR_OP_ATTENTION: case IR_OP_ATTENTION_KV:  // (b, head)
-    *work = mul(k, mul(k, id[1], k->idim[1][1]), ci(k, n->src[0]->ty.dim[2].n / n->attr.heads * 2));
-    return mul(k, id[0], ci(k, n->attr.heads));
-  case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV:  // fused: (b, kv head)
-    *work = mul(k, mul(k, id[1], k->idim[1][1]), ci(k, n->src[0]->ty.dim[2].n / n->attr.kv_heads * 5));
-    return mul(k, id[0], ci(k, n->attr.kv_heads));
-  case IR_OP_ROPE: case IR_OP_ROPE_AT:
-    *work = mul(k, od[0], ci(k, n->ty.dim[2].n));
-    return od[1];
-  case IR_OP_XENT: case IR_OP_XENT_GRAD:
-    *work = id[ri - 1];
-    return prod(k, k->idim[1], 0, src_rank(k, 1));
-  case IR_OP_GATHER:
-    *work = prod(k, id, 1, ri);
-    return prod(k, k->idim[1], 0, src_rank(k, 1));
-  case IR_OP_SLICE: case IR_OP_CONCAT: {
-    int a = (int)n->attr.axis;
-    *work = prod(k, od, a, r);
-    return prod(k, od, 0, a);
-  }
-  case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW:  // elementwise with scalars
-    return prod(k, od, 0, r);
-  case IR_OP_MATMUL: {  // one row (decode): compile_kv.c's gemv over N columns; else 1 unit (the sgemm threads itself)
-    if (n->src[1]->ty.rank != 2 || n->ty.dt != IR_F32 || (k->nt & TR_A)) return NULL;
+  switch (sp->kind) {
+  case SCHED_SERIAL: return NULL;
+  case SCHED_GEMV: {  // one row (decode): compile_kv.c's gemv over N columns; else 1 unit (the sgemm threads itself)
+    const LLVMValueRef *id = k->idim[0];
+    int ri = src_rank(k, 0);
     LLVMValueRef Kd = id[ri - 1], rows = prod(k, id, 0, ri - 1);
     LLVMValueRef one = LLVMBuildAnd(k->b, icmp(k, LLVMIntEQ, rows, ci(k, 1)), icmp(k, LLVMIntSGT, Kd, ci(k, 0)), "");
-    *work = Kd;
-    return sel(k, one, od[r - 1], ci(k, 1));
+    *work = size_value(k, &sp->work);
+    return sel(k, one, size_value(k, &sp->units), ci(k, 1));
   }
-  case IR_OP_CONST: case IR_OP_POSITIONS: case IR_OP_RESHAPE: case IR_OP_GATHER_GRAD:
-  case IR_OP_SLICE_GRAD: case IR_OP_REDUCE_GRAD: case IR_OP_KV_APPEND:
-    return NULL;
-  default:  // elementwise (emit_map); any other op runs serially
-    if (!((n->op >= IR_OP_ADD && n->op <= IR_OP_DROPOUT) || n->op == IR_OP_EXPAND || n->op == IR_OP_PERMUTE ||
-          n->op == IR_OP_UNARY_GRAD || n->op == IR_OP_MAXIMUM_GRAD))
-      return NULL;
-    if (map_flat(k)) return prod(k, od, 0, r);
-    if (r == 0) return ci(k, 1);
-    *work = od[r - 1];
-    return prod(k, od, 0, r - 1);
+  default:
+    *work = size_value(k, &sp->work);
+    return size_value(k, &sp->units);
   }
 }
 
@@ -848,9 +678,9 @@ static void emit_op(K *k) {
   case IR_OP_KV_APPEND: cg_emit_kv(k); break;
   case IR_OP_UNARY_GRAD: case IR_OP_MAXIMUM_GRAD: emit_map(k); break;
   case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW: cg_emit_optim(k); break;
-  default:
-    if (n->op > IR_OP_UNARY_GRAD) cg_emit_grad(k);
-    else emit_map(k);
+  default:  // the elementwise maps (emit_map), else the gradient ops (compile_grad.c)
+    if (ir_op_is(n->op, IR_OPF_ELEMENTWISE) || n->op == IR_OP_EXPAND || n->op == IR_OP_PERMUTE) emit_map(k);
+    else cg_emit_grad(k);
     break;
   }
 }
@@ -971,13 +801,13 @@ static LLVMValueRef emit_xent_dispatch(K *k, LLVMValueRef body, LLVMValueRef tas
   return rc;
 }
 
-static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
+static LLVMValueRef emit_kernel(K *k, const IrNode *n, int idx) {
   char name[64];
   snprintf(name, sizeof name, "k%d_%s", idx, ir_op_name(n->op));
   k->n = n;
-  k->nt = nt;
+  k->nt = k->ks->trans;
   k->plo = k->phi = NULL;
-  k->nextra = is_attention_grad(n->op) ? 3 : 0;
+  k->nextra = k->ks->nxout;
   LLVMValueRef f = kernel_fn(k, name, k->nopnd + k->nextra, false);
   LLVMBasicBlockRef first = fn_begin(k, f, n);
   LLVMValueRef work, units = cg_par_units(k, &work);
@@ -1008,27 +838,18 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
   return f;
 }
 
-static LLVMValueRef kernel_for(K *k, const IrNode *n, int nt) {
-  k->nopnd = kernel_operands(k->inlined, n, k->opnd, &k->inl);
-  char *key = kernel_key(k, n, nt);
-  if (!key) return NULL;
-  for (int i = 0; i < k->nkern; i++)
-    if (!strcmp(k->kern[i].key, key)) {
-      free(key);
-      return k->kern[i].fn;
-    }
-  if (k->nkern == k->capkern) {
-    int cap = k->capkern ? 2 * k->capkern : 32;
-    Kernel *nk = realloc(k->kern, sizeof *nk * (size_t)cap);
-    if (!nk) {
-      free(key);
-      return NULL;
-    }
-    k->kern = nk, k->capkern = cap;
+// The function of call ks (emitted at its kernel's first call); sets the
+// kernel's operands in k.
+static LLVMValueRef kernel_for(K *k, const SchedKernel *ks) {
+  k->ks = ks;
+  k->nopnd = ks->nopnd;
+  k->inl = ks->inl;
+  for (int j = 0; j < ks->nopnd; j++) k->opnd[j] = k->g->nodes.data[ks->opnd[j]];
+  if (!k->kfn[ks->fn]) {
+    k->kfn[ks->fn] = emit_kernel(k, k->g->nodes.data[ks->root], k->nkern);
+    k->nkern++;
   }
-  LLVMValueRef f = emit_kernel(k, n, nt, k->nkern);
-  k->kern[k->nkern++] = (Kernel){key, f};
-  return f;
+  return k->kfn[ks->fn];
 }
 
 // ---- the entry: i32 heed_forward(void **bufs, const i64 *symvals, CgRunCtx *ctx) ----
@@ -1039,185 +860,26 @@ static LLVMValueRef entry_dim(K *k, IrDim d, LLVMValueRef sv) {
   return v;
 }
 
-static bool is_leaf(IrOp op) { return op == IR_OP_INPUT || op == IR_OP_PARAM; }
-
-// ATTENTION_DQ, _DK, _DV nodes over the same operands and attributes form a
-// group; its first node (the leader) runs one kernel that writes all three
-// (compile_grad.c's emit_attention_fused) and the others are not called
-// (fused[i]), their buffers written by the leader. grp[3 i + o], for a
-// leader i: the group's DQ, DK, DV node ids (-1 where it has none).
-static bool same_attention(const IrNode *a, const IrNode *b) {
-  if (a->nsrc != b->nsrc || a->attr.heads != b->attr.heads || a->attr.kv_heads != b->attr.kv_heads ||
-      a->attr.causal != b->attr.causal || a->attr.scale != b->attr.scale)
-    return false;
-  for (int j = 0; j < a->nsrc; j++)
-    if (a->src[j] != b->src[j]) return false;
-  return true;
-}
-
-static void group_attention_grads(const IrGraph *g, int *grp, bool *fused) {
-  for (int i = 0; i < 3 * g->nodes.len; i++) grp[i] = -1;
+// The dims array's length: the most dims a kernel of any node could take
+// (its result's and its kernel operands').
+static int max_dims(const IrGraph *g, const Schedule *s) {
+  int maxd = 1;
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
-    if (!is_attention_grad(n->op)) continue;
-    int o = n->op - IR_OP_ATTENTION_DQ, lead = i;
-    for (int j = 0; j < i && lead == i; j++) {
-      const IrNode *m = g->nodes.data[j];
-      if (is_attention_grad(m->op) && !fused[j] && grp[3 * j + o] < 0 && same_attention(m, n)) lead = j;
-    }
-    grp[3 * lead + o] = i;
-    fused[i] = lead != i;
-  }
-}
-
-// skip[i]: node i is a PERMUTE that only MATMULs read, as their transposed
-// operand (the nt sgemm reads its operand), and not a graph output: its
-// buffer is left unwritten.
-static bool *skipped_nodes(const IrGraph *g) {
-  bool *skip = calloc((size_t)g->nodes.len + 1, sizeof *skip);
-  bool *other = calloc((size_t)g->nodes.len + 1, sizeof *other);
-  if (!skip || !other) {
-    free(skip);
-    free(other);
-    return NULL;
-  }
-  for (int i = 0; i < g->nodes.len; i++) {
-    const IrNode *n = g->nodes.data[i];
-    int nt = node_nt(n);
+    int nd = n->ty.rank;
     for (int j = 0; j < n->nsrc; j++) {
-      if (((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0)) skip[n->src[j]->id] = true;
-      else other[n->src[j]->id] = true;
+      const IrNode *v = n->src[j];
+      if (s->role[v->id] != SCHED_INLINE) nd += v->ty.rank;
+      else
+        for (int i2 = 0; i2 < v->nsrc; i2++) nd += v->src[i2]->ty.rank;
     }
+    if (nd > maxd) maxd = nd;
   }
-  for (int i = 0; i < g->outputs.len; i++) other[g->outputs.data[i]->id] = true;
-  for (int i = 0; i < g->nodes.len; i++) skip[i] = skip[i] && !other[i];
-  free(other);
-  return skip;
+  return maxd;
 }
 
-// alias[i]: the node whose buffer holds node i's values: i itself, or for a
-// RESHAPE that is not a graph output, its source's (through chains of them):
-// row-major data does not move, so the reshape is not called and its
-// readers read the source's buffer. NULL if out of memory.
-static int *alias_nodes(const IrGraph *g, bool *skip) {  // marks the aliases in skip
-  int *alias = malloc(sizeof *alias * ((size_t)g->nodes.len + 1));
-  bool *out = calloc((size_t)g->nodes.len + 1, sizeof *out);
-  if (!alias || !out) {
-    free(alias);
-    free(out);
-    return NULL;
-  }
-  for (int i = 0; i < g->outputs.len; i++) out[g->outputs.data[i]->id] = true;
-  for (int i = 0; i < g->nodes.len; i++) {
-    const IrNode *n = g->nodes.data[i];
-    alias[i] = i;
-    if (n->op == IR_OP_RESHAPE && !out[i]) {  // (a permute it reads is never skipped)
-      alias[i] = alias[n->src[0]->id];
-      skip[i] = true;
-    }
-  }
-  free(out);
-  return alias;
-}
-
-// Elementwise kernels whose operands are in registers (a map kernel that
-// evaluates an operand's op inline): elem ops (and their gradients) that
-// may take an operand computed inline.
-static bool elem_user(const IrNode *u) {
-  return (u->op >= IR_OP_ADD && u->op <= IR_OP_DROPOUT && u->op != IR_OP_EXPAND && u->op != IR_OP_PERMUTE) ||
-         u->op == IR_OP_UNARY_GRAD || u->op == IR_OP_MAXIMUM_GRAD;
-}
-
-// A reduction that computes an inlined operand (red_inner): SUM or MEAN
-// of f32 by the general path (not emit_reduce_lead's).
-static bool red_user(const IrNode *u) {
-  return (u->op == IR_OP_SUM || u->op == IR_OP_MEAN) && u->src[0]->ty.dt == IR_F32 && !lead_axes(u);
-}
-
-// inl[i]: node i, an f32 ADD, SUB or MUL that is not a graph output, whose
-// users (one or two) are all elementwise ops of its own shape, or a SUM or
-// MEAN (red_user) when its operands are shaped like it, is not
-// called: each user's kernel computes it from its operands (e.g. the bias
-// add of x @ W + b inside the GELU after it and inside the GELU's gradient;
-// a residual add of a projection's bias add; the x * x of the optimizer's
-// squared norms inside their sums). Its operands are not inlined
-// themselves (one level). NULL if out of memory.
-static bool *fuse_elementwise(const IrGraph *g, bool *skip) {  // marks them in skip
-  int nn = g->nodes.len;
-  bool *inl = calloc((size_t)nn + 1, sizeof *inl), *out = calloc((size_t)nn + 1, sizeof *out);
-  int *users = calloc((size_t)nn + 1, sizeof *users);
-  bool *bad = calloc((size_t)nn + 1, sizeof *bad);  // some user cannot compute it inline
-  bool *red = calloc((size_t)nn + 1, sizeof *red);  // a user is a reduction (red_user)
-  if (!inl || !out || !users || !bad || !red) goto done;
-  for (int i = 0; i < g->outputs.len; i++) out[g->outputs.data[i]->id] = true;
-  for (int i = 0; i < nn; i++) {
-    const IrNode *u = g->nodes.data[i];
-    for (int j = 0; j < u->nsrc; j++) {
-      int s = u->src[j]->id;
-      users[s]++;
-      if (red_user(u) && !skip[i]) red[s] = true;
-      else if (!elem_user(u) || skip[i] || !same_dims(&u->ty, &u->src[j]->ty)) bad[s] = true;
-    }
-  }
-  for (int i = 0; i < nn; i++) {
-    const IrNode *n = g->nodes.data[i];
-    bool ok = (n->op == IR_OP_ADD || n->op == IR_OP_SUB || n->op == IR_OP_MUL) && n->ty.dt == IR_F32 && !out[i] &&
-              !skip[i] && !bad[i] && users[i] >= 1 && users[i] <= 2;
-    for (int j = 0; ok && j < n->nsrc; j++)  // a reduction reads its operands at its own offsets
-      ok = !inl[n->src[j]->id] && (!red[i] || (n->src[j]->ty.dt == IR_F32 && same_dims(&n->src[j]->ty, &n->ty)));
-    if (ok) inl[i] = skip[i] = true;
-  }
-done:
-  free(out);
-  free(users);
-  free(bad);
-  free(red);
-  return inl;
-}
-
-// The buffers n's kernel reads (returns how many; the kernel's operands,
-// kernel_operands): a transposed operand's permute is not computed (the
-// sgemm reads its source), an alias's source.
-static int operand_bufs(const CgProgram *p, const IrNode *n, int nt, int *ids) {
-  const IrNode *ops[IR_MAX_SRC];
-  uint32_t mask;
-  int no = kernel_operands(p->inl, n, ops, &mask);
-  for (int j = 0; j < no; j++) {
-    bool tr = !mask && (((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0));
-    ids[j] = p->alias[(tr ? ops[j]->src[0] : ops[j])->id];
-  }
-  return no;
-}
-
-// The memory plan's lifetimes (compile.h: def, end), from the calls that
-// emit_entry makes and what each reads.
-static bool lifetimes(CgProgram *p, const IrGraph *g, const int *grp) {
-  int nn = g->nodes.len;
-  p->def = malloc(sizeof *p->def * ((size_t)nn + 1));
-  p->end = malloc(sizeof *p->end * ((size_t)nn + 1));
-  if (!p->def || !p->end) return false;
-  for (int i = 0; i < nn; i++) p->def[i] = p->end[i] = -1;
-  for (int i = 0; i < nn; i++) {
-    const IrNode *n = g->nodes.data[i];
-    if (is_leaf(n->op) || p->skip[i]) continue;
-    p->def[i] = p->end[i] = i;
-    for (int o = 0; is_attention_grad(n->op) && o < 3; o++)
-      if (grp[3 * i + o] >= 0) p->def[grp[3 * i + o]] = p->end[grp[3 * i + o]] = i;
-    int ids[IR_MAX_SRC], no = operand_bufs(p, n, node_nt(n), ids);
-    for (int j = 0; j < no; j++)
-      if (p->end[ids[j]] < i) p->end[ids[j]] = i;
-  }
-  for (int i = 0; i < g->outputs.len; i++) {  // own bytes for the whole run (callers swap them in as inputs)
-    int id = g->outputs.data[i]->id;
-    p->end[id] = INT_MAX;
-    if (p->def[id] >= 0) p->def[id] = 0;
-  }
-  return true;
-}
-
-// name: calls the kernels of nodes [0, upto) in order.
-static bool emit_entry(K *k, const IrGraph *g, const CgProgram *p, const int *grp, const char *name, int upto,
-                       Diag *d) {
+// name: calls the schedule's kernels of nodes [0, upto) in order.
+static bool emit_entry(K *k, const IrGraph *g, const char *name, int upto, Diag *d) {
   LLVMTypeRef ps[3] = {k->ptr, k->ptr, k->ptr};
   LLVMValueRef f = LLVMAddFunction(k->m, name, LLVMFunctionType(k->i32, ps, 3, 0));
   cg_llvm_fn_attrs(k->cg, f);
@@ -1228,25 +890,15 @@ static bool emit_entry(K *k, const IrGraph *g, const CgProgram *p, const int *gr
     LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
                             LLVMCreateEnumAttribute(k->c, LLVMGetEnumAttributeKindForName(noopt[i], strlen(noopt[i])), 0));
   LLVMValueRef bufs = LLVMGetParam(f, 0), sv = LLVMGetParam(f, 1), ctx = LLVMGetParam(f, 2);
-  int maxd = 1;
-  for (int i = 0; i < g->nodes.len; i++) {
-    const IrNode *n = g->nodes.data[i];
-    const IrNode *ops[IR_MAX_SRC];
-    uint32_t mask;
-    int nd = n->ty.rank, no = kernel_operands(p->inl, n, ops, &mask);
-    for (int j = 0; j < no; j++) nd += ops[j]->ty.rank;
-    if (nd > maxd) maxd = nd;
-  }
   k->fn = f;
   at(k, block(k, "entry"));
-  LLVMValueRef dims = LLVMBuildArrayAlloca(k->b, k->i64, ci(k, maxd), "dims");
+  LLVMValueRef dims = LLVMBuildArrayAlloca(k->b, k->i64, ci(k, max_dims(g, k->s)), "dims");
   LLVMValueRef start = ci32(k, -1);
   if (k->prof) LLVMBuildCall2(k->b, LLVMGlobalGetValueType(k->prof), k->prof, &start, 1, "");
-  for (int i = 0; i < upto; i++) {
-    const IrNode *n = g->nodes.data[i];
-    if (is_leaf(n->op) || p->skip[i]) continue;
-    int nt = node_nt(n);
-    LLVMValueRef kf = kernel_for(k, n, nt);
+  for (int c = 0; c < k->s->nk && k->s->k[c].root < upto; c++) {
+    const SchedKernel *ks = &k->s->k[c];
+    const IrNode *n = g->nodes.data[ks->root];
+    LLVMValueRef kf = kernel_for(k, ks);
     if (!kf) {
       diag_error(d, n->loc, "out of memory compiling %s", ir_op_name(n->op));
       return false;
@@ -1261,10 +913,10 @@ static bool emit_entry(K *k, const IrGraph *g, const CgProgram *p, const int *gr
     LLVMValueRef args[6 + IR_MAX_SRC];
     args[0] = ctx, args[1] = dims;
     args[2] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, n->id)));
-    int ids[IR_MAX_SRC], na = 3 + operand_bufs(p, n, nt, ids);
-    for (int j = 3; j < na; j++) args[j] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, ids[j - 3])));
-    for (int o = 0; is_attention_grad(n->op) && o < 3; o++) {  // the group's outputs
-      int m = grp[3 * i + o];
+    int na = 3 + ks->nopnd;
+    for (int j = 3; j < na; j++) args[j] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, ks->buf[j - 3])));
+    for (int o = 0; o < ks->nxout; o++) {  // the group's outputs
+      int m = ks->xout[o];
       args[na++] = m < 0 ? LLVMConstNull(k->ptr) : load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, m)));
     }
     LLVMValueRef rc = LLVMBuildCall2(k->b, LLVMGlobalGetValueType(kf), kf, args, (unsigned)na, "");
@@ -1375,13 +1027,30 @@ static bool define_symbols(CgLlvm *cg, const CgOptions *o, Diag *d) {
          cg_llvm_define_symbol(cg, "rt_parallel_for", (void *)pf, d);
 }
 
+// What the CPU emitter can fuse (passes/schedule.h): its map kernels
+// (emit_map) and row reductions (red_inner) compute an f32 ADD, SUB or MUL
+// inline (the optimizer updates' kernels do not); the fused attention
+// backward; the sgemm reads transposed operands; reshapes are not copied;
+// the memory-bound kernels read their sizes at run time.
+void cg_cpu_caps(SchedCaps *c) {
+  *c = (SchedCaps){.inline_max_users = 2, .group_attention_grads = true, .transposed_matmul = true,
+                   .alias_reshapes = true, .generic_sizes = true};
+  c->inline_op[IR_OP_ADD] = c->inline_op[IR_OP_SUB] = c->inline_op[IR_OP_MUL] = true;
+  for (int op = 0; op < IR_OP_COUNT; op++)
+    c->inline_into[op] = ir_op_is((IrOp)op, IR_OPF_ELEMENTWISE) && op != IR_OP_OPT_MOMENT && op != IR_OP_OPT_MOMENT2 &&
+                         op != IR_OP_OPT_ADAMW;
+  c->inline_into[IR_OP_SUM] = c->inline_into[IR_OP_MEAN] = true;
+}
+
 CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   double t0 = now_ms();
   if (!supported(g, d)) return NULL;
   CgProgram *p = calloc(1, sizeof *p);
   K k = {0};
-  int *grp = NULL;
+  SchedCaps caps;
+  cg_cpu_caps(&caps);
   if (!p) goto oom;
+  if (!(p->sched = sched_build(g, &caps, d))) goto fail;
   p->cg = cg_llvm_new(o ? o->cpu : NULL, d);
   if (!p->cg) goto fail;
   p->nthreads = o && o->nthreads > 1 && o->pool ? o->nthreads : 1;
@@ -1418,8 +1087,8 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   LLVMTypeRef ct[4] = {k.ptr, k.i32, k.ptr, LLVMArrayType2(k.i64, 4)};  // CgRunCtx
   k.ctxty = LLVMStructTypeInContext(k.c, ct, 4, 0);
   bool used[4] = {false};  // sgemm variants: nn, nt, tn, tt
-  for (int i = 0; i < g->nodes.len; i++)
-    if (g->nodes.data[i]->op == IR_OP_MATMUL) used[node_nt(g->nodes.data[i])] = true;
+  for (int c = 0; c < p->sched->nk; c++)
+    if (g->nodes.data[p->sched->k[c].root]->op == IR_OP_MATMUL) used[p->sched->k[c].trans] = true;
   static const char *const gsuffix[4] = {"nn", "nt", "tn", "tt"};
   const char *entry = o && o->entry ? o->entry : "heed_forward";
   char gname[4][64];
@@ -1438,21 +1107,14 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
       if (!p->work) goto oom;
     }
   }
-  p->skip = skipped_nodes(g);
-  if (p->skip && !(p->alias = alias_nodes(g, p->skip))) goto oom;  // before the fused nodes join skip
-  if (p->skip && !(p->inl = fuse_elementwise(g, p->skip))) goto oom;
-  k.inlined = p->inl;
-  p->fused = calloc((size_t)g->nodes.len + 1, sizeof *p->fused);
-  grp = malloc(sizeof *grp * (3 * (size_t)g->nodes.len + 1));
-  if (!p->skip || !p->fused || !grp) goto oom;
-  group_attention_grads(g, grp, p->fused);
-  for (int i = 0; i < g->nodes.len; i++) p->skip[i] = p->skip[i] || p->fused[i];
-  if (!emit_entry(&k, g, p, grp, entry, g->nodes.len, d)) goto fail;
+  k.g = g;
+  k.s = p->sched;
+  if (!(k.kfn = calloc((size_t)p->sched->nfn + 1, sizeof *k.kfn))) goto oom;
+  if (!emit_entry(&k, g, entry, g->nodes.len, d)) goto fail;
   int prefix = o && o->prefix > 0 && o->prefix < g->nodes.len ? o->prefix : 0;
-  if (prefix && !emit_entry(&k, g, p, grp, "heed_prefix", prefix, d)) goto fail;
-  if (!lifetimes(p, g, grp)) goto oom;
+  if (prefix && !emit_entry(&k, g, "heed_prefix", prefix, d)) goto fail;
   p->stats.nkernels = k.nkern;
-  for (int i = 0; i < g->nodes.len; i++) p->stats.ncalls += !is_leaf(g->nodes.data[i]->op) && !p->skip[i];
+  p->stats.ncalls = p->sched->nk;
   double t1 = now_ms();
   bool dump = o && (o->dump_ir || o->dump_obj || o->dump_asm);
   int parts = dump ? 1 : o && o->compile_threads > 0 ? o->compile_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -1489,9 +1151,7 @@ fail:
   cg_program_free(p);
   p = NULL;
 done:
-  free(grp);
-  for (int i = 0; i < k.nkern; i++) free(k.kern[i].key);
-  free(k.kern);
+  free(k.kfn);
   if (k.b) LLVMDisposeBuilder(k.b);
   if (k.ab) LLVMDisposeBuilder(k.ab);
   return p;
@@ -1502,12 +1162,7 @@ void cg_program_free(CgProgram *p) {
   cg_llvm_free(p->cg);
   free(p->nodes);
   free(p->limits);
-  free(p->skip);
-  free(p->alias);
-  free(p->inl);
-  free(p->fused);
-  free(p->def);
-  free(p->end);
+  sched_free(p->sched);
   free(p->work);
   free(p->prof);
   free(p);
@@ -1523,13 +1178,13 @@ const CgProgramStats *cg_program_stats(const CgProgram *p) { return &p->stats; }
 
 bool cg_node_computed(const CgProgram *p, int node_id) {
   if (node_id < 0 || node_id >= p->nnodes) return false;
-  IrOp op = p->nodes[node_id].op;
-  return op != IR_OP_INPUT && op != IR_OP_PARAM && (!p->skip[node_id] || p->fused[node_id]);
+  SchedRole r = (SchedRole)p->sched->role[node_id];
+  return r == SCHED_CALL || r == SCHED_GROUPED;
 }
 
 int cg_node_alias(const CgProgram *p, int node_id) {
   if (node_id < 0 || node_id >= p->nnodes) return -1;
-  int a = p->alias[node_id];
+  int a = p->sched->alias[node_id];
   return a != node_id || cg_node_computed(p, node_id) || p->nodes[node_id].op == IR_OP_INPUT ||
                  p->nodes[node_id].op == IR_OP_PARAM
              ? a
