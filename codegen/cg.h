@@ -10,9 +10,12 @@
 //            micro-kernel on explicit <16 x float> / <8 x float> vectors)
 //   compile.c a whole graph's ops as one module (one function per
 //            distinct kernel, an entry heed_forward calling them in order),
-//            JIT-compiled into a CgProgram that runs on caller buffers
+//            following the graph's Schedule (passes/schedule.h, under
+//            cg_cpu_caps), JIT-compiled into a CgProgram that runs on
+//            caller buffers
+//   compile_ops.c the forward ops' kernel bodies
 //   compile_grad.c the gradient ops' kernels (autodiff's train graphs);
-//            compile.h is the two files' shared, internal builder kit
+//            compile.h is the compile*.c files' shared, internal builder kit
 //   compile_optim.c the fused optimizer updates' kernels (OPT_MOMENT,
 //            OPT_MOMENT2, OPT_ADAMW: pass_train_step's train-step graphs)
 //

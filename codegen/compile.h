@@ -1,5 +1,6 @@
-// codegen/compile.h: internal to the graph compiler (compile.c, the forward
-// ops; compile_grad.c, the gradient ops). Sits between the IrGraph and the
+// codegen/compile.h: internal to the graph compiler (compile.c, the kernel
+// functions, entry and program; compile_ops.c, the forward ops' bodies;
+// compile_grad.c, the gradient ops'). Sits between the IrGraph and the
 // LLVM module: the generator's state (one kernel function at a time) and the
 // small builders every kernel uses (loops, loads and stores by dtype, f32
 // exp, broadcast strides). Everything is static inline: no symbols leak.
@@ -415,6 +416,11 @@ static inline LLVMValueRef par_begin(K *k, Loop *l) {
   LLVMValueRef w;
   return loop_begin(k, l, ci(k, 0), cg_par_units(k, &w));
 }
+
+// ---- compile_ops.c ----
+// The body of node k->n's kernel (its forward op's; the gradient ops go to
+// compile_grad.c, ...) into k->fn, whose operands and dims are set up.
+HEED_INTERNAL void cg_emit_op(K *k);
 
 // ---- compile_grad.c ----
 // The gradient ops (UNARY_GRAD ... MAXIMUM_GRAD) into k->fn, whose operands and
