@@ -88,8 +88,8 @@ static LLVMValueRef elem(K *k, const LLVMValueRef *v) {
   return trn(k, y);
 }
 
-// An inlined operand's value (fuse_elementwise): its op, src, on its own
-// operands' values v, in the kernel of the node that reads it.
+// An inlined operand's value (SCHED_INLINE, passes/schedule.c): its op,
+// src, on its own operands' values v, in the kernel of the node that reads it.
 static LLVMValueRef elem_inlined(K *k, const IrNode *src, const LLVMValueRef *v) {
   const IrNode *n = k->n;
   k->n = src;
@@ -166,7 +166,7 @@ typedef struct {
 static void red_inner(K *k, const LLVMValueRef *off, void *ud) {
   Red *rd = ud;
   LLVMValueRef x;
-  if (k->inl & 1) {  // an inlined f32 op of operands shaped like it (fuse_elementwise): x * x of a squared norm
+  if (k->inl & 1) {  // an inlined f32 op of operands shaped like it (SCHED_INLINE): x * x of a squared norm
     LLVMValueRef v[2] = {ld(k, IR_F32, k->src[0], off[0]), ld(k, IR_F32, k->src[1], off[0])};
     x = elem_inlined(k, k->n->src[0], v);
   } else {
