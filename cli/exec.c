@@ -1,5 +1,6 @@
 // cli/exec.c: the executor behind heed run, grad and bench (exec.h): the
 // compiled backend by default, the reference interpreter with --interp.
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -185,6 +186,17 @@ const char *heed_exec_name(const HeedExec *x) { return x->name; }
 
 bool heed_exec_emit(Compilation *c, const IrGraph *g, const char *kind, const char *path, const char *cpu) {
 #ifdef HEED_HAVE_LLVM
+  if (!strcmp(kind, "schedule")) {  // the decisions cg_compile makes from (passes/schedule.h)
+    SchedCaps caps;
+    cg_cpu_caps(&caps);
+    Schedule *s = sched_build(g, &caps, &c->diag);
+    FILE *f = !s ? NULL : strcmp(path, "/dev/stdout") ? fopen(path, "w") : stdout;
+    if (s && !f) diag_error(&c->diag, (SrcLoc){0}, "cannot write '%s': %s", path, strerror(errno));
+    if (f) sched_print(s, g, f);
+    bool ok = f && (f == stdout ? fflush(f) == 0 : fclose(f) == 0);
+    sched_free(s);
+    return ok;
+  }
   CgOptions o = {.cpu = cpu};
   if (!strcmp(kind, "llvm")) o.dump_ir = path;
   else if (!strcmp(kind, "asm")) o.dump_asm = path;

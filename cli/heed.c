@@ -36,6 +36,7 @@ static const Command commands[] = {
      "  --emit ir          the model's forward as IR (the text form ir_parse reads back)\n"
      "  --emit dot         the same graph for Graphviz (dot -Tsvg)\n"
      "  --loss             emit the train section's loss graph instead of the forward\n"
+     "  --emit schedule    the CPU backend's schedule: kernels in run order, fused nodes, parallel splits\n"
      "  --emit llvm|asm|obj  the compiled CPU code: optimized LLVM IR, assembly, an object file (-o needed)\n"
      "  --cpu NAME         the target CPU for llvm/asm/obj (default: this machine's; e.g. znver5, x86-64-v3)\n"
      "  --emit ir-opt|cuda|ptx   not available in this version\n"
@@ -486,7 +487,8 @@ static int cmd_frontend(const Command *cmd, Args *a) {
   if (!strcmp(cmd->name, "compile")) {
     FILE *out = stdout;
     bool ast = !strcmp(a->emit, "ast");
-    bool native = !strcmp(a->emit, "llvm") || !strcmp(a->emit, "asm") || !strcmp(a->emit, "obj");
+    bool native = !strcmp(a->emit, "llvm") || !strcmp(a->emit, "asm") || !strcmp(a->emit, "obj") ||
+                  !strcmp(a->emit, "schedule");
     size_t plen = strlen(a->o.path);
     bool ir_in = plen > 3 && !strcmp(a->o.path + plen - 3, ".ir");  // IR text in, for pass debugging
     a->o.check.lower = !ast;
@@ -624,16 +626,17 @@ int main(int argc, char **argv) {
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && !a.emit) {
     rc = usage_error(cmd, "--emit KIND is required%s", "");
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && strcmp(a.emit, "ast") && strcmp(a.emit, "ir") &&
-             strcmp(a.emit, "dot") && strcmp(a.emit, "llvm") && strcmp(a.emit, "asm") && strcmp(a.emit, "obj")) {
+             strcmp(a.emit, "dot") && strcmp(a.emit, "schedule") && strcmp(a.emit, "llvm") && strcmp(a.emit, "asm") &&
+             strcmp(a.emit, "obj")) {
     static const char *later[] = {"ir-opt", "cuda", "ptx"};
     bool known = false;
     for (int i = 0; i < 3; i++) known |= !strcmp(a.emit, later[i]);
     if (known) {
-      fprintf(stderr, "heed compile: --emit %s is not available in this version (ast, ir, dot, llvm, asm and obj are)\n",
+      fprintf(stderr, "heed compile: --emit %s is not available in this version (ast, ir, dot, schedule, llvm, asm and obj are)\n",
               a.emit);
       rc = 1;
     } else {
-      rc = usage_error(cmd, "unknown --emit kind '%s' (ast, ir, ir-opt, dot, llvm, asm, obj, cuda, ptx)", a.emit);
+      rc = usage_error(cmd, "unknown --emit kind '%s' (ast, ir, ir-opt, dot, schedule, llvm, asm, obj, cuda, ptx)", a.emit);
     }
   } else if (rc == 0 && !(rc = check_outputs(cmd, &a))) {
     rc = cmd_frontend(cmd, &a);

@@ -1,7 +1,7 @@
 // codegen/attention.c: attention's CPU kernels, into the module compile.c
 // builds: the forward (ATTENTION; ATTENTION_KV, decode over a cache) and
-// the fused backward (ATTENTION_DQ, _DK, _DV in one kernel, compile.c's
-// group_attention_grads). Sits beside compile.c and compile_grad.c at the
+// the fused backward (ATTENTION_DQ, _DK, _DV in one kernel: the schedule's
+// attention-gradient groups, passes/schedule.c). Sits beside compile.c and compile_grad.c at the
 // end of the CPU backend's data flow: IrGraph -> one LLVM module -> LLJIT.
 // The reference semantics are ir/kernels.c (attention, attention_kv) and
 // ir/kernels_grad.c.

@@ -10,9 +10,12 @@
 //            micro-kernel on explicit <16 x float> / <8 x float> vectors)
 //   compile.c a whole graph's ops as one module (one function per
 //            distinct kernel, an entry heed_forward calling them in order),
-//            JIT-compiled into a CgProgram that runs on caller buffers
+//            following the graph's Schedule (passes/schedule.h, under
+//            cg_cpu_caps), JIT-compiled into a CgProgram that runs on
+//            caller buffers
+//   compile_ops.c the forward ops' kernel bodies
 //   compile_grad.c the gradient ops' kernels (autodiff's train graphs);
-//            compile.h is the two files' shared, internal builder kit
+//            compile.h is the compile*.c files' shared, internal builder kit
 //   compile_optim.c the fused optimizer updates' kernels (OPT_MOMENT,
 //            OPT_MOMENT2, OPT_ADAMW: pass_train_step's train-step graphs)
 //
@@ -42,6 +45,7 @@
 #include <llvm-c/Core.h>
 
 #include "ir/ir.h"
+#include "passes/schedule.h"
 
 // ---- llvm.c ----
 typedef struct CgLlvm CgLlvm;
@@ -230,6 +234,9 @@ typedef struct {
   const CgPartStat *parts;
 } CgProgramStats;
 
+// What this backend can fuse and how it runs kernels, for sched_build
+// (cg_compile schedules g under these caps; `--emit schedule` prints it).
+void cg_cpu_caps(SchedCaps *caps);
 // o may be NULL (the defaults above). NULL (with a diagnostic) on failure.
 CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d);
 // Runs the graph's ops on bufs (g->nodes.len of them). A run-time error (a

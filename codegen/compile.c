@@ -1,14 +1,20 @@
 // codegen/compile.c: a whole IrGraph's ops to native code. Sits at the end
 // of the CPU backend's data flow: IrGraph (verified; forward ops, and the
-// gradient ops of a train graph after pass_autodiff, whose kernels are in
-// compile_grad.c) -> one LLVM module (llvm.c) -> O3 -> LLJIT -> CgProgram,
-// which cg_run calls on caller-allocated buffers. compile.h holds the
-// generator's state and small builders that both files use.
+// gradient ops of a train graph after pass_autodiff) -> sched_build
+// (passes/schedule.c, under cg_cpu_caps: which call computes each node,
+// fusion, the parallel splits, the dedup keys) -> one LLVM module (llvm.c)
+// -> O3 -> LLJIT -> CgProgram, which cg_run calls on caller-allocated
+// buffers. This file makes the kernel functions (parameters, the parallel
+// wrapper: body, task, dispatch), the entry and the program; the bodies are
+// compile_ops.c's (forward ops), compile_grad.c's (gradient ops),
+// attention.c's, compile_optim.c's and compile_kv.c's. compile.h holds the
+// generator's state and small builders that all of them use.
 //
 // The module holds
-//   - one function per distinct kernel: nodes with the same op, attributes
-//     and operand/result types (dtypes and dims, symbols included) share one
-//     function, so the 12 layers of GPT-2 compile each kernel once:
+//   - one function per distinct kernel: calls with the same structural key
+//     (SchedKernel.fn: op, attributes and operand/result types, dtypes and
+//     dims, symbols included) share one function, so the 12 layers of
+//     GPT-2 compile each kernel once:
 //       i32 kN_op(CgRunCtx *ctx, const i64 *dims, void *out, void *src0, ...)
 //     dims holds the concrete dims of src0, src1, ..., then of the result
 //     (row-major, rank of each); constant dims are baked into the code and
@@ -22,14 +28,7 @@
 //     serves every B and T), then the kernel's call; returns 0, or the
 //     failing node's id + 1.
 //
-// Numerics: the interpreter (ir/kernels.c) computes in double and rounds
-// each node to f32. Here elementwise float ops are f32 where f32 is exact
-// (+ - * / sqrt) and double through libm otherwise; reductions, softmax and
-// norm statistics and cross entropy accumulate in double; exp in softmax,
-// xent, EXP, SIGMOID, SILU and GELU_TANH is an f32 polynomial (fexp, 1-2
-// ulp) that the loop vectorizer widens; TANH, GELU (erf), LOG, ROPE's
-// sin/cos stay in double libm. Attention (attention.c) is f32 throughout,
-// on explicit vectors.
+// Numerics: compile_ops.c.
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -45,739 +44,53 @@ static const SrcLoc NOLOC = {0, 0, 0};
 
 void sincos(double x, double *s, double *c);  // glibc (a GNU extension): LLVM pairs sin and cos into it
 
-// ---- elementwise (and EXPAND, PERMUTE, CAST, DROPOUT) ----
-
-// One element of the node's result from its operands' values.
-static LLVMValueRef elem(K *k, const LLVMValueRef *v) {
-  LLVMBuilderRef b = k->b;
-  IrOp op = k->n->op;
-  bool fl = LLVMTypeOf(v[0]) == k->f32;
-  switch (op) {
-  case IR_OP_ADD: return fl ? LLVMBuildFAdd(b, v[0], v[1], "") : LLVMBuildAdd(b, v[0], v[1], "");
-  case IR_OP_SUB: return fl ? LLVMBuildFSub(b, v[0], v[1], "") : LLVMBuildSub(b, v[0], v[1], "");
-  case IR_OP_MUL: return fl ? LLVMBuildFMul(b, v[0], v[1], "") : LLVMBuildMul(b, v[0], v[1], "");
-  case IR_OP_DIV: {
-    if (fl) return LLVMBuildFDiv(b, v[0], v[1], "");
-    fail_if(k, icmp(k, LLVMIntEQ, v[1], ci(k, 0)), ST_DIVZ, v[0], ci(k, 0));
-    LLVMValueRef m1 = icmp(k, LLVMIntEQ, v[1], ci(k, -1));  // INT64_MIN / -1 would trap
-    LLVMValueRef q = LLVMBuildSDiv(b, v[0], sel(k, m1, ci(k, 1), v[1]), "");
-    return sel(k, m1, LLVMBuildSub(b, ci(k, 0), v[0], ""), q);
-  }
-  case IR_OP_MAXIMUM:
-    return fl ? intr2(k, "llvm.maximum", v[0], v[1]) : imax(k, v[0], v[1]);
-  case IR_OP_MINIMUM:
-    return fl ? intr2(k, "llvm.minimum", v[0], v[1]) : imin(k, v[0], v[1]);
-  case IR_OP_WHERE: return sel(k, icmp(k, LLVMIntNE, v[0], ci(k, 0)), v[1], v[2]);
-  case IR_OP_NEG: return fl ? LLVMBuildFNeg(b, v[0], "") : LLVMBuildSub(b, ci(k, 0), v[0], "");
-  case IR_OP_ABS:
-    if (fl) return intr1(k, "llvm.fabs", v[0]);
-    return sel(k, icmp(k, LLVMIntSLT, v[0], ci(k, 0)), LLVMBuildSub(b, ci(k, 0), v[0], ""), v[0]);
-  case IR_OP_RELU:
-    return fl ? sel(k, fcmp(k, LLVMRealOLT, v[0], cf(k, 0)), cf(k, 0), v[0])
-              : sel(k, icmp(k, LLVMIntSLT, v[0], ci(k, 0)), ci(k, 0), v[0]);
-  case IR_OP_SQRT: return intr1(k, "llvm.sqrt", v[0]);  // correctly rounded, as sqrt in double then f32
-  // f32 through fexp (vectorized): 1 / (1 + exp(-x)) has no cancellation
-  case IR_OP_EXP: return fexp(k, v[0]);
-  case IR_OP_SIGMOID: case IR_OP_SILU: {
-    LLVMValueRef e = fexp(k, LLVMBuildFNeg(b, v[0], ""));
-    LLVMValueRef sg = LLVMBuildFDiv(b, cf(k, 1), LLVMBuildFAdd(b, cf(k, 1), e, ""), "");
-    return op == IR_OP_SILU ? LLVMBuildFMul(b, v[0], sg, "") : sg;
-  }
-  case IR_OP_GELU_TANH: {  // 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3)
-    LLVMValueRef x2 = LLVMBuildFMul(b, v[0], v[0], "");
-    LLVMValueRef x3 = LLVMBuildFMul(b, LLVMBuildFMul(b, cf(k, 0.044715), v[0], ""), x2, "");
-    LLVMValueRef u2 = LLVMBuildFAdd(b, v[0], x3, "");
-    u2 = LLVMBuildFMul(b, cf(k, -2 * sqrt(2 / 3.14159265358979323846)), u2, "");
-    return LLVMBuildFDiv(b, v[0], LLVMBuildFAdd(b, cf(k, 1), fexp(k, u2), ""), "");
-  }
-  case IR_OP_CAST: return convert(k, v[0], k->n->ty.dt);
-  case IR_OP_UNARY_GRAD: case IR_OP_MAXIMUM_GRAD: return cg_grad_elem(k, v);
-  case IR_OP_DROPOUT: case IR_OP_EXPAND: case IR_OP_PERMUTE: return v[0];
-  default: break;
-  }
-  // The transcendental ones: in double through libm, as the reference.
-  LLVMValueRef x = ext(k, v[0]), y;
-  switch (op) {
-  case IR_OP_LOG: y = libm(k, "log", x, NULL); break;
-  case IR_OP_RSQRT: y = LLVMBuildFDiv(b, cd(k, 1), intr1(k, "llvm.sqrt", x), ""); break;
-  case IR_OP_TANH: y = libm(k, "tanh", x, NULL); break;
-  case IR_OP_GELU: {
-    LLVMValueRef e = libm(k, "erf", LLVMBuildFDiv(b, x, cd(k, sqrt(2.0)), ""), NULL);
-    y = LLVMBuildFMul(b, LLVMBuildFMul(b, cd(k, 0.5), x, ""), LLVMBuildFAdd(b, cd(k, 1), e, ""), "");
-    break;
-  }
-  default: heed_unreachable();
-  }
-  return trn(k, y);
-}
-
-// An inlined operand's value (fuse_elementwise): its op, src, on its own
-// operands' values v, in the kernel of the node that reads it.
-static LLVMValueRef elem_inlined(K *k, const IrNode *src, const LLVMValueRef *v) {
-  const IrNode *n = k->n;
-  k->n = src;
-  LLVMValueRef y = elem(k, v);
-  k->n = n;
-  return y;
-}
-
-static void map_body(K *k, const LLVMValueRef *off, void *ud) {
-  (void)ud;
-  const IrNode *n = k->n;
-  LLVMValueRef x[IR_MAX_SRC], v[IR_MAX_SRC];
-  for (int j = 0; j < k->nopnd; j++) x[j] = ld(k, k->opnd[j]->ty.dt, k->src[j], off[j]);
-  for (int j = 0, o = 0; j < n->nsrc; j++) {
-    if (!(k->inl >> j & 1)) {
-      v[j] = x[o++];
-      continue;
-    }
-    v[j] = elem_inlined(k, n->src[j], x + o);
-    o += n->src[j]->nsrc;
-  }
-  st(k, n->ty.dt, k->out, off[k->nopnd], elem(k, v));
-}
-
-// Every index of dims[0..r) in row-major order, as nest(); the leading
-// r - 1 axes are the parallel units (their product; 1 unit when r is 0).
-static void nest_par(K *k, int r, const LLVMValueRef *dims, int nops, LLVMValueRef (*st)[IR_MAX_RANK], BodyFn body,
-                     void *ud) {
-  Loop l;
-  LLVMValueRef u = par_begin(k, &l), rem = u, off[IR_MAX_SRC + 2];
-  for (int j = 0; j < nops; j++) off[j] = ci(k, 0);
-  for (int a = r - 2; a >= 0; a--) {
-    LLVMValueRef i = a == 0 ? rem : LLVMBuildURem(k->b, rem, dims[a], "");
-    if (a) rem = LLVMBuildUDiv(k->b, rem, dims[a], "");
-    for (int j = 0; j < nops; j++) off[j] = add(k, off[j], mul(k, i, st[j][a]));
-  }
-  if (r >= 1) nest(k, r - 1, r, dims, nops, st, off, body, ud);
-  else body(k, off, ud);
-  loop_end(k, &l);
-}
-
-static bool map_flat(const K *k) {
-  const IrNode *n = k->n;
-  bool flat = n->op != IR_OP_PERMUTE;
-  for (int j = 0; j < k->nopnd; j++) flat = flat && same_dims(&k->opnd[j]->ty, &n->ty);
-  return flat;
-}
-
-static void emit_map(K *k) {
-  const IrNode *n = k->n;
-  int r = n->ty.rank, ns = k->nopnd;
-  LLVMValueRef st[IR_MAX_SRC + 1][IR_MAX_RANK];
-  if (map_flat(k)) {  // one loop over every element (the units), the same offset everywhere
-    Loop l;
-    LLVMValueRef u = par_begin(k, &l), off[IR_MAX_SRC + 1];
-    for (int j = 0; j <= ns; j++) off[j] = u;
-    map_body(k, off, NULL);
-    loop_end(k, &l);
-    return;
-  }
-  if (n->op == IR_OP_PERMUTE) {
-    LLVMValueRef own[IR_MAX_RANK];
-    bcast_strides(k, &n->src[0]->ty, k->idim[0], r, own);
-    for (int i = 0; i < r; i++) st[0][i] = own[n->attr.perm[i]];
-  } else {
-    for (int j = 0; j < ns; j++) bcast_strides(k, &k->opnd[j]->ty, k->idim[j], r, st[j]);
-  }
-  bcast_strides(k, &n->ty, k->odim, r, st[ns]);  // the result's own (a size-1 axis steps 0: index 0 only)
-  nest_par(k, r, k->odim, ns + 1, st, map_body, NULL);
-}
-
-// ---- reductions (SUM, MEAN, MAX, MIN, SUM_TO), accumulated in double ----
-
-typedef struct {
-  uint32_t axes;
-  int nred;
-  LLVMValueRef rdims[IR_MAX_RANK], rst[1][IR_MAX_RANK], count, acc;
-  IrOp op;
-} Red;
-
-static void red_inner(K *k, const LLVMValueRef *off, void *ud) {
-  Red *rd = ud;
-  LLVMValueRef x;
-  if (k->inl & 1) {  // an inlined f32 op of operands shaped like it (fuse_elementwise): x * x of a squared norm
-    LLVMValueRef v[2] = {ld(k, IR_F32, k->src[0], off[0]), ld(k, IR_F32, k->src[1], off[0])};
-    x = elem_inlined(k, k->n->src[0], v);
-  } else {
-    x = ld(k, k->n->src[0]->ty.dt, k->src[0], off[0]);
-  }
-  x = LLVMTypeOf(x) == k->f32 ? ext(k, x) : sitofp(k, x, k->f64);
-  LLVMValueRef a = get(k, rd->acc), y;
-  if (rd->op == IR_OP_MAX) y = intr2(k, "llvm.maximum", a, x);
-  else if (rd->op == IR_OP_MIN) y = intr2(k, "llvm.minimum", a, x);
-  else y = reassoc(LLVMBuildFAdd(k->b, a, x, ""));
-  store(k, y, rd->acc);
-}
-
-static void red_outer(K *k, const LLVMValueRef *off, void *ud) {
-  Red *rd = ud;
-  double init = rd->op == IR_OP_MAX ? -INFINITY : rd->op == IR_OP_MIN ? INFINITY : 0;
-  store(k, cd(k, init), rd->acc);
-  nest(k, 0, rd->nred, rd->rdims, 1, rd->rst, off, red_inner, rd);
-  LLVMValueRef y = get(k, rd->acc);
-  if (rd->op == IR_OP_MEAN) y = LLVMBuildFDiv(k->b, y, sitofp(k, rd->count, k->f64), "");
-  st(k, k->n->ty.dt, k->out, off[1], y);
-}
-
-// The reduced axes of SUM, MEAN, MAX, MIN (attr.axes) or SUM_TO (the
-// leading axes it drops and its size-1 axes).
-static uint32_t reduce_axes(const IrNode *n) {
-  if (n->op != IR_OP_SUM_TO) return n->attr.axes;
-  uint32_t axes = 0;
-  int r = n->src[0]->ty.rank, ro = n->ty.rank;
-  for (int i = 0; i < r; i++) {
-    int j = i - (r - ro);
-    if (j < 0 || (ir_dim_is_const(n->ty.dim[j]) && n->ty.dim[j].n == 1)) axes |= 1u << i;
-  }
-  return axes;
-}
-
-// A sum or mean over leading axes 0..j-1 of f32 (bias gradients): the kept
-// trailing block is contiguous, so rows are added into a block of columns.
-static int lead_axes(const IrNode *n) {
-  IrOp op = n->op;
-  if ((op != IR_OP_SUM && op != IR_OP_MEAN && op != IR_OP_SUM_TO) || n->src[0]->ty.dt != IR_F32 || n->ty.dt != IR_F32)
-    return 0;
-  uint32_t axes = reduce_axes(n);
-  int r = n->src[0]->ty.rank, j = 0;
-  while (j < r && (axes >> j & 1)) j++;
-  return j > 0 && j < r && axes == (1u << j) - 1 ? j : 0;
-}
-
-enum { LEAD_BLOCK = 64 };  // columns per block
-
-// Columns [plo, phi) in blocks: for each row, acc[c] += x[row, c] in
-// double, rows in order (the same order for any split of the columns).
-static void emit_reduce_lead(K *k, int j) {
-  int r = src_rank(k, 0);
-  LLVMValueRef rows = prod(k, k->idim[0], 0, j), cols = prod(k, k->idim[0], j, r);
-  LLVMValueRef acc = LLVMBuildArrayAlloca(k->ab, k->f64, ci(k, LEAD_BLOCK), "acc");
-  LLVMValueRef lo = k->plo ? k->plo : ci(k, 0), hi = k->phi ? k->phi : cols;
-  Loop lb, lr, lc;
-  LLVMValueRef nb = LLVMBuildSDiv(k->b, add(k, sub(k, hi, lo), ci(k, LEAD_BLOCK - 1)), ci(k, LEAD_BLOCK), "");
-  LLVMValueRef bi = loop_begin(k, &lb, ci(k, 0), nb);
-  LLVMValueRef c0 = add(k, lo, mul(k, bi, ci(k, LEAD_BLOCK))), w = imin(k, ci(k, LEAD_BLOCK), sub(k, hi, c0));
-  LLVMBuildMemSet(k->b, acc, LLVMConstInt(k->i8, 0, 0), ci(k, 8 * LEAD_BLOCK), 8);
-  LLVMValueRef row = loop_begin(k, &lr, ci(k, 0), rows);
-  LLVMValueRef xp = gep(k, k->f32, k->src[0], add(k, mul(k, row, cols), c0));
-  LLVMValueRef c = loop_begin(k, &lc, ci(k, 0), w);
-  LLVMValueRef ap = gep(k, k->f64, acc, c);
-  store(k, LLVMBuildFAdd(k->b, load(k, k->f64, ap), ext(k, load(k, k->f32, gep(k, k->f32, xp, c))), ""), ap);
-  loop_end(k, &lc);
-  loop_end(k, &lr);
-  c = loop_begin(k, &lc, ci(k, 0), w);
-  LLVMValueRef y = load(k, k->f64, gep(k, k->f64, acc, c));
-  if (k->n->op == IR_OP_MEAN) y = LLVMBuildFDiv(k->b, y, sitofp(k, rows, k->f64), "");
-  store(k, trn(k, y), gep(k, k->f32, k->out, add(k, c0, c)));
-  loop_end(k, &lc);
-  loop_end(k, &lb);
-}
-
-static void emit_reduce(K *k) {
-  int lead = lead_axes(k->n);
-  if (lead) {
-    emit_reduce_lead(k, lead);
-    return;
-  }
-  uint32_t axes = reduce_axes(k->n);
-  const IrType *x = &k->n->src[0]->ty;
-  Red rd = {.axes = axes, .op = k->n->op == IR_OP_SUM_TO ? IR_OP_SUM : k->n->op, .count = ci(k, 1)};
-  rd.acc = var(k, k->f64, NULL);
-  int r = x->rank, nkept = 0;
-  LLVMValueRef kdims[IR_MAX_RANK], kst[2][IR_MAX_RANK], s = ci(k, 1), in_st[IR_MAX_RANK];
-  for (int i = r - 1; i >= 0; i--) {
-    in_st[i] = s;
-    s = mul(k, s, k->idim[0][i]);
-  }
-  // the kept axes' result strides, innermost last
-  LLVMValueRef os = ci(k, 1), ost[IR_MAX_RANK];
-  for (int i = r - 1; i >= 0; i--) {
-    if (axes >> i & 1) continue;
-    ost[i] = os;
-    os = mul(k, os, k->idim[0][i]);
-  }
-  for (int i = 0; i < r; i++) {
-    if (axes >> i & 1) {
-      rd.rdims[rd.nred] = k->idim[0][i];
-      rd.rst[0][rd.nred++] = in_st[i];
-      rd.count = mul(k, rd.count, k->idim[0][i]);
-    } else {
-      kdims[nkept] = k->idim[0][i];
-      kst[0][nkept] = in_st[i];
-      kst[1][nkept++] = ost[i];
-    }
-  }
-  nest_par(k, nkept, kdims, 2, kst, red_outer, &rd);
-}
-
-// ---- softmax, log_softmax along an axis ----
-
-static void emit_softmax(K *k) {
-  const IrNode *n = k->n;
-  int r = src_rank(k, 0), axis = (int)n->attr.axis;
-  bool lg = n->op == IR_OP_LOG_SOFTMAX;
-  LLVMValueRef outer = prod(k, k->idim[0], 0, axis), len = k->idim[0][axis];
-  LLVMValueRef inner = prod(k, k->idim[0], axis + 1, r);
-  LLVMValueRef mx = var(k, k->f32, NULL), sum = var(k, k->f64, NULL);
-  (void)outer;
-  Loop lu, li;
-  LLVMValueRef u = par_begin(k, &lu);  // u = o * inner + j
-  LLVMValueRef o = LLVMBuildSDiv(k->b, u, inner, ""), j = LLVMBuildSRem(k->b, u, inner, "");
-  LLVMValueRef base = add(k, mul(k, mul(k, o, len), inner), j);
-  LLVMValueRef xp = gep(k, k->f32, k->src[0], base), yp = gep(k, k->f32, k->out, base);
-  store(k, cf(k, -INFINITY), mx);
-  LLVMValueRef i = loop_begin(k, &li, ci(k, 0), len);
-  LLVMValueRef x = load(k, k->f32, gep(k, k->f32, xp, mul(k, i, inner)));
-  store(k, fmaxr(k, get(k, mx), x), mx);
-  loop_end(k, &li);
-  LLVMValueRef m = get(k, mx);
-  store(k, cd(k, 0), sum);
-  i = loop_begin(k, &li, ci(k, 0), len);
-  x = load(k, k->f32, gep(k, k->f32, xp, mul(k, i, inner)));
-  LLVMValueRef e = fexp(k, LLVMBuildFSub(k->b, x, m, ""));
-  if (!lg) store(k, e, gep(k, k->f32, yp, mul(k, i, inner)));
-  store(k, reassoc(LLVMBuildFAdd(k->b, get(k, sum), ext(k, e), "")), sum);
-  loop_end(k, &li);
-  LLVMValueRef s = get(k, sum);
-  LLVMValueRef f = lg ? trn(k, LLVMBuildFAdd(k->b, ext(k, m), libm(k, "log", s, NULL), ""))
-                      : trn(k, LLVMBuildFDiv(k->b, cd(k, 1), s, ""));
-  i = loop_begin(k, &li, ci(k, 0), len);
-  LLVMValueRef p = gep(k, k->f32, yp, mul(k, i, inner));
-  if (lg) {
-    x = load(k, k->f32, gep(k, k->f32, xp, mul(k, i, inner)));
-    store(k, LLVMBuildFSub(k->b, x, f, ""), p);
-  } else {
-    store(k, LLVMBuildFMul(k->b, load(k, k->f32, p), f, ""), p);
-  }
-  loop_end(k, &li);
-  loop_end(k, &lu);
-}
-
-// ---- layernorm, rmsnorm over the last axis ----
-
-static void emit_norm(K *k) {
-  const IrNode *n = k->n;
-  bool ln = n->op == IR_OP_LAYERNORM;
-  int r = src_rank(k, 0);
-  LLVMValueRef C = k->idim[0][r - 1];
-  LLVMValueRef acc = var(k, k->f64, NULL), Cd = sitofp(k, C, k->f64);
-  Loop lr, lc;
-  LLVMValueRef row = par_begin(k, &lr);  // rows: the leading axes
-  LLVMValueRef xp = gep(k, k->f32, k->src[0], mul(k, row, C)), yp = gep(k, k->f32, k->out, mul(k, row, C));
-  LLVMValueRef mean = cf(k, 0);
-  if (ln) {
-    store(k, cd(k, 0), acc);
-    LLVMValueRef c = loop_begin(k, &lc, ci(k, 0), C);
-    store(k, reassoc(LLVMBuildFAdd(k->b, get(k, acc), ext(k, load(k, k->f32, gep(k, k->f32, xp, c))), "")), acc);
-    loop_end(k, &lc);
-    mean = LLVMBuildFDiv(k->b, get(k, acc), Cd, "");
-  } else {
-    mean = cd(k, 0);
-  }
-  store(k, cd(k, 0), acc);
-  LLVMValueRef c = loop_begin(k, &lc, ci(k, 0), C);
-  LLVMValueRef d = LLVMBuildFSub(k->b, ext(k, load(k, k->f32, gep(k, k->f32, xp, c))), mean, "");
-  store(k, reassoc(LLVMBuildFAdd(k->b, get(k, acc), LLVMBuildFMul(k->b, d, d, ""), "")), acc);
-  loop_end(k, &lc);
-  LLVMValueRef inv = LLVMBuildFDiv(k->b, cd(k, 1),
-                                   intr1(k, "llvm.sqrt", LLVMBuildFAdd(k->b, LLVMBuildFDiv(k->b, get(k, acc), Cd, ""),
-                                                                       cd(k, n->attr.eps), "")), "");
-  LLVMValueRef mf = trn(k, mean), invf = trn(k, inv);
-  c = loop_begin(k, &lc, ci(k, 0), C);
-  LLVMValueRef x = load(k, k->f32, gep(k, k->f32, xp, c));
-  LLVMValueRef y = LLVMBuildFMul(k->b, LLVMBuildFMul(k->b, LLVMBuildFSub(k->b, x, mf, ""), invf, ""),
-                                 load(k, k->f32, gep(k, k->f32, k->src[1], c)), "");
-  if (ln) y = LLVMBuildFAdd(k->b, y, load(k, k->f32, gep(k, k->f32, k->src[2], c)), "");
-  store(k, y, gep(k, k->f32, yp, c));
-  loop_end(k, &lc);
-  loop_end(k, &lr);
-}
-
-// ---- matmul: the generated sgemm per batch (broadcast batch axes) ----
-
-typedef struct {
-  LLVMValueRef M, N, K;
-} Mm;
-
-static void mm_body(K *k, const LLVMValueRef *off, void *ud) {
-  Mm *mm = ud;
-  LLVMValueRef A = gep(k, k->f32, k->src[0], off[0]), B = gep(k, k->f32, k->src[1], off[1]);
-  LLVMValueRef C = gep(k, k->f32, k->out, off[2]);
-  bool tb = k->nt & TR_B, ta = k->nt & TR_A;
-  LLVMValueRef args[13] = {mm->M, mm->N, mm->K, A, ta ? mm->M : mm->K, B, tb ? mm->K : mm->N, C, mm->N, ci32(k, 0),
-                           ctx_field(k, 0, k->ptr), ctx_field(k, 1, k->i32), ctx_field(k, 2, k->ptr)};
-  LLVMValueRef g = k->gemm[k->nt & 3];
-  LLVMBuildCall2(k->b, LLVMGlobalGetValueType(g), g, args, 13, "");
-}
-
-// [.., M, K] @ [K, N] where the left operand's batch axes are the result's
-// and the right one has none (the Linear layers' x @ W): the batch is one
-// sgemm over all its rows, not one small sgemm per batch entry.
-static bool mm_folds(const IrNode *n, int nt) {
-  const IrType *a = &n->src[0]->ty, *b = &n->src[1]->ty;
-  if ((nt & TR_A) || a->rank != n->ty.rank) return false;
-  for (int i = 0; i < b->rank - 2; i++)
-    if (!ir_dim_is_const(b->dim[i]) || b->dim[i].n != 1) return false;
-  for (int i = 0; i < a->rank - 2; i++)
-    if (!ir_dim_eq(a->dim[i], n->ty.dim[i])) return false;
-  return true;
-}
-
-static void emit_matmul(K *k) {
-  const IrNode *n = k->n;
-  int r = n->ty.rank, ra = src_rank(k, 0);
-  Mm mm = {.M = k->idim[0][ra - 2], .K = k->idim[0][ra - 1], .N = k->odim[r - 1]};
-  bool fold = mm_folds(n, k->nt);
-  if (fold) mm.M = prod(k, k->odim, 0, r - 1);
-  IrType ba = n->src[0]->ty, bb = n->src[1]->ty, bc = n->ty;
-  ba.rank -= 2, bb.rank -= 2, bc.rank -= 2;
-  LLVMValueRef st[3][IR_MAX_RANK];
-  bcast_strides(k, &ba, k->idim[0], r - 2, st[0]);
-  bcast_strides(k, &bb, k->idim[1], r - 2, st[1]);
-  bcast_strides(k, &bc, k->odim, r - 2, st[2]);
-  LLVMValueRef mk = mul(k, mm.M, mm.K), kn = mul(k, mm.K, mm.N), mn = mul(k, mm.M, mm.N);
-  for (int i = 0; i < r - 2; i++) {
-    st[0][i] = mul(k, st[0][i], mk);
-    st[1][i] = mul(k, st[1][i], kn);
-    st[2][i] = mul(k, st[2][i], mn);
-  }
-  // K = 0: zeros (the sgemm is not asked)
-  LLVMValueRef total = mul(k, prod(k, k->odim, 0, r), ci(k, 4));
-  LLVMBasicBlockRef join = if_begin(k, icmp(k, LLVMIntEQ, mm.K, ci(k, 0)));
-  LLVMBuildMemSet(k->b, k->out, LLVMConstInt(k->i8, 0, 0), total, 4);
-  LLVMBuildRet(k->b, ci32(k, 0));
-  at(k, join);
-  LLVMValueRef zero[3] = {ci(k, 0), ci(k, 0), ci(k, 0)};
-  if (fold) mm_body(k, zero, &mm);
-  else nest(k, 0, r - 2, k->odim, 3, st, zero, mm_body, &mm);
-}
-
-// ---- shape ops ----
-
-static void emit_slice(K *k) {
-  const IrNode *n = k->n;
-  int a = (int)n->attr.axis, r = n->ty.rank;
-  IrDType dt = n->ty.dt;
-  LLVMValueRef size = k->idim[0][a], len = k->odim[a], start = ci(k, n->attr.start);
-  LLVMValueRef s0 = n->attr.start < 0 ? add(k, start, size) : start;
-  LLVMValueRef bad = LLVMBuildOr(k->b, icmp(k, LLVMIntSLT, s0, ci(k, 0)), icmp(k, LLVMIntSGT, s0, size), "");
-  bad = LLVMBuildOr(k->b, bad, icmp(k, LLVMIntSGT, len, sub(k, size, s0)), "");
-  fail_if(k, bad, ST_SLICE, len, size);
-  LLVMValueRef inner = prod(k, k->odim, a + 1, r);
-  Loop l;
-  LLVMValueRef o = par_begin(k, &l);  // units: the outer axes
-  LLVMValueRef from = mul(k, add(k, mul(k, o, size), s0), inner);
-  copy(k, byte_gep(k, k->out, mul(k, mul(k, o, len), inner), dt), byte_gep(k, k->src[0], from, dt),
-       mul(k, len, inner), dt);
-  loop_end(k, &l);
-}
-
-static void emit_concat(K *k) {
-  const IrNode *n = k->n;
-  int a = (int)n->attr.axis, r = n->ty.rank;
-  IrDType dt = n->ty.dt;
-  LLVMValueRef total = k->odim[a], inner = prod(k, k->odim, a + 1, r);
-  Loop l;
-  LLVMValueRef o = par_begin(k, &l);  // units: the outer axes
-  LLVMValueRef pos = ci(k, 0);
-  for (int j = 0; j < n->nsrc; j++) {
-    LLVMValueRef nj = k->idim[j][a];
-    copy(k, byte_gep(k, k->out, mul(k, add(k, mul(k, o, total), pos), inner), dt),
-         byte_gep(k, k->src[j], mul(k, mul(k, o, nj), inner), dt), mul(k, nj, inner), dt);
-    pos = add(k, pos, nj);
-  }
-  loop_end(k, &l);
-}
-
-static void emit_gather(K *k) {
-  const IrNode *n = k->n;
-  IrDType dt = n->ty.dt, it = n->src[1]->ty.dt;
-  LLVMValueRef N = k->idim[0][0], row = prod(k, k->idim[0], 1, src_rank(k, 0));
-  Loop l;
-  LLVMValueRef i = par_begin(k, &l);  // units: the indices
-  LLVMValueRef v = ld(k, it, k->src[1], i);
-  fail_if(k, LLVMBuildOr(k->b, icmp(k, LLVMIntSLT, v, ci(k, 0)), icmp(k, LLVMIntSGE, v, N), ""), ST_INDEX, v, N);
-  copy(k, byte_gep(k, k->out, mul(k, i, row), dt), byte_gep(k, k->src[0], mul(k, v, row), dt), row, dt);
-  loop_end(k, &l);
-}
-
-// ---- Transformer ops ----
-
-// x (B,T,H*D): pairs (i, i + D/2) or (2i, 2i+1) rotated by (off + t) *
-// base^(-2i/D), angles and sin/cos in double (as the reference; t * freq
-// reaches 1e3). ROPE: off 0; ROPE_AT (decode): off = its pos operand (a
-// negative one is the kv kernels' error, ST_SLICE).
-static void emit_rope(K *k) {
-  const IrNode *n = k->n;
-  LLVMBuilderRef b = k->b;
-  int64_t H = n->attr.heads, C = n->ty.dim[2].n, D = C / H, half = D / 2;
-  LLVMValueRef B = k->odim[0], T = k->odim[1], off = ci(k, 0);
-  if (n->op == IR_OP_ROPE_AT) {
-    off = ld(k, n->src[1]->ty.dt, k->src[1], ci(k, 0));
-    fail_if(k, icmp(k, LLVMIntSLT, off, ci(k, 0)), ST_SLICE, off, ci(k, 0));
-  }
-  Loop lt, li, lb, lh;
-  LLVMValueRef t = par_begin(k, &lt);  // units: T
-  LLVMValueRef i = loop_begin(k, &li, ci(k, 0), ci(k, half));
-  LLVMValueRef ex = LLVMBuildFDiv(b, LLVMBuildFMul(b, cd(k, -2.0), sitofp(k, i, k->f64), ""), cd(k, (double)D), "");
-  LLVMValueRef ang = LLVMBuildFMul(b, sitofp(k, add(k, off, t), k->f64), libm(k, "pow", cd(k, n->attr.base), ex), "");
-  if (n->attr.inverse) ang = LLVMBuildFNeg(b, ang, "");
-  LLVMValueRef c = libm(k, "cos", ang, NULL), s = libm(k, "sin", ang, NULL);
-  LLVMValueRef ia = n->attr.interleaved ? mul(k, i, ci(k, 2)) : i;
-  LLVMValueRef ib = n->attr.interleaved ? add(k, ia, ci(k, 1)) : add(k, i, ci(k, half));
-  LLVMValueRef bi = loop_begin(k, &lb, ci(k, 0), B);
-  LLVMValueRef h = loop_begin(k, &lh, ci(k, 0), ci(k, H));
-  LLVMValueRef base = add(k, mul(k, add(k, mul(k, bi, T), t), ci(k, C)), mul(k, h, ci(k, D)));
-  LLVMValueRef pa = add(k, base, ia), pb = add(k, base, ib);
-  LLVMValueRef xa = ext(k, load(k, k->f32, gep(k, k->f32, k->src[0], pa)));
-  LLVMValueRef xb = ext(k, load(k, k->f32, gep(k, k->f32, k->src[0], pb)));
-  store(k, trn(k, LLVMBuildFSub(b, LLVMBuildFMul(b, xa, c, ""), LLVMBuildFMul(b, xb, s, ""), "")),
-        gep(k, k->f32, k->out, pa));
-  store(k, trn(k, LLVMBuildFAdd(b, LLVMBuildFMul(b, xa, s, ""), LLVMBuildFMul(b, xb, c, ""), "")),
-        gep(k, k->f32, k->out, pb));
-  loop_end(k, &lh);
-  loop_end(k, &lb);
-  loop_end(k, &li);
-  loop_end(k, &lt);
-}
-
-// logits (...,V), targets (...) -> (): per row, logsumexp(row) -
-// row[target] in double into out[2 row] and 1 (kept) or 0 into
-// out[2 row + 1]; out is the wrapper's scratch (emit_xent_dispatch sums it).
-static void emit_xent(K *k) {
-  const IrNode *n = k->n;
-  LLVMBuilderRef b = k->b;
-  int r = src_rank(k, 0);
-  LLVMValueRef V = k->idim[0][r - 1];
-  LLVMValueRef mx = var(k, k->f32, NULL), sum = var(k, k->f64, NULL);
-  Loop li, lc;
-  LLVMValueRef i = par_begin(k, &li);
-  LLVMValueRef tg = ld(k, n->src[1]->ty.dt, k->src[1], i), lp = gep(k, k->f64, k->out, mul(k, i, ci(k, 2)));
-  store(k, cd(k, 0), lp);
-  store(k, cd(k, 0), gep(k, k->f64, lp, ci(k, 1)));
-  LLVMBasicBlockRef join = if_begin(k, icmp(k, LLVMIntNE, tg, ci(k, n->attr.ignore)));
-  fail_if(k, LLVMBuildOr(b, icmp(k, LLVMIntSLT, tg, ci(k, 0)), icmp(k, LLVMIntSGE, tg, V), ""), ST_TARGET, tg, V);
-  LLVMValueRef x = gep(k, k->f32, k->src[0], mul(k, i, V));
-  store(k, cf(k, -INFINITY), mx);
-  LLVMValueRef c = loop_begin(k, &lc, ci(k, 0), V);
-  store(k, fmaxr(k, get(k, mx), load(k, k->f32, gep(k, k->f32, x, c))), mx);
-  loop_end(k, &lc);
-  LLVMValueRef m = get(k, mx);
-  store(k, cd(k, 0), sum);
-  c = loop_begin(k, &lc, ci(k, 0), V);
-  LLVMValueRef e = fexp(k, LLVMBuildFSub(b, load(k, k->f32, gep(k, k->f32, x, c)), m, ""));
-  store(k, reassoc(LLVMBuildFAdd(b, get(k, sum), ext(k, e), "")), sum);
-  loop_end(k, &lc);
-  LLVMValueRef l = LLVMBuildFAdd(b, ext(k, m), libm(k, "log", get(k, sum), NULL), "");
-  l = LLVMBuildFSub(b, l, ext(k, load(k, k->f32, gep(k, k->f32, x, tg))), "");
-  store(k, l, lp);
-  store(k, cd(k, 1), gep(k, k->f64, lp, ci(k, 1)));
-  if_end(k, join);
-  loop_end(k, &li);
-}
-
-static void emit_positions(K *k) {
-  Loop l;
-  LLVMValueRef t = loop_begin(k, &l, ci(k, 0), k->odim[0]);
-  st(k, k->n->ty.dt, k->out, t, t);
-  loop_end(k, &l);
-}
-
-static void emit_const(K *k) {
-  const IrNode *n = k->n;
-  double v = ir_round_to(n->ty.dt, n->attr.value);
-  LLVMValueRef c = n->ty.dt == IR_F32 ? cf(k, v) : ci(k, (int64_t)v);
-  Loop l;
-  LLVMValueRef i = loop_begin(k, &l, ci(k, 0), prod(k, k->odim, 0, n->ty.rank));
-  st(k, n->ty.dt, k->out, i, c);
-  loop_end(k, &l);
-}
-
 // ---- kernels: one function per distinct (op, attributes, types) ----
 
-static bool swaps_last_two(const IrNode *p) {  // a PERMUTE of the last two axes
-  if (p->op != IR_OP_PERMUTE) return false;
-  int r = p->ty.rank;
-  for (int i = 0; i < r - 2; i++)
-    if (p->attr.perm[i] != i) return false;
-  return p->attr.perm[r - 2] == r - 1 && p->attr.perm[r - 1] == r - 2;
-}
-
-// A MATMUL reads an operand that is such a permute transposed, from the
-// permute's own operand: TR_B (B^T, the tied LM head, dx = dy W^T), TR_A
-// (A^T, the weight gradients x^T dy). 0 for every other node.
-static int node_nt(const IrNode *n) {
-  if (n->op != IR_OP_MATMUL) return 0;
-  return (swaps_last_two(n->src[1]) ? TR_B : 0) | (swaps_last_two(n->src[0]) ? TR_A : 0);
-}
-
-// Ops whose kernels read every size but 1 at run time (kdim): one kernel
-// serves e.g. the bias adds of every width, with no measurable cost in
-// these memory-bound loops. The others (attention: the head size; the
-// norms, softmax, cross entropy: the row length) keep constant sizes.
-static bool generic_dims(IrOp op) {
-  switch (op) {
-  case IR_OP_ATTENTION: case IR_OP_ATTENTION_KV: case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK:
-  case IR_OP_ATTENTION_DV: case IR_OP_ROPE: case IR_OP_ROPE_AT: case IR_OP_LAYERNORM: case IR_OP_RMSNORM:
-  case IR_OP_LAYERNORM_DX: case IR_OP_RMSNORM_DX: case IR_OP_LAYERNORM_DW: case IR_OP_RMSNORM_DW:
-  case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_SOFTMAX_GRAD: case IR_OP_LOG_SOFTMAX_GRAD:
-  case IR_OP_XENT: case IR_OP_XENT_GRAD: case IR_OP_KV_APPEND:
-    return false;
-  default: return true;
-  }
-}
-
-// generic: sizes other than 1 are all "d" (read at run time); broadcasting
-// makes dims that are not 1 agree, so the code is the same for all of them.
-static void key_type(char *buf, size_t cap, size_t *len, const IrType *t, bool generic) {
-  *len += (size_t)snprintf(buf + *len, cap - *len, "|%d:", (int)t->dt);
-  for (int i = 0; i < t->rank && *len < cap; i++) {
-    const IrDim *d = &t->dim[i];
-    if (generic && !(ir_dim_is_const(*d) && d->n == 1)) {
-      *len += (size_t)snprintf(buf + *len, cap - *len, "d,");
-      continue;
-    }
-    *len += (size_t)snprintf(buf + *len, cap - *len, "%lld", (long long)d->n);
-    for (int s = 0; s < d->nsym && *len < cap; s++)
-      *len += (size_t)snprintf(buf + *len, cap - *len, "*s%d", d->sym[s]);
-    if (*len < cap) *len += (size_t)snprintf(buf + *len, cap - *len, ",");
-  }
-}
-
-// n's kernel operands into ops (returns how many): its sources, but for an
-// inlined one (inl[id], fuse_elementwise) that one's sources; *mask: bit j
-// for an inlined n->src[j].
-static int kernel_operands(const bool *inl, const IrNode *n, const IrNode **ops, uint32_t *mask) {
-  int no = 0;
-  *mask = 0;
-  for (int j = 0; j < n->nsrc; j++) {
-    const IrNode *s = n->src[j];
-    if (!inl || !inl[s->id]) {
-      ops[no++] = s;
-      continue;
-    }
-    *mask |= 1u << j;
-    for (int i = 0; i < s->nsrc; i++) ops[no++] = s->src[i];
-  }
-  return no;
-}
-
-// Everything a kernel's code depends on, as a string.
-static char *kernel_key_one(const IrNode *n, int nt) {
-  char buf[2048];
-  size_t len = 0, cap = sizeof buf;
-  const IrAttr *a = &n->attr;
-  len += (size_t)snprintf(buf, cap, "%d/%d/%d/%lld,%lld,%u,%d%d%d%d,%a,%a,%a,%a,%lld,%lld,%lld,%d,p", (int)n->op,
-                          n->nsrc, nt, (long long)a->axis, (long long)a->start, a->axes, a->keepdim, a->causal,
-                          a->interleaved, a->inverse, a->value, a->eps, a->scale, a->base, (long long)a->heads,
-                          (long long)a->kv_heads, (long long)a->ignore, a->fn);
-  for (int i = 0; i < IR_MAX_RANK && len < cap; i++) len += (size_t)snprintf(buf + len, cap - len, "%d.", a->perm[i]);
-  bool gen = generic_dims(n->op);
-  for (int j = 0; j < n->nsrc && len < cap; j++) key_type(buf, cap, &len, &n->src[j]->ty, gen);
-  if (len < cap) key_type(buf, cap, &len, &n->ty, gen);
-  return strdup(buf);
-}
-
-// ... with the keys of its inlined operands.
-static char *kernel_key(const K *k, const IrNode *n, int nt) {
-  char *key = kernel_key_one(n, nt);
-  for (int j = 0; key && j < n->nsrc; j++) {
-    if (!(k->inl >> j & 1)) continue;
-    char *in = kernel_key_one(n->src[j], 0);
-    char *both = in ? malloc(strlen(key) + strlen(in) + 16) : NULL;
-    if (both) sprintf(both, "%s{%d:%s}", key, j, in);
-    free(in);
-    free(key);
-    key = both;
-  }
-  return key;
-}
-
-// The dim as the kernel sees it: a constant (1, or any for the ops that are
-// not generic_dims), or dims[slot] (loaded in the
-// first block so that dynamic allocas can use it).
+// The dim as the kernel sees it: a constant (1, or any in a kernel that is
+// not generic: SchedKernel.generic), or dims[slot] (loaded in the first
+// block so that dynamic allocas can use it).
 static LLVMValueRef kdim(K *k, IrDim d, LLVMValueRef dims, int slot) {
-  if (ir_dim_is_const(d) && (d.n == 1 || !generic_dims(k->n->op))) return ci(k, d.n);
+  if (ir_dim_is_const(d) && (d.n == 1 || !k->ks->generic)) return ci(k, d.n);
   LLVMValueRef i = ci(k, slot);
   return LLVMBuildLoad2(k->ab, k->i64, LLVMBuildInBoundsGEP2(k->ab, k->i64, dims, &i, 1, ""), "");
 }
 
 // ---- parallel kernels: units of the outer loop, split across the pool ----
 
+// One factor of a schedule size: a dim, or 1 * the dims of its axes.
+static LLVMValueRef dims_value(K *k, SchedDims f) {
+  const LLVMValueRef *d = f.t == SCHED_RESULT ? k->odim : k->idim[f.t];
+  if (!f.prod) return d[__builtin_ctz(f.axes)];
+  LLVMValueRef p = ci(k, 1);
+  for (int a = 0; a < IR_MAX_RANK; a++)
+    if (f.axes >> a & 1) p = mul(k, p, d[a]);
+  return p;
+}
+
+static LLVMValueRef size_value(K *k, const SchedSize *sz) {
+  LLVMValueRef v = sz->nf == 2 ? mul(k, dims_value(k, sz->f[0]), dims_value(k, sz->f[1]))
+                   : sz->nf == 1 ? dims_value(k, sz->f[0])
+                                 : NULL;
+  if (sz->c) v = v ? mul(k, v, ci(k, sz->c)) : ci(k, sz->c);
+  return v ? v : ci(k, 1);
+}
+
 LLVMValueRef cg_par_units(K *k, LLVMValueRef *work) {
-  const IrNode *n = k->n;
-  int r = n->ty.rank, ri = n->nsrc ? src_rank(k, 0) : 0;
-  const LLVMValueRef *od = k->odim, *id = k->idim[0];
+  const SchedSplit *sp = &k->ks->split;
   *work = ci(k, 1);
-  switch (n->op) {
-  case IR_OP_SUM: case IR_OP_MEAN: case IR_OP_MAX: case IR_OP_MIN: case IR_OP_SUM_TO: {
-    int lead = lead_axes(n);
-    if (lead) {
-      *work = prod(k, id, 0, lead);
-      return prod(k, id, lead, ri);
-    }
-    uint32_t axes = reduce_axes(n);
-    LLVMValueRef kept[IR_MAX_RANK];
-    int nk = 0;
-    for (int i = 0; i < ri; i++) {
-      if (axes >> i & 1) *work = mul(k, *work, id[i]);
-      else kept[nk++] = id[i];
-    }
-    if (nk) *work = mul(k, *work, kept[nk - 1]);
-    return nk ? prod(k, kept, 0, nk - 1) : ci(k, 1);
-  }
-  case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_SOFTMAX_GRAD: case IR_OP_LOG_SOFTMAX_GRAD: {
-    int a = (int)n->attr.axis;
-    *work = od[a];
-    return mul(k, prod(k, od, 0, a), prod(k, od, a + 1, r));
-  }
-  case IR_OP_LAYERNORM: case IR_OP_RMSNORM: case IR_OP_LAYERNORM_DX: case IR_OP_RMSNORM_DX:
-    *work = id[ri - 1];
-    return prod(k, id, 0, ri - 1);
-  case IR_OP_LAYERNORM_DW: case IR_OP_RMSNORM_DW:
-    *work = prod(k, id, 0, ri - 1);
-    return id[ri - 1];
-  case IR_OP_ATTENTION: case IR_OP_ATTENTION_KV:  // (b, head)
-    *work = mul(k, mul(k, id[1], k->idim[1][1]), ci(k, n->src[0]->ty.dim[2].n / n->attr.heads * 2));
-    return mul(k, id[0], ci(k, n->attr.heads));
-  case IR_OP_ATTENTION_DQ: case IR_OP_ATTENTION_DK: case IR_OP_ATTENTION_DV:  // fused: (b, kv head)
-    *work = mul(k, mul(k, id[1], k->idim[1][1]), ci(k, n->src[0]->ty.dim[2].n / n->attr.kv_heads * 5));
-    return mul(k, id[0], ci(k, n->attr.kv_heads));
-  case IR_OP_ROPE: case IR_OP_ROPE_AT:
-    *work = mul(k, od[0], ci(k, n->ty.dim[2].n));
-    return od[1];
-  case IR_OP_XENT: case IR_OP_XENT_GRAD:
-    *work = id[ri - 1];
-    return prod(k, k->idim[1], 0, src_rank(k, 1));
-  case IR_OP_GATHER:
-    *work = prod(k, id, 1, ri);
-    return prod(k, k->idim[1], 0, src_rank(k, 1));
-  case IR_OP_SLICE: case IR_OP_CONCAT: {
-    int a = (int)n->attr.axis;
-    *work = prod(k, od, a, r);
-    return prod(k, od, 0, a);
-  }
-  case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW:  // elementwise with scalars
-    return prod(k, od, 0, r);
-  case IR_OP_MATMUL: {  // one row (decode): compile_kv.c's gemv over N columns; else 1 unit (the sgemm threads itself)
-    if (n->src[1]->ty.rank != 2 || n->ty.dt != IR_F32 || (k->nt & TR_A)) return NULL;
+  switch (sp->kind) {
+  case SCHED_SERIAL: return NULL;
+  case SCHED_GEMV: {  // one row (decode): compile_kv.c's gemv over N columns; else 1 unit (the sgemm threads itself)
+    const LLVMValueRef *id = k->idim[0];
+    int ri = src_rank(k, 0);
     LLVMValueRef Kd = id[ri - 1], rows = prod(k, id, 0, ri - 1);
     LLVMValueRef one = LLVMBuildAnd(k->b, icmp(k, LLVMIntEQ, rows, ci(k, 1)), icmp(k, LLVMIntSGT, Kd, ci(k, 0)), "");
-    *work = Kd;
-    return sel(k, one, od[r - 1], ci(k, 1));
+    *work = size_value(k, &sp->work);
+    return sel(k, one, size_value(k, &sp->units), ci(k, 1));
   }
-  case IR_OP_CONST: case IR_OP_POSITIONS: case IR_OP_RESHAPE: case IR_OP_GATHER_GRAD:
-  case IR_OP_SLICE_GRAD: case IR_OP_REDUCE_GRAD: case IR_OP_KV_APPEND:
-    return NULL;
-  default:  // elementwise (emit_map); any other op runs serially
-    if (!((n->op >= IR_OP_ADD && n->op <= IR_OP_DROPOUT) || n->op == IR_OP_EXPAND || n->op == IR_OP_PERMUTE ||
-          n->op == IR_OP_UNARY_GRAD || n->op == IR_OP_MAXIMUM_GRAD))
-      return NULL;
-    if (map_flat(k)) return prod(k, od, 0, r);
-    if (r == 0) return ci(k, 1);
-    *work = od[r - 1];
-    return prod(k, od, 0, r - 1);
+  default:
+    *work = size_value(k, &sp->work);
+    return size_value(k, &sp->units);
   }
 }
 
@@ -827,32 +140,6 @@ static void fn_end(K *k, LLVMBasicBlockRef first, LLVMValueRef rc) {
   LLVMBuildRet(k->b, rc ? rc : ci32(k, 0));
   LLVMPositionBuilderAtEnd(k->ab, first);
   LLVMBuildBr(k->ab, LLVMGetNextBasicBlock(first));
-}
-
-static void emit_op(K *k) {
-  const IrNode *n = k->n;
-  switch (n->op) {
-  case IR_OP_CONST: emit_const(k); break;
-  case IR_OP_POSITIONS: emit_positions(k); break;
-  case IR_OP_MATMUL: cg_emit_gemv(k); emit_matmul(k); break;  // one row: compile_kv.c's gemv
-  case IR_OP_SUM: case IR_OP_MEAN: case IR_OP_MAX: case IR_OP_MIN: case IR_OP_SUM_TO: emit_reduce(k); break;
-  case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: emit_softmax(k); break;
-  case IR_OP_LAYERNORM: case IR_OP_RMSNORM: emit_norm(k); break;
-  case IR_OP_RESHAPE: copy(k, k->out, k->src[0], prod(k, k->odim, 0, n->ty.rank), n->ty.dt); break;
-  case IR_OP_SLICE: emit_slice(k); break;
-  case IR_OP_CONCAT: emit_concat(k); break;
-  case IR_OP_GATHER: emit_gather(k); break;
-  case IR_OP_ATTENTION: case IR_OP_ATTENTION_KV: cg_emit_attention(k); break;
-  case IR_OP_ROPE: case IR_OP_ROPE_AT: emit_rope(k); break;
-  case IR_OP_XENT: emit_xent(k); break;
-  case IR_OP_KV_APPEND: cg_emit_kv(k); break;
-  case IR_OP_UNARY_GRAD: case IR_OP_MAXIMUM_GRAD: emit_map(k); break;
-  case IR_OP_OPT_MOMENT: case IR_OP_OPT_MOMENT2: case IR_OP_OPT_ADAMW: cg_emit_optim(k); break;
-  default:
-    if (n->op > IR_OP_UNARY_GRAD) cg_emit_grad(k);
-    else emit_map(k);
-    break;
-  }
 }
 
 // void kN_task(i64 *clo, i64 task, i32 thread): units [task*u/n,
@@ -971,18 +258,18 @@ static LLVMValueRef emit_xent_dispatch(K *k, LLVMValueRef body, LLVMValueRef tas
   return rc;
 }
 
-static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
+static LLVMValueRef emit_kernel(K *k, const IrNode *n, int idx) {
   char name[64];
   snprintf(name, sizeof name, "k%d_%s", idx, ir_op_name(n->op));
   k->n = n;
-  k->nt = nt;
+  k->nt = k->ks->trans;
   k->plo = k->phi = NULL;
-  k->nextra = is_attention_grad(n->op) ? 3 : 0;
+  k->nextra = k->ks->nxout;
   LLVMValueRef f = kernel_fn(k, name, k->nopnd + k->nextra, false);
   LLVMBasicBlockRef first = fn_begin(k, f, n);
   LLVMValueRef work, units = cg_par_units(k, &work);
   if (!units) {  // serial
-    emit_op(k);
+    cg_emit_op(k);
     fn_end(k, first, NULL);
     return f;
   }
@@ -993,7 +280,7 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
   LLVMBasicBlockRef bfirst = fn_begin(k, body, n);
   k->plo = LLVMGetParam(body, 3 + (unsigned)(k->nopnd + k->nextra));
   k->phi = LLVMGetParam(body, 4 + (unsigned)(k->nopnd + k->nextra));
-  emit_op(k);
+  cg_emit_op(k);
   fn_end(k, bfirst, NULL);
   k->plo = k->phi = NULL;
   snprintf(bname, sizeof bname, "%s_task", name);
@@ -1008,27 +295,18 @@ static LLVMValueRef emit_kernel(K *k, const IrNode *n, int nt, int idx) {
   return f;
 }
 
-static LLVMValueRef kernel_for(K *k, const IrNode *n, int nt) {
-  k->nopnd = kernel_operands(k->inlined, n, k->opnd, &k->inl);
-  char *key = kernel_key(k, n, nt);
-  if (!key) return NULL;
-  for (int i = 0; i < k->nkern; i++)
-    if (!strcmp(k->kern[i].key, key)) {
-      free(key);
-      return k->kern[i].fn;
-    }
-  if (k->nkern == k->capkern) {
-    int cap = k->capkern ? 2 * k->capkern : 32;
-    Kernel *nk = realloc(k->kern, sizeof *nk * (size_t)cap);
-    if (!nk) {
-      free(key);
-      return NULL;
-    }
-    k->kern = nk, k->capkern = cap;
+// The function of call ks (emitted at its kernel's first call); sets the
+// kernel's operands in k.
+static LLVMValueRef kernel_for(K *k, const SchedKernel *ks) {
+  k->ks = ks;
+  k->nopnd = ks->nopnd;
+  k->inl = ks->inl;
+  for (int j = 0; j < ks->nopnd; j++) k->opnd[j] = k->g->nodes.data[ks->opnd[j]];
+  if (!k->kfn[ks->fn]) {
+    k->kfn[ks->fn] = emit_kernel(k, k->g->nodes.data[ks->root], k->nkern);
+    k->nkern++;
   }
-  LLVMValueRef f = emit_kernel(k, n, nt, k->nkern);
-  k->kern[k->nkern++] = (Kernel){key, f};
-  return f;
+  return k->kfn[ks->fn];
 }
 
 // ---- the entry: i32 heed_forward(void **bufs, const i64 *symvals, CgRunCtx *ctx) ----
@@ -1039,185 +317,26 @@ static LLVMValueRef entry_dim(K *k, IrDim d, LLVMValueRef sv) {
   return v;
 }
 
-static bool is_leaf(IrOp op) { return op == IR_OP_INPUT || op == IR_OP_PARAM; }
-
-// ATTENTION_DQ, _DK, _DV nodes over the same operands and attributes form a
-// group; its first node (the leader) runs one kernel that writes all three
-// (compile_grad.c's emit_attention_fused) and the others are not called
-// (fused[i]), their buffers written by the leader. grp[3 i + o], for a
-// leader i: the group's DQ, DK, DV node ids (-1 where it has none).
-static bool same_attention(const IrNode *a, const IrNode *b) {
-  if (a->nsrc != b->nsrc || a->attr.heads != b->attr.heads || a->attr.kv_heads != b->attr.kv_heads ||
-      a->attr.causal != b->attr.causal || a->attr.scale != b->attr.scale)
-    return false;
-  for (int j = 0; j < a->nsrc; j++)
-    if (a->src[j] != b->src[j]) return false;
-  return true;
-}
-
-static void group_attention_grads(const IrGraph *g, int *grp, bool *fused) {
-  for (int i = 0; i < 3 * g->nodes.len; i++) grp[i] = -1;
+// The dims array's length: the most dims a kernel of any node could take
+// (its result's and its kernel operands').
+static int max_dims(const IrGraph *g, const Schedule *s) {
+  int maxd = 1;
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
-    if (!is_attention_grad(n->op)) continue;
-    int o = n->op - IR_OP_ATTENTION_DQ, lead = i;
-    for (int j = 0; j < i && lead == i; j++) {
-      const IrNode *m = g->nodes.data[j];
-      if (is_attention_grad(m->op) && !fused[j] && grp[3 * j + o] < 0 && same_attention(m, n)) lead = j;
-    }
-    grp[3 * lead + o] = i;
-    fused[i] = lead != i;
-  }
-}
-
-// skip[i]: node i is a PERMUTE that only MATMULs read, as their transposed
-// operand (the nt sgemm reads its operand), and not a graph output: its
-// buffer is left unwritten.
-static bool *skipped_nodes(const IrGraph *g) {
-  bool *skip = calloc((size_t)g->nodes.len + 1, sizeof *skip);
-  bool *other = calloc((size_t)g->nodes.len + 1, sizeof *other);
-  if (!skip || !other) {
-    free(skip);
-    free(other);
-    return NULL;
-  }
-  for (int i = 0; i < g->nodes.len; i++) {
-    const IrNode *n = g->nodes.data[i];
-    int nt = node_nt(n);
+    int nd = n->ty.rank;
     for (int j = 0; j < n->nsrc; j++) {
-      if (((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0)) skip[n->src[j]->id] = true;
-      else other[n->src[j]->id] = true;
+      const IrNode *v = n->src[j];
+      if (s->role[v->id] != SCHED_INLINE) nd += v->ty.rank;
+      else
+        for (int i2 = 0; i2 < v->nsrc; i2++) nd += v->src[i2]->ty.rank;
     }
+    if (nd > maxd) maxd = nd;
   }
-  for (int i = 0; i < g->outputs.len; i++) other[g->outputs.data[i]->id] = true;
-  for (int i = 0; i < g->nodes.len; i++) skip[i] = skip[i] && !other[i];
-  free(other);
-  return skip;
+  return maxd;
 }
 
-// alias[i]: the node whose buffer holds node i's values: i itself, or for a
-// RESHAPE that is not a graph output, its source's (through chains of them):
-// row-major data does not move, so the reshape is not called and its
-// readers read the source's buffer. NULL if out of memory.
-static int *alias_nodes(const IrGraph *g, bool *skip) {  // marks the aliases in skip
-  int *alias = malloc(sizeof *alias * ((size_t)g->nodes.len + 1));
-  bool *out = calloc((size_t)g->nodes.len + 1, sizeof *out);
-  if (!alias || !out) {
-    free(alias);
-    free(out);
-    return NULL;
-  }
-  for (int i = 0; i < g->outputs.len; i++) out[g->outputs.data[i]->id] = true;
-  for (int i = 0; i < g->nodes.len; i++) {
-    const IrNode *n = g->nodes.data[i];
-    alias[i] = i;
-    if (n->op == IR_OP_RESHAPE && !out[i]) {  // (a permute it reads is never skipped)
-      alias[i] = alias[n->src[0]->id];
-      skip[i] = true;
-    }
-  }
-  free(out);
-  return alias;
-}
-
-// Elementwise kernels whose operands are in registers (a map kernel that
-// evaluates an operand's op inline): elem ops (and their gradients) that
-// may take an operand computed inline.
-static bool elem_user(const IrNode *u) {
-  return (u->op >= IR_OP_ADD && u->op <= IR_OP_DROPOUT && u->op != IR_OP_EXPAND && u->op != IR_OP_PERMUTE) ||
-         u->op == IR_OP_UNARY_GRAD || u->op == IR_OP_MAXIMUM_GRAD;
-}
-
-// A reduction that computes an inlined operand (red_inner): SUM or MEAN
-// of f32 by the general path (not emit_reduce_lead's).
-static bool red_user(const IrNode *u) {
-  return (u->op == IR_OP_SUM || u->op == IR_OP_MEAN) && u->src[0]->ty.dt == IR_F32 && !lead_axes(u);
-}
-
-// inl[i]: node i, an f32 ADD, SUB or MUL that is not a graph output, whose
-// users (one or two) are all elementwise ops of its own shape, or a SUM or
-// MEAN (red_user) when its operands are shaped like it, is not
-// called: each user's kernel computes it from its operands (e.g. the bias
-// add of x @ W + b inside the GELU after it and inside the GELU's gradient;
-// a residual add of a projection's bias add; the x * x of the optimizer's
-// squared norms inside their sums). Its operands are not inlined
-// themselves (one level). NULL if out of memory.
-static bool *fuse_elementwise(const IrGraph *g, bool *skip) {  // marks them in skip
-  int nn = g->nodes.len;
-  bool *inl = calloc((size_t)nn + 1, sizeof *inl), *out = calloc((size_t)nn + 1, sizeof *out);
-  int *users = calloc((size_t)nn + 1, sizeof *users);
-  bool *bad = calloc((size_t)nn + 1, sizeof *bad);  // some user cannot compute it inline
-  bool *red = calloc((size_t)nn + 1, sizeof *red);  // a user is a reduction (red_user)
-  if (!inl || !out || !users || !bad || !red) goto done;
-  for (int i = 0; i < g->outputs.len; i++) out[g->outputs.data[i]->id] = true;
-  for (int i = 0; i < nn; i++) {
-    const IrNode *u = g->nodes.data[i];
-    for (int j = 0; j < u->nsrc; j++) {
-      int s = u->src[j]->id;
-      users[s]++;
-      if (red_user(u) && !skip[i]) red[s] = true;
-      else if (!elem_user(u) || skip[i] || !same_dims(&u->ty, &u->src[j]->ty)) bad[s] = true;
-    }
-  }
-  for (int i = 0; i < nn; i++) {
-    const IrNode *n = g->nodes.data[i];
-    bool ok = (n->op == IR_OP_ADD || n->op == IR_OP_SUB || n->op == IR_OP_MUL) && n->ty.dt == IR_F32 && !out[i] &&
-              !skip[i] && !bad[i] && users[i] >= 1 && users[i] <= 2;
-    for (int j = 0; ok && j < n->nsrc; j++)  // a reduction reads its operands at its own offsets
-      ok = !inl[n->src[j]->id] && (!red[i] || (n->src[j]->ty.dt == IR_F32 && same_dims(&n->src[j]->ty, &n->ty)));
-    if (ok) inl[i] = skip[i] = true;
-  }
-done:
-  free(out);
-  free(users);
-  free(bad);
-  free(red);
-  return inl;
-}
-
-// The buffers n's kernel reads (returns how many; the kernel's operands,
-// kernel_operands): a transposed operand's permute is not computed (the
-// sgemm reads its source), an alias's source.
-static int operand_bufs(const CgProgram *p, const IrNode *n, int nt, int *ids) {
-  const IrNode *ops[IR_MAX_SRC];
-  uint32_t mask;
-  int no = kernel_operands(p->inl, n, ops, &mask);
-  for (int j = 0; j < no; j++) {
-    bool tr = !mask && (((nt & TR_B) && j == 1) || ((nt & TR_A) && j == 0));
-    ids[j] = p->alias[(tr ? ops[j]->src[0] : ops[j])->id];
-  }
-  return no;
-}
-
-// The memory plan's lifetimes (compile.h: def, end), from the calls that
-// emit_entry makes and what each reads.
-static bool lifetimes(CgProgram *p, const IrGraph *g, const int *grp) {
-  int nn = g->nodes.len;
-  p->def = malloc(sizeof *p->def * ((size_t)nn + 1));
-  p->end = malloc(sizeof *p->end * ((size_t)nn + 1));
-  if (!p->def || !p->end) return false;
-  for (int i = 0; i < nn; i++) p->def[i] = p->end[i] = -1;
-  for (int i = 0; i < nn; i++) {
-    const IrNode *n = g->nodes.data[i];
-    if (is_leaf(n->op) || p->skip[i]) continue;
-    p->def[i] = p->end[i] = i;
-    for (int o = 0; is_attention_grad(n->op) && o < 3; o++)
-      if (grp[3 * i + o] >= 0) p->def[grp[3 * i + o]] = p->end[grp[3 * i + o]] = i;
-    int ids[IR_MAX_SRC], no = operand_bufs(p, n, node_nt(n), ids);
-    for (int j = 0; j < no; j++)
-      if (p->end[ids[j]] < i) p->end[ids[j]] = i;
-  }
-  for (int i = 0; i < g->outputs.len; i++) {  // own bytes for the whole run (callers swap them in as inputs)
-    int id = g->outputs.data[i]->id;
-    p->end[id] = INT_MAX;
-    if (p->def[id] >= 0) p->def[id] = 0;
-  }
-  return true;
-}
-
-// name: calls the kernels of nodes [0, upto) in order.
-static bool emit_entry(K *k, const IrGraph *g, const CgProgram *p, const int *grp, const char *name, int upto,
-                       Diag *d) {
+// name: calls the schedule's kernels of nodes [0, upto) in order.
+static bool emit_entry(K *k, const IrGraph *g, const char *name, int upto, Diag *d) {
   LLVMTypeRef ps[3] = {k->ptr, k->ptr, k->ptr};
   LLVMValueRef f = LLVMAddFunction(k->m, name, LLVMFunctionType(k->i32, ps, 3, 0));
   cg_llvm_fn_attrs(k->cg, f);
@@ -1228,25 +347,15 @@ static bool emit_entry(K *k, const IrGraph *g, const CgProgram *p, const int *gr
     LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
                             LLVMCreateEnumAttribute(k->c, LLVMGetEnumAttributeKindForName(noopt[i], strlen(noopt[i])), 0));
   LLVMValueRef bufs = LLVMGetParam(f, 0), sv = LLVMGetParam(f, 1), ctx = LLVMGetParam(f, 2);
-  int maxd = 1;
-  for (int i = 0; i < g->nodes.len; i++) {
-    const IrNode *n = g->nodes.data[i];
-    const IrNode *ops[IR_MAX_SRC];
-    uint32_t mask;
-    int nd = n->ty.rank, no = kernel_operands(p->inl, n, ops, &mask);
-    for (int j = 0; j < no; j++) nd += ops[j]->ty.rank;
-    if (nd > maxd) maxd = nd;
-  }
   k->fn = f;
   at(k, block(k, "entry"));
-  LLVMValueRef dims = LLVMBuildArrayAlloca(k->b, k->i64, ci(k, maxd), "dims");
+  LLVMValueRef dims = LLVMBuildArrayAlloca(k->b, k->i64, ci(k, max_dims(g, k->s)), "dims");
   LLVMValueRef start = ci32(k, -1);
   if (k->prof) LLVMBuildCall2(k->b, LLVMGlobalGetValueType(k->prof), k->prof, &start, 1, "");
-  for (int i = 0; i < upto; i++) {
-    const IrNode *n = g->nodes.data[i];
-    if (is_leaf(n->op) || p->skip[i]) continue;
-    int nt = node_nt(n);
-    LLVMValueRef kf = kernel_for(k, n, nt);
+  for (int c = 0; c < k->s->nk && k->s->k[c].root < upto; c++) {
+    const SchedKernel *ks = &k->s->k[c];
+    const IrNode *n = g->nodes.data[ks->root];
+    LLVMValueRef kf = kernel_for(k, ks);
     if (!kf) {
       diag_error(d, n->loc, "out of memory compiling %s", ir_op_name(n->op));
       return false;
@@ -1261,10 +370,10 @@ static bool emit_entry(K *k, const IrGraph *g, const CgProgram *p, const int *gr
     LLVMValueRef args[6 + IR_MAX_SRC];
     args[0] = ctx, args[1] = dims;
     args[2] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, n->id)));
-    int ids[IR_MAX_SRC], na = 3 + operand_bufs(p, n, nt, ids);
-    for (int j = 3; j < na; j++) args[j] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, ids[j - 3])));
-    for (int o = 0; is_attention_grad(n->op) && o < 3; o++) {  // the group's outputs
-      int m = grp[3 * i + o];
+    int na = 3 + ks->nopnd;
+    for (int j = 3; j < na; j++) args[j] = load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, ks->buf[j - 3])));
+    for (int o = 0; o < ks->nxout; o++) {  // the group's outputs
+      int m = ks->xout[o];
       args[na++] = m < 0 ? LLVMConstNull(k->ptr) : load(k, k->ptr, gep(k, k->ptr, bufs, ci(k, m)));
     }
     LLVMValueRef rc = LLVMBuildCall2(k->b, LLVMGlobalGetValueType(kf), kf, args, (unsigned)na, "");
@@ -1375,13 +484,30 @@ static bool define_symbols(CgLlvm *cg, const CgOptions *o, Diag *d) {
          cg_llvm_define_symbol(cg, "rt_parallel_for", (void *)pf, d);
 }
 
+// What the CPU emitter can fuse (passes/schedule.h): its map kernels
+// (emit_map) and row reductions (red_inner) compute an f32 ADD, SUB or MUL
+// inline (the optimizer updates' kernels do not); the fused attention
+// backward; the sgemm reads transposed operands; reshapes are not copied;
+// the memory-bound kernels read their sizes at run time.
+void cg_cpu_caps(SchedCaps *c) {
+  *c = (SchedCaps){.inline_max_users = 2, .group_attention_grads = true, .transposed_matmul = true,
+                   .alias_reshapes = true, .generic_sizes = true};
+  c->inline_op[IR_OP_ADD] = c->inline_op[IR_OP_SUB] = c->inline_op[IR_OP_MUL] = true;
+  for (int op = 0; op < IR_OP_COUNT; op++)
+    c->inline_into[op] = ir_op_is((IrOp)op, IR_OPF_ELEMENTWISE) && op != IR_OP_OPT_MOMENT && op != IR_OP_OPT_MOMENT2 &&
+                         op != IR_OP_OPT_ADAMW;
+  c->inline_into[IR_OP_SUM] = c->inline_into[IR_OP_MEAN] = true;
+}
+
 CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   double t0 = now_ms();
   if (!supported(g, d)) return NULL;
   CgProgram *p = calloc(1, sizeof *p);
   K k = {0};
-  int *grp = NULL;
+  SchedCaps caps;
+  cg_cpu_caps(&caps);
   if (!p) goto oom;
+  if (!(p->sched = sched_build(g, &caps, d))) goto fail;
   p->cg = cg_llvm_new(o ? o->cpu : NULL, d);
   if (!p->cg) goto fail;
   p->nthreads = o && o->nthreads > 1 && o->pool ? o->nthreads : 1;
@@ -1418,8 +544,8 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
   LLVMTypeRef ct[4] = {k.ptr, k.i32, k.ptr, LLVMArrayType2(k.i64, 4)};  // CgRunCtx
   k.ctxty = LLVMStructTypeInContext(k.c, ct, 4, 0);
   bool used[4] = {false};  // sgemm variants: nn, nt, tn, tt
-  for (int i = 0; i < g->nodes.len; i++)
-    if (g->nodes.data[i]->op == IR_OP_MATMUL) used[node_nt(g->nodes.data[i])] = true;
+  for (int c = 0; c < p->sched->nk; c++)
+    if (g->nodes.data[p->sched->k[c].root]->op == IR_OP_MATMUL) used[p->sched->k[c].trans] = true;
   static const char *const gsuffix[4] = {"nn", "nt", "tn", "tt"};
   const char *entry = o && o->entry ? o->entry : "heed_forward";
   char gname[4][64];
@@ -1438,21 +564,14 @@ CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
       if (!p->work) goto oom;
     }
   }
-  p->skip = skipped_nodes(g);
-  if (p->skip && !(p->alias = alias_nodes(g, p->skip))) goto oom;  // before the fused nodes join skip
-  if (p->skip && !(p->inl = fuse_elementwise(g, p->skip))) goto oom;
-  k.inlined = p->inl;
-  p->fused = calloc((size_t)g->nodes.len + 1, sizeof *p->fused);
-  grp = malloc(sizeof *grp * (3 * (size_t)g->nodes.len + 1));
-  if (!p->skip || !p->fused || !grp) goto oom;
-  group_attention_grads(g, grp, p->fused);
-  for (int i = 0; i < g->nodes.len; i++) p->skip[i] = p->skip[i] || p->fused[i];
-  if (!emit_entry(&k, g, p, grp, entry, g->nodes.len, d)) goto fail;
+  k.g = g;
+  k.s = p->sched;
+  if (!(k.kfn = calloc((size_t)p->sched->nfn + 1, sizeof *k.kfn))) goto oom;
+  if (!emit_entry(&k, g, entry, g->nodes.len, d)) goto fail;
   int prefix = o && o->prefix > 0 && o->prefix < g->nodes.len ? o->prefix : 0;
-  if (prefix && !emit_entry(&k, g, p, grp, "heed_prefix", prefix, d)) goto fail;
-  if (!lifetimes(p, g, grp)) goto oom;
+  if (prefix && !emit_entry(&k, g, "heed_prefix", prefix, d)) goto fail;
   p->stats.nkernels = k.nkern;
-  for (int i = 0; i < g->nodes.len; i++) p->stats.ncalls += !is_leaf(g->nodes.data[i]->op) && !p->skip[i];
+  p->stats.ncalls = p->sched->nk;
   double t1 = now_ms();
   bool dump = o && (o->dump_ir || o->dump_obj || o->dump_asm);
   int parts = dump ? 1 : o && o->compile_threads > 0 ? o->compile_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
@@ -1489,9 +608,7 @@ fail:
   cg_program_free(p);
   p = NULL;
 done:
-  free(grp);
-  for (int i = 0; i < k.nkern; i++) free(k.kern[i].key);
-  free(k.kern);
+  free(k.kfn);
   if (k.b) LLVMDisposeBuilder(k.b);
   if (k.ab) LLVMDisposeBuilder(k.ab);
   return p;
@@ -1502,12 +619,7 @@ void cg_program_free(CgProgram *p) {
   cg_llvm_free(p->cg);
   free(p->nodes);
   free(p->limits);
-  free(p->skip);
-  free(p->alias);
-  free(p->inl);
-  free(p->fused);
-  free(p->def);
-  free(p->end);
+  sched_free(p->sched);
   free(p->work);
   free(p->prof);
   free(p);
@@ -1523,13 +635,13 @@ const CgProgramStats *cg_program_stats(const CgProgram *p) { return &p->stats; }
 
 bool cg_node_computed(const CgProgram *p, int node_id) {
   if (node_id < 0 || node_id >= p->nnodes) return false;
-  IrOp op = p->nodes[node_id].op;
-  return op != IR_OP_INPUT && op != IR_OP_PARAM && (!p->skip[node_id] || p->fused[node_id]);
+  SchedRole r = (SchedRole)p->sched->role[node_id];
+  return r == SCHED_CALL || r == SCHED_GROUPED;
 }
 
 int cg_node_alias(const CgProgram *p, int node_id) {
   if (node_id < 0 || node_id >= p->nnodes) return -1;
-  int a = p->alias[node_id];
+  int a = p->sched->alias[node_id];
   return a != node_id || cg_node_computed(p, node_id) || p->nodes[node_id].op == IR_OP_INPUT ||
                  p->nodes[node_id].op == IR_OP_PARAM
              ? a

@@ -1,5 +1,6 @@
-// codegen/compile.h: internal to the graph compiler (compile.c, the forward
-// ops; compile_grad.c, the gradient ops). Sits between the IrGraph and the
+// codegen/compile.h: internal to the graph compiler (compile.c, the kernel
+// functions, entry and program; compile_ops.c, the forward ops' bodies;
+// compile_grad.c, the gradient ops'). Sits between the IrGraph and the
 // LLVM module: the generator's state (one kernel function at a time) and the
 // small builders every kernel uses (loops, loads and stores by dtype, f32
 // exp, broadcast strides). Everything is static inline: no symbols leak.
@@ -10,8 +11,9 @@
 #include <string.h>
 
 #include "codegen/cg.h"
+#include "passes/schedule.h"
 
-enum { TR_B = 1, TR_A = 2 };
+enum { TR_B = SCHED_TRANS_B, TR_A = SCHED_TRANS_A };
 
 enum {  // kernel status codes (ctx->err holds the values named)
   ST_OK = 0,
@@ -40,16 +42,13 @@ struct CgProgram {
   int nnodes;
   IrSizeLimit *limits;  // checked before each run (ir_size_limits: T <= the rows of a position table)
   int nlimits;
-  bool *skip;   // per node: not called (skipped_nodes, and fused)
-  bool *fused;  // per node: written by its attention group's leader (group_attention_grads)
-  int *alias;   // per node: the node whose buffer holds its values (alias_nodes: reshapes)
-  bool *inl;    // per node: computed inline by its elementwise users (fuse_elementwise)
+  Schedule *sched;  // what each node is (a call's root, inline, grouped, an alias, ...), the
+                    // calls, and the memory plan's lifetimes (sched->def, end: call positions)
   CgGemmConfig gemm;
   float *work;  // the sgemm's packing buffers
   void *pool;
   int nthreads;
   CgProgramStats stats;
-  int *def, *end;  // the memory plan's lifetimes (plan.c): call positions
   double *prof;    // CgOptions.profile: per node, ms in its kernel call
 };
 
@@ -58,18 +57,14 @@ struct CgProgram {
 // failing node's id + 1) and the err words its kernel wrote; false.
 bool cg_report_status(const CgProgram *p, int rc, const int64_t *err, Diag *d);
 
-// p->def[i]: the position (node id) of the call that writes node i (its
-// attention group's leader for a fused node); p->end[i]: the last call that
-// reads it; graph outputs span the whole run (def 0, end INT_MAX), so no
-// other node ever shares their bytes; def -1 for the nodes that have no
-// buffer of the plan's (leaves, permutes the sgemm reads through).
+// p->sched->def[i]: the position (node id) of the call that writes node i
+// (its attention group's root for a grouped node); end[i]: the last call
+// that reads it; graph outputs span the whole run (def 0, end INT_MAX), so
+// no other node ever shares their bytes; def -1 for the nodes that have no
+// buffer of the plan's (leaves, inline values, aliases, permutes the sgemm
+// reads through).
 
 // ---- the generator's state ----
-
-typedef struct {
-  char *key;
-  LLVMValueRef fn;
-} Kernel;
 
 typedef struct {
   CgLlvm *cg;
@@ -86,16 +81,18 @@ typedef struct {
   int nt;   // MATMUL: TR_B, TR_A: B, A read transposed from the permute's operand
   LLVMValueRef ctx, out, src[IR_MAX_SRC];
   LLVMValueRef idim[IR_MAX_SRC][IR_MAX_RANK], odim[IR_MAX_RANK];
-  Kernel *kern;
-  int nkern, capkern;
+  const IrGraph *g;
+  const Schedule *s;       // the decisions (passes/schedule.h): the generator makes none
+  const SchedKernel *ks;   // the kernel being compiled
+  LLVMValueRef *kfn;       // per distinct kernel (SchedKernel.fn): its function, once emitted
+  int nkern;               // emitted so far
   // a parallel kernel's body runs units [plo, phi) of its outer loop
   // (cg_par_units); NULL in a serial kernel (every unit)
   LLVMValueRef plo, phi;
   int64_t grain;  // CgOptions.par_grain
-  // the kernel's operands: n's, but an elementwise operand that is computed
-  // inline (bit j of inl: n->src[j], see fuse_elementwise) is replaced by
-  // its own operands
-  const bool *inlined;  // per node id (CgProgram.inl)
+  // the kernel's operands (ks->opnd): n's, but an elementwise operand that
+  // is computed inline (bit j of inl: n->src[j], SCHED_INLINE) is replaced
+  // by its own operands
   const IrNode *opnd[IR_MAX_SRC];
   int nopnd;
   uint32_t inl;
@@ -408,8 +405,9 @@ static inline bool same_dims(const IrType *a, const IrType *b) {
 
 // ---- parallel kernels (compile.c) ----
 // The number of independent units of node k->n's outer loop (rows, columns,
-// query rows, ...) and the work of one unit in elements (*work), computed
-// from k->idim/odim; NULL for an op that runs serially.
+// query rows, ...) and the work of one unit in elements (*work): the
+// schedule's split (k->ks->split) evaluated on k->idim/odim; NULL for a
+// kernel that runs serially.
 HEED_INTERNAL LLVMValueRef cg_par_units(K *k, LLVMValueRef *work);
 
 // for (u = plo; u < phi; u++) in a parallel body, else over all units.
@@ -418,6 +416,11 @@ static inline LLVMValueRef par_begin(K *k, Loop *l) {
   LLVMValueRef w;
   return loop_begin(k, l, ci(k, 0), cg_par_units(k, &w));
 }
+
+// ---- compile_ops.c ----
+// The body of node k->n's kernel (its forward op's; the gradient ops go to
+// compile_grad.c, ...) into k->fn, whose operands and dims are set up.
+HEED_INTERNAL void cg_emit_op(K *k);
 
 // ---- compile_grad.c ----
 // The gradient ops (UNARY_GRAD ... MAXIMUM_GRAD) into k->fn, whose operands and

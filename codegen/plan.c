@@ -100,7 +100,7 @@ static int64_t plan(const CgProgram *p, const int64_t *symvals, int64_t *off) {
   for (int d = 0; d < nn; d++) {
     // free what the calls before d read last
     int k = 0;
-    while (k < nlive && p->end[live[k]] < d) {
+    while (k < nlive && p->sched->end[live[k]] < d) {
       int64_t b = cg_buffer_bytes(p, live[k], symvals);
       if (!heap_release(&h, off[live[k]], (b + ALIGN - 1) / ALIGN * ALIGN)) goto done;
       k++;
@@ -109,12 +109,12 @@ static int64_t plan(const CgProgram *p, const int64_t *symvals, int64_t *off) {
     nlive -= k;
     // the buffers the call at d writes: node d, and its group's fused nodes
     for (int i = d; i < nn; i++) {
-      if (p->def[i] != d) continue;
+      if (p->sched->def[i] != d) continue;
       int64_t b = cg_buffer_bytes(p, i, symvals);
       if (b < 0 || b > INT64_MAX / 2 - h.top) goto done;
       off[i] = heap_take(&h, (b + ALIGN - 1) / ALIGN * ALIGN);
       int at = nlive++;  // keep live sorted by end
-      while (at > 0 && p->end[live[at - 1]] > p->end[i]) live[at] = live[at - 1], at--;
+      while (at > 0 && p->sched->end[live[at - 1]] > p->sched->end[i]) live[at] = live[at - 1], at--;
       live[at] = i;
     }
   }

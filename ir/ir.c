@@ -7,15 +7,21 @@
 
 #include "ir/ir.h"
 
+#define EW IR_OPF_ELEMENTWISE
+#define RD IR_OPF_REDUCTION
+#define IP IR_OPF_INPLACE
 const IrOpInfo ir_op_info[IR_OP_COUNT] = {
-#define OP(n, k, at) [IR_OP_##n] = {.nsrc = k, .attrs = at},
+#define OP(n, k, fl, at) [IR_OP_##n] = {.nsrc = k, .flags = (fl), .attrs = at},
 #include "ir/ops.def"
 #undef OP
 };
+#undef EW
+#undef RD
+#undef IP
 _Static_assert(sizeof ir_op_info / sizeof ir_op_info[0] == IR_OP_COUNT, "ir_op_info must cover every op");
 
 static const char *const op_names[IR_OP_COUNT] = {
-#define OP(n, k, at) [IR_OP_##n] = #n,
+#define OP(n, k, fl, at) [IR_OP_##n] = #n,
 #include "ir/ops.def"
 #undef OP
 };

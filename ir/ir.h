@@ -157,7 +157,7 @@ int ir_symtab_intern(IrSymTab *st, Arena *a, const char *name);  // -1 on OOM/to
 //   %4: f32[B, 32] = add %3, %2
 //   output out = %4
 typedef enum {
-#define OP(name, nsrc, attrs) IR_OP_##name,
+#define OP(name, nsrc, flags, attrs) IR_OP_##name,
 #include "ir/ops.def"
 #undef OP
   IR_OP_COUNT
@@ -165,11 +165,21 @@ typedef enum {
 
 enum { IR_MAX_SRC = 8 };
 
+// What kind of op it is (ops.def's FLAGS), for passes that ask by kind
+// rather than by name (the schedule's fusion, the memory plan).
+typedef enum {
+  IR_OPF_ELEMENTWISE = 1,  // result element i from the operands' element i (broadcast), nothing else
+  IR_OPF_REDUCTION = 2,    // sums or extremes over axes: SUM, MEAN, MAX, MIN, SUM_TO
+  IR_OPF_INPLACE = 4,      // the result may overwrite an operand of its own type and shape
+} IrOpFlag;
+
 typedef struct {
   int nsrc;           // -1: variadic
+  unsigned flags;     // IrOpFlag bits
   const char *attrs;  // printed attribute names, comma-separated
 } IrOpInfo;
 extern const IrOpInfo ir_op_info[IR_OP_COUNT];
+static inline bool ir_op_is(IrOp op, unsigned flags) { return op < IR_OP_COUNT && (ir_op_info[op].flags & flags); }
 const char *ir_op_name(IrOp op);        // "matmul"
 int ir_op_from_name(const char *s);      // -1 if none
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Golden tests for `heed check`: each .heed file embeds its expectations.
+"""Golden tests for `heed check` (and `heed compile` with an --emit in the
+args block: schedules): each .heed or .ir file embeds its expectations.
 
     // >>> args
     // --set layers=2 --model Tiny
@@ -81,7 +82,12 @@ def run_one(heed, path, all_ok):
     args = ' '.join(b.get('args', [])).split()
     # run beside the file, so that every path heed prints is the base name
     name = os.path.basename(path)
-    cmd = [heed, 'compile', name, '--emit', 'ir'] + args if ir else [heed, 'check', name] + args
+    # an .ir file is re-printed (--emit ir) unless its args name another --emit; a .heed
+    # file is checked, or compiled when its args name an --emit (e.g. schedule)
+    if ir:
+        cmd = [heed, 'compile', name] + ([] if '--emit' in args else ['--emit', 'ir']) + args
+    else:
+        cmd = [heed, 'compile' if '--emit' in args else 'check', name] + args
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, errors='replace', timeout=30,
                            cwd=os.path.dirname(os.path.abspath(path)))
