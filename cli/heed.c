@@ -328,8 +328,9 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
         char *end;
         long n = strtol(val, &end, 10);
         if (*end || n < 1 || n > 100000) return usage_error(c, "expected a positive number, got '%s'", val);
+        if (!strcmp(s, "--threads") && n > 256) return usage_error(c, "--threads takes 1 to 256, not %s", val);
         if (!strcmp(s, "--max-errors")) a->o.max_errors = (int)n;
-        else a->run.threads = a->bench.threads = (int)(n > 256 ? 256 : n), a->run.threads_auto = false;
+        else a->run.threads = a->bench.threads = (int)n, a->run.threads_auto = false;
       } else if (!strcmp(s, "--set")) {
         const char *eq = strchr(val, '=');
         if (!eq || eq == val || !eq[1]) return usage_error(c, "--set takes KEY=VALUE, got '%s'", val);

@@ -43,6 +43,7 @@ expect 0 'compiled CPU code; the reference interpreter with' -- "$HEED" help run
 # flags for what is not built: a clear error, never a silent CPU run or "unknown flag"
 expect 1 'the cuda target is not available in this build' -- "$HEED" run "$REPO/examples/mlp.heed" --target cuda
 expect 1 'the cuda target is not available in this build' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x --target cuda
+expect 2 '--threads takes 1 to 256, not 300' -- "$HEED" generate "$REPO/examples/bytegpt.heed" --weights w --prompt x --threads 300
 expect 2 "--target must be cpu or cuda, not 'tpu'" -- "$HEED" run "$REPO/examples/mlp.heed" --target tpu
 expect 1 'quantization is not available in this version' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit ir --quantize int8
 expect 2 '--quantize takes int8, int4 or bf16' -- "$HEED" build "$REPO/examples/mlp.heed" --quantize int3
