@@ -26,7 +26,6 @@
 #include "passes/pass.h"
 #include "runtime/rt.h"
 #ifdef HEED_HAVE_LLVM
-#include <llvm-c/TargetMachine.h>
 
 #include "codegen/cg.h"
 #endif
@@ -273,10 +272,10 @@ static void write_features(Compilation *c, FILE *f, const char *cpu, const char 
   char names[64][24];
   int n = 0;
   if (!cpu) {
-    char *fs = LLVMGetHostCPUFeatures();
-    for (char *s = strtok(fs, ","); s && n < 64; s = strtok(NULL, ","))
+    char *fs = cg_llvm_host_features();
+    for (char *s = fs ? strtok(fs, ",") : NULL; s && n < 64; s = strtok(NULL, ","))
       if (s[0] == '+' && strlen(s) < 24 && rt_cpu_feature_known(s + 1)) snprintf(names[n++], 24, "%s", s + 1);
-    LLVMDisposeMessage(fs);
+    free(fs);
   } else {
     char march[160], path[600];
     snprintf(march, sizeof march, "-march=%s", cpu);
