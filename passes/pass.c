@@ -25,7 +25,7 @@ static int run_autodiff(IrGraph **g, PassCtx *cx) {
   if (!loss) return HEED_ERR_CHECK;
   cx->ts = (PassTrainStep){.nfwd = (*g)->nodes.len, .nloss_inputs = (*g)->inputs.len,
                            .nmodel_params = (*g)->params.len, .loss = loss};
-  if (!pass_autodiff(*g, loss, false)) return HEED_ERR_CHECK;
+  if (!pass_autodiff(*g, loss, false) || !ir_verify(*g)) return HEED_ERR_CHECK;
   cx->differentiated = true;
   return HEED_OK;
 }
@@ -42,10 +42,8 @@ static int run_train_step(IrGraph **g, PassCtx *cx) {
 
 static int run_kvcache(IrGraph **g, PassCtx *cx) {
   cx->why[0] = 0;
-  IrGraph *step = (*g)->inputs.len > 0 && (*g)->inputs.data[0]->ty.rank == 2
-                      ? pass_kvcache_output(*g, cx->decode_output, cx->why, sizeof cx->why)
-                      : NULL;
-  if (!step && !cx->why[0]) snprintf(cx->why, sizeof cx->why, "its first input is not tokens (B, T)");
+  IrGraph *step = pass_kvcache_output(*g, cx->decode_output, cx->why, sizeof cx->why);
+  if (!step && !cx->why[0]) snprintf(cx->why, sizeof cx->why, "out of memory");
   if (!step) return HEED_ERR_CHECK;
   *g = step;
   return HEED_OK;
