@@ -149,6 +149,7 @@ static const char common_flags[] =
     "  --set KEY=VALUE    override a config value or a train setting (repeatable)\n"
     "  --max-errors N     stop reporting after N errors (default 20)\n"
     "  --target cpu       the backend (cpu; cuda is not available in this build)\n"
+    "  --print-after PASS the IR after that pass of the command's pipeline (or all), on stderr\n"
     "  --threads N        threads for compiled code (default: the cores)\n"
     "  --quantize KIND    int8, int4 or bf16: not available in this version\n"
     "  -h, --help         this help\n";
@@ -295,15 +296,16 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       const Pass *pipe[16];
       int np;
       char err[200];
+      bool list = !strcmp(s, "--passes");
       if (!val) return usage_error(c, "%s needs a value", s);
       i++;
-      if (s[2] == 'p' && s[3] == 'a' && !pass_parse_list(val, pipe, 16, &np, err, sizeof err)) return usage_error(c, "%s", err);
-      if (s[3] == 'r' && strcmp(val, "all") && !pass_find(val)) {
+      if (list && !pass_parse_list(val, pipe, 16, &np, err, sizeof err)) return usage_error(c, "%s", err);
+      if (!list && strcmp(val, "all") && !pass_find(val)) {  // did-you-mean from pass_parse_list
         if (!*val || pass_parse_list(val, pipe, 16, &np, err, sizeof err))  // "", or a list of passes
           snprintf(err, sizeof err, "--print-after takes one pass's name or all, not '%s'", val);
         return usage_error(c, "%s", err);
       }
-      if (s[3] == 'a') a->passes = val;
+      if (list) a->passes = val;
       else a->o.print_after = val;
     } else if (!strcmp(s, "--interp")) {
       a->run.interp = a->bench.interp = true;
