@@ -1,9 +1,9 @@
 // cli/build.c: `heed build`: a checked model (IrGraph, the forward) and its
 // weights -> a standalone program that needs only libc, libm and pthreads,
 // or (--emit-lib) a static library and model.h. The data flow:
-//   forward graph --cg_compile(dump_obj)--> model.o (heed_forward)
-//   forward --pass_kvcache_output--> step graph --cg_compile(entry
-//     heed_step)--> step.o (a causal decoder only: what heed generate runs)
+//   forward graph --heed_compile(cpu, dump_obj)--> model.o (heed_forward)
+//   forward --heed_compile(pipeline kvcache, entry heed_step)--> step.o
+//     (a causal decoder only: what heed generate runs)
 //   graph + shapes --> meta.json (runtime/model.c's "heed-model-1" description)
 //   weights file --checked, converted to the declared dtypes--> an aligned
 //     safetensors image (embedded with .incbin, or OUT.safetensors beside)
@@ -23,10 +23,8 @@
 
 #include "cli/build.h"
 #include "cli/run.h"
-#include "passes/pass.h"
 #include "runtime/rt.h"
 #ifdef HEED_HAVE_LLVM
-#include <llvm-c/TargetMachine.h>
 
 #include "codegen/cg.h"
 #endif
@@ -273,10 +271,10 @@ static void write_features(Compilation *c, FILE *f, const char *cpu, const char 
   char names[64][24];
   int n = 0;
   if (!cpu) {
-    char *fs = LLVMGetHostCPUFeatures();
-    for (char *s = strtok(fs, ","); s && n < 64; s = strtok(NULL, ","))
+    char *fs = cg_llvm_host_features();
+    for (char *s = fs ? strtok(fs, ",") : NULL; s && n < 64; s = strtok(NULL, ","))
       if (s[0] == '+' && strlen(s) < 24 && rt_cpu_feature_known(s + 1)) snprintf(names[n++], 24, "%s", s + 1);
-    LLVMDisposeMessage(fs);
+    free(fs);
   } else {
     char march[160], path[600];
     snprintf(march, sizeof march, "-march=%s", cpu);
@@ -453,23 +451,31 @@ static bool make_parts(Compilation *c, const IrGraph *g, const HeedBuildOpts *o,
   if (!ok) return false;
   // Compiled for up to 64 threads (the pool pointer is never used: nothing runs here).
   CgOptions co = {.cpu = o->cpu, .pool = (void *)&co, .nthreads = 64, .dump_obj = p->obj};
-  CgProgram *prog = cg_compile(g, &co, &c->diag), *sprog = NULL;
-  if (!prog) return false;
-  char why[300];
-  const IrGraph *step = g->inputs.data[0]->ty.rank == 2 ? pass_kvcache_output(g, io.out, why, sizeof why) : NULL;
-  if (step) {  // the KV-cached decode: the same code heed generate runs
-    CgOptions so = co;
-    so.dump_obj = p->step_obj, so.entry = "heed_step";
-    ok = (sprog = cg_compile(step, &so, &c->diag)) != NULL;
-    p->has_step = ok;
-  } else {
-    fprintf(stderr, "heed build: note: %s cannot decode incrementally (%s); the program recomputes the whole "
-            "window for every token\n", c->model->decl->name, g->inputs.data[0]->ty.rank == 2 ? why : "tokens (T)");
+  HeedCompiled fc, sc = {0};  // the forward; the decode step (pipeline kvcache)
+  HeedCompileOpts fo = {.graph = (IrGraph *)g, .passes = "", .stop = HEED_STOP_EMIT, .cg = co};
+  if (heed_compile(c, &fo, &fc) != HEED_OK) {
+    heed_compiled_free(&fc);
+    return false;
   }
+  const IrGraph *step = NULL;
+  const char *why = "tokens (T)";
+  if (g->inputs.data[0]->ty.rank == 2) {  // the KV-cached decode: the same code heed generate runs
+    HeedCompileOpts so = {.kind = HEED_GRAPH_DECODE, .graph = (IrGraph *)g, .decode_output = io.out,
+                          .stop = HEED_STOP_EMIT, .cg = co};
+    so.cg.dump_obj = p->step_obj, so.cg.entry = "heed_step";
+    int rc = heed_compile(c, &so, &sc);
+    step = sc.cx.why[0] ? NULL : sc.g;
+    why = sc.cx.why;
+    if (step) ok = p->has_step = rc == HEED_OK;
+  }
+  if (!step)
+    fprintf(stderr, "heed build: note: %s cannot decode incrementally (%s); the program recomputes the whole "
+            "window for every token\n", c->model->decl->name, why);
+  CgProgram *prog = fc.prog, *sprog = sc.prog;
   ok = ok && write_meta(c, p->meta, g, &io, prog, step, sprog, o->cpu, p->tmp) &&
        write_data_s(c, p->data_s, p->meta, o->weights_file ? NULL : image_dst, wfile);
-  cg_program_free(prog);
-  cg_program_free(sprog);
+  heed_compiled_free(&fc);
+  heed_compiled_free(&sc);
   return ok;
 #else
   (void)g, (void)o, (void)iop, (void)p, (void)image_dst, (void)wfile;

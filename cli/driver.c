@@ -1,6 +1,9 @@
 // cli/driver.c: the compiler pipeline, one function per stage, called in
-// order (QBE's main.c func()). Today: read the file, parse, check. The IR
-// lowering, passes and code generation slot in after heed_frontend.
+// order (QBE's main.c func()): read the file, parse, check and lower
+// (heed_frontend), then heed_compile: the passes over a named pipeline, the
+// schedule under the target's caps, the memory plan, the target's emit.
+// Every command (run, grad, bench, train, generate, build, compile) gets
+// from a model to a program through heed_compile.
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,9 +11,6 @@
 
 #include "cli/driver.h"
 #include "runtime/rt.h"
-#ifdef HEED_HAVE_LLVM
-#include "codegen/cg.h"
-#endif
 
 enum { HEED_MAX_SOURCE = 64 << 20 };  // a model file larger than this is surely a mistake
 
@@ -82,6 +82,90 @@ int heed_frontend(Compilation *c) {
   if (rc != HEED_OK) return rc;  // no semantic errors on top of syntax errors
   c->model = fe_check(c->arena, &c->diag, c->ast, &c->opts->check);
   return c->diag.nerr ? HEED_ERR_CHECK : HEED_OK;
+}
+
+const char *heed_pipeline(HeedGraphKind kind) {
+  switch (kind) {
+  case HEED_GRAPH_GRAD: return "autodiff";
+  case HEED_GRAPH_TRAIN_STEP: return "autodiff,train_step";
+  case HEED_GRAPH_DECODE: return "kvcache";
+  default: return "";
+  }
+}
+
+// The graph a kind starts from, or NULL with a diagnostic.
+static IrGraph *start_graph(Compilation *c, const HeedCompileOpts *o) {
+  if (o->graph) return o->graph;
+  if (c->ir) return c->ir;
+  bool loss = o->kind == HEED_GRAPH_LOSS || o->kind == HEED_GRAPH_GRAD || o->kind == HEED_GRAPH_TRAIN_STEP;
+  IrGraph *g = c->model ? (loss ? c->model->loss : c->model->forward) : NULL;
+  if (!g) diag_error(&c->diag, c->model ? c->model->decl->name_loc : (SrcLoc){0}, "model '%s' has no %s",
+                     c->model ? c->model->decl->name : "?", loss ? "train section (loss)" : "forward");
+  return g;
+}
+
+static bool verify_each(void) {
+#ifdef NDEBUG
+  const char *v = getenv("HEED_VERIFY_EACH");  // the tests set it
+  return v && *v && strcmp(v, "0");
+#else
+  return true;
+#endif
+}
+
+// frontend -> pass_run -> schedule -> plan -> target->emit
+int heed_compile(Compilation *c, const HeedCompileOpts *o, HeedCompiled *out) {
+  *out = (HeedCompiled){.cx = {.train = o->train, .decode_output = o->decode_output, .verify = verify_each(),
+                               .print_after = o->print_after ? o->print_after : c->opts->print_after,
+                               .print_to = o->print_to}};
+  int rc = c->model || c->ir || o->graph ? HEED_OK : heed_frontend(c);
+  if (rc != HEED_OK || !(out->g = start_graph(c, o))) return rc != HEED_OK ? rc : HEED_ERR_CHECK;
+  const Pass *pipe[16];
+  int n;
+  char err[200];
+  if (!pass_parse_list(o->passes ? o->passes : heed_pipeline(o->kind), pipe, 16, &n, err, sizeof err)) {
+    diag_error(&c->diag, (SrcLoc){0}, "%s", err);
+    return HEED_ERR_USAGE;
+  }
+  if (!out->cx.train.optimizer && c->model && c->model->train) {
+    const FeTrain *tr = c->model->train;
+    out->cx.train = (PassTrainOpts){.optimizer = tr->optimizer, .beta1 = tr->beta1, .beta2 = tr->beta2, .eps = tr->eps,
+                                    .weight_decay = tr->weight_decay, .momentum = tr->momentum, .clip = tr->clip};
+  }
+  if ((rc = pass_run(&out->g, pipe, n, &out->cx)) != HEED_OK || o->stop == HEED_STOP_PASSES) return rc;
+#ifdef HEED_HAVE_LLVM
+  Diag *td = o->target_diag ? o->target_diag : &c->diag;
+  const char *tname = o->target ? o->target : c->opts->target ? c->opts->target : "cpu";
+  const CgTarget *t = cg_target_find(tname);
+  CgCaps caps;
+  if (!t) {
+    diag_error(td, (SrcLoc){0}, "the %s target is not available in this build", tname);
+    return HEED_ERR_USAGE;
+  }
+  if (!t->caps(t, &o->cg, &caps, td)) return HEED_ERR_CHECK;
+  if (!(out->sched = sched_build(out->g, &caps.sched, td))) return HEED_ERR_NOMEM;
+  if (o->stop == HEED_STOP_SCHEDULE) return HEED_OK;
+  for (int k = 0; k < out->sched->nk; k++)
+    if (!t->supports(t, out->g, &out->sched->k[k], td)) return HEED_ERR_CHECK;
+  if (o->plan_symvals && !(out->plan = cg_plan_build(out->g, out->sched, o->plan_symvals))) return HEED_ERR_NOMEM;
+  CgEmitIn in = {.g = out->g, .sched = out->sched, .plan = out->plan, .o = &o->cg};
+  bool ok = t->emit(t, &in, &out->prog, td);
+  out->sched = in.sched;  // NULL when the target kept it
+  return ok ? HEED_OK : HEED_ERR_CHECK;
+#else
+  diag_error(&c->diag, (SrcLoc){0}, "this heed was built without a code generator (the reference interpreter runs models)");
+  return HEED_ERR_USAGE;
+#endif
+}
+
+void heed_compiled_free(HeedCompiled *out) {
+  sched_free(out->sched);
+#ifdef HEED_HAVE_LLVM
+  cg_program_free(out->prog);
+  cg_plan_free(out->plan);
+  out->prog = NULL, out->plan = NULL;
+#endif
+  out->sched = NULL;
 }
 
 const char *heed_cache_dir(void) {

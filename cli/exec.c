@@ -55,7 +55,11 @@ HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threa
                  .profile = profile};
   Diag scratch;  // what the backend cannot compile yet is a note, not an error
   diag_init(&scratch, NULL);
-  x->prog = cg_compile(g, &o, &scratch);
+  HeedCompiled hc;
+  HeedCompileOpts ho = {.graph = (IrGraph *)g, .passes = "", .stop = HEED_STOP_EMIT, .target_diag = &scratch, .cg = o};
+  heed_compile(c, &ho, &hc);
+  x->prog = hc.prog, hc.prog = NULL;
+  heed_compiled_free(&hc);
   if (!x->prog) {
     const char *why = scratch.log ? strstr(scratch.log, "error: ") : NULL;
     size_t len = why ? strcspn(why + 7, "\n") : 0;
@@ -184,28 +188,27 @@ double *heed_exec_output(HeedExec *x, int i, int64_t *numel) {
 
 const char *heed_exec_name(const HeedExec *x) { return x->name; }
 
-bool heed_exec_emit(Compilation *c, const IrGraph *g, const char *kind, const char *path, const char *cpu) {
+bool heed_exec_emit(Compilation *c, const HeedCompileOpts *base, const char *kind, const char *path, const char *cpu) {
 #ifdef HEED_HAVE_LLVM
-  if (!strcmp(kind, "schedule")) {  // the decisions cg_compile makes from (passes/schedule.h)
-    SchedCaps caps;
-    cg_cpu_caps(&caps);
-    Schedule *s = sched_build(g, &caps, &c->diag);
-    FILE *f = !s ? NULL : strcmp(path, "/dev/stdout") ? fopen(path, "w") : stdout;
-    if (s && !f) diag_error(&c->diag, (SrcLoc){0}, "cannot write '%s': %s", path, strerror(errno));
-    if (f) sched_print(s, g, f);
-    bool ok = f && (f == stdout ? fflush(f) == 0 : fclose(f) == 0);
-    sched_free(s);
-    return ok;
+  HeedCompileOpts ho = *base;
+  HeedCompiled hc;
+  ho.cg.cpu = cpu;
+  bool sched = !strcmp(kind, "schedule");  // the decisions the target's emit follows (passes/schedule.h)
+  ho.stop = sched ? HEED_STOP_SCHEDULE : HEED_STOP_EMIT;
+  if (!strcmp(kind, "llvm")) ho.cg.dump_ir = path;
+  else if (!strcmp(kind, "asm")) ho.cg.dump_asm = path;
+  else if (!sched) ho.cg.dump_obj = path;
+  bool ok = heed_compile(c, &ho, &hc) == HEED_OK;
+  if (ok && sched) {
+    FILE *f = strcmp(path, "/dev/stdout") ? fopen(path, "w") : stdout;
+    if (!f) diag_error(&c->diag, (SrcLoc){0}, "cannot write '%s': %s", path, strerror(errno));
+    if (f) sched_print(hc.sched, hc.g, f);
+    ok = f && (f == stdout ? fflush(f) == 0 : fclose(f) == 0);
   }
-  CgOptions o = {.cpu = cpu};
-  if (!strcmp(kind, "llvm")) o.dump_ir = path;
-  else if (!strcmp(kind, "asm")) o.dump_asm = path;
-  else o.dump_obj = path;
-  CgProgram *p = cg_compile(g, &o, &c->diag);
-  cg_program_free(p);
-  return p != NULL;
+  heed_compiled_free(&hc);
+  return ok;
 #else
-  (void)g, (void)path, (void)cpu;
+  (void)base, (void)path, (void)cpu;
   diag_error(&c->diag, (SrcLoc){0}, "--emit %s: this heed was built without the LLVM backend", kind);
   return false;
 #endif

@@ -22,10 +22,11 @@ bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, 
 bool heed_exec_run(HeedExec *x);  // false: a run-time error was reported
 // Output i (g->outputs order) as doubles: numel values, malloc'd (caller frees).
 double *heed_exec_output(HeedExec *x, int i, int64_t *numel);
-const char *heed_exec_name(const HeedExec *x);
-// Compiles g and writes it as kind "llvm" (optimized LLVM IR), "asm" or
-// "obj" to path, for cpu (NULL: the host; e.g. "znver5", "x86-64-v3").
-bool heed_exec_emit(Compilation *c, const IrGraph *g, const char *kind, const char *path, const char *cpu);  // "compiled (znver3, 2 threads)" or "interpreter"
+const char *heed_exec_name(const HeedExec *x);  // "compiled, 2 threads" or "reference interpreter"
+// Compiles (heed_compile with base: the graph kind, passes, target) and
+// writes kind "llvm" (optimized LLVM IR), "asm", "obj" or "schedule" to
+// path, for cpu (NULL: the host; e.g. "znver5", "x86-64-v3").
+bool heed_exec_emit(Compilation *c, const HeedCompileOpts *base, const char *kind, const char *path, const char *cpu);
 double heed_exec_compile_ms(const HeedExec *x);
 // Prints x's profile (the runs since compile; see heed_profile_print) to f;
 // nothing if x was not compiled with profile.

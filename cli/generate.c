@@ -166,7 +166,11 @@ static bool setup_compiled(Gen *x, int threads, int64_t tmax) {
   x->pool = threads > 1 ? rt_pool_new(threads) : NULL;
   CgOptions o = {.pool = x->pool, .nthreads = rt_pool_size(x->pool), .parallel_for = (CgParallelFor)rt_parallel_for,
                  .cache_dir = heed_cache_dir()};
-  if (!(x->prog = cg_compile(g, &o, &x->c->diag))) return false;
+  HeedCompiled hc;
+  heed_compile(x->c, &(HeedCompileOpts){.graph = (IrGraph *)g, .passes = "", .stop = HEED_STOP_EMIT, .cg = o}, &hc);
+  x->prog = hc.prog, hc.prog = NULL;
+  heed_compiled_free(&hc);
+  if (!x->prog) return false;
   x->sv[x->sB] = 1, x->sv[x->sT] = tmax;
   if (x->incremental) x->sv[x->sKV] = x->cap;
   x->bufs = calloc((size_t)g->nodes.len + 1, sizeof(void *));
@@ -394,8 +398,13 @@ static int gen_threads(const IrGraph *f, const HeedRunOpts *o) {
 // Builds the executor: the step graph, or the forward for recomputation.
 static bool gen_setup(Gen *x, Compilation *c, const HeedRunOpts *o, int out, int64_t n_prompt, int64_t cap) {
   const IrGraph *f = c->model->forward;
-  char why[300];
-  x->g = pass_kvcache_output(f, out, why, sizeof why);
+  HeedCompiled hc;  // the decode step's passes (kvcache); the executor compiles the result
+  int rc = heed_compile(c, &(HeedCompileOpts){.kind = HEED_GRAPH_DECODE, .decode_output = out, .stop = HEED_STOP_PASSES},
+                        &hc);
+  const char *why = hc.cx.why;
+  heed_compiled_free(&hc);
+  if (rc != HEED_OK && !why[0]) return false;
+  x->g = rc == HEED_OK ? hc.g : NULL;
   x->incremental = x->g != NULL;
   x->out = x->incremental ? 0 : out;  // the step graph keeps only the logits (then its caches)
   if (!x->incremental) {

@@ -29,17 +29,23 @@ static const Command commands[] = {
      "diagnostics (FILE:LINE:COL: error: ...) and exits with status 1.\n"
      "  --params           also list every parameter with its full name, dtype and shape\n",
      true},
-    {"compile", "write an intermediate form (ast, ir, dot) or compiled code (llvm, asm, obj)",
-     "heed compile MODEL.heed --emit KIND [-o OUT] [--model NAME] [--set KEY=VALUE]...",
+    {"compile", "write an intermediate form (ast, ir, ir-opt, dot, schedule) or compiled code (llvm, asm, obj)",
+     "heed compile MODEL.heed --emit KIND [--loss|--grad|--train-step|--decode] [--passes LIST] [--print-after PASS|all] [-o OUT]",
      "Compile a model file and write an intermediate form.\n"
      "  --emit ast         the syntax tree, with LINE:COL of every node\n"
      "  --emit ir          the model's forward as IR (the text form ir_parse reads back)\n"
      "  --emit dot         the same graph for Graphviz (dot -Tsvg)\n"
-     "  --loss             emit the train section's loss graph instead of the forward\n"
+     "  --emit ir-opt      the IR after the pipeline of passes (with --print-after: after those passes)\n"
+     "  --loss             the train section's loss graph instead of the forward (no passes)\n"
+     "  --grad             the loss and its gradients (passes: autodiff)\n"
+     "  --train-step       the whole train step (passes: autodiff,train_step)\n"
+     "  --decode           the incremental decode step (passes: kvcache)\n"
+     "  --passes LIST      the pipeline instead, e.g. autodiff,train_step ('' for none)\n"
+     "  --print-after PASS the IR after that pass (or every pass: all), to -o/stdout with ir-opt, else stderr\n"
      "  --emit schedule    the CPU backend's schedule: kernels in run order, fused nodes, parallel splits\n"
      "  --emit llvm|asm|obj  the compiled CPU code: optimized LLVM IR, assembly, an object file (-o needed)\n"
      "  --cpu NAME         the target CPU for llvm/asm/obj (default: this machine's; e.g. znver5, x86-64-v3)\n"
-     "  --emit ir-opt|cuda|ptx   not available in this version\n"
+     "  --emit cuda|ptx    not available in this version\n"
      "  -o OUT             write to OUT instead of standard output\n",
      true},
     {"init", "write the model's initialised parameters",
@@ -143,6 +149,7 @@ static const char common_flags[] =
     "  --set KEY=VALUE    override a config value or a train setting (repeatable)\n"
     "  --max-errors N     stop reporting after N errors (default 20)\n"
     "  --target cpu       the backend (cpu; cuda is not available in this build)\n"
+    "  --print-after PASS the IR after that pass of the command's pipeline (or all), on stderr\n"
     "  --threads N        threads for compiled code (default: the cores)\n"
     "  --quantize KIND    int8, int4 or bf16: not available in this version\n"
     "  -h, --help         this help\n";
@@ -202,14 +209,28 @@ static const Command *find_command(const char *name) {
 typedef struct {
   HeedOptions o;
   FeOverride sets[64];
-  const char *emit, *out, *cpu;
-  bool params, help, loss;
+  const char *emit, *out, *cpu, *passes;
+  bool params, help;
+  HeedGraphKind kind;  // compile: --loss, --grad, --train-step, --decode
   HeedRunOpts run;
   HeedBenchOpts bench;
   HeedTrainOpts train;
   HeedGenOpts gen;
   HeedBuildOpts build;
 } Args;
+
+// --target NAME: a target this heed has (codegen's registry), or one heed
+// knows of that this build lacks (cuda): a clear error, never a silent CPU run.
+static bool target_built(const char *name) {
+#ifdef HEED_HAVE_LLVM
+  return cg_target_find(name) != NULL;
+#else
+  (void)name;
+  return false;
+#endif
+}
+
+static bool target_known(const char *name) { return !strcmp(name, "cpu") || !strcmp(name, "cuda"); }
 
 static int usage_error(const Command *c, const char *fmt, const char *arg) {
   fprintf(stderr, "heed %s: ", c->name);
@@ -267,8 +288,25 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       a->help = true;
     } else if (!strcmp(s, "--params") && !strcmp(c->name, "check")) {
       a->params = true;
-    } else if (!strcmp(s, "--loss") && !strcmp(c->name, "compile")) {
-      a->loss = true;
+    } else if ((!strcmp(s, "--loss") || !strcmp(s, "--grad") || !strcmp(s, "--train-step") ||
+                !strcmp(s, "--decode")) && !strcmp(c->name, "compile")) {
+      a->kind = s[2] == 'l' ? HEED_GRAPH_LOSS : s[2] == 'g' ? HEED_GRAPH_GRAD : s[2] == 't' ? HEED_GRAPH_TRAIN_STEP
+                                                                                       : HEED_GRAPH_DECODE;
+    } else if ((!strcmp(s, "--passes") && !strcmp(c->name, "compile")) || !strcmp(s, "--print-after")) {
+      const Pass *pipe[16];
+      int np;
+      char err[200];
+      bool list = !strcmp(s, "--passes");
+      if (!val) return usage_error(c, "%s needs a value", s);
+      i++;
+      if (list && !pass_parse_list(val, pipe, 16, &np, err, sizeof err)) return usage_error(c, "%s", err);
+      if (!list && strcmp(val, "all") && !pass_find(val)) {  // did-you-mean from pass_parse_list
+        if (!*val || pass_parse_list(val, pipe, 16, &np, err, sizeof err))  // "", or a list of passes
+          snprintf(err, sizeof err, "--print-after takes one pass's name or all, not '%s'", val);
+        return usage_error(c, "%s", err);
+      }
+      if (list) a->passes = val;
+      else a->o.print_after = val;
     } else if (!strcmp(s, "--interp")) {
       a->run.interp = a->bench.interp = true;
     } else if (!strcmp(s, "--train") && !strcmp(c->name, "bench")) {
@@ -318,12 +356,12 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       if (!strcmp(s, "--model")) a->o.check.model_name = val;
       else if (!strcmp(s, "--emit")) a->emit = val;
       else if (!strcmp(s, "-o")) a->out = val;
-      else if (!strcmp(s, "--target") && strcmp(val, "cpu") && strcmp(val, "cuda"))
+      else if (!strcmp(s, "--target") && !target_built(val) && !target_known(val))
         return usage_error(c, "--target must be cpu or cuda, not '%s'", val);
-      else if (!strcmp(s, "--target") && !strcmp(val, "cuda")) {
-        fprintf(stderr, "heed %s: error: the cuda target is not available in this build (only cpu is)\n", c->name);
+      else if (!strcmp(s, "--target") && !target_built(val)) {
+        fprintf(stderr, "heed %s: error: the %s target is not available in this build (only cpu is)\n", c->name, val);
         return 1;
-      }
+      } else if (!strcmp(s, "--target")) a->o.target = val;
       else if (!strcmp(s, "--threads") || !strcmp(s, "--max-errors")) {
         char *end;
         long n = strtol(val, &end, 10);
@@ -459,15 +497,15 @@ static int check_outputs(const Command *cmd, const Args *a) {
 
 // compile --emit llvm|asm|obj: LLVM writes the file by name, a temporary
 // one beside -o's path that replaces it only when whole.
-static int emit_native(Compilation *c, const IrGraph *g, const Args *a) {
-  if (!a->out) return heed_exec_emit(c, g, a->emit, "/dev/stdout", a->cpu) ? HEED_OK : HEED_ERR_CHECK;
+static int emit_native(Compilation *c, const HeedCompileOpts *base, const Args *a) {
+  if (!a->out) return heed_exec_emit(c, base, a->emit, "/dev/stdout", a->cpu) ? HEED_OK : HEED_ERR_CHECK;
   RtOutFile of;
   char err[600];
   if (rt_out_open(&of, a->out, 0666, err, sizeof err) != RT_OK) {
     fprintf(stderr, "heed: error: %s\n", err);
     return HEED_ERR_IO;
   }
-  if (!heed_exec_emit(c, g, a->emit, rt_out_name(&of), a->cpu)) {
+  if (!heed_exec_emit(c, base, a->emit, rt_out_name(&of), a->cpu)) {
     rt_out_abort(&of);
     return HEED_ERR_CHECK;
   }
@@ -476,6 +514,20 @@ static int emit_native(Compilation *c, const IrGraph *g, const Args *a) {
     return HEED_ERR_IO;
   }
   return HEED_OK;
+}
+
+// compile --emit ir-opt: the graph after the pipeline, or with --print-after
+// the IR after the passes it names (into out, as -o says).
+static int emit_ir_opt(Compilation *c, HeedCompileOpts *base, FILE *out) {
+  HeedCompiled hc;
+  base->stop = HEED_STOP_PASSES;
+  base->print_to = out;
+  int rc = heed_compile(c, base, &hc);
+  if (rc == HEED_OK && !c->opts->print_after) ir_print(hc.g, out);
+  if (rc == HEED_ERR_CHECK && hc.cx.why[0])
+    diag_error(&c->diag, (SrcLoc){0}, "%s cannot decode incrementally: %s", hc.g ? hc.g->name : "the model", hc.cx.why);
+  heed_compiled_free(&hc);
+  return rc;
 }
 
 static int cmd_frontend(const Command *cmd, Args *a) {
@@ -495,18 +547,20 @@ static int cmd_frontend(const Command *cmd, Args *a) {
     a->o.check.lower = !ast;
     rc = ir_in ? (ast ? HEED_ERR_USAGE : heed_read_ir(c)) : ast ? heed_parse_only(c) : heed_frontend(c);
     if (rc == HEED_ERR_USAGE) fprintf(stderr, "heed compile: an .ir file has no syntax tree; use --emit ir or dot\n");
-    IrGraph *g = ir_in ? c->ir : c->model ? (a->loss ? c->model->loss : c->model->forward) : NULL;
+    bool loss = a->kind == HEED_GRAPH_LOSS || a->kind == HEED_GRAPH_GRAD || a->kind == HEED_GRAPH_TRAIN_STEP;
+    IrGraph *g = ir_in ? c->ir : c->model ? (loss ? c->model->loss : c->model->forward) : NULL;
     if (rc == HEED_OK && !ast && !g && !ir_in) {
       fprintf(stderr, "heed: error: model '%s' has no %s to emit\n", c->model ? c->model->decl->name : "?",
-              a->loss ? "train section (loss)" : "forward");
+              loss ? "train section (loss)" : "forward");
       rc = HEED_ERR_CHECK;
     }
+    HeedCompileOpts base = {.kind = a->kind, .graph = g, .passes = a->passes};
     if (rc == HEED_OK && native) {
       if (!strcmp(a->emit, "obj") && !a->out) {
         fprintf(stderr, "heed compile: --emit obj needs -o FILE\n");
         rc = HEED_ERR_USAGE;
       } else {
-        rc = emit_native(c, g, a);
+        rc = emit_native(c, &base, a);
       }
       diag_finish(&c->diag);
       heed_compilation_free(c);
@@ -521,6 +575,7 @@ static int cmd_frontend(const Command *cmd, Args *a) {
       rc = HEED_ERR_IO;
     }
     if (rc == HEED_OK && ast) fe_ast_print(c->ast, out);
+    else if (rc == HEED_OK && !strcmp(a->emit, "ir-opt")) rc = emit_ir_opt(c, &base, out);
     else if (rc == HEED_OK && !strcmp(a->emit, "ir")) ir_print(g, out);
     else if (rc == HEED_OK) ir_print_dot(g, out);
     if (out && out != stdout && rc == HEED_OK && rt_out_commit(&of, err, sizeof err) != RT_OK) {
@@ -627,13 +682,14 @@ int main(int argc, char **argv) {
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && !a.emit) {
     rc = usage_error(cmd, "--emit KIND is required%s", "");
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && strcmp(a.emit, "ast") && strcmp(a.emit, "ir") &&
+             strcmp(a.emit, "ir-opt") &&
              strcmp(a.emit, "dot") && strcmp(a.emit, "schedule") && strcmp(a.emit, "llvm") && strcmp(a.emit, "asm") &&
              strcmp(a.emit, "obj")) {
-    static const char *later[] = {"ir-opt", "cuda", "ptx"};
+    static const char *later[] = {"cuda", "ptx"};
     bool known = false;
-    for (int i = 0; i < 3; i++) known |= !strcmp(a.emit, later[i]);
+    for (int i = 0; i < 2; i++) known |= !strcmp(a.emit, later[i]);
     if (known) {
-      fprintf(stderr, "heed compile: --emit %s is not available in this version (ast, ir, dot, schedule, llvm, asm and obj are)\n",
+      fprintf(stderr, "heed compile: --emit %s is not available in this version (ast, ir, ir-opt, dot, schedule, llvm, asm and obj are)\n",
               a.emit);
       rc = 1;
     } else {

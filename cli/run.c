@@ -9,7 +9,6 @@
 
 #include "cli/run.h"
 #include "cli/exec.h"
-#include "passes/pass.h"
 #include "runtime/rt.h"
 
 // ---- initialisation ----
@@ -303,8 +302,10 @@ int heed_cmd_grad(Compilation *c, const HeedRunOpts *o) {
                c->model->decl->name);
     return HEED_ERR_CHECK;
   }
-  if (!pass_autodiff(g, g->outputs.data[0], false) || !ir_verify(g)) return HEED_ERR_CHECK;
-  return execute(c, g, o);
+  HeedCompiled hc;  // the passes only: the executor compiles the result
+  int rc = heed_compile(c, &(HeedCompileOpts){.kind = HEED_GRAPH_GRAD, .stop = HEED_STOP_PASSES}, &hc);
+  heed_compiled_free(&hc);
+  return rc != HEED_OK ? rc : execute(c, hc.g, o);
 }
 
 int heed_cmd_init(Compilation *c, const HeedRunOpts *o) {

@@ -1,6 +1,6 @@
 // cli/trainer.c: the trainer behind `heed train` (trainer.h). Data flow:
-// FeModel.loss --pass_train_step--> one train-step graph --cg_compile-->
-// CgProgram, run each step on buffers the trainer owns (one allocation for
+// FeModel.loss --heed_compile(pipeline autodiff,train_step)--> one
+// train-step graph --heed_compile(target cpu)--> CgProgram, run each step on buffers the trainer owns (one allocation for
 // every node); or the reference interpreter (ir_interp) with opts.interp.
 // After a step each parameter's and optimizer state's buffer is swapped with
 // its "new.NAME" output's buffer (no copy). Evaluation runs the forward and
@@ -182,7 +182,11 @@ static CgProgram *compile(HeedTrainer *t, const IrGraph *g) {
   CgOptions co = {.pool = t->pool, .nthreads = rt_pool_size(t->pool), .parallel_for = (CgParallelFor)rt_parallel_for,
                   .cache_dir = heed_cache_dir(),
                   .profile = t->o.profile && g == t->g, .prefix = g == t->g ? t->ts.nfwd : 0};
-  CgProgram *p = cg_compile(g, &co, &t->c->diag);
+  HeedCompiled hc;
+  heed_compile(t->c, &(HeedCompileOpts){.graph = (IrGraph *)g, .passes = "", .stop = HEED_STOP_EMIT, .cg = co}, &hc);
+  CgProgram *p = hc.prog;
+  hc.prog = NULL;
+  heed_compiled_free(&hc);
   if (!p) diag_note(&t->c->diag, NOLOC, "the reference interpreter (--interp) runs any graph, slowly");
   return p;
 }
@@ -231,6 +235,17 @@ static bool freeze(Compilation *c, IrGraph *g, const char *const *pat, int npat)
   return !npat || left;
 }
 
+// The train step's passes (heed_compile's pipeline autodiff,train_step) on
+// the loss graph; t->ts: where the step's pieces are.
+static bool train_passes(HeedTrainer *t, const PassTrainOpts *po) {
+  HeedCompiled hc;
+  HeedCompileOpts ho = {.kind = HEED_GRAPH_TRAIN_STEP, .graph = t->g, .train = *po, .stop = HEED_STOP_PASSES};
+  int rc = heed_compile(t->c, &ho, &hc);
+  t->ts = hc.cx.ts;
+  heed_compiled_free(&hc);
+  return rc == HEED_OK;
+}
+
 HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
   FeModel *m = c->model;
   if (!m || !m->train || !m->loss || !m->forward) {
@@ -249,7 +264,7 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
   const FeTrain *tr = m->train;
   PassTrainOpts po = {.optimizer = tr->optimizer, .beta1 = tr->beta1, .beta2 = tr->beta2, .eps = tr->eps,
                       .weight_decay = tr->weight_decay, .momentum = tr->momentum, .clip = tr->clip};
-  bool ok = freeze(c, t->g, o->freeze, o->nfreeze) && bind_sizes(t) && pass_train_step(t->g, t->g->outputs.data[0], &po, &t->ts) && make_slots(t);
+  bool ok = freeze(c, t->g, o->freeze, o->nfreeze) && bind_sizes(t) && train_passes(t, &po) && make_slots(t);
   if (ok) {
     t->evalg = *t->g;
     t->evalg.nodes.len = t->ts.nfwd;

@@ -19,6 +19,12 @@
 //   compile_optim.c the fused optimizer updates' kernels (OPT_MOMENT,
 //            OPT_MOMENT2, OPT_ADAMW: pass_train_step's train-step graphs)
 //
+//   target.c the target interface (CgTarget) and its registry: `cpu`
+//            wraps the emitter above; --target names one
+//
+// No LLVM header is included here: the LLVM-typed helpers the generators
+// share are in codegen/cg_llvm.h (private to codegen/).
+//
 // Errors from LLVM (LLVMErrorRef, char **ErrorMessage) are converted to a
 // diagnostic (no source location) and the function returns false; nothing
 // here prints to stdout or exits.
@@ -42,8 +48,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <llvm-c/Core.h>
-
 #include "ir/ir.h"
 #include "passes/schedule.h"
 
@@ -61,6 +65,7 @@ bool cg_llvm_cpu_valid(const char *cpu, Diag *d);
 void cg_llvm_free(CgLlvm *cg);
 const char *cg_llvm_cpu_name(const CgLlvm *cg);  // owned by cg
 int cg_llvm_vector_width(const CgLlvm *cg);      // f32 lanes: 16 (AVX-512F) or 8
+int cg_llvm_cpu_vector_width(const char *cpu);   // the same for cpu (NULL: the host), without a CgLlvm
 
 // The module being built: cg_llvm_module_begin starts a new one (discarding
 // one not handed to the JIT). Generators (cg_gemm_emit) add functions to it.
@@ -98,6 +103,9 @@ const CgPartStat *cg_llvm_part_stats(const CgLlvm *cg, int *n);
 // Where cg_llvm_jit_add_split keeps the parts' object files (objcache.c;
 // copied; NULL or "": no cache).
 void cg_llvm_set_cache(CgLlvm *cg, const char *dir);
+// The host CPU's features as LLVM names them ("+avx2,+fma,-avx512f,...");
+// malloc'd, caller frees; NULL if out of memory.
+char *cg_llvm_host_features(void);
 
 // ---- objcache.c ----
 // True if dir may hold the cache: a directory owned by this user and not
@@ -118,10 +126,6 @@ HEED_INTERNAL void cg_objcache_put(const char *dir, const void *key, size_t klen
 enum { CG_OBJCACHE_MAX_MB = 256 };
 #define CG_OBJCACHE_MAX_BYTES ((int64_t)CG_OBJCACHE_MAX_MB << 20)
 HEED_INTERNAL void cg_objcache_trim(const char *dir, int64_t max_bytes);
-// For generators: the current module (owned by cg) and the attributes every
-// generated function gets (target-cpu, target-features, nounwind).
-HEED_INTERNAL LLVMModuleRef cg_llvm_module(CgLlvm *cg);
-HEED_INTERNAL void cg_llvm_fn_attrs(CgLlvm *cg, LLVMValueRef fn);
 
 // ---- gemm.c ----
 // C[M,N] = A[M,K] @ B[K,N] (+ C if beta), row-major with leading dimensions
@@ -238,7 +242,15 @@ typedef struct {
 // (cg_compile schedules g under these caps; `--emit schedule` prints it).
 void cg_cpu_caps(SchedCaps *caps);
 // o may be NULL (the defaults above). NULL (with a diagnostic) on failure.
+// The same as sched_build under cg_cpu_caps, then cg_cpu_emit.
 CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d);
+// The CPU target's emitter: g's kernels as sched (made under cg_cpu_caps)
+// orders them. The program owns sched (also on failure: freed).
+CgProgram *cg_cpu_emit(const IrGraph *g, Schedule *sched, const CgOptions *o, Diag *d);
+// Whether the CPU emitter compiles kernel k of g (its root, operands and
+// group): false with a diagnostic (f16/bf16 values, a gradient without a
+// rule).
+bool cg_cpu_supports(const IrGraph *g, const SchedKernel *k, Diag *d);
 // Runs the graph's ops on bufs (g->nodes.len of them). A run-time error (a
 // gather index outside its table, a target outside the classes, an integer
 // division by zero, a slice outside its axis, also in the gradient ops; a
@@ -277,10 +289,66 @@ void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int
 // Whether cg_run writes node node_id's buffer (false for leaves and for
 // the permutes described above).
 bool cg_node_computed(const CgProgram *p, int node_id);
+// The same plan made before emit (heed_compile) from the schedule and the
+// graph's types, for sizes symvals: what a target is told of memory.
+typedef struct {
+  int nnodes;
+  int align;       // bytes every offset is a multiple of
+  int64_t *bytes;  // per node: its values' bytes under the planned sizes (-1: overflow)
+  int64_t *offset; // per node: its buffer's offset in the arena; -1: none of the plan's
+                   // (leaves: the caller's; inline, alias, transposed-permute nodes)
+  int64_t total;   // the arena's bytes (-1: overflow)
+} CgPlan;
+// NULL if out of memory; caller frees with cg_plan_free.
+CgPlan *cg_plan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals);
+void cg_plan_free(CgPlan *pl);  // NULL is harmless
 // The node whose buffer holds node_id's values after cg_run: node_id itself
 // (computed nodes, leaves), the source of a reshape that is not computed
 // (through chains), -1 for a skipped permute or a bad id.
 int cg_node_alias(const CgProgram *p, int node_id);
 void cg_program_free(CgProgram *p);  // NULL is harmless
+
+// ---- target.c ----
+// A backend as the driver sees it (QBE's struct Target, ggml's backend
+// interface): what it can do (caps: the schedule is made under them, the
+// backend never re-decides), which kernels it compiles, and emit, which
+// gets every decision made before it: the graph after the passes, its
+// schedule and its memory plan. `cpu` is the first instance (LLVM, this
+// file's emitter); tests register their own (tests/unit/test_cg_target.c).
+typedef struct {
+  int vector_width;       // f32 lanes of a vector register (16 AVX-512F, 8 AVX2)
+  int alignment;          // bytes a buffer's start is aligned to
+  int64_t shared_memory;  // bytes of on-chip memory a kernel's threads share (0: none, a CPU)
+  SchedCaps sched;        // what the schedule may fuse for it
+} CgCaps;
+
+typedef struct {          // what emit is given
+  const IrGraph *g;       // the graph after the passes: types, attributes, source locations
+  Schedule *sched;        // kernels in run order; a target that keeps it sets this NULL
+  const CgPlan *plan;     // buffer sizes and offsets for the planned sizes (NULL: none)
+  const CgOptions *o;     // entry names, dumps, threads, profile
+} CgEmitIn;
+
+typedef struct CgTarget CgTarget;
+struct CgTarget {
+  const char *name;
+  const char *summary;
+  // Fills caps for o (o->cpu: the CPU compiled for). False with a diagnostic.
+  bool (*caps)(const CgTarget *t, const CgOptions *o, CgCaps *caps, Diag *d);
+  // Whether it compiles kernel k of g; false with a diagnostic.
+  bool (*supports)(const CgTarget *t, const IrGraph *g, const SchedKernel *k, Diag *d);
+  // *out: a program cg_run runs (the CPU), or NULL for a target whose output
+  // is only what o asks written (text, objects). False with a diagnostic.
+  bool (*emit)(const CgTarget *t, CgEmitIn *in, CgProgram **out, Diag *d);
+  void *ud;               // the target's own state
+};
+
+// The target named name (cpu, and those registered), or NULL.
+const CgTarget *cg_target_find(const char *name);
+// Adds t (not copied: it must outlive its use); false if the table is full
+// or the name taken.
+bool cg_target_register(const CgTarget *t);
+// Targets heed knows of but this build does not have ("cuda"): true.
+bool cg_target_known_absent(const char *name);
 
 #endif

@@ -391,41 +391,56 @@ static bool emit_entry(K *k, const IrGraph *g, const char *name, int upto, Diag 
 
 // ---- the program ----
 
-static bool supported(const IrGraph *g, Diag *d) {
-  for (int i = 0; i < g->nodes.len; i++) {
-    const IrNode *n = g->nodes.data[i];
-    const IrType *ts[IR_MAX_SRC + 1];
-    int nt = 0;
-    ts[nt++] = &n->ty;
-    for (int j = 0; j < n->nsrc; j++) ts[nt++] = &n->src[j]->ty;
-    for (int j = 0; j < nt; j++)
-      if (ts[j]->dt == IR_F16 || ts[j]->dt == IR_BF16) {
-        diag_error(d, n->loc, "cpu backend: %s is not supported yet; use --interp", ir_dtype_info[ts[j]->dt].name);
-        return false;
-      }
-    bool fn_ok = true;
-    switch (n->op) {
-    case IR_OP_UNARY_GRAD:
-      switch ((IrOp)n->attr.fn) {
-      case IR_OP_NEG: case IR_OP_EXP: case IR_OP_LOG: case IR_OP_SQRT: case IR_OP_RSQRT: case IR_OP_TANH:
-      case IR_OP_SIGMOID: case IR_OP_RELU: case IR_OP_GELU: case IR_OP_GELU_TANH: case IR_OP_SILU: case IR_OP_ABS:
-        break;
-      default: fn_ok = false; break;
-      }
-      break;
-    case IR_OP_MAXIMUM_GRAD: fn_ok = n->attr.fn == IR_OP_MAXIMUM || n->attr.fn == IR_OP_MINIMUM; break;
-    default: break;
-    }
-    if (!fn_ok) {
-      diag_error(d, n->loc, "cpu backend: %s of %s has no derivative", ir_op_name(n->op),
-                 n->attr.fn >= 0 && n->attr.fn < IR_OP_COUNT ? ir_op_name((IrOp)n->attr.fn) : "?");
+// Whether this backend compiles node n: no f16/bf16 values, a derivative
+// rule for a gradient op's function.
+static bool node_supported(const IrNode *n, Diag *d) {
+  const IrType *ts[IR_MAX_SRC + 1];
+  int nt = 0;
+  ts[nt++] = &n->ty;
+  for (int j = 0; j < n->nsrc; j++) ts[nt++] = &n->src[j]->ty;
+  for (int j = 0; j < nt; j++)
+    if (ts[j]->dt == IR_F16 || ts[j]->dt == IR_BF16) {
+      diag_error(d, n->loc, "cpu backend: %s is not supported yet; use --interp", ir_dtype_info[ts[j]->dt].name);
       return false;
     }
+  bool fn_ok = true;
+  switch (n->op) {
+  case IR_OP_UNARY_GRAD:
+    switch ((IrOp)n->attr.fn) {
+    case IR_OP_NEG: case IR_OP_EXP: case IR_OP_LOG: case IR_OP_SQRT: case IR_OP_RSQRT: case IR_OP_TANH:
+    case IR_OP_SIGMOID: case IR_OP_RELU: case IR_OP_GELU: case IR_OP_GELU_TANH: case IR_OP_SILU: case IR_OP_ABS:
+      break;
+    default: fn_ok = false; break;
+    }
+    break;
+  case IR_OP_MAXIMUM_GRAD: fn_ok = n->attr.fn == IR_OP_MAXIMUM || n->attr.fn == IR_OP_MINIMUM; break;
+  default: break;
+  }
+  if (!fn_ok) {
+    diag_error(d, n->loc, "cpu backend: %s of %s has no derivative", ir_op_name(n->op),
+               n->attr.fn >= 0 && n->attr.fn < IR_OP_COUNT ? ir_op_name((IrOp)n->attr.fn) : "?");
+    return false;
+  }
+  return true;
+}
+
+static bool supported(const IrGraph *g, Diag *d) {
+  for (int i = 0; i < g->nodes.len; i++) {
+    if (!node_supported(g->nodes.data[i], d)) return false;
     if (g->syms.len > IR_MAX_SYMS) {
       diag_error(d, NOLOC, "cpu backend: too many symbolic sizes (%d)", g->syms.len);
       return false;
     }
   }
+  return true;
+}
+
+bool cg_cpu_supports(const IrGraph *g, const SchedKernel *k, Diag *d) {
+  if (!node_supported(g->nodes.data[k->root], d)) return false;
+  for (int j = 0; j < k->nopnd; j++)
+    if (!node_supported(g->nodes.data[k->opnd[j]], d)) return false;
+  for (int j = 0; j < k->nxout; j++)
+    if (k->xout[j] >= 0 && !node_supported(g->nodes.data[k->xout[j]], d)) return false;
   return true;
 }
 
@@ -500,14 +515,26 @@ void cg_cpu_caps(SchedCaps *c) {
 }
 
 CgProgram *cg_compile(const IrGraph *g, const CgOptions *o, Diag *d) {
-  double t0 = now_ms();
   if (!supported(g, d)) return NULL;
-  CgProgram *p = calloc(1, sizeof *p);
-  K k = {0};
   SchedCaps caps;
   cg_cpu_caps(&caps);
-  if (!p) goto oom;
-  if (!(p->sched = sched_build(g, &caps, d))) goto fail;
+  Schedule *s = sched_build(g, &caps, d);
+  return s ? cg_cpu_emit(g, s, o, d) : NULL;
+}
+
+CgProgram *cg_cpu_emit(const IrGraph *g, Schedule *sched, const CgOptions *o, Diag *d) {
+  double t0 = now_ms();
+  if (!supported(g, d)) {
+    sched_free(sched);
+    return NULL;
+  }
+  CgProgram *p = calloc(1, sizeof *p);
+  K k = {0};
+  if (!p) {
+    sched_free(sched);
+    goto oom;
+  }
+  p->sched = sched;
   p->cg = cg_llvm_new(o ? o->cpu : NULL, d);
   if (!p->cg) goto fail;
   p->nthreads = o && o->nthreads > 1 && o->pool ? o->nthreads : 1;

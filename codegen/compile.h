@@ -10,7 +10,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "codegen/cg.h"
+#include "codegen/cg_llvm.h"
 #include "passes/schedule.h"
 
 enum { TR_B = SCHED_TRANS_B, TR_A = SCHED_TRANS_A };

@@ -31,7 +31,7 @@
 
 #include <llvm-c/DebugInfo.h>
 
-#include "codegen/cg.h"
+#include "codegen/cg_llvm.h"
 
 static const SrcLoc NOLOC = {0, 0, 0};
 

@@ -26,7 +26,7 @@
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
-#include "codegen/cg.h"
+#include "codegen/cg_llvm.h"
 
 struct CgLlvm {
   LLVMOrcThreadSafeContextRef tsctx;  // owns ctx
@@ -187,6 +187,22 @@ bool cg_llvm_cpu_valid(const char *cpu, Diag *d) {
   else ok = cpu_check(target, triple, cpu, d);
   LLVMDisposeMessage(triple);
   return ok;
+}
+
+char *cg_llvm_host_features(void) {
+  char *fs = LLVMGetHostCPUFeatures();
+  char *cp = fs ? strdup(fs) : NULL;
+  LLVMDisposeMessage(fs);
+  return cp;
+}
+
+int cg_llvm_cpu_vector_width(const char *cpu) {
+  bool host = !cpu || !*cpu;
+  char *name = host ? LLVMGetHostCPUName() : NULL, *fs = host ? LLVMGetHostCPUFeatures() : NULL;
+  int vw = cpu_has_avx512(host ? name : cpu, host ? fs : "") ? 16 : 8;
+  LLVMDisposeMessage(name);
+  LLVMDisposeMessage(fs);
+  return vw;
 }
 
 CgLlvm *cg_llvm_new(const char *cpu, Diag *d) {

@@ -90,8 +90,10 @@ static int64_t heap_take(Heap *h, int64_t size) {
 
 // Offsets of every planned node into off[] (-1 for the others); the arena's
 // size, or -1 on overflow or out of memory.
-static int64_t plan(const CgProgram *p, const int64_t *symvals, int64_t *off) {
-  int nn = p->nnodes, nlive = 0;
+// Offsets (off, per node; -1 for nodes without a buffer of the plan) for
+// buffers of bytes[i] under schedule s; the arena's size, -1 on overflow.
+static int64_t plan(const Schedule *s, int nn, const int64_t *bytes, int64_t *off) {
+  int nlive = 0;
   int *live = malloc(sizeof *live * ((size_t)nn + 1));  // sorted by end, then id
   Heap h = {0};
   int64_t result = -1;
@@ -100,8 +102,8 @@ static int64_t plan(const CgProgram *p, const int64_t *symvals, int64_t *off) {
   for (int d = 0; d < nn; d++) {
     // free what the calls before d read last
     int k = 0;
-    while (k < nlive && p->sched->end[live[k]] < d) {
-      int64_t b = cg_buffer_bytes(p, live[k], symvals);
+    while (k < nlive && s->end[live[k]] < d) {
+      int64_t b = bytes[live[k]];
       if (!heap_release(&h, off[live[k]], (b + ALIGN - 1) / ALIGN * ALIGN)) goto done;
       k++;
     }
@@ -109,12 +111,12 @@ static int64_t plan(const CgProgram *p, const int64_t *symvals, int64_t *off) {
     nlive -= k;
     // the buffers the call at d writes: node d, and its group's fused nodes
     for (int i = d; i < nn; i++) {
-      if (p->sched->def[i] != d) continue;
-      int64_t b = cg_buffer_bytes(p, i, symvals);
+      if (s->def[i] != d) continue;
+      int64_t b = bytes[i];
       if (b < 0 || b > INT64_MAX / 2 - h.top) goto done;
       off[i] = heap_take(&h, (b + ALIGN - 1) / ALIGN * ALIGN);
       int at = nlive++;  // keep live sorted by end
-      while (at > 0 && p->sched->end[live[at - 1]] > p->sched->end[i]) live[at] = live[at - 1], at--;
+      while (at > 0 && s->end[live[at - 1]] > s->end[i]) live[at] = live[at - 1], at--;
       live[at] = i;
     }
   }
@@ -127,13 +129,44 @@ done:
 
 void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int64_t *bytes) {
   int64_t *off = malloc(sizeof *off * ((size_t)p->nnodes + 1));
-  int64_t n = off ? plan(p, symvals, off) : -1;
+  int64_t *sz = malloc(sizeof *sz * ((size_t)p->nnodes + 1));
+  for (int i = 0; off && sz && i < p->nnodes; i++) sz[i] = cg_buffer_bytes(p, i, symvals);
+  int64_t n = off && sz ? plan(p->sched, p->nnodes, sz, off) : -1;
   void *arena = n >= 0 && n < INT64_MAX / 2 ? aligned_alloc(ALIGN, (size_t)(n + ALIGN - 1) / ALIGN * ALIGN + ALIGN) : NULL;
   for (int i = 0; arena && i < p->nnodes; i++) {
     IrOp op = p->nodes[i].op;
     if (op != IR_OP_INPUT && op != IR_OP_PARAM) bufs[i] = off[i] >= 0 ? (char *)arena + off[i] : NULL;
   }
   free(off);
+  free(sz);
   *bytes = n;
   return arena;
+}
+
+CgPlan *cg_plan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals) {
+  int nn = g->nodes.len;
+  CgPlan *pl = calloc(1, sizeof *pl);
+  if (!pl) return NULL;
+  pl->nnodes = nn, pl->align = ALIGN;
+  pl->bytes = malloc(sizeof *pl->bytes * ((size_t)nn + 1));
+  pl->offset = malloc(sizeof *pl->offset * ((size_t)nn + 1));
+  if (!pl->bytes || !pl->offset) {
+    cg_plan_free(pl);
+    return NULL;
+  }
+  for (int i = 0; i < nn; i++) {
+    const IrType *ty = &g->nodes.data[i]->ty;
+    int64_t n = ir_type_numel(ty, symvals);
+    int64_t es = (int64_t)ir_dtype_info[ty->dt].size;
+    pl->bytes[i] = n < 0 || n > INT64_MAX / es ? -1 : n * es;
+  }
+  pl->total = plan(s, nn, pl->bytes, pl->offset);
+  return pl;
+}
+
+void cg_plan_free(CgPlan *pl) {
+  if (!pl) return;
+  free(pl->bytes);
+  free(pl->offset);
+  free(pl);
 }

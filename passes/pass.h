@@ -1,7 +1,8 @@
 // passes/pass.h: passes over the IR (ir/ir.h). Each pass is a function over
 // an IrGraph that returns a status and reports into the graph's Diag. Data
-// flow: fe_lower (frontend) -> passes (autodiff, KV-cache derivation, later
-// fusion and memory planning) -> codegen.
+// flow: fe_lower (frontend) -> pass_run over a named pipeline (autodiff,
+// train_step, kvcache) -> the schedule (schedule.h) and the memory plan ->
+// a codegen target (codegen/cg.h: CgTarget).
 #ifndef HEED_PASS_H
 #define HEED_PASS_H
 
@@ -108,5 +109,46 @@ IrGraph *pass_kvcache_output(const IrGraph *f, int output, char *why, size_t why
 // The context a forward supports: the rows of the smallest table it
 // gathers with positions (wpe[positions(x)]); 0 if it has none.
 int64_t pass_kv_context(const IrGraph *f);
+
+// ---- pass.c ----
+// A pass by name (`heed compile --passes autodiff,train_step`): run
+// rewrites *g in place or replaces it (kvcache makes a new graph) and
+// returns HEED_OK or an error status with a diagnostic in (*g)->diag.
+typedef struct PassCtx PassCtx;
+typedef struct {
+  const char *name;
+  const char *summary;  // one line, for `heed help compile`
+  int (*run)(IrGraph **g, PassCtx *cx);
+} Pass;
+
+// What the passes share: options in, results out, and the runner's flags.
+struct PassCtx {
+  PassTrainOpts train;        // train_step: the optimizer (from the train section)
+  int decode_output;          // kvcache: the forward's output to keep (-1: all)
+  bool verify;                // ir_verify after every pass (tests, debug builds)
+  const char *print_after;    // a pass's name or "all": ir_print after it into print_to
+  FILE *print_to;             // NULL: stderr
+  // results
+  PassTrainStep ts;           // train_step: where its graph's pieces are
+  bool differentiated;        // autodiff ran (ts.nfwd, nloss_inputs, nmodel_params are set)
+  char why[300];              // kvcache: why the forward does not decode incrementally
+                              // (its status is then HEED_ERR_CHECK without a diagnostic)
+};
+
+// The registered passes, in a fixed order; *n their count.
+const Pass *pass_list(int *n);
+const Pass *pass_find(const char *name);  // NULL: no such pass
+// Parses "a,b,c" into pipe (at most cap passes; *n their count). Returns
+// false with the reason in err ("unknown pass 'autodif'; did you mean
+// 'autodiff'?", "too many passes"); an empty list is a valid pipeline.
+bool pass_parse_list(const char *list, const Pass **pipe, int cap, int *n, char *err, size_t errlen);
+// Runs the n passes of pipe over *g in order: after each, ir_verify when
+// cx->verify (a failure is an internal error naming the pass that broke
+// the IR) and ir_print when cx->print_after names it or is "all". Stops at
+// the first failing pass and returns its status.
+int pass_run(IrGraph **g, const Pass *const *pipe, int n, PassCtx *cx);
+// The steps of pass_train_step after pass_autodiff (which ran on g when
+// the counts in ts were taken): clipping and the optimizer update.
+bool pass_train_update(IrGraph *g, IrNode *loss, const PassTrainOpts *o, PassTrainStep *ts);
 
 #endif

@@ -152,7 +152,17 @@ bool pass_train_step(IrGraph *g, IrNode *loss, const PassTrainOpts *o, PassTrain
   }
   *ts = (PassTrainStep){.nfwd = g->nodes.len, .nloss_inputs = g->inputs.len, .nmodel_params = g->params.len,
                         .loss = loss};
-  if (!pass_autodiff(g, loss, false)) return false;
+  return pass_autodiff(g, loss, false) && pass_train_update(g, loss, o, ts);
+}
+
+bool pass_train_update(IrGraph *g, IrNode *loss, const PassTrainOpts *o, PassTrainStep *ts) {
+  bool is_adam = o->optimizer && !strcmp(o->optimizer, "adamw");
+  if (!is_adam && !(o->optimizer && !strcmp(o->optimizer, "sgd"))) {
+    diag_error(g->diag, loss ? loss->loc : (SrcLoc){0}, "train step: unknown optimizer '%s'",
+               o->optimizer ? o->optimizer : "(none)");
+    return false;
+  }
+  ts->loss = loss;
   Tb b = {.g = g, .loc = loss->loc};
   if (!collect(&b, ts)) return false;
   if (is_adam) {

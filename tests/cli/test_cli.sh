@@ -66,6 +66,21 @@ expect 1 "$T/none.heed: cannot open" -- "$HEED" check "$T/none.heed"
 expect 1 "is a directory" -- "$HEED" check "$T"
 expect 2 '--emit KIND is required' -- "$HEED" compile "$REPO/examples/gpt2.heed"
 expect 1 'not available in this version' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit cuda
+expect 1 'not available in this version' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ptx
+# --emit ir-opt: the IR after the pipeline (heed_compile's pass_run)
+expect 0 'output grad\.hidden\.weight = %' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit ir-opt --grad
+expect 0 'output new\.opt\.v\.wte = %' -- "$HEED" compile "$REPO/examples/bytegpt.heed" --emit ir-opt --train-step --set layers=1
+expect 0 'kv_append' -- "$HEED" compile "$REPO/examples/bytegpt.heed" --emit ir-opt --decode --set layers=1
+expect 0 '^graph ByteMLP\.forward' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit ir-opt
+expect 1 'Bert.forward cannot decode incrementally: attention is not causal' -- "$HEED" compile "$REPO/examples/bert.heed" --emit ir-opt --decode
+expect 1 'first output is not a scalar loss' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit ir-opt --passes autodiff
+expect 0 '^; >>> after autodiff' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit ir-opt --loss --passes autodiff --print-after all
+expect 0 '; >>> after train_step' -- sh -c "\"$HEED\" compile \"$REPO/examples/mlp.heed\" --emit ir-opt --train-step --print-after train_step -o \"$T/p.ir\" && cat \"$T/p.ir\""
+expect 0 '; >>> after autodiff' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit llvm --grad --print-after autodiff
+expect 2 "unknown pass 'autodif'; did you mean 'autodiff'\?" -- "$HEED" compile "$REPO/examples/mlp.heed" --emit ir-opt --passes autodif
+expect 2 "unknown pass 'kvcach'; did you mean 'kvcache'\?" -- "$HEED" compile "$REPO/examples/mlp.heed" --emit ir-opt --print-after kvcach
+expect 2 'takes one pass' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit ir-opt --print-after autodiff,kvcache
+expect 0 '' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit ir-opt --grad --print-after kvcache -o "$T/none.ir"
 expect 0 'define .*heed_forward' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit llvm
 expect 0 'heed_forward:' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit asm --cpu x86-64-v3
 expect 2 'needs -o FILE' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit obj

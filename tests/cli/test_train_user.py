@@ -182,9 +182,10 @@ check(r.returncode == 0 and pre[-1] < math.log(256) - 1.0, "pretraining lowers t
 pre_ck = W("pre/ckpt-00000120.safetensors")
 r = train(W("ft"), "--steps", "3", "--init", pre_ck, *FT)
 ft = losses(W("ft"))
-check(r.returncode == 0 and "starting from the weights in" in r.stderr and abs(ft[0] - pre[-1]) < 0.35,
-      "--init CKPT: the first loss %.3f is near the trained run's last %.3f, not ln(256) %.3f (%s)"
-      % (ft[0], pre[-1], math.log(256), r.stderr[-300:]))
+pre_end = sum(pre[-10:]) / 10  # one batch's loss varies by +-0.4 here: the last 10 steps' mean
+check(r.returncode == 0 and "starting from the weights in" in r.stderr and abs(ft[0] - pre_end) < 0.35,
+      "--init CKPT: the first loss %.3f is near the trained run's last (mean of 10) %.3f, not ln(256) %.3f (%s)"
+      % (ft[0], pre_end, math.log(256), r.stderr[-300:]))
 fmeta, fts = st_read(W("ft/ckpt-00000003.safetensors"))
 check(fmeta.get("step") == "3" and fmeta.get("run_id") and fmeta.get("run_id") != st_read(pre_ck)[0].get("run_id"),
       "--init: step counts from 0, a new run id")
@@ -199,7 +200,7 @@ r = train(W("hf"), "--steps", "1", "--init", W("hf.safetensors"), "--prefix", "t
 check(r.returncode == 1 and "lm_head.extra" in r.stderr and "--strict=false" in r.stderr,
       "--init with an extra tensor: an error naming --strict=false (%s)" % r.stderr.strip()[-300:])
 r = train(W("hf"), "--steps", "1", "--init", W("hf.safetensors"), "--prefix", "transformer.", "--strict=false", *FT)
-check(r.returncode == 0 and abs(losses(W("hf"))[0] - pre[-1]) < 0.35,
+check(r.returncode == 0 and abs(losses(W("hf"))[0] - pre_end) < 0.35,
       "--init --prefix transformer. --strict=false: starts from those weights (%s)" % r.stderr[-300:])
 r = train(W("hf2"), "--steps", "1", "--init", W("hf.safetensors"), *FT)
 check(r.returncode == 1 and "missing tensor 'wte'" in r.stderr and "--prefix" in r.stderr,
