@@ -25,6 +25,20 @@ expect() {  # expect STATUS PATTERN -- COMMAND...: status and a regex on stdout+
   fi
 }
 
+# Nested repeats multiply (five levels of repeat(1000): 1e15 layers that
+# checked clean, then compile was killed for memory): an error at once.
+{
+  echo 'block L0 { param w: f32[4] = zeros'
+  echo '  forward(x) = x + w }'
+  for i in 1 2 3 4; do echo "block L$i { h = repeat(1000) L$((i - 1))"; echo '  forward(x) = h(x) }'; done
+  echo 'model M { h = repeat(1000) L4'
+  echo '  forward(x: f32[4]) -> f32[4] { return h(x) } }'
+} > "$T/nested.heed"
+for c in check "compile --emit ir"; do
+  expect 1 'nested.heed:5:[0-9]+: error: repeat\(1000\) L1 brings the total to 1001000 block instances \(repeats expanded\), more than the limit of 1000000' \
+    -- timeout 10 "$HEED" $c "$T/nested.heed"
+done
+
 # Lowering is linear in the parameters: 10,000 layers of 8 parameters each
 # (a quadratic name lookup took minutes here). timeout exits 124.
 expect 0 '^graph Deep.forward' -- timeout 20 "$HEED" compile "$REPO/tests/models/deep.heed" --set layers=10000 --emit ir
