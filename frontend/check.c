@@ -54,7 +54,11 @@ static void env_index(FeCk *ck, FeEnv *env, int i) {
     int cap = env->hcap ? env->hcap * 2 : 64;
     while (cap < 2 * env->names.len) cap *= 2;
     int *h = arena_alloc(ck->a, sizeof(int) * (size_t)cap);
-    if (!h) return;  // stays linear
+    if (!h) {  // linear again: a full table would miss names (fe_check reports the failure)
+      env->hash = NULL;
+      env->hcap = 0;
+      return;
+    }
     env->hash = h;
     env->hcap = cap;
     for (int j = 0; j < env->names.len; j++) env_index(ck, env, j);
@@ -73,11 +77,16 @@ void fe_env_bind(FeCk *ck, FeEnv *env, const char *name, FeVal v, SrcLoc loc) {
     env->locs.data[i] = loc;
     return;
   }
-  if (!vec_push(ck->a, &env->names, name) || !vec_push(ck->a, &env->vals, v) ||
-      !vec_push(ck->a, &env->locs, loc)) {
-    diag_error(ck->d, loc, "out of memory");
+  // room in all three first: a name without its value would be found later
+  if ((env->names.len == env->names.cap && !vec_grow_(ck->a, (void **)&env->names.data, &env->names.cap, sizeof(char *))) ||
+      (env->vals.len == env->vals.cap && !vec_grow_(ck->a, (void **)&env->vals.data, &env->vals.cap, sizeof(FeVal))) ||
+      (env->locs.len == env->locs.cap && !vec_grow_(ck->a, (void **)&env->locs.data, &env->locs.cap, sizeof(SrcLoc)))) {
+    diag_error(ck->d, loc, "out of memory: cannot bind '%s'", name);
     return;
   }
+  (void)vec_push(ck->a, &env->names, name);
+  (void)vec_push(ck->a, &env->vals, v);
+  (void)vec_push(ck->a, &env->locs, loc);
   env_index(ck, env, env->names.len - 1);
 }
 
@@ -399,7 +408,7 @@ bool fe_eval_dim(FeCk *ck, FeEnv *env, const FeExpr *e, bool allow_sym, bool all
       ir_dtype_from_name(e->name) < 0) {
     int s = ir_symtab_intern(ck->syms, ck->a, e->name);
     if (s < 0) {
-      diag_error(ck->d, e->loc, "too many symbolic sizes");
+      diag_error(ck->d, e->loc, ck->syms->len >= 4096 ? "too many symbolic sizes" : "out of memory: cannot add a size");
       return false;
     }
     *out = ir_dim_sym(s);
@@ -1241,7 +1250,7 @@ static void check_toplevel(FeCk *ck) {
     const FeDecl *a = ck->ast->decls[i];
     if (!a || !a->name || a->kind == FE_DECL_TRAIN) continue;
     const FeDecl *b = find_block(ck, a->name);
-    if (b != a) {
+    if (b && b != a) {  // NULL: not bound (out of memory, reported)
       diag_error(ck->d, a->name_loc, "'%s' is defined twice", a->name);
       diag_note(ck->d, b->name_loc, "the first definition is here");
     }
@@ -1275,7 +1284,24 @@ static void model_not_found(FeCk *ck, const char *name, SrcLoc loc, const char *
              n ? list : "none");
 }
 
+static FeModel *check_file(Arena *a, Diag *d, const FeAst *ast, FeCheckOpts *opts);
+
+// A failed allocation that was not reported where it happened (a NULL
+// turned into an error value) is reported here, once: never a model then.
 FeModel *fe_check(Arena *a, Diag *d, const FeAst *ast, FeCheckOpts *opts) {
+  size_t failed = a->failed;
+  FeModel *m = check_file(a, d, ast, opts);
+  if (a->failed && !failed) {
+    char b[32];
+    diag_error(d, (SrcLoc){0}, "out of memory while %s %s: cannot allocate %s",
+               opts && opts->lower ? "checking and lowering" : "checking", ast->path, diag_bytes(b, a->failed));
+    return NULL;
+  }
+  if (!m && !d->nerr) diag_error(d, (SrcLoc){0}, "%s: no model was checked", ast->path);
+  return m;
+}
+
+static FeModel *check_file(Arena *a, Diag *d, const FeAst *ast, FeCheckOpts *opts) {
   FeCk ck = {.a = a, .d = d, .ast = ast, .opts = opts};
   ck.syms = arena_alloc(a, sizeof(IrSymTab));
   ck.config = env_new(&ck, NULL, FE_ENV_CONFIG);

@@ -51,8 +51,9 @@ static bool pmap_reserve(FeCk *ck, FeParamMap *m) {
 // The graph's parameter named name, created on first use (with p's type and
 // initializer); NULL after a reported error.
 static IrNode *param_node(FeCk *ck, const char *name, const FeParamDecl *p) {
+  if (ck->a->failed) return NULL;  // out of memory already: fe_check reports it once
   if (!pmap_reserve(ck, &ck->pmap)) {
-    diag_error(ck->d, p->loc, "out of memory: cannot index %u parameters", ck->pmap.n + 1);
+    if (!ck->a->failed) diag_error(ck->d, p->loc, "too many parameters in one graph (%u)", ck->pmap.n);
     return NULL;
   }
   uint32_t h = pmap_hash(name);
@@ -60,10 +61,7 @@ static IrNode *param_node(FeCk *ck, const char *name, const FeParamDecl *p) {
   if (s->node) return s->node;
   IrInit init = {.kind = p->init.kind, .a = p->init.a, .b = p->init.b};
   IrNode *n = ir_param(ck->g, name, &p->type, init, p->is_buffer, p->loc);
-  if (!n) {
-    diag_error(ck->d, p->loc, "out of memory: cannot add parameter '%s' to the graph", name);
-    return NULL;
-  }
+  if (!n) return NULL;  // out of memory (fe_check reports it)
   *s = (struct FeParamSlot){.node = n, .hash = h};
   ck->pmap.n++;
   return n;

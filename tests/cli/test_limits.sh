@@ -39,6 +39,22 @@ for c in check "compile --emit ir"; do
     -- timeout 10 "$HEED" $c "$T/nested.heed"
 done
 
+# The checker and lowering out of memory (RLIMIT_AS): a legal model of
+# 1,000,000 layers needs gigabytes of IR; under 400 MB of address space
+# (heed itself loads in about 200) it is an error, never a signal. An ASan
+# build reserves terabytes of shadow memory and cannot run under a limit:
+# said, and tests/unit/test_fe_oom.c covers it with an arena budget.
+if (ulimit -v 400000 && "$HEED" --version) >/dev/null 2>&1; then
+  expect 1 'heed: error: out of memory while checking and lowering .*deep.heed: cannot allocate [0-9.]+ (bytes|KiB|MiB)' \
+    -- bash -c "ulimit -v 400000 && exec \"\$0\" compile \"\$1\" --set layers=1000000 --emit ir -o /dev/null" \
+    "$HEED" "$REPO/tests/models/deep.heed"
+elif ldd "$HEED" 2>/dev/null | grep -q libasan; then
+  echo "note: $HEED is an ASan build: the RLIMIT_AS case does not apply (test_fe_oom covers it)"
+else
+  fail=$((fail + 1))
+  echo "FAIL: $HEED --version does not run under ulimit -v 400000"
+fi
+
 # Lowering is linear in the parameters: 10,000 layers of 8 parameters each
 # (a quadratic name lookup took minutes here). timeout exits 124.
 expect 0 '^graph Deep.forward' -- timeout 20 "$HEED" compile "$REPO/tests/models/deep.heed" --set layers=10000 --emit ir
