@@ -78,9 +78,9 @@ void fe_env_bind(FeCk *ck, FeEnv *env, const char *name, FeVal v, SrcLoc loc) {
     return;
   }
   // room in all three first: a name without its value would be found later
-  if ((env->names.len == env->names.cap && !vec_grow_(ck->a, (void **)&env->names.data, &env->names.cap, sizeof(char *))) ||
-      (env->vals.len == env->vals.cap && !vec_grow_(ck->a, (void **)&env->vals.data, &env->vals.cap, sizeof(FeVal))) ||
-      (env->locs.len == env->locs.cap && !vec_grow_(ck->a, (void **)&env->locs.data, &env->locs.cap, sizeof(SrcLoc)))) {
+#define ROOM(v) ((v).len < (v).cap || vec_grow_(ck->a, (void **)&(v).data, &(v).cap, sizeof *(v).data))
+  if (!ROOM(env->names) || !ROOM(env->vals) || !ROOM(env->locs)) {
+#undef ROOM
     diag_error(ck->d, loc, "out of memory: cannot bind '%s'", name);
     return;
   }
