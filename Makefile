@@ -34,7 +34,7 @@ asan: deps
 
 fuzz: deps
 	@CC=clang-19 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DHEED_FUZZ=ON >/dev/null
-	@cmake --build build-fuzz -j $(JOBS) --target fuzz_frontend fuzz_safetensors fuzz_json
+	@cmake --build build-fuzz -j $(JOBS) --target fuzz_frontend fuzz_safetensors fuzz_json fuzz_checkpoint fuzz_data
 	@scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:

@@ -38,6 +38,7 @@ typedef struct {
   int sB, sT, sKV;    // symbol indices in g (sKV: incremental only)
   int out;            // g's output holding the logits
   int64_t vocab, cap; // cap: positions the caches (or the history) hold
+  bool windowed;      // cap is bounded by a window (else: the prompt and -n)
   double **cache;     // interpreter, incremental: one per cache input
   int ncache;
   int32_t *hist;      // recomputation: every token so far
@@ -158,6 +159,15 @@ static const char *gen_message(void *ud) {
 
 // ---- setup ----
 
+// An allocation of bytes for what failed: said with the size and where the
+// positions come from; false.
+static bool gen_nomem(Gen *x, SrcLoc loc, const char *what, uint64_t bytes) {
+  char b[32];
+  diag_error(&x->c->diag, loc, "cannot allocate %s for %s (%lld positions%s)", diag_bytes(b, bytes), what,
+             (long long)x->cap, x->windowed ? "" : ": the prompt and -n, as the model has no window; --window N bounds them");
+  return false;
+}
+
 // Native buffers for the largest sizes; parameters converted to f32 once;
 // each appended cache shares its input's buffer (the append is in place).
 static bool setup_compiled(Gen *x, int threads, int64_t tmax) {
@@ -174,15 +184,16 @@ static bool setup_compiled(Gen *x, int threads, int64_t tmax) {
   x->sv[x->sB] = 1, x->sv[x->sT] = tmax;
   if (x->incremental) x->sv[x->sKV] = x->cap;
   x->bufs = calloc((size_t)g->nodes.len + 1, sizeof(void *));
-  if (!x->bufs) return false;
+  if (!x->bufs) return gen_nomem(x, (SrcLoc){0}, "the value table", sizeof(void *) * ((uint64_t)g->nodes.len + 1));
   int pi = 0;
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
     int64_t bytes = cg_buffer_bytes(x->prog, i, x->sv);
     if (n->op == IR_OP_KV_APPEND) continue;
     if (bytes < 0 || !(x->bufs[i] = calloc(1, (size_t)bytes + 64))) {
-      diag_error(&x->c->diag, n->loc, "out of memory for the values of %s (%lld bytes)", ir_op_name(n->op), (long long)bytes);
-      return false;
+      char what[300];
+      snprintf(what, sizeof what, "the values of %s%s%s", ir_op_name(n->op), n->name ? " " : "", n->name ? n->name : "");
+      return gen_nomem(x, n->loc, what, bytes < 0 ? UINT64_MAX : (uint64_t)bytes + 64);
     }
     if (n->op == IR_OP_PARAM) {
       float *f = x->bufs[i];
@@ -204,10 +215,15 @@ static bool setup_interp(Gen *x) {
   if (!x->incremental) return true;
   x->ncache = x->g->inputs.len - 2;
   x->cache = calloc((size_t)x->ncache + 1, sizeof(double *));
-  if (!x->cache) return false;
+  if (!x->cache) return gen_nomem(x, (SrcLoc){0}, "the KV cache table", sizeof(double *) * ((uint64_t)x->ncache + 1));
   for (int i = 0; i < x->ncache; i++) {
-    int64_t n = x->cap * x->g->inputs.data[2 + i]->ty.dim[2].n;
-    if (!(x->cache[i] = calloc((size_t)n + 1, sizeof(double)))) return false;
+    const IrNode *in = x->g->inputs.data[2 + i];
+    int64_t n = x->cap * in->ty.dim[2].n;
+    if (!(x->cache[i] = calloc((size_t)n + 1, sizeof(double)))) {
+      char what[300];
+      snprintf(what, sizeof what, "the KV cache '%s'", in->name);
+      return gen_nomem(x, (SrcLoc){0}, what, sizeof(double) * ((uint64_t)n + 1));
+    }
   }
   return true;
 }
@@ -411,8 +427,9 @@ static bool gen_setup(Gen *x, Compilation *c, const HeedRunOpts *o, int out, int
     fprintf(stderr, "heed generate: note: %s cannot decode incrementally (%s); generating by recomputing the "
             "whole sequence for every token\n", c->model->decl->name, why);
     x->g = f;
+    x->cap = cap;
     x->hist = malloc(sizeof(int32_t) * (size_t)(cap + 1));
-    if (!x->hist) return false;
+    if (!x->hist) return gen_nomem(x, (SrcLoc){0}, "the token history", sizeof(int32_t) * ((uint64_t)cap + 1));
   }
   x->cap = cap;
   x->sB = find_sym(x->g, "B"), x->sT = find_sym(x->g, f->syms.data[f->inputs.data[0]->ty.dim[1].sym[0]]);
@@ -455,7 +472,7 @@ int heed_cmd_generate(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *g
   rc = tokenize(c, go, vocab, &tk, &ids, &n);
   int64_t kept = window && n > window ? window : n, cap = kept + go->n;  // cap: the positions the caches hold
   if (window && cap > window) cap = window;
-  Gen x = {.c = c, .interp = o->interp, .vocab = vocab};
+  Gen x = {.c = c, .interp = o->interp, .vocab = vocab, .windowed = window > 0};
 #ifndef HEED_HAVE_LLVM
   x.interp = true;
 #endif

@@ -94,7 +94,7 @@ static const Command commands[] = {
      "  --checkpoint-every N  steps between checkpoints (default: eval_every, else steps/10);\n"
      "                     one is also written at the end\n"
      "  --keep K           checkpoints kept (default 3)\n"
-     "  --sample N         tokens of text generated at the end (default 200; 0: none)\n"
+     "  --sample N         tokens of text generated at the end (default 200; 0: none; at most 1000000)\n"
      "  --interp           train on the reference interpreter\n"
      "  --profile          print the compile's slowest parts and each kernel's time per step (stderr)\n"
      "  --threads N        threads for compiled code (default: the cores); results do not depend on it\n",

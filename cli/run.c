@@ -64,15 +64,24 @@ static void *pack(IrDType dt, const double *v, int64_t n) {
   return b;
 }
 
-// Reads tensor t as doubles (exact for every dtype that fits a double).
-static double *unpack(const RtSafetensors *st, const RtStTensor *t, char *err, size_t errlen) {
+// Reads tensor t as doubles (exact for every dtype that fits a double);
+// NULL with err set ("cannot allocate 128.0 GiB for input 'x'"). what: "input", "parameter".
+static double *unpack(const RtSafetensors *st, const RtStTensor *t, const char *what, char *err, size_t errlen) {
   uint64_t n = rt_st_numel(t);
-  double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
-  if (!v) return NULL;
+  bool is_f = t->dt == RT_F32 || t->dt == RT_F16 || t->dt == RT_BF16;
+  double *v = n <= SIZE_MAX / sizeof(double) ? malloc(sizeof(double) * (size_t)(n ? n : 1)) : NULL;
+  float *f = v && is_f ? malloc(sizeof(float) * (size_t)(n ? n : 1)) : NULL;
+  if (!v || (is_f && !f)) {
+    char b[32];
+    snprintf(err, errlen, "cannot allocate %s for %s '%s' (%llu values of %s)",
+             diag_bytes(b, (n ? n : 1) * (uint64_t)(v ? sizeof(float) : sizeof(double))), what, t->name,
+             (unsigned long long)n, rt_dtype_name(t->dt));
+    free(v);
+    return NULL;
+  }
   const unsigned char *p = st->data + t->off;
-  if (t->dt == RT_F32 || t->dt == RT_F16 || t->dt == RT_BF16) {
-    float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
-    if (!f || rt_st_read_f32(st, t, f, err, errlen) != RT_OK) {
+  if (is_f) {
+    if (rt_st_read_f32(st, t, f, err, errlen) != RT_OK) {
       free(f);
       free(v);
       return NULL;
@@ -161,7 +170,7 @@ static double **load_params(Compilation *c, const IrGraph *g, const HeedRunOpts 
       diag_error(&c->diag, (SrcLoc){0}, "%s: tensor '%s' is %s[%s] but the model declares %s", o->weights, name,
                  rt_dtype_name(t->dt), have, buf);
       ok = false;
-    } else if (!(vals[i] = unpack(&st, t, err, sizeof err))) {
+    } else if (!(vals[i] = unpack(&st, t, "parameter", err, sizeof err))) {
       ok = false;
       fail(c, err);
     }
@@ -232,7 +241,7 @@ static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, 
     }
     shapes[i] = t->shape;
     ranks[i] = t->rank;
-    if (!(vals[i] = unpack(&st, t, err, sizeof err))) ok = false, fail(c, err);
+    if (!(vals[i] = unpack(&st, t, "input", err, sizeof err))) ok = false, fail(c, err);
     for (uint64_t j = 0; ok && is_bool && j < rt_st_numel(t); j++) vals[i][j] = vals[i][j] != 0;
     for (uint64_t j = 0; ok && ir_dtype_info[in->ty.dt].is_int && j < rt_st_numel(t); j++)
       if (ir_round_to(in->ty.dt, vals[i][j]) != vals[i][j]) {  // a wider integer that does not fit

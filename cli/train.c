@@ -110,6 +110,10 @@ int heed_train_flag(HeedTrainOpts *o, const char *flag, const char *val, const c
   if (num || !strcmp(flag, "--keep")) {
     bool ok = parse_count(val, num == &o->sample ? 0 : 1, 1ll << 40, num ? num : &keep);
     if (ok && !num) o->keep = (int)(keep > 1000000 ? 1000000 : keep);
+    if (ok && num == &o->sample && o->sample > HEED_TRAIN_MAX_SAMPLE) {  // a token is a forward over the window
+      snprintf(err, errlen, "--sample takes at most %d tokens, got '%s'", HEED_TRAIN_MAX_SAMPLE, val);
+      return -1;
+    }
     if (!ok) {
       snprintf(err, errlen, "%s takes a %s integer, got '%s'", flag, num == &o->sample ? "non-negative" : "positive",
                val ? val : "");
@@ -417,7 +421,12 @@ static bool sample(Run *r, int64_t n) {
   int64_t plen = r->T / 4 < 32 ? r->T / 4 : 32, V = r->vocab > 0 ? r->vocab : 256;
   if (plen < 1) plen = 1;
   int32_t *seq = malloc(sizeof *seq * (size_t)(plen + n));
-  if (!seq) return false;
+  if (!seq) {
+    char b[32];
+    diag_error(&r->c->diag, (SrcLoc){0}, "cannot allocate %s for a sample of %lld tokens (--sample)",
+               diag_bytes(b, sizeof *seq * (uint64_t)(plen + n)), (long long)n);
+    return false;
+  }
   for (int64_t i = 0; i < plen; i++) seq[i] = rt_tokens_get(r->val.src, r->val.begin + i);
   RtGenModel m;
   RtGenRecompute rg;
@@ -426,7 +435,10 @@ static bool sample(Run *r, int64_t n) {
   char err[ERRMAX] = "";
   bool ok = rt_gen_recompute_init(&rg, &m, V, r->T, sample_logits, NULL, r) == RT_OK &&
             rt_generate(&m, seq, plen, &go, sample_emit, &out, NULL, err, sizeof err) == RT_OK;
-  if (!ok && !r->c->diag.nerr) fail(r, err[0] ? err : "out of memory");
+  if (!ok && !r->c->diag.nerr && !err[0])  // rt_gen_recompute_init's one buffer
+    snprintf(err, sizeof err, "cannot allocate %lld bytes for the sample's window of %lld tokens",
+             (long long)(sizeof(int32_t) * (uint64_t)r->T), (long long)r->T);
+  if (!ok && !r->c->diag.nerr) fail(r, err);
   if (ok) {
     printf("sample (%lld tokens after a prompt of %lld from the validation data):\n", (long long)n, (long long)plen);
     print_tokens(seq, plen + out.n, r->vocab > 0 && r->vocab <= 256);

@@ -8,7 +8,7 @@
 
 #include "cli/driver.h"
 
-enum { HEED_TRAIN_MAX_FREEZE = 64 };
+enum { HEED_TRAIN_MAX_FREEZE = 64, HEED_TRAIN_MAX_SAMPLE = 1000000 };
 
 typedef struct {
   const char *data, *val;     // --data FILE, --val FILE

@@ -54,7 +54,11 @@ static void env_index(FeCk *ck, FeEnv *env, int i) {
     int cap = env->hcap ? env->hcap * 2 : 64;
     while (cap < 2 * env->names.len) cap *= 2;
     int *h = arena_alloc(ck->a, sizeof(int) * (size_t)cap);
-    if (!h) return;  // stays linear
+    if (!h) {  // linear again: a full table would miss names (fe_check reports the failure)
+      env->hash = NULL;
+      env->hcap = 0;
+      return;
+    }
     env->hash = h;
     env->hcap = cap;
     for (int j = 0; j < env->names.len; j++) env_index(ck, env, j);
@@ -73,11 +77,16 @@ void fe_env_bind(FeCk *ck, FeEnv *env, const char *name, FeVal v, SrcLoc loc) {
     env->locs.data[i] = loc;
     return;
   }
-  if (!vec_push(ck->a, &env->names, name) || !vec_push(ck->a, &env->vals, v) ||
-      !vec_push(ck->a, &env->locs, loc)) {
-    diag_error(ck->d, loc, "out of memory");
+  // room in all three first: a name without its value would be found later
+#define ROOM(v) ((v).len < (v).cap || vec_grow_(ck->a, (void **)&(v).data, &(v).cap, sizeof *(v).data))
+  if (!ROOM(env->names) || !ROOM(env->vals) || !ROOM(env->locs)) {
+#undef ROOM
+    diag_error(ck->d, loc, "out of memory: cannot bind '%s'", name);
     return;
   }
+  (void)vec_push(ck->a, &env->names, name);
+  (void)vec_push(ck->a, &env->vals, v);
+  (void)vec_push(ck->a, &env->locs, loc);
   env_index(ck, env, env->names.len - 1);
 }
 
@@ -399,7 +408,7 @@ bool fe_eval_dim(FeCk *ck, FeEnv *env, const FeExpr *e, bool allow_sym, bool all
       ir_dtype_from_name(e->name) < 0) {
     int s = ir_symtab_intern(ck->syms, ck->a, e->name);
     if (s < 0) {
-      diag_error(ck->d, e->loc, "too many symbolic sizes");
+      diag_error(ck->d, e->loc, ck->syms->len >= 4096 ? "too many symbolic sizes" : "out of memory: cannot add a size");
       return false;
     }
     *out = ir_dim_sym(s);
@@ -782,14 +791,55 @@ static bool declare_member(FeCk *ck, FeEnv *members, const char *name, SrcLoc lo
 
 static bool eval_init(FeCk *ck, FeEnv *env, const FeExpr *e, IrDType dt, FeInit *out);
 
-static void add_child(FeCk *ck, FeInst *in, FeInst *child) {
-  if (in->nchildren < in->cap_children || vec_grow_(ck->a, (void **)&in->children, &in->cap_children, sizeof(FeInst *)))
-    in->children[in->nchildren++] = child;
+// Adds k copies of (instances, tensors, elements) to in's totals, bounded by
+// the FE_MAX_TOTAL_* limits: past one, an error at loc naming what, the total
+// and the limit. Saturating: nested repeats of 1000 overflow int64 quickly.
+static bool add_totals(FeCk *ck, FeInst *in, int64_t k, const int64_t add[3], SrcLoc loc, const char *what) {
+  static const char *const kind[3] = {"block instances", "parameters and buffers", "parameter and buffer elements"};
+  const int64_t lim[3] = {FE_MAX_TOTAL_INSTANCES, FE_MAX_TOTAL_TENSORS, FE_MAX_TOTAL_ELEMS};
+  int64_t *tot[3] = {&in->ninst_below, &in->ntensors, &in->nelems}, sum[3];
+  for (int i = 0; i < 3; i++) {
+    int64_t t;
+    if (__builtin_mul_overflow(add[i], k, &t) || __builtin_add_overflow(*tot[i], t, &sum[i])) sum[i] = INT64_MAX;
+    if (sum[i] <= lim[i]) continue;
+    char n[32];
+    if (sum[i] == INT64_MAX) snprintf(n, sizeof n, "more than 2^63");
+    else snprintf(n, sizeof n, "%lld", (long long)sum[i]);
+    diag_error(ck->d, loc, "%s brings the total to %s %s (repeats expanded), more than the limit of %lld", what, n,
+               kind[i], (long long)lim[i]);
+    return false;
+  }
+  for (int i = 0; i < 3; i++) *tot[i] = sum[i];
+  return true;
 }
 
-static void add_param(FeCk *ck, FeInst *in, FeParamDecl p) {
-  if (in->nparams < in->cap_params || vec_grow_(ck->a, (void **)&in->params, &in->cap_params, sizeof(FeParamDecl)))
+static bool add_child(FeCk *ck, FeInst *in, FeInst *child) {
+  if (in->nchildren < in->cap_children || vec_grow_(ck->a, (void **)&in->children, &in->cap_children, sizeof(FeInst *))) {
+    in->children[in->nchildren++] = child;
+    return true;
+  }
+  diag_error(ck->d, in->block->name_loc, "out of memory: cannot add instance %d of '%s'", in->nchildren + 1,
+             inst_label(in));
+  return false;
+}
+
+// An instance below in, counted in its totals (k times for a repeat).
+static bool add_inst(FeCk *ck, FeInst *in, FeInst *c, int64_t k, SrcLoc loc, const char *what) {
+  const int64_t add[3] = {(c->repeat ? 0 : 1) + c->ninst_below, c->ntensors, c->nelems};  // a group is no block
+  return add_totals(ck, in, k, add, loc, what) && add_child(ck, in, c);
+}
+
+static bool add_param(FeCk *ck, FeInst *in, FeParamDecl p) {
+  int64_t add[3] = {0, 1, 1};
+  for (int i = 0; i < p.type.rank; i++)  // a parameter past 2^40 elements is reported by numel
+    if (__builtin_mul_overflow(add[2], p.type.dim[i].n, &add[2]) || add[2] > FE_MAX_TOTAL_ELEMS) add[2] = 0;
+  if (!add_totals(ck, in, 1, add, p.loc, p.is_buffer ? "this buffer" : "this parameter")) return false;
+  if (in->nparams < in->cap_params || vec_grow_(ck->a, (void **)&in->params, &in->cap_params, sizeof(FeParamDecl))) {
     in->params[in->nparams++] = p;
+    return true;
+  }
+  diag_error(ck->d, p.loc, "out of memory: cannot add parameter %d of '%s'", in->nparams + 1, inst_label(in));
+  return false;
 }
 
 // NAME = BLOCK, NAME = BLOCK(ARGS): the block, if the value names one that
@@ -817,8 +867,8 @@ static void elab_item(FeCk *ck, FeInst *in, FeEnv *members, const FeItem *it, co
     ok = ok && eval_init(ck, members, it->expr, p.type.dt, &p.init);
     FeVal pv = fe_val_err();
     FeParamDecl *keep = ok ? arena_alloc(ck->a, sizeof *keep) : NULL;
-    if (keep) {
-      add_param(ck, in, p);
+    if (ok && !keep) diag_error(ck->d, it->name_loc, "out of memory: cannot record '%s'", it->name);
+    if (keep && add_param(ck, in, p)) {
       *keep = p;
       pv = fe_val_tensor(&p.type, it->name_loc);
       pv.param = keep;
@@ -847,8 +897,10 @@ static void elab_item(FeCk *ck, FeInst *in, FeEnv *members, const FeItem *it, co
         g->name = it->name;
         g->block = b;
         g->repeat = (int)n.i;
-        add_child(ck, g, t);
-        add_child(ck, in, g);
+        const char *what = arena_printf(ck->a, "repeat(%lld) %s", (long long)n.i, b->name);
+        if (!add_inst(ck, g, t, n.i, it->expr->loc, what ? what : "this repeat") ||
+            !add_inst(ck, in, g, 1, it->expr->loc, what ? what : "this repeat"))
+          g = NULL;
       } else {
         g = NULL;
       }
@@ -864,7 +916,8 @@ static void elab_item(FeCk *ck, FeInst *in, FeEnv *members, const FeItem *it, co
       const FeExpr *e = it->expr;
       FeInst *c = ok ? elaborate(ck, members, b, it->name, e->args, e->kind == FE_EX_CALL ? e->nargs : 0, e->loc)
                      : NULL;
-      if (c) add_child(ck, in, c);
+      const char *what = c ? arena_printf(ck->a, "'%s'", it->name) : NULL;
+      if (c && !add_inst(ck, in, c, 1, e->loc, what ? what : "this instance")) c = NULL;
       env_bind(ck, members, it->name, c ? (FeVal){.k = FV_INST, .inst = c, .loc = it->name_loc} : fe_val_err(),
                it->name_loc);
       return;
@@ -1197,7 +1250,7 @@ static void check_toplevel(FeCk *ck) {
     const FeDecl *a = ck->ast->decls[i];
     if (!a || !a->name || a->kind == FE_DECL_TRAIN) continue;
     const FeDecl *b = find_block(ck, a->name);
-    if (b != a) {
+    if (b && b != a) {  // NULL: not bound (out of memory, reported)
       diag_error(ck->d, a->name_loc, "'%s' is defined twice", a->name);
       diag_note(ck->d, b->name_loc, "the first definition is here");
     }
@@ -1231,7 +1284,24 @@ static void model_not_found(FeCk *ck, const char *name, SrcLoc loc, const char *
              n ? list : "none");
 }
 
+static FeModel *check_file(Arena *a, Diag *d, const FeAst *ast, FeCheckOpts *opts);
+
+// A failed allocation that was not reported where it happened (a NULL
+// turned into an error value) is reported here, once: never a model then.
 FeModel *fe_check(Arena *a, Diag *d, const FeAst *ast, FeCheckOpts *opts) {
+  size_t failed = a->failed;
+  FeModel *m = check_file(a, d, ast, opts);
+  if (a->failed && !failed) {
+    char b[32];
+    diag_error(d, (SrcLoc){0}, "out of memory while %s %s: cannot allocate %s",
+               opts && opts->lower ? "checking and lowering" : "checking", ast->path, diag_bytes(b, a->failed));
+    return NULL;
+  }
+  if (!m && !d->nerr) diag_error(d, (SrcLoc){0}, "%s: no model was checked", ast->path);
+  return m;
+}
+
+static FeModel *check_file(Arena *a, Diag *d, const FeAst *ast, FeCheckOpts *opts) {
   FeCk ck = {.a = a, .d = d, .ast = ast, .opts = opts};
   ck.syms = arena_alloc(a, sizeof(IrSymTab));
   ck.config = env_new(&ck, NULL, FE_ENV_CONFIG);

@@ -18,7 +18,12 @@ enum {
   FE_MAX_BLOCK_DEPTH = 64,   // nesting of block instances
   FE_MAX_INSTANCES = 100000, // elaborated block instances per model
   FE_MAX_REPEAT = 1000000,   // repeat(N)
+  // A model with its repeats expanded (nested repeats multiply): block
+  // instances, parameters and buffers, and their elements in all.
+  FE_MAX_TOTAL_INSTANCES = 1000000,
+  FE_MAX_TOTAL_TENSORS = 10000000,
 };
+#define FE_MAX_TOTAL_ELEMS ((int64_t)1 << 40)
 
 // ---- ast.c ----
 typedef struct FeExpr FeExpr;
@@ -179,6 +184,8 @@ struct FeInst {            // an elaborated block instance
   struct FeVal *args;      // block argument values
   struct FeMemo *memo;     // forward results by argument types
   struct FeEnv *env;       // the checker's scope for its forward
+  int64_t ninst_below;     // with repeats expanded: instances below this one,
+  int64_t ntensors, nelems; // parameters and buffers here and below (limits)
 };
 
 typedef struct {            // the train section, evaluated

@@ -115,6 +115,13 @@ typedef struct FeEnv {
 } FeEnv;
 enum { FE_ENV_CONFIG, FE_ENV_ARGS, FE_ENV_MEMBERS, FE_ENV_LOCALS };
 
+// lowering: the graph's parameters by full name (open addressing, a power
+// of two at least twice the count), so looking one up is O(1).
+typedef struct {
+  struct FeParamSlot { IrNode *node; uint32_t hash; } *slot;
+  uint32_t cap, n;
+} FeParamMap;
+
 typedef struct FeCk {
   Arena *a;
   Diag *d;
@@ -131,6 +138,7 @@ typedef struct FeCk {
   IrGraph *g;                         // lowering: the graph being built (NULL: checking)
   char prefix[1024];                  // lowering: the instance path ("h.3.attn")
   size_t plen;
+  FeParamMap pmap;                    // lowering: ck->g's parameters by name
 } FeCk;
 
 struct FeMemo {                       // an instance's forward results per argument types

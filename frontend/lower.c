@@ -14,14 +14,64 @@ IrNode *fe_lower_const(FeCk *ck, const FeVal *v, IrDType dt, SrcLoc loc) {
   return NULL;
 }
 
+static uint32_t pmap_hash(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  h ^= h >> 16;  // FNV's low bits see only the low bits of each byte: mix
+  h *= 0x85ebca6bu;
+  return h ^ (h >> 13);
+}
+
+// The slot of name (hash h) in the map: its node, or the empty slot where it goes.
+static struct FeParamSlot *pmap_slot(const FeParamMap *m, const char *name, uint32_t h) {
+  uint32_t mask = m->cap - 1;
+  for (uint32_t i = h & mask;; i = (i + 1) & mask) {
+    struct FeParamSlot *s = &m->slot[i];
+    if (!s->node || (s->hash == h && !strcmp(s->node->name, name))) return s;
+  }
+}
+
+// Makes room for one more name (the table at most half full); false on OOM.
+static bool pmap_reserve(FeCk *ck, FeParamMap *m) {
+  if (2 * (m->n + 1) <= m->cap) return true;
+  uint32_t cap = m->cap ? 2 * m->cap : 256;
+  if (cap > (1u << 30)) return false;
+  FeParamMap nm = {.slot = arena_alloc(ck->a, sizeof *nm.slot * cap), .cap = cap, .n = m->n};
+  if (!nm.slot) return false;
+  for (uint32_t i = 0; i < m->cap; i++)
+    if (m->slot[i].node) {
+      uint32_t mask = cap - 1, j = m->slot[i].hash & mask;
+      while (nm.slot[j].node) j = (j + 1) & mask;
+      nm.slot[j] = m->slot[i];
+    }
+  *m = nm;
+  return true;
+}
+
+// The graph's parameter named name, created on first use (with p's type and
+// initializer); NULL after a reported error.
+static IrNode *param_node(FeCk *ck, const char *name, const FeParamDecl *p) {
+  if (ck->a->failed) return NULL;  // out of memory already: fe_check reports it once
+  if (!pmap_reserve(ck, &ck->pmap)) {
+    if (!ck->a->failed) diag_error(ck->d, p->loc, "too many parameters in one graph (%u)", ck->pmap.n);
+    return NULL;
+  }
+  uint32_t h = pmap_hash(name);
+  struct FeParamSlot *s = pmap_slot(&ck->pmap, name, h);
+  if (s->node) return s->node;
+  IrInit init = {.kind = p->init.kind, .a = p->init.a, .b = p->init.b};
+  IrNode *n = ir_param(ck->g, name, &p->type, init, p->is_buffer, p->loc);
+  if (!n) return NULL;  // out of memory (fe_check reports it)
+  *s = (struct FeParamSlot){.node = n, .hash = h};
+  ck->pmap.n++;
+  return n;
+}
+
 IrNode *fe_lower_param(FeCk *ck, const FeParamDecl *p, SrcLoc loc) {
   char name[1200];
   snprintf(name, sizeof name, "%.*s%s%s", (int)ck->plen, ck->prefix, ck->plen ? "." : "", p->name);
-  for (int i = 0; i < ck->g->params.len; i++)
-    if (!strcmp(ck->g->params.data[i]->name, name)) return ck->g->params.data[i];
-  IrInit init = {.kind = p->init.kind, .a = p->init.a, .b = p->init.b};
   (void)loc;
-  return ir_param(ck->g, name, &p->type, init, p->is_buffer, p->loc);
+  return param_node(ck, name, p);
 }
 
 IrNode *fe_lower_binop(FeCk *ck, int op, const FeVal *l, const FeVal *r, const IrType *ty, SrcLoc loc) {
@@ -43,12 +93,6 @@ IrNode *fe_lower_slice(FeCk *ck, IrNode *x, int axis, int64_t start, IrDim len, 
   t.dim[axis] = len;
   IrAttr at = {.axis = axis, .start = start};
   return ir_op(ck->g, IR_OP_SLICE, &x, 1, &at, &t, loc);
-}
-
-static IrGraph *new_graph(FeCk *ck, const char *name) {
-  IrGraph *g = ir_graph_new(ck->a, ck->d, name);
-  if (g) g->syms = *ck->syms;
-  return g;
 }
 
 // Binds typed inputs as INPUT nodes, runs the body, marks the outputs.
@@ -78,11 +122,15 @@ static bool lower_fn(FeCk *ck, FeEnv *env, const FeItem *fn, const IrType *types
 // Every declared parameter is in the graph, used or not, so that init writes
 // it, a checkpoint holding it loads, and grad gives it a (zero) gradient.
 static void add_unused(void *ud, const char *name, const FeParamDecl *p) {
-  IrGraph *g = ud;
-  for (int i = 0; i < g->params.len; i++)
-    if (!strcmp(g->params.data[i]->name, name)) return;
-  IrInit init = {.kind = p->init.kind, .a = p->init.a, .b = p->init.b};
-  ir_param(g, name, &p->type, init, p->is_buffer, p->loc);
+  FeCk *ck = ud;
+  if (!ck->d->nerr) (void)param_node(ck, name, p);
+}
+
+static IrGraph *new_graph(FeCk *ck, const char *name) {
+  IrGraph *g = ir_graph_new(ck->a, ck->d, name);
+  if (g) g->syms = *ck->syms;
+  ck->pmap = (FeParamMap){0};
+  return g;
 }
 
 void fe_lower_model(FeCk *ck, FeModel *m) {
@@ -97,7 +145,7 @@ void fe_lower_model(FeCk *ck, FeModel *m) {
   FeEnv *env = fe_env_new(ck, m->root->env, FE_ENV_LOCALS);
   if (ck->g && env && fwd && lower_fn(ck, env, fwd, m->inputs, m->root->env, "out")) {
     m->forward = ck->g;
-    fe_model_each_param(m, add_unused, ck->g);
+    fe_model_each_param(m, add_unused, ck);
   }
   if (m->train && m->train->loss_fn && m->forward) {
     snprintf(name, sizeof name, "%s.loss", m->decl->name);
@@ -109,7 +157,7 @@ void fe_lower_model(FeCk *ck, FeModel *m) {
       FeEnv *locals = fe_env_new(ck, tenv, FE_ENV_LOCALS);
       if (locals && lower_fn(ck, locals, m->train->loss_fn, m->train->loss_inputs, NULL, "loss")) {
         m->loss = ck->g;
-        fe_model_each_param(m, add_unused, ck->g);
+        fe_model_each_param(m, add_unused, ck);
       }
     }
   }

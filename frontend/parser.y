@@ -49,6 +49,8 @@ struct FeParser {
   struct FeLexState lex;
   FeAst *ast;
   FeDeclVec decls;
+  FeExpr oom_expr;         // what an action gets when an allocation fails
+  FeItem oom_item;
   int last_tok;            // previous token returned, for newline insertion
   FeLoc last_loc;
   int depth;               // open ( and [

@@ -30,16 +30,23 @@ void arena_free(Arena *a) {
   free(a);
 }
 
+static void *arena_fail(Arena *a, size_t n) {
+  if (!a->failed) a->failed = n ? n : 1;
+  return NULL;
+}
+
 void *arena_alloc(Arena *a, size_t n) {
-  if (n > SIZE_MAX - sizeof(ArenaChunk) - 16) return NULL;
+  if (n > SIZE_MAX - sizeof(ArenaChunk) - 16) return arena_fail(a, n);
+  size_t want = n;
   n = (n + 15) & ~(size_t)15;
   if (n == 0) n = 16;
+  if (a->limit && (n > a->limit || a->used > a->limit - n)) return arena_fail(a, want);
   ArenaChunk *c = a->head;
   if (!c || c->cap - c->used < n) {
     size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
-    if (cap > SIZE_MAX - sizeof(ArenaChunk)) return NULL;
+    if (cap > SIZE_MAX - sizeof(ArenaChunk)) return arena_fail(a, want);
     c = malloc(sizeof(ArenaChunk) + cap);
-    if (!c) return NULL;
+    if (!c) return arena_fail(a, want);
     c->cap = cap;
     c->used = 0;
     c->next = a->head;
@@ -77,7 +84,7 @@ char *arena_printf(Arena *a, const char *fmt, ...) {
 }
 
 bool vec_grow_(Arena *a, void **data, int *cap, size_t elem) {
-  if (*cap > (1 << 28)) return false;
+  if (*cap > (1 << 28)) return arena_fail(a, (size_t)*cap * 2 * elem) != NULL;
   int ncap = *cap ? *cap * 2 : 8;
   void *p = arena_alloc(a, (size_t)ncap * elem);
   if (!p) return false;

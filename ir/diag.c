@@ -166,6 +166,19 @@ void diag_finish(Diag *d) {
     emitf(d, "%d errors generated.\n", d->nerr);
 }
 
+const char *diag_bytes(char *buf, uint64_t n) {
+  static const char *const unit[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (n < 1024) {
+    snprintf(buf, 32, "%llu byte%s", (unsigned long long)n, n == 1 ? "" : "s");
+    return buf;
+  }
+  double v = (double)n / 1024;
+  int u = 0;
+  while (v >= 1024 && u < 5) v /= 1024, u++;
+  snprintf(buf, 32, "%.1f %s", v, unit[u]);
+  return buf;
+}
+
 // Optimal string alignment distance (Levenshtein plus adjacent
 // transpositions, so "bais" is one edit from "bias"), giving up past max.
 int diag_edit_distance(const char *a, const char *b, int max) {

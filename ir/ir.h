@@ -43,6 +43,9 @@ typedef struct ArenaChunk ArenaChunk;
 typedef struct {
   ArenaChunk *head;
   size_t used;      // bytes handed out, all chunks
+  size_t limit;     // 0: none; else allocations past `used == limit` fail (a budget; tests)
+  size_t failed;    // the size of the first request that failed (0: none): callers
+                    // that cannot report each NULL report this once
 } Arena;
 
 Arena *arena_new(void);                              // caller frees with arena_free
@@ -96,6 +99,9 @@ void diag_note(Diag *d, SrcLoc loc, const char *fmt, ...) HEED_PRINTF(3, 4);
 void diag_verror(Diag *d, SrcLoc loc, const char *kind, const char *fmt, va_list ap);
 bool diag_full(const Diag *d);  // the error limit is reached: callers may stop early
 void diag_finish(Diag *d);      // prints the "N errors" summary line if any
+
+// n bytes for a message: "512 bytes", "3.2 MiB", "128.0 GiB" (buf: 32 bytes).
+const char *diag_bytes(char *buf, uint64_t n);
 
 // Levenshtein distance with early exit past max; for "did you mean".
 int diag_edit_distance(const char *a, const char *b, int max);

@@ -122,6 +122,7 @@ int ir_symtab_intern(IrSymTab *st, Arena *a, const char *name) {
   for (int i = 0; i < st->len; i++)
     if (strcmp(st->data[i], name) == 0) return i;
   if (st->len >= 4096) return -1;
-  if (!vec_push(a, st, arena_strdup(a, name))) return -1;
+  char *copy = arena_strdup(a, name);
+  if (!copy || !vec_push(a, st, copy)) return -1;
   return st->len - 1;
 }

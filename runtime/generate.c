@@ -84,7 +84,10 @@ int rt_generate(const RtGenModel *m, const int32_t *prompt, int64_t n_prompt, co
   l.hist = m->window > 0 ? malloc(sizeof(int32_t) * (size_t)m->window) : NULL;
   if (!logits || !scratch || (m->window > 0 && !l.hist)) {
     free(logits), free(scratch), free(l.hist);
-    return fail(RT_ERR_NOMEM, err, errlen, "out of memory for %lld logits", (long long)m->vocab);
+    return fail(RT_ERR_NOMEM, err, errlen, "cannot allocate %.1f MiB for %lld logits, the sampler and a window of %lld tokens",
+                (double)(sizeof(float) * (uint64_t)m->vocab + rt_sample_scratch_bytes(m->vocab) +
+                         sizeof(int32_t) * (uint64_t)(m->window > 0 ? m->window : 0)) / 1048576.0,
+                (long long)m->vocab, (long long)m->window);
   }
   if (l.hist) memcpy(l.hist, prompt, sizeof(int32_t) * (size_t)n_prompt);
   l.len = n_prompt;

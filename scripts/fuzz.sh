@@ -2,7 +2,10 @@
 # scripts/fuzz.sh BUILD_DIR SECONDS: runs each libFuzzer target for SECONDS
 # on a seed corpus: the examples and the golden files for fuzz_frontend, the
 # small files in tests/fuzz/corpus-safetensors/ for fuzz_safetensors, those
-# in tests/fuzz/corpus-json/ for fuzz_json. Fails
+# in tests/fuzz/corpus-json/ for fuzz_json, those in
+# tests/fuzz/corpus-checkpoint/ for fuzz_checkpoint (heed train --resume and
+# --init) and tests/fuzz/corpus-data/ for fuzz_data (training data files;
+# both written by tests/fuzz/make_seeds.py). Fails
 # on any crash, leak, sanitizer report or timeout (libFuzzer exits non-zero).
 set -euo pipefail
 B=${1:-build-fuzz}
@@ -24,3 +27,11 @@ mkdir -p "$corpus"
 cp tests/fuzz/corpus-json/* "$corpus"/
 "$B/fuzz_json" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
   -print_final_stats=1 -artifact_prefix="$B/" "$corpus"
+
+for t in checkpoint data; do
+  corpus=$B/corpus-$t
+  mkdir -p "$corpus"
+  cp tests/fuzz/corpus-$t/* "$corpus"/
+  "$B/fuzz_$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+    -print_final_stats=1 -artifact_prefix="$B/" "$corpus"
+done
