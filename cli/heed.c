@@ -251,7 +251,7 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       for (int k = 0; key && k < a->o.check.noverrides; k++)  // a later flag wins
         if (!strcmp(a->sets[k].key, key)) a->sets[k].value = val, key = NULL;
       if (key && a->o.check.noverrides >= 64) return usage_error(c, "too many --set flags%s", "");
-      if (key && !(a->sets[a->o.check.noverrides].key = strdup(key))) return 1;
+      if (key && !(a->sets[a->o.check.noverrides].key = heed_strdup(key))) return 1;
       if (key) a->sets[a->o.check.noverrides].used = true;  // no train section: heed_cmd_train says so
       if (key) a->sets[a->o.check.noverrides++].value = val;
       i += used > 0 ? used - 1 : 0;
@@ -336,7 +336,7 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
         if (a->o.check.noverrides >= 64) return usage_error(c, "too many --set flags%s", "");
         FeOverride *ov = &a->sets[a->o.check.noverrides++];
         size_t klen = (size_t)(eq - val);
-        char *key = malloc(klen + 1);
+        char *key = heed_malloc(klen + 1);
         if (!key) return 1;
         memcpy(key, val, klen);
         key[klen] = 0;
@@ -641,6 +641,6 @@ int main(int argc, char **argv) {
   } else if (rc == 0 && !(rc = check_outputs(cmd, &a))) {
     rc = cmd_frontend(cmd, &a);
   }
-  for (int i = 0; i < a.o.check.noverrides; i++) free((char *)a.sets[i].key);
+  for (int i = 0; i < a.o.check.noverrides; i++) heed_free((char *)a.sets[i].key);
   return rc;
 }

@@ -52,7 +52,7 @@ static bool heap_release(Heap *h, int64_t off, int64_t size) {
   } else {
     if (h->nfree == h->cap) {
       int cap = h->cap ? 2 * h->cap : 64;
-      Block *nb = realloc(h->free, sizeof *nb * (size_t)cap);
+      Block *nb = heed_realloc(h->free, sizeof *nb * (size_t)cap);
       if (!nb) return false;
       h->free = nb, h->cap = cap;
     }
@@ -92,7 +92,7 @@ static int64_t heap_take(Heap *h, int64_t size) {
 // size, or -1 on overflow or out of memory.
 static int64_t plan(const CgProgram *p, const int64_t *symvals, int64_t *off) {
   int nn = p->nnodes, nlive = 0;
-  int *live = malloc(sizeof *live * ((size_t)nn + 1));  // sorted by end, then id
+  int *live = heed_malloc(sizeof *live * ((size_t)nn + 1));  // sorted by end, then id
   Heap h = {0};
   int64_t result = -1;
   if (!live) return -1;
@@ -120,20 +120,20 @@ static int64_t plan(const CgProgram *p, const int64_t *symvals, int64_t *off) {
   }
   result = h.peak;
 done:
-  free(live);
-  free(h.free);
+  heed_free(live);
+  heed_free(h.free);
   return result;
 }
 
 void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int64_t *bytes) {
-  int64_t *off = malloc(sizeof *off * ((size_t)p->nnodes + 1));
+  int64_t *off = heed_malloc(sizeof *off * ((size_t)p->nnodes + 1));
   int64_t n = off ? plan(p, symvals, off) : -1;
-  void *arena = n >= 0 && n < INT64_MAX / 2 ? aligned_alloc(ALIGN, (size_t)(n + ALIGN - 1) / ALIGN * ALIGN + ALIGN) : NULL;
+  void *arena = n >= 0 && n < INT64_MAX / 2 ? heed_aligned_alloc(ALIGN, (size_t)(n + ALIGN - 1) / ALIGN * ALIGN + ALIGN) : NULL;
   for (int i = 0; arena && i < p->nnodes; i++) {
     IrOp op = p->nodes[i].op;
     if (op != IR_OP_INPUT && op != IR_OP_PARAM) bufs[i] = off[i] >= 0 ? (char *)arena + off[i] : NULL;
   }
-  free(off);
+  heed_free(off);
   *bytes = n;
   return arena;
 }
