@@ -13,6 +13,7 @@
 #include "cli/build.h"
 #include "cli/driver.h"
 #include "cli/exec.h"
+#include "cli/fault.h"
 #include "cli/run.h"
 #include "cli/train.h"
 #include "runtime/rt.h"
@@ -573,6 +574,7 @@ static const char *command_suggestion(const char *name, char *buf, size_t len) {
 
 int main(int argc, char **argv) {
   char hint[64];
+  if (heed_fault_install()) return 2;  // HEED_FAULT_ALLOC, HEED_FAULT_COUNT: before any allocation
   if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version"))) {
     print_version();
     return 0;

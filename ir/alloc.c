@@ -2,6 +2,7 @@
 // It sits under everything: the arena, diagnostics, the interpreter, the
 // schedule, the backend's C side and the driver allocate through it, so a
 // test can install heed_fault_alloc and fail any one allocation.
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,8 +62,21 @@ void heed_free(void *p) {
   if (p) alloc_fn(alloc_ud, p, 0, 0);
 }
 
+static _Thread_local char thread_mark;  // its address tells the threads apart
+
+void heed_fault_init(HeedFault *f, long fail_at) {
+  f->next = NULL;
+  f->next_ud = NULL;
+  f->fail_at = fail_at;
+  atomic_init(&f->count, 0);
+  f->owner = &thread_mark;
+}
+
 void *heed_fault_alloc(void *ud, void *ptr, size_t size, size_t align) {
   HeedFault *f = ud;
-  if (size > 0 && atomic_fetch_add(&f->count, 1) + 1 == f->fail_at) return NULL;
+  if (size > 0 && f->owner == &thread_mark && atomic_fetch_add(&f->count, 1) + 1 == f->fail_at) {
+    errno = ENOMEM;  // as malloc: callers that report strerror(errno) say so
+    return NULL;
+  }
   return (f->next ? f->next : heed_libc_alloc)(f->next_ud, ptr, size, align);
 }

@@ -18,7 +18,12 @@
 //
 // heed_fault_alloc is a failing allocator for tests (Lua's ltests.c
 // debug_realloc, SQLite's fault injection): it counts the allocations that
-// pass through it and fails the one numbered fail_at.
+// pass through it and fails the one numbered fail_at (only that one: the
+// code that handles the failure may allocate again, to report it). Only the
+// allocations of the thread that called heed_fault_init are counted (and
+// can fail): the split compile's workers and the thread pool's allocate in
+// an order that varies from run to run, and the Nth allocation must be the
+// same one in every run.
 #ifndef HEED_IR_ALLOC_H
 #define HEED_IR_ALLOC_H
 
@@ -50,7 +55,10 @@ typedef struct HeedFault {
   void *next_ud;
   long fail_at;       // the allocation (1-based) that fails; 0: none
   atomic_long count;  // allocations seen so far (frees are not counted)
+  const void *owner;  // the counted thread (heed_fault_init's)
 } HeedFault;
+// Sets f up to fail allocation fail_at (0: none, only count) on this thread.
+void heed_fault_init(HeedFault *f, long fail_at);
 void *heed_fault_alloc(void *ud, void *ptr, size_t size, size_t align);
 
 #endif
