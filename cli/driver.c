@@ -24,6 +24,10 @@ Compilation *heed_compilation_new(HeedOptions *opts) {
   }
   c->opts = opts;
   diag_init(&c->diag, stderr);
+  if (!c->diag.files) {  // out of memory
+    heed_compilation_free(c);
+    return NULL;
+  }
   if (opts->max_errors > 0) c->diag.max_errors = opts->max_errors;
   return c;
 }

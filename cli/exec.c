@@ -56,6 +56,13 @@ HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threa
   Diag scratch;  // what the backend cannot compile yet is a note, not an error
   diag_init(&scratch, NULL);
   x->prog = cg_compile(g, &o, &scratch);
+  const char *oom = x->prog || !scratch.log ? NULL : strstr(scratch.log, "out of memory");
+  if (oom) {  // a failure, not something the backend cannot compile yet
+    diag_error(&c->diag, (SrcLoc){0}, "cpu backend: %.*s", (int)strcspn(oom, "\n"), oom);
+    diag_fini(&scratch);
+    heed_exec_free(x);
+    return NULL;
+  }
   if (!x->prog) {
     const char *why = scratch.log ? strstr(scratch.log, "error: ") : NULL;
     size_t len = why ? strcspn(why + 7, "\n") : 0;

@@ -252,7 +252,7 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       for (int k = 0; key && k < a->o.check.noverrides; k++)  // a later flag wins
         if (!strcmp(a->sets[k].key, key)) a->sets[k].value = val, key = NULL;
       if (key && a->o.check.noverrides >= 64) return usage_error(c, "too many --set flags%s", "");
-      if (key && !(a->sets[a->o.check.noverrides].key = heed_strdup(key))) return 1;
+      if (key && !(a->sets[a->o.check.noverrides].key = heed_strdup(key))) return fprintf(stderr, "heed %s: out of memory (copying the flag '%s')\n", c->name, s), 1;
       if (key) a->sets[a->o.check.noverrides].used = true;  // no train section: heed_cmd_train says so
       if (key) a->sets[a->o.check.noverrides++].value = val;
       i += used > 0 ? used - 1 : 0;
@@ -338,7 +338,7 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
         FeOverride *ov = &a->sets[a->o.check.noverrides++];
         size_t klen = (size_t)(eq - val);
         char *key = heed_malloc(klen + 1);
-        if (!key) return 1;
+        if (!key) return fprintf(stderr, "heed %s: out of memory (copying --set %s)\n", c->name, val), 1;
         memcpy(key, val, klen);
         key[klen] = 0;
         *ov = (FeOverride){.key = key, .value = eq + 1};

@@ -239,7 +239,8 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
     return NULL;
   }
   HeedTrainer *t = heed_calloc(1, sizeof *t);
-  if (!t) return NULL;
+  if (!t) return diag_error(&c->diag, NOLOC, "training: out of memory"), NULL;
+  int nerr = c->diag.nerr;  // a failure that reported nothing is an allocation's
   *t = (HeedTrainer){.c = c, .tr = m->train, .o = *o, .g = m->loss, .fwd = m->forward};
   if (t->o.batch <= 0) t->o.batch = m->train->batch;
   if (t->o.seq <= 0) t->o.seq = m->train->seq;
@@ -283,6 +284,7 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
 #endif
   if (t->o.interp) snprintf(t->name, sizeof t->name, "reference interpreter");
   if (!ok) {
+    if (c->diag.nerr == nerr) diag_error(&c->diag, NOLOC, "training: out of memory");
     heed_trainer_free(t);
     return NULL;
   }
