@@ -69,10 +69,11 @@ static void *pack(IrDType dt, const double *v, int64_t n) {
 static double *unpack(const RtSafetensors *st, const RtStTensor *t, char *err, size_t errlen) {
   uint64_t n = rt_st_numel(t);
   double *v = heed_malloc(sizeof(double) * (size_t)(n ? n : 1));
-  if (!v) return NULL;
+  if (!v) return snprintf(err, errlen, "out of memory reading tensor '%s'", t->name), NULL;
   const unsigned char *p = st->data + t->off;
   if (t->dt == RT_F32 || t->dt == RT_F16 || t->dt == RT_BF16) {
     float *f = heed_malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!f) snprintf(err, errlen, "out of memory reading tensor '%s'", t->name);
     if (!f || rt_st_read_f32(st, t, f, err, errlen) != RT_OK) {
       heed_free(f);
       heed_free(v);

@@ -183,7 +183,7 @@ static bool run_node(IrValues *v, const IrNode *n, double *const *inputs, double
 IrValues *ir_interp(const IrGraph *g, const int64_t *symvals, double *const *inputs, double *const *params,
                     bool exact, Diag *d) {
   IrValues *v = heed_calloc(1, sizeof *v);
-  if (!v) return NULL;
+  if (!v) return diag_error(d, (SrcLoc){0}, "out of memory starting the interpreter"), NULL;
   v->g = g;
   v->exact = exact;
   v->val = heed_calloc((size_t)g->nodes.len + 1, sizeof(double *));

@@ -81,10 +81,10 @@ static bool generic_dims(const SchedCaps *caps, IrOp op) {
 // ---- which call computes each node ----
 
 // TRANSPOSED: a PERMUTE that only MATMULs read, as their transposed operand
-// (they read its operand), and not a graph output.
-static void mark_transposed(Schedule *s, const IrGraph *g, const SchedCaps *caps, bool *other) {
+// (they read its operand), and not a graph output. false: out of memory.
+static bool mark_transposed(Schedule *s, const IrGraph *g, const SchedCaps *caps, bool *other) {
   bool *tr = heed_calloc((size_t)g->nodes.len + 1, 1);
-  if (!tr) return;
+  if (!tr) return false;
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
     int nt = node_trans(caps, n);
@@ -96,6 +96,7 @@ static void mark_transposed(Schedule *s, const IrGraph *g, const SchedCaps *caps
   for (int i = 0; i < g->nodes.len; i++)
     if (tr[i] && !other[i]) s->role[i] = SCHED_TRANSPOSED;
   heed_free(tr);
+  return true;
 }
 
 // ALIAS: a RESHAPE that is not a graph output; alias[i] is its source's
@@ -413,9 +414,9 @@ Schedule *sched_build(const IrGraph *g, const SchedCaps *caps, Diag *d) {
       s->role[i] = op == IR_OP_INPUT || op == IR_OP_PARAM ? SCHED_LEAF : SCHED_CALL;
     }
     for (int i = 0; i < g->outputs.len; i++) out[g->outputs.data[i]->id] = other[g->outputs.data[i]->id] = true;
-    mark_transposed(s, g, caps, other);
-    mark_aliases(s, g, caps, out);
-    ok = fuse_elementwise(s, g, caps, out);
+    ok = mark_transposed(s, g, caps, other);  // without it the kernels differ: out of memory is an error
+    if (ok) mark_aliases(s, g, caps, out);
+    ok = ok && fuse_elementwise(s, g, caps, out);
   }
   if (ok) {
     group_attention_grads(s, g, caps, grp);
