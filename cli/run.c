@@ -280,6 +280,7 @@ static int write_outputs(Compilation *c, const IrGraph *g, HeedExec *x, const in
 }
 
 static int execute(Compilation *c, const IrGraph *g, const HeedRunOpts *o) {
+  int nerr = c->diag.nerr;  // a failure that reported nothing is an allocation's
   int64_t symvals[IR_MAX_SYMS];
   double **params = load_params(c, g, o);
   double **inputs = params ? load_inputs(c, g, o->inputs, o->strict, symvals) : NULL;
@@ -292,6 +293,7 @@ static int execute(Compilation *c, const IrGraph *g, const HeedRunOpts *o) {
   }
   free_all(params, g->params.len);
   free_all(inputs, g->inputs.len);
+  if (rc != HEED_OK && c->diag.nerr == nerr) diag_error(&c->diag, (SrcLoc){0}, "out of memory running %s", g->name);
   return rc;
 }
 

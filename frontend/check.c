@@ -73,8 +73,10 @@ void fe_env_bind(FeCk *ck, FeEnv *env, const char *name, FeVal v, SrcLoc loc) {
     env->locs.data[i] = loc;
     return;
   }
+  int n0 = env->names.len;
   if (!vec_push(ck->a, &env->names, name) || !vec_push(ck->a, &env->vals, v) ||
       !vec_push(ck->a, &env->locs, loc)) {
+    env->names.len = env->vals.len = env->locs.len = n0;  // never a name without its value
     diag_error(ck->d, loc, "out of memory");
     return;
   }
