@@ -44,20 +44,20 @@ static bool make_data(Compilation *c, const IrGraph *g, const HeedBenchOpts *o, 
                       double ***inputs) {
   for (int s = 0; s < g->syms.len && s < IR_MAX_SYMS; s++)
     symvals[s] = !strcmp(g->syms.data[s], "B") ? o->batch : o->seq;  // every other size is the sequence
-  *params = calloc((size_t)g->params.len + 1, sizeof(double *));
-  *inputs = calloc((size_t)g->inputs.len + 1, sizeof(double *));
+  *params = heed_calloc((size_t)g->params.len + 1, sizeof(double *));
+  *inputs = heed_calloc((size_t)g->inputs.len + 1, sizeof(double *));
   if (!*params || !*inputs) return false;
   for (int i = 0; i < g->params.len; i++) {
     const IrNode *p = g->params.data[i];
     int64_t n = ir_type_numel(&p->ty, NULL);
-    if (!((*params)[i] = malloc(sizeof(double) * (size_t)(n ? n : 1)))) return false;
+    if (!((*params)[i] = heed_malloc(sizeof(double) * (size_t)(n ? n : 1)))) return false;
     heed_init_values(p->name, &p->init, 1337, (*params)[i], n);
   }
   uint64_t s = 42;
   for (int i = 0; i < g->inputs.len; i++) {
     const IrNode *in = g->inputs.data[i];
     int64_t n = ir_type_numel(&in->ty, symvals), bound = int_bound(g, in);
-    if (n < 0 || !((*inputs)[i] = malloc(sizeof(double) * (size_t)(n ? n : 1)))) {
+    if (n < 0 || !((*inputs)[i] = heed_malloc(sizeof(double) * (size_t)(n ? n : 1)))) {
       diag_error(&c->diag, in->loc, "bench: input '%s' is too large at batch %lld, seq %lld", in->name,
                  (long long)o->batch, (long long)o->seq);
       return false;
@@ -72,8 +72,8 @@ static bool make_data(Compilation *c, const IrGraph *g, const HeedBenchOpts *o, 
 }
 
 static void free_data(double **v, int n) {
-  for (int i = 0; v && i < n; i++) free(v[i]);
-  free(v);
+  for (int i = 0; v && i < n; i++) heed_free(v[i]);
+  heed_free(v);
 }
 
 // Median milliseconds of `reps` runs of g after one warm-up run; -1 on

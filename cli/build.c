@@ -125,7 +125,7 @@ static void **load_weights(Compilation *c, const IrGraph *g, const HeedBuildOpts
     rt_st_close(&st);
     return NULL;
   }
-  void **bufs = calloc((size_t)g->params.len + 1, sizeof *bufs);
+  void **bufs = heed_calloc((size_t)g->params.len + 1, sizeof *bufs);
   bool ok = bufs != NULL;
   const char *pre = o->prefix ? o->prefix : "";
   for (int i = 0; ok && i < g->params.len; i++) {
@@ -150,7 +150,7 @@ static void **load_weights(Compilation *c, const IrGraph *g, const HeedBuildOpts
       break;
     }
     size_t bytes = (size_t)rt_st_numel(t) * ir_dtype_info[p->ty.dt].size;
-    if (!(bufs[i] = malloc(bytes ? bytes : 1))) {
+    if (!(bufs[i] = heed_malloc(bytes ? bytes : 1))) {
       diag_error(&c->diag, NOLOC, "out of memory reading '%s'", name);
       ok = false;
     } else if (p->ty.dt == IR_F32) {
@@ -173,8 +173,8 @@ static void **load_weights(Compilation *c, const IrGraph *g, const HeedBuildOpts
   }
   rt_st_close(&st);
   if (!ok && bufs) {
-    for (int i = 0; i < g->params.len; i++) free(bufs[i]);
-    free(bufs);
+    for (int i = 0; i < g->params.len; i++) heed_free(bufs[i]);
+    heed_free(bufs);
     bufs = NULL;
   }
   return bufs;
@@ -182,11 +182,11 @@ static void **load_weights(Compilation *c, const IrGraph *g, const HeedBuildOpts
 
 static void json_str(FILE *f, const char *s) {
   size_t n = rt_json_quote(NULL, s);
-  char *q = malloc(n);
+  char *q = heed_malloc(n);
   if (!q) return;
   rt_json_quote(q, s);
   fwrite(q, 1, n, f);
-  free(q);
+  heed_free(q);
 }
 
 static uint64_t up64(uint64_t x) { return (x + 63) / 64 * 64; }
@@ -274,7 +274,7 @@ static void write_features(Compilation *c, FILE *f, const char *cpu, const char 
     char *fs = cg_llvm_host_features();
     for (char *s = fs ? strtok(fs, ",") : NULL; s && n < 64; s = strtok(NULL, ","))
       if (s[0] == '+' && strlen(s) < 24 && rt_cpu_feature_known(s + 1)) snprintf(names[n++], 24, "%s", s + 1);
-    free(fs);
+    heed_free(fs);
   } else {
     char march[160], path[600];
     snprintf(march, sizeof march, "-march=%s", cpu);
@@ -446,8 +446,8 @@ static bool make_parts(Compilation *c, const IrGraph *g, const HeedBuildOpts *o,
   void **w = load_weights(c, g, o);
   if (!w) return false;
   bool ok = write_image(c, image_dst, g, w);
-  for (int i = 0; i < g->params.len; i++) free(w[i]);
-  free(w);
+  for (int i = 0; i < g->params.len; i++) heed_free(w[i]);
+  heed_free(w);
   if (!ok) return false;
   // Compiled for up to 64 threads (the pool pointer is never used: nothing runs here).
   CgOptions co = {.cpu = o->cpu, .pool = (void *)&co, .nthreads = 64, .dump_obj = p->obj};
@@ -595,7 +595,7 @@ int heed_cmd_build(Compilation *c, const HeedBuildOpts *o) {
   // Final paths get their bytes under a temporary name beside them first
   // (runtime/outfile.c), renamed over them when all are whole.
   size_t olen = strlen(o->out) + 64;
-  char *final_a = malloc(olen), *wdst = malloc(olen), *hdr = malloc(olen), *wname = malloc(olen);
+  char *final_a = heed_malloc(olen), *wdst = heed_malloc(olen), *hdr = heed_malloc(olen), *wname = heed_malloc(olen);
   RtOutFile out = {.fd = -1}, wout = {.fd = -1}, hout = {.fd = -1};
   bool ok = final_a && wdst && hdr && wname;
   if (!ok) diag_error(&c->diag, NOLOC, "out of memory");
@@ -635,6 +635,6 @@ int heed_cmd_build(Compilation *c, const HeedBuildOpts *o) {
             o->weights_file ? wdst : "");
   }
   remove_tree(p.tmp);
-  free(final_a), free(wdst), free(hdr), free(wname);
+  heed_free(final_a), heed_free(wdst), heed_free(hdr), heed_free(wname);
   return ok ? HEED_OK : HEED_ERR_IO;
 }

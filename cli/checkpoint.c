@@ -60,13 +60,13 @@ static int64_t *list_steps(const char *dir, int *n) {
   DIR *d = opendir(dir);
   if (!d) return NULL;
   int cap = 16;
-  int64_t *v = malloc(sizeof *v * (size_t)cap);
+  int64_t *v = heed_malloc(sizeof *v * (size_t)cap);
   struct dirent *e;
   while (v && (e = readdir(d))) {
     int64_t s = ckpt_step(e->d_name);
     if (s < 0) continue;
     if (*n == cap) {
-      int64_t *nv = realloc(v, sizeof *v * (size_t)(cap *= 2));
+      int64_t *nv = heed_realloc(v, sizeof *v * (size_t)(cap *= 2));
       if (!nv) break;
       v = nv;
     }
@@ -91,7 +91,7 @@ bool heed_ckpt_latest(const char *dir, char *path, size_t pathlen) {
   int64_t *v = list_steps(dir, &n);
   bool ok = v && n > 0;
   if (ok) ckpt_name(dir, v[n - 1], path, pathlen);
-  free(v);
+  heed_free(v);
   return ok;
 }
 
@@ -105,13 +105,13 @@ static void prune(const char *dir, int keep, int64_t written) {
     ckpt_name(dir, v[i], path, sizeof path);
     unlink(path);
   }
-  free(v);
+  heed_free(v);
 }
 
 bool heed_ckpt_save(HeedTrainer *t, const char *dir, const HeedCkptMeta *m, int keep, char *path,
                     size_t pathlen, char *err, size_t errlen) {
   int n = heed_trainer_ntensors(t);
-  RtStWrite *ts = calloc((size_t)n + 1, sizeof *ts);
+  RtStWrite *ts = heed_calloc((size_t)n + 1, sizeof *ts);
   if (!ts) {
     snprintf(err, errlen, "out of memory");
     return false;
@@ -124,9 +124,9 @@ bool heed_ckpt_save(HeedTrainer *t, const char *dir, const HeedCkptMeta *m, int 
   snprintf(step, sizeof step, "%lld", (long long)m->step);
   snprintf(steps, sizeof steps, "%lld", (long long)m->steps);
   snprintf(rng, sizeof rng, "%" PRIu64, m->rng);
-  char *crcs = malloc((size_t)n * 9 + 1);  // each tensor's CRC-32C, in the order written (= data order)
+  char *crcs = heed_malloc((size_t)n * 9 + 1);  // each tensor's CRC-32C, in the order written (= data order)
   if (!crcs) {
-    free(ts);
+    heed_free(ts);
     snprintf(err, errlen, "out of memory");
     return false;
   }
@@ -142,8 +142,8 @@ bool heed_ckpt_save(HeedTrainer *t, const char *dir, const HeedCkptMeta *m, int 
                         "run_id", m->run_id};
   ckpt_name(dir, m->step, path, pathlen);
   bool ok = rt_st_write(path, ts, n, meta, m->run_id[0] ? 8 : 7, err, errlen) == RT_OK;
-  free(ts);
-  free(crcs);
+  heed_free(ts);
+  heed_free(crcs);
   if (ok) prune(dir, keep, m->step);
   return ok;
 }
@@ -450,6 +450,6 @@ bool heed_rundir_foreign(const char *dir, const char *run_id, char *path, size_t
     found = heed_ckpt_read_run_id(path, rid, err, sizeof err) && rid[0] && run_id[0] && strcmp(rid, run_id);
     if (found) snprintf(id, idlen, "%s", rid);
   }
-  free(v);
+  heed_free(v);
   return found;
 }

@@ -15,15 +15,19 @@
 enum { HEED_MAX_SOURCE = 64 << 20 };  // a model file larger than this is surely a mistake
 
 Compilation *heed_compilation_new(HeedOptions *opts) {
-  Compilation *c = calloc(1, sizeof *c);
+  Compilation *c = heed_calloc(1, sizeof *c);
   if (!c) return NULL;
   c->arena = arena_new();
   if (!c->arena) {
-    free(c);
+    heed_free(c);
     return NULL;
   }
   c->opts = opts;
   diag_init(&c->diag, stderr);
+  if (!c->diag.files) {  // out of memory
+    heed_compilation_free(c);
+    return NULL;
+  }
   if (opts->max_errors > 0) c->diag.max_errors = opts->max_errors;
   return c;
 }
@@ -32,7 +36,7 @@ void heed_compilation_free(Compilation *c) {
   if (!c) return;
   diag_fini(&c->diag);
   arena_free(c->arena);
-  free(c);
+  heed_free(c);
 }
 
 // Reads the model file into the diagnostics' file table (rt_file_read: a
@@ -48,7 +52,7 @@ static int read_source(Compilation *c, uint32_t *file) {
     return rc == RT_ERR_NOMEM ? HEED_ERR_NOMEM : HEED_ERR_IO;
   }
   *file = diag_add_file(&c->diag, path, (const char *)buf, len);
-  free(buf);
+  heed_free(buf);
   if (*file == 0) {
     diag_error(&c->diag, (SrcLoc){0}, "out of memory reading '%s'", path);
     return HEED_ERR_NOMEM;

@@ -29,12 +29,12 @@ struct HeedExec {
 };
 
 static void free_vec(double **v, int n) {
-  for (int i = 0; v && i < n; i++) free(v[i]);
-  free(v);
+  for (int i = 0; v && i < n; i++) heed_free(v[i]);
+  heed_free(v);
 }
 
 HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threads, bool profile) {
-  HeedExec *x = calloc(1, sizeof *x);
+  HeedExec *x = heed_calloc(1, sizeof *x);
   if (!x) return NULL;
   x->c = c;
   x->g = g;
@@ -60,6 +60,13 @@ HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threa
   heed_compile(c, &ho, &hc);
   x->prog = hc.prog, hc.prog = NULL;
   heed_compiled_free(&hc);
+  const char *oom = x->prog || !scratch.log ? NULL : strstr(scratch.log, "out of memory");
+  if (oom) {  // a failure, not something the backend cannot compile yet
+    diag_error(&c->diag, (SrcLoc){0}, "cpu backend: %.*s", (int)strcspn(oom, "\n"), oom);
+    diag_fini(&scratch);
+    heed_exec_free(x);
+    return NULL;
+  }
   if (!x->prog) {
     const char *why = scratch.log ? strstr(scratch.log, "error: ") : NULL;
     size_t len = why ? strcspn(why + 7, "\n") : 0;
@@ -92,10 +99,10 @@ static void to_native(IrDType dt, const double *v, int64_t n, void *out) {
 static void free_bufs(HeedExec *x) {
   for (int i = 0; x->bufs && i < x->g->nodes.len; i++) {
     IrOp op = x->g->nodes.data[i]->op;
-    if (op == IR_OP_INPUT || op == IR_OP_PARAM) free(x->bufs[i]);
+    if (op == IR_OP_INPUT || op == IR_OP_PARAM) heed_free(x->bufs[i]);
   }
-  free(x->bufs);
-  free(x->arena);
+  heed_free(x->bufs);
+  heed_free(x->arena);
   x->bufs = NULL, x->arena = NULL;
 }
 
@@ -116,15 +123,15 @@ bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, 
   if (x->interp) {
     free_vec(x->in, g->inputs.len);
     free_vec(x->par, g->params.len);
-    x->in = calloc((size_t)g->inputs.len + 1, sizeof(double *));
-    x->par = calloc((size_t)g->params.len + 1, sizeof(double *));
+    x->in = heed_calloc((size_t)g->inputs.len + 1, sizeof(double *));
+    x->par = heed_calloc((size_t)g->params.len + 1, sizeof(double *));
     if (!x->in || !x->par) return false;
     for (int pass = 0; pass < 2; pass++) {
       int n = pass ? g->params.len : g->inputs.len;
       for (int i = 0; i < n; i++) {
         const IrNode *nd = pass ? g->params.data[i] : g->inputs.data[i];
         int64_t k = ir_type_numel(&nd->ty, x->symvals);
-        double *cp = malloc(sizeof(double) * (size_t)(k > 0 ? k : 1));
+        double *cp = heed_malloc(sizeof(double) * (size_t)(k > 0 ? k : 1));
         if (!cp) return false;
         memcpy(cp, pass ? params[i] : inputs[i], sizeof(double) * (size_t)k);
         (pass ? x->par : x->in)[i] = cp;
@@ -134,7 +141,7 @@ bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, 
   }
 #ifdef HEED_HAVE_LLVM
   free_bufs(x);
-  x->bufs = calloc((size_t)g->nodes.len + 1, sizeof(void *));
+  x->bufs = heed_calloc((size_t)g->nodes.len + 1, sizeof(void *));
   if (!x->bufs) return false;
   int64_t ab;
   if (!(x->arena = cg_plan_alloc(x->prog, x->symvals, x->bufs, &ab))) {
@@ -146,7 +153,7 @@ bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, 
     const IrNode *n = g->nodes.data[i];
     if (n->op != IR_OP_INPUT && n->op != IR_OP_PARAM) continue;
     int64_t bytes = cg_buffer_bytes(x->prog, i, x->symvals);
-    if (bytes < 0 || !(x->bufs[i] = aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64)))) {
+    if (bytes < 0 || !(x->bufs[i] = heed_aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64)))) {
       diag_error(&x->c->diag, n->loc, "out of memory for the values of %s (%lld bytes)", ir_op_name(n->op), (long long)bytes);
       return false;
     }
@@ -173,7 +180,7 @@ bool heed_exec_run(HeedExec *x) {
 double *heed_exec_output(HeedExec *x, int i, int64_t *numel) {
   const IrNode *o = x->g->outputs.data[i];
   int64_t n = ir_type_numel(&o->ty, x->symvals);
-  double *v = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+  double *v = heed_malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
   if (!v) return NULL;
   *numel = n;
   if (x->interp) {
@@ -232,7 +239,7 @@ void heed_exec_free(HeedExec *x) {
   cg_program_free(x->prog);
 #endif
   rt_pool_free(x->pool);
-  free(x);
+  heed_free(x);
 }
 
 void heed_exec_profile(const HeedExec *x, FILE *f, int runs) {
@@ -256,7 +263,7 @@ void heed_compile_print(FILE *f, const char *what, const CgProgramStats *st) {
   for (int p = 0; p < st->nparts; p++) cpu += st->parts[p].cpu_ms, hits += st->parts[p].cached;
   fprintf(f, "  O3 and machine code in %d parts (%d from the object cache): %.0f ms of CPU; the slowest:\n",
           st->nparts, hits, cpu);
-  int *ord = malloc(sizeof *ord * (size_t)st->nparts);
+  int *ord = heed_malloc(sizeof *ord * (size_t)st->nparts);
   if (!ord) return;
   for (int p = 0; p < st->nparts; p++) {  // by CPU time, the largest first (insertion sort: tens of parts)
     int q = p;
@@ -270,7 +277,7 @@ void heed_compile_print(FILE *f, const char *what, const CgProgramStats *st) {
     if (ps->cached) fprintf(f, " (cached)");
     fputc('\n', f);
   }
-  free(ord);
+  heed_free(ord);
 }
 #endif
 
@@ -296,8 +303,8 @@ static int prof_cmp(const void *a, const void *b) {
 
 void heed_profile_print(FILE *f, const Diag *d, const IrGraph *g, const double *ms, int runs) {
   int nn = g->nodes.len, nr = 0;
-  ProfRow *rows = calloc((size_t)nn + 1, sizeof *rows);
-  ProfRow *ids = calloc((size_t)nn + 1, sizeof *ids);  // per call: ms, node id in calls
+  ProfRow *rows = heed_calloc((size_t)nn + 1, sizeof *rows);
+  ProfRow *ids = heed_calloc((size_t)nn + 1, sizeof *ids);  // per call: ms, node id in calls
   if (!rows || !ids) goto done;
   double total = 0;
   int nid = 0;
@@ -332,6 +339,6 @@ void heed_profile_print(FILE *f, const Diag *d, const IrGraph *g, const double *
     fprintf(f, "  %10.3f ms  %-24s %-28s %s:%u\n", ids[j].ms / runs, name, shape, file, n->loc.line);
   }
 done:
-  free(rows);
-  free(ids);
+  heed_free(rows);
+  heed_free(ids);
 }

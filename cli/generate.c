@@ -72,8 +72,8 @@ static bool is_mask_input(const IrGraph *g, const IrNode *in) {
 static bool run_interp(Gen *x, const int32_t *tok, int64_t T, int64_t pos, float *logits) {
   const IrGraph *g = x->g;
   int nin = g->inputs.len;
-  double **in = calloc((size_t)nin + 1, sizeof(double *)), p = (double)pos;
-  double *td = malloc(sizeof(double) * (size_t)T);
+  double **in = heed_calloc((size_t)nin + 1, sizeof(double *)), p = (double)pos;
+  double *td = heed_malloc(sizeof(double) * (size_t)T);
   bool ok = in && td;
   for (int64_t i = 0; ok && i < T; i++) td[i] = tok[i];
   for (int i = 0; ok && i < nin; i++) {
@@ -81,7 +81,7 @@ static bool run_interp(Gen *x, const int32_t *tok, int64_t T, int64_t pos, float
     if (i == 0) in[i] = td;
     else if (x->incremental && i == 1) in[i] = &p;
     else if (x->incremental) in[i] = x->cache[i - 2];
-    else if ((in[i] = malloc(sizeof(double) * (size_t)T)))  // recomputation: zeros, or masks that keep all
+    else if ((in[i] = heed_malloc(sizeof(double) * (size_t)T)))  // recomputation: zeros, or masks that keep all
       for (int64_t j = 0; j < T; j++) in[i][j] = n->ty.dt == IR_BOOL || is_mask_input(g, n);
     else ok = false;
   }
@@ -92,9 +92,9 @@ static bool run_interp(Gen *x, const int32_t *tok, int64_t T, int64_t pos, float
     for (int i = 1; x->incremental && i < g->outputs.len; i++)  // the appended caches, in input order
       memcpy(x->cache[i - 1], v->val[g->outputs.data[i]->id], sizeof(double) * (size_t)v->numel[g->outputs.data[i]->id]);
   }
-  for (int i = x->incremental ? nin : 1; in && i < nin; i++) free(in[i]);
+  for (int i = x->incremental ? nin : 1; in && i < nin; i++) heed_free(in[i]);
   ir_values_free(v);
-  free(in), free(td);
+  heed_free(in), heed_free(td);
   return v != NULL;
 }
 
@@ -183,14 +183,14 @@ static bool setup_compiled(Gen *x, int threads, int64_t tmax) {
   if (!x->prog) return false;
   x->sv[x->sB] = 1, x->sv[x->sT] = tmax;
   if (x->incremental) x->sv[x->sKV] = x->cap;
-  x->bufs = calloc((size_t)g->nodes.len + 1, sizeof(void *));
+  x->bufs = heed_calloc((size_t)g->nodes.len + 1, sizeof(void *));
   if (!x->bufs) return gen_nomem(x, (SrcLoc){0}, "the value table", sizeof(void *) * ((uint64_t)g->nodes.len + 1));
   int pi = 0;
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
     int64_t bytes = cg_buffer_bytes(x->prog, i, x->sv);
     if (n->op == IR_OP_KV_APPEND) continue;
-    if (bytes < 0 || !(x->bufs[i] = calloc(1, (size_t)bytes + 64))) {
+    if (bytes < 0 || !(x->bufs[i] = heed_calloc(1, (size_t)bytes + 64))) {
       char what[300];
       snprintf(what, sizeof what, "the values of %s%s%s", ir_op_name(n->op), n->name ? " " : "", n->name ? n->name : "");
       return gen_nomem(x, n->loc, what, bytes < 0 ? UINT64_MAX : (uint64_t)bytes + 64);
@@ -198,7 +198,7 @@ static bool setup_compiled(Gen *x, int threads, int64_t tmax) {
     if (n->op == IR_OP_PARAM) {
       float *f = x->bufs[i];
       for (int64_t j = 0; j < bytes / 4; j++) f[j] = (float)x->params[pi][j];
-      free(x->params[pi]);
+      heed_free(x->params[pi]);
       x->params[pi++] = NULL;
     }
   }
@@ -214,12 +214,12 @@ static bool setup_compiled(Gen *x, int threads, int64_t tmax) {
 static bool setup_interp(Gen *x) {
   if (!x->incremental) return true;
   x->ncache = x->g->inputs.len - 2;
-  x->cache = calloc((size_t)x->ncache + 1, sizeof(double *));
+  x->cache = heed_calloc((size_t)x->ncache + 1, sizeof(double *));
   if (!x->cache) return gen_nomem(x, (SrcLoc){0}, "the KV cache table", sizeof(double *) * ((uint64_t)x->ncache + 1));
   for (int i = 0; i < x->ncache; i++) {
     const IrNode *in = x->g->inputs.data[2 + i];
     int64_t n = x->cap * in->ty.dim[2].n;
-    if (!(x->cache[i] = calloc((size_t)n + 1, sizeof(double)))) {
+    if (!(x->cache[i] = heed_calloc((size_t)n + 1, sizeof(double)))) {
       char what[300];
       snprintf(what, sizeof what, "the KV cache '%s'", in->name);
       return gen_nomem(x, (SrcLoc){0}, what, sizeof(double) * ((uint64_t)n + 1));
@@ -229,15 +229,15 @@ static bool setup_interp(Gen *x) {
 }
 
 static void gen_free(Gen *x) {
-  for (int i = 0; x->params && i < x->g->params.len; i++) free(x->params[i]);
-  free(x->params);
-  for (int i = 0; x->cache && i < x->ncache; i++) free(x->cache[i]);
-  free(x->cache);
-  free(x->hist);
+  for (int i = 0; x->params && i < x->g->params.len; i++) heed_free(x->params[i]);
+  heed_free(x->params);
+  for (int i = 0; x->cache && i < x->ncache; i++) heed_free(x->cache[i]);
+  heed_free(x->cache);
+  heed_free(x->hist);
 #ifdef HEED_HAVE_LLVM
   for (int i = 0; x->bufs && i < x->g->nodes.len; i++)
-    if (x->g->nodes.data[i]->op != IR_OP_KV_APPEND) free(x->bufs[i]);
-  free(x->bufs);
+    if (x->g->nodes.data[i]->op != IR_OP_KV_APPEND) heed_free(x->bufs[i]);
+  heed_free(x->bufs);
   cg_program_free(x->prog);
 #endif
   rt_pool_free(x->pool);
@@ -428,7 +428,7 @@ static bool gen_setup(Gen *x, Compilation *c, const HeedRunOpts *o, int out, int
             "whole sequence for every token\n", c->model->decl->name, why);
     x->g = f;
     x->cap = cap;
-    x->hist = malloc(sizeof(int32_t) * (size_t)(cap + 1));
+    x->hist = heed_malloc(sizeof(int32_t) * (size_t)(cap + 1));
     if (!x->hist) return gen_nomem(x, (SrcLoc){0}, "the token history", sizeof(int32_t) * ((uint64_t)cap + 1));
   }
   x->cap = cap;
@@ -496,7 +496,7 @@ int heed_cmd_generate(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *g
   }
   gen_free(&x);
   rt_tok_free(tk);
-  free(ids);
+  heed_free(ids);
   return rc;
 }
 

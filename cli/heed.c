@@ -13,6 +13,7 @@
 #include "cli/build.h"
 #include "cli/driver.h"
 #include "cli/exec.h"
+#include "cli/fault.h"
 #include "cli/run.h"
 #include "cli/train.h"
 #include "runtime/rt.h"
@@ -272,7 +273,7 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       for (int k = 0; key && k < a->o.check.noverrides; k++)  // a later flag wins
         if (!strcmp(a->sets[k].key, key)) a->sets[k].value = val, key = NULL;
       if (key && a->o.check.noverrides >= 64) return usage_error(c, "too many --set flags%s", "");
-      if (key && !(a->sets[a->o.check.noverrides].key = strdup(key))) return 1;
+      if (key && !(a->sets[a->o.check.noverrides].key = heed_strdup(key))) return fprintf(stderr, "heed %s: out of memory (copying the flag '%s')\n", c->name, s), 1;
       if (key) a->sets[a->o.check.noverrides].used = true;  // no train section: heed_cmd_train says so
       if (key) a->sets[a->o.check.noverrides++].value = val;
       i += used > 0 ? used - 1 : 0;
@@ -375,8 +376,8 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
         if (a->o.check.noverrides >= 64) return usage_error(c, "too many --set flags%s", "");
         FeOverride *ov = &a->sets[a->o.check.noverrides++];
         size_t klen = (size_t)(eq - val);
-        char *key = malloc(klen + 1);
-        if (!key) return 1;
+        char *key = heed_malloc(klen + 1);
+        if (!key) return fprintf(stderr, "heed %s: out of memory (copying --set %s)\n", c->name, val), 1;
         memcpy(key, val, klen);
         key[klen] = 0;
         *ov = (FeOverride){.key = key, .value = eq + 1};
@@ -629,6 +630,7 @@ static const char *command_suggestion(const char *name, char *buf, size_t len) {
 
 int main(int argc, char **argv) {
   char hint[64];
+  if (heed_fault_install()) return 2;  // HEED_FAULT_ALLOC, HEED_FAULT_COUNT: before any allocation
   if (argc >= 2 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V") || !strcmp(argv[1], "version"))) {
     print_version();
     return 0;
@@ -698,6 +700,6 @@ int main(int argc, char **argv) {
   } else if (rc == 0 && !(rc = check_outputs(cmd, &a))) {
     rc = cmd_frontend(cmd, &a);
   }
-  for (int i = 0; i < a.o.check.noverrides; i++) free((char *)a.sets[i].key);
+  for (int i = 0; i < a.o.check.noverrides; i++) heed_free((char *)a.sets[i].key);
   return rc;
 }

@@ -23,9 +23,9 @@ typedef struct {
 static bool push(double **a, double **b, int *n, int *cap, double x, double y) {
   if (*n == *cap) {
     int nc = *cap ? *cap * 2 : 256;
-    double *na = realloc(*a, sizeof **a * (size_t)nc);
+    double *na = heed_realloc(*a, sizeof **a * (size_t)nc);
     if (na) *a = na;
-    double *nb = na ? realloc(*b, sizeof **b * (size_t)nc) : NULL;
+    double *nb = na ? heed_realloc(*b, sizeof **b * (size_t)nc) : NULL;
     if (nb) *b = nb;
     if (!na || !nb) return false;
     *cap = nc;
@@ -36,7 +36,7 @@ static bool push(double **a, double **b, int *n, int *cap, double x, double y) {
 }
 
 static void series_free(Series *s) {
-  free(s->step), free(s->loss), free(s->vstep), free(s->vloss);
+  heed_free(s->step), heed_free(s->loss), heed_free(s->vstep), heed_free(s->vloss);
   memset(s, 0, sizeof *s);
 }
 

@@ -47,7 +47,7 @@ void heed_init_values(const char *name, const IrInit *in, uint64_t seed, double 
 // Converts n doubles to dtype dt bytes (little endian) into a new buffer.
 static void *pack(IrDType dt, const double *v, int64_t n) {
   size_t sz = ir_dtype_info[dt].size;
-  unsigned char *b = malloc(sz * (size_t)(n ? n : 1));
+  unsigned char *b = heed_malloc(sz * (size_t)(n ? n : 1));
   if (!b) return NULL;
   for (int64_t i = 0; i < n; i++) {
     unsigned char *p = b + sz * (size_t)i;
@@ -69,25 +69,25 @@ static void *pack(IrDType dt, const double *v, int64_t n) {
 static double *unpack(const RtSafetensors *st, const RtStTensor *t, const char *what, char *err, size_t errlen) {
   uint64_t n = rt_st_numel(t);
   bool is_f = t->dt == RT_F32 || t->dt == RT_F16 || t->dt == RT_BF16;
-  double *v = n <= SIZE_MAX / sizeof(double) ? malloc(sizeof(double) * (size_t)(n ? n : 1)) : NULL;
-  float *f = v && is_f ? malloc(sizeof(float) * (size_t)(n ? n : 1)) : NULL;
+  double *v = n <= SIZE_MAX / sizeof(double) ? heed_malloc(sizeof(double) * (size_t)(n ? n : 1)) : NULL;
+  float *f = v && is_f ? heed_malloc(sizeof(float) * (size_t)(n ? n : 1)) : NULL;
   if (!v || (is_f && !f)) {
     char b[32];
     snprintf(err, errlen, "cannot allocate %s for %s '%s' (%llu values of %s)",
              diag_bytes(b, (n ? n : 1) * (uint64_t)(v ? sizeof(float) : sizeof(double))), what, t->name,
              (unsigned long long)n, rt_dtype_name(t->dt));
-    free(v);
+    heed_free(v);
     return NULL;
   }
   const unsigned char *p = st->data + t->off;
   if (is_f) {
     if (rt_st_read_f32(st, t, f, err, errlen) != RT_OK) {
-      free(f);
-      free(v);
+      heed_free(f);
+      heed_free(v);
       return NULL;
     }
     for (uint64_t i = 0; i < n; i++) v[i] = f[i];
-    free(f);
+    heed_free(f);
     return v;
   }
   for (uint64_t i = 0; i < n; i++) {
@@ -117,8 +117,8 @@ static int fail(Compilation *c, const char *msg) {
 }
 
 static void free_all(double **v, int n) {
-  for (int i = 0; v && i < n; i++) free(v[i]);
-  free(v);
+  for (int i = 0; v && i < n; i++) heed_free(v[i]);
+  heed_free(v);
 }
 
 // st's checksums (RT_ST_CRC_KEY): false with the damaged tensor in err; a
@@ -147,7 +147,7 @@ static double **load_params(Compilation *c, const IrGraph *g, const HeedRunOpts 
     rt_st_close(&st);
     return NULL;
   }
-  double **vals = calloc((size_t)g->params.len + 1, sizeof(double *));
+  double **vals = heed_calloc((size_t)g->params.len + 1, sizeof(double *));
   bool ok = vals != NULL;
   size_t plen = o->prefix ? strlen(o->prefix) : 0;
   for (int i = 0; ok && i < g->params.len; i++) {
@@ -224,9 +224,9 @@ static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, 
     return NULL;
   }
   int n = g->inputs.len;
-  double **vals = calloc((size_t)n + 1, sizeof(double *));
-  const int64_t **shapes = calloc((size_t)n + 1, sizeof(int64_t *));
-  int *ranks = calloc((size_t)n + 1, sizeof(int));
+  double **vals = heed_calloc((size_t)n + 1, sizeof(double *));
+  const int64_t **shapes = heed_calloc((size_t)n + 1, sizeof(int64_t *));
+  int *ranks = heed_calloc((size_t)n + 1, sizeof(int));
   bool ok = vals && shapes && ranks;
   for (int i = 0; ok && i < n; i++) {
     const IrNode *in = g->inputs.data[i];
@@ -252,8 +252,8 @@ static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, 
   }
   ok = ok && input_extras(c, g, path, &st, strict) && ir_bind_syms(g, shapes, ranks, symvals, &c->diag);
   rt_st_close(&st);
-  free(shapes);
-  free(ranks);
+  heed_free(shapes);
+  heed_free(ranks);
   if (!ok) free_all(vals, n);
   return ok ? vals : NULL;
 }
@@ -261,9 +261,9 @@ static double **load_inputs(Compilation *c, const IrGraph *g, const char *path, 
 // Writes every output of g from the executor's values.
 static int write_outputs(Compilation *c, const IrGraph *g, HeedExec *x, const int64_t *symvals, const char *path) {
   int n = g->outputs.len, rc = HEED_OK;
-  RtStWrite *ts = calloc((size_t)n + 1, sizeof *ts);
-  int64_t(*shapes)[IR_MAX_RANK] = calloc((size_t)n + 1, sizeof *shapes);
-  void **bufs = calloc((size_t)n + 1, sizeof(void *));
+  RtStWrite *ts = heed_calloc((size_t)n + 1, sizeof *ts);
+  int64_t(*shapes)[IR_MAX_RANK] = heed_calloc((size_t)n + 1, sizeof *shapes);
+  void **bufs = heed_calloc((size_t)n + 1, sizeof(void *));
   if (!ts || !shapes || !bufs) rc = fail(c, "out of memory");
   for (int i = 0; rc == HEED_OK && i < n; i++) {
     const IrNode *o = g->outputs.data[i];
@@ -271,7 +271,7 @@ static int write_outputs(Compilation *c, const IrGraph *g, HeedExec *x, const in
     int64_t numel;
     double *vals = heed_exec_output(x, i, &numel);
     bufs[i] = vals ? pack(o->ty.dt, vals, numel) : NULL;
-    free(vals);
+    heed_free(vals);
     if (!bufs[i]) rc = fail(c, "out of memory");
     ts[i] = (RtStWrite){.name = g->output_names.data[i], .dt = (RtDType)o->ty.dt, .rank = o->ty.rank,
                         .shape = shapes[i], .data = bufs[i]};
@@ -279,14 +279,15 @@ static int write_outputs(Compilation *c, const IrGraph *g, HeedExec *x, const in
   char err[512];
   const char *meta[] = {"producer", "heed"};
   if (rc == HEED_OK && rt_st_write(path, ts, n, meta, 1, err, sizeof err) != RT_OK) rc = fail(c, err);
-  for (int i = 0; bufs && i < n; i++) free(bufs[i]);
-  free(bufs);
-  free(shapes);
-  free(ts);
+  for (int i = 0; bufs && i < n; i++) heed_free(bufs[i]);
+  heed_free(bufs);
+  heed_free(shapes);
+  heed_free(ts);
   return rc;
 }
 
 static int execute(Compilation *c, const IrGraph *g, const HeedRunOpts *o) {
+  int nerr = c->diag.nerr;  // a failure that reported nothing is an allocation's
   int64_t symvals[IR_MAX_SYMS];
   double **params = load_params(c, g, o);
   double **inputs = params ? load_inputs(c, g, o->inputs, o->strict, symvals) : NULL;
@@ -299,6 +300,7 @@ static int execute(Compilation *c, const IrGraph *g, const HeedRunOpts *o) {
   }
   free_all(params, g->params.len);
   free_all(inputs, g->inputs.len);
+  if (rc != HEED_OK && c->diag.nerr == nerr) diag_error(&c->diag, (SrcLoc){0}, "out of memory running %s", g->name);
   return rc;
 }
 
@@ -320,21 +322,21 @@ int heed_cmd_grad(Compilation *c, const HeedRunOpts *o) {
 int heed_cmd_init(Compilation *c, const HeedRunOpts *o) {
   const IrGraph *g = c->model->forward;
   int n = g->params.len, rc = HEED_OK;
-  RtStWrite *ts = calloc((size_t)n + 1, sizeof *ts);
-  int64_t(*shapes)[IR_MAX_RANK] = calloc((size_t)n + 1, sizeof *shapes);
-  void **bufs = calloc((size_t)n + 1, sizeof(void *));
+  RtStWrite *ts = heed_calloc((size_t)n + 1, sizeof *ts);
+  int64_t(*shapes)[IR_MAX_RANK] = heed_calloc((size_t)n + 1, sizeof *shapes);
+  void **bufs = heed_calloc((size_t)n + 1, sizeof(void *));
   if (!ts || !shapes || !bufs) rc = fail(c, "out of memory");
   for (int i = 0; rc == HEED_OK && i < n; i++) {
     const IrNode *p = g->params.data[i];
     int64_t numel = ir_type_numel(&p->ty, NULL);
-    double *v = malloc(sizeof(double) * (size_t)(numel ? numel : 1));
+    double *v = heed_malloc(sizeof(double) * (size_t)(numel ? numel : 1));
     if (!v) {
       rc = fail(c, "out of memory");
       break;
     }
     heed_init_values(p->name, &p->init, o->seed, v, numel);
     bufs[i] = pack(p->ty.dt, v, numel);
-    free(v);
+    heed_free(v);
     if (!bufs[i]) rc = fail(c, "out of memory");
     ir_shape(&p->ty, NULL, shapes[i]);
     ts[i] = (RtStWrite){.name = p->name, .dt = (RtDType)p->ty.dt, .rank = p->ty.rank, .shape = shapes[i], .data = bufs[i]};
@@ -343,9 +345,9 @@ int heed_cmd_init(Compilation *c, const HeedRunOpts *o) {
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
   const char *meta[] = {"producer", "heed init", "model", c->model->decl->name, "seed", seed};
   if (rc == HEED_OK && rt_st_write(o->out, ts, n, meta, 3, err, sizeof err) != RT_OK) rc = fail(c, err);
-  for (int i = 0; bufs && i < n; i++) free(bufs[i]);
-  free(bufs);
-  free(shapes);
-  free(ts);
+  for (int i = 0; bufs && i < n; i++) heed_free(bufs[i]);
+  heed_free(bufs);
+  heed_free(shapes);
+  heed_free(ts);
   return rc;
 }

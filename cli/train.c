@@ -420,7 +420,7 @@ static int sample_emit(void *ud, int32_t tok) {
 static bool sample(Run *r, int64_t n) {
   int64_t plen = r->T / 4 < 32 ? r->T / 4 : 32, V = r->vocab > 0 ? r->vocab : 256;
   if (plen < 1) plen = 1;
-  int32_t *seq = malloc(sizeof *seq * (size_t)(plen + n));
+  int32_t *seq = heed_malloc(sizeof *seq * (size_t)(plen + n));
   if (!seq) {
     char b[32];
     diag_error(&r->c->diag, (SrcLoc){0}, "cannot allocate %s for a sample of %lld tokens (--sample)",
@@ -444,7 +444,7 @@ static bool sample(Run *r, int64_t n) {
     print_tokens(seq, plen + out.n, r->vocab > 0 && r->vocab <= 256);
   }
   rt_gen_recompute_free(&rg);
-  free(seq);
+  heed_free(seq);
   return ok;
 }
 
@@ -621,8 +621,8 @@ static int alloc_batch(Run *r) {
              (long long)r->B, (long long)r->T);
     return fail(r, msg);
   }
-  r->x = malloc((size_t)bytes);
-  r->y = malloc((size_t)bytes);
+  r->x = heed_malloc((size_t)bytes);
+  r->y = heed_malloc((size_t)bytes);
   if (!r->x || !r->y) {
     snprintf(msg, sizeof msg, "out of memory for a batch of batch=%lld x seq=%lld tokens (%lld bytes twice)",
              (long long)r->B, (long long)r->T, (long long)bytes);
@@ -737,8 +737,8 @@ int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
   if (r.lock >= 0) close(r.lock);
   if (r.t && o->profile) heed_trainer_profile(r.t, stderr);
   if (r.t) heed_trainer_free(r.t);
-  free(r.x);
-  free(r.y);
+  heed_free(r.x);
+  heed_free(r.y);
   rt_tokens_close(&r.data);
   rt_tokens_close(&r.vdata);
   return rc;

@@ -77,7 +77,7 @@ static unsigned char *alloc_buffers(Compilation *c, const IrGraph *g, int n, con
                                     void **bufs, int64_t *bytes) {
   int64_t total = 0;
   for (int pass = 0; pass < 2; pass++) {
-    unsigned char *mem = pass ? aligned_alloc(64, (size_t)total) : NULL;
+    unsigned char *mem = pass ? heed_aligned_alloc(64, (size_t)total) : NULL;
     if (pass && !mem) break;
     int64_t off = 0;
     for (int i = 0; i < n; i++) {
@@ -109,8 +109,8 @@ static bool bind_sizes(HeedTrainer *t) {
   const IrGraph *g = t->g;
   int n = g->inputs.len;
   const int64_t shape[2] = {t->o.batch, t->o.seq};
-  const int64_t **shapes = calloc((size_t)n + 1, sizeof *shapes);
-  int *ranks = calloc((size_t)n + 1, sizeof *ranks);
+  const int64_t **shapes = heed_calloc((size_t)n + 1, sizeof *shapes);
+  int *ranks = heed_calloc((size_t)n + 1, sizeof *ranks);
   bool ok = shapes && ranks;
   char buf[256];
   for (int i = 0; ok && i < n; i++) {
@@ -124,8 +124,8 @@ static bool bind_sizes(HeedTrainer *t) {
     ranks[i] = 2;
   }
   ok = ok && ir_bind_syms(g, shapes, ranks, t->symvals, &t->c->diag);
-  free(shapes);
-  free(ranks);
+  heed_free(shapes);
+  heed_free(ranks);
   return ok;
 }
 
@@ -152,7 +152,7 @@ static bool make_slots(HeedTrainer *t) {
                ts->nmodel_params);
     return false;
   }
-  t->slots = calloc((size_t)cap + 1, sizeof(Slot));
+  t->slots = heed_calloc((size_t)cap + 1, sizeof(Slot));
   if (!t->slots) return false;
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < n; i++) {
@@ -200,7 +200,7 @@ static void *plan_arena(HeedTrainer *t, const CgProgram *p, const int64_t *symva
   void *arena = cg_plan_alloc(p, symvals, bufs, &n);
   if (!arena || n >= (INT64_C(1) << 46)) {
     diag_error(&t->c->diag, NOLOC, "training: out of memory for the values (%lld bytes)", (long long)n);
-    free(arena);
+    heed_free(arena);
     return NULL;
   }
   memset(arena, 0, (size_t)n);
@@ -253,8 +253,9 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
                m ? m->decl->name : "?");
     return NULL;
   }
-  HeedTrainer *t = calloc(1, sizeof *t);
-  if (!t) return NULL;
+  HeedTrainer *t = heed_calloc(1, sizeof *t);
+  if (!t) return diag_error(&c->diag, NOLOC, "training: out of memory"), NULL;
+  int nerr = c->diag.nerr;  // a failure that reported nothing is an allocation's
   *t = (HeedTrainer){.c = c, .tr = m->train, .o = *o, .g = m->loss, .fwd = m->forward};
   if (t->o.batch <= 0) t->o.batch = m->train->batch;
   if (t->o.seq <= 0) t->o.seq = m->train->seq;
@@ -271,20 +272,20 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
     t->evalg.inputs.len = t->ts.nloss_inputs;
     t->evalg.params.len = t->ts.nmodel_params;
     t->evalg.outputs.len = t->evalg.output_names.len = 1;
-    t->bufs = calloc((size_t)t->g->nodes.len + 1, sizeof(void *));
+    t->bufs = heed_calloc((size_t)t->g->nodes.len + 1, sizeof(void *));
     BufWhich which = BUF_LEAVES;  // compiled: the rest from the step's memory plan (plan_arena)
     ok = t->bufs &&
          (t->mem = alloc_buffers(c, t->g, t->g->nodes.len, t->symvals, which, t->bufs, &t->mem_bytes)) != NULL;
   }
   if (ok && t->o.interp) {
-    t->iin = calloc((size_t)t->g->inputs.len + 1, sizeof(double *));
-    t->ipar = calloc((size_t)t->g->params.len + 1, sizeof(double *));
+    t->iin = heed_calloc((size_t)t->g->inputs.len + 1, sizeof(double *));
+    t->ipar = heed_calloc((size_t)t->g->params.len + 1, sizeof(double *));
     ok = t->iin && t->ipar;
     for (int pass = 0; ok && pass < 2; pass++)
       for (int i = 0; ok && i < (pass ? t->g->params.len : t->g->inputs.len); i++) {
         const IrNode *n = pass ? t->g->params.data[i] : t->g->inputs.data[i];
         int64_t k = ir_type_numel(&n->ty, t->symvals);
-        ok = ((pass ? t->ipar : t->iin)[i] = malloc(sizeof(double) * (size_t)(k > 0 ? k : 1))) != NULL;
+        ok = ((pass ? t->ipar : t->iin)[i] = heed_malloc(sizeof(double) * (size_t)(k > 0 ? k : 1))) != NULL;
       }
     if (!ok) diag_error(&c->diag, NOLOC, "training: out of memory");
   }
@@ -298,6 +299,7 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
 #endif
   if (t->o.interp) snprintf(t->name, sizeof t->name, "reference interpreter");
   if (!ok) {
+    if (c->diag.nerr == nerr) diag_error(&c->diag, NOLOC, "training: out of memory");
     heed_trainer_free(t);
     return NULL;
   }
@@ -310,20 +312,20 @@ void heed_trainer_free(HeedTrainer *t) {
   cg_program_free(t->step);
   cg_program_free(t->fprog);
 #endif
-  for (int i = 0; t->iin && i < t->g->inputs.len; i++) free(t->iin[i]);
-  for (int i = 0; t->ipar && i < t->g->params.len; i++) free(t->ipar[i]);
-  free(t->iin);
-  free(t->ipar);
+  for (int i = 0; t->iin && i < t->g->inputs.len; i++) heed_free(t->iin[i]);
+  for (int i = 0; t->ipar && i < t->g->params.len; i++) heed_free(t->ipar[i]);
+  heed_free(t->iin);
+  heed_free(t->ipar);
   rt_pool_free(t->pool);
-  free(t->bufs);
-  free(t->mem);
-  free(t->arena);
-  free(t->fbufs);
-  free(t->fmem);
-  free(t->farena);
-  free(t->flogits);
-  free(t->slots);
-  free(t);
+  heed_free(t->bufs);
+  heed_free(t->mem);
+  heed_free(t->arena);
+  heed_free(t->fbufs);
+  heed_free(t->fmem);
+  heed_free(t->farena);
+  heed_free(t->flogits);
+  heed_free(t->slots);
+  heed_free(t);
 }
 
 int64_t heed_trainer_trainable(const HeedTrainer *t, int *ntensors) {
@@ -353,14 +355,14 @@ bool heed_trainer_init(HeedTrainer *t, uint64_t seed) {
       memset(out, 0, sizeof(float) * (size_t)s->numel);
       continue;
     }
-    double *v = malloc(sizeof(double) * (size_t)(s->numel ? s->numel : 1));
+    double *v = heed_malloc(sizeof(double) * (size_t)(s->numel ? s->numel : 1));
     if (!v) {
       diag_error(&t->c->diag, NOLOC, "training: out of memory");
       return false;
     }
     heed_init_values(s->name, &s->leaf->init, seed, v, s->numel);
     for (int64_t k = 0; k < s->numel; k++) out[k] = (float)v[k];
-    free(v);
+    heed_free(v);
   }
   return true;
 }
@@ -548,11 +550,11 @@ static bool forward_setup(HeedTrainer *t) {
   if (!ir_bind_syms(f, shapes, ranks, t->fsym, &t->c->diag)) return false;
   if (t->o.interp) {
     int64_t nl = ir_type_numel(&out->ty, t->fsym);
-    t->flogits = malloc(sizeof(float) * (size_t)(nl > 0 ? nl : 1));
+    t->flogits = heed_malloc(sizeof(float) * (size_t)(nl > 0 ? nl : 1));
     t->mem_bytes += (int64_t)sizeof(float) * nl;
     return t->fready = t->flogits != NULL;
   }
-  t->fbufs = calloc((size_t)f->nodes.len + 1, sizeof(void *));
+  t->fbufs = heed_calloc((size_t)f->nodes.len + 1, sizeof(void *));
   if (!t->fbufs || !(t->fmem = alloc_buffers(t->c, f, f->nodes.len, t->fsym, BUF_INPUTS, t->fbufs, &t->mem_bytes)))
     return false;
 #ifdef HEED_HAVE_LLVM
@@ -574,22 +576,22 @@ bool heed_trainer_logits(HeedTrainer *t, const int32_t *tokens, int64_t n, const
   const int ranks[1] = {2};
   if (!ir_bind_syms(f, shapes, ranks, t->fsym, &t->c->diag)) return false;
   if (t->o.interp) {
-    double *din = malloc(sizeof(double) * (size_t)n);
-    double **par = calloc((size_t)f->params.len + 1, sizeof(double *));
+    double *din = heed_malloc(sizeof(double) * (size_t)n);
+    double **par = heed_calloc((size_t)f->params.len + 1, sizeof(double *));
     bool ok = din && par;
     for (int64_t k = 0; ok && k < n; k++) din[k] = tokens[k];
     for (int i = 0; ok && i < f->params.len; i++) {  // slot i is the forward's parameter i
       const Slot *s = &t->slots[i];
       const float *src = t->bufs[s->leaf->id];
-      ok = (par[i] = malloc(sizeof(double) * (size_t)(s->numel ? s->numel : 1))) != NULL;
+      ok = (par[i] = heed_malloc(sizeof(double) * (size_t)(s->numel ? s->numel : 1))) != NULL;
       for (int64_t k = 0; ok && k < s->numel; k++) par[i][k] = src[k];
     }
     IrValues *vals = ok ? ir_interp(f, t->fsym, &din, par, false, &t->c->diag) : NULL;
     int64_t nl = ir_type_numel(&out->ty, t->fsym);
     for (int64_t k = 0; vals && k < nl; k++) t->flogits[k] = (float)vals->val[out->id][k];
-    for (int i = 0; par && i < f->params.len; i++) free(par[i]);
-    free(par);
-    free(din);
+    for (int i = 0; par && i < f->params.len; i++) heed_free(par[i]);
+    heed_free(par);
+    heed_free(din);
     ir_values_free(vals);
     *logits = t->flogits;
     return vals != NULL;

@@ -528,7 +528,7 @@ CgProgram *cg_cpu_emit(const IrGraph *g, Schedule *sched, const CgOptions *o, Di
     sched_free(sched);
     return NULL;
   }
-  CgProgram *p = calloc(1, sizeof *p);
+  CgProgram *p = heed_calloc(1, sizeof *p);
   K k = {0};
   if (!p) {
     sched_free(sched);
@@ -540,7 +540,7 @@ CgProgram *cg_cpu_emit(const IrGraph *g, Schedule *sched, const CgOptions *o, Di
   p->nthreads = o && o->nthreads > 1 && o->pool ? o->nthreads : 1;
   p->pool = o && o->nthreads > 1 ? o->pool : NULL;
   p->nnodes = g->nodes.len;
-  p->nodes = calloc((size_t)p->nnodes + 1, sizeof *p->nodes);
+  p->nodes = heed_calloc((size_t)p->nnodes + 1, sizeof *p->nodes);
   if (!p->nodes) goto oom;
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
@@ -564,7 +564,7 @@ CgProgram *cg_cpu_emit(const IrGraph *g, Schedule *sched, const CgOptions *o, Di
   k.vw = cg_llvm_vector_width(p->cg);
   k.grain = o && o->par_grain > 0 ? o->par_grain : PAR_GRAIN;
   if (o && o->profile) {
-    if (!(p->prof = calloc((size_t)p->nnodes + 1, sizeof *p->prof))) goto oom;
+    if (!(p->prof = heed_calloc((size_t)p->nnodes + 1, sizeof *p->prof))) goto oom;
     LLVMTypeRef pt = k.i32;
     k.prof = LLVMAddFunction(k.m, "heed_prof_tick", LLVMFunctionType(k.voidt, &pt, 1, 0));
   }
@@ -587,13 +587,13 @@ CgProgram *cg_cpu_emit(const IrGraph *g, Schedule *sched, const CgOptions *o, Di
     k.gemm[v] = LLVMGetNamedFunction(k.m, gname[v]);
     if (!p->work) {  // the same blocking for every variant: one work area
       p->gemm = gc;
-      p->work = aligned_alloc(64, cg_gemm_work_bytes(&gc));
+      p->work = heed_aligned_alloc(64, cg_gemm_work_bytes(&gc));
       if (!p->work) goto oom;
     }
   }
   k.g = g;
   k.s = p->sched;
-  if (!(k.kfn = calloc((size_t)p->sched->nfn + 1, sizeof *k.kfn))) goto oom;
+  if (!(k.kfn = heed_calloc((size_t)p->sched->nfn + 1, sizeof *k.kfn))) goto oom;
   if (!emit_entry(&k, g, entry, g->nodes.len, d)) goto fail;
   int prefix = o && o->prefix > 0 && o->prefix < g->nodes.len ? o->prefix : 0;
   if (prefix && !emit_entry(&k, g, "heed_prefix", prefix, d)) goto fail;
@@ -635,7 +635,7 @@ fail:
   cg_program_free(p);
   p = NULL;
 done:
-  free(k.kfn);
+  heed_free(k.kfn);
   if (k.b) LLVMDisposeBuilder(k.b);
   if (k.ab) LLVMDisposeBuilder(k.ab);
   return p;
@@ -644,12 +644,12 @@ done:
 void cg_program_free(CgProgram *p) {
   if (!p) return;
   cg_llvm_free(p->cg);
-  free(p->nodes);
-  free(p->limits);
+  heed_free(p->nodes);
+  heed_free(p->limits);
   sched_free(p->sched);
-  free(p->work);
-  free(p->prof);
-  free(p);
+  heed_free(p->work);
+  heed_free(p->prof);
+  heed_free(p);
 }
 
 const double *cg_program_profile(const CgProgram *p) { return p->prof; }

@@ -111,7 +111,7 @@ static char *cpu_names(LLVMTargetRef target, const char *triple) {
   close(saved);
   rewind(tf);
   size_t cap = 8192, len = 0;
-  char *names = malloc(cap), line[256], name[128];
+  char *names = heed_malloc(cap), line[256], name[128];
   bool in = false;
   while (names && fgets(line, sizeof line, tf)) {
     if (!in) {
@@ -124,14 +124,14 @@ static char *cpu_names(LLVMTargetRef target, const char *triple) {
     }
     size_t k = strlen(name) + 1;
     if (len + k + 1 > cap) {
-      char *m = realloc(names, cap *= 2);
+      char *m = heed_realloc(names, cap *= 2);
       if (!m) break;
       names = m;
     }
     memcpy(names + len, name, k), len += k;
   }
   fclose(tf);
-  if (names && !len) free(names), names = NULL;
+  if (names && !len) heed_free(names), names = NULL;
   if (names) names[len] = 0;
   return names;
 }
@@ -159,18 +159,18 @@ static bool cpu_check(LLVMTargetRef target, const char *triple, const char *cpu,
   if (!known && !strcmp(cpu, "help")) {
     size_t n = 0;
     for (const char *s = names; *s; s += strlen(s) + 1) n += strlen(s) + 1;
-    char *all = malloc(n + 1);
+    char *all = heed_malloc(n + 1);
     if (all) {
       size_t k = 0;
       for (const char *s = names; *s; s += strlen(s) + 1) k += (size_t)sprintf(all + k, "%s%s", k ? " " : "", s);
     }
     diag_error(d, NOLOC, "--cpu help: the CPUs for %s: %s", triple, all ? all : "(out of memory)");
-    free(all);
+    heed_free(all);
   } else if (!known) {
     diag_error(d, NOLOC, "--cpu: unknown CPU '%s' for %s%s%s%s (--cpu help lists them)", cpu, triple,
                best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
   }
-  free(names);
+  heed_free(names);
   return known;
 }
 
@@ -191,7 +191,7 @@ bool cg_llvm_cpu_valid(const char *cpu, Diag *d) {
 
 char *cg_llvm_host_features(void) {
   char *fs = LLVMGetHostCPUFeatures();
-  char *cp = fs ? strdup(fs) : NULL;
+  char *cp = fs ? heed_strdup(fs) : NULL;
   LLVMDisposeMessage(fs);
   return cp;
 }
@@ -210,7 +210,7 @@ CgLlvm *cg_llvm_new(const char *cpu, Diag *d) {
   LLVMTargetMachineRef jit_tm = NULL;
   char *msg = NULL;
   LLVMTargetRef target;
-  CgLlvm *cg = calloc(1, sizeof *cg);
+  CgLlvm *cg = heed_calloc(1, sizeof *cg);
   if (!cg) {
     diag_error(d, NOLOC, "out of memory");
     return NULL;
@@ -279,9 +279,9 @@ void cg_llvm_free(CgLlvm *cg) {
     LLVMDisposeMessage(cg->cpu);
   if (cg->features)
     LLVMDisposeMessage(cg->features);
-  free(cg->parts);
-  free(cg->cache_dir);
-  free(cg);
+  heed_free(cg->parts);
+  heed_free(cg->cache_dir);
+  heed_free(cg);
 }
 
 const char *cg_llvm_cpu_name(const CgLlvm *cg) { return cg->cpu; }
@@ -499,7 +499,7 @@ static void note_ref(LLVMValueRef user, LLVMValueRef callee, void *ud) {
     return;
   if (r->nedge == r->cap) {
     int cap = r->cap ? 2 * r->cap : 256;
-    int (*e)[2] = realloc(r->edge, sizeof *e * (size_t)cap);
+    int (*e)[2] = heed_realloc(r->edge, sizeof *e * (size_t)cap);
     if (!e) {
       r->nedge = -1;  // out of memory
       return;
@@ -522,7 +522,7 @@ static int instr_count(LLVMValueRef f) {
 // external. false: out of memory.
 static bool find_units(LLVMModuleRef m, LLVMValueRef *fns, int nfn, int *up, long *size) {
   Refs r = {fns, nfn, 0, 0, NULL};
-  int *called = calloc((size_t)nfn + 1, sizeof *called);
+  int *called = heed_calloc((size_t)nfn + 1, sizeof *called);
   if (!called)
     return false;
   int i = 0;
@@ -532,8 +532,8 @@ static bool find_units(LLVMModuleRef m, LLVMValueRef *fns, int nfn, int *up, lon
     if (!LLVMIsDeclaration(fns[i]))
       for_each_ref(fns[i], note_ref, &r);
   if (r.nedge < 0) {
-    free(called);
-    free(r.edge);
+    heed_free(called);
+    heed_free(r.edge);
     return false;
   }
   for (int e = 0; e < r.nedge; e++)
@@ -554,8 +554,8 @@ static bool find_units(LLVMModuleRef m, LLVMValueRef *fns, int nfn, int *up, lon
   for (i = 0; i < nfn; i++)
     if (!LLVMIsDeclaration(fns[i]))
       size[uf_find(up, i)] += instr_count(fns[i]) + 1;
-  free(called);
-  free(r.edge);
+  heed_free(called);
+  heed_free(r.edge);
   return true;
 }
 
@@ -573,11 +573,11 @@ static bool plan_parts(LLVMModuleRef m, int **part_out, int *nfn_out, SplitJob *
   int nfn = 0;
   for (LLVMValueRef f = LLVMGetFirstFunction(m); f; f = LLVMGetNextFunction(f))
     nfn++;
-  LLVMValueRef *fns = malloc(sizeof *fns * ((size_t)nfn + 1));
-  int *up = malloc(sizeof *up * ((size_t)nfn + 1)), *order = malloc(sizeof *order * ((size_t)nfn + 1));
-  int *part = malloc(sizeof *part * ((size_t)nfn + 1)), *unit_part = malloc(sizeof *part * ((size_t)nfn + 1));
-  long *size = malloc(sizeof *size * ((size_t)nfn + 1));
-  SplitJob *jobs = calloc((size_t)nfn + 1, sizeof *jobs);
+  LLVMValueRef *fns = heed_malloc(sizeof *fns * ((size_t)nfn + 1));
+  int *up = heed_malloc(sizeof *up * ((size_t)nfn + 1)), *order = heed_malloc(sizeof *order * ((size_t)nfn + 1));
+  int *part = heed_malloc(sizeof *part * ((size_t)nfn + 1)), *unit_part = heed_malloc(sizeof *part * ((size_t)nfn + 1));
+  long *size = heed_malloc(sizeof *size * ((size_t)nfn + 1));
+  SplitJob *jobs = heed_calloc((size_t)nfn + 1, sizeof *jobs);
   int nroots = 0, njobs = 0;
   if (!fns || !up || !order || !part || !unit_part || !size || !jobs || !find_units(m, fns, nfn, up, size))
     goto oom;
@@ -605,17 +605,17 @@ static bool plan_parts(LLVMModuleRef m, int **part_out, int *nfn_out, SplitJob *
   }
   for (int i = 0; i < nfn; i++)
     part[i] = LLVMIsDeclaration(fns[i]) ? -1 : unit_part[uf_find(up, i)];
-  free(fns), free(up), free(order), free(unit_part), free(size);
+  heed_free(fns), heed_free(up), heed_free(order), heed_free(unit_part), heed_free(size);
   *part_out = part, *nfn_out = nfn, *jobs_out = jobs, *njobs_out = njobs;
   return true;
 oom:
-  free(fns), free(up), free(order), free(part), free(unit_part), free(size), free(jobs);
+  heed_free(fns), heed_free(up), heed_free(order), heed_free(part), heed_free(unit_part), heed_free(size), heed_free(jobs);
   return false;
 }
 
 static char *dup_msg(const char *what, const char *msg) {
   size_t n = strlen(what) + strlen(msg ? msg : "?") + 3;
-  char *e = malloc(n);
+  char *e = heed_malloc(n);
   if (e)
     snprintf(e, n, "%s: %s", what, msg ? msg : "?");
   return e;
@@ -630,7 +630,7 @@ static double clock_ms(clockid_t id) {
 // The other parts' functions of m become declarations (internal ones,
 // unused then, go). false: out of memory.
 static bool prune_part(LLVMModuleRef m, const Split *s, int me) {
-  LLVMValueRef *dead = malloc(sizeof *dead * ((size_t)s->nfn + 1));
+  LLVMValueRef *dead = heed_malloc(sizeof *dead * ((size_t)s->nfn + 1));
   int ndead = 0, i = 0;
   if (!dead)
     return false;
@@ -652,7 +652,7 @@ static bool prune_part(LLVMModuleRef m, const Split *s, int me) {
   }
   for (int d = 0; d < ndead; d++)
     LLVMDeleteFunction(dead[d]);
-  free(dead);
+  heed_free(dead);
   return true;
 }
 
@@ -667,7 +667,7 @@ static char *part_key(const CgLlvm *cg, LLVMModuleRef m, bool light, size_t *len
   if (hn < 0 || (size_t)hn >= sizeof head) return NULL;
   LLVMMemoryBufferRef bc = LLVMWriteBitcodeToMemoryBuffer(m);
   size_t bn = LLVMGetBufferSize(bc);
-  char *key = malloc((size_t)hn + bn + 1);
+  char *key = heed_malloc((size_t)hn + bn + 1);
   if (key) {
     memcpy(key, head, (size_t)hn);
     memcpy(key + hn, LLVMGetBufferStart(bc), bn);
@@ -701,8 +701,8 @@ static void run_part(Split *s, SplitJob *j) {
   if (hit) {
     j->obj = LLVMCreateMemoryBufferWithMemoryRangeCopy(hit, olen, "part");
     j->stat.cached = true;
-    free(hit);
-    free(key);
+    heed_free(hit);
+    heed_free(key);
     goto done;
   }
   tm = make_tm(s->cg, LLVMGetTargetMachineTarget(s->cg->tm), LLVMRelocPIC, LLVMCodeModelDefault);
@@ -720,7 +720,7 @@ static void run_part(Split *s, SplitJob *j) {
   } else if (key) {
     cg_objcache_put(s->cg->cache_dir, key, klen, LLVMGetBufferStart(j->obj), LLVMGetBufferSize(j->obj), j->me);
   }
-  free(key);
+  heed_free(key);
 done:
   if (tm)
     LLVMDisposeTargetMachine(tm);
@@ -767,8 +767,8 @@ bool cg_llvm_jit_add_split(CgLlvm *cg, int nthreads, Diag *d) {
   atomic_init(&s.next, 0);
   run_parts(&s, nthreads < 1 ? 1 : nthreads);
   bool ok = true, wrote = false;
-  free(cg->parts);
-  cg->parts = calloc((size_t)s.njobs + 1, sizeof *cg->parts);
+  heed_free(cg->parts);
+  cg->parts = heed_calloc((size_t)s.njobs + 1, sizeof *cg->parts);
   cg->nparts = cg->parts ? s.njobs : 0;
   for (int p = 0; p < s.njobs; p++) {
     SplitJob *j = &s.jobs[p];
@@ -779,7 +779,7 @@ bool cg_llvm_jit_add_split(CgLlvm *cg, int nthreads, Diag *d) {
       diag_error(d, NOLOC, "llvm: %s", j->err);
       ok = false;
     }
-    free(j->err);
+    heed_free(j->err);
     if (!j->obj)
       continue;
     if (!ok) {
@@ -792,8 +792,8 @@ bool cg_llvm_jit_add_split(CgLlvm *cg, int nthreads, Diag *d) {
       ok = false;
     }
   }
-  free(part);
-  free(s.jobs);
+  heed_free(part);
+  heed_free(s.jobs);
   LLVMDisposeMemoryBuffer(s.bc);
   if (wrote)
     cg_objcache_trim(cg->cache_dir, CG_OBJCACHE_MAX_BYTES);
@@ -801,8 +801,8 @@ bool cg_llvm_jit_add_split(CgLlvm *cg, int nthreads, Diag *d) {
 }
 
 void cg_llvm_set_cache(CgLlvm *cg, const char *dir) {
-  free(cg->cache_dir);
-  cg->cache_dir = dir && *dir ? strdup(dir) : NULL;
+  heed_free(cg->cache_dir);
+  cg->cache_dir = dir && *dir ? heed_strdup(dir) : NULL;
 }
 
 const CgPartStat *cg_llvm_part_stats(const CgLlvm *cg, int *n) {

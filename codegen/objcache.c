@@ -67,12 +67,12 @@ static unsigned char *read_all(int fd, size_t *len) {
   struct stat st;
   if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size < HDR || (uint64_t)st.st_size > MAX_ENTRY) return NULL;
   size_t n = (size_t)st.st_size, got = 0;
-  unsigned char *b = malloc(n);
+  unsigned char *b = heed_malloc(n);
   while (b && got < n) {
     ssize_t r = read(fd, b + got, n - got);
     if (r <= 0) {
       if (r < 0 && errno == EINTR) continue;
-      free(b);
+      heed_free(b);
       return NULL;
     }
     got += (size_t)r;
@@ -121,7 +121,7 @@ void *cg_objcache_get(const char *dir, const void *key, size_t klen, size_t *ole
   bool ok = memcmp(b, MAGIC, 8) == 0 && kl == klen && ol > 0 && kl <= n - HDR && ol == n - HDR - kl &&
             memcmp(b + HDR, key, klen) == 0 && fnv1a(b + HDR + kl, ol, 0xcbf29ce484222325ull) == sum;
   if (!ok) {
-    free(b);
+    heed_free(b);
     return NULL;
   }
   memmove(b, b + HDR + kl, ol);
@@ -215,7 +215,7 @@ void cg_objcache_trim(const char *dir, int64_t max_bytes) {
       continue;
     }
     if (n == cap) {
-      Entry *m = realloc(e, sizeof *e * (cap = cap ? 2 * cap : 256));
+      Entry *m = heed_realloc(e, sizeof *e * (cap = cap ? 2 * cap : 256));
       if (!m) break;
       e = m;
     }
@@ -232,5 +232,5 @@ void cg_objcache_trim(const char *dir, int64_t max_bytes) {
       if (unlink(path) == 0) total -= e[i].size;
     }
   }
-  free(e);
+  heed_free(e);
 }

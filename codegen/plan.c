@@ -52,7 +52,7 @@ static bool heap_release(Heap *h, int64_t off, int64_t size) {
   } else {
     if (h->nfree == h->cap) {
       int cap = h->cap ? 2 * h->cap : 64;
-      Block *nb = realloc(h->free, sizeof *nb * (size_t)cap);
+      Block *nb = heed_realloc(h->free, sizeof *nb * (size_t)cap);
       if (!nb) return false;
       h->free = nb, h->cap = cap;
     }
@@ -94,7 +94,7 @@ static int64_t heap_take(Heap *h, int64_t size) {
 // buffers of bytes[i] under schedule s; the arena's size, -1 on overflow.
 static int64_t plan(const Schedule *s, int nn, const int64_t *bytes, int64_t *off) {
   int nlive = 0;
-  int *live = malloc(sizeof *live * ((size_t)nn + 1));  // sorted by end, then id
+  int *live = heed_malloc(sizeof *live * ((size_t)nn + 1));  // sorted by end, then id
   Heap h = {0};
   int64_t result = -1;
   if (!live) return -1;
@@ -122,34 +122,34 @@ static int64_t plan(const Schedule *s, int nn, const int64_t *bytes, int64_t *of
   }
   result = h.peak;
 done:
-  free(live);
-  free(h.free);
+  heed_free(live);
+  heed_free(h.free);
   return result;
 }
 
 void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int64_t *bytes) {
-  int64_t *off = malloc(sizeof *off * ((size_t)p->nnodes + 1));
-  int64_t *sz = malloc(sizeof *sz * ((size_t)p->nnodes + 1));
+  int64_t *off = heed_malloc(sizeof *off * ((size_t)p->nnodes + 1));
+  int64_t *sz = heed_malloc(sizeof *sz * ((size_t)p->nnodes + 1));
   for (int i = 0; off && sz && i < p->nnodes; i++) sz[i] = cg_buffer_bytes(p, i, symvals);
   int64_t n = off && sz ? plan(p->sched, p->nnodes, sz, off) : -1;
-  void *arena = n >= 0 && n < INT64_MAX / 2 ? aligned_alloc(ALIGN, (size_t)(n + ALIGN - 1) / ALIGN * ALIGN + ALIGN) : NULL;
+  void *arena = n >= 0 && n < INT64_MAX / 2 ? heed_aligned_alloc(ALIGN, (size_t)(n + ALIGN - 1) / ALIGN * ALIGN + ALIGN) : NULL;
   for (int i = 0; arena && i < p->nnodes; i++) {
     IrOp op = p->nodes[i].op;
     if (op != IR_OP_INPUT && op != IR_OP_PARAM) bufs[i] = off[i] >= 0 ? (char *)arena + off[i] : NULL;
   }
-  free(off);
-  free(sz);
+  heed_free(off);
+  heed_free(sz);
   *bytes = n;
   return arena;
 }
 
 CgPlan *cg_plan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals) {
   int nn = g->nodes.len;
-  CgPlan *pl = calloc(1, sizeof *pl);
+  CgPlan *pl = heed_calloc(1, sizeof *pl);
   if (!pl) return NULL;
   pl->nnodes = nn, pl->align = ALIGN;
-  pl->bytes = malloc(sizeof *pl->bytes * ((size_t)nn + 1));
-  pl->offset = malloc(sizeof *pl->offset * ((size_t)nn + 1));
+  pl->bytes = heed_malloc(sizeof *pl->bytes * ((size_t)nn + 1));
+  pl->offset = heed_malloc(sizeof *pl->offset * ((size_t)nn + 1));
   if (!pl->bytes || !pl->offset) {
     cg_plan_free(pl);
     return NULL;
@@ -166,7 +166,7 @@ CgPlan *cg_plan_build(const IrGraph *g, const Schedule *s, const int64_t *symval
 
 void cg_plan_free(CgPlan *pl) {
   if (!pl) return;
-  free(pl->bytes);
-  free(pl->offset);
-  free(pl);
+  heed_free(pl->bytes);
+  heed_free(pl->offset);
+  heed_free(pl);
 }

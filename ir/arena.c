@@ -19,15 +19,15 @@ void heed_internal_error(const char *file, int line, const char *what) {
   abort();
 }
 
-Arena *arena_new(void) { return calloc(1, sizeof(Arena)); }
+Arena *arena_new(void) { return heed_calloc(1, sizeof(Arena)); }
 
 void arena_free(Arena *a) {
   if (!a) return;
   for (ArenaChunk *c = a->head, *n; c; c = n) {
     n = c->next;
-    free(c);
+    heed_free(c);
   }
-  free(a);
+  heed_free(a);
 }
 
 static void *arena_fail(Arena *a, size_t n) {
@@ -45,7 +45,7 @@ void *arena_alloc(Arena *a, size_t n) {
   if (!c || c->cap - c->used < n) {
     size_t cap = n > ARENA_CHUNK ? n : ARENA_CHUNK;
     if (cap > SIZE_MAX - sizeof(ArenaChunk)) return arena_fail(a, want);
-    c = malloc(sizeof(ArenaChunk) + cap);
+    c = heed_malloc(sizeof(ArenaChunk) + cap);
     if (!c) return arena_fail(a, want);
     c->cap = cap;
     c->used = 0;

@@ -13,30 +13,30 @@ void diag_init(Diag *d, FILE *out) {
   memset(d, 0, sizeof *d);
   d->out = out;
   d->max_errors = 20;
-  d->files = calloc(1, sizeof(DiagFile));
+  d->files = heed_calloc(1, sizeof(DiagFile));
   d->nfiles = d->files ? 1 : 0;
 }
 
 void diag_fini(Diag *d) {
   for (int i = 0; i < d->nfiles; i++) {
-    free(d->files[i].name);
-    free(d->files[i].text);
+    heed_free(d->files[i].name);
+    heed_free(d->files[i].text);
   }
-  free(d->files);
-  free(d->log);
+  heed_free(d->files);
+  heed_free(d->log);
   memset(d, 0, sizeof *d);
 }
 
 uint32_t diag_add_file(Diag *d, const char *name, const char *text, size_t len) {
-  DiagFile *f = realloc(d->files, sizeof(DiagFile) * (size_t)(d->nfiles + 1));
+  DiagFile *f = heed_realloc(d->files, sizeof(DiagFile) * (size_t)(d->nfiles + 1));
   if (!f) return 0;
   d->files = f;
   DiagFile *nf = &f[d->nfiles];
-  nf->name = strdup(name);
-  nf->text = malloc(len + 1);
+  nf->name = heed_strdup(name);
+  nf->text = heed_malloc(len + 1);
   if (!nf->name || !nf->text) {
-    free(nf->name);
-    free(nf->text);
+    heed_free(nf->name);
+    heed_free(nf->text);
     return 0;
   }
   memcpy(nf->text, text, len);
@@ -49,7 +49,7 @@ static void emit(Diag *d, const char *s, size_t n) {
   if (d->out) fwrite(s, 1, n, d->out);
   if (d->loglen + n + 1 > d->logcap) {
     size_t cap = (d->logcap + n + 1) * 2;
-    char *p = realloc(d->log, cap);
+    char *p = heed_realloc(d->log, cap);
     if (!p) return;
     d->log = p;
     d->logcap = cap;

@@ -63,7 +63,7 @@ bool ir_size_limits(const IrGraph *g, IrSizeLimit **out, int *n) {
   int count = 0;
   for (int i = 0; i < g->nodes.len; i++) count += is_position_gather(g->nodes.data[i]);
   if (!count) return true;
-  if (!(*out = calloc((size_t)count, sizeof **out))) return false;
+  if (!(*out = heed_calloc((size_t)count, sizeof **out))) return false;
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *x = g->nodes.data[i];
     if (is_position_gather(x)) (*out)[(*n)++] = (IrSizeLimit){x->src[1]->ty.dim[0], x->src[0]->ty.dim[0].n, x->loc};
@@ -135,10 +135,10 @@ double ir_round_to(IrDType dt, double v) {
 
 void ir_values_free(IrValues *v) {
   if (!v) return;
-  for (int i = 0; v->val && i < v->g->nodes.len; i++) free(v->val[i]);
-  free(v->val);
-  free(v->numel);
-  free(v);
+  for (int i = 0; v->val && i < v->g->nodes.len; i++) heed_free(v->val[i]);
+  heed_free(v->val);
+  heed_free(v->numel);
+  heed_free(v);
 }
 
 static bool run_node(IrValues *v, const IrNode *n, double *const *inputs, double *const *params, int ii, int pi,
@@ -153,7 +153,7 @@ static bool run_node(IrValues *v, const IrNode *n, double *const *inputs, double
     diag_error(d, n->loc, "%s: the result is too large to evaluate (%lld elements)", ir_op_name(n->op), (long long)numel);
     return false;
   }
-  double *out = malloc(sizeof(double) * (size_t)(numel ? numel : 1));
+  double *out = heed_malloc(sizeof(double) * (size_t)(numel ? numel : 1));
   if (!out) {
     diag_error(d, n->loc, "out of memory evaluating %s", ir_op_name(n->op));
     return false;
@@ -182,12 +182,12 @@ static bool run_node(IrValues *v, const IrNode *n, double *const *inputs, double
 
 IrValues *ir_interp(const IrGraph *g, const int64_t *symvals, double *const *inputs, double *const *params,
                     bool exact, Diag *d) {
-  IrValues *v = calloc(1, sizeof *v);
-  if (!v) return NULL;
+  IrValues *v = heed_calloc(1, sizeof *v);
+  if (!v) return diag_error(d, (SrcLoc){0}, "out of memory starting the interpreter"), NULL;
   v->g = g;
   v->exact = exact;
-  v->val = calloc((size_t)g->nodes.len + 1, sizeof(double *));
-  v->numel = calloc((size_t)g->nodes.len + 1, sizeof(int64_t));
+  v->val = heed_calloc((size_t)g->nodes.len + 1, sizeof(double *));
+  v->numel = heed_calloc((size_t)g->nodes.len + 1, sizeof(int64_t));
   memcpy(v->symvals, symvals, sizeof(int64_t) * (size_t)(g->syms.len < IR_MAX_SYMS ? g->syms.len : IR_MAX_SYMS));
   if (!v->val || !v->numel || g->syms.len > IR_MAX_SYMS) {
     diag_error(d, (SrcLoc){0}, "out of memory starting the interpreter");

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ir/alloc.h"
+
 #if defined(__GNUC__)
 #define HEED_INTERNAL __attribute__((visibility("hidden")))
 #define HEED_PRINTF(f, a) __attribute__((format(printf, f, a)))

@@ -394,12 +394,12 @@ static bool attention(IrKernelArgs *k) {
             .KV = at->kv_heads, .causal = at->causal, .scale = at->scale, .q = k->in[0], .k = k->in[1],
             .v = k->in[2], .mask = k->n->nsrc > 3 ? k->in[3] : NULL};
   a.D = k->in_dims[0][2] / a.H;
-  double *w = malloc(sizeof(double) * (size_t)(a.S + 1));
+  double *w = heed_malloc(sizeof(double) * (size_t)(a.S + 1));
   if (!w) return oom(k);
   for (int64_t b = 0; b < a.B; b++)
     for (int64_t t = 0; t < a.T; t++)
       for (int64_t h = 0; h < a.H; h++) attend_row(&a, b, t, h, w, k->out + ((b * a.T + t) * a.H + h) * a.D);
-  free(w);
+  heed_free(w);
   return true;
 }
 
@@ -442,7 +442,7 @@ static bool attention_kv(IrKernelArgs *k) {
   }
   Attn a = {.B = 1, .T = T, .S = pos + T, .H = at->heads, .KV = at->kv_heads, .causal = true, .scale = at->scale};
   a.D = k->in_dims[0][2] / a.H;
-  double *w = malloc(sizeof(double) * (size_t)(a.S + 1));
+  double *w = heed_malloc(sizeof(double) * (size_t)(a.S + 1));
   if (!w) return oom(k);
   for (int64_t b = 0; b < B; b++) {
     a.q = k->in[0] + b * T * a.H * a.D;
@@ -451,7 +451,7 @@ static bool attention_kv(IrKernelArgs *k) {
     for (int64_t t = 0; t < T; t++)
       for (int64_t h = 0; h < a.H; h++) attend_row(&a, 0, t, h, w, k->out + ((b * T + t) * a.H + h) * a.D);
   }
-  free(w);
+  heed_free(w);
   return true;
 }
 

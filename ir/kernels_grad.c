@@ -125,7 +125,7 @@ static bool reduce_grad(IrKernelArgs *k) {
     st[ax] = red ? 0 : s;
     if (!red) s *= xd[ax], ny *= xd[ax];
   }
-  int64_t *cnt = calloc((size_t)(ny ? ny : 1), sizeof *cnt);
+  int64_t *cnt = heed_calloc((size_t)(ny ? ny : 1), sizeof *cnt);
   if (!cnt) return oom(k);
   const double *x = k->in[0], *y = k->in[1], *dy = k->in[2];
   for (int64_t i = 0; i < k->numel; i++) {
@@ -136,7 +136,7 @@ static bool reduce_grad(IrKernelArgs *k) {
     int64_t o = strided_off(xd, r, st, i);
     k->out[i] = x[i] == y[o] ? dy[o] / (double)cnt[o] : 0;
   }
-  free(cnt);
+  heed_free(cnt);
   return true;
 }
 
@@ -237,7 +237,7 @@ static bool attention_grad(IrKernelArgs *k) {
   int64_t H = at->heads, KV = at->kv_heads, HS = k->in_dims[0][2] / H, G = H / KV;
   double scale = at->scale;
   memset(k->out, 0, sizeof(double) * (size_t)k->numel);
-  double *p = malloc(sizeof(double) * (size_t)(2 * S + 1)), *dp = p + S;  // (S) each
+  double *p = heed_malloc(sizeof(double) * (size_t)(2 * S + 1)), *dp = p + S;  // (S) each
   if (!p) return oom(k);
   for (int64_t b = 0; b < B; b++)
     for (int64_t h = 0; h < H; h++)
@@ -281,7 +281,7 @@ static bool attention_grad(IrKernelArgs *k) {
           }
         }
       }
-  free(p);
+  heed_free(p);
   return true;
 }
 

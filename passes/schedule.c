@@ -81,10 +81,10 @@ static bool generic_dims(const SchedCaps *caps, IrOp op) {
 // ---- which call computes each node ----
 
 // TRANSPOSED: a PERMUTE that only MATMULs read, as their transposed operand
-// (they read its operand), and not a graph output.
-static void mark_transposed(Schedule *s, const IrGraph *g, const SchedCaps *caps, bool *other) {
-  bool *tr = calloc((size_t)g->nodes.len + 1, 1);
-  if (!tr) return;
+// (they read its operand), and not a graph output. false: out of memory.
+static bool mark_transposed(Schedule *s, const IrGraph *g, const SchedCaps *caps, bool *other) {
+  bool *tr = heed_calloc((size_t)g->nodes.len + 1, 1);
+  if (!tr) return false;
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
     int nt = node_trans(caps, n);
@@ -95,7 +95,8 @@ static void mark_transposed(Schedule *s, const IrGraph *g, const SchedCaps *caps
   }
   for (int i = 0; i < g->nodes.len; i++)
     if (tr[i] && !other[i]) s->role[i] = SCHED_TRANSPOSED;
-  free(tr);
+  heed_free(tr);
+  return true;
 }
 
 // ALIAS: a RESHAPE that is not a graph output; alias[i] is its source's
@@ -131,9 +132,9 @@ static bool red_user(const SchedCaps *caps, const IrNode *u) {
 // ALIAS nodes are not users that can).
 static bool fuse_elementwise(Schedule *s, const IrGraph *g, const SchedCaps *caps, const bool *out) {
   int nn = g->nodes.len;
-  int *users = calloc((size_t)nn + 1, sizeof *users);
-  bool *bad = calloc((size_t)nn + 1, sizeof *bad);  // some user cannot compute it inline
-  bool *red = calloc((size_t)nn + 1, sizeof *red);  // a user is a reduction (red_user)
+  int *users = heed_calloc((size_t)nn + 1, sizeof *users);
+  bool *bad = heed_calloc((size_t)nn + 1, sizeof *bad);  // some user cannot compute it inline
+  bool *red = heed_calloc((size_t)nn + 1, sizeof *red);  // a user is a reduction (red_user)
   bool ok = users && bad && red;
   for (int i = 0; ok && i < nn; i++) {
     const IrNode *u = g->nodes.data[i];
@@ -156,9 +157,9 @@ static bool fuse_elementwise(Schedule *s, const IrGraph *g, const SchedCaps *cap
            (!red[i] || (n->src[j]->ty.dt == IR_F32 && same_dims(&n->src[j]->ty, &n->ty)));
     if (in) s->role[i] = SCHED_INLINE;
   }
-  free(users);
-  free(bad);
-  free(red);
+  heed_free(users);
+  heed_free(bad);
+  heed_free(red);
   return ok;
 }
 
@@ -301,7 +302,7 @@ static char *key_one(const SchedCaps *caps, const IrNode *n, int nt) {
   bool gen = generic_dims(caps, n->op);
   for (int j = 0; j < n->nsrc && len < cap; j++) key_type(buf, cap, &len, &n->src[j]->ty, gen);
   if (len < cap) key_type(buf, cap, &len, &n->ty, gen);
-  return strdup(buf);
+  return heed_strdup(buf);
 }
 
 // ... with the keys of its inlined operands.
@@ -310,10 +311,10 @@ static char *kernel_key(const SchedCaps *caps, const IrNode *n, const SchedKerne
   for (int j = 0; key && j < n->nsrc; j++) {
     if (!(ks->inl >> j & 1)) continue;
     char *in = key_one(caps, n->src[j], 0);
-    char *both = in ? malloc(strlen(key) + strlen(in) + 16) : NULL;
+    char *both = in ? heed_malloc(strlen(key) + strlen(in) + 16) : NULL;
     if (both) sprintf(both, "%s{%d:%s}", key, j, in);
-    free(in);
-    free(key);
+    heed_free(in);
+    heed_free(key);
     key = both;
   }
   return key;
@@ -350,7 +351,7 @@ static bool make_kernel(Schedule *s, const IrGraph *g, const SchedCaps *caps, co
   char *key = kernel_key(caps, n, ks);
   if (!key) return false;
   for (ks->fn = 0; ks->fn < s->nfn && strcmp(s->key[ks->fn], key); ks->fn++) {}
-  if (ks->fn < s->nfn) free(key);
+  if (ks->fn < s->nfn) heed_free(key);
   else s->key[s->nfn++] = key;
   return true;
 }
@@ -392,19 +393,19 @@ static bool build_kernels(Schedule *s, const IrGraph *g, const SchedCaps *caps, 
 Schedule *sched_build(const IrGraph *g, const SchedCaps *caps, Diag *d) {
   int nn = g->nodes.len;
   size_t n1 = (size_t)nn + 1;
-  Schedule *s = calloc(1, sizeof *s);
-  bool *out = calloc(n1, sizeof *out), *other = calloc(n1, sizeof *other);
-  int *grp = malloc(sizeof *grp * 3 * n1);
+  Schedule *s = heed_calloc(1, sizeof *s);
+  bool *out = heed_calloc(n1, sizeof *out), *other = heed_calloc(n1, sizeof *other);
+  int *grp = heed_malloc(sizeof *grp * 3 * n1);
   bool ok = s && out && other && grp;
   if (ok) {
     s->nnodes = nn;
-    s->role = calloc(n1, sizeof *s->role);
-    s->alias = malloc(sizeof *s->alias * n1);
-    s->call = malloc(sizeof *s->call * n1);
-    s->k = malloc(sizeof *s->k * n1);
-    s->key = malloc(sizeof *s->key * n1);
-    s->def = malloc(sizeof *s->def * n1);
-    s->end = malloc(sizeof *s->end * n1);
+    s->role = heed_calloc(n1, sizeof *s->role);
+    s->alias = heed_malloc(sizeof *s->alias * n1);
+    s->call = heed_malloc(sizeof *s->call * n1);
+    s->k = heed_malloc(sizeof *s->k * n1);
+    s->key = heed_malloc(sizeof *s->key * n1);
+    s->def = heed_malloc(sizeof *s->def * n1);
+    s->end = heed_malloc(sizeof *s->end * n1);
     ok = s->role && s->alias && s->call && s->k && s->key && s->def && s->end;
   }
   if (ok) {
@@ -413,17 +414,17 @@ Schedule *sched_build(const IrGraph *g, const SchedCaps *caps, Diag *d) {
       s->role[i] = op == IR_OP_INPUT || op == IR_OP_PARAM ? SCHED_LEAF : SCHED_CALL;
     }
     for (int i = 0; i < g->outputs.len; i++) out[g->outputs.data[i]->id] = other[g->outputs.data[i]->id] = true;
-    mark_transposed(s, g, caps, other);
-    mark_aliases(s, g, caps, out);
-    ok = fuse_elementwise(s, g, caps, out);
+    ok = mark_transposed(s, g, caps, other);  // without it the kernels differ: out of memory is an error
+    if (ok) mark_aliases(s, g, caps, out);
+    ok = ok && fuse_elementwise(s, g, caps, out);
   }
   if (ok) {
     group_attention_grads(s, g, caps, grp);
     ok = build_kernels(s, g, caps, grp);
   }
-  free(out);
-  free(other);
-  free(grp);
+  heed_free(out);
+  heed_free(other);
+  heed_free(grp);
   if (ok) return s;
   diag_error(d, (SrcLoc){0, 0, 0}, "out of memory scheduling %s", g->name ? g->name : "the graph");
   sched_free(s);
@@ -432,13 +433,13 @@ Schedule *sched_build(const IrGraph *g, const SchedCaps *caps, Diag *d) {
 
 void sched_free(Schedule *s) {
   if (!s) return;
-  for (int i = 0; i < s->nfn; i++) free(s->key[i]);
-  free(s->key);
-  free(s->role);
-  free(s->alias);
-  free(s->call);
-  free(s->k);
-  free(s->def);
-  free(s->end);
-  free(s);
+  for (int i = 0; i < s->nfn; i++) heed_free(s->key[i]);
+  heed_free(s->key);
+  heed_free(s->role);
+  heed_free(s->alias);
+  heed_free(s->call);
+  heed_free(s->k);
+  heed_free(s->def);
+  heed_free(s->end);
+  heed_free(s);
 }

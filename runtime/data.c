@@ -39,7 +39,7 @@ static int read_data(const char *path, uint8_t **buf, size_t *len, char *err, si
   int rc = rt_file_read(path, RT_DATA_MAX_BYTES, buf, len, err, errlen);
   if (rc) return rc;
   if (*len == 0) {
-    free(*buf);
+    rt_free(*buf);
     *buf = NULL;
     return data_err(err, errlen, RT_ERR_FORMAT, path, "the data file is empty");
   }
@@ -113,7 +113,7 @@ int rt_tokens_open(const char *path, int64_t vocab, RtTokens *out, char *err, si
   if (rc != RT_OK) return rc;
   bool bin = ends_with(path, ".bin");
   if (bin && (rc = bin_layout(path, buf, len, &skip, err, errlen)) != RT_OK) {
-    free(buf);
+    rt_free(buf);
     return rc;
   }
   RtTokens t = {.width = bin ? 2 : 1, .tok = buf + skip, .buf_ = buf};
@@ -124,12 +124,12 @@ int rt_tokens_open(const char *path, int64_t vocab, RtTokens *out, char *err, si
                   "token %d at byte offset %lld (token %lld) is outside the model's vocabulary 0..%lld%s",
                   rt_tokens_get(&t, bad), (long long)(skip + (size_t)bad * (size_t)t.width), (long long)bad,
                   (long long)vocab - 1, bin ? "" : " (a text file is read as bytes 0..255)");
-    free(buf);
+    rt_free(buf);
     return rc;
   }
-  t.path = strdup(path);
+  t.path = rt_strdup(path);
   if (!t.path) {
-    free(buf);
+    rt_free(buf);
     return data_err(err, errlen, RT_ERR_NOMEM, path, "out of memory");
   }
   t.hash = hash_bytes(t.tok, len - skip);
@@ -139,8 +139,8 @@ int rt_tokens_open(const char *path, int64_t vocab, RtTokens *out, char *err, si
 
 void rt_tokens_close(RtTokens *t) {
   if (!t) return;
-  free(t->buf_);
-  free(t->path);
+  rt_free(t->buf_);
+  rt_free(t->path);
   memset(t, 0, sizeof *t);
 }
 

@@ -28,7 +28,7 @@ static char *weights_beside(void) {
   self[n > 0 ? n : 0] = 0;
   char *slash = strrchr(self, '/');
   size_t dir = slash ? (size_t)(slash - self) + 1 : 0;
-  char *p = malloc(dir + strlen(heed_model_weights_file) + 1);
+  char *p = rt_malloc(dir + strlen(heed_model_weights_file) + 1);
   if (!p) return NULL;
   memcpy(p, self, dir);
   strcpy(p + dir, heed_model_weights_file);
@@ -38,7 +38,7 @@ static char *weights_beside(void) {
 HeedModel *heed_model_open(const char *weights_path, int threads, char *err, size_t errlen) {
   size_t meta_len = (size_t)(heed_model_meta_end - heed_model_meta);
   if (rt_cpu_check(heed_model_meta, meta_len, err, errlen)) return NULL;  // before any generated code
-  char *path = weights_path ? strdup(weights_path) : heed_model_weights_file[0] ? weights_beside() : NULL;
+  char *path = weights_path ? rt_strdup(weights_path) : heed_model_weights_file[0] ? weights_beside() : NULL;
   if ((weights_path || heed_model_weights_file[0]) && !path) {
     snprintf(err, errlen, "out of memory");
     return NULL;
@@ -47,7 +47,7 @@ HeedModel *heed_model_open(const char *weights_path, int threads, char *err, siz
   int rc = rt_model_open(&m, heed_model_meta, meta_len, heed_model_weights,
                          (size_t)(heed_model_weights_end - heed_model_weights), path, heed_forward, heed_step, threads,
                          err, errlen);
-  free(path);
+  rt_free(path);
   return rc ? NULL : m;
 }
 

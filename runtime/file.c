@@ -83,7 +83,7 @@ int rt_file_read(const char *path, uint64_t max, uint8_t **buf, size_t *len, cha
     return ferr(err, errlen, RT_ERR_FORMAT, path, "the file is %llu bytes, larger than the limit of %llu",
                 (unsigned long long)size, (unsigned long long)max);
   }
-  uint8_t *b = malloc((size_t)size + 1);  // + 1: a NUL after the contents
+  uint8_t *b = rt_malloc((size_t)size + 1);  // + 1: a NUL after the contents
   if (!b) {
     close(fd);
     return ferr(err, errlen, RT_ERR_NOMEM, path, "out of memory (%llu bytes)", (unsigned long long)size);
@@ -94,7 +94,7 @@ int rt_file_read(const char *path, uint64_t max, uint8_t **buf, size_t *len, cha
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
       int e = errno;
-      free(b);
+      rt_free(b);
       close(fd);
       return ferr(err, errlen, RT_ERR_IO, path, "cannot read: %s", strerror(e));
     }

@@ -79,11 +79,11 @@ int rt_generate(const RtGenModel *m, const int32_t *prompt, int64_t n_prompt, co
     l.st.cropped = n_prompt - m->window;
     prompt += l.st.cropped, n_prompt = m->window;
   }
-  float *logits = malloc(sizeof(float) * (size_t)m->vocab);
-  void *scratch = malloc(rt_sample_scratch_bytes(m->vocab));
-  l.hist = m->window > 0 ? malloc(sizeof(int32_t) * (size_t)m->window) : NULL;
+  float *logits = rt_malloc(sizeof(float) * (size_t)m->vocab);
+  void *scratch = rt_malloc(rt_sample_scratch_bytes(m->vocab));
+  l.hist = m->window > 0 ? rt_malloc(sizeof(int32_t) * (size_t)m->window) : NULL;
   if (!logits || !scratch || (m->window > 0 && !l.hist)) {
-    free(logits), free(scratch), free(l.hist);
+    rt_free(logits), rt_free(scratch), rt_free(l.hist);
     return fail(RT_ERR_NOMEM, err, errlen, "cannot allocate %.1f MiB for %lld logits, the sampler and a window of %lld tokens",
                 (double)(sizeof(float) * (uint64_t)m->vocab + rt_sample_scratch_bytes(m->vocab) +
                          sizeof(int32_t) * (uint64_t)(m->window > 0 ? m->window : 0)) / 1048576.0,
@@ -107,7 +107,7 @@ int rt_generate(const RtGenModel *m, const int32_t *prompt, int64_t n_prompt, co
     if ((emit && emit(emit_ud, tok)) || i + 1 == o->max_new) break;
     rc = feed(&l, tok, logits, err, errlen);
   }
-  free(logits), free(scratch), free(l.hist);
+  rt_free(logits), rt_free(scratch), rt_free(l.hist);
   if (stats) *stats = l.st;
   return rc;
 }
@@ -144,13 +144,13 @@ int rt_gen_recompute_init(RtGenRecompute *r, RtGenModel *m, int64_t vocab, int64
                           const char *(*message)(void *ud), void *ud) {
   *r = (RtGenRecompute){.logits = logits, .message = message, .ud = ud, .vocab = vocab};
   if (window < 1) return RT_ERR_ARG;
-  if (!(r->tok = malloc(sizeof(int32_t) * (size_t)window))) return RT_ERR_NOMEM;
+  if (!(r->tok = rt_malloc(sizeof(int32_t) * (size_t)window))) return RT_ERR_NOMEM;
   *m = (RtGenModel){.vocab = vocab, .window = window, .ud = r, .prefill = rc_prefill, .decode = rc_decode,
                     .message = rc_message};
   return RT_OK;
 }
 
 void rt_gen_recompute_free(RtGenRecompute *r) {
-  free(r->tok);
+  rt_free(r->tok);
   r->tok = NULL;
 }

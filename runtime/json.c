@@ -32,7 +32,7 @@ static void *doc_alloc(RtJsonDoc *doc, size_t n) {
   Chunk *c = doc->chunks_;
   if (!c || c->cap - c->used < n) {
     size_t cap = n > 16384 ? n : 16384;
-    Chunk *nc = malloc(sizeof *nc + cap);
+    Chunk *nc = rt_malloc(sizeof *nc + cap);
     if (!nc) return NULL;
     nc->used = 0, nc->cap = cap, nc->next = c;
     doc->chunks_ = c = nc;
@@ -46,7 +46,7 @@ void rt_json_free(RtJsonDoc *doc) {
   if (!doc) return;
   for (Chunk *c = doc->chunks_, *next; c; c = next) {
     next = c->next;
-    free(c);
+    rt_free(c);
   }
   memset(doc, 0, sizeof *doc);
 }
@@ -199,12 +199,12 @@ static bool number(P *p, double *out) {
     while (digit(p)) p->at++;
   }
   size_t n = p->at - start;
-  char small[64], *buf = n < sizeof small ? small : malloc(n + 1);
+  char small[64], *buf = n < sizeof small ? small : rt_malloc(n + 1);
   if (!buf) return p->nomem = true, fail(p, "out of memory");
   memcpy(buf, p->s + start, n);
   buf[n] = 0;
   *out = strtod(buf, NULL);  // the grammar above is a subset of strtod's (C locale)
-  if (buf != small) free(buf);
+  if (buf != small) rt_free(buf);
   return true;
 }
 

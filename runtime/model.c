@@ -210,9 +210,9 @@ static int read_graph(Graph *g, const RtJson *r, bool step, char *err, size_t er
     return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (a field is missing or wrong)");
   g->tokens = (int)tok, g->logits = (int)lg, g->batch_sym = (int)bs, g->seq_sym = (int)ss, g->nsyms = (int)ns;
   g->nnodes = nodes->n;
-  g->nodes = calloc((size_t)g->nnodes, sizeof *g->nodes);
-  g->bufs = calloc((size_t)g->nnodes, sizeof *g->bufs);
-  g->copies = calloc((size_t)g->nnodes, sizeof *g->copies);
+  g->nodes = rt_calloc((size_t)g->nnodes, sizeof *g->nodes);
+  g->bufs = rt_calloc((size_t)g->nnodes, sizeof *g->bufs);
+  g->copies = rt_calloc((size_t)g->nnodes, sizeof *g->copies);
   if (!g->nodes || !g->bufs || !g->copies) return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
   int i = 0;
   for (const RtJson *j = nodes->child; j; j = j->next, i++)
@@ -229,7 +229,7 @@ static int read_graph(Graph *g, const RtJson *r, bool step, char *err, size_t er
   if (!get_int(r, "kv_sym", 0, ns - 1, &v)) return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (step)");
   g->kv_sym = (int)v;
   g->ncache = caches->n;
-  if (!(g->cache = calloc(2 * (size_t)g->ncache + 1, sizeof *g->cache))) return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
+  if (!(g->cache = rt_calloc(2 * (size_t)g->ncache + 1, sizeof *g->cache))) return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
   i = 0;
   for (const RtJson *c = caches->child; c; c = c->next, i += 2) {
     int64_t a, b;
@@ -294,7 +294,7 @@ static int bind_params(Graph *m, const RtSafetensors *st, const RtJson *params, 
     }
     const uint8_t *data = st->data + t->off;
     if ((uintptr_t)data % 64) {  // a file heed build did not write: align a copy
-      if (!(m->copies[id] = aligned_alloc(64, (size_t)(t->nbytes + 64) / 64 * 64)))
+      if (!(m->copies[id] = rt_aligned_alloc(64, (size_t)(t->nbytes + 64) / 64 * 64)))
         return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
       memcpy(m->copies[id], data, (size_t)t->nbytes);
       data = m->copies[id];
@@ -329,7 +329,7 @@ int rt_model_open(RtModel **out, const char *meta, size_t meta_len, const uint8_
                   const char *weights_path, RtForwardFn fwd, RtForwardFn step, int nthreads, char *err,
                   size_t errlen) {
   *out = NULL;
-  RtModel *m = calloc(1, sizeof *m);
+  RtModel *m = rt_calloc(1, sizeof *m);
   if (!m) return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
   m->f.fn = fwd, m->s.fn = step;
   m->nthreads = nthreads < 1 ? 4096 : nthreads;  // clamped to nthreads_max by read_desc
@@ -349,7 +349,7 @@ int rt_model_open(RtModel **out, const char *meta, size_t meta_len, const uint8_
   if (!rc && m->nthreads > 1 && !(m->pool = rt_pool_new(m->nthreads)))
     rc = mfail(err, errlen, RT_ERR_NOMEM, "cannot start %d threads", m->nthreads);
   if (!rc && m->work_per_thread &&
-      !(m->work = aligned_alloc(64, (m->work_per_thread * (size_t)m->nthreads + 63) / 64 * 64)))
+      !(m->work = rt_aligned_alloc(64, (m->work_per_thread * (size_t)m->nthreads + 63) / 64 * 64)))
     rc = mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
   if (rc) {
     rt_model_free(m);
@@ -376,7 +376,7 @@ static int cache_of(const Graph *g, int node) {
 static void free_bufs(Graph *g, bool caches) {
   for (int i = 0; i < g->nnodes; i++)
     if (g->nodes[i].kind != KIND_PARAM && (caches || cache_of(g, i) < 0)) {
-      if (cache_of(g, i) < 0 || g->cache[2 * cache_of(g, i)] == i) free(g->bufs[i]);
+      if (cache_of(g, i) < 0 || g->cache[2 * cache_of(g, i)] == i) rt_free(g->bufs[i]);
       g->bufs[i] = NULL;
     }
   g->tcap = 0;
@@ -396,7 +396,7 @@ static int size_bufs(RtModel *m, Graph *g, int64_t T, char *err, size_t errlen) 
     int64_t n = node_numel(&g->nodes[i], symvals);
     size_t es = rt_dtype_size((RtDType)g->nodes[i].dt);
     if (n < 0 || (uint64_t)n > (SIZE_MAX - 128) / es ||
-        !(g->bufs[i] = aligned_alloc(64, ((size_t)n * es + 63) / 64 * 64 + 64))) {
+        !(g->bufs[i] = rt_aligned_alloc(64, ((size_t)n * es + 63) / 64 * 64 + 64))) {
       free_bufs(g, true);
       return mfail(err, errlen, RT_ERR_NOMEM, "out of memory for %" PRId64 " tokens", T);
     }
@@ -453,19 +453,19 @@ int rt_model_step(RtModel *m, const int32_t *tokens, int64_t T, int64_t pos, con
 
 static void free_graph(Graph *g) {
   if (g->bufs) free_bufs(g, true);
-  for (int i = 0; g->copies && i < g->nnodes; i++) free(g->copies[i]);
-  free(g->copies);
-  free(g->bufs);
-  free(g->nodes);
-  free(g->cache);
+  for (int i = 0; g->copies && i < g->nnodes; i++) rt_free(g->copies[i]);
+  rt_free(g->copies);
+  rt_free(g->bufs);
+  rt_free(g->nodes);
+  rt_free(g->cache);
 }
 
 void rt_model_free(RtModel *m) {
   if (!m) return;
   free_graph(&m->f);
   free_graph(&m->s);
-  free(m->work);
+  rt_free(m->work);
   rt_pool_free(m->pool);
   rt_st_close(&m->st);
-  free(m);
+  rt_free(m);
 }

@@ -50,7 +50,7 @@ int rt_out_open(RtOutFile *o, const char *path, unsigned mode, char *err, size_t
   o->fd = -1;
   struct stat sb;
   if (!path || !*path) return out_err(err, errlen, "no output file name");
-  if (!(o->path = strdup(path))) return out_err(err, errlen, "out of memory");
+  if (!(o->path = rt_strdup(path))) return out_err(err, errlen, "out of memory");
   if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode)) {  // a device or FIFO: in place
     if ((o->fd = open(path, O_WRONLY | O_CLOEXEC)) < 0) {
       int e = errno;
@@ -59,7 +59,7 @@ int rt_out_open(RtOutFile *o, const char *path, unsigned mode, char *err, size_t
     }
     return RT_OK;
   }
-  if (!(o->tmp = malloc(strlen(path) + 16))) {
+  if (!(o->tmp = rt_malloc(strlen(path) + 16))) {
     rt_out_abort(o);
     return out_err(err, errlen, "out of memory");
   }
@@ -88,13 +88,13 @@ FILE *rt_out_stream(RtOutFile *o) {
 // fsync the directory holding path, so that a rename is durable.
 static int sync_dir(const char *path) {
   const char *slash = strrchr(path, '/');
-  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  char *dir = slash ? rt_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : rt_strdup(".");
   if (!dir) return ENOMEM;
   int e = 0, fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) e = errno;
   else if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP) e = errno;  // some filesystems cannot
   if (fd >= 0) close(fd);
-  free(dir);
+  rt_free(dir);
   return e;
 }
 
@@ -133,12 +133,12 @@ int rt_out_commit(RtOutFile *o, char *err, size_t errlen) {
   }
   int rc = RT_OK;
   if (o->tmp) {
-    free(o->tmp);
+    rt_free(o->tmp);
     o->tmp = NULL;  // renamed: nothing left to remove
     if ((e = sync_dir(o->path)))
       rc = out_err(err, errlen, "%s: written, but its directory cannot be synced: %s", o->path, strerror(e));
   }
-  free(o->path);
+  rt_free(o->path);
   o->path = NULL;
   return rc;
 }
@@ -147,8 +147,8 @@ void rt_out_abort(RtOutFile *o) {
   if (o->f) fclose(o->f);
   if (o->fd >= 0) close(o->fd);
   if (o->tmp) unlink(o->tmp);
-  free(o->tmp);
-  free(o->path);
+  rt_free(o->tmp);
+  rt_free(o->path);
   memset(o, 0, sizeof *o);
   o->fd = -1;
 }

@@ -237,7 +237,7 @@ static int generate(RtModel *m, const Opts *o, const char *prog) {
     }
   }
   fflush(stdout);
-  free(ids);
+  rt_free(ids);
   rt_gen_recompute_free(&rg);
   rt_tok_free(tk);
   return rc;

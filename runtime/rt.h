@@ -4,6 +4,7 @@
 // (libc and cJSON only), so that standalone programs link it alone.
 //
 // One section per source file:
+//   alloc.c        the allocator hook (ir/alloc.h's, copied: rt_malloc & co.)
 //   file.c         opening a user's file for reading (regular files only:
 //                  a FIFO or device never blocks), the SIGBUS guard
 //   json.c         a small, strict JSON reader (RFC 8259) and string quoter
@@ -43,6 +44,25 @@ typedef enum {
   RT_ERR_NOMEM,
   RT_ERR_MODEL,   // a model callback of rt_generate failed (its own message is in err)
 } RtStatus;
+
+// ---- alloc.c ----
+// The runtime's copy of ir/alloc.h's hook (the runtime must not include
+// ir/): every heap block of runtime/ comes from rt_malloc & co., which call
+// the installed RtAllocFn, the same shape as ir/alloc.h's HeedAllocFn:
+//   fn(ud, NULL, size, align)  allocate (align 0: malloc's alignment)
+//   fn(ud, p, size, 0)         resize;   fn(ud, p, 0, 0)  free (p may be NULL)
+// heed installs one allocator into both (heed_fault_alloc under
+// HEED_FAULT_ALLOC); programs from heed build keep libc's (fn NULL).
+typedef void *(*RtAllocFn)(void *ud, void *ptr, size_t size, size_t align);
+void rt_set_allocator(RtAllocFn fn, void *ud);
+// As libc's; a zero size allocates one byte, so NULL always means out of memory.
+void *rt_malloc(size_t size);
+void *rt_calloc(size_t n, size_t size);
+void *rt_realloc(void *p, size_t size);
+void *rt_aligned_alloc(size_t align, size_t size);
+char *rt_strdup(const char *s);
+char *rt_strndup(const char *s, size_t n);
+void rt_free(void *p);
 
 // ---- file.c ----
 // Opens path read-only if it is a regular file. The open cannot block (a

@@ -308,7 +308,7 @@ static int check_table(StCtx *c, RtSafetensors *st) {
     if (strcmp(by[i - 1]->name, by[i]->name) == 0)
       return st_err(c, RT_ERR_FORMAT, by[i]->name, "appears more than once in the header");
 
-  const RtStTensor **byoff = malloc((size_t)(st->n ? st->n : 1) * sizeof *byoff);
+  const RtStTensor **byoff = rt_malloc((size_t)(st->n ? st->n : 1) * sizeof *byoff);
   if (!byoff) return st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
   int m = 0;
   for (int i = 0; i < st->n; i++)
@@ -324,7 +324,7 @@ static int check_table(StCtx *c, RtSafetensors *st) {
                   t->off + t->nbytes, reach->name, reach->off, reach->off + reach->nbytes);
     if (!reach || t->off + t->nbytes > reach->off + reach->nbytes) reach = t;
   }
-  free(byoff);
+  rt_free(byoff);
   return rc;
 }
 
@@ -332,8 +332,8 @@ static int parse_metadata(StCtx *c, const RtJson *m, RtSafetensors *st) {
   if (m->kind != RT_JSON_OBJECT)
     return st_err(c, RT_ERR_FORMAT, NULL, "\"" ST_METADATA "\" is %s, not an object of strings", rt_json_kind_name(m));
   int n = m->n;
-  st->meta_key = calloc((size_t)(n ? n : 1), sizeof *st->meta_key);
-  st->meta_val = calloc((size_t)(n ? n : 1), sizeof *st->meta_val);
+  st->meta_key = rt_calloc((size_t)(n ? n : 1), sizeof *st->meta_key);
+  st->meta_val = rt_calloc((size_t)(n ? n : 1), sizeof *st->meta_val);
   if (!st->meta_key || !st->meta_val) return st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
   for (const RtJson *kv = m->child; kv; kv = kv->next) {
     char k[96];
@@ -342,12 +342,12 @@ static int parse_metadata(StCtx *c, const RtJson *m, RtSafetensors *st) {
       return st_err(c, RT_ERR_FORMAT, NULL, "\"" ST_METADATA "\" value for '%s' is %s, not a string", k,
                     rt_json_kind_name(kv));
     int i = st->nmeta;
-    st->meta_key[i] = strdup(kv->key);
-    st->meta_val[i] = strdup(kv->str);
+    st->meta_key[i] = rt_strdup(kv->key);
+    st->meta_val[i] = rt_strdup(kv->str);
     st->nmeta++;
     if (!st->meta_key[i] || !st->meta_val[i]) return st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
   }
-  char **keys = malloc((size_t)(n ? n : 1) * sizeof *keys);
+  char **keys = rt_malloc((size_t)(n ? n : 1) * sizeof *keys);
   if (!keys) return st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
   memcpy(keys, st->meta_key, (size_t)n * sizeof *keys);
   qsort(keys, (size_t)n, sizeof *keys, cmp_str);
@@ -358,7 +358,7 @@ static int parse_metadata(StCtx *c, const RtJson *m, RtSafetensors *st) {
       clean(k, sizeof k, keys[i]);
       rc = st_err(c, RT_ERR_FORMAT, NULL, "\"" ST_METADATA "\" key '%s' appears more than once", k);
     }
-  free(keys);
+  rt_free(keys);
   return rc;
 }
 
@@ -394,8 +394,8 @@ static int parse_header(StCtx *c, const char *text, size_t hlen, uint64_t data_l
       n++;
     }
   }
-  st->t = calloc((size_t)(n ? n : 1), sizeof *st->t);
-  st->by_name_ = calloc((size_t)(n ? n : 1), sizeof *st->by_name_);
+  st->t = rt_calloc((size_t)(n ? n : 1), sizeof *st->t);
+  st->by_name_ = rt_calloc((size_t)(n ? n : 1), sizeof *st->by_name_);
   if (!st->t || !st->by_name_) {
     rc = st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
     goto done;
@@ -403,7 +403,7 @@ static int parse_header(StCtx *c, const char *text, size_t hlen, uint64_t data_l
   for (const RtJson *e = root->child; e; e = e->next) {
     if (e == meta) continue;
     RtStTensor *t = &st->t[st->n];
-    t->name = strdup(e->key);
+    t->name = rt_strdup(e->key);
     if (!t->name) {
       rc = st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
       goto done;
@@ -489,15 +489,15 @@ int rt_st_open(const char *path, RtSafetensors *out, char *err, size_t errlen) {
 
 void rt_st_close(RtSafetensors *st) {
   if (!st) return;
-  for (int i = 0; i < st->n; i++) free(st->t[i].name);
-  free(st->t);
-  free(st->by_name_);
+  for (int i = 0; i < st->n; i++) rt_free(st->t[i].name);
+  rt_free(st->t);
+  rt_free(st->by_name_);
   for (int i = 0; i < st->nmeta; i++) {
-    free(st->meta_key[i]);
-    free(st->meta_val[i]);
+    rt_free(st->meta_key[i]);
+    rt_free(st->meta_val[i]);
   }
-  free(st->meta_key);
-  free(st->meta_val);
+  rt_free(st->meta_key);
+  rt_free(st->meta_val);
   if (st->map_) {
     rt_map_unwatch(st->map_);
     munmap(st->map_, st->map_len_);
@@ -584,7 +584,7 @@ int rt_st_read_f32(const RtSafetensors *st, const RtStTensor *t, float *out, cha
 static bool put(char **buf, size_t *len, size_t *cap, const char *text, size_t n) {
   if (*cap - *len <= n) {
     size_t want = (*len + n + 1) * 2;
-    char *b = realloc(*buf, want);
+    char *b = rt_realloc(*buf, want);
     if (!b) return false;
     *buf = b, *cap = want;
   }
@@ -596,9 +596,9 @@ static bool put(char **buf, size_t *len, size_t *cap, const char *text, size_t n
 
 static bool put_str(char **buf, size_t *len, size_t *cap, const char *s) {  // as a JSON literal
   size_t n = rt_json_quote(NULL, s);
-  char *q = malloc(n);
+  char *q = rt_malloc(n);
   bool ok = q && (rt_json_quote(q, s), put(buf, len, cap, q, n));
-  free(q);
+  rt_free(q);
   return ok;
 }
 
@@ -633,7 +633,7 @@ static char *st_header(const RtStWrite *ts, int n, const uint64_t *nbytes, const
   ok = ok && PUTS("}");
 #undef PUTS
   if (!ok) {
-    free(b);
+    rt_free(b);
     return NULL;
   }
   return b;
@@ -669,14 +669,14 @@ static int check_write(StCtx *c, const RtStWrite *ts, int n, const char *const *
     total += nbytes[i];
     if (nbytes[i] > 0 && !t->data) return st_err(c, RT_ERR_ARG, nm, "no data given for %" PRIu64 " bytes", nbytes[i]);
   }
-  const char **names = malloc((size_t)(n ? n : 1) * sizeof *names);
+  const char **names = rt_malloc((size_t)(n ? n : 1) * sizeof *names);
   if (!names) return st_err(c, RT_ERR_NOMEM, NULL, "out of memory");
   for (int i = 0; i < n; i++) names[i] = ts[i].name;
   qsort(names, (size_t)n, sizeof *names, cmp_str);
   int rc = RT_OK;
   for (int i = 1; i < n && !rc; i++)
     if (strcmp(names[i - 1], names[i]) == 0) rc = st_err(c, RT_ERR_ARG, names[i], "given more than once");
-  free(names);
+  rt_free(names);
   if (rc) return rc;
 
   for (int i = 0; i < 2 * nmeta; i++) {
@@ -720,7 +720,7 @@ int rt_st_write(const char *path, const RtStWrite *ts, int n, const char *const 
   if (err && errlen) err[0] = 0;
   if (!path || !*path || n < 0 || nmeta < 0 || (n > 0 && !ts) || (nmeta > 0 && !meta))
     return st_err(&c, RT_ERR_ARG, NULL, "rt_st_write: invalid arguments");
-  uint64_t *nbytes = malloc((size_t)(n ? n : 1) * sizeof *nbytes);
+  uint64_t *nbytes = rt_malloc((size_t)(n ? n : 1) * sizeof *nbytes);
   if (!nbytes) return st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
   char *json = NULL;
   int rc = check_write(&c, ts, n, meta, nmeta, nbytes);
@@ -750,8 +750,8 @@ int rt_st_write(const char *path, const RtStWrite *ts, int n, const char *const 
     if (err && errlen) snprintf(err, errlen, "%s", why);
   }
 done:
-  free(nbytes);
-  free(json);
+  rt_free(nbytes);
+  rt_free(json);
   return rc;
 }
 
@@ -794,11 +794,11 @@ int rt_st_check_crc(const RtSafetensors *st, const char *label, bool *present, c
   *present = list != NULL;
   if (err && errlen) err[0] = 0;
   if (!list) return RT_OK;
-  const RtStTensor **ord = malloc(sizeof *ord * (size_t)(st->n ? st->n : 1));
+  const RtStTensor **ord = rt_malloc(sizeof *ord * (size_t)(st->n ? st->n : 1));
   if (!ord) return st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
   for (int i = 0; i < st->n; i++) ord[i] = &st->t[i];
   qsort(ord, (size_t)st->n, sizeof *ord, by_offset);
-  uint32_t *want = malloc(sizeof *want * (size_t)(st->n ? st->n : 1));
+  uint32_t *want = rt_malloc(sizeof *want * (size_t)(st->n ? st->n : 1));
   int rc = want ? RT_OK : st_err(&c, RT_ERR_NOMEM, NULL, "out of memory");
   const char *s = list;
   for (int i = 0; i < st->n && !rc; i++) {  // the whole list first: malformed is not damaged
@@ -818,8 +818,8 @@ int rt_st_check_crc(const RtSafetensors *st, const char *label, bool *present, c
   if (count != st->n && (rc == RT_OK || rc == RT_ERR_FORMAT)) {  // tensors added or removed by a tool: not verified
     snprintf(err, errlen, "%s: %d checksums for %d tensors (an edited file?): not verified", c.label, count, st->n);
     *present = false;
-    free(want);
-    free(ord);
+    rt_free(want);
+    rt_free(ord);
     return RT_OK;
   }
   if (rc == RT_ERR_FORMAT || (!rc && *s))
@@ -831,7 +831,7 @@ int rt_st_check_crc(const RtSafetensors *st, const char *label, bool *present, c
       rc = st_err(&c, RT_ERR_FORMAT, ord[i]->name,
                   "checksum mismatch (CRC-32C %08x, written %08x): the file is damaged", got, want[i]);
   }
-  free(want);
-  free(ord);
+  rt_free(want);
+  rt_free(ord);
   return rc;
 }

@@ -46,7 +46,7 @@ static int32_t argmax(const float *l, int64_t n) {
 int32_t rt_sample(const float *logits, int64_t vocab, const RtSampleOpts *o, RtRng *r, void *scratch) {
   if (vocab < 1) return -1;
   if (!(o->temperature > 0)) return argmax(logits, vocab);
-  Cand *c = scratch ? scratch : malloc(rt_sample_scratch_bytes(vocab));
+  Cand *c = scratch ? scratch : rt_malloc(rt_sample_scratch_bytes(vocab));
   if (!c) return -1;
   double mx = logits[argmax(logits, vocab)];
   for (int64_t i = 0; i < vocab; i++) {
@@ -77,6 +77,6 @@ int32_t rt_sample(const float *logits, int64_t vocab, const RtSampleOpts *o, RtR
       break;
     }
   }
-  if (!scratch) free(c);
+  if (!scratch) rt_free(c);
   return pick;
 }

@@ -98,16 +98,16 @@ static void *worker_main(void *arg) {
 RtPool *rt_pool_new(int nthreads) {
   if (nthreads < 1)
     return NULL;
-  RtPool *p = calloc(1, sizeof *p);
+  RtPool *p = rt_calloc(1, sizeof *p);
   if (!p)
     return NULL;
   p->n = nthreads;
-  p->tid = calloc((size_t)nthreads, sizeof *p->tid);
-  p->w = calloc((size_t)nthreads, sizeof *p->w);
+  p->tid = rt_calloc((size_t)nthreads, sizeof *p->tid);
+  p->w = rt_calloc((size_t)nthreads, sizeof *p->w);
   if (!p->tid || !p->w) {
-    free(p->tid);
-    free(p->w);
-    free(p);
+    rt_free(p->tid);
+    rt_free(p->w);
+    rt_free(p);
     return NULL;
   }
   pthread_mutex_init(&p->mu, NULL);
@@ -138,9 +138,9 @@ void rt_pool_free(RtPool *p) {
   pthread_mutex_destroy(&p->call);
   pthread_cond_destroy(&p->wake);
   pthread_cond_destroy(&p->done);
-  free(p->tid);
-  free(p->w);
-  free(p);
+  rt_free(p->tid);
+  rt_free(p->w);
+  rt_free(p);
 }
 
 int rt_pool_size(const RtPool *p) { return p ? p->n : 1; }

@@ -42,7 +42,7 @@ static bool map_init(Map *m, size_t expect) {
   m->cap = 64;
   while (m->cap < expect * 2) m->cap *= 2;
   m->n = 0;
-  m->s = calloc(m->cap, sizeof *m->s);
+  m->s = rt_calloc(m->cap, sizeof *m->s);
   return m->s != NULL;
 }
 
@@ -65,12 +65,12 @@ static bool map_put(Map *m, const char *k, size_t n, int32_t val) {
   if ((m->n + 1) * 2 > m->cap) {
     Map big = {0};
     big.cap = m->cap * 2;
-    big.s = calloc(big.cap, sizeof *big.s);
+    big.s = rt_calloc(big.cap, sizeof *big.s);
     if (!big.s) return false;
     for (size_t i = 0; i < m->cap; i++)
       if (m->s[i].key) *map_slot(&big, m->s[i].key, m->s[i].klen) = m->s[i];
     big.n = m->n;
-    free(m->s);
+    rt_free(m->s);
     *m = big;
   }
   Slot *s = map_slot(m, k, n);
@@ -106,12 +106,12 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 RtTokenizer *rt_tok_bytes(void) {
-  RtTokenizer *t = calloc(1, sizeof *t);
+  RtTokenizer *t = rt_calloc(1, sizeof *t);
   if (!t) return NULL;
   t->vocab = 256;
-  t->dec = calloc(256, sizeof *t->dec);
-  t->declen = calloc(256, sizeof *t->declen);
-  t->store = malloc(256);
+  t->dec = rt_calloc(256, sizeof *t->dec);
+  t->declen = rt_calloc(256, sizeof *t->declen);
+  t->store = rt_malloc(256);
   if (!t->dec || !t->declen || !t->store) {
     rt_tok_free(t);
     return NULL;
@@ -127,13 +127,13 @@ RtTokenizer *rt_tok_bytes(void) {
 void rt_tok_free(RtTokenizer *t) {
   if (!t) return;
   if (t->dec && t->bpe)
-    for (int64_t i = 0; i < t->vocab; i++) free(t->dec[i]);
-  free(t->dec);
-  free(t->declen);
-  free(t->enc.s);
-  free(t->ranks.s);
-  free(t->store);
-  free(t);
+    for (int64_t i = 0; i < t->vocab; i++) rt_free(t->dec[i]);
+  rt_free(t->dec);
+  rt_free(t->declen);
+  rt_free(t->enc.s);
+  rt_free(t->ranks.s);
+  rt_free(t->store);
+  rt_free(t);
 }
 
 int64_t rt_tok_vocab(const RtTokenizer *t) { return t->vocab; }
@@ -315,20 +315,20 @@ static bool parse_encoder(RtTokenizer *t, Json *j, size_t *used, int64_t *maxid)
 
 // id -> raw bytes: each code point of the token string maps back to a byte.
 static bool build_decoder(RtTokenizer *t, const char *label, char *err, size_t errlen) {
-  t->dec = calloc((size_t)t->vocab, sizeof *t->dec);
-  t->declen = calloc((size_t)t->vocab, sizeof *t->declen);
+  t->dec = rt_calloc((size_t)t->vocab, sizeof *t->dec);
+  t->declen = rt_calloc((size_t)t->vocab, sizeof *t->declen);
   if (!t->dec || !t->declen) return seterr(err, errlen, "%s: out of memory", label), false;
   for (size_t i = 0; i < t->enc.cap; i++) {
     const Slot *s = &t->enc.s[i];
     if (!s->key || t->dec[s->val]) continue;
-    char *b = malloc(s->klen + 1);
+    char *b = rt_malloc(s->klen + 1);
     if (!b) return seterr(err, errlen, "%s: out of memory", label), false;
     size_t o = 0;
     for (size_t p = 0; p < s->klen;) {
       size_t l;
       uint32_t cp = get_utf8((const unsigned char *)s->key + p, s->klen - p, &l);
       if (cp >= 0x144 || t->bdec[cp] < 0) {
-        free(b);
+        rt_free(b);
         seterr(err, errlen, "%s: encoder.json: token %d has a character outside GPT-2's byte alphabet", label,
                (int)s->val);
         return false;
@@ -373,11 +373,11 @@ static bool parse_merges(RtTokenizer *t, const char *v, size_t n, size_t *used, 
 int rt_tok_bpe_from_memory(const char *ej, size_t elen, const char *vb, size_t vlen, const char *label,
                            RtTokenizer **out, char *err, size_t errlen) {
   *out = NULL;
-  RtTokenizer *t = calloc(1, sizeof *t);
+  RtTokenizer *t = rt_calloc(1, sizeof *t);
   if (!t) return RT_ERR_NOMEM;
   t->bpe = true;
   byte_map(t);
-  t->store = malloc(elen * 4 + vlen + 1);  // unescaped keys never grow past 4x
+  t->store = rt_malloc(elen * 4 + vlen + 1);  // unescaped keys never grow past 4x
   Json j = {ej, elen, 0, label, err, errlen};
   size_t used = 0;
   int64_t maxid;
@@ -406,9 +406,9 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen) 
 int rt_tok_bpe_open(const char *dir, RtTokenizer **out, char *err, size_t errlen) {
   *out = NULL;
   size_t dl = strlen(dir);
-  char *pe = malloc(dl + 16), *pv = malloc(dl + 16);
+  char *pe = rt_malloc(dl + 16), *pv = rt_malloc(dl + 16);
   if (!pe || !pv) {
-    free(pe), free(pv);
+    rt_free(pe), rt_free(pv);
     return RT_ERR_NOMEM;
   }
   sprintf(pe, "%s/encoder.json", dir);
@@ -417,7 +417,7 @@ int rt_tok_bpe_open(const char *dir, RtTokenizer **out, char *err, size_t errlen
   char *e = read_file(pe, &el, err, errlen);
   char *v = e ? read_file(pv, &vl, err, errlen) : NULL;
   int rc = e && v ? rt_tok_bpe_from_memory(e, el, v, vl, dir, out, err, errlen) : RT_ERR_IO;
-  free(e), free(v), free(pe), free(pv);
+  rt_free(e), rt_free(v), rt_free(pe), rt_free(pv);
   return rc;
 }
 
@@ -544,9 +544,9 @@ static int bpe_piece(const RtTokenizer *t, const char *buf, size_t n, Sym *sym, 
 
 static int bpe_encode(const RtTokenizer *t, const char *text, size_t len, int32_t *ids, int64_t *nid, char *err,
                       size_t errlen) {
-  Cp *c = malloc(sizeof *c * (len + 1));
-  char *buf = malloc(2 * len + 1), *key = malloc(4 * len + 2);
-  Sym *sym = malloc(sizeof *sym * (2 * len + 1));
+  Cp *c = rt_malloc(sizeof *c * (len + 1));
+  char *buf = rt_malloc(2 * len + 1), *key = rt_malloc(4 * len + 2);
+  Sym *sym = rt_malloc(sizeof *sym * (2 * len + 1));
   int rc = RT_OK;
   if (!c || !buf || !key || !sym) rc = RT_ERR_NOMEM;
   size_t n = 0;
@@ -565,13 +565,13 @@ static int bpe_encode(const RtTokenizer *t, const char *text, size_t len, int32_
     rc = bpe_piece(t, buf, m, sym, key, ids, nid, b0, err, errlen);
     i = e;
   }
-  free(c), free(buf), free(key), free(sym);
+  rt_free(c), rt_free(buf), rt_free(key), rt_free(sym);
   return rc;
 }
 
 int rt_tok_encode(const RtTokenizer *t, const char *text, size_t len, int32_t **ids, int64_t *n, char *err,
                   size_t errlen) {
-  *ids = malloc(sizeof(int32_t) * (len + 1));  // at most one token per byte
+  *ids = rt_malloc(sizeof(int32_t) * (len + 1));  // at most one token per byte
   *n = 0;
   if (!*ids) return RT_ERR_NOMEM;
   int rc = RT_OK;
@@ -581,7 +581,7 @@ int rt_tok_encode(const RtTokenizer *t, const char *text, size_t len, int32_t **
     for (size_t i = 0; i < len; i++) (*ids)[(*n)++] = (unsigned char)text[i];
   }
   if (rc != RT_OK) {
-    free(*ids);
+    rt_free(*ids);
     *ids = NULL;
     *n = 0;
   }
