@@ -23,6 +23,18 @@
 #include "cli/trainer.h"
 #include "runtime/rt.h"
 
+// st's checksums (RT_ST_CRC_KEY): false with the damaged tensor in err; a
+// note when there are none (a checkpoint of an older heed).
+bool heed_ckpt_verify(const RtSafetensors *st, const char *path, char *err, size_t errlen) {
+  bool present;
+  if (rt_st_check_crc(st, path, &present, err, errlen) != RT_OK) return false;
+  const char *fmt = rt_st_meta(st, "format");
+  if (!present && err[0]) fprintf(stderr, "heed: note: %s\n", err);
+  else if (!present && fmt && !strcmp(fmt, RT_CKPT_FORMAT))
+    fprintf(stderr, "heed: note: %s has no checksums (a checkpoint of an older heed): not verified\n", path);
+  return true;
+}
+
 static uint64_t fnv(uint64_t h, const void *p, size_t n) {
   const unsigned char *s = p;
   for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;

@@ -121,18 +121,6 @@ static void free_all(double **v, int n) {
   heed_free(v);
 }
 
-// st's checksums (RT_ST_CRC_KEY): false with the damaged tensor in err; a
-// note when there are none (a checkpoint of an older heed).
-bool heed_ckpt_verify(const RtSafetensors *st, const char *path, char *err, size_t errlen) {
-  bool present;
-  if (rt_st_check_crc(st, path, &present, err, errlen) != RT_OK) return false;
-  const char *fmt = rt_st_meta(st, "format");
-  if (!present && err[0]) fprintf(stderr, "heed: note: %s\n", err);
-  else if (!present && fmt && !strcmp(fmt, RT_CKPT_FORMAT))
-    fprintf(stderr, "heed: note: %s has no checksums (a checkpoint of an older heed): not verified\n", path);
-  return true;
-}
-
 // The parameters of g from a weights file: every one present with its
 // declared shape; extra tensors are an error unless strict is off.
 static double **load_params(Compilation *c, const IrGraph *g, const HeedRunOpts *o) {

@@ -746,7 +746,9 @@ static void run_parts(Split *s, int nthreads) {
   for (int t = 1; t < nthreads && t < 64 && t < s->njobs; t++)
     if (pthread_create(&th[started], NULL, split_worker, s) == 0)
       started++;
+  bool was = heed_fault_pause(true);  // which parts this thread takes varies: not counted
   split_worker(s);
+  heed_fault_pause(was);
   for (int t = 0; t < started; t++)
     pthread_join(th[t], NULL);
 }

@@ -111,7 +111,7 @@ static bool lower_fn(FeCk *ck, FeEnv *env, const FeItem *fn, const IrType *types
     char nm[32];
     snprintf(nm, sizeof nm, n == 1 ? "%s" : "%s%d", out_name, i);
     if (x->k != FV_TENSOR || !x->node || !ir_output(ck->g, nm, x->node)) {
-      if (!ck->d->nerr) diag_error(ck->d, fn->loc, "internal error: lowering produced no value for %s", nm);
+      if (!ck->d->nerr && !ck->a->failed) diag_error(ck->d, fn->loc, "internal error: lowering produced no value for %s", nm);
       return false;
     }
   }

@@ -63,6 +63,13 @@ void heed_free(void *p) {
 }
 
 static _Thread_local char thread_mark;  // its address tells the threads apart
+static _Thread_local bool paused;        // heed_fault_pause
+
+bool heed_fault_pause(bool on) {
+  bool was = paused;
+  paused = on;
+  return was;
+}
 
 void heed_fault_init(HeedFault *f, long fail_at) {
   f->next = NULL;
@@ -74,7 +81,7 @@ void heed_fault_init(HeedFault *f, long fail_at) {
 
 void *heed_fault_alloc(void *ud, void *ptr, size_t size, size_t align) {
   HeedFault *f = ud;
-  if (size > 0 && f->owner == &thread_mark && atomic_fetch_add(&f->count, 1) + 1 == f->fail_at) {
+  if (size > 0 && f->owner == &thread_mark && !paused && atomic_fetch_add(&f->count, 1) + 1 == f->fail_at) {
     errno = ENOMEM;  // as malloc: callers that report strerror(errno) say so
     return NULL;
   }

@@ -27,6 +27,7 @@
 #ifndef HEED_IR_ALLOC_H
 #define HEED_IR_ALLOC_H
 
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -60,5 +61,10 @@ typedef struct HeedFault {
 // Sets f up to fail allocation fail_at (0: none, only count) on this thread.
 void heed_fault_init(HeedFault *f, long fail_at);
 void *heed_fault_alloc(void *ud, void *ptr, size_t size, size_t align);
+// Stops (on = true) or resumes counting this thread's allocations; returns
+// the previous state. For work the counted thread shares with others in an
+// order that varies from run to run (the split compile's parts), so that a
+// run's count, and so which allocation N is, stays the same.
+bool heed_fault_pause(bool on);
 
 #endif
