@@ -66,6 +66,11 @@ static int damage_all(void (*damage)(const char *path, int mode), int mode) {
 }
 
 static void truncate_flip_or_garble(const char *path, int mode) {
+  if (mode == 3) {  // a FIFO planted where the entry was: a miss, never a hang
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    return;
+  }
   struct stat st;
   assert_int_equal(stat(path, &st), 0);
   FILE *f = fopen(path, "r+b");
@@ -102,7 +107,7 @@ static void test_hits_and_damage(void **state) {
   same_as(&t, p2, sv, &ref, "warm");
 
   cg_program_free(p2);
-  for (int mode = 0; mode < 3; mode++) {  // truncated, a flipped byte, garbage
+  for (int mode = 0; mode < 4; mode++) {  // truncated, a flipped byte, garbage, a FIFO
     assert_int_equal(damage_all(truncate_flip_or_garble, mode), np);
     CgProgram *p3 = compile_cached(&t, &np, &hits);
     assert_int_equal(hits, 0);  // every entry damaged: recompiled
