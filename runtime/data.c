@@ -9,24 +9,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int data_err(char *err, size_t errlen, int code, const char *path, const char *fmt, ...) {
-  if (err && errlen) {
-    int k = snprintf(err, errlen, "%s: ", path);
-    va_list ap;
-    va_start(ap, fmt);
-    if (k >= 0 && (size_t)k < errlen) vsnprintf(err + k, errlen - (size_t)k, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
 
 static bool ends_with(const char *s, const char *suffix) {
   size_t n = strlen(s), m = strlen(suffix);
@@ -41,7 +29,7 @@ static int read_data(const char *path, uint8_t **buf, size_t *len, char *err, si
   if (*len == 0) {
     rt_free(*buf);
     *buf = NULL;
-    return data_err(err, errlen, RT_ERR_FORMAT, path, "the data file is empty");
+    return rt_path_err(err, errlen, RT_ERR_FORMAT, path, "the data file is empty");
   }
   return RT_OK;
 }
@@ -57,27 +45,27 @@ static int bin_layout(const char *path, const uint8_t *m, size_t len, size_t *sk
   *skip = 0;
   if (len >= 4 && header_int(m, 0) == RT_DATA_MAGIC) {
     if (len < RT_DATA_HEADER_BYTES)
-      return data_err(err, errlen, RT_ERR_FORMAT, path,
+      return rt_path_err(err, errlen, RT_ERR_FORMAT, path,
                       "starts with the header magic %d but is %llu bytes, shorter than the %d-byte header "
                       "(a truncated file?)", RT_DATA_MAGIC, (unsigned long long)len, RT_DATA_HEADER_BYTES);
     int32_t version = header_int(m, 1);
     if (version != RT_DATA_VERSION)
-      return data_err(err, errlen, RT_ERR_FORMAT, path,
+      return rt_path_err(err, errlen, RT_ERR_FORMAT, path,
                       "the header (magic %d) has version %d; heed reads version %d (uint16 tokens)%s", RT_DATA_MAGIC,
                       version, RT_DATA_VERSION, version == 2 ? ", not version 2's uint32 tokens" : "");
     *skip = RT_DATA_HEADER_BYTES;
     int64_t count = header_int(m, 2);
     int64_t have = (int64_t)((len - *skip) / 2);
     if (count != have || (len - *skip) % 2)
-      return data_err(err, errlen, RT_ERR_FORMAT, path,
+      return rt_path_err(err, errlen, RT_ERR_FORMAT, path,
                       "the header (magic %d) says %lld tokens, but %llu bytes follow it (%lld uint16 tokens)",
                       RT_DATA_MAGIC, (long long)count, (unsigned long long)(len - *skip), (long long)have);
   }
   if ((len - *skip) % 2)
-    return data_err(err, errlen, RT_ERR_FORMAT, path,
+    return rt_path_err(err, errlen, RT_ERR_FORMAT, path,
                     "odd length (%llu bytes): a .bin file holds little-endian uint16 tokens",
                     (unsigned long long)len);
-  if (len == *skip) return data_err(err, errlen, RT_ERR_FORMAT, path, "no tokens after the header");
+  if (len == *skip) return rt_path_err(err, errlen, RT_ERR_FORMAT, path, "no tokens after the header");
   return RT_OK;
 }
 
@@ -106,7 +94,7 @@ static uint64_t hash_bytes(const uint8_t *p, size_t n) {
 int rt_tokens_open(const char *path, int64_t vocab, RtTokens *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   if (err && errlen) err[0] = 0;
-  if (!path) return data_err(err, errlen, RT_ERR_ARG, "data", "no path");
+  if (!path) return rt_path_err(err, errlen, RT_ERR_ARG, "data", "no path");
   uint8_t *buf = NULL;
   size_t len = 0, skip = 0;
   int rc = read_data(path, &buf, &len, err, errlen);
@@ -120,7 +108,7 @@ int rt_tokens_open(const char *path, int64_t vocab, RtTokens *out, char *err, si
   t.n = (int64_t)((len - skip) / (size_t)t.width);
   int64_t bad = first_out_of_range(&t, vocab);
   if (bad >= 0) {
-    rc = data_err(err, errlen, RT_ERR_FORMAT, path,
+    rc = rt_path_err(err, errlen, RT_ERR_FORMAT, path,
                   "token %d at byte offset %lld (token %lld) is outside the model's vocabulary 0..%lld%s",
                   rt_tokens_get(&t, bad), (long long)(skip + (size_t)bad * (size_t)t.width), (long long)bad,
                   (long long)vocab - 1, bin ? "" : " (a text file is read as bytes 0..255)");
@@ -130,7 +118,7 @@ int rt_tokens_open(const char *path, int64_t vocab, RtTokens *out, char *err, si
   t.path = rt_strdup(path);
   if (!t.path) {
     rt_free(buf);
-    return data_err(err, errlen, RT_ERR_NOMEM, path, "out of memory");
+    return rt_path_err(err, errlen, RT_ERR_NOMEM, path, "out of memory");
   }
   t.hash = hash_bytes(t.tok, len - skip);
   *out = t;
@@ -158,8 +146,8 @@ int rt_window_check(const RtSplit *s, int64_t seq, const char *what, char *err, 
   int64_t n = s->end - s->begin;
   if (seq >= 1 && n >= 1 && seq <= n - 1) return RT_OK;  // n >= seq + 1, without overflow
   if (seq < 1)
-    return data_err(err, errlen, RT_ERR_ARG, s->src->path, "seq=%lld: a window needs seq >= 1", (long long)seq);
-  return data_err(err, errlen, RT_ERR_FORMAT, s->src->path,
+    return rt_path_err(err, errlen, RT_ERR_ARG, s->src->path, "seq=%lld: a window needs seq >= 1", (long long)seq);
+  return rt_path_err(err, errlen, RT_ERR_FORMAT, s->src->path,
                   "the %s data has %lld tokens, fewer than one window (seq + 1 = %llu tokens)", what,
                   (long long)n, (unsigned long long)seq + 1);
 }

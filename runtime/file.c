@@ -19,9 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int ferr(char *err, size_t errlen, int code, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static int ferr(char *err, size_t errlen, int code, const char *path, const char *fmt, ...) {
+int rt_path_err(char *err, size_t errlen, int code, const char *path, const char *fmt, ...) {
   if (err && errlen) {
     int k = snprintf(err, errlen, "%s: ", path);
     va_list ap;
@@ -44,26 +42,26 @@ static const char *kind_of(mode_t m) {
 int rt_file_open(const char *path, int *fd, uint64_t *size, char *err, size_t errlen) {
   *fd = -1;
   *size = 0;
-  if (!path || !*path) return ferr(err, errlen, RT_ERR_ARG, "''", "no file name");
+  if (!path || !*path) return rt_path_err(err, errlen, RT_ERR_ARG, "''", "no file name");
   // O_NONBLOCK: opening a FIFO with no writer returns at once (and a device
   // does not wait); it is cleared again below for a regular file.
   int f = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-  if (f < 0) return ferr(err, errlen, RT_ERR_IO, path, "cannot open: %s", strerror(errno));
+  if (f < 0) return rt_path_err(err, errlen, RT_ERR_IO, path, "cannot open: %s", strerror(errno));
   struct stat st;
   if (fstat(f, &st) != 0) {
     int e = errno;
     close(f);
-    return ferr(err, errlen, RT_ERR_IO, path, "cannot stat: %s", strerror(e));
+    return rt_path_err(err, errlen, RT_ERR_IO, path, "cannot stat: %s", strerror(e));
   }
   if (!S_ISREG(st.st_mode)) {
     close(f);
-    return ferr(err, errlen, RT_ERR_IO, path, "is %s, not a regular file", kind_of(st.st_mode));
+    return rt_path_err(err, errlen, RT_ERR_IO, path, "is %s, not a regular file", kind_of(st.st_mode));
   }
   int fl = fcntl(f, F_GETFL);
   if (fl < 0 || fcntl(f, F_SETFL, fl & ~O_NONBLOCK) < 0) {
     int e = errno;
     close(f);
-    return ferr(err, errlen, RT_ERR_IO, path, "cannot read: %s", strerror(e));
+    return rt_path_err(err, errlen, RT_ERR_IO, path, "cannot read: %s", strerror(e));
   }
   *fd = f;
   *size = (uint64_t)st.st_size;
@@ -80,13 +78,13 @@ int rt_file_read(const char *path, uint64_t max, uint8_t **buf, size_t *len, cha
   if (rc) return rc;
   if (size > max || size >= SIZE_MAX) {
     close(fd);
-    return ferr(err, errlen, RT_ERR_FORMAT, path, "the file is %llu bytes, larger than the limit of %llu",
+    return rt_path_err(err, errlen, RT_ERR_FORMAT, path, "the file is %llu bytes, larger than the limit of %llu",
                 (unsigned long long)size, (unsigned long long)max);
   }
   uint8_t *b = rt_malloc((size_t)size + 1);  // + 1: a NUL after the contents
   if (!b) {
     close(fd);
-    return ferr(err, errlen, RT_ERR_NOMEM, path, "out of memory (%llu bytes)", (unsigned long long)size);
+    return rt_path_err(err, errlen, RT_ERR_NOMEM, path, "out of memory (%llu bytes)", (unsigned long long)size);
   }
   size_t n = 0;
   while (n < size) {  // a file that shrinks meanwhile is read as it now is
@@ -96,7 +94,7 @@ int rt_file_read(const char *path, uint64_t max, uint8_t **buf, size_t *len, cha
       int e = errno;
       rt_free(b);
       close(fd);
-      return ferr(err, errlen, RT_ERR_IO, path, "cannot read: %s", strerror(e));
+      return rt_path_err(err, errlen, RT_ERR_IO, path, "cannot read: %s", strerror(e));
     }
     if (r == 0) break;
     n += (size_t)r;

@@ -71,6 +71,10 @@ void rt_free(void *p);
 // naming what it is ("w.safetensors: is a FIFO (named pipe), not a regular
 // file"). On success *fd (close it) and *size.
 int rt_file_open(const char *path, int *fd, uint64_t *size, char *err, size_t errlen);
+// Writes "PATH: " and the formatted message into err (when given); returns
+// code. The readers' one way to say which file failed.
+int rt_path_err(char *err, size_t errlen, int code, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 // Reads a whole regular file (at most max bytes, else RT_ERR_FORMAT) into
 // *buf (malloc'd, free it; a NUL after the *len bytes).
 int rt_file_read(const char *path, uint64_t max, uint8_t **buf, size_t *len, char *err, size_t errlen);
