@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "ir/ir.h"
+#include "passes/memplan.h"
 #include "passes/schedule.h"
 
 // ---- llvm.c ----
@@ -291,14 +292,8 @@ void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int
 bool cg_node_computed(const CgProgram *p, int node_id);
 // The same plan made before emit (heed_compile) from the schedule and the
 // graph's types, for sizes symvals: what a target is told of memory.
-typedef struct {
-  int nnodes;
-  int align;       // bytes every offset is a multiple of
-  int64_t *bytes;  // per node: its values' bytes under the planned sizes (-1: overflow)
-  int64_t *offset; // per node: its buffer's offset in the arena; -1: none of the plan's
-                   // (leaves: the caller's; inline, alias, transposed-permute nodes)
-  int64_t total;   // the arena's bytes (-1: overflow)
-} CgPlan;
+// (passes/memplan.h: MemPlan; its regions' bytes too)
+typedef MemPlan CgPlan;
 // NULL if out of memory; caller frees with cg_plan_free.
 CgPlan *cg_plan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals);
 void cg_plan_free(CgPlan *pl);  // NULL is harmless
