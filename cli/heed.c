@@ -49,7 +49,7 @@ static const Command commands[] = {
      "                     the context): the bytes of every region (parameters, gradients, optimizer state, KV\n"
      "                     caches, outputs, activations and scratch), the arena and the total, before anything runs\n"
      "  --emit llvm|asm|obj  the compiled CPU code: optimized LLVM IR, assembly, an object file (-o needed)\n"
-     "  --cpu NAME         the target CPU for llvm/asm/obj (default: this machine's; e.g. znver5, x86-64-v3)\n"
+     "  --cpu NAME         the target CPU for llvm/asm/obj/plan (default: this machine's; e.g. znver5, x86-64-v3)\n"
      "  --emit cuda|ptx    not available in this version\n"
      "  -o OUT             write to OUT instead of standard output\n",
      true},
@@ -546,7 +546,11 @@ static int emit_plan(Compilation *c, const HeedCompileOpts *base, const Args *a,
     fprintf(stderr, "heed compile: --emit plan needs --seq T (the model has no train section or context)\n");
     return HEED_ERR_USAGE;
   }
-  return heed_exec_emit_plan(c, base, batch, seq, out) ? HEED_OK : HEED_ERR_CHECK;
+  HeedCompileOpts o = *base;
+#ifdef HEED_HAVE_LLVM
+  o.cg.cpu = a->cpu;  // the workspace follows the CPU's vector width
+#endif
+  return heed_exec_emit_plan(c, &o, batch, seq, out) ? HEED_OK : HEED_ERR_CHECK;
 }
 
 static int cmd_frontend(const Command *cmd, Args *a) {

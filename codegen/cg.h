@@ -166,6 +166,9 @@ typedef void (*CgGemmFn)(int64_t M, int64_t N, int64_t K, const float *A, int64_
 // features; blocks for 32-48 KB L1d, 512 KB-1 MB L2).
 void cg_gemm_config_default(const CgLlvm *cg, CgGemmConfig *cfg, const char *name, bool trans_b);
 size_t cg_gemm_work_bytes(const CgGemmConfig *cfg);
+// The same for the default blocking of a CPU with vw f32 lanes and nthreads
+// threads (what cg_cpu_emit allocates when the program has a MATMUL).
+size_t cg_gemm_work_bytes_for(int vw, int nthreads);
 // Adds the function cfg->name (and its static helpers) to cg's module.
 bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d);
 
@@ -314,6 +317,8 @@ typedef struct {
   int vector_width;       // f32 lanes of a vector register (16 AVX-512F, 8 AVX2)
   int alignment;          // bytes a buffer's start is aligned to
   int64_t shared_memory;  // bytes of on-chip memory a kernel's threads share (0: none, a CPU)
+  int64_t matmul_work;    // bytes of workspace a program with a MATMUL allocates besides its
+                          // values (the CPU's sgemm packing buffers, for o's threads); 0: none
   SchedCaps sched;        // what the schedule may fuse for it
 } CgCaps;
 

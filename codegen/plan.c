@@ -32,7 +32,7 @@ void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int
 }
 
 CgPlan *cg_plan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals) {
-  return pass_memplan_build(g, s, symvals, ALIGN);
+  return pass_memplan_build(g, s, symvals, ALIGN, 0);
 }
 
 void cg_plan_free(CgPlan *pl) { pass_memplan_free(pl); }

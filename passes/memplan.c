@@ -155,7 +155,8 @@ static void regions(MemPlan *pl, const IrGraph *g) {
   pl->region_bytes[MEM_SCRATCH] = pl->total < 0 ? -1 : pl->total - outs;
 }
 
-MemPlan *pass_memplan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals, int align) {
+MemPlan *pass_memplan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals, int align,
+                            int64_t workspace) {
   int nn = g->nodes.len;
   MemPlan *pl = heed_calloc(1, sizeof *pl);
   if (!pl) return NULL;
@@ -175,6 +176,11 @@ MemPlan *pass_memplan_build(const IrGraph *g, const Schedule *s, const int64_t *
   }
   pl->total = pass_memplan_offsets(s, nn, pl->bytes, align, pl->offset);
   regions(pl, g);
+  if (workspace > 0) {
+    pl->region_bytes[MEM_WORKSPACE] = (workspace + align - 1) / align * align;
+    pl->region_count[MEM_WORKSPACE] = 1;
+    pl->leaf_bytes += pl->region_bytes[MEM_WORKSPACE];
+  }
   return pl;
 }
 
@@ -187,7 +193,7 @@ void pass_memplan_free(MemPlan *pl) {
 }
 
 const char *pass_memplan_region_name(MemRegion r) {
-  static const char *names[MEM_REGION_COUNT] = {"params", "opt_state", "kv_cache", "inputs", "grads", "new_params",
+  static const char *names[MEM_REGION_COUNT] = {"params", "opt_state", "kv_cache", "inputs", "workspace", "grads", "new_params",
                                                 "new_opt_state", "new_kv_cache", "outputs", "scratch", "none"};
   return r < MEM_REGION_COUNT ? names[r] : "?";
 }
@@ -200,6 +206,7 @@ void pass_memplan_print(const MemPlan *pl, const IrGraph *g, const int64_t *symv
   for (int r = 0; r < MEM_NONE; r++) {
     if (!pl->region_count[r]) continue;
     const char *where = r <= MEM_INPUTS ? "leaf: the caller's buffers"
+                        : r == MEM_WORKSPACE ? "the program's: its kernels' workspace"
                         : r == MEM_SCRATCH ? "arena: temporaries, sharing bytes over their lifetimes"
                                            : "arena: outputs, live for the whole run";
     fprintf(f, "%-14s %14" PRId64 " %8d  %s\n", pass_memplan_region_name((MemRegion)r), pl->region_bytes[r],
@@ -207,5 +214,5 @@ void pass_memplan_print(const MemPlan *pl, const IrGraph *g, const int64_t *symv
   }
   fprintf(f, "%-14s %14" PRId64 " %8s  %s\n", "arena", pl->total, "", "one allocation: the arena regions above");
   fprintf(f, "%-14s %14" PRId64 " %8s  %s\n", "total", pl->total < 0 ? -1 : pl->leaf_bytes + pl->total, "",
-          "leaves + arena");
+          "leaves, workspace, arena");
 }

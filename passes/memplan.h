@@ -6,7 +6,8 @@
 //     -> every computed node's offset in one arena (best fit over the
 //        lifetimes), and the bytes of each region
 // Regions, by node role: the leaves are the caller's (parameters, optimizer
-// state, KV caches, other inputs); the arena holds the graph's outputs
+// state, KV caches, other inputs); the target's workspace is the program's
+// own allocation besides its values; the arena holds the graph's outputs
 // (gradients, new parameters and state, appended caches, the others) for
 // the whole run, then the temporaries (activations and scratch), which share
 // bytes where their lifetimes do not overlap.
@@ -24,6 +25,7 @@ typedef enum {
   MEM_OPT_STATE,      // leaves: the optimizer's state (PARAM "opt.*")
   MEM_KV_CACHE,       // leaves: the decode step's caches (INPUT "cache.*")
   MEM_INPUTS,         // leaves: the other inputs (tokens, targets, scalars)
+  MEM_WORKSPACE,      // the target's kernels' own (the CPU's sgemm packing buffers): no node's
   MEM_GRADS,          // arena: outputs "grad.*"
   MEM_NEW_PARAMS,     // arena: outputs "new.*" (the updated parameters)
   MEM_NEW_OPT_STATE,  // arena: outputs "new.opt.*"
@@ -45,7 +47,7 @@ typedef struct {
   int64_t region_bytes[MEM_REGION_COUNT];  // each tensor rounded up to align; MEM_SCRATCH:
                                            // total less the arena's outputs
   int region_count[MEM_REGION_COUNT];      // tensors (MEM_SCRATCH: the temporaries laid out)
-  int64_t leaf_bytes;                      // the leaves' regions together
+  int64_t leaf_bytes;                      // the leaves' regions together, and the workspace
 } MemPlan;
 
 // Offsets (off, per node; -1 for nodes without a buffer of the plan) for
@@ -53,12 +55,15 @@ typedef struct {
 // arena's size, -1 on overflow or out of memory.
 HEED_INTERNAL int64_t pass_memplan_offsets(const Schedule *s, int nn, const int64_t *bytes, int align, int64_t *off);
 // The plan of g's nodes under s for sizes symvals (indexed like g->syms);
-// NULL if out of memory. Caller frees with pass_memplan_free.
-HEED_INTERNAL MemPlan *pass_memplan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals, int align);
+// workspace: the bytes the target's program allocates besides the values
+// (CgCaps.matmul_work when it has a MATMUL; 0: none). NULL if out of
+// memory. Caller frees with pass_memplan_free.
+HEED_INTERNAL MemPlan *pass_memplan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals, int align,
+                                          int64_t workspace);
 HEED_INTERNAL void pass_memplan_free(MemPlan *pl);  // NULL is harmless
 HEED_INTERNAL const char *pass_memplan_region_name(MemRegion r);
 // The text form: the sizes, then one line per region that has tensors
-// (bytes, tensors, where), the arena and the total (leaves + arena).
+// (bytes, tensors, where), the arena and the total (leaves, workspace, arena).
 HEED_INTERNAL void pass_memplan_print(const MemPlan *pl, const IrGraph *g, const int64_t *symvals, FILE *f);
 
 #endif
