@@ -1,7 +1,7 @@
 // codegen/target.c: the target interface's registry and its first
 // instance, `cpu`. Sits at the end of the compiler's data flow:
 //   heed_compile (cli/driver.c): passes -> sched_build(target caps)
-//     -> cg_plan_build -> target->supports(each kernel) -> target->emit
+//     -> target->supports(each kernel) -> pass_memplan_build -> target->emit
 // The cpu target's caps are cg_cpu_caps plus the vector width of the CPU
 // compiled for; its emit is cg_cpu_emit (LLVM, JIT) and keeps the schedule.
 #include <string.h>
