@@ -161,7 +161,8 @@ int heed_compile(Compilation *c, const HeedCompileOpts *o, HeedCompiled *out) {
   int64_t work = 0;  // the target's workspace: a program with a MATMUL call has it
   for (int k = 0; psv && k < out->sched->nk; k++)
     if (out->g->nodes.data[out->sched->k[k].root]->op == IR_OP_MATMUL) work = caps.matmul_work;
-  if (psv && !(out->plan = pass_memplan_build(out->g, out->sched, psv, align, work))) return HEED_ERR_NOMEM;
+  if (psv && !(out->plan = pass_memplan_build(out->g, out->sched, psv, align, work, o->plan_kv_in_place)))
+    return HEED_ERR_NOMEM;
   if (o->stop == HEED_STOP_PLAN) return HEED_OK;
   CgEmitIn in = {.g = out->g, .sched = out->sched, .plan = out->plan, .o = &o->cg};
   bool ok = t->emit(t, &in, &out->prog, td);

@@ -74,6 +74,7 @@ typedef struct {
   // g->syms); false, with a diagnostic, when it cannot.
   bool (*plan_sizes)(void *ud, const IrGraph *g, int64_t *symvals);
   void *plan_ud;
+  bool plan_kv_in_place;   // the plan runs KV appends in place (pass_memplan_kv_inplace), as generate does
 #endif
 } HeedCompileOpts;
 

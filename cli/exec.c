@@ -260,6 +260,7 @@ bool heed_exec_emit_plan(Compilation *c, const HeedCompileOpts *base, int64_t ba
   HeedCompiled hc;
   ho.stop = HEED_STOP_PLAN;
   ho.plan_sizes = plan_sizes, ho.plan_ud = &ps;
+  ho.plan_kv_in_place = true;  // as heed generate runs the decode step
   bool ok = heed_compile(c, &ho, &hc) == HEED_OK && hc.plan;
   if (ok && hc.plan->total < 0) {
     diag_error(&c->diag, (SrcLoc){0}, "--emit plan: the sizes overflow (batch %lld, seq %lld)", (long long)batch,

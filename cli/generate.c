@@ -46,8 +46,7 @@ typedef struct {
 #ifdef HEED_HAVE_LLVM
   CgProgram *prog;
   void **bufs;
-  unsigned char *leaves;  // the leaves' buffers (alloc_leaves)
-  void *arena;            // the computed nodes' (cg_plan_alloc)
+  void *arena;  // the computed nodes' buffers (cg_plan_alloc_inplace); the leaves' are their own
 #endif
   RtPool *pool;
   char msg[256];
@@ -171,34 +170,24 @@ static bool gen_nomem(Gen *x, SrcLoc loc, const char *what, uint64_t bytes) {
 }
 
 #ifdef HEED_HAVE_LLVM
-// The leaves' buffers (parameters, converted to f32 once; tokens, pos, the
-// caches, zeroed) in one block, each 64-byte aligned with 64 bytes after it.
+// The leaves' buffers, one each (an allocation that fails names its leaf):
+// parameters converted to f32 once; tokens, pos and the caches zeroed.
 static bool alloc_leaves(Gen *x) {
   const IrGraph *g = x->g;
-  int64_t total = 64;
-  for (int pass = 0; pass < 2; pass++) {
-    if (pass && !(x->leaves = heed_aligned_alloc(64, (size_t)total)))
-      return gen_nomem(x, (SrcLoc){0}, "the parameters and caches", (uint64_t)total);
-    if (pass) memset(x->leaves, 0, (size_t)total);
-    int64_t off = 0;
-    for (int i = 0, pi = 0; i < g->nodes.len; i++) {
-      const IrNode *n = g->nodes.data[i];
-      if (n->op != IR_OP_INPUT && n->op != IR_OP_PARAM) continue;
-      int64_t bytes = cg_buffer_bytes(x->prog, i, x->sv);
-      if (bytes < 0 || bytes > (INT64_C(1) << 46)) {
-        char what[300];
-        snprintf(what, sizeof what, "the values of %s%s%s", ir_op_name(n->op), n->name ? " " : "", n->name ? n->name : "");
-        return gen_nomem(x, n->loc, what, UINT64_MAX);
-      }
-      if (pass) x->bufs[i] = x->leaves + off;
-      off += (bytes + 63) / 64 * 64 + 64;
-      if (!pass || n->op != IR_OP_PARAM) continue;
-      float *f = x->bufs[i];
-      for (int64_t j = 0; j < bytes / 4; j++) f[j] = (float)x->params[pi][j];
-      heed_free(x->params[pi]);
-      x->params[pi++] = NULL;
+  for (int i = 0, pi = 0; i < g->nodes.len; i++) {
+    const IrNode *n = g->nodes.data[i];
+    if (n->op != IR_OP_INPUT && n->op != IR_OP_PARAM) continue;
+    int64_t bytes = cg_buffer_bytes(x->prog, i, x->sv);
+    if (bytes < 0 || !(x->bufs[i] = heed_calloc(1, (size_t)bytes + 64))) {
+      char what[300];
+      snprintf(what, sizeof what, "the values of %s%s%s", ir_op_name(n->op), n->name ? " " : "", n->name ? n->name : "");
+      return gen_nomem(x, n->loc, what, bytes < 0 ? UINT64_MAX : (uint64_t)bytes + 64);
     }
-    total = off + 64;
+    if (n->op != IR_OP_PARAM) continue;
+    float *f = x->bufs[i];
+    for (int64_t j = 0; j < bytes / 4; j++) f[j] = (float)x->params[pi][j];
+    heed_free(x->params[pi]);
+    x->params[pi++] = NULL;
   }
   return true;
 }
@@ -206,8 +195,8 @@ static bool alloc_leaves(Gen *x) {
 
 // Native buffers for the largest sizes: the leaves (alloc_leaves) and the
 // step's memory plan (one arena: nodes whose values are not live at once
-// share bytes); each appended cache shares its input's buffer (the append
-// is in place).
+// share bytes); each appended cache is its input's buffer (the append is in
+// place), not the arena's.
 static bool setup_compiled(Gen *x, int threads, int64_t tmax) {
 #ifdef HEED_HAVE_LLVM
   const IrGraph *g = x->g;
@@ -224,12 +213,12 @@ static bool setup_compiled(Gen *x, int threads, int64_t tmax) {
   x->bufs = heed_calloc((size_t)g->nodes.len + 1, sizeof(void *));
   if (!x->bufs) return gen_nomem(x, (SrcLoc){0}, "the value table", sizeof(void *) * ((uint64_t)g->nodes.len + 1));
   if (!alloc_leaves(x)) return false;
-  int64_t ab;  // the computed nodes: offsets in one arena, from the step's memory plan
-  if (!(x->arena = cg_plan_alloc(x->prog, x->sv, x->bufs, &ab)))
-    return gen_nomem(x, (SrcLoc){0}, "the values (the memory plan's arena)", ab < 0 ? UINT64_MAX : (uint64_t)ab + 64);
-  memset(x->arena, 0, (size_t)ab);
   for (int i = 0; i < g->nodes.len; i++)  // each appended cache is its input's buffer: the append is in place
     if (g->nodes.data[i]->op == IR_OP_KV_APPEND) x->bufs[i] = x->bufs[g->nodes.data[i]->src[0]->id];
+  int64_t ab;  // the other computed nodes: offsets in one arena, from the step's memory plan
+  if (!(x->arena = cg_plan_alloc_inplace(x->prog, x->sv, x->bufs, true, &ab)))
+    return gen_nomem(x, (SrcLoc){0}, "the values (the memory plan's arena)", ab < 0 ? UINT64_MAX : (uint64_t)ab + 64);
+  memset(x->arena, 0, (size_t)ab);
   return true;
 #else
   (void)x, (void)threads, (void)tmax;
@@ -261,7 +250,8 @@ static void gen_free(Gen *x) {
   heed_free(x->cache);
   heed_free(x->hist);
 #ifdef HEED_HAVE_LLVM
-  heed_free(x->leaves);
+  for (int i = 0; x->bufs && i < x->g->nodes.len; i++)
+    if (x->g->nodes.data[i]->op == IR_OP_INPUT || x->g->nodes.data[i]->op == IR_OP_PARAM) heed_free(x->bufs[i]);
   heed_free(x->arena);
   heed_free(x->bufs);
   cg_program_free(x->prog);

@@ -290,6 +290,11 @@ void cg_program_profile_reset(CgProgram *p);
 // computed node into it, NULL for the others but the leaves (left as they
 // are). *bytes: the plan's size (-1 on overflow). NULL if out of memory.
 void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int64_t *bytes);
+// The same; with kv_in_place, a KV_APPEND onto a cache input gets no bytes
+// of the arena and its bufs[i] is left as it is: the caller points it at
+// the cache's buffer (the append is then in place; heed generate).
+void *cg_plan_alloc_inplace(const CgProgram *p, const int64_t *symvals, void **bufs, bool kv_in_place,
+                            int64_t *bytes);
 // Whether cg_run writes node node_id's buffer (false for leaves and for
 // the permutes described above).
 bool cg_node_computed(const CgProgram *p, int node_id);

@@ -87,7 +87,8 @@ static int64_t heap_take(Heap *h, int64_t size) {
   return off;
 }
 
-int64_t pass_memplan_offsets(const Schedule *s, int nn, const int64_t *bytes, int align, int64_t *off) {
+int64_t pass_memplan_offsets(const Schedule *s, int nn, const int64_t *bytes, const bool *inplace, int align,
+                             int64_t *off) {
   const int64_t al = align;
   int nlive = 0;
   int *live = heed_malloc(sizeof *live * ((size_t)nn + 1));  // sorted by end, then id
@@ -107,7 +108,7 @@ int64_t pass_memplan_offsets(const Schedule *s, int nn, const int64_t *bytes, in
     nlive -= k;
     // the buffers the call at d writes: node d, and its group's fused nodes
     for (int i = d; i < nn; i++) {
-      if (s->def[i] != d) continue;
+      if (s->def[i] != d || (inplace && inplace[i])) continue;
       int64_t b = bytes[i];
       if (b < 0 || b > INT64_MAX / 2 - h.top) goto done;
       off[i] = heap_take(&h, (b + al - 1) / al * al);
@@ -155,8 +156,17 @@ static void regions(MemPlan *pl, const IrGraph *g) {
   pl->region_bytes[MEM_SCRATCH] = pl->total < 0 ? -1 : pl->total - outs;
 }
 
+bool *pass_memplan_kv_inplace(const IrGraph *g) {
+  bool *m = heed_calloc((size_t)g->nodes.len + 1, sizeof *m);
+  for (int i = 0; m && i < g->nodes.len; i++) {
+    const IrNode *n = g->nodes.data[i];
+    m[i] = n->op == IR_OP_KV_APPEND && n->src[0]->op == IR_OP_INPUT;
+  }
+  return m;
+}
+
 MemPlan *pass_memplan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals, int align,
-                            int64_t workspace) {
+                            int64_t workspace, bool kv_in_place) {
   int nn = g->nodes.len;
   MemPlan *pl = heed_calloc(1, sizeof *pl);
   if (!pl) return NULL;
@@ -174,7 +184,13 @@ MemPlan *pass_memplan_build(const IrGraph *g, const Schedule *s, const int64_t *
     int64_t es = (int64_t)ir_dtype_info[ty->dt].size;
     pl->bytes[i] = n < 0 || n > INT64_MAX / es ? -1 : n * es;
   }
-  pl->total = pass_memplan_offsets(s, nn, pl->bytes, align, pl->offset);
+  bool *inplace = kv_in_place ? pass_memplan_kv_inplace(g) : NULL;
+  if (kv_in_place && !inplace) {
+    pass_memplan_free(pl);
+    return NULL;
+  }
+  pl->total = pass_memplan_offsets(s, nn, pl->bytes, inplace, align, pl->offset);
+  heed_free(inplace);
   regions(pl, g);
   if (workspace > 0) {
     pl->region_bytes[MEM_WORKSPACE] = (workspace + align - 1) / align * align;

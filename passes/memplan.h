@@ -52,14 +52,21 @@ typedef struct {
 
 // Offsets (off, per node; -1 for nodes without a buffer of the plan) for
 // buffers of bytes[i] under schedule s, each rounded up to align; the
-// arena's size, -1 on overflow or out of memory.
-HEED_INTERNAL int64_t pass_memplan_offsets(const Schedule *s, int nn, const int64_t *bytes, int align, int64_t *off);
+// arena's size, -1 on overflow or out of memory. inplace (NULL: none):
+// nodes whose buffer is another's (the caller's), given no bytes.
+HEED_INTERNAL int64_t pass_memplan_offsets(const Schedule *s, int nn, const int64_t *bytes, const bool *inplace,
+                                           int align, int64_t *off);
+// Per node of g: a KV_APPEND onto a cache input, which its caller may run
+// in place (the appended cache is the input's buffer: heed generate, the
+// built programs). heed_calloc'd (caller frees); NULL if out of memory.
+HEED_INTERNAL bool *pass_memplan_kv_inplace(const IrGraph *g);
 // The plan of g's nodes under s for sizes symvals (indexed like g->syms);
 // workspace: the bytes the target's program allocates besides the values
-// (CgCaps.matmul_work when it has a MATMUL; 0: none). NULL if out of
-// memory. Caller frees with pass_memplan_free.
+// (CgCaps.matmul_work when it has a MATMUL; 0: none); kv_in_place: the
+// appends pass_memplan_kv_inplace names have no bytes of the arena (region
+// MEM_NONE). NULL if out of memory. Caller frees with pass_memplan_free.
 HEED_INTERNAL MemPlan *pass_memplan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals, int align,
-                                          int64_t workspace);
+                                          int64_t workspace, bool kv_in_place);
 HEED_INTERNAL void pass_memplan_free(MemPlan *pl);  // NULL is harmless
 HEED_INTERNAL const char *pass_memplan_region_name(MemRegion r);
 // The text form: the sizes, then one line per region that has tensors
