@@ -12,7 +12,11 @@
 //   - the plan's arena is the arena the trainer allocated, byte for byte;
 //   - regions: parameters, gradients and new parameters have the same
 //     bytes; AdamW's state (leaves and outputs) twice that;
-//   - the plan's offsets are those cg_plan_build gives (the same plan).
+//   - the plan's offsets are those cg_plan_build gives (the same plan);
+//   - the decode step with its KV appends in place (heed generate): the
+//     run-time arena (cg_plan_alloc_inplace) is the plan's
+//     (plan_kv_in_place) and smaller than without by exactly the appended
+//     caches' bytes; the appends' buffers are left to the caller.
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -138,7 +142,75 @@ static void test_train_step_plan_vs_allocated(void **state) {
   pass_memplan_free(pl);
 }
 
+// The decode step's plan at B = 1, T = KV = 32, in place or not.
+static MemPlan *plan_decode(Compilation *c, bool in_place, HeedCompiled *hc, int64_t *sv) {
+  HeedCompileOpts o = {.kind = HEED_GRAPH_DECODE, .stop = HEED_STOP_EMIT, .plan_symvals = sv,
+                       .plan_kv_in_place = in_place, .decode_output = -1};
+  assert_int_equal(heed_compile(c, &o, hc), HEED_OK);
+  assert_non_null(hc->plan);
+  MemPlan *pl = hc->plan;
+  hc->plan = NULL;
+  return pl;
+}
+
+static void test_decode_kv_in_place(void **state) {
+  (void)state;
+  HeedOptions ho = {.path = model_path, .check = {.lower = true}};
+  Compilation *c = heed_compilation_new(&ho);
+  assert_non_null(c);
+  assert_int_equal(heed_frontend(c), HEED_OK);
+  HeedCompiled hc;
+  int64_t sv[IR_MAX_SYMS];
+  for (int i = 0; i < IR_MAX_SYMS; i++) sv[i] = 32;
+  int sb = sym(c->model->forward, "B");
+  assert_true(sb >= 0);
+  sv[sb] = 1;  // the step graph's symbols: the forward's, then the caches' length
+  MemPlan *in = plan_decode(c, true, &hc, sv);
+  const IrGraph *g = hc.g;
+  assert_true(sym(g, "B") >= 0 && sv[sym(g, "B")] == 1);
+  int64_t caches = 0;
+  int nappend = 0;
+  for (int i = 0; i < g->nodes.len; i++) {
+    if (g->nodes.data[i]->op != IR_OP_KV_APPEND) continue;
+    nappend++;
+    caches += (in->bytes[i] + 63) / 64 * 64;
+    assert_int_equal(in->offset[i], -1);
+    assert_int_equal(in->region[i], MEM_NONE);
+  }
+  assert_int_equal(nappend, 4);  // two layers: k and v
+  assert_true(caches > 0);
+  assert_int_equal(in->region_bytes[MEM_KV_CACHE], caches);
+  // the run-time plans of the compiled step, with and without in-place appends
+  void **bufs = calloc((size_t)g->nodes.len, sizeof *bufs);
+  assert_non_null(bufs);
+  void *sentinel = &bufs;
+  for (int i = 0; i < g->nodes.len; i++)
+    if (g->nodes.data[i]->op == IR_OP_KV_APPEND) bufs[i] = sentinel;
+  int64_t n;
+  void *arena = cg_plan_alloc_inplace(hc.prog, sv, bufs, true, &n);
+  assert_non_null(arena);
+  assert_int_equal(n, in->total);  // the run-time arena is the plan's
+  for (int i = 0; i < g->nodes.len; i++)
+    if (g->nodes.data[i]->op == IR_OP_KV_APPEND) assert_ptr_equal(bufs[i], sentinel);
+  heed_free(arena);
+  arena = cg_plan_alloc(hc.prog, sv, bufs, &n);
+  assert_non_null(arena);
+  assert_int_equal(n, in->total + caches);
+  for (int i = 0; i < g->nodes.len; i++)
+    if (g->nodes.data[i]->op == IR_OP_KV_APPEND) assert_ptr_not_equal(bufs[i], sentinel);
+  heed_free(arena);
+  free(bufs);
+  heed_compiled_free(&hc);
+  pass_memplan_free(in);
+  heed_compilation_free(c);
+}
+
 #else
+static void test_decode_kv_in_place(void **state) {
+  (void)state;
+  skip();
+}
+
 static void test_train_step_plan_vs_allocated(void **state) {
   (void)state;
   skip();  // the plan follows the CPU backend's schedule
@@ -153,6 +225,7 @@ int main(int argc, char **argv) {
   model_path = argv[1];
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_train_step_plan_vs_allocated),
+      cmocka_unit_test(test_decode_kv_in_place),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
