@@ -221,6 +221,7 @@ bool heed_exec_emit(Compilation *c, const HeedCompileOpts *base, const char *kin
 #endif
 }
 
+#ifdef HEED_HAVE_LLVM
 // --emit plan's sizes on the graph after the passes: the tokens' (the first
 // integer input of rank 2) [B, T], the KV caches' [B, length] with the
 // length T; any other size is an error.
@@ -252,6 +253,8 @@ static bool plan_sizes(void *ud, const IrGraph *g, int64_t *sv) {
     }
   return true;
 }
+
+#endif
 
 bool heed_exec_emit_plan(Compilation *c, const HeedCompileOpts *base, int64_t batch, int64_t seq, FILE *out) {
 #ifdef HEED_HAVE_LLVM
