@@ -34,6 +34,7 @@
 
 static const char *model_path;
 
+#ifdef HEED_HAVE_LLVM
 // ---- a counting allocator: live bytes of aligned blocks ----
 
 enum { MAX_BLOCKS = 1 << 16 };
@@ -68,7 +69,6 @@ static void *count_alloc(void *ud, void *ptr, size_t size, size_t align) {
   return r;
 }
 
-#ifdef HEED_HAVE_LLVM
 static int sym(const IrGraph *g, const char *name) {
   for (int i = 0; i < g->syms.len; i++)
     if (!strcmp(g->syms.data[i], name)) return i;
