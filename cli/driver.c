@@ -151,7 +151,19 @@ int heed_compile(Compilation *c, const HeedCompileOpts *o, HeedCompiled *out) {
   if (o->stop == HEED_STOP_SCHEDULE) return HEED_OK;
   for (int k = 0; k < out->sched->nk; k++)
     if (!t->supports(t, out->g, &out->sched->k[k], td)) return HEED_ERR_CHECK;
-  if (o->plan_symvals && !(out->plan = cg_plan_build(out->g, out->sched, o->plan_symvals))) return HEED_ERR_NOMEM;
+  int64_t sv[IR_MAX_SYMS] = {0};
+  const int64_t *psv = o->plan_symvals;
+  if (!psv && o->plan_sizes) {
+    if (!o->plan_sizes(o->plan_ud, out->g, sv)) return HEED_ERR_USAGE;
+    psv = sv;
+  }
+  int align = caps.alignment > 0 ? caps.alignment : 64;
+  int64_t work = 0;  // the target's workspace: a program with a MATMUL call has it
+  for (int k = 0; psv && k < out->sched->nk; k++)
+    if (out->g->nodes.data[out->sched->k[k].root]->op == IR_OP_MATMUL) work = caps.matmul_work;
+  if (psv && !(out->plan = pass_memplan_build(out->g, out->sched, psv, align, work, o->plan_kv_in_place)))
+    return HEED_ERR_NOMEM;
+  if (o->stop == HEED_STOP_PLAN) return HEED_OK;
   CgEmitIn in = {.g = out->g, .sched = out->sched, .plan = out->plan, .o = &o->cg};
   bool ok = t->emit(t, &in, &out->prog, td);
   out->sched = in.sched;  // NULL when the target kept it
@@ -166,7 +178,7 @@ void heed_compiled_free(HeedCompiled *out) {
   sched_free(out->sched);
 #ifdef HEED_HAVE_LLVM
   cg_program_free(out->prog);
-  cg_plan_free(out->plan);
+  pass_memplan_free(out->plan);
   out->prog = NULL, out->plan = NULL;
 #endif
   out->sched = NULL;

@@ -1,7 +1,7 @@
 // cli/driver.h: the compiler pipeline as the heed command sees it. The
 // driver (driver.c) is the one place that calls every module in order:
 // read -> fe_parse -> fe_check/lower -> pass_run(pipeline) -> sched_build
-// (the target's caps) -> cg_plan_build -> target->emit (heed_compile).
+// (the target's caps) -> pass_memplan_build -> target->emit (heed_compile).
 #ifndef HEED_DRIVER_H
 #define HEED_DRIVER_H
 
@@ -52,6 +52,7 @@ typedef enum {
 typedef enum {
   HEED_STOP_PASSES,       // after the pipeline (--emit ir-opt, a trainer's setup)
   HEED_STOP_SCHEDULE,     // after the schedule (--emit schedule)
+  HEED_STOP_PLAN,         // after the memory plan (--emit plan): out->plan, no emit
   HEED_STOP_EMIT,         // through target->emit: a program
 } HeedStop;
 
@@ -69,6 +70,11 @@ typedef struct {
 #ifdef HEED_HAVE_LLVM
   CgOptions cg;            // the target's options (CPU, threads, dumps, entry names)
   const int64_t *plan_symvals;  // the sizes the plan given to emit is made for (NULL: no plan)
+  // Or: the sizes bound on the graph after the passes (symvals indexed like
+  // g->syms); false, with a diagnostic, when it cannot.
+  bool (*plan_sizes)(void *ud, const IrGraph *g, int64_t *symvals);
+  void *plan_ud;
+  bool plan_kv_in_place;   // the plan runs KV appends in place (pass_memplan_kv_inplace), as generate does
 #endif
 } HeedCompileOpts;
 
@@ -78,7 +84,7 @@ typedef struct {           // what heed_compile made; heed_compiled_free frees i
   Schedule *sched;         // HEED_STOP_SCHEDULE: the schedule
 #ifdef HEED_HAVE_LLVM
   CgProgram *prog;         // HEED_STOP_EMIT: the program (NULL for a target that makes none)
-  CgPlan *plan;
+  CgPlan *plan;            // with plan_symvals or plan_sizes: the memory plan (passes/memplan.h)
 #endif
 } HeedCompiled;
 

@@ -221,6 +221,71 @@ bool heed_exec_emit(Compilation *c, const HeedCompileOpts *base, const char *kin
 #endif
 }
 
+#ifdef HEED_HAVE_LLVM
+// --emit plan's sizes on the graph after the passes: the tokens' (the first
+// integer input of rank 2) [B, T], the KV caches' [B, length] with the
+// length T; any other size is an error.
+typedef struct {
+  Compilation *c;
+  int64_t batch, seq;
+} PlanSizes;
+
+static void bind_dim(IrDim d, int64_t v, int64_t *sv, bool *bound) {
+  if (d.nsym == 1 && d.n == 1) sv[d.sym[0]] = v, bound[d.sym[0]] = true;
+}
+
+static bool plan_sizes(void *ud, const IrGraph *g, int64_t *sv) {
+  const PlanSizes *ps = ud;
+  bool bound[IR_MAX_SYMS] = {false}, tokens = false;
+  for (int i = 0; i < g->inputs.len; i++) {
+    const IrNode *n = g->inputs.data[i];
+    bool cache = n->name && !strncmp(n->name, "cache.", 6) && n->ty.rank >= 2;
+    if (!cache && (tokens || n->ty.rank != 2 || !ir_dtype_info[n->ty.dt].is_int)) continue;
+    tokens = tokens || !cache;
+    bind_dim(n->ty.dim[0], ps->batch, sv, bound);
+    bind_dim(n->ty.dim[1], ps->seq, sv, bound);
+  }
+  for (int i = 0; i < g->syms.len && i < IR_MAX_SYMS; i++)
+    if (!bound[i]) {
+      diag_error(&ps->c->diag, (SrcLoc){0}, "--emit plan: the size %s is not the batch or sequence length of the "
+                 "tokens (or the KV caches' length); the plan binds only those", g->syms.data[i]);
+      return false;
+    }
+  return true;
+}
+
+#endif
+
+bool heed_exec_emit_plan(Compilation *c, const HeedCompileOpts *base, int64_t batch, int64_t seq, FILE *out) {
+#ifdef HEED_HAVE_LLVM
+  PlanSizes ps = {c, batch, seq};
+  HeedCompileOpts ho = *base;
+  HeedCompiled hc;
+  ho.stop = HEED_STOP_PLAN;
+  ho.plan_sizes = plan_sizes, ho.plan_ud = &ps;
+  ho.plan_kv_in_place = true;  // as heed generate runs the decode step
+  bool ok = heed_compile(c, &ho, &hc) == HEED_OK && hc.plan;
+  if (ok && hc.plan->total < 0) {
+    diag_error(&c->diag, (SrcLoc){0}, "--emit plan: the sizes overflow (batch %lld, seq %lld)", (long long)batch,
+               (long long)seq);
+    ok = false;
+  }
+  if (ok) {
+    int64_t sv[IR_MAX_SYMS] = {0};
+    plan_sizes(&ps, hc.g, sv);
+    pass_memplan_print(hc.plan, hc.g, sv, out);
+  }
+  if (!ok && hc.cx.why[0])
+    diag_error(&c->diag, (SrcLoc){0}, "%s cannot decode incrementally: %s", hc.g ? hc.g->name : "the model", hc.cx.why);
+  heed_compiled_free(&hc);
+  return ok;
+#else
+  (void)base, (void)batch, (void)seq, (void)out;
+  diag_error(&c->diag, (SrcLoc){0}, "--emit plan: this heed was built without the LLVM backend (the plan follows its schedule)");
+  return false;
+#endif
+}
+
 double heed_exec_compile_ms(const HeedExec *x) {
 #ifdef HEED_HAVE_LLVM
   if (x->prog) return cg_program_stats(x->prog)->compile_ms;

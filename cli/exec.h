@@ -27,6 +27,10 @@ const char *heed_exec_name(const HeedExec *x);  // "compiled, 2 threads" or "ref
 // writes kind "llvm" (optimized LLVM IR), "asm", "obj" or "schedule" to
 // path, for cpu (NULL: the host; e.g. "znver5", "x86-64-v3").
 bool heed_exec_emit(Compilation *c, const HeedCompileOpts *base, const char *kind, const char *path, const char *cpu);
+// Compiles through the memory plan (heed_compile with base, HEED_STOP_PLAN)
+// for the tokens' batch and seq (the KV caches' length: seq) and prints it
+// (pass_memplan_print) to out: every region's bytes, the arena, the total.
+bool heed_exec_emit_plan(Compilation *c, const HeedCompileOpts *base, int64_t batch, int64_t seq, FILE *out);
 double heed_exec_compile_ms(const HeedExec *x);
 // Prints x's profile (the runs since compile; see heed_profile_print) to f;
 // nothing if x was not compiled with profile.

@@ -46,6 +46,7 @@ typedef struct {
 #ifdef HEED_HAVE_LLVM
   CgProgram *prog;
   void **bufs;
+  void *arena;  // the computed nodes' buffers (cg_plan_alloc_inplace); the leaves' are their own
 #endif
   RtPool *pool;
   char msg[256];
@@ -168,8 +169,34 @@ static bool gen_nomem(Gen *x, SrcLoc loc, const char *what, uint64_t bytes) {
   return false;
 }
 
-// Native buffers for the largest sizes; parameters converted to f32 once;
-// each appended cache shares its input's buffer (the append is in place).
+#ifdef HEED_HAVE_LLVM
+// The leaves' buffers, one each (an allocation that fails names its leaf):
+// parameters converted to f32 once; tokens, pos and the caches zeroed.
+static bool alloc_leaves(Gen *x) {
+  const IrGraph *g = x->g;
+  for (int i = 0, pi = 0; i < g->nodes.len; i++) {
+    const IrNode *n = g->nodes.data[i];
+    if (n->op != IR_OP_INPUT && n->op != IR_OP_PARAM) continue;
+    int64_t bytes = cg_buffer_bytes(x->prog, i, x->sv);
+    if (bytes < 0 || !(x->bufs[i] = heed_calloc(1, (size_t)bytes + 64))) {
+      char what[300];
+      snprintf(what, sizeof what, "the values of %s%s%s", ir_op_name(n->op), n->name ? " " : "", n->name ? n->name : "");
+      return gen_nomem(x, n->loc, what, bytes < 0 ? UINT64_MAX : (uint64_t)bytes + 64);
+    }
+    if (n->op != IR_OP_PARAM) continue;
+    float *f = x->bufs[i];
+    for (int64_t j = 0; j < bytes / 4; j++) f[j] = (float)x->params[pi][j];
+    heed_free(x->params[pi]);
+    x->params[pi++] = NULL;
+  }
+  return true;
+}
+#endif
+
+// Native buffers for the largest sizes: the leaves (alloc_leaves) and the
+// step's memory plan (one arena: nodes whose values are not live at once
+// share bytes); each appended cache is its input's buffer (the append is in
+// place), not the arena's.
 static bool setup_compiled(Gen *x, int threads, int64_t tmax) {
 #ifdef HEED_HAVE_LLVM
   const IrGraph *g = x->g;
@@ -185,25 +212,13 @@ static bool setup_compiled(Gen *x, int threads, int64_t tmax) {
   if (x->incremental) x->sv[x->sKV] = x->cap;
   x->bufs = heed_calloc((size_t)g->nodes.len + 1, sizeof(void *));
   if (!x->bufs) return gen_nomem(x, (SrcLoc){0}, "the value table", sizeof(void *) * ((uint64_t)g->nodes.len + 1));
-  int pi = 0;
-  for (int i = 0; i < g->nodes.len; i++) {
-    const IrNode *n = g->nodes.data[i];
-    int64_t bytes = cg_buffer_bytes(x->prog, i, x->sv);
-    if (n->op == IR_OP_KV_APPEND) continue;
-    if (bytes < 0 || !(x->bufs[i] = heed_calloc(1, (size_t)bytes + 64))) {
-      char what[300];
-      snprintf(what, sizeof what, "the values of %s%s%s", ir_op_name(n->op), n->name ? " " : "", n->name ? n->name : "");
-      return gen_nomem(x, n->loc, what, bytes < 0 ? UINT64_MAX : (uint64_t)bytes + 64);
-    }
-    if (n->op == IR_OP_PARAM) {
-      float *f = x->bufs[i];
-      for (int64_t j = 0; j < bytes / 4; j++) f[j] = (float)x->params[pi][j];
-      heed_free(x->params[pi]);
-      x->params[pi++] = NULL;
-    }
-  }
-  for (int i = 0; i < g->nodes.len; i++)
+  if (!alloc_leaves(x)) return false;
+  for (int i = 0; i < g->nodes.len; i++)  // each appended cache is its input's buffer: the append is in place
     if (g->nodes.data[i]->op == IR_OP_KV_APPEND) x->bufs[i] = x->bufs[g->nodes.data[i]->src[0]->id];
+  int64_t ab;  // the other computed nodes: offsets in one arena, from the step's memory plan
+  if (!(x->arena = cg_plan_alloc_inplace(x->prog, x->sv, x->bufs, true, &ab)))
+    return gen_nomem(x, (SrcLoc){0}, "the values (the memory plan's arena)", ab < 0 ? UINT64_MAX : (uint64_t)ab + 64);
+  memset(x->arena, 0, (size_t)ab);
   return true;
 #else
   (void)x, (void)threads, (void)tmax;
@@ -236,7 +251,8 @@ static void gen_free(Gen *x) {
   heed_free(x->hist);
 #ifdef HEED_HAVE_LLVM
   for (int i = 0; x->bufs && i < x->g->nodes.len; i++)
-    if (x->g->nodes.data[i]->op != IR_OP_KV_APPEND) heed_free(x->bufs[i]);
+    if (x->g->nodes.data[i]->op == IR_OP_INPUT || x->g->nodes.data[i]->op == IR_OP_PARAM) heed_free(x->bufs[i]);
+  heed_free(x->arena);
   heed_free(x->bufs);
   cg_program_free(x->prog);
 #endif

@@ -30,8 +30,9 @@ static const Command commands[] = {
      "diagnostics (FILE:LINE:COL: error: ...) and exits with status 1.\n"
      "  --params           also list every parameter with its full name, dtype and shape\n",
      true},
-    {"compile", "write an intermediate form (ast, ir, ir-opt, dot, schedule) or compiled code (llvm, asm, obj)",
-     "heed compile MODEL.heed --emit KIND [--loss|--grad|--train-step|--decode] [--passes LIST] [--print-after PASS|all] [-o OUT]",
+    {"compile", "write an intermediate form (ast, ir, ir-opt, dot, schedule, plan) or compiled code (llvm, asm, obj)",
+     "heed compile MODEL.heed --emit KIND [--loss|--grad|--train-step|--decode] [--passes LIST] [--print-after PASS|all] "
+     "[--batch B --seq T] [-o OUT]",
      "Compile a model file and write an intermediate form.\n"
      "  --emit ast         the syntax tree, with LINE:COL of every node\n"
      "  --emit ir          the model's forward as IR (the text form ir_parse reads back)\n"
@@ -44,8 +45,11 @@ static const Command commands[] = {
      "  --passes LIST      the pipeline instead, e.g. autodiff,train_step ('' for none)\n"
      "  --print-after PASS the IR after that pass (or every pass: all), to -o/stdout with ir-opt, else stderr\n"
      "  --emit schedule    the CPU backend's schedule: kernels in run order, fused nodes, parallel splits\n"
+     "  --emit plan        the memory plan for --batch B and --seq T (default: the train section's, else 1 and\n"
+     "                     the context): the bytes of every region (parameters, gradients, optimizer state, KV\n"
+     "                     caches, outputs, activations and scratch), the arena and the total, before anything runs\n"
      "  --emit llvm|asm|obj  the compiled CPU code: optimized LLVM IR, assembly, an object file (-o needed)\n"
-     "  --cpu NAME         the target CPU for llvm/asm/obj (default: this machine's; e.g. znver5, x86-64-v3)\n"
+     "  --cpu NAME         the target CPU for llvm/asm/obj/plan (default: this machine's; e.g. znver5, x86-64-v3)\n"
      "  --emit cuda|ptx    not available in this version\n"
      "  -o OUT             write to OUT instead of standard output\n",
      true},
@@ -316,7 +320,8 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       a->bench.json = true;
     } else if (!strcmp(s, "--profile") && !strcmp(c->name, "bench")) {
       a->bench.profile = true;
-    } else if ((!strcmp(s, "--batch") || !strcmp(s, "--seq") || !strcmp(s, "--reps")) && !strcmp(c->name, "bench")) {
+    } else if ((!strcmp(s, "--batch") || !strcmp(s, "--seq") || !strcmp(s, "--reps")) &&
+               (!strcmp(c->name, "bench") || (s[2] != 'r' && !strcmp(c->name, "compile")))) {
       char *end;
       long n = val ? strtol(val, &end, 10) : 0;
       if (!val || *end || n < 1 || n > 1000000) return usage_error(c, "expected a positive number, got '%s'", val ? val : "");
@@ -531,6 +536,23 @@ static int emit_ir_opt(Compilation *c, HeedCompileOpts *base, FILE *out) {
   return rc;
 }
 
+// compile --emit plan: the sizes as --batch and --seq say, else the train
+// section's, else batch 1 and the model's context.
+static int emit_plan(Compilation *c, const HeedCompileOpts *base, const Args *a, FILE *out) {
+  const FeTrain *t = c->model ? c->model->train : NULL;
+  int64_t batch = a->bench.batch ? a->bench.batch : t ? t->batch : 1;
+  int64_t seq = a->bench.seq ? a->bench.seq : t ? t->seq : c->model && c->ast ? heed_model_context(c) : 0;
+  if (seq <= 0) {
+    fprintf(stderr, "heed compile: --emit plan needs --seq T (the model has no train section or context)\n");
+    return HEED_ERR_USAGE;
+  }
+  HeedCompileOpts o = *base;
+#ifdef HEED_HAVE_LLVM
+  o.cg.cpu = a->cpu;  // the workspace follows the CPU's vector width
+#endif
+  return heed_exec_emit_plan(c, &o, batch, seq, out) ? HEED_OK : HEED_ERR_CHECK;
+}
+
 static int cmd_frontend(const Command *cmd, Args *a) {
   Compilation *c = heed_compilation_new(&a->o);
   if (!c) {
@@ -577,6 +599,7 @@ static int cmd_frontend(const Command *cmd, Args *a) {
     }
     if (rc == HEED_OK && ast) fe_ast_print(c->ast, out);
     else if (rc == HEED_OK && !strcmp(a->emit, "ir-opt")) rc = emit_ir_opt(c, &base, out);
+    else if (rc == HEED_OK && !strcmp(a->emit, "plan")) rc = emit_plan(c, &base, a, out);
     else if (rc == HEED_OK && !strcmp(a->emit, "ir")) ir_print(g, out);
     else if (rc == HEED_OK) ir_print_dot(g, out);
     if (out && out != stdout && rc == HEED_OK && rt_out_commit(&of, err, sizeof err) != RT_OK) {
@@ -684,18 +707,18 @@ int main(int argc, char **argv) {
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && !a.emit) {
     rc = usage_error(cmd, "--emit KIND is required%s", "");
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && strcmp(a.emit, "ast") && strcmp(a.emit, "ir") &&
-             strcmp(a.emit, "ir-opt") &&
+             strcmp(a.emit, "ir-opt") && strcmp(a.emit, "plan") &&
              strcmp(a.emit, "dot") && strcmp(a.emit, "schedule") && strcmp(a.emit, "llvm") && strcmp(a.emit, "asm") &&
              strcmp(a.emit, "obj")) {
     static const char *later[] = {"cuda", "ptx"};
     bool known = false;
     for (int i = 0; i < 2; i++) known |= !strcmp(a.emit, later[i]);
     if (known) {
-      fprintf(stderr, "heed compile: --emit %s is not available in this version (ast, ir, ir-opt, dot, schedule, llvm, asm and obj are)\n",
+      fprintf(stderr, "heed compile: --emit %s is not available in this version (ast, ir, ir-opt, dot, schedule, plan, llvm, asm and obj are)\n",
               a.emit);
       rc = 1;
     } else {
-      rc = usage_error(cmd, "unknown --emit kind '%s' (ast, ir, ir-opt, dot, schedule, llvm, asm, obj, cuda, ptx)", a.emit);
+      rc = usage_error(cmd, "unknown --emit kind '%s' (ast, ir, ir-opt, dot, schedule, plan, llvm, asm, obj, cuda, ptx)", a.emit);
     }
   } else if (rc == 0 && !(rc = check_outputs(cmd, &a))) {
     rc = cmd_frontend(cmd, &a);

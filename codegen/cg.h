@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "ir/ir.h"
+#include "passes/memplan.h"
 #include "passes/schedule.h"
 
 // ---- llvm.c ----
@@ -165,6 +166,9 @@ typedef void (*CgGemmFn)(int64_t M, int64_t N, int64_t K, const float *A, int64_
 // features; blocks for 32-48 KB L1d, 512 KB-1 MB L2).
 void cg_gemm_config_default(const CgLlvm *cg, CgGemmConfig *cfg, const char *name, bool trans_b);
 size_t cg_gemm_work_bytes(const CgGemmConfig *cfg);
+// The same for the default blocking of a CPU with vw f32 lanes and nthreads
+// threads (what cg_cpu_emit allocates when the program has a MATMUL).
+size_t cg_gemm_work_bytes_for(int vw, int nthreads);
 // Adds the function cfg->name (and its static helpers) to cg's module.
 bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d);
 
@@ -286,19 +290,18 @@ void cg_program_profile_reset(CgProgram *p);
 // computed node into it, NULL for the others but the leaves (left as they
 // are). *bytes: the plan's size (-1 on overflow). NULL if out of memory.
 void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int64_t *bytes);
+// The same; with kv_in_place, a KV_APPEND onto a cache input gets no bytes
+// of the arena and its bufs[i] is left as it is: the caller points it at
+// the cache's buffer (the append is then in place; heed generate).
+void *cg_plan_alloc_inplace(const CgProgram *p, const int64_t *symvals, void **bufs, bool kv_in_place,
+                            int64_t *bytes);
 // Whether cg_run writes node node_id's buffer (false for leaves and for
 // the permutes described above).
 bool cg_node_computed(const CgProgram *p, int node_id);
 // The same plan made before emit (heed_compile) from the schedule and the
 // graph's types, for sizes symvals: what a target is told of memory.
-typedef struct {
-  int nnodes;
-  int align;       // bytes every offset is a multiple of
-  int64_t *bytes;  // per node: its values' bytes under the planned sizes (-1: overflow)
-  int64_t *offset; // per node: its buffer's offset in the arena; -1: none of the plan's
-                   // (leaves: the caller's; inline, alias, transposed-permute nodes)
-  int64_t total;   // the arena's bytes (-1: overflow)
-} CgPlan;
+// (passes/memplan.h: MemPlan; its regions' bytes too)
+typedef MemPlan CgPlan;
 // NULL if out of memory; caller frees with cg_plan_free.
 CgPlan *cg_plan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals);
 void cg_plan_free(CgPlan *pl);  // NULL is harmless
@@ -319,6 +322,8 @@ typedef struct {
   int vector_width;       // f32 lanes of a vector register (16 AVX-512F, 8 AVX2)
   int alignment;          // bytes a buffer's start is aligned to
   int64_t shared_memory;  // bytes of on-chip memory a kernel's threads share (0: none, a CPU)
+  int64_t matmul_work;    // bytes of workspace a program with a MATMUL allocates besides its
+                          // values (the CPU's sgemm packing buffers, for o's threads); 0: none
   SchedCaps sched;        // what the schedule may fuse for it
 } CgCaps;
 

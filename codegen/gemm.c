@@ -798,11 +798,9 @@ static void emit_entry(G *g, LLVMValueRef task) {
   LLVMBuildRetVoid(g->b);
 }
 
-void cg_gemm_config_default(const CgLlvm *cg, CgGemmConfig *cfg, const char *name, bool trans_b) {
-  memset(cfg, 0, sizeof *cfg);
-  snprintf(cfg->name, sizeof cfg->name, "%s", name);
-  cfg->trans_b = trans_b;
-  cfg->vw = cg_llvm_vector_width(cg);
+// The blocking for vw f32 lanes (16: AVX-512, else AVX2).
+static void config_blocks(CgGemmConfig *cfg, int vw) {
+  cfg->vw = vw;
   cfg->nr = 2 * cfg->vw;
   if (cfg->vw == 16) {  // AVX-512 (Zen 4/5: 32 zmm, 48 KB L1d, 1 MB L2)
     cfg->mr = 12;       // 24 accumulators + 2 B vectors + broadcast
@@ -815,6 +813,21 @@ void cg_gemm_config_default(const CgLlvm *cg, CgGemmConfig *cfg, const char *nam
   }
   cfg->nc = 3072;       // B block 3 MB (L3)
   cfg->nthreads_max = 64;
+}
+
+void cg_gemm_config_default(const CgLlvm *cg, CgGemmConfig *cfg, const char *name, bool trans_b) {
+  memset(cfg, 0, sizeof *cfg);
+  snprintf(cfg->name, sizeof cfg->name, "%s", name);
+  cfg->trans_b = trans_b;
+  config_blocks(cfg, cg_llvm_vector_width(cg));
+}
+
+size_t cg_gemm_work_bytes_for(int vw, int nthreads) {
+  CgGemmConfig cfg;
+  memset(&cfg, 0, sizeof cfg);
+  config_blocks(&cfg, vw);
+  cfg.nthreads_max = nthreads > 1 ? nthreads : 1;
+  return cg_gemm_work_bytes(&cfg);
 }
 
 size_t cg_gemm_work_bytes(const CgGemmConfig *cfg) {

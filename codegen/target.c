@@ -1,7 +1,7 @@
 // codegen/target.c: the target interface's registry and its first
 // instance, `cpu`. Sits at the end of the compiler's data flow:
 //   heed_compile (cli/driver.c): passes -> sched_build(target caps)
-//     -> cg_plan_build -> target->supports(each kernel) -> target->emit
+//     -> target->supports(each kernel) -> pass_memplan_build -> target->emit
 // The cpu target's caps are cg_cpu_caps plus the vector width of the CPU
 // compiled for; its emit is cg_cpu_emit (LLVM, JIT) and keeps the schedule.
 #include <string.h>
@@ -12,7 +12,9 @@ static bool cpu_caps(const CgTarget *t, const CgOptions *o, CgCaps *caps, Diag *
   (void)t;
   const char *cpu = o ? o->cpu : NULL;
   if (!cg_llvm_cpu_valid(cpu, d)) return false;
-  *caps = (CgCaps){.vector_width = cg_llvm_cpu_vector_width(cpu), .alignment = 64, .shared_memory = 0};
+  int vw = cg_llvm_cpu_vector_width(cpu), nt = o && o->nthreads > 1 && o->pool ? o->nthreads : 1;
+  *caps = (CgCaps){.vector_width = vw, .alignment = 64, .shared_memory = 0,
+                   .matmul_work = (int64_t)cg_gemm_work_bytes_for(vw, nt)};
   cg_cpu_caps(&caps->sched);
   return true;
 }
