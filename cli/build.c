@@ -103,6 +103,7 @@ int heed_build_flag(HeedBuildOpts *o, const char *flag, const char *val, char *b
 }
 
 // ---- weights ----
+#ifdef HEED_HAVE_LLVM  // (what the LLVM backend's build path uses, to the image and data.S)
 
 static void shape_str(char *dst, size_t cap, const char *dt, int rank, const int64_t *shape) {
   size_t j = (size_t)snprintf(dst, cap, "%s[", dt);
@@ -234,6 +235,8 @@ static bool write_image(Compilation *c, const char *path, const IrGraph *g, void
   free(hdr);
   return ok;
 }
+
+#endif
 
 // ---- tools: cc, ar ----
 
@@ -374,7 +377,6 @@ static bool write_meta(Compilation *c, const char *path, const IrGraph *g, const
   if (fclose(f) != 0) return diag_error(&c->diag, NOLOC, "cannot write '%s': %s", path, strerror(errno)), false;
   return true;
 }
-#endif
 
 // An assembler string literal for s (printable ASCII kept, the rest octal).
 static void asm_str(FILE *f, const char *s) {
@@ -408,6 +410,8 @@ static bool write_data_s(Compilation *c, const char *path, const char *meta, con
   if (fclose(f) != 0) return diag_error(&c->diag, NOLOC, "cannot write '%s': %s", path, strerror(errno)), false;
   return true;
 }
+
+#endif
 
 // ---- the command ----
 
