@@ -190,12 +190,7 @@ static void print_version(void) {
 
 // "; did you mean 'x'?" for the closest of n names (edit distance <= 2), or "".
 static const char *closest(const char *name, const char *const *cands, int n, char *buf, size_t len) {
-  int best = 3;
-  const char *pick = NULL;
-  for (int i = 0; i < n; i++) {
-    int d = diag_edit_distance(name, cands[i], best);
-    if (d < best) best = d, pick = cands[i];
-  }
+  const char *pick = diag_closest(name, cands, n, 2);
   if (!pick) return "";
   snprintf(buf, len, "; did you mean '%s'?", pick);
   return buf;

@@ -204,3 +204,13 @@ int diag_edit_distance(const char *a, const char *b, int max) {
   }
   return prev[lb];
 }
+
+const char *diag_closest(const char *name, const char *const *cands, int n, int max) {
+  int best = max + 1;
+  const char *pick = NULL;
+  for (int i = 0; i < n; i++) {
+    int d = diag_edit_distance(name, cands[i], best - 1);
+    if (d < best) best = d, pick = cands[i];
+  }
+  return pick;
+}

@@ -107,6 +107,9 @@ const char *diag_bytes(char *buf, uint64_t n);
 
 // Levenshtein distance with early exit past max; for "did you mean".
 int diag_edit_distance(const char *a, const char *b, int max);
+// The closest of n candidates to name within max edits (the first of equals),
+// or NULL; for "; did you mean 'x'?".
+const char *diag_closest(const char *name, const char *const *cands, int n, int max);
 
 // ---- types.c ----
 typedef enum {

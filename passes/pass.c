@@ -68,12 +68,9 @@ const Pass *pass_find(const char *name) {
 
 // "; did you mean 'x'?" for the closest registered name (edit distance <= 2), or "".
 static void suggest(const char *name, char *buf, size_t len) {
-  int best = 3;
-  const char *pick = NULL;
-  for (size_t i = 0; i < sizeof passes / sizeof passes[0]; i++) {
-    int d = diag_edit_distance(name, passes[i].name, best);
-    if (d < best) best = d, pick = passes[i].name;
-  }
+  const char *names[sizeof passes / sizeof passes[0]];
+  for (size_t i = 0; i < sizeof passes / sizeof passes[0]; i++) names[i] = passes[i].name;
+  const char *pick = diag_closest(name, names, (int)(sizeof passes / sizeof passes[0]), 2);
   if (pick) snprintf(buf, len, "; did you mean '%s'?", pick);
   else buf[0] = 0;
 }
