@@ -357,23 +357,6 @@ bool heed_ckpt_init_from(HeedTrainer *t, const char *path, const char *prefix, b
   return ok;
 }
 
-// A run's file name: a checkpoint, the metrics log, the plot, or a temporary
-// file of one of them (NAME.tmp...).
-static bool run_file(const char *name) {
-  static const char *const fixed[] = {"metrics.csv", "loss.svg"};
-  for (int i = 0; i < 2; i++) {
-    size_t k = strlen(fixed[i]);
-    if (!strncmp(name, fixed[i], k) && (!name[k] || !strncmp(name + k, ".tmp", 4))) return true;
-  }
-  const char *tmp = strstr(name, ".safetensors.tmp.");
-  if (tmp) {
-    char base[300];
-    snprintf(base, sizeof base, "%.*s.safetensors", (int)(tmp - name), name);
-    return ckpt_step(base) >= 0;
-  }
-  return ckpt_step(name) >= 0;
-}
-
 // A temporary file of a run's file (NAME.tmp.XXXXXX, runtime/outfile.c;
 // metrics.csv.tmp and loss.svg.tmp from older heed): debris of a killed run.
 static bool run_temp(const char *name) {
@@ -384,6 +367,12 @@ static bool run_temp(const char *name) {
   snprintf(base, sizeof base, "%.*s", (int)(tmp - name), name);
   return (!strcmp(base, "metrics.csv") || !strcmp(base, "loss.svg") || ckpt_step(base) >= 0) &&
          rt_out_is_temp(name, base);
+}
+
+// A run's file name: a checkpoint, the metrics log, the plot, or a temporary
+// file of one of them (run_temp).
+static bool run_file(const char *name) {
+  return ckpt_step(name) >= 0 || !strcmp(name, "metrics.csv") || !strcmp(name, "loss.svg") || run_temp(name);
 }
 
 int heed_rundir_lock(const char *dir, char *err, size_t errlen) {
