@@ -9,21 +9,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 pass=0 fail=0
 
-expect() {  # expect STATUS PATTERN -- COMMAND...: status and a regex on stdout+stderr ('' = no output)
-  local want=$1 pat=$2
-  shift 3
-  local out
-  out=$("$@" 2>&1)
-  local rc=$?
-  local ok=0
-  if [ -z "$pat" ]; then [ -z "$out" ] && ok=1; else printf '%s' "$out" | grep -Eq -- "$pat" && ok=1; fi
-  if [ "$rc" -eq "$want" ] && [ "$ok" -eq 1 ]; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    printf 'FAIL: %s\n  want status %s and /%s/, got %s:\n%s\n' "$*" "$want" "$pat" "$rc" "$out"
-  fi
-}
+. "$(dirname "$0")/expect.sh"
 
 expect 0 'usage: heed COMMAND' -- "$HEED" --help
 expect 2 'usage: heed COMMAND' -- "$HEED"

@@ -11,19 +11,7 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 pass=0 fail=0
 
-expect() {  # expect STATUS PATTERN -- COMMAND...: status and a regex on stdout+stderr
-  local want=$1 pat=$2
-  shift 3
-  local out
-  out=$("$@" 2>&1)
-  local rc=$?
-  if [ "$rc" -eq "$want" ] && printf '%s' "$out" | grep -Eq -- "$pat"; then
-    pass=$((pass + 1))
-  else
-    fail=$((fail + 1))
-    printf 'FAIL: %s\n  want status %s and /%s/, got %s:\n%s\n' "$*" "$want" "$pat" "$rc" "$(printf '%s' "$out" | head -c 2000)"
-  fi
-}
+. "$(dirname "$0")/expect.sh"
 
 # Nested repeats multiply (five levels of repeat(1000): 1e15 layers that
 # checked clean, then compile was killed for memory): an error at once.
