@@ -395,6 +395,20 @@ check(not os.path.exists(W("ovf", "metrics.csv")), "an overflowing batch or seq 
 
 # ---- 6. files truncated while in use ----
 
+def finish(p):
+    """p's stderr once it exits (killed after TIMEOUT: a hang); a signal
+    counts as a crash."""
+    try:
+        _, err = p.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        _, err = p.communicate()
+        stats["hangs"] += 1
+    if p.returncode < 0:
+        stats["crashes"] += 1
+    return err.decode("utf-8", "replace")
+
+
 def truncate_training_data():
     """The data file cut to nothing while heed train runs: the run goes on
     (its data was read at the start), saves a checkpoint on SIGINT, exit 0."""
@@ -416,15 +430,7 @@ def truncate_training_data():
         time.sleep(0.01)
     if p.poll() is None:
         p.send_signal(signal.SIGINT)
-    try:
-        _, err = p.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        _, err = p.communicate()
-        stats["hangs"] += 1
-    err = err.decode("utf-8", "replace")
-    if p.returncode < 0:
-        stats["crashes"] += 1
+    err = finish(p)
     check(p.returncode == 0, "truncated data: heed train goes on and exits 0 on SIGINT (status %s): %s"
           % (p.returncode, err.strip()[-400:]))
     ck = sorted(f for f in os.listdir(out) if f.startswith("ckpt-")) if os.path.isdir(out) else []
@@ -466,16 +472,8 @@ def truncate_program_weights(prog):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdout.read(64)  # generating: the weights are in use
     os.truncate(prog + ".safetensors", 0)
-    try:
-        _, err = p.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        _, err = p.communicate()
-        stats["hangs"] += 1
     stats["tried"] += 1
-    err = err.decode("utf-8", "replace")
-    if p.returncode < 0:
-        stats["crashes"] += 1
+    err = finish(p)
     check(p.returncode == 1 and "prog.safetensors: the file changed" in err,
           "program: weights truncated while generating: exit 1 naming the file (status %s): %s"
           % (p.returncode, err.strip()[-300:]))
