@@ -104,6 +104,13 @@ const CgPartStat *cg_llvm_part_stats(const CgLlvm *cg, int *n);
 // Where cg_llvm_jit_add_split keeps the parts' object files (objcache.c;
 // copied; NULL or "": no cache).
 void cg_llvm_set_cache(CgLlvm *cg, const char *dir);
+// One feature in an LLVM feature list ("+avx2,+fma,-avx512f,..."), matched
+// exactly (so "+avx512fp16" is not "+avx512f"): 1 enabled, -1 disabled, 0
+// not listed.
+HEED_INTERNAL int cg_llvm_feature(const char *features, const char *name);
+// True if code for cpu with features (the host's list; "" or NULL for a
+// named CPU, whose features follow from its name) may use AVX-512F.
+HEED_INTERNAL bool cg_llvm_cpu_avx512(const char *cpu, const char *features);
 // The host CPU's features as LLVM names them ("+avx2,+fma,-avx512f,...");
 // malloc'd, caller frees; NULL if out of memory.
 char *cg_llvm_host_features(void);
