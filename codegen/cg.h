@@ -302,6 +302,12 @@ void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int
 // the cache's buffer (the append is then in place; heed generate).
 void *cg_plan_alloc_inplace(const CgProgram *p, const int64_t *symvals, void **bufs, bool kv_in_place,
                             int64_t *bytes);
+// The plan alone: per node its offset in the arena (off: nnodes entries;
+// -1 for the nodes whose bufs cg_plan_alloc_inplace would not point into
+// it), for sizes symvals; returns the arena's bytes (-1 on overflow or out
+// of memory). A plan for the largest sizes serves every smaller size (no
+// buffer grows): heed build writes it for the context into the program.
+int64_t cg_plan_offsets(const CgProgram *p, const int64_t *symvals, bool kv_in_place, int64_t *off);
 // Whether cg_run writes node node_id's buffer (false for leaves and for
 // the permutes described above).
 bool cg_node_computed(const CgProgram *p, int node_id);
