@@ -104,6 +104,15 @@ int heed_train_flag(HeedTrainOpts *o, const char *flag, const char *val, const c
     o->nfreeze += str == &o->freeze[o->nfreeze];
     return 2;
   }
+  if (!strcmp(flag, "--grad-accum")) {
+    int64_t k;
+    if (!parse_count(val, 1, 1 << 20, &k)) {
+      snprintf(err, errlen, "--grad-accum takes a positive integer (micro-batches per step), got '%s'", val ? val : "");
+      return -1;
+    }
+    o->grad_accum = (int)k;
+    return 2;
+  }
   int64_t *num = !strcmp(flag, "--checkpoint-every") ? &o->checkpoint_every : !strcmp(flag, "--sample") ? &o->sample
                  : NULL;
   int64_t keep;
@@ -646,7 +655,8 @@ static int setup(Run *r, int64_t *start) {
   if (rc != HEED_OK) return rc;
   if ((rc = alloc_batch(r)) != HEED_OK) return rc;
   HeedTrainerOpts to = {.interp = r->o->interp, .threads = r->o->threads, .batch = r->B, .seq = r->T,
-                        .profile = r->o->profile, .freeze = r->o->freeze, .nfreeze = r->o->nfreeze};
+                        .profile = r->o->profile, .freeze = r->o->freeze, .nfreeze = r->o->nfreeze,
+                        .grad_accum = r->o->grad_accum};
   if (!(r->t = heed_trainer_new(r->c, &to))) return HEED_ERR_CHECK;
   if ((rc = bind_inputs(r)) != HEED_OK) return rc;
   settings_line(r, r->meta.settings, sizeof r->meta.settings);

@@ -56,6 +56,8 @@ struct HeedTrainer {
   float *flogits;       // interpreter: the converted result
   int64_t mem_bytes;    // of mem and fmem
   int64_t nsteps;       // compiled steps run (the profile's runs)
+  int accum;            // micro-batches per step (1: the whole step graph at once)
+  float **acc;          // accum > 1: per slot with a gradient, its running sum (one allocation: acc[nslots])
   char name[64];
 #ifdef HEED_HAVE_LLVM
   CgProgram *step, *fprog;  // the step (its prefix: eval), the forward (sampling)
@@ -181,7 +183,8 @@ static bool make_slots(HeedTrainer *t) {
 static CgProgram *compile(HeedTrainer *t, const IrGraph *g) {
   CgOptions co = {.pool = t->pool, .nthreads = rt_pool_size(t->pool), .parallel_for = (CgParallelFor)rt_parallel_for,
                   .cache_dir = heed_cache_dir(),
-                  .profile = t->o.profile && g == t->g, .prefix = g == t->g ? t->ts.nfwd : 0};
+                  .profile = t->o.profile && g == t->g, .prefix = g == t->g ? t->ts.nfwd : 0,
+                  .split = g == t->g && t->accum > 1 ? t->ts.ngrad : 0};
   HeedCompiled hc;
   heed_compile(t->c, &(HeedCompileOpts){.graph = (IrGraph *)g, .passes = "", .stop = HEED_STOP_EMIT, .cg = co}, &hc);
   CgProgram *p = hc.prog;
@@ -246,6 +249,36 @@ static bool train_passes(HeedTrainer *t, const PassTrainOpts *po) {
   return rc == HEED_OK;
 }
 
+// Gradient accumulation: the trainer runs on micro-batches of batch / K rows.
+static bool accum_setup(HeedTrainer *t) {
+  if (t->accum == 1) return true;
+  const char *why = t->o.interp ? "is compiled code's (not --interp)" : NULL;
+#ifndef HEED_HAVE_LLVM
+  why = "needs the LLVM backend";
+#endif
+  if (why) return diag_error(&t->c->diag, NOLOC, "--grad-accum %d: gradient accumulation %s", t->accum, why), false;
+  if (t->o.batch % t->accum)
+    return diag_error(&t->c->diag, NOLOC, "--grad-accum %d does not divide the batch of %lld rows", t->accum,
+                      (long long)t->o.batch),
+           false;
+  t->o.batch /= t->accum;
+  return true;
+}
+
+static bool accum_alloc(HeedTrainer *t) {
+  if (t->accum == 1) return true;
+  int64_t total = 0;
+  for (int i = 0; i < t->nslots; i++) total += t->slots[i].grad ? t->slots[i].numel : 0;
+  t->acc = heed_calloc((size_t)t->nslots + 1, sizeof *t->acc);
+  float *mem = t->acc ? heed_aligned_alloc(64, (size_t)(total + 16) * sizeof(float)) : NULL;
+  if (!mem) return diag_error(&t->c->diag, NOLOC, "training: out of memory"), false;
+  t->acc[t->nslots] = mem;  // owned through the last entry (freed in heed_trainer_free)
+  for (int i = 0; i < t->nslots; i++)
+    if (t->slots[i].grad) t->acc[i] = mem, mem += t->slots[i].numel;
+  t->mem_bytes += (total + 16) * (int64_t)sizeof(float);
+  return true;
+}
+
 HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
   FeModel *m = c->model;
   if (!m || !m->train || !m->loss || !m->forward) {
@@ -259,13 +292,19 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
   *t = (HeedTrainer){.c = c, .tr = m->train, .o = *o, .g = m->loss, .fwd = m->forward};
   if (t->o.batch <= 0) t->o.batch = m->train->batch;
   if (t->o.seq <= 0) t->o.seq = m->train->seq;
+  t->accum = o->grad_accum > 1 ? o->grad_accum : 1;
+  if (!accum_setup(t)) {
+    heed_free(t);
+    return NULL;
+  }
 #ifndef HEED_HAVE_LLVM
   t->o.interp = true;
 #endif
   const FeTrain *tr = m->train;
   PassTrainOpts po = {.optimizer = tr->optimizer, .beta1 = tr->beta1, .beta2 = tr->beta2, .eps = tr->eps,
                       .weight_decay = tr->weight_decay, .momentum = tr->momentum, .clip = tr->clip};
-  bool ok = freeze(c, t->g, o->freeze, o->nfreeze) && bind_sizes(t) && train_passes(t, &po) && make_slots(t);
+  bool ok = freeze(c, t->g, o->freeze, o->nfreeze) && bind_sizes(t) && train_passes(t, &po) && make_slots(t) &&
+            accum_alloc(t);
   if (ok) {
     t->evalg = *t->g;
     t->evalg.nodes.len = t->ts.nfwd;
@@ -325,6 +364,8 @@ void heed_trainer_free(HeedTrainer *t) {
   heed_free(t->farena);
   heed_free(t->flogits);
   heed_free(t->slots);
+  if (t->acc) heed_free(t->acc[t->nslots]);
+  heed_free(t->acc);
   heed_free(t);
 }
 
@@ -386,16 +427,17 @@ static void scalars(const HeedTrainer *t, double lr, int64_t step, double *decay
   *bc2_sqrt = sqrt(1 - pow(tr->beta2, (double)step));
 }
 
-// Writes the loss inputs (and the step's scalars) where the executor reads them.
-static void bind_inputs(HeedTrainer *t, const int32_t *const *inputs, const double *sc, int nsc) {
+// Writes the loss inputs (micro-batch mb: its rows of each input) and the
+// step's scalars where the executor reads them.
+static void bind_inputs(HeedTrainer *t, const int32_t *const *inputs, int mb, const double *sc, int nsc) {
   const IrGraph *g = t->g;
-  int64_t bt = t->o.batch * t->o.seq;
+  int64_t bt = t->o.batch * t->o.seq, at = mb * bt;
   for (int i = 0; i < g->inputs.len; i++) {
     const IrNode *in = g->inputs.data[i];
     if (i < t->ts.nloss_inputs) {
       for (int64_t k = 0; k < bt; k++) {
-        if (t->o.interp) t->iin[i][k] = inputs[i][k];
-        else store_int(in->ty.dt, t->bufs[in->id], k, inputs[i][k]);
+        if (t->o.interp) t->iin[i][k] = inputs[i][at + k];
+        else store_int(in->ty.dt, t->bufs[in->id], k, inputs[i][at + k]);
       }
     } else if (i - t->ts.nloss_inputs < nsc) {
       float v = (float)sc[i - t->ts.nloss_inputs];
@@ -460,6 +502,45 @@ static bool run_step(HeedTrainer *t, IrValues **vals) {
 #endif
 }
 
+// A step of accum micro-batches: the head (forward, loss, backward) per
+// micro-batch, each gradient summed in order into t->acc, the mean written
+// into the gradients' buffers (graph outputs: the tail reads them there),
+// then the tail (norm, clipping, update). *loss: the micro-batches' mean.
+static bool run_accum(HeedTrainer *t, const int32_t *const *inputs, const double *sc, int nsc, double *loss) {
+#ifdef HEED_HAVE_LLVM
+  double sum = 0;
+  t->nsteps++;
+  for (int mb = 0; mb < t->accum; mb++) {
+    bind_inputs(t, inputs, mb, sc, nsc);
+    if (!cg_run_head(t->step, t->symvals, t->bufs, &t->c->diag)) {
+      diag_note(&t->c->diag, NOLOC, "in micro-batch %d of %d", mb + 1, t->accum);
+      return false;
+    }
+    sum += ((const float *)t->bufs[t->ts.loss->id])[0];
+    for (int i = 0; i < t->nslots; i++) {
+      const Slot *s = &t->slots[i];
+      if (!s->grad) continue;
+      const float *g = t->bufs[s->grad->id];
+      float *a = t->acc[i];
+      if (mb == 0) memcpy(a, g, sizeof(float) * (size_t)s->numel);
+      else for (int64_t k = 0; k < s->numel; k++) a[k] += g[k];
+    }
+  }
+  const float inv = 1.0f / (float)t->accum;
+  for (int i = 0; i < t->nslots; i++) {
+    const Slot *s = &t->slots[i];
+    if (!s->grad) continue;
+    float *g = t->bufs[s->grad->id];
+    for (int64_t k = 0; k < s->numel; k++) g[k] = t->acc[i][k] * inv;
+  }
+  *loss = sum / t->accum;
+  return cg_run_tail(t->step, t->symvals, t->bufs, &t->c->diag);
+#else
+  (void)t, (void)inputs, (void)sc, (void)nsc, (void)loss;
+  return false;
+#endif
+}
+
 void heed_trainer_profile(const HeedTrainer *t, FILE *f) {
 #ifdef HEED_HAVE_LLVM
   const double *ms = t->step ? cg_program_profile(t->step) : NULL;
@@ -482,14 +563,20 @@ bool heed_trainer_step(HeedTrainer *t, const int32_t *const *inputs, double lr, 
   int nsc = 1;
   if (t->ts.lr) sc[0] = lr;
   else scalars(t, lr, step, &sc[0], &sc[1], &sc[2]), nsc = 3;
-  bind_inputs(t, inputs, sc, nsc);
   IrValues *vals = NULL;
-  if (!run_step(t, &vals)) {
+  bool ran;
+  if (t->accum > 1) {
+    ran = run_accum(t, inputs, sc, nsc, loss);
+  } else {
+    bind_inputs(t, inputs, 0, sc, nsc);
+    ran = run_step(t, &vals);
+  }
+  if (!ran) {
     diag_note(&t->c->diag, NOLOC, "in training step %lld; the parameters keep their values from before it",
               (long long)step);
     return false;
   }
-  *loss = value_at(t, vals, t->ts.loss, 0);
+  if (t->accum == 1) *loss = value_at(t, vals, t->ts.loss, 0);
   *grad_norm = value_at(t, vals, t->ts.grad_norm, 0);
   if (!isfinite(*loss) || !isfinite(*grad_norm)) {
     report_nonfinite(t, vals, step, *loss, *grad_norm);
@@ -513,7 +600,19 @@ bool heed_trainer_step(HeedTrainer *t, const int32_t *const *inputs, double lr, 
 }
 
 bool heed_trainer_eval(HeedTrainer *t, const int32_t *const *inputs, double *loss) {
-  bind_inputs(t, inputs, NULL, 0);
+#ifdef HEED_HAVE_LLVM
+  if (t->accum > 1) {  // the micro-batches' mean, as a step's loss
+    double sum = 0;
+    for (int mb = 0; mb < t->accum; mb++) {
+      bind_inputs(t, inputs, mb, NULL, 0);
+      if (!cg_run_prefix(t->step, t->symvals, t->bufs, &t->c->diag)) return false;
+      sum += ((const float *)t->bufs[t->ts.loss->id])[0];
+    }
+    *loss = sum / t->accum;
+    return true;
+  }
+#endif
+  bind_inputs(t, inputs, 0, NULL, 0);
   if (t->o.interp) {
     bind_params(t, t->ts.nmodel_params);
     IrValues *vals = ir_interp(&t->evalg, t->symvals, t->iin, t->ipar, false, &t->c->diag);

@@ -222,6 +222,9 @@ typedef struct {
                                // (objcache.c); NULL: no cache
   int prefix;                  // > 0: also an entry for nodes [0, prefix) only (cg_run_prefix), e.g.
                                // a train step's forward and loss, for evaluation on the step's buffers
+  int split;                   // > 0: also entries for nodes [0, split) (cg_run_head) and
+                               // [split, n) (cg_run_tail), e.g. a train step's gradients and its
+                               // update (gradient accumulation runs the head per micro-batch)
   const char *entry;           // the entry's symbol (NULL: heed_forward); when set, the sgemms are
                                // ENTRY_sgemm_nn, ... so that two graphs' objects link into one program
 } CgOptions;
@@ -273,6 +276,11 @@ bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
 // (the same buffers and plan as cg_run; the nodes after it are left as
 // they are). Not profiled.
 bool cg_run_prefix(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
+// With CgOptions.split: the kernels of nodes [0, split) (head) or [split, n)
+// (tail) only; the tail reads what the head left in the graph's outputs
+// and leaves (a caller may write outputs in between, e.g. summed gradients).
+bool cg_run_head(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
+bool cg_run_tail(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
 // Bytes of node node_id's buffer under symvals; -1 on overflow or a bad id.
 int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals);
 const CgProgramStats *cg_program_stats(const CgProgram *p);
