@@ -16,6 +16,7 @@
 #include "cli/run.h"
 #include "cli/exec.h"
 #include "passes/pass.h"
+#include "runtime/comm.h"
 #include "runtime/rt.h"
 #ifdef HEED_HAVE_LLVM
 #include "codegen/cg.h"
@@ -56,8 +57,11 @@ struct HeedTrainer {
   float *flogits;       // interpreter: the converted result
   int64_t mem_bytes;    // of mem and fmem
   int64_t nsteps;       // compiled steps run (the profile's runs)
-  int accum;            // micro-batches per step (1: the whole step graph at once)
+  int accum;            // micro-batches per step, of every rank (1: the whole step graph at once)
+  int nranks, rank;     // o.comm's (1, 0: one process)
   float **acc;          // accum > 1: per slot with a gradient, its running sum (one allocation: acc[nslots])
+  int64_t nacc;         // floats of the gradients packed (slots in order): acc[nslots]'s first nacc
+  float **loc;          // nranks > 1: this rank's micro-batches' packed gradients (accum / nranks)
   char name[64];
 #ifdef HEED_HAVE_LLVM
   CgProgram *step, *fprog;  // the step (its prefix: eval), the forward (sampling)
@@ -251,14 +255,24 @@ static bool train_passes(HeedTrainer *t, const PassTrainOpts *po) {
 
 // Gradient accumulation: the trainer runs on micro-batches of batch / K rows.
 static bool accum_setup(HeedTrainer *t) {
+  t->nranks = t->o.comm ? t->o.comm->size : 1;
+  t->rank = t->o.comm ? t->o.comm->rank : 0;
+  if (t->nranks > 1 && t->accum > 1 && t->accum % t->nranks)
+    return diag_error(&t->c->diag, NOLOC, "--grad-accum %d: with %d ranks it must be a multiple of %d (the micro-batches "
+                      "of all ranks together)", t->accum, t->nranks, t->nranks),
+           false;
+  if (t->accum < t->nranks) t->accum = t->nranks;
   if (t->accum == 1) return true;
+  if (t->accum / t->nranks > 1024)
+    return diag_error(&t->c->diag, NOLOC, "--grad-accum %d: at most 1024 micro-batches per rank", t->accum), false;
   const char *why = t->o.interp ? "is compiled code's (not --interp)" : NULL;
 #ifndef HEED_HAVE_LLVM
   why = "needs the LLVM backend";
 #endif
   if (why) return diag_error(&t->c->diag, NOLOC, "--grad-accum %d: gradient accumulation %s", t->accum, why), false;
   if (t->o.batch % t->accum)
-    return diag_error(&t->c->diag, NOLOC, "--grad-accum %d does not divide the batch of %lld rows", t->accum,
+    return diag_error(&t->c->diag, NOLOC, "%s%d does not divide the batch of %lld rows",
+                      t->nranks > 1 && t->accum == t->nranks ? "the number of ranks, " : "--grad-accum ", t->accum,
                       (long long)t->o.batch),
            false;
   t->o.batch /= t->accum;
@@ -269,13 +283,18 @@ static bool accum_alloc(HeedTrainer *t) {
   if (t->accum == 1) return true;
   int64_t total = 0;
   for (int i = 0; i < t->nslots; i++) total += t->slots[i].grad ? t->slots[i].numel : 0;
+  int nloc = t->nranks > 1 ? t->accum / t->nranks : 0;  // and this rank's micro-batches' own
+  t->nacc = total;
   t->acc = heed_calloc((size_t)t->nslots + 1, sizeof *t->acc);
-  float *mem = t->acc ? heed_aligned_alloc(64, (size_t)(total + 16) * sizeof(float)) : NULL;
+  t->loc = heed_calloc((size_t)nloc + 1, sizeof *t->loc);
+  total = (total + 15) / 16 * 16;  // each buffer a multiple of 64 bytes
+  float *mem = t->acc && t->loc ? heed_aligned_alloc(64, (size_t)(total + 16) * (size_t)(nloc + 1) * sizeof(float)) : NULL;
   if (!mem) return diag_error(&t->c->diag, NOLOC, "training: out of memory"), false;
   t->acc[t->nslots] = mem;  // owned through the last entry (freed in heed_trainer_free)
+  for (int j = 0; j < nloc; j++) t->loc[j] = mem + (total + 16) * (j + 1);
   for (int i = 0; i < t->nslots; i++)
     if (t->slots[i].grad) t->acc[i] = mem, mem += t->slots[i].numel;
-  t->mem_bytes += (total + 16) * (int64_t)sizeof(float);
+  t->mem_bytes += (total + 16) * (nloc + 1) * (int64_t)sizeof(float);
   return true;
 }
 
@@ -366,6 +385,7 @@ void heed_trainer_free(HeedTrainer *t) {
   heed_free(t->slots);
   if (t->acc) heed_free(t->acc[t->nslots]);
   heed_free(t->acc);
+  heed_free(t->loc);
   heed_free(t);
 }
 
@@ -502,30 +522,54 @@ static bool run_step(HeedTrainer *t, IrValues **vals) {
 #endif
 }
 
+// Data-parallel: every rank's micro-batches' gradients summed in micro-batch
+// order into acc (comm->ordered_sum: the same bits as one process's running
+// sum), and the losses' sum in the same order.
+static bool accum_ranks(HeedTrainer *t, const double *losses, int mine, double *sum) {
+  char err[256];
+  double *all = heed_malloc(sizeof(double) * (size_t)t->accum);
+  bool ok = all && t->o.comm->allgather(t->o.comm, losses, mine, all, err, sizeof err) &&
+            t->o.comm->ordered_sum(t->o.comm, t->acc[t->nslots], t->nacc, t->loc, mine, err, sizeof err);
+  if (ok) {
+    *sum = 0;
+    for (int k = 0; k < t->accum; k++) *sum += all[k];
+  } else {
+    diag_error(&t->c->diag, NOLOC, "data-parallel step (rank %d of %d): %s", t->rank, t->nranks,
+               all ? err : "out of memory");
+  }
+  heed_free(all);
+  return ok;
+}
+
 // A step of accum micro-batches: the head (forward, loss, backward) per
 // micro-batch, each gradient summed in order into t->acc, the mean written
 // into the gradients' buffers (graph outputs: the tail reads them there),
 // then the tail (norm, clipping, update). *loss: the micro-batches' mean.
 static bool run_accum(HeedTrainer *t, const int32_t *const *inputs, const double *sc, int nsc, double *loss) {
 #ifdef HEED_HAVE_LLVM
-  double sum = 0;
+  double sum = 0, losses[1024];
+  int mine = t->accum / t->nranks, base = t->rank * mine;
   t->nsteps++;
-  for (int mb = 0; mb < t->accum; mb++) {
+  for (int j = 0; j < mine; j++) {
+    int mb = base + j;
     bind_inputs(t, inputs, mb, sc, nsc);
     if (!cg_run_head(t->step, t->symvals, t->bufs, &t->c->diag)) {
       diag_note(&t->c->diag, NOLOC, "in micro-batch %d of %d", mb + 1, t->accum);
       return false;
     }
-    sum += ((const float *)t->bufs[t->ts.loss->id])[0];
-    for (int i = 0; i < t->nslots; i++) {
+    double l = ((const float *)t->bufs[t->ts.loss->id])[0];
+    if (t->nranks > 1 && j < 1024) losses[j] = l;
+    sum += l;
+    for (int i = 0; i < t->nslots; i++) {  // one process: the running sum; ranks: this micro-batch's, packed
       const Slot *s = &t->slots[i];
       if (!s->grad) continue;
       const float *g = t->bufs[s->grad->id];
-      float *a = t->acc[i];
-      if (mb == 0) memcpy(a, g, sizeof(float) * (size_t)s->numel);
+      float *a = t->nranks > 1 ? t->loc[j] + (t->acc[i] - t->acc[t->nslots]) : t->acc[i];
+      if (j == 0 || t->nranks > 1) memcpy(a, g, sizeof(float) * (size_t)s->numel);
       else for (int64_t k = 0; k < s->numel; k++) a[k] += g[k];
     }
   }
+  if (t->nranks > 1 && !accum_ranks(t, losses, mine, &sum)) return false;
   const float inv = 1.0f / (float)t->accum;
   for (int i = 0; i < t->nslots; i++) {
     const Slot *s = &t->slots[i];

@@ -41,6 +41,10 @@ typedef struct {
   bool profile;         // time the step's kernel calls (heed_trainer_profile)
   const char *const *freeze;  // glob patterns (fnmatch) on full parameter names: these are not trained
   int nfreeze;          // (no gradient, no optimizer state, never updated: as requires_grad=False)
+  struct RtComm *comm;  // data-parallel (runtime/comm.h; NULL: one process): the comm->size ranks
+                        // run the micro-batches in turn (rank r: the r-th comm->size-th of them)
+                        // and sum the gradients in micro-batch order; grad_accum then counts the
+                        // micro-batches of all ranks (default and minimum: comm->size)
   int grad_accum;       // > 1: a step sums the gradients of this many micro-batches of batch /
                         // grad_accum rows (the inputs' rows in order: micro-batch k is rows
                         // [k*b, (k+1)*b)), in that order, divides the sum by grad_accum, then
