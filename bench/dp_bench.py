@@ -21,7 +21,7 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-MPIRUN = ["mpirun", "--oversubscribe", "--mca", "btl", "self,vader", "--mca", "btl_vader_single_copy_mechanism", "none"]
+MPIRUN = ["mpirun", "--oversubscribe", "--mca", "btl_vader_single_copy_mechanism", "none"]
 
 
 def run(a, out, ranks):
@@ -29,7 +29,7 @@ def run(a, out, ranks):
            str(a.steps), "--eval-every", str(a.steps), "--sample", "0", "--threads", "1" if ranks > 1 else "2",
            "--grad-accum", "2"] + sum((["--set", s] for s in a.set), [])
     if ranks > 1:
-        cmd = MPIRUN + ["-np", str(ranks)] + cmd
+        cmd = (a.mpirun.split() if a.mpirun else MPIRUN + ["--mca", "btl", a.btl]) + ["-np", str(ranks)] + cmd
     p = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
     if p.returncode:
         sys.exit("failed: %s\n%s" % (" ".join(cmd), p.stderr[-2000:]))
@@ -53,6 +53,10 @@ def main():
     ap.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "moby-dick.txt"))
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--mpirun", default="", help="the whole mpirun command instead (without -np), e.g. to put the "
+                    "ranks in two network namespaces: see docs/distributed.md")
+    ap.add_argument("--btl", default="self,vader", help="Open MPI's transports: self,vader (shared memory) or "
+                    "self,tcp (TCP over loopback)")
     ap.add_argument("--set", action="append", default=["layers=4", "dim=256", "batch=16", "seq=64"],
                     help="model/train overrides (default: L4 C256, batch 16, seq 64)")
     a = ap.parse_args()
@@ -64,7 +68,8 @@ def main():
             r_ms, comm = run(a, os.path.join(work, "r%d" % i), 2)
             same = tensors(os.path.join(work, "p%d" % i), a.steps) == tensors(os.path.join(work, "r%d" % i), a.steps)
             rows.append((p_ms, r_ms, comm, same))
-    print("CPU: %s (%d cores); bytegpt.heed %s, --grad-accum 2, %d steps" % (cpu, os.cpu_count(), " ".join(a.set), a.steps))
+    print("CPU: %s (%d cores); bytegpt.heed %s, --grad-accum 2, %d steps; ranks over btl %s" % (
+        cpu, os.cpu_count(), " ".join(a.set), a.steps, a.mpirun or a.btl))
     print("round  1 process x 2 threads ms  2 ranks x 1 thread ms  process/ranks  rank 0 comm ms/step  same bits")
     for i, (p, r, c, s) in enumerate(rows):
         print("%5d  %26.2f  %21.2f  %13.2f  %19s  %s" % (i + 1, p, r, p / r, c, "yes" if s else "NO"))
