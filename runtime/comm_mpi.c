@@ -44,33 +44,55 @@ static bool mpi_fail(int rc, const char *what, char *err, size_t errlen) {
   return false;
 }
 
+// The chain with every receive posted up front and every send non-blocking:
+// chunks stream between neighbours (a rank adds chunk c while c + 1 is on
+// the wire) instead of waiting for each other's acknowledgements.
 static bool ordered_sum(RtComm *c, float *acc, int64_t n, float *const *mine, int nmine, char *err, size_t errlen) {
   double t0 = now_s();
-  for (int64_t at = 0; at < n; at += CHUNK) {
-    int len = (int)(n - at < CHUNK ? n - at : CHUNK), rc;
+  int64_t nch = (n + CHUNK - 1) / CHUNK;
+  MPI_Request *rq = rt_calloc((size_t)(2 * nch + 1), sizeof *rq);
+  if (!rq) {
+    snprintf(err, errlen, "out of memory");
+    return false;
+  }
+  MPI_Request *recv = rq, *send = rq + nch;
+  bool ok = true;
+  int rc = MPI_SUCCESS;
+  for (int64_t k = 0; k < nch && c->rank > 0 && rc == MPI_SUCCESS; k++) {
+    int len = (int)(n - k * CHUNK < CHUNK ? n - k * CHUNK : CHUNK);
+    rc = MPI_Irecv(acc + k * CHUNK, len, MPI_FLOAT, c->rank - 1, (int)(k & 0x7fff), MPI_COMM_WORLD, &recv[k]);
+  }
+  if (rc != MPI_SUCCESS) ok = mpi_fail(rc, "receiving a partial gradient sum", err, errlen);
+  for (int64_t k = 0; k < nch && ok; k++) {
+    int64_t at = k * CHUNK;
+    int len = (int)(n - at < CHUNK ? n - at : CHUNK), first = 0;
     float *a = acc + at;
-    int first = 0;
     if (c->rank == 0) {
       memcpy(a, mine[0] + at, sizeof(float) * (size_t)len);
       first = 1;
-    } else if ((rc = MPI_Recv(a, len, MPI_FLOAT, c->rank - 1, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE)) != MPI_SUCCESS) {
-      return mpi_fail(rc, "receiving a partial gradient sum", err, errlen);
+    } else if ((rc = MPI_Wait(&recv[k], MPI_STATUS_IGNORE)) != MPI_SUCCESS) {
+      ok = mpi_fail(rc, "receiving a partial gradient sum", err, errlen);
+      break;
     }
     for (int j = first; j < nmine; j++) {
       const float *m = mine[j] + at;
-      for (int k = 0; k < len; k++) a[k] += m[k];
+      for (int i = 0; i < len; i++) a[i] += m[i];
     }
-    if (c->rank + 1 < c->size && (rc = MPI_Send(a, len, MPI_FLOAT, c->rank + 1, 0, MPI_COMM_WORLD)) != MPI_SUCCESS)
-      return mpi_fail(rc, "sending a partial gradient sum", err, errlen);
+    if (c->rank + 1 < c->size &&
+        (rc = MPI_Isend(a, len, MPI_FLOAT, c->rank + 1, (int)(k & 0x7fff), MPI_COMM_WORLD, &send[k])) != MPI_SUCCESS)
+      ok = mpi_fail(rc, "sending a partial gradient sum", err, errlen);
   }
+  if (ok && c->rank + 1 < c->size && (rc = MPI_Waitall((int)nch, send, MPI_STATUSES_IGNORE)) != MPI_SUCCESS)
+    ok = mpi_fail(rc, "sending a partial gradient sum", err, errlen);
+  rt_free(rq);
   // the last rank holds the sum: to every rank, in chunks (int counts)
-  for (int64_t at = 0; at < n; at += CHUNK) {
+  for (int64_t at = 0; at < n && ok; at += CHUNK) {
     int len = (int)(n - at < CHUNK ? n - at : CHUNK);
-    int rc = MPI_Bcast(acc + at, len, MPI_FLOAT, c->size - 1, MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, "broadcasting the gradient sum", err, errlen);
+    if ((rc = MPI_Bcast(acc + at, len, MPI_FLOAT, c->size - 1, MPI_COMM_WORLD)) != MPI_SUCCESS)
+      ok = mpi_fail(rc, "broadcasting the gradient sum", err, errlen);
   }
   c->wait_s += now_s() - t0;
-  return true;
+  return ok;
 }
 
 static bool allgather(RtComm *c, const double *mine, int n, double *out, char *err, size_t errlen) {
