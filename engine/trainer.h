@@ -1,4 +1,4 @@
-// cli/trainer.h: a model being trained, for `heed train` (and tests). Sits
+// engine/trainer.h: a model being trained, for `heed train` (and tests). Sits
 // between the frontend's lowered loss graph (FeModel.loss, FeModel.train)
 // and the executors: pass_train_step (passes/train_step.c) turns the loss
 // into one graph doing forward, backward, clipping and the optimizer update;
@@ -21,8 +21,8 @@
 // Determinism: the same parameters, state, inputs, lr and step give
 // bit-identical results whatever opts.threads is (codegen's kernels split
 // work in a fixed way and reduce in a fixed order).
-#ifndef HEED_CLI_TRAINER_H
-#define HEED_CLI_TRAINER_H
+#ifndef HEED_ENGINE_TRAINER_H
+#define HEED_ENGINE_TRAINER_H
 
 #include "cli/driver.h"
 
