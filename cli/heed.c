@@ -12,7 +12,7 @@
 
 #include "cli/build.h"
 #include "cli/driver.h"
-#include "cli/exec.h"
+#include "engine/exec.h"
 #include "cli/fault.h"
 #include "cli/run.h"
 #include "cli/train.h"

@@ -21,7 +21,7 @@
 
 #include "runtime/comm.h"
 #include "cli/train.h"
-#include "cli/trainer.h"
+#include "engine/trainer.h"
 #include "runtime/rt.h"
 
 enum { EVAL_BATCHES = 8, DEFAULT_KEEP = 3, DEFAULT_SAMPLE = 200, PATHMAX = 4096, ERRMAX = PATHMAX + 1024 };

@@ -1,6 +1,6 @@
 // runtime/comm.h: RtComm, how the ranks of a data-parallel training job
 // (mpirun -np N heed train ...) combine what each computed (prefix
-// rt_comm_). It sits between the trainer (cli/trainer.c: each rank runs the
+// rt_comm_). It sits between the trainer (engine/trainer.c: each rank runs the
 // forward and backward of its micro-batches of the global batch) and a
 // distributed engine: Open MPI (comm_mpi.c, when heed is built with it).
 //

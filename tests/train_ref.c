@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli/trainer.h"
+#include "engine/trainer.h"
 #include "runtime/rt.h"
 
 static double now_ms(void) {

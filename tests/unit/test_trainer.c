@@ -36,7 +36,7 @@
 #include <unistd.h>
 
 #include "cli/run.h"
-#include "cli/trainer.h"
+#include "engine/trainer.h"
 #include "passes/pass.h"
 #include "testutil.h"
 #ifdef HEED_HAVE_LLVM

@@ -1,4 +1,4 @@
-// cli/trainer.h: a model being trained, for `heed train` (and tests). Sits
+// engine/trainer.h: a model being trained, for `heed train` (and tests). Sits
 // between the frontend's lowered loss graph (FeModel.loss, FeModel.train)
 // and the executors: pass_train_step (passes/train_step.c) turns the loss
 // into one graph doing forward, backward, clipping and the optimizer update;
@@ -27,8 +27,8 @@
 // * (1/K), summed left to right in f32, micro-batch order: the order a
 // data-parallel reduce in rank order reproduces. With K equal halves of
 // identical rows the step equals one of a single half, bit for bit.
-#ifndef HEED_CLI_TRAINER_H
-#define HEED_CLI_TRAINER_H
+#ifndef HEED_ENGINE_TRAINER_H
+#define HEED_ENGINE_TRAINER_H
 
 #include "cli/driver.h"
 

@@ -1,4 +1,4 @@
-// cli/trainer.c: the trainer behind `heed train` (trainer.h). Data flow:
+// engine/trainer.c: the trainer behind `heed train` (trainer.h). Data flow:
 // FeModel.loss --heed_compile(pipeline autodiff,train_step)--> one
 // train-step graph --heed_compile(target cpu)--> CgProgram, run each step on buffers the trainer owns (one allocation for
 // every node); or the reference interpreter (ir_interp) with opts.interp.
@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/trainer.h"
+#include "engine/trainer.h"
 #include "cli/run.h"
-#include "cli/exec.h"
+#include "engine/exec.h"
 #include "passes/pass.h"
 #include "runtime/comm.h"
 #include "runtime/rt.h"
