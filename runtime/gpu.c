@@ -220,7 +220,7 @@ void rt_gpu_close(RtGpu *g) {
 static bool load_opencl(RtGpu *g, const char *src, char **log, char *err, size_t errlen) {
   cl_int rc;
   if (!(g->prog = g->cl.CreateProgramWithSource(g->ctx, 1, &src, NULL, &rc))) return cl_ok(rc, "program", err, errlen);
-  rc = g->cl.BuildProgram(g->prog, 1, &g->dev, "-cl-std=CL1.2", NULL, NULL);
+  rc = g->cl.BuildProgram(g->prog, 1, &g->dev, "-cl-std=CL1.2 -cl-fp32-correctly-rounded-divide-sqrt", NULL, NULL);
   if (rc != CL_SUCCESS) {
     size_t n = 0;
     g->cl.GetProgramBuildInfo(g->prog, g->dev, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);

@@ -23,7 +23,8 @@ static const char *prelude_cuda =
     "typedef long long I64;\ntypedef unsigned char U8;\ntypedef signed char I8;\n"
     "#define F_EXP expf\n#define F_LOG logf\n#define F_SQRT sqrtf\n#define F_TANH tanhf\n#define F_ERF erff\n"
     "#define F_ABS fabsf\n#define F_COS cosf\n#define F_SIN sinf\n#define F_MAX fmaxf\n"
-    "#define H_NAN __int_as_float(0x7fc00000)\n#define H_INF __int_as_float(0x7f800000)\n";
+    "#define H_NAN __int_as_float(0x7fc00000)\n#define H_INF __int_as_float(0x7f800000)\n"
+    "#define H_MUL __fmul_rn\n#define H_ADD __fadd_rn\n#define H_DIV __fdiv_rn\n";
 
 static const char *prelude_opencl =
     "// heed: kernels rendered for OpenCL C 1.2\n"
@@ -37,7 +38,9 @@ static const char *prelude_opencl =
     "typedef long I64;\ntypedef uchar U8;\ntypedef char I8;\n"
     "#define F_EXP exp\n#define F_LOG log\n#define F_SQRT sqrt\n#define F_TANH tanh\n#define F_ERF erf\n"
     "#define F_ABS fabs\n#define F_COS cos\n#define F_SIN sin\n#define F_MAX fmax\n"
-    "#define H_NAN as_float(0x7fc00000)\n#define H_INF as_float(0x7f800000)\n";
+    "#define H_NAN as_float(0x7fc00000)\n#define H_INF as_float(0x7f800000)\n"
+    "#pragma OPENCL FP_CONTRACT OFF\n"
+    "#define H_MUL(a, b) ((a) * (b))\n#define H_ADD(a, b) ((a) + (b))\n#define H_DIV(a, b) ((a) / (b))\n";
 
 // Helpers both dialects share (written once, after the macros).
 static const char *prelude_common =

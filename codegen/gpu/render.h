@@ -30,5 +30,8 @@ void gr_launch_1d(CgGpuLaunch *l, int64_t n, int wg);
 // render_ops.c
 bool gr_op_supported(IrOp op);
 void gr_kernel(GpuR *r, CgGpuLaunch *l, const SchedKernel *k);
+// render_grad.c: the gradient ops and the optimizer updates
+bool gr_grad_supported(IrOp op);
+void gr_grad_kernel(GpuR *r, CgGpuLaunch *l, const SchedKernel *k);
 
 #endif

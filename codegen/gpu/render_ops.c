@@ -16,7 +16,7 @@
 #include "codegen/gpu/render.h"
 
 bool gr_op_supported(IrOp op) {
-  if (ir_op_is(op, IR_OPF_ELEMENTWISE) && op < IR_OP_UNARY_GRAD) return true;
+  if ((ir_op_is(op, IR_OPF_ELEMENTWISE) && op < IR_OP_UNARY_GRAD) || gr_grad_supported(op)) return true;
   switch (op) {
   case IR_OP_CONST: case IR_OP_POSITIONS: case IR_OP_MATMUL: case IR_OP_SUM: case IR_OP_MEAN: case IR_OP_MAX:
   case IR_OP_MIN: case IR_OP_SOFTMAX: case IR_OP_LOG_SOFTMAX: case IR_OP_LAYERNORM: case IR_OP_RMSNORM:
@@ -398,6 +398,9 @@ void gr_kernel(GpuR *r, CgGpuLaunch *l, const SchedKernel *k) {
   case IR_OP_ROPE: case IR_OP_ROPE_AT: rope(r, l, k); break;
   case IR_OP_XENT: xent(r, l, k); break;
   case IR_OP_KV_APPEND: kv_append(r, l, k); break;
-  default: elementwise(r, l, k); break;
+  default:
+    if (gr_grad_supported(n->op)) gr_grad_kernel(r, l, k);
+    else elementwise(r, l, k);
+    break;
   }
 }
