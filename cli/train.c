@@ -105,7 +105,7 @@ int heed_train_flag(HeedTrainOpts *o, const char *flag, const char *val, const c
     return 2;
   }
   int64_t *num = !strcmp(flag, "--checkpoint-every") ? &o->checkpoint_every : !strcmp(flag, "--sample") ? &o->sample
-                 : !strcmp(flag, "--grad-accum") ? &o->grad_accum : NULL;
+                 : NULL;
   int64_t keep;
   if (num || !strcmp(flag, "--keep")) {
     bool ok = parse_count(val, num == &o->sample ? 0 : 1, 1ll << 40, num ? num : &keep);
@@ -146,8 +146,6 @@ typedef struct {
   int lock;                        // the run directory's lock (heed_rundir_lock), or -1
   bool tty;
   double t_start, t_last, ema_step_s;
-  struct RtComm *comm;             // train_dist.c: this process's communicator
-  int rank, nranks;                // rank 0 of 1 without mpirun
 } Run;
 
 static volatile sig_atomic_t stop_signal;
@@ -163,8 +161,6 @@ static int fail(Run *r, const char *msg) {
   diag_error(&r->c->diag, (SrcLoc){0}, "%s", msg);
   return HEED_ERR_IO;
 }
-
-#include "cli/train_dist.c"  // several ranks and --grad-accum: part of this file
 
 // mkdir -p: every missing directory of path.
 static bool make_dirs(const char *path, char *err, size_t errlen) {
@@ -312,7 +308,6 @@ static bool evaluate(Run *r, double *val_loss) {
 
 static bool save(Run *r, int64_t step) {
   char err[ERRMAX];
-  if (r->rank) return true;  // rank 0 writes
   r->meta.step = step;
   r->meta.rng = r->rng;
   if (r->metrics) fflush(r->metrics);
@@ -355,8 +350,7 @@ static bool train_step(Run *r, int64_t step, double *loss) {
   double lr = heed_train_lr(r->tr, step + 1, r->steps), gnorm = 0, val_loss = NAN;
   const int32_t *v[2];
   double t0 = now_s();
-  if (!heed_trainer_step(r->t, dist_rows(r, (const int32_t **)inputs(r, v)), lr, step + 1, loss, &gnorm))
-    return false;
+  if (!heed_trainer_step(r->t, inputs(r, v), lr, step + 1, loss, &gnorm)) return false;
   if (!isfinite(*loss)) {
     char msg[256];
     snprintf(msg, sizeof msg, "step %lld: the loss is %g; the last good checkpoint stays", (long long)step + 1,
@@ -367,7 +361,6 @@ static bool train_step(Run *r, int64_t step, double *loss) {
   double dt = now_s() - t0, tok_s = (double)(r->B * r->T) / (dt > 0 ? dt : 1e-9);
   r->ema_step_s = r->ema_step_s > 0 ? 0.9 * r->ema_step_s + 0.1 * dt : dt;
   int64_t done = step + 1;
-  if (r->rank) return true;  // rank 0 evaluates, prints and logs
   if ((r->eval_every > 0 && done % r->eval_every == 0) || done == r->steps)
     if (!evaluate(r, &val_loss)) return false;
   progress(r, done, *loss, lr, tok_s, val_loss);
@@ -648,22 +641,19 @@ static int setup(Run *r, int64_t *start) {
   r->keep = r->o->keep ? r->o->keep : DEFAULT_KEEP;
   r->vocab = model_vocab(r->c->model);
   r->tty = isatty(2);
-  int rc = r->rank ? HEED_OK : choose_out(r);
+  int rc = choose_out(r);
   if (rc == HEED_OK) rc = open_data(r);
   if (rc != HEED_OK) return rc;
   if ((rc = alloc_batch(r)) != HEED_OK) return rc;
   HeedTrainerOpts to = {.interp = r->o->interp, .threads = r->o->threads, .batch = r->B, .seq = r->T,
                         .profile = r->o->profile, .freeze = r->o->freeze, .nfreeze = r->o->nfreeze};
-  if ((rc = dist_batch(r, &to)) != HEED_OK) return rc;
   if (!(r->t = heed_trainer_new(r->c, &to))) return HEED_ERR_CHECK;
   if ((rc = bind_inputs(r)) != HEED_OK) return rc;
   settings_line(r, r->meta.settings, sizeof r->meta.settings);
   heed_ckpt_fingerprint(r->t, r->c->model->decl->name, r->meta.fingerprint);
   r->meta.steps = r->steps;
-  if ((rc = dist_check(r)) != HEED_OK) return rc;
-  if (!r->rank && (rc = start_state(r, start)) != HEED_OK) return rc;
-  if (!r->rank && (rc = prepare_out(r, *start)) != HEED_OK) return rc;
-  return dist_share_state(r, start);
+  if ((rc = start_state(r, start)) != HEED_OK) return rc;
+  return prepare_out(r, *start);
 }
 
 // The steps from start to the end or a signal; HEED_OK or an error.
@@ -722,7 +712,7 @@ static int check_opts(Compilation *c, const HeedTrainOpts *o) {
 int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
   Run r = {.c = c, .o = o, .tr = c->model->train, .lock = -1};
   int rc = check_opts(c, o);
-  if (rc != HEED_OK || (rc = dist_open(&r)) != HEED_OK) return rc;
+  if (rc != HEED_OK) return rc;
   int64_t start = 0, done = 0;
   r.t_start = now_s();
   rc = setup(&r, &start);
@@ -732,21 +722,15 @@ int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
     int64_t tp = heed_trainer_trainable(r.t, &nt);
     if (o->nfreeze)
       snprintf(frozen, sizeof frozen, " (%lld trainable in %d tensors; --freeze)", (long long)tp, nt);
-    if (r.nranks > 1 || o->grad_accum > 1)
-      fprintf(stderr, "heed train: rank %d of %d (%s), %lld micro-batch%s of %lld per rank and step\n", r.rank,
-              r.nranks, rt_comm_name(r.comm), (long long)(o->grad_accum > 1 ? o->grad_accum : 1),
-              o->grad_accum > 1 ? "es" : "", (long long)(r.B / r.nranks / (o->grad_accum > 1 ? o->grad_accum : 1)));
-    if (!r.rank)
-      fprintf(stderr, "heed train: %s, %lld parameters%s, batch %lld x seq %lld, steps %lld..%lld, data %s (%lld "
-              "tokens), output %s\n", c->model->decl->name, (long long)c->model->nparam_elems, frozen,
-              (long long)r.B, (long long)r.T, (long long)start + 1, (long long)r.steps, o->data, (long long)r.data.n,
-              r.out);
+    fprintf(stderr, "heed train: %s, %lld parameters%s, batch %lld x seq %lld, steps %lld..%lld, data %s (%lld "
+            "tokens), output %s\n", c->model->decl->name, (long long)c->model->nparam_elems, frozen, (long long)r.B,
+            (long long)r.T, (long long)start + 1, (long long)r.steps, o->data, (long long)r.data.n, r.out);
     rc = loop(&r, start, &done);
   }
   if (rc == HEED_OK && stop_signal) {
     printf("interrupted (signal %d) after step %lld: checkpoint %s\n", (int)stop_signal, (long long)done,
            r.last_ckpt);
-  } else if (rc == HEED_OK && !r.rank) {
+  } else if (rc == HEED_OK) {
     rc = finish(&r);
   }
   if (r.metrics && fclose(r.metrics) != 0 && rc == HEED_OK) rc = fail(&r, "cannot write the metrics log");
@@ -757,6 +741,5 @@ int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
   heed_free(r.y);
   rt_tokens_close(&r.data);
   rt_tokens_close(&r.vdata);
-  dist_close(&r, rc);
   return rc;
 }

@@ -29,7 +29,6 @@ typedef struct {
   bool interp;                // --interp
   bool profile;               // --profile: per-op times of the train step at the end (stderr)
   int threads;                // --threads
-  int64_t grad_accum;         // --grad-accum K: micro-batches per step (per rank); 0: one
 } HeedTrainOpts;
 
 // Parses one `heed train` flag (flag, and val: the next argument or NULL).

@@ -57,7 +57,6 @@ struct HeedTrainer {
   int64_t mem_bytes;    // of mem and fmem
   int64_t nsteps;       // compiled steps run (the profile's runs)
   char name[64];
-  struct TrainerDp *dp; // trainer_dp.c: accumulation and data parallelism (NULL: off)
 #ifdef HEED_HAVE_LLVM
   CgProgram *step, *fprog;  // the step (its prefix: eval), the forward (sampling)
 #endif
@@ -247,13 +246,6 @@ static bool train_passes(HeedTrainer *t, const PassTrainOpts *po) {
   return rc == HEED_OK;
 }
 
-static bool dp_wanted(const HeedTrainerOpts *o);  // trainer_dp.c (included at the end)
-static bool dp_setup(HeedTrainer *t, const PassTrainOpts *po);
-static void dp_free(HeedTrainer *t);
-static bool dp_step(HeedTrainer *t, const int32_t *const *inputs, double lr, int64_t step, double *loss,
-                    double *grad_norm);
-static bool dp_eval(HeedTrainer *t, const int32_t *const *inputs, double *loss);
-
 HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
   FeModel *m = c->model;
   if (!m || !m->train || !m->loss || !m->forward) {
@@ -297,9 +289,8 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
       }
     if (!ok) diag_error(&c->diag, NOLOC, "training: out of memory");
   }
-  if (ok && dp_wanted(o)) ok = dp_setup(t, &po);
 #ifdef HEED_HAVE_LLVM
-  if (ok && !t->o.interp && !t->dp) {
+  if (ok && !t->o.interp) {
     t->pool = t->o.threads > 1 ? rt_pool_new(t->o.threads) : NULL;
     ok = (t->step = compile(t, t->g)) != NULL && (t->arena = plan_arena(t, t->step, t->symvals, t->bufs));
     int nt = rt_pool_size(t->pool);
@@ -317,7 +308,6 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
 
 void heed_trainer_free(HeedTrainer *t) {
   if (!t) return;
-  dp_free(t);
 #ifdef HEED_HAVE_LLVM
   cg_program_free(t->step);
   cg_program_free(t->fprog);
@@ -488,7 +478,6 @@ bool heed_trainer_step(HeedTrainer *t, const int32_t *const *inputs, double lr, 
     diag_error(&t->c->diag, NOLOC, "training: step %lld: steps count from 1", (long long)step);
     return false;
   }
-  if (t->dp) return dp_step(t, inputs, lr, step, loss, grad_norm);
   double sc[3];
   int nsc = 1;
   if (t->ts.lr) sc[0] = lr;
@@ -524,7 +513,6 @@ bool heed_trainer_step(HeedTrainer *t, const int32_t *const *inputs, double lr, 
 }
 
 bool heed_trainer_eval(HeedTrainer *t, const int32_t *const *inputs, double *loss) {
-  if (t->dp) return dp_eval(t, inputs, loss);
   bind_inputs(t, inputs, NULL, 0);
   if (t->o.interp) {
     bind_params(t, t->ts.nmodel_params);
@@ -632,5 +620,3 @@ double heed_train_lr(const FeTrain *tr, int64_t step, int64_t total_steps) {
   if (cosine) return tr->min_lr + (lr - tr->min_lr) * 0.5 * (1 + cos(3.14159265358979323846 * p));
   return lr * (1 - p);
 }
-
-#include "cli/trainer_dp.c"  // accumulation and data parallelism: part of this file

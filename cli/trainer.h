@@ -35,13 +35,6 @@ typedef struct {
   bool profile;         // time the step's kernel calls (heed_trainer_profile)
   const char *const *freeze;  // glob patterns (fnmatch) on full parameter names: these are not trained
   int nfreeze;          // (no gradient, no optimizer state, never updated: as requires_grad=False)
-  // Gradient accumulation and data parallelism (trainer_dp.c): accum > 1 or
-  // a comm of several ranks. batch is then the micro-batch; a step takes
-  // accum micro-batches (accum * batch rows), sums their gradients and every
-  // rank's in a fixed order (rt_comm_sum_fixed), divides by the number of
-  // micro-batches of all ranks and applies one update. Compiled code only.
-  int accum;            // micro-batches per step in this process (<= 1: one)
-  struct RtComm *comm;  // NULL: one process
 } HeedTrainerOpts;
 
 // c: after heed_frontend with c->opts->check.lower set, and a train section
@@ -100,12 +93,7 @@ bool heed_trainer_init(HeedTrainer *t, uint64_t seed);
 // and optimizer state are then left as they were before the step.
 bool heed_trainer_step(HeedTrainer *t, const int32_t *const *inputs, double lr, int64_t step, double *loss,
                        double *grad_norm);
-// With accum or comm (above): inputs hold accum * batch rows, this rank's
-// share of the global batch; *loss is the mean of every micro-batch's loss
-// of every rank, *grad_norm the norm of the averaged gradient.
-// The loss on inputs (same shapes as a step) without any update; with
-// accum or comm, inputs hold the global batch (accum * ranks micro-batches,
-// evaluated here one by one) and *loss is their mean.
+// The loss on inputs (same shapes as a step) without any update.
 bool heed_trainer_eval(HeedTrainer *t, const int32_t *const *inputs, double *loss);
 // The forward's logits for one sequence tokens[0..n), 1 <= n <= seq (B = 1,
 // T = n): *logits points at n * V floats, row-major (n, V), owned by t and
