@@ -70,6 +70,15 @@ bench-train:
 
 # Decode tokens/s, `heed generate` (KV cache) against PyTorch CPU with a KV
 # cache (bench/decode_bench.py); DECODE_BENCH_ARGS: e.g. --threads 2 -n 256.
+# One whole train step (fwd, bwd, clip, AdamW) of a tiny GPT (L4 C256 V512,
+# B8 T64) as a fraction of the FP32 FMA peak, against PyTorch CPU
+# (bench/step_bench.py). STEP_BENCH_ARGS: e.g. --threads 2 --rounds 3.
+.PHONY: bench-step
+bench-step:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target heed
+	@/usr/bin/python3 bench/step_bench.py --heed $(BUILD)/heed $(STEP_BENCH_ARGS)
+
 .PHONY: bench-decode
 bench-decode:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release > /dev/null

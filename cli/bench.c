@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "cli/run.h"
-#include "cli/exec.h"
+#include "engine/exec.h"
 
 static double now_ms(void) {
   struct timespec t;

@@ -12,7 +12,7 @@
 
 #include "cli/build.h"
 #include "cli/driver.h"
-#include "cli/exec.h"
+#include "engine/exec.h"
 #include "cli/fault.h"
 #include "cli/run.h"
 #include "cli/train.h"
@@ -99,6 +99,8 @@ static const Command commands[] = {
      "  --checkpoint-every N  steps between checkpoints (default: eval_every, else steps/10);\n"
      "                     one is also written at the end\n"
      "  --keep K           checkpoints kept (default 3)\n"
+     "  --grad-accum K     sum the gradients of K micro-batches (batch/K rows each, in order) per step:\n"
+     "                     the same batch in 1/K of the activation memory (K must divide the batch)\n"
      "  --sample N         tokens of text generated at the end (default 200; 0: none; at most 1000000)\n"
      "  --interp           train on the reference interpreter\n"
      "  --profile          print the compile's slowest parts and each kernel's time per step (stderr)\n"

@@ -1,10 +1,10 @@
-// cli/exec.h: one way to run an IrGraph from the CLI, whatever executes it:
+// engine/exec.h: one way to run an IrGraph from the CLI, whatever executes it:
 // compiled code (codegen/, LLVM JIT; the default) or the reference
 // interpreter (ir/interp.c, --interp). Values cross this interface as
 // doubles, as the interpreter holds them; the compiled path converts to its
 // native storage once, in heed_exec_bind, so timed runs exclude it.
-#ifndef HEED_CLI_EXEC_H
-#define HEED_CLI_EXEC_H
+#ifndef HEED_ENGINE_EXEC_H
+#define HEED_ENGINE_EXEC_H
 
 #include <stdio.h>
 

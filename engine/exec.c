@@ -1,11 +1,11 @@
-// cli/exec.c: the executor behind heed run, grad and bench (exec.h): the
+// engine/exec.c: the executor behind heed run, grad and bench (exec.h): the
 // compiled backend by default, the reference interpreter with --interp.
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/exec.h"
+#include "engine/exec.h"
 #include "runtime/rt.h"
 #ifdef HEED_HAVE_LLVM
 #include "codegen/cg.h"
