@@ -9,7 +9,10 @@ the same micro-batches: the 2-rank run sums its two ranks' gradients in
 rank order, so the process side runs --grad-accum 2 too (bit-identical
 results, checked here on the final checkpoint's tensors). The ratio
 (process / ranks) above 1 means the ranks are faster; the communication
-time rank 0 reports per step is printed beside it. Run with /usr/bin/python3.
+time rank 0 reports per step is printed beside it. A third side runs the
+ranks without overlap (HEED_DP_BUCKET_KB=0: the whole sum after the
+backward) against the default (1 MiB buckets summed while the backward
+runs). Run with /usr/bin/python3.
 """
 import argparse
 import json
@@ -24,13 +27,16 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 MPIRUN = ["mpirun", "--oversubscribe", "--mca", "btl_vader_single_copy_mechanism", "none"]
 
 
-def run(a, out, ranks):
+def run(a, out, ranks, bucket_kb=None):
     cmd = [a.heed, "train", os.path.join(ROOT, "examples/bytegpt.heed"), "--data", a.data, "--out", out, "--steps",
            str(a.steps), "--eval-every", str(a.steps), "--sample", "0", "--threads", "1" if ranks > 1 else "2",
            "--grad-accum", "2"] + sum((["--set", s] for s in a.set), [])
     if ranks > 1:
         cmd = (a.mpirun.split() if a.mpirun else MPIRUN + ["--mca", "btl", a.btl]) + ["-np", str(ranks)] + cmd
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    env = dict(ENV, **({"HEED_DP_BUCKET_KB": str(bucket_kb)} if bucket_kb is not None else {}))
+    if ranks > 1 and bucket_kb is not None:
+        cmd[cmd.index("-np"):cmd.index("-np")] = ["-x", "HEED_DP_BUCKET_KB"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode:
         sys.exit("failed: %s\n%s" % (" ".join(cmd), p.stderr[-2000:]))
     el = [float(l.split(",")[6]) for l in open(os.path.join(out, "metrics.csv")).read().split("\n")[1:]
@@ -66,13 +72,17 @@ def main():
         for i in range(a.rounds):
             p_ms, _ = run(a, os.path.join(work, "p%d" % i), 1)
             r_ms, comm = run(a, os.path.join(work, "r%d" % i), 2)
-            same = tensors(os.path.join(work, "p%d" % i), a.steps) == tensors(os.path.join(work, "r%d" % i), a.steps)
-            rows.append((p_ms, r_ms, comm, same))
+            n_ms, ncomm = run(a, os.path.join(work, "n%d" % i), 2, bucket_kb=0)
+            same = all(tensors(os.path.join(work, "p%d" % i), a.steps) == tensors(os.path.join(work, d % i), a.steps)
+                       for d in ("r%d", "n%d"))
+            rows.append((p_ms, r_ms, comm, same, n_ms, ncomm))
     print("CPU: %s (%d cores); bytegpt.heed %s, --grad-accum 2, %d steps; ranks over btl %s" % (
         cpu, os.cpu_count(), " ".join(a.set), a.steps, a.mpirun or a.btl))
-    print("round  1 process x 2 threads ms  2 ranks x 1 thread ms  process/ranks  rank 0 comm ms/step  same bits")
-    for i, (p, r, c, s) in enumerate(rows):
-        print("%5d  %26.2f  %21.2f  %13.2f  %19s  %s" % (i + 1, p, r, p / r, c, "yes" if s else "NO"))
+    print("round  1 process x 2 threads ms  2 ranks x 1 thread ms  process/ranks  rank 0 comm ms/step  "
+          "ranks, no overlap ms  (comm ms/step)  same bits")
+    for i, (p, r, c, s, n, nc) in enumerate(rows):
+        print("%5d  %26.2f  %21.2f  %13.2f  %19s  %20.2f  %14s  %s" % (i + 1, p, r, p / r, c, n, nc,
+                                                                     "yes" if s else "NO"))
     return 0 if all(r[3] for r in rows) else 1
 
 

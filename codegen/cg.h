@@ -281,6 +281,15 @@ bool cg_run_prefix(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
 // and leaves (a caller may write outputs in between, e.g. summed gradients).
 bool cg_run_head(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
 bool cg_run_tail(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
+// With CgOptions.split: the head in pieces, its calls c0 <= c < c1 (in run
+// order; 0 .. cg_head_calls() in any number of consecutive ranges is the
+// head, bit for bit). cg_node_call: the call that writes a node's values
+// (-1: none, a leaf or constant). The data-parallel trainer sends a bucket
+// of gradients as soon as the calls writing them have run.
+typedef int32_t (*CgRangeFn)(void **bufs, const int64_t *symvals, CgRunCtx *ctx, int32_t c0, int32_t c1);
+bool cg_run_calls(CgProgram *p, int c0, int c1, const int64_t *symvals, void **bufs, Diag *d);
+int cg_head_calls(const CgProgram *p);
+int cg_node_call(const CgProgram *p, int node_id);
 // Bytes of node node_id's buffer under symvals; -1 on overflow or a bad id.
 int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals);
 const CgProgramStats *cg_program_stats(const CgProgram *p);

@@ -9,6 +9,7 @@
 // buffers in place.
 #include <fnmatch.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,13 @@ struct HeedTrainer {
   float **acc;          // accum > 1: per slot with a gradient, its running sum (one allocation: acc[nslots])
   int64_t nacc;         // floats of the gradients packed (slots in order): acc[nslots]'s first nacc
   float **loc;          // nranks > 1: this rank's micro-batches' packed gradients (accum / nranks)
+  // nranks > 1 with a threaded comm: the packed gradients in the order the
+  // backward writes them, cut into buckets; the last micro-batch's bucket b
+  // goes to the chain (a thread) once the head's calls [0, bcall[b]) ran
+  int nbucket, *bcall, *bslot0;  // bslot0[b]..bslot0[b+1]: its slots in border
+  int64_t *boff, *blen;          // its range of the packed gradients (floats)
+  int *border;                   // slots with a gradient, in that order
+  double comm_s, exposed_s;      // seconds in the gradient sum; of them, waited for after the backward
   char name[64];
 #ifdef HEED_HAVE_LLVM
   CgProgram *step, *fprog;  // the step (its prefix: eval), the forward (sampling)
@@ -298,6 +306,8 @@ static bool accum_alloc(HeedTrainer *t) {
   return true;
 }
 
+static bool overlap_setup(HeedTrainer *t);
+
 HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
   FeModel *m = c->model;
   if (!m || !m->train || !m->loss || !m->forward) {
@@ -350,7 +360,8 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
 #ifdef HEED_HAVE_LLVM
   if (ok && !t->o.interp) {
     t->pool = t->o.threads > 1 ? rt_pool_new(t->o.threads) : NULL;
-    ok = (t->step = compile(t, t->g)) != NULL && (t->arena = plan_arena(t, t->step, t->symvals, t->bufs));
+    ok = (t->step = compile(t, t->g)) != NULL && (t->arena = plan_arena(t, t->step, t->symvals, t->bufs)) &&
+         overlap_setup(t);
     int nt = rt_pool_size(t->pool);
     snprintf(t->name, sizeof t->name, "compiled, %d thread%s", nt, nt == 1 ? "" : "s");
   }
@@ -366,6 +377,11 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
 
 void heed_trainer_free(HeedTrainer *t) {
   if (!t) return;
+  heed_free(t->bcall);
+  heed_free(t->bslot0);
+  heed_free(t->boff);
+  heed_free(t->blen);
+  heed_free(t->border);
 #ifdef HEED_HAVE_LLVM
   cg_program_free(t->step);
   cg_program_free(t->fprog);
@@ -522,14 +538,171 @@ static bool run_step(HeedTrainer *t, IrValues **vals) {
 #endif
 }
 
+// ---- data parallel: gradient buckets summed while the backward runs ----
+// As PyTorch DDP's buckets: the packed gradients are laid out in the order
+// the backward writes them and cut into buckets of about HEED_DP_BUCKET_KB
+// (default 1024; 0: no overlap) KiB; during the rank's last micro-batch the head runs in
+// pieces (cg_run_calls), and after the piece that completes bucket b a
+// thread hands b to the chain (comm->ordered_sum on its range) while the
+// backward goes on. Each element is still summed in micro-batch order along
+// the same chain: the bits do not change, only when they travel. Needs a
+// comm whose calls may come from a second thread (MPI_THREAD_SERIALIZED).
+
+static double overlap_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+#ifdef HEED_HAVE_LLVM
+// The calls [0, n) of the head write slot i's gradient.
+static int grad_calls(const HeedTrainer *t, int i) {
+  int c = cg_node_call(t->step, t->slots[i].grad->id);
+  return c < 0 ? 0 : c + 1;
+}
+#endif
+
+static bool overlap_setup(HeedTrainer *t) {
+#ifdef HEED_HAVE_LLVM
+  if (t->nranks < 2 || t->accum < 2 || !t->o.comm->threads || !cg_head_calls(t->step)) return true;
+  int n = 0;
+  const char *env = getenv("HEED_DP_BUCKET_KB");
+  int64_t kb = env && *env ? atoll(env) : 1024, cap = kb * 1024 / (int64_t)sizeof(float);
+  if (kb <= 0) return true;  // HEED_DP_BUCKET_KB=0: no overlap (one sum after the backward; benchmarks)
+  t->border = heed_calloc((size_t)t->nslots + 1, sizeof(int));
+  t->bcall = heed_calloc((size_t)t->nslots + 1, sizeof(int));
+  t->bslot0 = heed_calloc((size_t)t->nslots + 2, sizeof(int));
+  t->boff = heed_calloc((size_t)t->nslots + 1, sizeof(int64_t));
+  t->blen = heed_calloc((size_t)t->nslots + 1, sizeof(int64_t));
+  if (!t->border || !t->bcall || !t->bslot0 || !t->boff || !t->blen)
+    return diag_error(&t->c->diag, NOLOC, "training: out of memory"), false;
+  for (int i = 0; i < t->nslots; i++) {  // by the call that writes the gradient (insertion: stable)
+    if (!t->slots[i].grad) continue;
+    int k = n++;
+    for (; k > 0 && grad_calls(t, t->border[k - 1]) > grad_calls(t, i); k--) t->border[k] = t->border[k - 1];
+    t->border[k] = i;
+  }
+  float *base = t->acc[t->nslots];
+  int64_t off = 0;
+  for (int k = 0; k < n; k++) {  // the packed layout in that order; buckets of about cap floats
+    int i = t->border[k];
+    t->acc[i] = base + off;
+    if (k == 0 || t->blen[t->nbucket - 1] >= cap) {
+      t->bslot0[t->nbucket] = k;
+      t->boff[t->nbucket++] = off;
+    }
+    t->blen[t->nbucket - 1] += t->slots[i].numel;
+    t->bcall[t->nbucket - 1] = grad_calls(t, i);
+    off += t->slots[i].numel;
+  }
+  t->bslot0[t->nbucket] = n;
+#else
+  (void)t;
+#endif
+  return true;
+}
+
+typedef struct {
+  HeedTrainer *t;
+  int mine, ready, done;  // buckets handed over, summed
+  bool stop, failed;
+  char err[256];
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} Overlap;
+
+static void *overlap_thread(void *arg) {
+  Overlap *o = arg;
+  HeedTrainer *t = o->t;
+  float *mine[1024];
+  for (int b = 0; b < t->nbucket; b++) {
+    pthread_mutex_lock(&o->mu);
+    while (o->ready <= b && !o->stop) pthread_cond_wait(&o->cv, &o->mu);
+    bool stop = o->stop && o->ready <= b;
+    pthread_mutex_unlock(&o->mu);
+    if (stop) break;
+    for (int j = 0; j < o->mine; j++) mine[j] = t->loc[j] + t->boff[b];
+    double t0 = overlap_now();
+    bool ok = t->o.comm->ordered_sum(t->o.comm, t->acc[t->nslots] + t->boff[b], t->blen[b], mine, o->mine, o->err,
+                                     sizeof o->err);
+    t->comm_s += overlap_now() - t0;
+    pthread_mutex_lock(&o->mu);
+    o->done = b + 1;
+    o->failed |= !ok;
+    pthread_mutex_unlock(&o->mu);
+    if (!ok) break;
+  }
+  return NULL;
+}
+
+// The head of this rank's last micro-batch (inputs bound) in pieces, each
+// bucket's gradients packed into loc[mine - 1] and handed to the thread;
+// returns when every bucket is summed into acc (the time waited for that
+// after the backward: t->exposed_s).
+static bool run_overlapped(HeedTrainer *t, int mine) {
+#ifdef HEED_HAVE_LLVM
+  Overlap *po = heed_calloc(1, sizeof *po);  // (left to the thread when the step fails: it may wait in the chain)
+  pthread_t th;
+  if (!po) return diag_error(&t->c->diag, NOLOC, "training: out of memory"), false;
+  *po = (Overlap){.t = t, .mine = mine};
+  pthread_mutex_init(&po->mu, NULL);
+  pthread_cond_init(&po->cv, NULL);
+  if (pthread_create(&th, NULL, overlap_thread, po) != 0) {
+    heed_free(po);
+    return diag_error(&t->c->diag, NOLOC, "data-parallel step: cannot start the communication thread"), false;
+  }
+  bool ok = true;
+  int c = 0;
+  float *dst = t->loc[mine - 1];
+  for (int b = 0; b < t->nbucket && ok; b++) {
+    if (t->bcall[b] > c) ok = cg_run_calls(t->step, c, t->bcall[b], t->symvals, t->bufs, &t->c->diag);
+    c = t->bcall[b] > c ? t->bcall[b] : c;
+    for (int k = t->bslot0[b]; ok && k < t->bslot0[b + 1]; k++) {
+      const Slot *s = &t->slots[t->border[k]];
+      memcpy(dst + (t->acc[t->border[k]] - t->acc[t->nslots]), t->bufs[s->grad->id], sizeof(float) * (size_t)s->numel);
+    }
+    pthread_mutex_lock(&po->mu);
+    po->ready = ok ? b + 1 : po->ready;
+    po->stop = !ok;
+    pthread_cond_signal(&po->cv);
+    pthread_mutex_unlock(&po->mu);
+  }
+  if (ok && c < cg_head_calls(t->step)) ok = cg_run_calls(t->step, c, cg_head_calls(t->step), t->symvals, t->bufs,
+                                                           &t->c->diag);
+  double t0 = overlap_now();
+  if (!ok) {  // the thread may wait in the chain for ever: the caller ends the job (MPI_Abort)
+    pthread_mutex_lock(&po->mu);
+    po->stop = true;
+    pthread_cond_signal(&po->cv);
+    pthread_mutex_unlock(&po->mu);
+    pthread_detach(th);
+    return false;
+  }
+  pthread_join(th, NULL);
+  t->exposed_s += overlap_now() - t0;
+  pthread_mutex_destroy(&po->mu);
+  pthread_cond_destroy(&po->cv);
+  if (po->failed) {
+    diag_error(&t->c->diag, NOLOC, "data-parallel step (rank %d of %d): %s", t->rank, t->nranks, po->err);
+    ok = false;
+  }
+  heed_free(po);
+  return ok;
+#else
+  (void)t, (void)mine;
+  return false;
+#endif
+}
+
 // Data-parallel: every rank's micro-batches' gradients summed in micro-batch
 // order into acc (comm->ordered_sum: the same bits as one process's running
 // sum), and the losses' sum in the same order.
-static bool accum_ranks(HeedTrainer *t, const double *losses, int mine, double *sum) {
+static bool accum_ranks(HeedTrainer *t, const double *losses, int mine, double *sum, bool summed) {
   char err[256];
-  double *all = heed_malloc(sizeof(double) * (size_t)t->accum);
+  double *all = heed_malloc(sizeof(double) * (size_t)t->accum), t0 = overlap_now();
   bool ok = all && t->o.comm->allgather(t->o.comm, losses, mine, all, err, sizeof err) &&
-            t->o.comm->ordered_sum(t->o.comm, t->acc[t->nslots], t->nacc, t->loc, mine, err, sizeof err);
+            (summed || t->o.comm->ordered_sum(t->o.comm, t->acc[t->nslots], t->nacc, t->loc, mine, err, sizeof err));
+  if (!summed) t->comm_s += overlap_now() - t0, t->exposed_s += overlap_now() - t0;
   if (ok) {
     *sum = 0;
     for (int k = 0; k < t->accum; k++) *sum += all[k];
@@ -553,7 +726,8 @@ static bool run_accum(HeedTrainer *t, const int32_t *const *inputs, const double
   for (int j = 0; j < mine; j++) {
     int mb = base + j;
     bind_inputs(t, inputs, mb, sc, nsc);
-    if (!cg_run_head(t->step, t->symvals, t->bufs, &t->c->diag)) {
+    bool last = t->nbucket > 0 && j == mine - 1;  // its buckets go to the chain as the backward writes them
+    if (last ? !run_overlapped(t, mine) : !cg_run_head(t->step, t->symvals, t->bufs, &t->c->diag)) {
       diag_note(&t->c->diag, NOLOC, "in micro-batch %d of %d", mb + 1, t->accum);
       return false;
     }
@@ -562,14 +736,14 @@ static bool run_accum(HeedTrainer *t, const int32_t *const *inputs, const double
     sum += l;
     for (int i = 0; i < t->nslots; i++) {  // one process: the running sum; ranks: this micro-batch's, packed
       const Slot *s = &t->slots[i];
-      if (!s->grad) continue;
+      if (!s->grad || last) continue;
       const float *g = t->bufs[s->grad->id];
       float *a = t->nranks > 1 ? t->loc[j] + (t->acc[i] - t->acc[t->nslots]) : t->acc[i];
       if (j == 0 || t->nranks > 1) memcpy(a, g, sizeof(float) * (size_t)s->numel);
       else for (int64_t k = 0; k < s->numel; k++) a[k] += g[k];
     }
   }
-  if (t->nranks > 1 && !accum_ranks(t, losses, mine, &sum)) return false;
+  if (t->nranks > 1 && !accum_ranks(t, losses, mine, &sum, t->nbucket > 0)) return false;
   const float inv = 1.0f / (float)t->accum;
   for (int i = 0; i < t->nslots; i++) {
     const Slot *s = &t->slots[i];
@@ -586,6 +760,18 @@ static bool run_accum(HeedTrainer *t, const int32_t *const *inputs, const double
 }
 
 void heed_trainer_profile(const HeedTrainer *t, FILE *f) {
+  if (t->nranks > 1 && t->nsteps > 0)
+    fprintf(f, "data parallel (rank %d of %d): %.2f ms per step summing gradients along the chain, %.2f ms of it "
+            "waited for after the backward (%s)\n", t->rank, t->nranks, 1e3 * t->comm_s / (double)t->nsteps,
+            1e3 * t->exposed_s / (double)t->nsteps,
+            t->nbucket ? "overlapped: buckets sent as the backward writes them" : "not overlapped: one sum after "
+            "the backward");
+  if (t->nbucket && t->nsteps > 0) {
+    int64_t big = 0;
+    for (int b = 0; b < t->nbucket; b++) big = t->blen[b] > big ? t->blen[b] : big;
+    fprintf(f, "  %d bucket%s of at most %lld floats (HEED_DP_BUCKET_KB)\n", t->nbucket, t->nbucket == 1 ? "" : "s",
+            (long long)big);
+  }
 #ifdef HEED_HAVE_LLVM
   const double *ms = t->step ? cg_program_profile(t->step) : NULL;
   if (!ms) return;

@@ -23,6 +23,8 @@ typedef struct RtComm RtComm;
 struct RtComm {
   int rank, size;
   double wait_s;  // seconds spent in the calls below (receiving, sending, waiting for the others)
+  bool threads;   // the calls below may come from another thread than MPI_Init's (one at a time:
+                  // MPI_THREAD_SERIALIZED); the trainer then sums buckets during the backward
   // acc (n floats, on every rank) = the nmine buffers of rank 0 (n floats
   // each), then rank 1's, ..., added left to right (acc = mine[0] of rank
   // 0, acc += mine[1], ...); mine may be overwritten. false with a message.

@@ -125,9 +125,10 @@ static void comm_abort(RtComm *c, int code) {
 bool rt_comm_available(void) { return true; }
 
 RtComm *rt_comm_mpi_new(char *err, size_t errlen) {
-  int ok = 0;
+  int ok = 0, level = MPI_THREAD_SINGLE;
   MPI_Initialized(&ok);
-  if (!ok && MPI_Init(NULL, NULL) != MPI_SUCCESS) {
+  if (ok) MPI_Query_thread(&level);
+  else if (MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &level) != MPI_SUCCESS) {
     snprintf(err, errlen, "MPI_Init failed");
     return NULL;
   }
@@ -139,6 +140,7 @@ RtComm *rt_comm_mpi_new(char *err, size_t errlen) {
   }
   MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
   MPI_Comm_size(MPI_COMM_WORLD, &c->size);
+  c->threads = level >= MPI_THREAD_SERIALIZED;
   c->ordered_sum = ordered_sum, c->allgather = allgather, c->bcast = bcast, c->free = comm_free, c->abort = comm_abort;
   return c;
 }

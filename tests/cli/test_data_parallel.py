@@ -6,6 +6,8 @@
 #     of the final checkpoint (the metadata differs only in the run id) and
 #     the loss, val_loss, lr and grad_norm columns of metrics.csv; the same
 #     for 2 ranks with --grad-accum 4 against 1 process with --grad-accum 4
+#   - the same with 4 KiB buckets (HEED_DP_BUCKET_KB=4): many buckets summed
+#     while the backward runs; --profile names them and the time waited
 #   - resumed with another N: 2 ranks for 10 steps then 1 process to 20, and
 #     1 process for 10 then 2 ranks to 20, equal an uninterrupted run
 #   - only rank 0 writes: one checkpoint set, one metrics.csv
@@ -16,6 +18,7 @@
 # Usage: test_data_parallel.py HEED REPO WORKDIR
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -91,6 +94,14 @@ def main():
     r2 = train(w("ranks2accum4"), "--grad-accum", "4", ranks=2)
     check(r1.returncode == 0 and r2.returncode == 0, "--grad-accum 4: 1 process and 2 ranks train", r1.stderr + r2.stderr)
     same_run(w("accum4"), w("ranks2accum4"), "2 ranks x 2 micro-batches == 1 process x 4, bit for bit")
+    # overlap: buckets of 4 KiB (many) summed while the backward runs; the bits stay
+    cmd = MPIRUN + ["-x", "HEED_DP_BUCKET_KB", "-np", "2", HEED, "train", MODEL, "--data", DATA, "--out",
+                    w("buckets"), "--steps", "20", "--profile"] + SMALL
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(MPI_ENV, HEED_DP_BUCKET_KB="4"), timeout=300)
+    check(r.returncode == 0 and "overlapped: buckets sent as the backward writes them" in r.stderr and
+          re.search(r"\n  ([2-9]|\d\d+) buckets of at most \d+ floats", r.stderr) is not None,
+          "2 ranks, 4 KiB buckets: overlapped, --profile shows the buckets and the time waited", r.stderr)
+    same_run(w("accum2"), w("buckets"), "2 ranks with buckets sent during the backward == 1 process, bit for bit")
 
     # resume with another number of ranks
     ra = train(w("r2to1"), ranks=2, steps=10)
