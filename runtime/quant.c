@@ -1,0 +1,155 @@
+// runtime/quant.c: rt_qmatmul (runtime/quant.h) - the kernel set of each
+// x86 level (runtime/quant_kern.h, included once per level with its target
+// attribute), the choice of level from the CPU's features, the threading
+// (tasks of output channels) and the weight quantizer.
+// Built with -ffp-contract=fast (CMakeLists.txt): a*b+c is one FMA where the
+// level has FMA.
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime/quant.h"
+
+#define QK_SUF generic
+#define QK_TARGET "arch=x86-64"
+#define QK_W 4  // SSE2 registers
+#include "runtime/quant_kern.h"
+#undef QK_SUF
+#undef QK_TARGET
+#undef QK_W
+
+#define QK_SUF avx2
+#define QK_TARGET "avx2,fma"
+#define QK_W 8
+#include "runtime/quant_kern.h"
+#undef QK_SUF
+#undef QK_TARGET
+#undef QK_W
+
+#define QK_SUF avx512
+#define QK_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"
+#define QK_W 16
+#include "runtime/quant_kern.h"
+#undef QK_SUF
+#undef QK_TARGET
+#undef QK_W
+
+#define QK_SUF avx512vnni
+#define QK_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma"
+#define QK_W 16
+#include "runtime/quant_kern.h"
+#undef QK_SUF
+#undef QK_TARGET
+#undef QK_W
+
+typedef void (*RowsFn)(const RtQWeight *w, int64_t j0, int64_t j1, const float *x, int64_t m, float *y);
+static const struct {
+  const char *name;
+  RowsFn rows;
+} levels[RT_ISA_COUNT] = {
+    [RT_ISA_GENERIC] = {"generic", rows_generic},
+    [RT_ISA_AVX2] = {"avx2", rows_avx2},
+    [RT_ISA_AVX512] = {"avx512", rows_avx512},
+    [RT_ISA_AVX512_VNNI] = {"avx512-vnni", rows_avx512vnni},
+};
+
+const char *rt_isa_name(RtIsa isa) { return (unsigned)isa < RT_ISA_COUNT ? levels[isa].name : "?"; }
+
+bool rt_isa_runs(RtIsa isa) {
+  __builtin_cpu_init();
+  switch (isa) {
+  case RT_ISA_GENERIC: return true;
+  case RT_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  case RT_ISA_AVX512:
+    return rt_isa_runs(RT_ISA_AVX2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  case RT_ISA_AVX512_VNNI:
+    return rt_isa_runs(RT_ISA_AVX512) && __builtin_cpu_supports("avx512vnni") &&
+           __builtin_cpu_supports("avx512bf16");
+  case RT_ISA_COUNT: break;
+  }
+  return false;
+}
+
+RtIsa rt_isa_best(void) {
+  for (int i = RT_ISA_COUNT - 1; i > 0; i--)
+    if (rt_isa_runs((RtIsa)i)) return (RtIsa)i;
+  return RT_ISA_GENERIC;
+}
+
+int64_t rt_qweight_bytes(RtDType dt, int64_t n, int64_t k) {
+  if (n < 0 || k < 0) return -1;
+  if (dt != RT_F32 && dt != RT_I8 && dt != RT_BF16 && dt != RT_Q4_0 && dt != RT_Q4_1) return -1;
+  int64_t nk, b;
+  if (__builtin_mul_overflow(n, k, &nk)) return -1;
+  b = rt_dtype_bytes(dt, nk);
+  return k % rt_dtype_info[dt].block ? -1 : b;
+}
+
+int rt_qweight_check(const RtQWeight *w, char *err, size_t errlen) {
+  if ((unsigned)w->dt >= RT_DT_COUNT || rt_qweight_bytes(w->dt, w->n, w->k) < 0) {
+    if ((unsigned)w->dt < RT_DT_COUNT && rt_dtype_info[w->dt].is_quant && w->k % RT_QBLOCK)
+      snprintf(err, errlen, "a %s weight needs K divisible by %d, not %lld", rt_dtype_name(w->dt), RT_QBLOCK,
+               (long long)w->k);
+    else
+      snprintf(err, errlen, "a quantized weight is F32, I8, BF16, q4_0 or q4_1 with a valid shape, not %s (%lld, %lld)",
+               rt_dtype_name(w->dt), (long long)w->n, (long long)w->k);
+    return RT_ERR_ARG;
+  }
+  if ((!w->w && w->n && w->k) || (w->dt == RT_I8 && !w->scale && w->n)) {
+    snprintf(err, errlen, "the weight has no data%s", w->dt == RT_I8 ? " or no scales" : "");
+    return RT_ERR_ARG;
+  }
+  return RT_OK;
+}
+
+enum { QM_TASK_ROWS = 32 };  // output channels per task
+
+typedef struct {
+  RowsFn rows;
+  const RtQWeight *w;
+  const float *x;
+  int64_t m;
+  float *y;
+} QmCtx;
+
+static void qm_task(void *ctx, int64_t t, int32_t thread) {
+  (void)thread;
+  const QmCtx *c = ctx;
+  int64_t j0 = t * QM_TASK_ROWS, j1 = j0 + QM_TASK_ROWS < c->w->n ? j0 + QM_TASK_ROWS : c->w->n;
+  c->rows(c->w, j0, j1, c->x, c->m, c->y);
+}
+
+int rt_qmatmul(RtPool *pool, RtIsa isa, const RtQWeight *w, const float *x, int64_t m, float *y, char *err,
+               size_t errlen) {
+  int rc = rt_qweight_check(w, err, errlen);
+  if (rc != RT_OK) return rc;
+  if ((unsigned)isa >= RT_ISA_COUNT || !rt_isa_runs(isa)) {
+    snprintf(err, errlen, "this CPU cannot run the %s kernels", rt_isa_name(isa));
+    return RT_ERR_ARG;
+  }
+  if (m <= 0 || w->n == 0) return RT_OK;
+  QmCtx c = {levels[isa].rows, w, x, m, y};
+  rt_parallel_for(pool, (w->n + QM_TASK_ROWS - 1) / QM_TASK_ROWS, qm_task, &c);
+  return RT_OK;
+}
+
+void rt_quantize_rows(RtDType dt, const float *w, int64_t n, int64_t k, void *dst, float *scale) {
+  int64_t rb = rt_qweight_bytes(dt, 1, k);
+  for (int64_t j = 0; j < n; j++) {
+    const float *r = w + j * k;
+    uint8_t *o = (uint8_t *)dst + j * rb;
+    if (dt != RT_I8) {
+      rt_dtype_info[dt].from_f32(r, o, k);
+      continue;
+    }
+    float amax = 0;  // symmetric: the largest magnitude maps to 127
+    for (int64_t i = 0; i < k; i++) amax = fmaxf(amax, fabsf(r[i]));
+    float s = amax / 127.0f, inv = s != 0 ? 1.0f / s : 0;
+    scale[j] = s;
+    for (int64_t i = 0; i < k; i++) {
+      long q = lrintf(r[i] * inv);
+      o[i] = (uint8_t)(int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+    }
+  }
+}
