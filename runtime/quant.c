@@ -4,6 +4,7 @@
 // (tasks of output channels) and the weight quantizer.
 // Built with -ffp-contract=fast (CMakeLists.txt): a*b+c is one FMA where the
 // level has FMA.
+#include <immintrin.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,36 +14,44 @@
 #define QK_SUF generic
 #define QK_TARGET "arch=x86-64"
 #define QK_W 4  // SSE2 registers
+#define QK_H2F(h) rt_f16_to_f32(h)
 #include "runtime/quant_kern.h"
 #undef QK_SUF
 #undef QK_TARGET
 #undef QK_W
+#undef QK_H2F
 
 #define QK_SUF avx2
-#define QK_TARGET "avx2,fma"
+#define QK_TARGET "avx2,fma,f16c"
+#define QK_H2F(h) _cvtsh_ss(h)
 #define QK_W 8
 #include "runtime/quant_kern.h"
 #undef QK_SUF
 #undef QK_TARGET
 #undef QK_W
+#undef QK_H2F
 
 #define QK_SUF avx512
-#define QK_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma"
+#define QK_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"
+#define QK_H2F(h) _cvtsh_ss(h)
 #define QK_W 16
 #include "runtime/quant_kern.h"
 #undef QK_SUF
 #undef QK_TARGET
 #undef QK_W
+#undef QK_H2F
 
 #define QK_SUF avx512vnni
-#define QK_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma"
+#define QK_TARGET "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c"
+#define QK_H2F(h) _cvtsh_ss(h)
 #define QK_W 16
 #include "runtime/quant_kern.h"
 #undef QK_SUF
 #undef QK_TARGET
 #undef QK_W
+#undef QK_H2F
 
-typedef void (*RowsFn)(const RtQWeight *w, int64_t j0, int64_t j1, const float *x, int64_t m, float *y);
+typedef void (*RowsFn)(const RtQWeight *w, int64_t j0, int64_t j1, const float *x, int64_t m, const float *xsum, float *y);
 static const struct {
   const char *name;
   RowsFn rows;
@@ -59,7 +68,7 @@ bool rt_isa_runs(RtIsa isa) {
   __builtin_cpu_init();
   switch (isa) {
   case RT_ISA_GENERIC: return true;
-  case RT_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  case RT_ISA_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   case RT_ISA_AVX512:
     return rt_isa_runs(RT_ISA_AVX2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
@@ -110,6 +119,7 @@ typedef struct {
   const RtQWeight *w;
   const float *x;
   int64_t m;
+  const float *xsum;  // (m, k/32) block sums of x for q4_1, else NULL
   float *y;
 } QmCtx;
 
@@ -117,7 +127,7 @@ static void qm_task(void *ctx, int64_t t, int32_t thread) {
   (void)thread;
   const QmCtx *c = ctx;
   int64_t j0 = t * QM_TASK_ROWS, j1 = j0 + QM_TASK_ROWS < c->w->n ? j0 + QM_TASK_ROWS : c->w->n;
-  c->rows(c->w, j0, j1, c->x, c->m, c->y);
+  c->rows(c->w, j0, j1, c->x, c->m, c->xsum, c->y);
 }
 
 int rt_qmatmul(RtPool *pool, RtIsa isa, const RtQWeight *w, const float *x, int64_t m, float *y, char *err,
@@ -129,8 +139,22 @@ int rt_qmatmul(RtPool *pool, RtIsa isa, const RtQWeight *w, const float *x, int6
     return RT_ERR_ARG;
   }
   if (m <= 0 || w->n == 0) return RT_OK;
-  QmCtx c = {levels[isa].rows, w, x, m, y};
+  float *xsum = NULL;
+  if (w->dt == RT_Q4_1) {
+    int64_t nb = w->k / RT_QBLOCK;
+    if (!(xsum = rt_malloc(sizeof(float) * (size_t)(m * nb + 1)))) {
+      snprintf(err, errlen, "out of memory");
+      return RT_ERR_NOMEM;
+    }
+    for (int64_t i = 0; i < m * nb; i++) {
+      float s = 0;
+      for (int e = 0; e < RT_QBLOCK; e++) s += x[i * RT_QBLOCK + e];
+      xsum[i] = s;
+    }
+  }
+  QmCtx c = {levels[isa].rows, w, x, m, xsum, y};
   rt_parallel_for(pool, (w->n + QM_TASK_ROWS - 1) / QM_TASK_ROWS, qm_task, &c);
+  rt_free(xsum);
   return RT_OK;
 }
 

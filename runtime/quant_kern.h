@@ -13,7 +13,6 @@
 #define QK_INLINE __attribute__((target(QK_TARGET), always_inline)) static inline
 
 typedef float QK_FN(vf) __attribute__((vector_size(4 * QK_W)));
-typedef int8_t QK_FN(vs8) __attribute__((vector_size(QK_W)));
 typedef uint8_t QK_FN(vu8) __attribute__((vector_size(QK_W)));
 typedef uint16_t QK_FN(vu16) __attribute__((vector_size(2 * QK_W)));
 typedef uint32_t QK_FN(vu32) __attribute__((vector_size(4 * QK_W)));
@@ -34,14 +33,19 @@ QK_INLINE float QK_FN(hsum)(VF v) {
 }
 
 // QK_W weights of w's row from element i (a multiple of QK_W), as floats
-// (for the 4-bit formats: the 4-bit code q, before scale and offset).
+// (q4_0: q - 8; q4_1: q; before the block scale and min).
 QK_INLINE VF QK_FN(dec)(RtDType dt, const uint8_t *row, int64_t i) {
   switch (dt) {
   case RT_F32: return QK_FN(ldf)((const float *)row + i);
   case RT_I8: {
-    QK_FN(vs8) q;
-    memcpy(&q, row + i, sizeof q);
-    return __builtin_convertvector(q, VF);
+#if QK_W == 16  // vpmovsxbd (GCC 12 builds the vector-extension widening byte by byte)
+    return (VF)_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(row + i))));
+#elif QK_W == 8
+    return (VF)_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + i))));
+#else
+    QK_FN(vs32) v = {(int8_t)row[i], (int8_t)row[i + 1], (int8_t)row[i + 2], (int8_t)row[i + 3]};
+    return __builtin_convertvector(v, VF);
+#endif
   }
   case RT_BF16: {
     QK_FN(vu16) h;
@@ -56,38 +60,40 @@ QK_INLINE VF QK_FN(dec)(RtDType dt, const uint8_t *row, int64_t i) {
     QK_FN(vu8) v;
     memcpy(&v, q, sizeof v);
     v = o < 16 ? (v & 15) : (v >> 4);
-    return __builtin_convertvector(v, VF);
+    QK_FN(vs32) qi = __builtin_convertvector(v, QK_FN(vs32));
+    return __builtin_convertvector(dt == RT_Q4_0 ? qi - 8 : qi, VF);  // q4_0: w = d * (q - 8)
   }
   default: return (VF){0};  // rejected by rt_qweight_check before any kernel runs
   }
 }
 
-// out[r] = x[r] . W[j] for nr (constant after inlining) rows of x.
-QK_INLINE void QK_FN(dot)(const RtQWeight *w, int64_t j, const float *x, int64_t ldx, int nr, float *out) {
+// out[r] = x[r] . W[j] for nr rows of x; dt and nr are constants after
+// inlining, so each (dtype, rows) pair is its own loop without branches.
+QK_INLINE void QK_FN(dot)(const RtQWeight *w, RtDType dt, int64_t j, const float *x, int64_t ldx, const float *xsum,
+                          int nr, float *out) {
   const int64_t k = w->k;
-  const RtDType dt = w->dt;
   const uint8_t *row = (const uint8_t *)w->w + (dt >= RT_DT_PLAIN ? j * (k / RT_QBLOCK) * rt_dtype_info[dt].block_bytes
                                                                   : j * k * (int64_t)rt_dtype_info[dt].size);
   VF acc[4] = {0};
   float tail[4] = {0};
   if (dt == RT_Q4_0 || dt == RT_Q4_1) {
-    const int64_t bb = rt_dtype_info[dt].block_bytes;
-    for (int64_t i = 0; i < k; i += RT_QBLOCK) {
-      const uint8_t *blk = row + (i / RT_QBLOCK) * bb;
+    const int64_t bb = dt == RT_Q4_0 ? 18 : 20, nb = k / RT_QBLOCK;
+    for (int64_t b = 0; b < nb; b++) {
+      const uint8_t *blk = row + b * bb;
       uint16_t hd, hm = 0;
       memcpy(&hd, blk, 2);
       if (dt == RT_Q4_1) memcpy(&hm, blk + 2, 2);
-      float d = rt_f16_to_f32(hd), mn = dt == RT_Q4_1 ? rt_f16_to_f32(hm) : -8.0f * d;
-      VF bq[4] = {0}, bx[4] = {0};  // sum q*x and sum x over the block
+      float d = QK_H2F(hd);
+      VF bq[4] = {0};  // sum (q - 8) * x (q4_0) or sum q * x (q4_1) over the block
       for (int c = 0; c < RT_QBLOCK; c += QK_W) {
-        VF q = QK_FN(dec)(dt, row, i + c);
-        for (int r = 0; r < nr; r++) {
-          VF xv = QK_FN(ldf)(x + r * ldx + i + c);
-          bq[r] += q * xv;
-          bx[r] += xv;
-        }
+        VF q = QK_FN(dec)(dt, row, b * RT_QBLOCK + c);
+        for (int r = 0; r < nr; r++) bq[r] += q * QK_FN(ldf)(x + r * ldx + b * RT_QBLOCK + c);
       }
-      for (int r = 0; r < nr; r++) acc[r] += d * bq[r] + mn * bx[r];  // w = d*q + mn
+      for (int r = 0; r < nr; r++) acc[r] += d * bq[r];
+      if (dt == RT_Q4_1) {  // + min * sum x (the block sums of x: xsum, once per call)
+        float mn = QK_H2F(hm);
+        for (int r = 0; r < nr; r++) tail[r] += mn * xsum[r * nb + b];
+      }
     }
   } else {
     int64_t kv = k - k % QK_W;
@@ -104,19 +110,34 @@ QK_INLINE void QK_FN(dot)(const RtQWeight *w, int64_t j, const float *x, int64_t
   for (int r = 0; r < nr; r++) out[r] = (QK_FN(hsum)(acc[r]) + tail[r]) * s;
 }
 
-// Rows [j0, j1) of W against every row of x: y (m, n).
-QK_ATTR static void QK_FN(rows)(const RtQWeight *w, int64_t j0, int64_t j1, const float *x, int64_t m, float *y) {
+QK_INLINE void QK_FN(rows_dt)(const RtQWeight *w, RtDType dt, int64_t j0, int64_t j1, const float *x, int64_t m,
+                              const float *xsum, float *y) {
+  const int64_t nb = w->k / RT_QBLOCK;
   float o[4];
   for (int64_t j = j0; j < j1; j++) {
     int64_t i = 0;
     for (; i + 4 <= m; i += 4) {
-      QK_FN(dot)(w, j, x + i * w->k, w->k, 4, o);
+      QK_FN(dot)(w, dt, j, x + i * w->k, w->k, xsum ? xsum + i * nb : NULL, 4, o);
       for (int r = 0; r < 4; r++) y[(i + r) * w->n + j] = o[r];
     }
     for (; i < m; i++) {
-      QK_FN(dot)(w, j, x + i * w->k, w->k, 1, o);
+      QK_FN(dot)(w, dt, j, x + i * w->k, w->k, xsum ? xsum + i * nb : NULL, 1, o);
       y[i * w->n + j] = o[0];
     }
+  }
+}
+
+// Rows [j0, j1) of W against every row of x: y (m, n).
+// xsum (m, k/32): the block sums of x (q4_1), else NULL.
+QK_ATTR static void QK_FN(rows)(const RtQWeight *w, int64_t j0, int64_t j1, const float *x, int64_t m,
+                                const float *xsum, float *y) {
+  switch (w->dt) {
+  case RT_F32: QK_FN(rows_dt)(w, RT_F32, j0, j1, x, m, xsum, y); break;
+  case RT_I8: QK_FN(rows_dt)(w, RT_I8, j0, j1, x, m, xsum, y); break;
+  case RT_BF16: QK_FN(rows_dt)(w, RT_BF16, j0, j1, x, m, xsum, y); break;
+  case RT_Q4_0: QK_FN(rows_dt)(w, RT_Q4_0, j0, j1, x, m, xsum, y); break;
+  case RT_Q4_1: QK_FN(rows_dt)(w, RT_Q4_1, j0, j1, x, m, xsum, y); break;
+  default: break;  // rejected by rt_qweight_check
   }
 }
 
