@@ -72,23 +72,24 @@ int main(int argc, char **argv) {
         f32[l][i][j] = (float)((s >> 40) & 0xFFFF) / 65536.0f - 0.5f;
       }
     }
-  static const RtDType dts[] = {RT_F32, RT_BF16, RT_I8, RT_Q4_1, RT_Q4_0};
+  static const RtDType dts[] = {RT_F32, RT_BF16, RT_I8, RT_Q4_1, RT_Q4_0};  // m[2]: I8 (w8a8 too)
   enum { ND = sizeof dts / sizeof dts[0] };
   Model m[ND];
   for (int d = 0; d < ND; d++) model_make(&m[d], dts[d], f32);
   float x[3072], y[3072];
   for (int i = 0; i < 3072; i++) x[i] = (float)(i % 13) * 0.01f;
-  double *t = calloc((size_t)(ND + 1) * (size_t)reps, sizeof(double));
+  double *t = calloc((size_t)(ND + 2) * (size_t)reps, sizeof(double));
   char err[200];
   for (int r = 0; r < reps; r++)
-    for (int side = 0; side <= ND; side++) {  // alternated: each rep runs every side once
+    for (int side = 0; side <= ND + 1; side++) {  // alternated: each rep runs every side once
       double t0 = now();
       for (int l = 0; l < LAYERS; l++)
         for (int i = 0; i < NMAT; i++) {
           if (side == ND)
             cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)shape[i][0], (int)shape[i][1], 1.0f, f32[l][i],
                         (int)shape[i][1], x, 1, 0.0f, y, 1);
-          else if (rt_qmatmul(pool, isa, &m[side].w[l][i], x, 1, y, err, sizeof err) != RT_OK) {
+          else if (side == ND + 1 ? rt_qmatmul_w8a8(pool, isa, &m[2].w[l][i], x, 1, y, err, sizeof err) != RT_OK
+                                  : rt_qmatmul(pool, isa, &m[side].w[l][i], x, 1, y, err, sizeof err) != RT_OK) {
             fprintf(stderr, "qgemv_bench: %s\n", err);
             return 1;
           }
@@ -98,12 +99,12 @@ int main(int argc, char **argv) {
   printf("GPT-2 small decode matmuls (85M weights), batch 1, %d thread%s, kernels: %s\n", threads,
          threads == 1 ? "" : "s", rt_isa_name(isa));
   double f32_med = 0;
-  for (int side = 0; side <= ND; side++) {
+  for (int side = 0; side <= ND + 1; side++) {
     qsort(t + side * reps, (size_t)reps, sizeof(double), cmp_d);
     double med = t[side * reps + reps / 2], lo = t[side * reps], hi = t[side * reps + reps - 1];
     if (side == 0) f32_med = med;
     printf("  %-16s %7.2f ms/token (%.2f-%.2f)  %7.1f tok/s  %5.2fx heed f32\n",
-           side == ND ? "openblas sgemv" : rt_dtype_name(dts[side]), 1e3 * med, 1e3 * lo, 1e3 * hi, 1 / med,
+           side == ND ? "openblas sgemv" : side == ND + 1 ? "w8a8" : rt_dtype_name(dts[side]), 1e3 * med, 1e3 * lo, 1e3 * hi, 1 / med,
            f32_med / med);
   }
   rt_pool_free(pool);

@@ -177,3 +177,112 @@ void rt_quantize_rows(RtDType dt, const float *w, int64_t n, int64_t k, void *ds
     }
   }
 }
+
+// ---- W8A8: int8 weights, per-token dynamic int8 activations ----
+// x's row r is quantized symmetrically (sx[r] = max|x| / 127); the dot
+// product of codes is an exact int32 (|sum| < k * 127^2), so every level
+// gives the same integer and y = (float)s * (sx * sw) the same bits.
+// |x| and sign(x) moved onto w make the u8 x s8 products of vpmaddubsw (AVX2,
+// AVX-512: two products per i16, at most 2 * 127^2, never saturating) and
+// vpdpbusd (VNNI) exact.
+
+enum { W8A8_MAX_K = (int64_t)2147483647 / (127 * 127) };
+
+static int32_t dot_i8_generic(const int8_t *a, const int8_t *b, int64_t k) {
+  int32_t s = 0;
+  for (int64_t i = 0; i < k; i++) s += (int32_t)a[i] * b[i];
+  return s;
+}
+
+__attribute__((target("avx2"))) static int32_t dot_i8_avx2(const int8_t *a, const int8_t *b, int64_t k) {
+  __m256i acc = _mm256_setzero_si256(), ones = _mm256_set1_epi16(1);
+  int64_t i = 0;
+  for (; i + 32 <= k; i += 32) {
+    __m256i x = _mm256_loadu_si256((const __m256i *)(a + i)), w = _mm256_loadu_si256((const __m256i *)(b + i));
+    __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(w, x));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+  }
+  int32_t l[8];
+  _mm256_storeu_si256((__m256i *)l, acc);
+  int32_t s = l[0] + l[1] + l[2] + l[3] + l[4] + l[5] + l[6] + l[7];
+  return s + dot_i8_generic(a + i, b + i, k - i);
+}
+
+__attribute__((target("avx512f,avx512bw"))) static int32_t dot_i8_avx512(const int8_t *a, const int8_t *b, int64_t k) {
+  __m512i acc = _mm512_setzero_si512(), ones = _mm512_set1_epi16(1), zero = _mm512_setzero_si512();
+  int64_t i = 0;
+  for (; i + 64 <= k; i += 64) {
+    __m512i x = _mm512_loadu_si512(a + i), w = _mm512_loadu_si512(b + i);
+    __m512i sw = _mm512_mask_sub_epi8(w, _mm512_movepi8_mask(x), zero, w);  // w * sign(x)
+    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(x), sw), ones));
+  }
+  return _mm512_reduce_add_epi32(acc) + dot_i8_generic(a + i, b + i, k - i);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static int32_t dot_i8_vnni(const int8_t *a, const int8_t *b,
+                                                                                   int64_t k) {
+  __m512i acc = _mm512_setzero_si512(), zero = _mm512_setzero_si512();
+  int64_t i = 0;
+  for (; i + 64 <= k; i += 64) {
+    __m512i x = _mm512_loadu_si512(a + i), w = _mm512_loadu_si512(b + i);
+    __m512i sw = _mm512_mask_sub_epi8(w, _mm512_movepi8_mask(x), zero, w);
+    acc = _mm512_dpbusd_epi32(acc, _mm512_abs_epi8(x), sw);  // vpdpbusd
+  }
+  return _mm512_reduce_add_epi32(acc) + dot_i8_generic(a + i, b + i, k - i);
+}
+
+typedef int32_t (*DotI8Fn)(const int8_t *a, const int8_t *b, int64_t k);
+static const DotI8Fn dot_i8[RT_ISA_COUNT] = {dot_i8_generic, dot_i8_avx2, dot_i8_avx512, dot_i8_vnni};
+
+typedef struct {
+  DotI8Fn dot;
+  const RtQWeight *w;
+  const int8_t *qx;  // (m, k) codes
+  const float *sx;   // (m) scales
+  int64_t m;
+  float *y;
+} W8Ctx;
+
+static void w8_task(void *ctx, int64_t t, int32_t thread) {
+  (void)thread;
+  const W8Ctx *c = ctx;
+  const int64_t n = c->w->n, k = c->w->k;
+  int64_t j1 = (t + 1) * QM_TASK_ROWS < n ? (t + 1) * QM_TASK_ROWS : n;
+  for (int64_t j = t * QM_TASK_ROWS; j < j1; j++)
+    for (int64_t r = 0; r < c->m; r++) {
+      int32_t s = c->dot(c->qx + r * k, (const int8_t *)c->w->w + j * k, k);
+      c->y[r * n + j] = (float)s * (c->sx[r] * c->w->scale[j]);
+    }
+}
+
+void rt_quantize_tokens(const float *x, int64_t m, int64_t k, int8_t *qx, float *sx) {
+  rt_quantize_rows(RT_I8, x, m, k, qx, sx);
+}
+
+int rt_qmatmul_w8a8(RtPool *pool, RtIsa isa, const RtQWeight *w, const float *x, int64_t m, float *y, char *err,
+                    size_t errlen) {
+  int rc = rt_qweight_check(w, err, errlen);
+  if (rc != RT_OK) return rc;
+  if (w->dt != RT_I8 || w->k > W8A8_MAX_K) {
+    snprintf(err, errlen, "w8a8 needs I8 weights with K <= %d, not %s with K = %lld", (int)W8A8_MAX_K,
+             rt_dtype_name(w->dt), (long long)w->k);
+    return RT_ERR_ARG;
+  }
+  if ((unsigned)isa >= RT_ISA_COUNT || !rt_isa_runs(isa)) {
+    snprintf(err, errlen, "this CPU cannot run the %s kernels", rt_isa_name(isa));
+    return RT_ERR_ARG;
+  }
+  if (m <= 0 || w->n == 0) return RT_OK;
+  int8_t *qx = rt_malloc((size_t)(m * w->k + 1));
+  float *sx = rt_malloc(sizeof(float) * (size_t)m);
+  if (!qx || !sx) {
+    rt_free(qx), rt_free(sx);
+    snprintf(err, errlen, "out of memory");
+    return RT_ERR_NOMEM;
+  }
+  rt_quantize_tokens(x, m, w->k, qx, sx);
+  W8Ctx c = {dot_i8[isa], w, qx, sx, m, y};
+  rt_parallel_for(pool, (w->n + QM_TASK_ROWS - 1) / QM_TASK_ROWS, w8_task, &c);
+  rt_free(qx), rt_free(sx);
+  return RT_OK;
+}

@@ -48,4 +48,13 @@ int rt_qmatmul(RtPool *pool, RtIsa isa, const RtQWeight *w, const float *x, int6
 int64_t rt_qweight_bytes(RtDType dt, int64_t n, int64_t k);  // -1: not a weight dtype or a bad k
 void rt_quantize_rows(RtDType dt, const float *w, int64_t n, int64_t k, void *dst, float *scale);
 
+// W8A8: y (m, n) = x (m, k) @ W^T with W RT_I8 (per channel) and each row of
+// x quantized to int8 on the fly (per token, symmetric: rt_quantize_tokens),
+// integer dot products (AVX2 vpmaddubsw, AVX-512 VNNI vpdpbusd). The integer
+// sums are exact, so every level and thread count gives the same bits:
+// y[r][j] = (float)sum(qx * qw) * (sx[r] * scale[j]).
+int rt_qmatmul_w8a8(RtPool *pool, RtIsa isa, const RtQWeight *w, const float *x, int64_t m, float *y, char *err,
+                    size_t errlen);
+void rt_quantize_tokens(const float *x, int64_t m, int64_t k, int8_t *qx, float *sx);  // (m, k) -> codes, (m) scales
+
 #endif

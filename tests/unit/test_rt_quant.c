@@ -88,6 +88,58 @@ static void test_kernels_vs_reference(void **state) {
 }
 
 // int8 per channel: each weight within half a step (scale/2) of the f32 one.
+// W8A8: bit-exact against the integer reference at every level (the sums
+// are exact), and the scheme's error against the f32 product within 2% of
+// sum|x*w| (two int8 roundings).
+static void test_w8a8(void **state) {
+  (void)state;
+  static const int64_t shapes[][3] = {{1, 1, 1}, {1, 37, 64}, {3, 70, 200}, {2, 33, 63}, {5, 65, 768}};
+  RtPool *pool3 = rt_pool_new(3);
+  for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+    int64_t m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2];
+    uint64_t seed = (uint64_t)(m * 7 + n * 131 + k);
+    float *wf = malloc(sizeof(float) * (size_t)(n * k)), *x = malloc(sizeof(float) * (size_t)(m * k));
+    float *sw = malloc(sizeof(float) * (size_t)n), *sx = malloc(sizeof(float) * (size_t)m);
+    float *y = malloc(sizeof(float) * (size_t)(m * n)), *y3 = malloc(sizeof(float) * (size_t)(m * n));
+    int8_t *qw = malloc((size_t)(n * k)), *qx = malloc((size_t)(m * k));
+    for (int64_t i = 0; i < n * k; i++) wf[i] = frand(&seed);
+    for (int64_t i = 0; i < m * k; i++) x[i] = frand(&seed) * (i % 5 == 0 ? 4 : 1);
+    rt_quantize_rows(RT_I8, wf, n, k, qw, sw);
+    rt_quantize_tokens(x, m, k, qx, sx);
+    RtQWeight w = {RT_I8, n, k, qw, sw};
+    char err[200];
+    for (int isa = 0; isa < RT_ISA_COUNT; isa++) {
+      if (!rt_isa_runs((RtIsa)isa)) continue;
+      assert_int_equal(rt_qmatmul_w8a8(NULL, (RtIsa)isa, &w, x, m, y, err, sizeof err), RT_OK);
+      assert_int_equal(rt_qmatmul_w8a8(pool3, (RtIsa)isa, &w, x, m, y3, err, sizeof err), RT_OK);
+      assert_memory_equal(y, y3, sizeof(float) * (size_t)(m * n));
+      for (int64_t r = 0; r < m; r++)
+        for (int64_t j = 0; j < n; j++) {
+          int64_t s = 0;
+          double ref = 0, mag = 0;
+          for (int64_t i = 0; i < k; i++) {
+            s += (int64_t)qx[r * k + i] * qw[j * k + i];
+            ref += (double)x[r * k + i] * wf[j * k + i];
+            mag += fabs((double)x[r * k + i] * wf[j * k + i]);
+          }
+          float want = (float)(int32_t)s * (sx[r] * sw[j]);
+          if (memcmp(&want, &y[r * n + j], sizeof want))
+            fail_msg("w8a8 %s m=%lld n=%lld k=%lld y[%lld][%lld] = %.9g, integer reference %.9g", rt_isa_name((RtIsa)isa),
+                     (long long)m, (long long)n, (long long)k, (long long)r, (long long)j, y[r * n + j], want);
+          assert_true(fabs(y[r * n + j] - ref) <= 0.02 * mag + 1e-30);
+        }
+    }
+    free(wf), free(x), free(sw), free(sx), free(y), free(y3), free(qw), free(qx);
+  }
+  char err[200];
+  uint8_t q[8] = {0};
+  float x1[8] = {0}, y1[1];
+  RtQWeight bf = {RT_BF16, 1, 4, q, NULL};
+  assert_int_equal(rt_qmatmul_w8a8(NULL, RT_ISA_GENERIC, &bf, x1, 1, y1, err, sizeof err), RT_ERR_ARG);
+  assert_string_equal(err, "w8a8 needs I8 weights with K <= 133144, not BF16 with K = 4");
+  rt_pool_free(pool3);
+}
+
 static void test_quantize_int8(void **state) {
   (void)state;
   float w[3 * 5] = {1, -2, 0.5f, 0.25f, 2, 0, 0, 0, 0, 0, -1e-3f, 3e-3f, 7, -7, 0};
@@ -120,6 +172,7 @@ static void test_bad_weights(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_kernels_vs_reference),
+      cmocka_unit_test(test_w8a8),
       cmocka_unit_test(test_quantize_int8),
       cmocka_unit_test(test_bad_weights),
   };
