@@ -49,6 +49,16 @@ bench-gemm:
 	@cmake --build $(BUILD) -j $(JOBS) --target gemm_bench
 	@bench/gemm_bench.sh $(BUILD)/gemm_bench $(BENCH_ARGS)
 
+# The quantized decode matmuls (runtime/quant.c) against f32 and OpenBLAS
+# sgemv (docs/quantize.md; OpenBLAS: SkylakeX kernels on AVX-512, else Haswell).
+# QGEMV_ARGS: e.g. --threads 2 --reps 21.
+.PHONY: bench-qgemv
+bench-qgemv:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target qgemv_bench
+	@OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-$$(grep -qw avx512f /proc/cpuinfo && echo SkylakeX || echo Haswell)} \
+	  $(BUILD)/qgemv_bench $(QGEMV_ARGS)
+
 # Whole models, heed bench against PyTorch CPU eager (bench/README.md); needs
 # Debian's python3-torch (+ libopenblas0-openmp for its OpenMP BLAS).
 # MODEL_BENCH_ARGS: e.g. --cases bytegpt,bytegpt-train --threads 1, or
