@@ -49,6 +49,30 @@ bench-gemm:
 	@cmake --build $(BUILD) -j $(JOBS) --target gemm_bench
 	@bench/gemm_bench.sh $(BUILD)/gemm_bench $(BENCH_ARGS)
 
+# The quantized decode matmuls (runtime/quant.c) against f32 and OpenBLAS
+# sgemv (docs/quantize.md; OpenBLAS: SkylakeX kernels on AVX-512, else Haswell).
+# QGEMV_ARGS: e.g. --threads 2 --reps 21.
+.PHONY: bench-qgemv
+bench-qgemv:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target qgemv_bench
+	@OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-$$(grep -qw avx512f /proc/cpuinfo && echo SkylakeX || echo Haswell)} \
+	  $(BUILD)/qgemv_bench $(QGEMV_ARGS)
+
+# The accuracy cost of each weight-only scheme (docs/quantize.md): trains
+# bytegpt QUANT_STEPS steps on ../shared/data/moby-dick.txt unless
+# QUANT_CKPT names a checkpoint, then f32 vs int8/q4_0/q4_1/bf16 val loss
+# against the error budgets (exit 1 when one is over).
+QUANT_STEPS ?= 400
+.PHONY: bench-quant-accuracy
+bench-quant-accuracy:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target heed quant_fake
+	@set -e; d=$$(mktemp -d); trap 'rm -rf '$$d EXIT; ckpt=$${QUANT_CKPT:-}; \
+	if [ -z "$$ckpt" ]; then $(BUILD)/heed train examples/bytegpt.heed --data ../shared/data/moby-dick.txt \
+	  --steps $(QUANT_STEPS) --out $$d/train --sample 0 >/dev/null; ckpt=$$(ls $$d/train/ckpt-*.safetensors | tail -n 1); fi; \
+	bench/quant_accuracy.sh $(BUILD)/heed $(BUILD)/quant_fake examples/bytegpt.heed ../shared/data/moby-dick.txt $$ckpt $$d/q
+
 # Whole models, heed bench against PyTorch CPU eager (bench/README.md); needs
 # Debian's python3-torch (+ libopenblas0-openmp for its OpenMP BLAS).
 # MODEL_BENCH_ARGS: e.g. --cases bytegpt,bytegpt-train --threads 1, or

@@ -49,18 +49,7 @@ static void *pack(IrDType dt, const double *v, int64_t n) {
   size_t sz = ir_dtype_info[dt].size;
   unsigned char *b = heed_malloc(sz * (size_t)(n ? n : 1));
   if (!b) return NULL;
-  for (int64_t i = 0; i < n; i++) {
-    unsigned char *p = b + sz * (size_t)i;
-    switch (dt) {
-    case IR_F32: { float f = (float)v[i]; memcpy(p, &f, 4); } break;
-    case IR_F16: { uint16_t h = rt_f32_to_f16((float)v[i]); memcpy(p, &h, 2); } break;
-    case IR_BF16: { uint16_t h = rt_f32_to_bf16((float)v[i]); memcpy(p, &h, 2); } break;
-    case IR_I32: { int32_t x = (int32_t)v[i]; memcpy(p, &x, 4); } break;
-    case IR_I64: { int64_t x = (int64_t)v[i]; memcpy(p, &x, 8); } break;
-    case IR_I8: { int8_t x = (int8_t)v[i]; memcpy(p, &x, 1); } break;
-    default: *p = (unsigned char)(uint8_t)(int)v[i]; break;  // u8, bool
-    }
-  }
+  for (int64_t i = 0; i < n; i++) ir_dtype_info[dt].set(b, i, v[i]);
   return b;
 }
 
@@ -68,36 +57,14 @@ static void *pack(IrDType dt, const double *v, int64_t n) {
 // NULL with err set ("cannot allocate 128.0 GiB for input 'x'"). what: "input", "parameter".
 static double *unpack(const RtSafetensors *st, const RtStTensor *t, const char *what, char *err, size_t errlen) {
   uint64_t n = rt_st_numel(t);
-  bool is_f = t->dt == RT_F32 || t->dt == RT_F16 || t->dt == RT_BF16;
   double *v = n <= SIZE_MAX / sizeof(double) ? heed_malloc(sizeof(double) * (size_t)(n ? n : 1)) : NULL;
-  float *f = v && is_f ? heed_malloc(sizeof(float) * (size_t)(n ? n : 1)) : NULL;
-  if (!v || (is_f && !f)) {
+  if (!v) {
     char b[32];
-    snprintf(err, errlen, "cannot allocate %s for %s '%s' (%llu values of %s)",
-             diag_bytes(b, (n ? n : 1) * (uint64_t)(v ? sizeof(float) : sizeof(double))), what, t->name,
-             (unsigned long long)n, rt_dtype_name(t->dt));
-    heed_free(v);
+    snprintf(err, errlen, "cannot allocate %s for %s '%s' (%llu values of %s)", diag_bytes(b, (n ? n : 1) * sizeof(double)),
+             what, t->name, (unsigned long long)n, rt_dtype_name(t->dt));
     return NULL;
   }
-  const unsigned char *p = st->data + t->off;
-  if (is_f) {
-    if (rt_st_read_f32(st, t, f, err, errlen) != RT_OK) {
-      heed_free(f);
-      heed_free(v);
-      return NULL;
-    }
-    for (uint64_t i = 0; i < n; i++) v[i] = f[i];
-    heed_free(f);
-    return v;
-  }
-  for (uint64_t i = 0; i < n; i++) {
-    switch (t->dt) {
-    case RT_I32: { int32_t x; memcpy(&x, p + 4 * i, 4); v[i] = x; } break;
-    case RT_I64: { int64_t x; memcpy(&x, p + 8 * i, 8); v[i] = (double)x; } break;
-    case RT_I8: v[i] = (int8_t)p[i]; break;
-    default: v[i] = p[i]; break;  // u8, bool
-    }
-  }
+  for (uint64_t i = 0; i < n; i++) v[i] = rt_dtype_info[t->dt].get(st->data + t->off, (int64_t)i);
   return v;
 }
 

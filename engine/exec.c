@@ -87,13 +87,7 @@ HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threa
 
 #ifdef HEED_HAVE_LLVM
 static void to_native(IrDType dt, const double *v, int64_t n, void *out) {
-  for (int64_t i = 0; i < n; i++) switch (dt) {
-    case IR_F32: ((float *)out)[i] = (float)v[i]; break;
-    case IR_I32: ((int32_t *)out)[i] = (int32_t)v[i]; break;
-    case IR_I64: ((int64_t *)out)[i] = (int64_t)v[i]; break;
-    case IR_I8: ((int8_t *)out)[i] = (int8_t)v[i]; break;
-    default: ((uint8_t *)out)[i] = (uint8_t)v[i]; break;  // u8, bool
-    }
+  for (int64_t i = 0; i < n; i++) ir_dtype_info[dt].set(out, i, v[i]);
 }
 
 static void free_bufs(HeedExec *x) {
@@ -107,13 +101,7 @@ static void free_bufs(HeedExec *x) {
 }
 
 static void from_native(IrDType dt, const void *p, int64_t n, double *out) {
-  for (int64_t i = 0; i < n; i++) switch (dt) {
-    case IR_F32: out[i] = ((const float *)p)[i]; break;
-    case IR_I32: out[i] = ((const int32_t *)p)[i]; break;
-    case IR_I64: out[i] = (double)((const int64_t *)p)[i]; break;
-    case IR_I8: out[i] = ((const int8_t *)p)[i]; break;
-    default: out[i] = ((const uint8_t *)p)[i]; break;
-    }
+  for (int64_t i = 0; i < n; i++) out[i] = ir_dtype_info[dt].get(p, i);
 }
 #endif
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "ir/alloc.h"
+#include "runtime/dtype.h"
 
 #if defined(__GNUC__)
 #define HEED_INTERNAL __attribute__((visibility("hidden")))
@@ -112,16 +113,14 @@ int diag_edit_distance(const char *a, const char *b, int max);
 const char *diag_closest(const char *name, const char *const *cands, int n, int max);
 
 // ---- types.c ----
+// The IR's dtypes are the plain rows of the one dtype table (runtime/dtype.h,
+// RtDType in the same order); quantized block formats follow them there.
 typedef enum {
   IR_F32, IR_F16, IR_BF16, IR_I32, IR_I64, IR_I8, IR_U8, IR_BOOL, IR_DT_COUNT
 } IrDType;
 
-typedef struct {
-  const char *name;  // as written in .heed files
-  size_t size;       // bytes per element
-  bool is_float, is_int;
-} IrDTypeInfo;
-extern const IrDTypeInfo ir_dtype_info[IR_DT_COUNT];
+typedef RtDTypeInfo IrDTypeInfo;  // name, size, is_float, is_int, to_f32/from_f32, get/set
+#define ir_dtype_info rt_dtype_info
 int ir_dtype_from_name(const char *s);  // -1 if not a dtype
 
 // A dimension: n * sym[0] * sym[1] * ... (a monomial over symbolic sizes).

@@ -6,18 +6,10 @@
 
 #include "ir/ir.h"
 
-const IrDTypeInfo ir_dtype_info[IR_DT_COUNT] = {
-    [IR_F32] = {.name = "f32", .size = 4, .is_float = true},
-    [IR_F16] = {.name = "f16", .size = 2, .is_float = true},
-    [IR_BF16] = {.name = "bf16", .size = 2, .is_float = true},
-    [IR_I32] = {.name = "i32", .size = 4, .is_int = true},
-    [IR_I64] = {.name = "i64", .size = 8, .is_int = true},
-    [IR_I8] = {.name = "i8", .size = 1, .is_int = true},
-    [IR_U8] = {.name = "u8", .size = 1, .is_int = true},
-    [IR_BOOL] = {.name = "bool", .size = 1},
-};
-_Static_assert(sizeof ir_dtype_info / sizeof ir_dtype_info[0] == IR_DT_COUNT,
-               "ir_dtype_info must cover every dtype");
+_Static_assert(IR_F32 == (int)RT_F32 && IR_F16 == (int)RT_F16 && IR_BF16 == (int)RT_BF16 && IR_I32 == (int)RT_I32 &&
+                   IR_I64 == (int)RT_I64 && IR_I8 == (int)RT_I8 && IR_U8 == (int)RT_U8 && IR_BOOL == (int)RT_BOOL &&
+                   IR_DT_COUNT == (int)RT_DT_PLAIN,
+               "IrDType is the plain part of RtDType");
 
 int ir_dtype_from_name(const char *s) {
   for (int i = 0; i < IR_DT_COUNT; i++)

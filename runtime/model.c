@@ -166,7 +166,7 @@ static bool read_node(const RtJson *j, int nsyms, Node *nd) {
   int64_t v;
   if (j->kind != RT_JSON_ARRAY || j->n < 2 || j->n > 2 + RT_MAX_RANK) return false;
   const RtJson *e = j->child;
-  if (!num_in(e, 0, RT_DT_COUNT - 1, &v)) return false;
+  if (!num_in(e, 0, RT_DT_PLAIN - 1, &v)) return false;
   nd->dt = (int)v;
   if (!num_in(e->next, KIND_COMPUTED, KIND_UNWRITTEN, &v)) return false;
   nd->kind = (int)v;

@@ -36,6 +36,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "runtime/dtype.h"
+
 typedef enum {
   RT_OK = 0,
   RT_ERR_IO,      // a file could not be opened, read or written
@@ -137,18 +139,7 @@ size_t rt_json_quote(char *dst, const char *s);
 //    "data_offsets":[32,36]}}
 enum { RT_MAX_RANK = 8, RT_ST_MAX_HEADER = 100000000 };
 
-// The order matches IrDType in ir/ir.h (the runtime may not include it).
-typedef enum { RT_F32, RT_F16, RT_BF16, RT_I32, RT_I64, RT_I8, RT_U8, RT_BOOL, RT_DT_COUNT } RtDType;
-
-const char *rt_dtype_name(RtDType dt);  // "F32", ... (safetensors spelling); "?" if out of range
-size_t rt_dtype_size(RtDType dt);       // bytes per element; 0 if out of range
-
-// Round to nearest, ties to even; infinities, NaNs (kept NaN, made quiet),
-// signed zeros and subnormals are converted exactly as IEEE 754 says.
-float rt_f16_to_f32(uint16_t h);
-uint16_t rt_f32_to_f16(float f);
-float rt_bf16_to_f32(uint16_t h);
-uint16_t rt_f32_to_bf16(float f);
+// RtDType, rt_dtype_info, rt_dtype_name/size and the f16/bf16 conversions: runtime/dtype.h.
 
 typedef struct {
   char *name;

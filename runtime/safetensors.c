@@ -34,75 +34,6 @@
 #define ST_INT_LIMIT 9007199254740992.0
 #define ST_METADATA "__metadata__"
 
-// ---- dtypes ----
-
-static const struct {
-  const char *name;
-  size_t size;
-} dtypes[] = {
-    [RT_F32] = {"F32", 4}, [RT_F16] = {"F16", 2}, [RT_BF16] = {"BF16", 2}, [RT_I32] = {"I32", 4},
-    [RT_I64] = {"I64", 8}, [RT_I8] = {"I8", 1},   [RT_U8] = {"U8", 1},     [RT_BOOL] = {"BOOL", 1},
-};
-_Static_assert(sizeof dtypes / sizeof dtypes[0] == RT_DT_COUNT, "dtypes[] must list every RtDType");
-
-const char *rt_dtype_name(RtDType dt) { return (unsigned)dt < RT_DT_COUNT ? dtypes[dt].name : "?"; }
-size_t rt_dtype_size(RtDType dt) { return (unsigned)dt < RT_DT_COUNT ? dtypes[dt].size : 0; }
-
-static uint32_t f32_bits(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  return u;
-}
-
-static float bits_f32(uint32_t u) {
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-float rt_f16_to_f32(uint16_t h) {
-  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
-  if (exp == 0x1f) return bits_f32(sign | 0x7f800000 | (mant << 13));  // inf, NaN (payload kept)
-  if (exp == 0) {
-    if (mant == 0) return bits_f32(sign);  // +-0
-    // subnormal mant * 2^-24: normalize so that the leading 1 is implicit
-    uint32_t e = 113;  // the f32 biased exponent of 2^-14
-    while (!(mant & 0x400)) {
-      mant <<= 1;
-      e--;
-    }
-    return bits_f32(sign | (e << 23) | ((mant & 0x3ff) << 13));
-  }
-  return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));  // rebias 15 -> 127
-}
-
-uint16_t rt_f32_to_f16(float f) {
-  uint32_t x = f32_bits(f), ax = x & 0x7fffffff;
-  uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
-  if (ax > 0x7f800000) return sign | 0x7e00 | (uint16_t)((ax >> 13) & 0x3ff);  // NaN, made quiet
-  if (ax >= 0x477ff000) return sign | 0x7c00;  // >= 65520 (halfway past 65504) rounds to inf
-  uint32_t exp = ax >> 23;
-  if (exp < 113) {  // below 2^-14: a subnormal half, units of 2^-24
-    if (exp < 102) return sign;  // below 2^-25 (the tie with 0): rounds to zero
-    uint32_t mant = (ax & 0x7fffff) | 0x800000, shift = 126 - exp;  // shift in 14..24
-    uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (h & 1))) h++;  // may carry into the smallest normal
-    return sign | (uint16_t)h;
-  }
-  uint32_t h = (ax >> 13) - (112u << 10), rem = ax & 0x1fff;  // rebias 127 -> 15
-  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;  // a carry moves to the next binade
-  return sign | (uint16_t)h;
-}
-
-float rt_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
-
-uint16_t rt_f32_to_bf16(float f) {
-  uint32_t x = f32_bits(f);
-  if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);  // NaN, made quiet
-  // ties to even; overflow carries into the exponent and gives inf, as it should
-  return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
-}
-
 // ---- errors ----
 
 typedef struct {
@@ -236,8 +167,8 @@ static int parse_entry(StCtx *c, const RtJson *e, uint64_t data_len, RtStTensor 
   if (dtype->kind != RT_JSON_STRING)
     return st_err(c, RT_ERR_FORMAT, nm, "\"dtype\" is %s, not a string", rt_json_kind_name(dtype));
   int dt = 0;
-  while (dt < RT_DT_COUNT && strcmp(dtypes[dt].name, dtype->str) != 0) dt++;
-  if (dt == RT_DT_COUNT) {
+  while (dt < RT_DT_PLAIN && strcmp(rt_dtype_info[dt].st_name, dtype->str) != 0) dt++;
+  if (dt == RT_DT_PLAIN) {
     char s[40];
     clean(s, sizeof s, dtype->str);
     return st_err(c, RT_ERR_FORMAT, nm, "unsupported dtype '%s' (heed reads F32, F16, BF16, I32, I64, I8, U8, BOOL)",
@@ -263,9 +194,9 @@ static int parse_entry(StCtx *c, const RtJson *e, uint64_t data_len, RtStTensor 
   }
   // A zero dimension makes the count 0, yet an overflow before it still means
   // a shape no one could have written data for: reject it either way.
-  if (overflow || numel > UINT64_MAX / dtypes[dt].size)
+  if (overflow || numel > UINT64_MAX / rt_dtype_info[dt].size)
     return st_err(c, RT_ERR_FORMAT, nm, "shape is too large: its size in bytes overflows 64 bits");
-  t->nbytes = numel * dtypes[dt].size;
+  t->nbytes = numel * rt_dtype_info[dt].size;
 
   uint64_t begin = 0, end = 0;
   if (offs->kind != RT_JSON_ARRAY || offs->n != 2 || json_uint(offs->child, &begin) ||
@@ -545,36 +476,9 @@ int rt_st_read_f32(const RtSafetensors *st, const RtStTensor *t, float *out, cha
   if (t->off > st->data_len || t->nbytes > st->data_len - t->off)
     return st_err(&c, RT_ERR_ARG, t->name, "bytes [%" PRIu64 ", %" PRIu64 ") lie outside the data section",
                   t->off, t->off + t->nbytes);
-  const uint8_t *p = st->data + t->off;  // not necessarily aligned: memcpy each element
-  uint64_t n = rt_st_numel(t);
-  for (uint64_t i = 0; i < n; i++) {
-    switch (t->dt) {
-    case RT_F32: memcpy(&out[i], p + 4 * i, 4); break;
-    case RT_F16:
-    case RT_BF16: {
-      uint16_t h;
-      memcpy(&h, p + 2 * i, 2);
-      out[i] = t->dt == RT_F16 ? rt_f16_to_f32(h) : rt_bf16_to_f32(h);
-      break;
-    }
-    case RT_I32: {
-      int32_t v;
-      memcpy(&v, p + 4 * i, 4);
-      out[i] = (float)v;
-      break;
-    }
-    case RT_I64: {
-      int64_t v;
-      memcpy(&v, p + 8 * i, 8);
-      out[i] = (float)v;
-      break;
-    }
-    case RT_I8: out[i] = (float)(int8_t)p[i]; break;
-    case RT_U8: out[i] = (float)p[i]; break;
-    case RT_BOOL: out[i] = p[i] ? 1.0f : 0.0f; break;
-    case RT_DT_COUNT: break;
-    }
-  }
+  if (t->dt >= RT_DT_PLAIN)
+    return st_err(&c, RT_ERR_ARG, t->name, "dtype %s is not a safetensors dtype", rt_dtype_name(t->dt));
+  rt_dtype_info[t->dt].to_f32(st->data + t->off, out, (int64_t)rt_st_numel(t));  // any alignment
   return RT_OK;
 }
 
@@ -650,6 +554,8 @@ static int check_write(StCtx *c, const RtStWrite *ts, int n, const char *const *
     if (utf8_bad_at((const uint8_t *)nm, strlen(nm)) < strlen(nm))
       return st_err(c, RT_ERR_ARG, nm, "the name is not valid UTF-8");
     if ((unsigned)t->dt >= RT_DT_COUNT) return st_err(c, RT_ERR_ARG, nm, "invalid dtype %d", (int)t->dt);
+    if (t->dt >= RT_DT_PLAIN)  // a block format is written as U8 data and scales (docs/quantize.md)
+      return st_err(c, RT_ERR_ARG, nm, "dtype %s is not a safetensors dtype", rt_dtype_name(t->dt));
     if (t->rank < 0 || t->rank > RT_MAX_RANK)
       return st_err(c, RT_ERR_ARG, nm, "rank %d is outside 0..%d", t->rank, RT_MAX_RANK);
     if (t->rank > 0 && !t->shape) return st_err(c, RT_ERR_ARG, nm, "no shape given for rank %d", t->rank);
@@ -662,7 +568,7 @@ static int check_write(StCtx *c, const RtStWrite *ts, int n, const char *const *
       if (d != 0 && numel > UINT64_MAX / (uint64_t)d) overflow = true;
       numel *= (uint64_t)d;
     }
-    size_t size = dtypes[t->dt].size;
+    size_t size = rt_dtype_info[t->dt].size;
     if (overflow || numel > UINT64_MAX / size || numel * size >= (uint64_t)ST_INT_LIMIT - total)
       return st_err(c, RT_ERR_ARG, nm, "too large to write");
     nbytes[i] = numel * size;

@@ -124,25 +124,9 @@ typedef struct {
   void *arena;   // planned: every computed node's buffer is in it (cg_plan_alloc)
 } Bufs;
 
-static inline double buf_get(const void *p, IrDType dt, int64_t i) {
-  switch (dt) {
-  case IR_F32: return ((const float *)p)[i];
-  case IR_I32: return ((const int32_t *)p)[i];
-  case IR_I64: return (double)((const int64_t *)p)[i];
-  case IR_I8: return ((const int8_t *)p)[i];
-  default: return ((const uint8_t *)p)[i];
-  }
-}
+static inline double buf_get(const void *p, IrDType dt, int64_t i) { return ir_dtype_info[dt].get(p, i); }
 
-static inline void buf_set(void *p, IrDType dt, int64_t i, double v) {
-  switch (dt) {
-  case IR_F32: ((float *)p)[i] = (float)v; break;
-  case IR_I32: ((int32_t *)p)[i] = (int32_t)v; break;
-  case IR_I64: ((int64_t *)p)[i] = (int64_t)v; break;
-  case IR_I8: ((int8_t *)p)[i] = (int8_t)v; break;
-  default: ((uint8_t *)p)[i] = (uint8_t)v; break;
-  }
-}
+static inline void buf_set(void *p, IrDType dt, int64_t i, double v) { ir_dtype_info[dt].set(p, i, v); }
 
 static inline void bufs_free(Bufs *b) {
   for (int i = 0; i < b->n; i++) {

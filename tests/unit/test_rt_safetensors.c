@@ -114,12 +114,51 @@ static void test_dtype_table(void **state) {
   (void)state;
   const char *names[] = {"F32", "F16", "BF16", "I32", "I64", "I8", "U8", "BOOL"};
   size_t sizes[] = {4, 2, 2, 4, 8, 1, 1, 1};
-  for (int i = 0; i < RT_DT_COUNT; i++) {
+  for (int i = 0; i < RT_DT_PLAIN; i++) {
     assert_string_equal(rt_dtype_name((RtDType)i), names[i]);
     assert_int_equal(rt_dtype_size((RtDType)i), sizes[i]);
+    assert_int_equal(rt_dtype_info[i].block, 1);
+    assert_int_equal(rt_dtype_info[i].block_bytes, sizes[i]);
+    assert_non_null(rt_dtype_info[i].set);
   }
+  // the block formats: no per-element size, no safetensors spelling
+  assert_string_equal(rt_dtype_name(RT_Q4_0), "q4_0");
+  assert_int_equal(rt_dtype_size(RT_Q4_1), 0);
+  assert_int_equal(rt_dtype_bytes(RT_Q4_0, 64), 36);
+  assert_int_equal(rt_dtype_bytes(RT_Q4_1, 64), 40);
+  assert_int_equal(rt_dtype_bytes(RT_Q4_0, 33), -1);
+  assert_null(rt_dtype_info[RT_Q4_0].st_name);
   assert_string_equal(rt_dtype_name(RT_DT_COUNT), "?");
   assert_int_equal(rt_dtype_size(RT_DT_COUNT), 0);
+}
+
+// Q4_0 / Q4_1: from_f32 then to_f32 is within half a step of each weight
+// (d/2 per block), exact on the grid, and get() agrees with to_f32.
+static void test_q4_rows(void **state) {
+  (void)state;
+  float x[64], y[64];
+  for (int i = 0; i < 64; i++) x[i] = (float)((i * 37) % 29) * 0.125f - 1.5f + (i >= 32 ? 3.0f : 0.0f);
+  for (int dt = RT_Q4_0; dt <= RT_Q4_1; dt++) {
+    const RtDTypeInfo *r = &rt_dtype_info[dt];
+    uint8_t q[40];
+    r->from_f32(x, q, 64);
+    r->to_f32(q, y, 64);
+    for (int b = 0; b < 2; b++) {
+      float lo = x[32 * b], hi = x[32 * b];
+      for (int j = 0; j < 32; j++) lo = fminf(lo, x[32 * b + j]), hi = fmaxf(hi, x[32 * b + j]);
+      float step = dt == RT_Q4_0 ? fmaxf(fabsf(lo), fabsf(hi)) / 8 : (hi - lo) / 15;
+      for (int j = 0; j < 32; j++) {
+        int i = 32 * b + j;
+        assert_true(fabsf(y[i] - x[i]) <= step * 0.5f * 1.01f + 1e-6f);
+        assert_true(r->get(q, i) == (double)y[i]);
+      }
+    }
+    float z[32];  // a block of zeros: scale 0, every weight 0
+    memset(z, 0, sizeof z);
+    r->from_f32(z, q, 32);
+    r->to_f32(q, y, 32);
+    for (int j = 0; j < 32; j++) assert_true(y[j] == 0);
+  }
 }
 
 static void test_f16_known(void **state) {
@@ -961,7 +1000,7 @@ static void test_writer_rejects_bad_input(void **state) {
       {{{"__metadata__", RT_F32, 1, s4, v}}, 1, "tensor '__metadata__': the name is reserved"},
       {{{NULL, RT_F32, 1, s4, v}}, 1, "tensor 0 has no name"},
       {{{"a\xff", RT_F32, 1, s4, v}}, 1, "the name is not valid UTF-8"},
-      {{{"a", RT_DT_COUNT, 1, s4, v}}, 1, "tensor 'a': invalid dtype 8"},
+      {{{"a", RT_DT_COUNT, 1, s4, v}}, 1, "tensor 'a': invalid dtype 10"},
       {{{"a", RT_F32, 9, s9, v}}, 1, "rank 9 is outside 0..8"},
       {{{"a", RT_F32, -1, s4, v}}, 1, "rank -1 is outside 0..8"},
       {{{"a", RT_F32, 1, NULL, v}}, 1, "no shape given for rank 1"},
@@ -1116,6 +1155,7 @@ int main(void) {
       cmocka_unit_test(test_crc32c),
       cmocka_unit_test(test_outfile),
       cmocka_unit_test(test_dtype_table),
+      cmocka_unit_test(test_q4_rows),
       cmocka_unit_test(test_f16_known),
       cmocka_unit_test(test_f16_exhaustive),
       cmocka_unit_test(test_bf16_known),
