@@ -108,6 +108,14 @@ void cg_llvm_set_cache(CgLlvm *cg, const char *dir);
 // malloc'd, caller frees; NULL if out of memory.
 char *cg_llvm_host_features(void);
 
+// ---- cpufeat.c ----
+// True if LLVM's feature string ("+avx2,-avx512f,+avx512fp16,...") turns
+// name on: an entry "+name" exactly, the last mention of name winning.
+bool cg_cpu_feature(const char *features, const char *name);
+// AVX-512F: from features when there are any (the host), else from the CPU
+// name (a named CPU, whose features LLVM derives from the name).
+bool cg_cpu_has_avx512(const char *cpu, const char *features);
+
 // ---- objcache.c ----
 // True if dir may hold the cache: a directory owned by this user and not
 // writable by group or others (or one that does not exist yet: put makes

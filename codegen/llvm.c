@@ -57,23 +57,6 @@ static void message_diag(Diag *d, const char *what, char *msg) {
     LLVMDisposeMessage(msg);
 }
 
-// CPUs whose names imply AVX-512F (for a named CPU the features string is
-// empty and LLVM derives it from the name).
-static bool cpu_has_avx512(const char *cpu, const char *features) {
-  const char *f = strstr(features, "+avx512f");
-  if (f && (f[8] == ',' || f[8] == 0))
-    return true;
-  if (*features)
-    return false;
-  static const char *names[] = {"znver4", "znver5", "skylake-avx512", "cascadelake", "cooperlake",
-                                "cannonlake", "icelake", "tigerlake", "rocketlake",
-                                "sapphirerapids", "emeraldrapids", "graniterapids", "x86-64-v4"};
-  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-    if (strncmp(cpu, names[i], strlen(names[i])) == 0)
-      return true;
-  return false;
-}
-
 static LLVMTargetMachineRef make_tm(const CgLlvm *cg, LLVMTargetRef target, LLVMRelocMode reloc,
                                     LLVMCodeModel cm) {
   return LLVMCreateTargetMachine(target, cg->triple, cg->cpu, cg->features,
@@ -199,7 +182,7 @@ char *cg_llvm_host_features(void) {
 int cg_llvm_cpu_vector_width(const char *cpu) {
   bool host = !cpu || !*cpu;
   char *name = host ? LLVMGetHostCPUName() : NULL, *fs = host ? LLVMGetHostCPUFeatures() : NULL;
-  int vw = cpu_has_avx512(host ? name : cpu, host ? fs : "") ? 16 : 8;
+  int vw = cg_cpu_has_avx512(host ? name : cpu, host ? fs : "") ? 16 : 8;
   LLVMDisposeMessage(name);
   LLVMDisposeMessage(fs);
   return vw;
@@ -223,7 +206,7 @@ CgLlvm *cg_llvm_new(const char *cpu, Diag *d) {
   bool host = !cpu || !*cpu;
   cg->cpu = host ? LLVMGetHostCPUName() : LLVMCreateMessage(cpu);
   cg->features = host ? LLVMGetHostCPUFeatures() : LLVMCreateMessage("");
-  cg->vw = cpu_has_avx512(cg->cpu, cg->features) ? 16 : 8;
+  cg->vw = cg_cpu_has_avx512(cg->cpu, cg->features) ? 16 : 8;
   if (LLVMGetTargetFromTriple(cg->triple, &target, &msg)) {
     message_diag(d, cg->triple, msg);
     goto fail;
