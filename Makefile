@@ -49,6 +49,13 @@ bench-gemm:
 	@cmake --build $(BUILD) -j $(JOBS) --target gemm_bench
 	@bench/gemm_bench.sh $(BUILD)/gemm_bench $(BENCH_ARGS)
 
+# The machine's FP32 FMA peak, 1 and 2 threads (bench/peak.c).
+.PHONY: bench-peak
+bench-peak:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target fma_peak
+	@$(BUILD)/fma_peak $(PEAK_ARGS)
+
 # Whole models, heed bench against PyTorch CPU eager (bench/README.md); needs
 # Debian's python3-torch (+ libopenblas0-openmp for its OpenMP BLAS).
 # MODEL_BENCH_ARGS: e.g. --cases bytegpt,bytegpt-train --threads 1, or
