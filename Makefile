@@ -72,7 +72,7 @@ bench-model:
 .PHONY: bench-train
 bench-train:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS) --target heed
+	@cmake --build $(BUILD) -j $(JOBS) --target heed fma_peak
 	@/usr/bin/python3 bench/train_bench.py --heed $(BUILD)/heed $(TRAIN_BENCH_ARGS)
 
 # Decode tokens/s, `heed generate` (KV cache) against PyTorch CPU with a KV
