@@ -49,13 +49,6 @@ bench-gemm:
 	@cmake --build $(BUILD) -j $(JOBS) --target gemm_bench
 	@bench/gemm_bench.sh $(BUILD)/gemm_bench $(BENCH_ARGS)
 
-# The machine's FP32 FMA peak, 1 and 2 threads (bench/peak.c).
-.PHONY: bench-peak
-bench-peak:
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS) --target fma_peak
-	@$(BUILD)/fma_peak $(PEAK_ARGS)
-
 # Whole models, heed bench against PyTorch CPU eager (bench/README.md); needs
 # Debian's python3-torch (+ libopenblas0-openmp for its OpenMP BLAS).
 # MODEL_BENCH_ARGS: e.g. --cases bytegpt,bytegpt-train --threads 1, or
@@ -72,11 +65,20 @@ bench-model:
 .PHONY: bench-train
 bench-train:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS) --target heed fma_peak
+	@cmake --build $(BUILD) -j $(JOBS) --target heed
 	@/usr/bin/python3 bench/train_bench.py --heed $(BUILD)/heed $(TRAIN_BENCH_ARGS)
 
 # Decode tokens/s, `heed generate` (KV cache) against PyTorch CPU with a KV
 # cache (bench/decode_bench.py); DECODE_BENCH_ARGS: e.g. --threads 2 -n 256.
+# One whole train step (fwd, bwd, clip, AdamW) of a tiny GPT (L4 C256 V512,
+# B8 T64) as a fraction of the FP32 FMA peak, against PyTorch CPU
+# (bench/step_bench.py). STEP_BENCH_ARGS: e.g. --threads 2 --rounds 3.
+.PHONY: bench-step
+bench-step:
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS) --target heed
+	@/usr/bin/python3 bench/step_bench.py --heed $(BUILD)/heed $(STEP_BENCH_ARGS)
+
 .PHONY: bench-decode
 bench-decode:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release > /dev/null

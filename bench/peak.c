@@ -2,7 +2,9 @@
 // runs 16 (AVX-512) or 12 (AVX2) independent FMA chains, enough to keep two
 // FMA pipes of latency 4 busy, for a fixed number of iterations, repeated
 // until `seconds` pass; the best rate over rounds is reported (a noisy
-// neighbour only lowers a round). gemm_bench and fma_peak use it.
+// neighbour only lowers a round). gemm_bench links it (its 16- or 8-wide
+// choice is made at run time; bench/fma_peak.c, step_bench's stick, is
+// compiled with -march=native instead).
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>

@@ -137,7 +137,6 @@ def torch_worker(spec):
         rows.append((step, lv, val_loss))
     step_s.sort()
     json.dump({"rows": rows, "hit": hit, "total_s": time.time() - spec["t0"], "step_s": step_s[len(step_s) // 2],
-               "best_step_s": step_s[0],
                "startup_s": first,
                "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                "blas": binfo}, open(spec["out"], "w"))
@@ -180,27 +179,7 @@ def heed_run(a, sets, data, work, cache):
     step_s = steps[len(steps) // 2] if steps else None
     first = float(open(os.path.join(work, "metrics.csv")).read().split("\n")[1].split(",")[6])
     return {"hit": hit, "total_s": wall, "final_val": final, "maxrss": rss, "step_s": step_s,
-            "best_step_s": steps[0] if steps else None, "startup_s": first - (step_s or 0)}
-
-
-def step_flops(a):
-    """The matmul FLOPs of one train step of bytegpt (B*T tokens): per layer
-    12 C^2 weights (qkv 3C^2, proj C^2, MLP 8C^2) and attention's QK^T and AV
-    (4 T C a token, the full T x T product as computed); the tied LM head C V.
-    Backward = 2 x forward."""
-    per_token = a.layers * (24 * a.dim * a.dim + 4 * a.seq * a.dim) + 2 * a.dim * a.vocab
-    return 3.0 * a.batch * a.seq * per_token
-
-
-def fma_peak(a):
-    """GFLOP/s of bench/fma_peak for --threads, or None (not built)."""
-    a.peak_bin = a.peak or os.path.join(os.path.dirname(os.path.abspath(a.heed)), "fma_peak")
-    if not os.path.exists(a.peak_bin):
-        print("train_bench: no %s (cmake --build BUILD --target fma_peak): no fraction of the peak" % a.peak_bin)
-        return None
-    out = subprocess.run([a.peak_bin, "--threads", str(a.threads), "--json"], capture_output=True, text=True,
-                         check=True).stdout
-    return json.loads(out)[str(a.threads)]
+            "startup_s": first - (step_s or 0)}
 
 
 def main():
@@ -210,7 +189,6 @@ def main():
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--dim", type=int, default=128)
     ap.add_argument("--heads", type=int, default=4)
-    ap.add_argument("--vocab", type=int, default=256, help="vocabulary (>= 256: the data are bytes)")
     ap.add_argument("--seq", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--steps", type=int, default=600)
@@ -221,33 +199,26 @@ def main():
     ap.add_argument("--warm", action="store_true",
                     help="also run heed a second time with its object cache filled by the first (the first, "
                          "always reported, starts from an empty cache: HEED_CACHE_DIR in the work directory)")
-    ap.add_argument("--peak", default=None,
-                    help="the fma_peak binary (default: next to --heed); its FP32 FMA peak for --threads is "
-                         "what the step's GFLOP/s are a fraction of")
     ap.add_argument("--torch-worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.targets = [float(t) for t in str(a.target).split(",")]
     if a.torch_worker:
         return torch_worker(json.load(open(a.torch_worker)))
-    if a.vocab < 256:
-        sys.exit("train_bench: --vocab %d: the data are bytes, the vocabulary needs at least 256" % a.vocab)
     import model_bench as mb
     data = os.path.abspath(a.data)
     if not os.path.exists(data):
         sys.exit("train_bench: no data file %s (the repository's ../shared/data/moby-dick.txt)" % data)
     sets = ["--set", "layers=%d" % a.layers, "--set", "dim=%d" % a.dim, "--set", "heads=%d" % a.heads,
-            "--set", "ctx=%d" % a.seq, "--set", "vocab=%d" % a.vocab, "--seq", str(a.seq), "--batch", str(a.batch)]
+            "--set", "ctx=%d" % a.seq, "--seq", str(a.seq), "--batch", str(a.batch)]
     cfg, _ = mb.heed_config(os.path.join(ROOT, "examples/bytegpt.heed"),
-                            ["layers=%d" % a.layers, "dim=%d" % a.dim, "heads=%d" % a.heads, "ctx=%d" % a.seq,
-                             "vocab=%d" % a.vocab])
-    peak = fma_peak(a)
+                            ["layers=%d" % a.layers, "dim=%d" % a.dim, "heads=%d" % a.heads, "ctx=%d" % a.seq])
     with tempfile.TemporaryDirectory(prefix="heed_train_bench_") as work:
         init = os.path.join(work, "init.safetensors")
         subprocess.run([a.heed, "init", os.path.join(ROOT, "examples/bytegpt.heed"), "-o", init,
-                        "--seed", str(a.seed)] + sets[:10], check=True)
-        print("model: bytegpt L=%d C=%d H=%d V=%d T=%d B=%d, %d steps, eval every %d, target val loss %s, "
-              "%d threads, data %s" % (a.layers, a.dim, a.heads, a.vocab, a.seq, a.batch, a.steps, a.eval_every,
-                                       a.target, a.threads, os.path.relpath(data, ROOT)), flush=True)
+                        "--seed", str(a.seed)] + sets[:8], check=True)
+        print("model: bytegpt L=%d C=%d H=%d T=%d B=%d, %d steps, eval every %d, target val loss %s, %d threads, "
+              "data %s" % (a.layers, a.dim, a.heads, a.seq, a.batch, a.steps, a.eval_every, a.target, a.threads,
+                           os.path.relpath(data, ROOT)), flush=True)
         cache = os.path.join(work, "objcache")  # empty: the first run compiles everything
         runs = [("heed cold", heed_run(a, sets, data, os.path.join(work, "heed"), cache))]
         if a.warm:  # the same again, every compiled part now in the cache
@@ -278,22 +249,6 @@ def main():
         print("ratio (pytorch / %s): %s; peak RSS heed/pytorch %.2f" % (name, ", ".join(ratios),
                                                                         h["maxrss"] / t["maxrss"]))
     print("pytorch BLAS: %s" % ", ".join(os.path.basename(p) for p in t["blas"].get("libs", [])) or "?")
-    flops = step_flops(a)
-    print("train step: %.2f GFLOP (matmul FLOPs: 6 x tokens x matmul parameters + attention's QK^T and AV, "
-          "3 x forward; elementwise, norms and AdamW not counted)" % (flops * 1e-9))
-    if peak:
-        print("FP32 FMA peak, %d thread%s: %.1f GFLOP/s (%s)" % (a.threads, "s" if a.threads > 1 else "", peak,
-                                                               a.peak_bin))
-    # The median step is what a run gets; the fastest one what the machine
-    # gives when no neighbour interferes (a shared machine: quote both).
-    for name, r in runs + [("pytorch", t)]:
-        for what, key in (("median", "step_s"), ("fastest", "best_step_s")):
-            gf = flops / r[key] * 1e-9
-            print("%-10s %-7s step %7.1f ms, %6.1f GFLOP/s%s" % (
-                name, what, 1e3 * r[key], gf, ", %.1f%% of the FMA peak" % (100 * gf / peak) if peak else ""))
-    h, ht = runs[0][1], t
-    print("ratio (pytorch / heed cold): median step %.2fx, fastest step %.2fx" % (
-        ht["step_s"] / h["step_s"], ht["best_step_s"] / h["best_step_s"]))
 
 
 if __name__ == "__main__":

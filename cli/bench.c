@@ -5,13 +5,14 @@
 // with --json: compile_ms, forward_ms, train_step_ms, threads, peak_bytes).
 // The executor is compiled code unless --interp (or a graph the backend
 // cannot compile yet); the output says which ran ("executor").
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
 #include "cli/run.h"
-#include "cli/exec.h"
+#include "engine/exec.h"
 
 static double now_ms(void) {
   struct timespec t;
@@ -76,15 +77,70 @@ static void free_data(double **v, int n) {
   heed_free(v);
 }
 
+// ---- the values' memory: what the executor holds, against the plan ----
+// The executor's buffers (parameters and inputs in their native dtypes, the
+// arena, the kernels' workspace) are its aligned allocations; a counting
+// allocator over the installed one tracks their live bytes and the peak
+// while one graph is set up and run. The host copies bench makes (f64) are
+// plain allocations and do not count.
+enum { MAX_BLOCKS = 1 << 14 };
+static struct {
+  pthread_mutex_t mu;
+  HeedAllocFn next;
+  void *next_ud;
+  void *p[MAX_BLOCKS];
+  size_t size[MAX_BLOCKS];
+  int n;
+  int64_t live, peak;
+  bool overflow;
+} cnt = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void *count_alloc(void *ud, void *ptr, size_t size, size_t align) {
+  (void)ud;
+  if (ptr && size == 0) {  // a free: forget the block if it is counted
+    pthread_mutex_lock(&cnt.mu);
+    for (int i = cnt.n - 1; i >= 0; i--)
+      if (cnt.p[i] == ptr) {
+        cnt.live -= (int64_t)cnt.size[i];
+        cnt.n--, cnt.p[i] = cnt.p[cnt.n], cnt.size[i] = cnt.size[cnt.n];
+        break;
+      }
+    pthread_mutex_unlock(&cnt.mu);
+  }
+  void *r = cnt.next(cnt.next_ud, ptr, size, align);
+  if (r && !ptr && align) {
+    pthread_mutex_lock(&cnt.mu);
+    if (cnt.n < MAX_BLOCKS) cnt.p[cnt.n] = r, cnt.size[cnt.n++] = size, cnt.live += (int64_t)size;
+    else cnt.overflow = true;
+    if (cnt.live > cnt.peak) cnt.peak = cnt.live;
+    pthread_mutex_unlock(&cnt.mu);
+  }
+  return r;
+}
+
+static void count_begin(void) {
+  cnt.next = heed_get_allocator(&cnt.next_ud);
+  cnt.n = 0, cnt.live = cnt.peak = 0, cnt.overflow = false;
+  heed_set_allocator(count_alloc, NULL);
+}
+
+// The peak of the counted bytes (-1: too many blocks to count).
+static int64_t count_end(void) {
+  heed_set_allocator(cnt.next == heed_libc_alloc ? NULL : cnt.next, cnt.next_ud);
+  return cnt.overflow ? -1 : cnt.peak;
+}
+
 // Median milliseconds of `reps` runs of g after one warm-up run; -1 on
 // error. compile_ms gets the backend's compile time, name the executor.
 static double time_graph(Compilation *c, const IrGraph *g, const HeedBenchOpts *o, double *compile_ms, char *name,
-                         size_t nlen) {
+                         size_t nlen, int64_t *values_peak) {
   int64_t symvals[IR_MAX_SYMS] = {0};
   double **params = NULL, **inputs = NULL, ms[64], med = -1;
   int reps = o->reps < 1 ? 1 : o->reps > 64 ? 64 : o->reps;
   HeedExec *x = NULL;
-  if (make_data(c, g, o, symvals, &params, &inputs) && (x = heed_exec_new(c, g, o->interp, o->threads, o->profile)) &&
+  bool made = make_data(c, g, o, symvals, &params, &inputs);
+  count_begin();  // the executor's buffers from here on
+  if (made && (x = heed_exec_new(c, g, o->interp, o->threads, o->profile)) &&
       heed_exec_bind(x, symvals, inputs, params)) {
     *compile_ms += heed_exec_compile_ms(x);
     snprintf(name, nlen, "%s", heed_exec_name(x));
@@ -100,10 +156,19 @@ static double time_graph(Compilation *c, const IrGraph *g, const HeedBenchOpts *
       med = ms[reps / 2];
     }
   }
+  *values_peak = count_end();
   heed_exec_free(x);
   free_data(params, g->params.len);
   free_data(inputs, g->inputs.len);
   return med;
+}
+
+// One line: the values' peak (the executor's buffers) and the memory plan.
+static void print_values(const char *what, int64_t measured, int64_t plan) {
+  printf("  %-11s %10.1f MiB of values at the peak", what, measured / 1048576.0);
+  if (plan > 0 && measured > 0)
+    printf("; the memory plan (--emit plan) %.1f MiB, %.3fx", plan / 1048576.0, (double)measured / (double)plan);
+  printf("\n");
 }
 
 int heed_cmd_bench(Compilation *c, const HeedBenchOpts *o, double frontend_ms) {
@@ -122,9 +187,20 @@ int heed_cmd_bench(Compilation *c, const HeedBenchOpts *o, double frontend_ms) {
   }
   double compile_ms = frontend_ms + (now_ms() - t0);
   char fwd_exec[96] = "", train_exec[96] = "";
-  double fwd_ms = time_graph(c, m->forward, o, &compile_ms, fwd_exec, sizeof fwd_exec);
+  int64_t fwd_peak = -1, train_peak = -1, fwd_plan = -1, train_plan = -1;
+  double fwd_ms = time_graph(c, m->forward, o, &compile_ms, fwd_exec, sizeof fwd_exec, &fwd_peak);
   if (fwd_ms < 0) return HEED_ERR_CHECK;
-  if (loss && (train_ms = time_graph(c, loss, o, &compile_ms, train_exec, sizeof train_exec)) < 0) return HEED_ERR_CHECK;
+  if (loss && (train_ms = time_graph(c, loss, o, &compile_ms, train_exec, sizeof train_exec, &train_peak)) < 0)
+    return HEED_ERR_CHECK;
+  if (!o->interp) {  // what `heed compile --emit plan` says of the same graphs and sizes
+    HeedCompileOpts po = {.graph = (IrGraph *)m->forward, .passes = ""};
+#ifdef HEED_HAVE_LLVM
+    po.cg.nthreads = o->threads, po.cg.pool = o->threads > 1 ? (void *)&po : NULL;  // the workspace's threads
+#endif
+    if (!heed_exec_emit_plan(c, &po, o->batch, o->seq, NULL, &fwd_plan)) return HEED_ERR_CHECK;
+    po.graph = loss;
+    if (loss && !heed_exec_emit_plan(c, &po, o->batch, o->seq, NULL, &train_plan)) return HEED_ERR_CHECK;
+  }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   long long peak = (long long)ru.ru_maxrss * 1024;
@@ -134,6 +210,10 @@ int heed_cmd_bench(Compilation *c, const HeedBenchOpts *o, double frontend_ms) {
            m->decl->name, fwd_exec, (long long)o->batch, (long long)o->seq, o->interp ? 1 : o->threads, compile_ms,
            fwd_ms);
     if (train_ms >= 0) printf(", \"train_step_ms\": %.3f, \"train_executor\": \"%s\"", train_ms, train_exec);
+    printf(", \"values_peak_bytes\": %lld, \"plan_bytes\": %lld", (long long)fwd_peak, (long long)fwd_plan);
+    if (train_ms >= 0)
+      printf(", \"train_values_peak_bytes\": %lld, \"train_plan_bytes\": %lld", (long long)train_peak,
+             (long long)train_plan);
     printf(", \"peak_bytes\": %lld}\n", peak);
   } else {
     printf("%s: batch %lld, seq %lld\n", m->decl->name, (long long)o->batch, (long long)o->seq);
@@ -141,7 +221,9 @@ int heed_cmd_bench(Compilation *c, const HeedBenchOpts *o, double frontend_ms) {
     if (train_ms >= 0)
       printf("  train step  %10.3f ms (the loss's forward + backward, without the optimizer update; %s)\n", train_ms,
            train_exec);
-    printf("  peak memory %10.1f MiB\n", peak / 1048576.0);
+    print_values("forward", fwd_peak, fwd_plan);
+    if (train_ms >= 0) print_values("train step", train_peak, train_plan);
+    printf("  peak memory %10.1f MiB (the process: compiler, host copies, the values)\n", peak / 1048576.0);
   }
   return HEED_OK;
 }

@@ -314,8 +314,25 @@ static void write_features(Compilation *c, FILE *f, const char *cpu, const char 
 // ---- the description and the data object ----
 
 #ifdef HEED_HAVE_LLVM
-// One graph's part of the description: "params" and "nodes".
-static void write_graph(FILE *f, const IrGraph *g, const CgProgram *prog) {
+// One graph's part of the description: "params", "nodes", and the memory
+// plan for the largest sizes the program runs (batch 1, ctx tokens, caches
+// of ctx): "arena" bytes and each node's "offsets" in it (-1: none).
+static bool write_graph(Compilation *c, FILE *f, const IrGraph *g, const CgProgram *prog, const Io *io, int kv_sym) {
+  int64_t sv[64], *off = heed_malloc(sizeof *off * ((size_t)g->nodes.len + 1));
+  if (!off || g->syms.len > 64) return heed_free(off), diag_error(&c->diag, NOLOC, "out of memory"), false;
+  for (int s = 0; s < g->syms.len; s++) sv[s] = 1;
+  sv[io->ssym] = io->ctx;
+  if (kv_sym >= 0) sv[kv_sym] = io->ctx;
+  int64_t arena = cg_plan_offsets(prog, sv, true, off);
+  if (arena < 0) {
+    heed_free(off);
+    return diag_error(&c->diag, NOLOC, "heed build: the memory plan for %lld tokens overflows", (long long)io->ctx),
+           false;
+  }
+  fprintf(f, ",\n\"arena\":%lld,\n\"offsets\":[", (long long)arena);
+  for (int i = 0; i < g->nodes.len; i++) fprintf(f, i ? ",%lld" : "%lld", (long long)off[i]);
+  fputc(']', f);
+  heed_free(off);
   fprintf(f, ",\n\"params\":[");
   for (int i = 0; i < g->params.len; i++) {
     fprintf(f, i ? ",[%u," : "[%u,", g->params.data[i]->id);
@@ -335,12 +352,13 @@ static void write_graph(FILE *f, const IrGraph *g, const CgProgram *prog) {
     fputc(']', f);
   }
   fputc(']', f);
+  return true;
 }
 
 // The step graph (pass_kvcache_output): inputs tokens, pos, then the caches
 // (k, v per attention); outputs the logits, then the appended caches in
 // the inputs' order.
-static void write_step(FILE *f, const IrGraph *s, const CgProgram *prog, const Io *io) {
+static bool write_step(Compilation *c, FILE *f, const IrGraph *s, const CgProgram *prog, const Io *io) {
   int kv = s->inputs.len > 2 ? s->inputs.data[2]->ty.dim[1].sym[0] : 0;
   fprintf(f, ",\n\"step\":{\"nsyms\":%d,\"batch_sym\":%d,\"seq_sym\":%d,\"kv_sym\":%d,\"tokens\":%u,\"pos\":%u,"
           "\"logits\":%u,\"caches\":[", s->syms.len, io->bsym, io->ssym, kv, s->inputs.data[0]->id,
@@ -348,8 +366,9 @@ static void write_step(FILE *f, const IrGraph *s, const CgProgram *prog, const I
   for (int i = 2; i < s->inputs.len; i++)
     fprintf(f, "%s[%u,%u]", i > 2 ? "," : "", s->inputs.data[i]->id, s->outputs.data[i - 1]->id);
   fputc(']', f);
-  write_graph(f, s, prog);
+  if (!write_graph(c, f, s, prog, io, s->inputs.len > 2 ? kv : -1)) return false;
   fputc('}', f);
+  return true;
 }
 
 static bool write_meta(Compilation *c, const char *path, const IrGraph *g, const Io *io, const CgProgram *prog,
@@ -371,8 +390,7 @@ static bool write_meta(Compilation *c, const char *path, const IrGraph *g, const
   fprintf(f, ",\"features\":");
   write_features(c, f, cpu, tmp, cg_llvm_vector_width(cg));
   cg_llvm_free(cg);
-  write_graph(f, g, prog);
-  if (step) write_step(f, step, sprog, io);
+  if (!write_graph(c, f, g, prog, io, -1) || (step && !write_step(c, f, step, sprog, io))) return fclose(f), false;
   fprintf(f, "}\n");
   if (fclose(f) != 0) return diag_error(&c->diag, NOLOC, "cannot write '%s': %s", path, strerror(errno)), false;
   return true;

@@ -12,7 +12,7 @@
 
 #include "cli/build.h"
 #include "cli/driver.h"
-#include "cli/exec.h"
+#include "engine/exec.h"
 #include "cli/fault.h"
 #include "cli/run.h"
 #include "cli/train.h"
@@ -99,6 +99,8 @@ static const Command commands[] = {
      "  --checkpoint-every N  steps between checkpoints (default: eval_every, else steps/10);\n"
      "                     one is also written at the end\n"
      "  --keep K           checkpoints kept (default 3)\n"
+     "  --grad-accum K     sum the gradients of K micro-batches (batch/K rows each, in order) per step:\n"
+     "                     the same batch in 1/K of the activation memory (K must divide the batch)\n"
      "  --sample N         tokens of text generated at the end (default 200; 0: none; at most 1000000)\n"
      "  --interp           train on the reference interpreter\n"
      "  --profile          print the compile's slowest parts and each kernel's time per step (stderr)\n"
@@ -141,7 +143,9 @@ static const Command commands[] = {
      "initialised parameters and random inputs, after a warm-up.\n"
      "  --batch B, --seq T  the sizes (default: the train section's, else 1 and 64)\n"
      "  --reps N           timed runs (median; default 5)\n"
-     "  --json             one JSON object: compile_ms, forward_ms, train_step_ms, threads, peak_bytes\n"
+     "  --json             one JSON object: compile_ms, forward_ms, train_step_ms, threads, peak_bytes,\n"
+     "                     values_peak_bytes and plan_bytes (the executor's buffers at their peak, and\n"
+     "                     the memory plan of the same graph: heed compile --emit plan; train_ for --train)\n"
      "  --profile          print the compile's slowest parts and each kernel's time (stderr)\n"
      "  --interp           time the reference interpreter instead\n",
      true},
@@ -543,9 +547,11 @@ static int emit_plan(Compilation *c, const HeedCompileOpts *base, const Args *a,
   }
   HeedCompileOpts o = *base;
 #ifdef HEED_HAVE_LLVM
-  o.cg.cpu = a->cpu;  // the workspace follows the CPU's vector width
+  o.cg.cpu = a->cpu;  // the workspace follows the CPU's vector width and the threads (--threads, as run and
+  o.cg.nthreads = a->run.threads;  // bench use them; the pool is never used: nothing runs)
+  o.cg.pool = a->run.threads > 1 ? (void *)&o : NULL;
 #endif
-  return heed_exec_emit_plan(c, &o, batch, seq, out) ? HEED_OK : HEED_ERR_CHECK;
+  return heed_exec_emit_plan(c, &o, batch, seq, out, NULL) ? HEED_OK : HEED_ERR_CHECK;
 }
 
 static int cmd_frontend(const Command *cmd, Args *a) {

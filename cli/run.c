@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "cli/run.h"
-#include "cli/exec.h"
+#include "engine/exec.h"
 #include "runtime/rt.h"
 
 // ---- initialisation ----

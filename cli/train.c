@@ -19,8 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/comm.h"
 #include "cli/train.h"
-#include "cli/trainer.h"
+#include "engine/trainer.h"
 #include "runtime/rt.h"
 
 enum { EVAL_BATCHES = 8, DEFAULT_KEEP = 3, DEFAULT_SAMPLE = 200, PATHMAX = 4096, ERRMAX = PATHMAX + 1024 };
@@ -104,6 +105,15 @@ int heed_train_flag(HeedTrainOpts *o, const char *flag, const char *val, const c
     o->nfreeze += str == &o->freeze[o->nfreeze];
     return 2;
   }
+  if (!strcmp(flag, "--grad-accum")) {
+    int64_t k;
+    if (!parse_count(val, 1, 1 << 20, &k)) {
+      snprintf(err, errlen, "--grad-accum takes a positive integer (micro-batches per step), got '%s'", val ? val : "");
+      return -1;
+    }
+    o->grad_accum = (int)k;
+    return 2;
+  }
   int64_t *num = !strcmp(flag, "--checkpoint-every") ? &o->checkpoint_every : !strcmp(flag, "--sample") ? &o->sample
                  : NULL;
   int64_t keep;
@@ -146,6 +156,8 @@ typedef struct {
   int lock;                        // the run directory's lock (heed_rundir_lock), or -1
   bool tty;
   double t_start, t_last, ema_step_s;
+  RtComm *comm;                    // mpirun -np N (N > 1): the job; NULL: one process
+  int rank;                        // comm's rank: only rank 0 writes files and prints progress
 } Run;
 
 static volatile sig_atomic_t stop_signal;
@@ -308,6 +320,7 @@ static bool evaluate(Run *r, double *val_loss) {
 
 static bool save(Run *r, int64_t step) {
   char err[ERRMAX];
+  if (r->rank) return true;  // data-parallel: rank 0 writes (every rank holds the same values)
   r->meta.step = step;
   r->meta.rng = r->rng;
   if (r->metrics) fflush(r->metrics);
@@ -331,6 +344,7 @@ static void fmt_time(double s, char *buf, size_t n) {
 // else every ~5% of the run; always at an evaluation and the last step.
 static void progress(Run *r, int64_t step, double loss, double lr, double tok_s, double val_loss) {
   char eta[32];
+  if (r->rank) return;
   fmt_time(r->ema_step_s * (double)(r->steps - step), eta, sizeof eta);
   bool eval = !isnan(val_loss);
   int64_t every = r->steps / 20 > 0 ? r->steps / 20 : 1;
@@ -364,6 +378,7 @@ static bool train_step(Run *r, int64_t step, double *loss) {
   if ((r->eval_every > 0 && done % r->eval_every == 0) || done == r->steps)
     if (!evaluate(r, &val_loss)) return false;
   progress(r, done, *loss, lr, tok_s, val_loss);
+  if (!r->metrics) return true;  // a rank other than 0
   fprintf(r->metrics, "%lld,%.9g,", (long long)done, *loss);
   if (!isnan(val_loss)) fprintf(r->metrics, "%.9g", val_loss);
   fprintf(r->metrics, ",%.9g,%.6g,%.1f,%.3f\n", lr, gnorm, tok_s, now_s() - r->t_start);
@@ -508,6 +523,7 @@ static void generate_command(const Run *r, char *buf, size_t n) {
 
 // After the last step: the sample (or why none), the files, how to generate.
 static int finish(Run *r) {
+  if (r->rank) return HEED_OK;
   int64_t n = r->o->sample >= 0 ? r->o->sample : DEFAULT_SAMPLE;
   const char *why = no_sample(r);
   if (n > 0 && why)
@@ -590,6 +606,7 @@ static int choose_out(Run *r) {
 // files) and opens the metrics log.
 static int prepare_out(Run *r, int64_t start) {
   char err[ERRMAX];
+  if (r->rank) return HEED_OK;  // data-parallel: rank 0's directory
   if (!make_dirs(r->out, err, sizeof err)) return fail(r, err);
   if ((r->lock = heed_rundir_lock(r->out, err, sizeof err)) < 0) return fail(r, err);
   int stale = heed_rundir_clean_temps(r->out);  // ours: no other run writes here while we hold the lock
@@ -631,6 +648,61 @@ static int alloc_batch(Run *r) {
   return HEED_OK;
 }
 
+// ---- data-parallel ----
+
+// FNV-1a over n bytes, continuing h.
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ull;
+  return h;
+}
+
+// Every rank must run the same job: the model file's bytes, the settings
+// (data, seed, batch, optimizer...), the parameters' layout, the steps and
+// the starting point. Rank 0's digest against each rank's: a mismatch is an
+// error on every rank (the ranks that differ say so), before any step.
+static int check_ranks(Run *r, int64_t start) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  FILE *f = fopen(r->c->opts->path, "rb");
+  char buf[4096], err[ERRMAX];
+  size_t n;
+  while (f && (n = fread(buf, 1, sizeof buf, f)) > 0) h = fnv(h, buf, n);
+  if (f) fclose(f);
+  h = fnv(h, r->meta.settings, strlen(r->meta.settings));
+  h = fnv(h, r->meta.fingerprint, sizeof r->meta.fingerprint);
+  int64_t v[3] = {r->steps, start, r->o->grad_accum};
+  h = fnv(h, v, sizeof v);
+  double mine = (double)(h >> 12), *all = heed_malloc(sizeof(double) * (size_t)r->comm->size);  // 52 bits: exact
+  if (!all || !r->comm->allgather(r->comm, &mine, 1, all, err, sizeof err)) {
+    heed_free(all);
+    return fail(r, all ? err : "out of memory");
+  }
+  int bad = 0;
+  for (int k = 1; k < r->comm->size; k++) bad += all[k] != all[0];
+  bool me = all[r->rank] != all[0];
+  heed_free(all);
+  if (!bad) return HEED_OK;
+  if (me || r->rank == 0) {
+    snprintf(err, sizeof err, "data-parallel: %s (%d of %d ranks differ from rank 0 in the model file, the data, the "
+             "settings, --grad-accum, the steps or the checkpoint they start from): every rank must run the same "
+             "command", me ? "this rank's job differs from rank 0's" : "the ranks' jobs differ", bad, r->comm->size);
+    return fail(r, err);
+  }
+  return HEED_ERR_CHECK;  // rank 0 said it
+}
+
+// Stop together: a signal any rank got (mpirun forwards SIGINT/SIGTERM to
+// every rank, not at the same step) stops all after the same step.
+static bool any_stop(Run *r) {
+  if (!r->comm) return stop_signal != 0;
+  char err[256];
+  double mine = stop_signal, *all = heed_malloc(sizeof(double) * (size_t)r->comm->size);
+  bool stop = !all || !r->comm->allgather(r->comm, &mine, 1, all, err, sizeof err);
+  for (int k = 0; !stop && k < r->comm->size; k++)
+    if (all[k] != 0) stop = true, stop_signal = stop_signal ? stop_signal : (sig_atomic_t)all[k];
+  heed_free(all);
+  return stop;
+}
+
 // Sizes, data, trainer, state: everything before the first step.
 static int setup(Run *r, int64_t *start) {
   const FeTrain *tr = r->tr;
@@ -646,13 +718,15 @@ static int setup(Run *r, int64_t *start) {
   if (rc != HEED_OK) return rc;
   if ((rc = alloc_batch(r)) != HEED_OK) return rc;
   HeedTrainerOpts to = {.interp = r->o->interp, .threads = r->o->threads, .batch = r->B, .seq = r->T,
-                        .profile = r->o->profile, .freeze = r->o->freeze, .nfreeze = r->o->nfreeze};
+                        .profile = r->o->profile, .freeze = r->o->freeze, .nfreeze = r->o->nfreeze,
+                        .grad_accum = r->o->grad_accum, .comm = r->comm};
   if (!(r->t = heed_trainer_new(r->c, &to))) return HEED_ERR_CHECK;
   if ((rc = bind_inputs(r)) != HEED_OK) return rc;
   settings_line(r, r->meta.settings, sizeof r->meta.settings);
   heed_ckpt_fingerprint(r->t, r->c->model->decl->name, r->meta.fingerprint);
   r->meta.steps = r->steps;
   if ((rc = start_state(r, start)) != HEED_OK) return rc;
+  if (r->comm && (rc = check_ranks(r, *start)) != HEED_OK) return rc;
   return prepare_out(r, *start);
 }
 
@@ -666,7 +740,7 @@ static int loop(Run *r, int64_t start, int64_t *done) {
   sigaction(SIGTERM, &sa, &old_term);
   int rc = HEED_OK;
   *done = start;
-  for (int64_t s = start; s < r->steps && !stop_signal; s++) {
+  for (int64_t s = start; s < r->steps && !any_stop(r); s++) {
     double loss;
     if (!train_step(r, s, &loss)) {
       if (r->tty) fputc('\n', stderr);
@@ -715,8 +789,18 @@ int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
   if (rc != HEED_OK) return rc;
   int64_t start = 0, done = 0;
   r.t_start = now_s();
+  int launched = rt_comm_launched_size();
+  if (launched > 1) {  // mpirun -np N: one rank of a data-parallel job
+    char err[ERRMAX];
+    if (!(r.comm = rt_comm_mpi_new(err, sizeof err))) {
+      diag_error(&c->diag, (SrcLoc){0}, "heed train: started as one of %d ranks (mpirun), but %s; refusing to train "
+                 "%d copies of the same model", launched, err, launched);
+      return HEED_ERR_CHECK;
+    }
+    r.rank = r.comm->rank;
+  }
   rc = setup(&r, &start);
-  if (rc == HEED_OK) {
+  if (rc == HEED_OK && r.rank == 0) {
     char frozen[96] = "";
     int nt;
     int64_t tp = heed_trainer_trainable(r.t, &nt);
@@ -725,9 +809,14 @@ int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
     fprintf(stderr, "heed train: %s, %lld parameters%s, batch %lld x seq %lld, steps %lld..%lld, data %s (%lld "
             "tokens), output %s\n", c->model->decl->name, (long long)c->model->nparam_elems, frozen, (long long)r.B,
             (long long)r.T, (long long)start + 1, (long long)r.steps, o->data, (long long)r.data.n, r.out);
-    rc = loop(&r, start, &done);
   }
-  if (rc == HEED_OK && stop_signal) {
+  if (rc == HEED_OK) rc = loop(&r, start, &done);
+  if (r.comm && r.rank == 0 && rc == HEED_OK && done > start)
+    fprintf(stderr, "heed train: data-parallel over %d ranks: %.1f ms per step in communication (rank 0: the gradient "
+            "sum and the step's losses)\n", r.comm->size, 1e3 * r.comm->wait_s / (double)(done - start));
+  if (rc == HEED_OK && stop_signal && r.rank) {
+    // rank 0 reports
+  } else if (rc == HEED_OK && stop_signal) {
     printf("interrupted (signal %d) after step %lld: checkpoint %s\n", (int)stop_signal, (long long)done,
            r.last_ckpt);
   } else if (rc == HEED_OK) {
@@ -741,5 +830,7 @@ int heed_cmd_train(Compilation *c, const HeedTrainOpts *o) {
   heed_free(r.y);
   rt_tokens_close(&r.data);
   rt_tokens_close(&r.vdata);
+  if (r.comm && rc != HEED_OK) r.comm->abort(r.comm, rc == HEED_ERR_USAGE ? 2 : 1);  // the others may wait for us
+  if (r.comm) r.comm->free(r.comm);
   return rc;
 }

@@ -29,6 +29,7 @@ typedef struct {
   bool interp;                // --interp
   bool profile;               // --profile: per-op times of the train step at the end (stderr)
   int threads;                // --threads
+  int grad_accum;             // --grad-accum K: micro-batches per step (0: 1)
 } HeedTrainOpts;
 
 // Parses one `heed train` flag (flag, and val: the next argument or NULL).

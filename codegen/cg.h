@@ -105,17 +105,16 @@ const CgPartStat *cg_llvm_part_stats(const CgLlvm *cg, int *n);
 // Where cg_llvm_jit_add_split keeps the parts' object files (objcache.c;
 // copied; NULL or "": no cache).
 void cg_llvm_set_cache(CgLlvm *cg, const char *dir);
+// One feature in an LLVM feature list ("+avx2,+fma,-avx512f,..."), matched
+// exactly (so "+avx512fp16" is not "+avx512f"): 1 enabled, -1 disabled, 0
+// not listed.
+HEED_INTERNAL int cg_llvm_feature(const char *features, const char *name);
+// True if code for cpu with features (the host's list; "" or NULL for a
+// named CPU, whose features follow from its name) may use AVX-512F.
+HEED_INTERNAL bool cg_llvm_cpu_avx512(const char *cpu, const char *features);
 // The host CPU's features as LLVM names them ("+avx2,+fma,-avx512f,...");
 // malloc'd, caller frees; NULL if out of memory.
 char *cg_llvm_host_features(void);
-
-// ---- cpufeat.c ----
-// True if LLVM's feature string ("+avx2,-avx512f,+avx512fp16,...") turns
-// name on: an entry "+name" exactly, the last mention of name winning.
-bool cg_cpu_feature(const char *features, const char *name);
-// AVX-512F: from features when there are any (the host), else from the CPU
-// name (a named CPU, whose features LLVM derives from the name).
-bool cg_cpu_has_avx512(const char *cpu, const char *features);
 
 // ---- objcache.c ----
 // True if dir may hold the cache: a directory owned by this user and not
@@ -226,6 +225,9 @@ typedef struct {
                                // (objcache.c); NULL: no cache
   int prefix;                  // > 0: also an entry for nodes [0, prefix) only (cg_run_prefix), e.g.
                                // a train step's forward and loss, for evaluation on the step's buffers
+  int split;                   // > 0: also entries for nodes [0, split) (cg_run_head) and
+                               // [split, n) (cg_run_tail), e.g. a train step's gradients and its
+                               // update (gradient accumulation runs the head per micro-batch)
   const char *entry;           // the entry's symbol (NULL: heed_forward); when set, the sgemms are
                                // ENTRY_sgemm_nn, ... so that two graphs' objects link into one program
 } CgOptions;
@@ -277,6 +279,20 @@ bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
 // (the same buffers and plan as cg_run; the nodes after it are left as
 // they are). Not profiled.
 bool cg_run_prefix(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
+// With CgOptions.split: the kernels of nodes [0, split) (head) or [split, n)
+// (tail) only; the tail reads what the head left in the graph's outputs
+// and leaves (a caller may write outputs in between, e.g. summed gradients).
+bool cg_run_head(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
+bool cg_run_tail(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
+// With CgOptions.split: the head in pieces, its calls c0 <= c < c1 (in run
+// order; 0 .. cg_head_calls() in any number of consecutive ranges is the
+// head, bit for bit). cg_node_call: the call that writes a node's values
+// (-1: none, a leaf or constant). The data-parallel trainer sends a bucket
+// of gradients as soon as the calls writing them have run.
+typedef int32_t (*CgRangeFn)(void **bufs, const int64_t *symvals, CgRunCtx *ctx, int32_t c0, int32_t c1);
+bool cg_run_calls(CgProgram *p, int c0, int c1, const int64_t *symvals, void **bufs, Diag *d);
+int cg_head_calls(const CgProgram *p);
+int cg_node_call(const CgProgram *p, int node_id);
 // Bytes of node node_id's buffer under symvals; -1 on overflow or a bad id.
 int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals);
 const CgProgramStats *cg_program_stats(const CgProgram *p);
@@ -306,6 +322,12 @@ void *cg_plan_alloc(const CgProgram *p, const int64_t *symvals, void **bufs, int
 // the cache's buffer (the append is then in place; heed generate).
 void *cg_plan_alloc_inplace(const CgProgram *p, const int64_t *symvals, void **bufs, bool kv_in_place,
                             int64_t *bytes);
+// The plan alone: per node its offset in the arena (off: nnodes entries;
+// -1 for the nodes whose bufs cg_plan_alloc_inplace would not point into
+// it), for sizes symvals; returns the arena's bytes (-1 on overflow or out
+// of memory). A plan for the largest sizes serves every smaller size (no
+// buffer grows): heed build writes it for the context into the program.
+int64_t cg_plan_offsets(const CgProgram *p, const int64_t *symvals, bool kv_in_place, int64_t *off);
 // Whether cg_run writes node node_id's buffer (false for leaves and for
 // the permutes described above).
 bool cg_node_computed(const CgProgram *p, int node_id);

@@ -336,9 +336,11 @@ static int max_dims(const IrGraph *g, const Schedule *s) {
 }
 
 // name: calls the schedule's kernels of nodes [0, upto) in order.
-static bool emit_entry(K *k, const IrGraph *g, const char *name, int upto, Diag *d) {
-  LLVMTypeRef ps[3] = {k->ptr, k->ptr, k->ptr};
-  LLVMValueRef f = LLVMAddFunction(k->m, name, LLVMFunctionType(k->i32, ps, 3, 0));
+// ranged: two more arguments (i32 c0, c1): only the calls c0 <= c < c1
+// (cg_run_calls; the data-parallel trainer runs the backward in pieces).
+static bool emit_entry(K *k, const IrGraph *g, const char *name, int from, int upto, bool ranged, Diag *d) {
+  LLVMTypeRef ps[5] = {k->ptr, k->ptr, k->ptr, k->i32, k->i32};
+  LLVMValueRef f = LLVMAddFunction(k->m, name, LLVMFunctionType(k->i32, ps, ranged ? 5 : 3, 0));
   cg_llvm_fn_attrs(k->cg, f);
   // Not optimized (and fast instruction selection): a few hundred calls and
   // their arguments, where O3 took about a tenth of the compile.
@@ -352,8 +354,9 @@ static bool emit_entry(K *k, const IrGraph *g, const char *name, int upto, Diag 
   LLVMValueRef dims = LLVMBuildArrayAlloca(k->b, k->i64, ci(k, max_dims(g, k->s)), "dims");
   LLVMValueRef start = ci32(k, -1);
   if (k->prof) LLVMBuildCall2(k->b, LLVMGlobalGetValueType(k->prof), k->prof, &start, 1, "");
-  for (int c = 0; c < k->s->nk && k->s->k[c].root < upto; c++) {
+  for (int c = 0; c < k->s->nk && k->s->k[c].root < upto; c++) {  // (calls are in node order)
     const SchedKernel *ks = &k->s->k[c];
+    if (ks->root < from) continue;
     const IrNode *n = g->nodes.data[ks->root];
     LLVMValueRef kf = kernel_for(k, ks);
     if (!kf) {
@@ -362,6 +365,15 @@ static bool emit_entry(K *k, const IrGraph *g, const char *name, int upto, Diag 
     }
     k->fn = f;
     at(k, LLVMGetLastBasicBlock(f));
+    LLVMBasicBlockRef skip = NULL;
+    if (ranged) {  // if (c0 <= c && c < c1) the call
+      skip = block(k, "skip");
+      LLVMBasicBlockRef run = block(k, "call");
+      LLVMValueRef in = LLVMBuildAnd(k->b, icmp(k, LLVMIntSLE, LLVMGetParam(f, 3), ci32(k, c)),
+                                     icmp(k, LLVMIntSGT, LLVMGetParam(f, 4), ci32(k, c)), "");
+      LLVMBuildCondBr(k->b, in, run, skip);
+      at(k, run);
+    }
     int slot = 0;
     for (int j = 0; j < k->nopnd; j++)  // kernel_for set the operands
       for (int a = 0; a < k->opnd[j]->ty.rank; a++)
@@ -384,9 +396,40 @@ static bool emit_entry(K *k, const IrGraph *g, const char *name, int upto, Diag 
     at(k, bad);
     LLVMBuildRet(k->b, ci32(k, (int64_t)n->id + 1));
     at(k, ok);
+    if (skip) {
+      LLVMBuildBr(k->b, skip);
+      LLVMMoveBasicBlockAfter(skip, ok);
+      at(k, skip);
+    }
   }
   LLVMBuildRet(k->b, ci32(k, 0));
   return true;
+}
+
+// With a split, the tail may read of the head's values only the graph's
+// outputs (their bytes are theirs for the whole run; a caller may rewrite
+// them between the two, e.g. with summed gradients) and leaves: any other
+// head value in the arena may have been overwritten, or belong to another
+// micro-batch. Kernels are in node order, so a call is wholly in one part.
+static bool split_ok(const IrGraph *g, const Schedule *s, int split, Diag *d) {
+  bool *out = heed_calloc((size_t)g->nodes.len + 1, sizeof *out);
+  if (!out) return diag_error(d, NOLOC, "out of memory"), false;
+  for (int i = 0; i < g->outputs.len; i++) out[g->outputs.data[i]->id] = true;
+  bool ok = true;
+  for (int c = 0; c < s->nk && ok; c++) {
+    const SchedKernel *ks = &s->k[c];
+    for (int x = 0; x < ks->nxout; x++)
+      ok = ok && (ks->xout[x] < 0 || (ks->xout[x] < split) == (ks->root < split));
+    for (int j = 0; j < ks->nopnd && ks->root >= split && ok; j++) {
+      const IrNode *n = g->nodes.data[ks->buf[j]];
+      ok = (int)n->id >= split || n->op == IR_OP_INPUT || n->op == IR_OP_PARAM || n->op == IR_OP_CONST || out[n->id];
+    }
+    if (!ok)
+      diag_error(d, g->nodes.data[ks->root]->loc, "cpu backend: internal error: %s (node %d) crosses the split at node %d",
+                 ir_op_name(g->nodes.data[ks->root]->op), ks->root, split);
+  }
+  heed_free(out);
+  return ok;
 }
 
 // ---- the program ----
@@ -594,9 +637,16 @@ CgProgram *cg_cpu_emit(const IrGraph *g, Schedule *sched, const CgOptions *o, Di
   k.g = g;
   k.s = p->sched;
   if (!(k.kfn = heed_calloc((size_t)p->sched->nfn + 1, sizeof *k.kfn))) goto oom;
-  if (!emit_entry(&k, g, entry, g->nodes.len, d)) goto fail;
+  if (!emit_entry(&k, g, entry, 0, g->nodes.len, false, d)) goto fail;
   int prefix = o && o->prefix > 0 && o->prefix < g->nodes.len ? o->prefix : 0;
-  if (prefix && !emit_entry(&k, g, "heed_prefix", prefix, d)) goto fail;
+  if (prefix && !emit_entry(&k, g, "heed_prefix", 0, prefix, false, d)) goto fail;
+  int split = o && o->split > 0 && o->split < g->nodes.len ? o->split : 0;
+  if (split && !split_ok(g, p->sched, split, d)) goto fail;
+  p->split = split;
+  if (split && (!emit_entry(&k, g, "heed_head", 0, split, false, d) ||
+                !emit_entry(&k, g, "heed_tail", split, g->nodes.len, false, d) ||
+                !emit_entry(&k, g, "heed_calls", 0, split, true, d)))
+    goto fail;
   p->stats.nkernels = k.nkern;
   p->stats.ncalls = p->sched->nk;
   double t1 = now_ms();
@@ -622,6 +672,10 @@ lookup:;
   p->entry = (CgEntryFn)cg_llvm_lookup(p->cg, entry, d);
   if (!p->entry) goto fail;
   if (prefix && !(p->prefix = (CgEntryFn)cg_llvm_lookup(p->cg, "heed_prefix", d))) goto fail;
+  if (split && (!(p->head = (CgEntryFn)cg_llvm_lookup(p->cg, "heed_head", d)) ||
+                !(p->tail = (CgEntryFn)cg_llvm_lookup(p->cg, "heed_tail", d)) ||
+                !(p->calls = (CgRangeFn)cg_llvm_lookup(p->cg, "heed_calls", d))))
+    goto fail;
   double t3 = now_ms();
   p->stats.build_ms = t1 - t0;
   p->stats.opt_ms = t2 - t1;
@@ -685,7 +739,7 @@ int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals)
 static bool run_entry(CgProgram *p, CgEntryFn entry, const int64_t *symvals, void **bufs, Diag *d) {
   if (!ir_check_size_limits(p->limits, p->nlimits, symvals, d)) return false;  // T > ctx, as the interpreter says
   CgRunCtx ctx = {.pool = p->pool, .nthreads = p->nthreads, .work = p->work, .err = {0}};
-  prof_ms = entry == p->entry ? p->prof : NULL;
+  prof_ms = entry != p->prefix ? p->prof : NULL;  // evaluation (the prefix) is not profiled
   int rc = entry(bufs, symvals, &ctx);
   prof_ms = NULL;
   return rc == 0 || cg_report_status(p, rc, ctx.err, d);
@@ -699,4 +753,36 @@ bool cg_run_prefix(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) {
     return false;
   }
   return run_entry(p, p->prefix, symvals, bufs, d);
+}
+
+static bool run_part(CgProgram *p, CgEntryFn fn, const int64_t *symvals, void **bufs, Diag *d) {
+  if (!fn) {
+    diag_error(d, NOLOC, "cpu backend: the program was compiled without head and tail entries");
+    return false;
+  }
+  return run_entry(p, fn, symvals, bufs, d);
+}
+
+bool cg_run_head(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) { return run_part(p, p->head, symvals, bufs, d); }
+bool cg_run_tail(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) { return run_part(p, p->tail, symvals, bufs, d); }
+
+bool cg_run_calls(CgProgram *p, int c0, int c1, const int64_t *symvals, void **bufs, Diag *d) {
+  if (!p->calls) return run_part(p, NULL, symvals, bufs, d);
+  if (!ir_check_size_limits(p->limits, p->nlimits, symvals, d)) return false;
+  CgRunCtx ctx = {.pool = p->pool, .nthreads = p->nthreads, .work = p->work, .err = {0}};
+  prof_ms = p->prof;
+  int rc = p->calls(bufs, symvals, &ctx, c0, c1);
+  prof_ms = NULL;
+  return rc == 0 || cg_report_status(p, rc, ctx.err, d);
+}
+
+int cg_head_calls(const CgProgram *p) {
+  int n = 0;
+  for (int c = 0; p->calls && c < p->sched->nk; c++) n += p->sched->k[c].root < p->split;
+  return n;
+}
+
+int cg_node_call(const CgProgram *p, int node_id) {
+  if (node_id < 0 || node_id >= p->nnodes) return -1;
+  return p->sched->call[p->sched->alias[node_id]];
 }

@@ -38,6 +38,9 @@ struct CgProgram {
   CgLlvm *cg;
   CgEntryFn entry;
   CgEntryFn prefix;  // CgOptions.prefix: the nodes before it only; else NULL
+  CgEntryFn head, tail;  // CgOptions.split: the nodes before it, the rest; else NULL
+  CgRangeFn calls;       // CgOptions.split: the head's calls c0 <= c < c1 (cg_run_calls); else NULL
+  int split;
   CgNode *nodes;
   int nnodes;
   IrSizeLimit *limits;  // checked before each run (ir_size_limits: T <= the rows of a position table)

@@ -58,6 +58,33 @@ static void message_diag(Diag *d, const char *what, char *msg) {
     LLVMDisposeMessage(msg);
 }
 
+int cg_llvm_feature(const char *features, const char *name) {
+  size_t n = strlen(name);
+  for (const char *p = features; p && *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == n + 1 && (p[0] == '+' || p[0] == '-') && memcmp(p + 1, name, n) == 0)
+      return p[0] == '+' ? 1 : -1;
+    p = end ? end + 1 : NULL;
+  }
+  return 0;
+}
+
+// CPUs whose names imply AVX-512F (for a named CPU the features string is
+// empty and LLVM derives it from the name).
+bool cg_llvm_cpu_avx512(const char *cpu, const char *features) {
+  if (features && *features)
+    return cg_llvm_feature(features, "avx512f") > 0;
+  static const char *names[] = {"znver4", "znver5", "skylake-avx512", "cascadelake", "cooperlake",
+                                "cannonlake", "icelake", "tigerlake", "rocketlake",
+                                "sapphirerapids", "emeraldrapids", "graniterapids", "diamondrapids",
+                                "x86-64-v4"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strncmp(cpu, names[i], strlen(names[i])) == 0)
+      return true;
+  return false;
+}
+
 static LLVMTargetMachineRef make_tm(const CgLlvm *cg, LLVMTargetRef target, LLVMRelocMode reloc,
                                     LLVMCodeModel cm) {
   return LLVMCreateTargetMachine(target, cg->triple, cg->cpu, cg->features,
@@ -183,7 +210,7 @@ char *cg_llvm_host_features(void) {
 int cg_llvm_cpu_vector_width(const char *cpu) {
   bool host = !cpu || !*cpu;
   char *name = host ? LLVMGetHostCPUName() : NULL, *fs = host ? LLVMGetHostCPUFeatures() : NULL;
-  int vw = cg_cpu_has_avx512(host ? name : cpu, host ? fs : "") ? 16 : 8;
+  int vw = cg_llvm_cpu_avx512(host ? name : cpu, host ? fs : "") ? 16 : 8;
   LLVMDisposeMessage(name);
   LLVMDisposeMessage(fs);
   return vw;
@@ -207,7 +234,7 @@ CgLlvm *cg_llvm_new(const char *cpu, Diag *d) {
   bool host = cg->host = !cpu || !*cpu;
   cg->cpu = host ? LLVMGetHostCPUName() : LLVMCreateMessage(cpu);
   cg->features = host ? LLVMGetHostCPUFeatures() : LLVMCreateMessage("");
-  cg->vw = cg_cpu_has_avx512(cg->cpu, cg->features) ? 16 : 8;
+  cg->vw = cg_llvm_cpu_avx512(cg->cpu, cg->features) ? 16 : 8;
   if (LLVMGetTargetFromTriple(cg->triple, &target, &msg)) {
     message_diag(d, cg->triple, msg);
     goto fail;

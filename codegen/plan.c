@@ -15,27 +15,32 @@
 
 enum { ALIGN = 64 };
 
-void *cg_plan_alloc_inplace(const CgProgram *p, const int64_t *symvals, void **bufs, bool kv_in_place,
-                            int64_t *bytes) {
-  int64_t *off = heed_malloc(sizeof *off * ((size_t)p->nnodes + 1));
+int64_t cg_plan_offsets(const CgProgram *p, const int64_t *symvals, bool kv_in_place, int64_t *off) {
   int64_t *sz = heed_malloc(sizeof *sz * ((size_t)p->nnodes + 1));
   bool *inplace = kv_in_place ? heed_calloc((size_t)p->nnodes + 1, sizeof *inplace) : NULL;
-  bool ok = off && sz && (!kv_in_place || inplace);
+  bool ok = sz && (!kv_in_place || inplace);
   for (int i = 0; ok && i < p->nnodes; i++) {
     sz[i] = cg_buffer_bytes(p, i, symvals);
     int c = inplace && p->nodes[i].op == IR_OP_KV_APPEND ? p->sched->call[i] : -1;  // its call reads the cache
     if (c >= 0) inplace[i] = p->nodes[p->sched->k[c].opnd[0]].op == IR_OP_INPUT;
   }
   int64_t n = ok ? pass_memplan_offsets(p->sched, p->nnodes, sz, inplace, ALIGN, off) : -1;
+  heed_free(sz);
+  heed_free(inplace);
+  return n;
+}
+
+void *cg_plan_alloc_inplace(const CgProgram *p, const int64_t *symvals, void **bufs, bool kv_in_place,
+                            int64_t *bytes) {
+  int64_t *off = heed_malloc(sizeof *off * ((size_t)p->nnodes + 1));
+  int64_t n = off ? cg_plan_offsets(p, symvals, kv_in_place, off) : -1;
   void *arena = n >= 0 && n < INT64_MAX / 2 ? heed_aligned_alloc(ALIGN, (size_t)(n + ALIGN - 1) / ALIGN * ALIGN + ALIGN) : NULL;
   for (int i = 0; arena && i < p->nnodes; i++) {
     IrOp op = p->nodes[i].op;
-    if (op != IR_OP_INPUT && op != IR_OP_PARAM && !(inplace && inplace[i]))
+    if (op != IR_OP_INPUT && op != IR_OP_PARAM && !(kv_in_place && op == IR_OP_KV_APPEND && off[i] < 0))
       bufs[i] = off[i] >= 0 ? (char *)arena + off[i] : NULL;
   }
   heed_free(off);
-  heed_free(sz);
-  heed_free(inplace);
   *bytes = n;
   return arena;
 }

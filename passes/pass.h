@@ -72,6 +72,7 @@ typedef struct {
 
 typedef struct {
   int nfwd;                         // nodes before pass_autodiff (forward + loss)
+  int ngrad;                        // nodes before the update (forward, loss, backward: the gradients)
   int nloss_inputs, nmodel_params;  // g->inputs / g->params before the pass
   IrNode *loss, *grad_norm;
   IrNode *decay, *step_size, *bc2_sqrt;  // AdamW's scalar inputs (else NULL)

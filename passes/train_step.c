@@ -163,6 +163,7 @@ bool pass_train_update(IrGraph *g, IrNode *loss, const PassTrainOpts *o, PassTra
     return false;
   }
   ts->loss = loss;
+  ts->ngrad = g->nodes.len;
   Tb b = {.g = g, .loc = loss->loc};
   if (!collect(&b, ts)) return false;
   if (is_adam) {

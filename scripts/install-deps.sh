@@ -7,7 +7,12 @@ set -euo pipefail
 # (`make fuzz`); clang-19 does not pull it in.
 PKGS=(cmake make gcc pkg-config flex bison llvm-19-dev clang-19 libfuzzer-19-dev
       libclang-rt-19-dev libcmocka-dev libcjson-dev python3 python3-numpy
-      python3-torch fortunes)  # fortunes: the text `make demo` trains on
+      python3-torch fortunes libopenmpi-dev openmpi-bin
+      pocl-opencl-icd ocl-icd-opencl-dev opencl-headers clinfo)
+# fortunes: the text `make demo` trains on; libopenmpi-dev, openmpi-bin: data-parallel
+# training (mpirun -np N heed train; CMake finds MPI and links heed with it);
+# pocl-opencl-icd, ocl-icd-opencl-dev, opencl-headers, clinfo: the GPU backend's tests
+# (OpenCL on the CPU)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -4,7 +4,7 @@
 // given in a safetensors file and writes what happened:
 //
 //   train_ref MODEL.heed BATCHES.safetensors OUT.safetensors
-//             [--seed S] [--threads N] [--interp] [--steps-only] [--set KEY=VALUE]...
+//             [--seed S] [--threads N] [--interp] [--steps-only] [--grad-accum K] [--set KEY=VALUE]...
 //
 // BATCHES holds one int32 tensor [N, B, T] per loss input, named like it
 // ("tokens", "targets"); N steps run (lr from heed_train_lr with total
@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "cli/trainer.h"
+#include "engine/trainer.h"
 #include "runtime/rt.h"
 
 static double now_ms(void) {
@@ -77,6 +77,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--steps-only")) steps_only = true;
     else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) to.threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--grad-accum") && i + 1 < argc) to.grad_accum = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--set") && i + 1 < argc && ho.check.noverrides < 64) {
       char *kv = strdup(argv[++i]), *eq = strchr(kv, '=');
       if (!eq) return 2;

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "cli/train.h"
-#include "cli/trainer.h"
+#include "engine/trainer.h"
 
 // ---- the stand-in trainer ----
 

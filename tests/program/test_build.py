@@ -188,6 +188,24 @@ def test_bad_weights():
     r = run([prog, "--prompt", "a", "-n", "2", "--weights", os.path.join(WORK, "bad-misshapen.safetensors")])
     check("program --weights FILE is checked", r.returncode == 1 and "tensor 'wpe'" in r.stderr.decode(), r.stderr.decode())
 
+    # the memory plan in the program's description: an arena too small for
+    # its offsets is refused before anything runs (status 1, not a crash)
+    exe = open(prog, "rb").read()
+    at = exe.find(b'"arena":')
+    end = at + len(b'"arena":')
+    while at >= 0 and exe[end:end + 1].isdigit():
+        end += 1
+    digits = end - at - len(b'"arena":')
+    check("the program's description has the memory plan", at >= 0 and digits > 1, str(at))
+    if at >= 0 and digits > 1:
+        small = prog + "-smallarena"
+        open(small, "wb").write(exe[:at] + b'"arena":1' + b" " * (digits - 1) + exe[end:])
+        os.chmod(small, 0o755)
+        r = run([small, "--prompt", "a", "-n", "2"])
+        err = r.stderr.decode()
+        check("program whose memory plan does not fit its arena: status 1, clear message",
+              r.returncode == 1 and "damaged (the memory plan" in err, err)
+
 
 def test_usage():
     prog = os.path.join(WORK, "bytegpt-prog")

@@ -18,6 +18,8 @@
 #   2. The same on 2 threads: bit-identical to 1 thread (every tensor).
 #   3. The same on heed's reference interpreter: close to compiled.
 #   4. SGD with momentum 0.9, no clipping, linear schedule (warmup 3).
+#   5. Run 1 with --grad-accum 2 (two micro-batches of 2 rows; PyTorch
+#      accumulates the two backward passes' gradients and scales by 1/2).
 # (Runs 2 and 4 skip eval and logits: each costs a compile.)
 # Tolerances (f32 against f32; each tensor's error is max|heed - torch| /
 # max|torch|): losses, grad norms, eval loss <= 2e-5 relative each;
@@ -140,7 +142,7 @@ def schedule(kind, step, lr, warmup, min_lr, total):
     return lr * (1 - p)
 
 
-def run_torch(init, tok, tgt, opt_kind, sched, lr, clip, momentum=0.0):
+def run_torch(init, tok, tgt, opt_kind, sched, lr, clip, momentum=0.0, accum=1):
     P = {k[5:]: torch.tensor(v, dtype=torch.float32, requires_grad=True) for k, v in init.items()}
     if opt_kind == "adamw":
         decay = [p for p in P.values() if p.dim() >= 2]
@@ -155,9 +157,17 @@ def run_torch(init, tok, tgt, opt_kind, sched, lr, clip, momentum=0.0):
         for g in opt.param_groups:
             g["lr"] = step_lr
         opt.zero_grad(set_to_none=True)
-        logits = forward(P, torch.from_numpy(tok[s]).long())
-        loss = F.cross_entropy(logits.reshape(-1, CFG["vocab"]), torch.from_numpy(tgt[s]).long().reshape(-1))
-        loss.backward()
+        mb, total = B // accum, 0.0
+        for k in range(accum):  # gradients summed in micro-batch order, then divided (heed's --grad-accum)
+            logits = forward(P, torch.from_numpy(tok[s, k * mb:(k + 1) * mb]).long())
+            loss = F.cross_entropy(logits.reshape(-1, CFG["vocab"]),
+                                   torch.from_numpy(tgt[s, k * mb:(k + 1) * mb]).long().reshape(-1))
+            loss.backward()
+            total += loss.item()
+        if accum > 1:
+            for p in P.values():
+                p.grad.mul_(1.0 / accum)
+        loss = torch.tensor(total / accum)
         if clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(list(P.values()), clip)
         else:
@@ -240,6 +250,11 @@ if h1 is not None:
         el = max(relerr([a], [b]) for a, b in zip(hi["losses"], h1["losses"]))
         check("interpreter vs compiled", e <= PARAM_TOL and el <= LOSS_TOL and kb <= KEY_BIAS,
               f"losses {el:.2e}, tensors {e:.2e}, key biases {kb:.2e} abs")
+
+ha = run_heed("adamw_accum2", "--grad-accum", "2", "--steps-only")
+if ha is not None:
+    init = {k: v for k, v in ha.items() if k.startswith("init.")}
+    compare("adamw+clip+cosine, --grad-accum 2", ha, run_torch(init, tok, tgt, "adamw", "cosine", 1e-2, 1.0, accum=2))
 
 sgd = ["--set", "optimizer=sgd", "--set", "lr=0.1", "--set", "momentum=0.9", "--set", "clip=0",
        "--set", "schedule=linear"]

@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/trainer.h"
+#include "engine/trainer.h"
 #include "passes/memplan.h"
 #include "runtime/rt.h"
 

@@ -19,6 +19,9 @@
 //   - the fused optimizer ops (OPT_MOMENT, OPT_MOMENT2, OPT_ADAMW) give the
 //     same bits as the plain-op chain they replace (PassTrainOpts.unfused),
 //     interpreted and compiled, with and without clipping and decay.
+//   - gradient accumulation: K = 2 micro-batches of one batch twice equal
+//     a step of that batch, bitwise; the loss is the micro-batches' mean;
+//     errors for a K that does not divide the batch and for the interpreter.
 // (The comparison with PyTorch is tests/ref/train_torch.py.)
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,7 +36,7 @@
 #include <unistd.h>
 
 #include "cli/run.h"
-#include "cli/trainer.h"
+#include "engine/trainer.h"
 #include "passes/pass.h"
 #include "testutil.h"
 #ifdef HEED_HAVE_LLVM
@@ -458,6 +461,75 @@ static void test_logits(void **state) {
   model_close(&mi);
 }
 
+// Gradient accumulation (HeedTrainerOpts.grad_accum): a step of K = 2
+// micro-batches whose rows are the same batch twice is, bit for bit, a
+// step of that batch alone ((g + g) * 0.5 = g; the micro-batches' mean loss
+// too); on two different halves the loss is the mean of the halves' losses
+// (eval of a trainer of one half); a K that does not divide the batch, or
+// the interpreter, is an error.
+static float *tensors_of(HeedTrainer *t, int64_t *n) {
+  *n = 0;
+  for (int i = 0; i < heed_trainer_ntensors(t); i++) *n += heed_trainer_tensor(t, i).numel;
+  float *all = malloc(sizeof(float) * (size_t)*n), *p = all;
+  for (int i = 0; i < heed_trainer_ntensors(t); i++) {
+    HeedTensorRef r = heed_trainer_tensor(t, i);
+    memcpy(p, r.data, sizeof(float) * (size_t)r.numel);
+    p += r.numel;
+  }
+  return all;
+}
+
+static void test_grad_accum(void **state) {
+  (void)state;
+  Model ma, mb;
+  assert_true(model_open(&ma, "normal(0.1)", "s", "adamw(lr = 1e-2, weight_decay = 0.1)", "0.5"));
+  assert_true(model_open(&mb, "normal(0.1)", "s", "adamw(lr = 1e-2, weight_decay = 0.1)", "0.5"));
+  HeedTrainer *a = heed_trainer_new(ma.c, &(HeedTrainerOpts){.threads = 2, .batch = 6, .grad_accum = 2});
+  HeedTrainer *b = heed_trainer_new(mb.c, &(HeedTrainerOpts){.threads = 1, .batch = 3});
+  if (!a) fail_msg("%s", log_of(&ma));
+  assert_non_null(b);
+  assert_true(heed_trainer_init(a, 5) && heed_trainer_init(b, 5));
+  int32_t tok[NSTEPS * 15], tgt[NSTEPS * 15], tok2[30], tgt2[30];
+  make_batches(tok, tgt, NSTEPS);
+  // two different halves first: the loss of the step is the halves' mean
+  const int32_t *h1[2] = {tok, tgt}, *h2[2] = {tok + 15, tgt + 15};
+  double e1, e2, la, na, lb, nb;
+  assert_true(heed_trainer_eval(b, h1, &e1) && heed_trainer_eval(b, h2, &e2));
+  double ea;
+  const int32_t *both[2] = {tok, tgt};  // rows 0..2 then 3..5: tok[0..30)
+  assert_true(heed_trainer_eval(a, both, &ea));
+  assert_true(fabs(ea - (e1 + e2) / 2) <= 1e-7 * fabs(ea));
+  // then the same batch twice, step by step against b on the batch alone
+  for (int s = 0; s < NSTEPS; s++) {
+    memcpy(tok2, tok + 15 * s, sizeof(int32_t) * 15), memcpy(tok2 + 15, tok + 15 * s, sizeof(int32_t) * 15);
+    memcpy(tgt2, tgt + 15 * s, sizeof(int32_t) * 15), memcpy(tgt2 + 15, tgt + 15 * s, sizeof(int32_t) * 15);
+    const int32_t *ina[2] = {tok2, tgt2}, *inb[2] = {tok + 15 * s, tgt + 15 * s};
+    if (!heed_trainer_step(a, ina, 0.05, s + 1, &la, &na)) fail_msg("accum step %d: %s", s + 1, log_of(&ma));
+    assert_true(heed_trainer_step(b, inb, 0.05, s + 1, &lb, &nb));
+    assert_memory_equal(&la, &lb, sizeof la);
+    assert_memory_equal(&na, &nb, sizeof na);
+  }
+  int64_t n1, n2;
+  float *ta = tensors_of(a, &n1), *tb = tensors_of(b, &n2);
+  assert_true(n1 == n2);
+  assert_memory_equal(ta, tb, sizeof(float) * (size_t)n1);
+  free(ta);
+  free(tb);
+  heed_trainer_free(a);
+  heed_trainer_free(b);
+  model_close(&ma);
+  model_close(&mb);
+  // errors
+  assert_true(model_open(&ma, "normal(0.1)", "s", "adamw(lr = 1e-2)", "0"));
+  assert_null(heed_trainer_new(ma.c, &(HeedTrainerOpts){.batch = 6, .grad_accum = 4}));
+  assert_contains(log_of(&ma), "--grad-accum 4 does not divide the batch of 6 rows");
+  model_close(&ma);
+  assert_true(model_open(&ma, "normal(0.1)", "s", "adamw(lr = 1e-2)", "0"));
+  assert_null(heed_trainer_new(ma.c, &(HeedTrainerOpts){.interp = true, .grad_accum = 3}));
+  assert_contains(log_of(&ma), "--grad-accum 3: gradient accumulation is compiled code's (not --interp)");
+  model_close(&ma);
+}
+
 static void test_errors(void **state) {
   (void)state;
   Model m;
@@ -493,7 +565,7 @@ int main(void) {
       cmocka_unit_test(test_adamw_clip),      cmocka_unit_test(test_sgd_momentum),
       cmocka_unit_test(test_nonfinite_gradient), cmocka_unit_test(test_huge_lr),
       cmocka_unit_test(test_logits),          cmocka_unit_test(test_errors),
-      cmocka_unit_test(test_fused_ops),
+      cmocka_unit_test(test_fused_ops),       cmocka_unit_test(test_grad_accum),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

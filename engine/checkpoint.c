@@ -1,4 +1,4 @@
-// cli/checkpoint.c: `heed train`'s checkpoints. The trainer's tensors
+// engine/checkpoint.c: `heed train`'s checkpoints. The trainer's tensors
 // (parameters and optimizer state, cli/trainer.h) and the run's position
 // (step, data RNG state, settings, model fingerprint) go out as one
 // safetensors file, written atomically by runtime/safetensors.c (temporary
@@ -20,7 +20,7 @@
 
 #include "cli/run.h"
 #include "cli/train.h"
-#include "cli/trainer.h"
+#include "engine/trainer.h"
 #include "runtime/rt.h"
 
 // st's checksums (RT_ST_CRC_KEY): false with the damaged tensor in err; a

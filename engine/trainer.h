@@ -1,4 +1,4 @@
-// cli/trainer.h: a model being trained, for `heed train` (and tests). Sits
+// engine/trainer.h: a model being trained, for `heed train` (and tests). Sits
 // between the frontend's lowered loss graph (FeModel.loss, FeModel.train)
 // and the executors: pass_train_step (passes/train_step.c) turns the loss
 // into one graph doing forward, backward, clipping and the optimizer update;
@@ -21,8 +21,14 @@
 // Determinism: the same parameters, state, inputs, lr and step give
 // bit-identical results whatever opts.threads is (codegen's kernels split
 // work in a fixed way and reduce in a fixed order).
-#ifndef HEED_CLI_TRAINER_H
-#define HEED_CLI_TRAINER_H
+//
+// Gradient accumulation (opts.grad_accum = K > 1): the loss is the mean of
+// the K micro-batches' mean losses, and the gradient (g_1 + g_2 + ... + g_K)
+// * (1/K), summed left to right in f32, micro-batch order: the order a
+// data-parallel reduce in rank order reproduces. With K equal halves of
+// identical rows the step equals one of a single half, bit for bit.
+#ifndef HEED_ENGINE_TRAINER_H
+#define HEED_ENGINE_TRAINER_H
 
 #include "cli/driver.h"
 
@@ -35,6 +41,15 @@ typedef struct {
   bool profile;         // time the step's kernel calls (heed_trainer_profile)
   const char *const *freeze;  // glob patterns (fnmatch) on full parameter names: these are not trained
   int nfreeze;          // (no gradient, no optimizer state, never updated: as requires_grad=False)
+  struct RtComm *comm;  // data-parallel (runtime/comm.h; NULL: one process): the comm->size ranks
+                        // run the micro-batches in turn (rank r: the r-th comm->size-th of them)
+                        // and sum the gradients in micro-batch order; grad_accum then counts the
+                        // micro-batches of all ranks (default and minimum: comm->size)
+  int grad_accum;       // > 1: a step sums the gradients of this many micro-batches of batch /
+                        // grad_accum rows (the inputs' rows in order: micro-batch k is rows
+                        // [k*b, (k+1)*b)), in that order, divides the sum by grad_accum, then
+                        // clips and updates once; batch must be a multiple of it. Memory is
+                        // planned for one micro-batch. Compiled code only (not with interp).
 } HeedTrainerOpts;
 
 // c: after heed_frontend with c->opts->check.lower set, and a train section

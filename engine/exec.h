@@ -1,10 +1,10 @@
-// cli/exec.h: one way to run an IrGraph from the CLI, whatever executes it:
+// engine/exec.h: one way to run an IrGraph from the CLI, whatever executes it:
 // compiled code (codegen/, LLVM JIT; the default) or the reference
 // interpreter (ir/interp.c, --interp). Values cross this interface as
 // doubles, as the interpreter holds them; the compiled path converts to its
 // native storage once, in heed_exec_bind, so timed runs exclude it.
-#ifndef HEED_CLI_EXEC_H
-#define HEED_CLI_EXEC_H
+#ifndef HEED_ENGINE_EXEC_H
+#define HEED_ENGINE_EXEC_H
 
 #include <stdio.h>
 
@@ -30,7 +30,10 @@ bool heed_exec_emit(Compilation *c, const HeedCompileOpts *base, const char *kin
 // Compiles through the memory plan (heed_compile with base, HEED_STOP_PLAN)
 // for the tokens' batch and seq (the KV caches' length: seq) and prints it
 // (pass_memplan_print) to out: every region's bytes, the arena, the total.
-bool heed_exec_emit_plan(Compilation *c, const HeedCompileOpts *base, int64_t batch, int64_t seq, FILE *out);
+// out NULL: nothing printed. *total (may be NULL): the plan's bytes (leaves,
+// workspace and arena).
+bool heed_exec_emit_plan(Compilation *c, const HeedCompileOpts *base, int64_t batch, int64_t seq, FILE *out,
+                         int64_t *total);
 double heed_exec_compile_ms(const HeedExec *x);
 // Prints x's profile (the runs since compile; see heed_profile_print) to f;
 // nothing if x was not compiled with profile.

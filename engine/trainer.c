@@ -1,4 +1,4 @@
-// cli/trainer.c: the trainer behind `heed train` (trainer.h). Data flow:
+// engine/trainer.c: the trainer behind `heed train` (trainer.h). Data flow:
 // FeModel.loss --heed_compile(pipeline autodiff,train_step)--> one
 // train-step graph --heed_compile(target cpu)--> CgProgram, run each step on buffers the trainer owns (one allocation for
 // every node); or the reference interpreter (ir_interp) with opts.interp.
@@ -9,13 +9,15 @@
 // buffers in place.
 #include <fnmatch.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/trainer.h"
+#include "engine/trainer.h"
 #include "cli/run.h"
-#include "cli/exec.h"
+#include "engine/exec.h"
 #include "passes/pass.h"
+#include "runtime/comm.h"
 #include "runtime/rt.h"
 #ifdef HEED_HAVE_LLVM
 #include "codegen/cg.h"
@@ -56,6 +58,18 @@ struct HeedTrainer {
   float *flogits;       // interpreter: the converted result
   int64_t mem_bytes;    // of mem and fmem
   int64_t nsteps;       // compiled steps run (the profile's runs)
+  int accum;            // micro-batches per step, of every rank (1: the whole step graph at once)
+  int nranks, rank;     // o.comm's (1, 0: one process)
+  float **acc;          // accum > 1: per slot with a gradient, its running sum (one allocation: acc[nslots])
+  int64_t nacc;         // floats of the gradients packed (slots in order): acc[nslots]'s first nacc
+  float **loc;          // nranks > 1: this rank's micro-batches' packed gradients (accum / nranks)
+  // nranks > 1 with a threaded comm: the packed gradients in the order the
+  // backward writes them, cut into buckets; the last micro-batch's bucket b
+  // goes to the chain (a thread) once the head's calls [0, bcall[b]) ran
+  int nbucket, *bcall, *bslot0;  // bslot0[b]..bslot0[b+1]: its slots in border
+  int64_t *boff, *blen;          // its range of the packed gradients (floats)
+  int *border;                   // slots with a gradient, in that order
+  double comm_s, exposed_s;      // seconds in the gradient sum; of them, waited for after the backward
   char name[64];
 #ifdef HEED_HAVE_LLVM
   CgProgram *step, *fprog;  // the step (its prefix: eval), the forward (sampling)
@@ -181,7 +195,8 @@ static bool make_slots(HeedTrainer *t) {
 static CgProgram *compile(HeedTrainer *t, const IrGraph *g) {
   CgOptions co = {.pool = t->pool, .nthreads = rt_pool_size(t->pool), .parallel_for = (CgParallelFor)rt_parallel_for,
                   .cache_dir = heed_cache_dir(),
-                  .profile = t->o.profile && g == t->g, .prefix = g == t->g ? t->ts.nfwd : 0};
+                  .profile = t->o.profile && g == t->g, .prefix = g == t->g ? t->ts.nfwd : 0,
+                  .split = g == t->g && t->accum > 1 ? t->ts.ngrad : 0};
   HeedCompiled hc;
   heed_compile(t->c, &(HeedCompileOpts){.graph = (IrGraph *)g, .passes = "", .stop = HEED_STOP_EMIT, .cg = co}, &hc);
   CgProgram *p = hc.prog;
@@ -246,6 +261,53 @@ static bool train_passes(HeedTrainer *t, const PassTrainOpts *po) {
   return rc == HEED_OK;
 }
 
+// Gradient accumulation: the trainer runs on micro-batches of batch / K rows.
+static bool accum_setup(HeedTrainer *t) {
+  t->nranks = t->o.comm ? t->o.comm->size : 1;
+  t->rank = t->o.comm ? t->o.comm->rank : 0;
+  if (t->nranks > 1 && t->accum > 1 && t->accum % t->nranks)
+    return diag_error(&t->c->diag, NOLOC, "--grad-accum %d: with %d ranks it must be a multiple of %d (the micro-batches "
+                      "of all ranks together)", t->accum, t->nranks, t->nranks),
+           false;
+  if (t->accum < t->nranks) t->accum = t->nranks;
+  if (t->accum == 1) return true;
+  if (t->accum / t->nranks > 1024)
+    return diag_error(&t->c->diag, NOLOC, "--grad-accum %d: at most 1024 micro-batches per rank", t->accum), false;
+  const char *why = t->o.interp ? "is compiled code's (not --interp)" : NULL;
+#ifndef HEED_HAVE_LLVM
+  why = "needs the LLVM backend";
+#endif
+  if (why) return diag_error(&t->c->diag, NOLOC, "--grad-accum %d: gradient accumulation %s", t->accum, why), false;
+  if (t->o.batch % t->accum)
+    return diag_error(&t->c->diag, NOLOC, "%s%d does not divide the batch of %lld rows",
+                      t->nranks > 1 && t->accum == t->nranks ? "the number of ranks, " : "--grad-accum ", t->accum,
+                      (long long)t->o.batch),
+           false;
+  t->o.batch /= t->accum;
+  return true;
+}
+
+static bool accum_alloc(HeedTrainer *t) {
+  if (t->accum == 1) return true;
+  int64_t total = 0;
+  for (int i = 0; i < t->nslots; i++) total += t->slots[i].grad ? t->slots[i].numel : 0;
+  int nloc = t->nranks > 1 ? t->accum / t->nranks : 0;  // and this rank's micro-batches' own
+  t->nacc = total;
+  t->acc = heed_calloc((size_t)t->nslots + 1, sizeof *t->acc);
+  t->loc = heed_calloc((size_t)nloc + 1, sizeof *t->loc);
+  total = (total + 15) / 16 * 16;  // each buffer a multiple of 64 bytes
+  float *mem = t->acc && t->loc ? heed_aligned_alloc(64, (size_t)(total + 16) * (size_t)(nloc + 1) * sizeof(float)) : NULL;
+  if (!mem) return diag_error(&t->c->diag, NOLOC, "training: out of memory"), false;
+  t->acc[t->nslots] = mem;  // owned through the last entry (freed in heed_trainer_free)
+  for (int j = 0; j < nloc; j++) t->loc[j] = mem + (total + 16) * (j + 1);
+  for (int i = 0; i < t->nslots; i++)
+    if (t->slots[i].grad) t->acc[i] = mem, mem += t->slots[i].numel;
+  t->mem_bytes += (total + 16) * (nloc + 1) * (int64_t)sizeof(float);
+  return true;
+}
+
+static bool overlap_setup(HeedTrainer *t);
+
 HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
   FeModel *m = c->model;
   if (!m || !m->train || !m->loss || !m->forward) {
@@ -259,13 +321,19 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
   *t = (HeedTrainer){.c = c, .tr = m->train, .o = *o, .g = m->loss, .fwd = m->forward};
   if (t->o.batch <= 0) t->o.batch = m->train->batch;
   if (t->o.seq <= 0) t->o.seq = m->train->seq;
+  t->accum = o->grad_accum > 1 ? o->grad_accum : 1;
+  if (!accum_setup(t)) {
+    heed_free(t);
+    return NULL;
+  }
 #ifndef HEED_HAVE_LLVM
   t->o.interp = true;
 #endif
   const FeTrain *tr = m->train;
   PassTrainOpts po = {.optimizer = tr->optimizer, .beta1 = tr->beta1, .beta2 = tr->beta2, .eps = tr->eps,
                       .weight_decay = tr->weight_decay, .momentum = tr->momentum, .clip = tr->clip};
-  bool ok = freeze(c, t->g, o->freeze, o->nfreeze) && bind_sizes(t) && train_passes(t, &po) && make_slots(t);
+  bool ok = freeze(c, t->g, o->freeze, o->nfreeze) && bind_sizes(t) && train_passes(t, &po) && make_slots(t) &&
+            accum_alloc(t);
   if (ok) {
     t->evalg = *t->g;
     t->evalg.nodes.len = t->ts.nfwd;
@@ -292,7 +360,8 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
 #ifdef HEED_HAVE_LLVM
   if (ok && !t->o.interp) {
     t->pool = t->o.threads > 1 ? rt_pool_new(t->o.threads) : NULL;
-    ok = (t->step = compile(t, t->g)) != NULL && (t->arena = plan_arena(t, t->step, t->symvals, t->bufs));
+    ok = (t->step = compile(t, t->g)) != NULL && (t->arena = plan_arena(t, t->step, t->symvals, t->bufs)) &&
+         overlap_setup(t);
     int nt = rt_pool_size(t->pool);
     snprintf(t->name, sizeof t->name, "compiled, %d thread%s", nt, nt == 1 ? "" : "s");
   }
@@ -308,6 +377,11 @@ HeedTrainer *heed_trainer_new(Compilation *c, const HeedTrainerOpts *o) {
 
 void heed_trainer_free(HeedTrainer *t) {
   if (!t) return;
+  heed_free(t->bcall);
+  heed_free(t->bslot0);
+  heed_free(t->boff);
+  heed_free(t->blen);
+  heed_free(t->border);
 #ifdef HEED_HAVE_LLVM
   cg_program_free(t->step);
   cg_program_free(t->fprog);
@@ -325,6 +399,9 @@ void heed_trainer_free(HeedTrainer *t) {
   heed_free(t->farena);
   heed_free(t->flogits);
   heed_free(t->slots);
+  if (t->acc) heed_free(t->acc[t->nslots]);
+  heed_free(t->acc);
+  heed_free(t->loc);
   heed_free(t);
 }
 
@@ -386,16 +463,17 @@ static void scalars(const HeedTrainer *t, double lr, int64_t step, double *decay
   *bc2_sqrt = sqrt(1 - pow(tr->beta2, (double)step));
 }
 
-// Writes the loss inputs (and the step's scalars) where the executor reads them.
-static void bind_inputs(HeedTrainer *t, const int32_t *const *inputs, const double *sc, int nsc) {
+// Writes the loss inputs (micro-batch mb: its rows of each input) and the
+// step's scalars where the executor reads them.
+static void bind_inputs(HeedTrainer *t, const int32_t *const *inputs, int mb, const double *sc, int nsc) {
   const IrGraph *g = t->g;
-  int64_t bt = t->o.batch * t->o.seq;
+  int64_t bt = t->o.batch * t->o.seq, at = mb * bt;
   for (int i = 0; i < g->inputs.len; i++) {
     const IrNode *in = g->inputs.data[i];
     if (i < t->ts.nloss_inputs) {
       for (int64_t k = 0; k < bt; k++) {
-        if (t->o.interp) t->iin[i][k] = inputs[i][k];
-        else store_int(in->ty.dt, t->bufs[in->id], k, inputs[i][k]);
+        if (t->o.interp) t->iin[i][k] = inputs[i][at + k];
+        else store_int(in->ty.dt, t->bufs[in->id], k, inputs[i][at + k]);
       }
     } else if (i - t->ts.nloss_inputs < nsc) {
       float v = (float)sc[i - t->ts.nloss_inputs];
@@ -460,7 +538,240 @@ static bool run_step(HeedTrainer *t, IrValues **vals) {
 #endif
 }
 
+// ---- data parallel: gradient buckets summed while the backward runs ----
+// As PyTorch DDP's buckets: the packed gradients are laid out in the order
+// the backward writes them and cut into buckets of about HEED_DP_BUCKET_KB
+// (default 1024; 0: no overlap) KiB; during the rank's last micro-batch the head runs in
+// pieces (cg_run_calls), and after the piece that completes bucket b a
+// thread hands b to the chain (comm->ordered_sum on its range) while the
+// backward goes on. Each element is still summed in micro-batch order along
+// the same chain: the bits do not change, only when they travel. Needs a
+// comm whose calls may come from a second thread (MPI_THREAD_SERIALIZED).
+
+static double overlap_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+#ifdef HEED_HAVE_LLVM
+// The calls [0, n) of the head write slot i's gradient.
+static int grad_calls(const HeedTrainer *t, int i) {
+  int c = cg_node_call(t->step, t->slots[i].grad->id);
+  return c < 0 ? 0 : c + 1;
+}
+#endif
+
+static bool overlap_setup(HeedTrainer *t) {
+#ifdef HEED_HAVE_LLVM
+  if (t->nranks < 2 || t->accum < 2 || !t->o.comm->threads || !cg_head_calls(t->step)) return true;
+  int n = 0;
+  const char *env = getenv("HEED_DP_BUCKET_KB");
+  int64_t kb = env && *env ? atoll(env) : 1024, cap = kb * 1024 / (int64_t)sizeof(float);
+  if (kb <= 0) return true;  // HEED_DP_BUCKET_KB=0: no overlap (one sum after the backward; benchmarks)
+  t->border = heed_calloc((size_t)t->nslots + 1, sizeof(int));
+  t->bcall = heed_calloc((size_t)t->nslots + 1, sizeof(int));
+  t->bslot0 = heed_calloc((size_t)t->nslots + 2, sizeof(int));
+  t->boff = heed_calloc((size_t)t->nslots + 1, sizeof(int64_t));
+  t->blen = heed_calloc((size_t)t->nslots + 1, sizeof(int64_t));
+  if (!t->border || !t->bcall || !t->bslot0 || !t->boff || !t->blen)
+    return diag_error(&t->c->diag, NOLOC, "training: out of memory"), false;
+  for (int i = 0; i < t->nslots; i++) {  // by the call that writes the gradient (insertion: stable)
+    if (!t->slots[i].grad) continue;
+    int k = n++;
+    for (; k > 0 && grad_calls(t, t->border[k - 1]) > grad_calls(t, i); k--) t->border[k] = t->border[k - 1];
+    t->border[k] = i;
+  }
+  float *base = t->acc[t->nslots];
+  int64_t off = 0;
+  for (int k = 0; k < n; k++) {  // the packed layout in that order; buckets of about cap floats
+    int i = t->border[k];
+    t->acc[i] = base + off;
+    if (k == 0 || t->blen[t->nbucket - 1] >= cap) {
+      t->bslot0[t->nbucket] = k;
+      t->boff[t->nbucket++] = off;
+    }
+    t->blen[t->nbucket - 1] += t->slots[i].numel;
+    t->bcall[t->nbucket - 1] = grad_calls(t, i);
+    off += t->slots[i].numel;
+  }
+  t->bslot0[t->nbucket] = n;
+#else
+  (void)t;
+#endif
+  return true;
+}
+
+typedef struct {
+  HeedTrainer *t;
+  int mine, ready, done;  // buckets handed over, summed
+  bool stop, failed;
+  char err[256];
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} Overlap;
+
+static void *overlap_thread(void *arg) {
+  Overlap *o = arg;
+  HeedTrainer *t = o->t;
+  float *mine[1024];
+  for (int b = 0; b < t->nbucket; b++) {
+    pthread_mutex_lock(&o->mu);
+    while (o->ready <= b && !o->stop) pthread_cond_wait(&o->cv, &o->mu);
+    bool stop = o->stop && o->ready <= b;
+    pthread_mutex_unlock(&o->mu);
+    if (stop) break;
+    for (int j = 0; j < o->mine; j++) mine[j] = t->loc[j] + t->boff[b];
+    double t0 = overlap_now();
+    bool ok = t->o.comm->ordered_sum(t->o.comm, t->acc[t->nslots] + t->boff[b], t->blen[b], mine, o->mine, o->err,
+                                     sizeof o->err);
+    t->comm_s += overlap_now() - t0;
+    pthread_mutex_lock(&o->mu);
+    o->done = b + 1;
+    o->failed |= !ok;
+    pthread_mutex_unlock(&o->mu);
+    if (!ok) break;
+  }
+  return NULL;
+}
+
+// The head of this rank's last micro-batch (inputs bound) in pieces, each
+// bucket's gradients packed into loc[mine - 1] and handed to the thread;
+// returns when every bucket is summed into acc (the time waited for that
+// after the backward: t->exposed_s).
+static bool run_overlapped(HeedTrainer *t, int mine) {
+#ifdef HEED_HAVE_LLVM
+  Overlap *po = heed_calloc(1, sizeof *po);  // (left to the thread when the step fails: it may wait in the chain)
+  pthread_t th;
+  if (!po) return diag_error(&t->c->diag, NOLOC, "training: out of memory"), false;
+  *po = (Overlap){.t = t, .mine = mine};
+  pthread_mutex_init(&po->mu, NULL);
+  pthread_cond_init(&po->cv, NULL);
+  if (pthread_create(&th, NULL, overlap_thread, po) != 0) {
+    heed_free(po);
+    return diag_error(&t->c->diag, NOLOC, "data-parallel step: cannot start the communication thread"), false;
+  }
+  bool ok = true;
+  int c = 0;
+  float *dst = t->loc[mine - 1];
+  for (int b = 0; b < t->nbucket && ok; b++) {
+    if (t->bcall[b] > c) ok = cg_run_calls(t->step, c, t->bcall[b], t->symvals, t->bufs, &t->c->diag);
+    c = t->bcall[b] > c ? t->bcall[b] : c;
+    for (int k = t->bslot0[b]; ok && k < t->bslot0[b + 1]; k++) {
+      const Slot *s = &t->slots[t->border[k]];
+      memcpy(dst + (t->acc[t->border[k]] - t->acc[t->nslots]), t->bufs[s->grad->id], sizeof(float) * (size_t)s->numel);
+    }
+    pthread_mutex_lock(&po->mu);
+    po->ready = ok ? b + 1 : po->ready;
+    po->stop = !ok;
+    pthread_cond_signal(&po->cv);
+    pthread_mutex_unlock(&po->mu);
+  }
+  if (ok && c < cg_head_calls(t->step)) ok = cg_run_calls(t->step, c, cg_head_calls(t->step), t->symvals, t->bufs,
+                                                           &t->c->diag);
+  double t0 = overlap_now();
+  if (!ok) {  // the thread may wait in the chain for ever: the caller ends the job (MPI_Abort)
+    pthread_mutex_lock(&po->mu);
+    po->stop = true;
+    pthread_cond_signal(&po->cv);
+    pthread_mutex_unlock(&po->mu);
+    pthread_detach(th);
+    return false;
+  }
+  pthread_join(th, NULL);
+  t->exposed_s += overlap_now() - t0;
+  pthread_mutex_destroy(&po->mu);
+  pthread_cond_destroy(&po->cv);
+  if (po->failed) {
+    diag_error(&t->c->diag, NOLOC, "data-parallel step (rank %d of %d): %s", t->rank, t->nranks, po->err);
+    ok = false;
+  }
+  heed_free(po);
+  return ok;
+#else
+  (void)t, (void)mine;
+  return false;
+#endif
+}
+
+// Data-parallel: every rank's micro-batches' gradients summed in micro-batch
+// order into acc (comm->ordered_sum: the same bits as one process's running
+// sum), and the losses' sum in the same order.
+static bool accum_ranks(HeedTrainer *t, const double *losses, int mine, double *sum, bool summed) {
+  char err[256];
+  double *all = heed_malloc(sizeof(double) * (size_t)t->accum), t0 = overlap_now();
+  bool ok = all && t->o.comm->allgather(t->o.comm, losses, mine, all, err, sizeof err) &&
+            (summed || t->o.comm->ordered_sum(t->o.comm, t->acc[t->nslots], t->nacc, t->loc, mine, err, sizeof err));
+  if (!summed) t->comm_s += overlap_now() - t0, t->exposed_s += overlap_now() - t0;
+  if (ok) {
+    *sum = 0;
+    for (int k = 0; k < t->accum; k++) *sum += all[k];
+  } else {
+    diag_error(&t->c->diag, NOLOC, "data-parallel step (rank %d of %d): %s", t->rank, t->nranks,
+               all ? err : "out of memory");
+  }
+  heed_free(all);
+  return ok;
+}
+
+// A step of accum micro-batches: the head (forward, loss, backward) per
+// micro-batch, each gradient summed in order into t->acc, the mean written
+// into the gradients' buffers (graph outputs: the tail reads them there),
+// then the tail (norm, clipping, update). *loss: the micro-batches' mean.
+static bool run_accum(HeedTrainer *t, const int32_t *const *inputs, const double *sc, int nsc, double *loss) {
+#ifdef HEED_HAVE_LLVM
+  double sum = 0, losses[1024];
+  int mine = t->accum / t->nranks, base = t->rank * mine;
+  t->nsteps++;
+  for (int j = 0; j < mine; j++) {
+    int mb = base + j;
+    bind_inputs(t, inputs, mb, sc, nsc);
+    bool last = t->nbucket > 0 && j == mine - 1;  // its buckets go to the chain as the backward writes them
+    if (last ? !run_overlapped(t, mine) : !cg_run_head(t->step, t->symvals, t->bufs, &t->c->diag)) {
+      diag_note(&t->c->diag, NOLOC, "in micro-batch %d of %d", mb + 1, t->accum);
+      return false;
+    }
+    double l = ((const float *)t->bufs[t->ts.loss->id])[0];
+    if (t->nranks > 1 && j < 1024) losses[j] = l;
+    sum += l;
+    for (int i = 0; i < t->nslots; i++) {  // one process: the running sum; ranks: this micro-batch's, packed
+      const Slot *s = &t->slots[i];
+      if (!s->grad || last) continue;
+      const float *g = t->bufs[s->grad->id];
+      float *a = t->nranks > 1 ? t->loc[j] + (t->acc[i] - t->acc[t->nslots]) : t->acc[i];
+      if (j == 0 || t->nranks > 1) memcpy(a, g, sizeof(float) * (size_t)s->numel);
+      else for (int64_t k = 0; k < s->numel; k++) a[k] += g[k];
+    }
+  }
+  if (t->nranks > 1 && !accum_ranks(t, losses, mine, &sum, t->nbucket > 0)) return false;
+  const float inv = 1.0f / (float)t->accum;
+  for (int i = 0; i < t->nslots; i++) {
+    const Slot *s = &t->slots[i];
+    if (!s->grad) continue;
+    float *g = t->bufs[s->grad->id];
+    for (int64_t k = 0; k < s->numel; k++) g[k] = t->acc[i][k] * inv;
+  }
+  *loss = sum / t->accum;
+  return cg_run_tail(t->step, t->symvals, t->bufs, &t->c->diag);
+#else
+  (void)t, (void)inputs, (void)sc, (void)nsc, (void)loss;
+  return false;
+#endif
+}
+
 void heed_trainer_profile(const HeedTrainer *t, FILE *f) {
+  if (t->nranks > 1 && t->nsteps > 0)
+    fprintf(f, "data parallel (rank %d of %d): %.2f ms per step summing gradients along the chain, %.2f ms of it "
+            "waited for after the backward (%s)\n", t->rank, t->nranks, 1e3 * t->comm_s / (double)t->nsteps,
+            1e3 * t->exposed_s / (double)t->nsteps,
+            t->nbucket ? "overlapped: buckets sent as the backward writes them" : "not overlapped: one sum after "
+            "the backward");
+  if (t->nbucket && t->nsteps > 0) {
+    int64_t big = 0;
+    for (int b = 0; b < t->nbucket; b++) big = t->blen[b] > big ? t->blen[b] : big;
+    fprintf(f, "  %d bucket%s of at most %lld floats (HEED_DP_BUCKET_KB)\n", t->nbucket, t->nbucket == 1 ? "" : "s",
+            (long long)big);
+  }
 #ifdef HEED_HAVE_LLVM
   const double *ms = t->step ? cg_program_profile(t->step) : NULL;
   if (!ms) return;
@@ -482,14 +793,20 @@ bool heed_trainer_step(HeedTrainer *t, const int32_t *const *inputs, double lr, 
   int nsc = 1;
   if (t->ts.lr) sc[0] = lr;
   else scalars(t, lr, step, &sc[0], &sc[1], &sc[2]), nsc = 3;
-  bind_inputs(t, inputs, sc, nsc);
   IrValues *vals = NULL;
-  if (!run_step(t, &vals)) {
+  bool ran;
+  if (t->accum > 1) {
+    ran = run_accum(t, inputs, sc, nsc, loss);
+  } else {
+    bind_inputs(t, inputs, 0, sc, nsc);
+    ran = run_step(t, &vals);
+  }
+  if (!ran) {
     diag_note(&t->c->diag, NOLOC, "in training step %lld; the parameters keep their values from before it",
               (long long)step);
     return false;
   }
-  *loss = value_at(t, vals, t->ts.loss, 0);
+  if (t->accum == 1) *loss = value_at(t, vals, t->ts.loss, 0);
   *grad_norm = value_at(t, vals, t->ts.grad_norm, 0);
   if (!isfinite(*loss) || !isfinite(*grad_norm)) {
     report_nonfinite(t, vals, step, *loss, *grad_norm);
@@ -513,7 +830,19 @@ bool heed_trainer_step(HeedTrainer *t, const int32_t *const *inputs, double lr, 
 }
 
 bool heed_trainer_eval(HeedTrainer *t, const int32_t *const *inputs, double *loss) {
-  bind_inputs(t, inputs, NULL, 0);
+#ifdef HEED_HAVE_LLVM
+  if (t->accum > 1) {  // the micro-batches' mean, as a step's loss
+    double sum = 0;
+    for (int mb = 0; mb < t->accum; mb++) {
+      bind_inputs(t, inputs, mb, NULL, 0);
+      if (!cg_run_prefix(t->step, t->symvals, t->bufs, &t->c->diag)) return false;
+      sum += ((const float *)t->bufs[t->ts.loss->id])[0];
+    }
+    *loss = sum / t->accum;
+    return true;
+  }
+#endif
+  bind_inputs(t, inputs, 0, NULL, 0);
   if (t->o.interp) {
     bind_params(t, t->ts.nmodel_params);
     IrValues *vals = ir_interp(&t->evalg, t->symvals, t->iin, t->ipar, false, &t->c->diag);

@@ -1,11 +1,11 @@
-// cli/exec.c: the executor behind heed run, grad and bench (exec.h): the
+// engine/exec.c: the executor behind heed run, grad and bench (exec.h): the
 // compiled backend by default, the reference interpreter with --interp.
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "cli/exec.h"
+#include "engine/exec.h"
 #include "runtime/rt.h"
 #ifdef HEED_HAVE_LLVM
 #include "codegen/cg.h"
@@ -256,7 +256,8 @@ static bool plan_sizes(void *ud, const IrGraph *g, int64_t *sv) {
 
 #endif
 
-bool heed_exec_emit_plan(Compilation *c, const HeedCompileOpts *base, int64_t batch, int64_t seq, FILE *out) {
+bool heed_exec_emit_plan(Compilation *c, const HeedCompileOpts *base, int64_t batch, int64_t seq, FILE *out,
+                         int64_t *total) {
 #ifdef HEED_HAVE_LLVM
   PlanSizes ps = {c, batch, seq};
   HeedCompileOpts ho = *base;
@@ -270,17 +271,18 @@ bool heed_exec_emit_plan(Compilation *c, const HeedCompileOpts *base, int64_t ba
                (long long)seq);
     ok = false;
   }
-  if (ok) {
+  if (ok && out) {
     int64_t sv[IR_MAX_SYMS] = {0};
     plan_sizes(&ps, hc.g, sv);
     pass_memplan_print(hc.plan, hc.g, sv, out);
   }
+  if (ok && total) *total = hc.plan->leaf_bytes + hc.plan->total;
   if (!ok && hc.cx.why[0])
     diag_error(&c->diag, (SrcLoc){0}, "%s cannot decode incrementally: %s", hc.g ? hc.g->name : "the model", hc.cx.why);
   heed_compiled_free(&hc);
   return ok;
 #else
-  (void)base, (void)batch, (void)seq, (void)out;
+  (void)base, (void)batch, (void)seq, (void)out, (void)total;
   diag_error(&c->diag, (SrcLoc){0}, "--emit plan: this heed was built without the LLVM backend (the plan follows its schedule)");
   return false;
 #endif
