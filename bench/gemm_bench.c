@@ -6,7 +6,8 @@
 // transposed-B form. Set bytegpt: the 15 sgemm shapes of a byte-level GPT's
 // train step (B*T = 1024, C = 128), forward (nn, the LM head nt), input
 // gradients (nt) and weight gradients (tn: A stored [K, M]). Prints GFLOP/s
-// (best, or median, of alternating runs after a warm-up) and heed / OpenBLAS.
+// (best, or median, of alternating runs after a warm-up), heed / OpenBLAS,
+// and both as a fraction of the FP32 FMA peak measured (bench/peak.c).
 //
 // usage: gemm_bench [--threads 1,2] [--m 128,512,2048] [--set gpt2,bytegpt]
 //                   [--reps R] [--median] [--quick]
@@ -22,6 +23,7 @@
 #include <cblas.h>
 
 #include "codegen/cg.h"
+#include "peak.h"
 #include "runtime/rt.h"
 
 static double now(void) {
@@ -124,6 +126,7 @@ typedef struct {
   float *work;
   int reps;
   bool median;
+  double peak;  // GFLOP/s, bench/peak.c, for the thread count being run
 } Bench;
 
 static void bench_shape(const Bench *bn, const Shape *s, int nt, RtPool *pool) {
@@ -140,8 +143,9 @@ static void bench_shape(const Bench *bn, const Shape *s, int nt, RtPool *pool) {
   double md = 0;
   for (size_t i = 0; i < (size_t)M * N; i++)
     md = fmax(md, fabs((double)c1[i] - c2[i]));
-  printf("%-6d %-6d %-6d %-3s %-3d %10.1f %10.1f %7.3f %9.2g\n", M, K, N, mode_name[s->mode], nt,
-         flops / th * 1e-9, flops / tbl * 1e-9, tbl / th, md);
+  printf("%-6d %-6d %-6d %-3s %-3d %10.1f %10.1f %7.3f %6.0f%% %6.0f%% %9.2g\n", M, K, N, mode_name[s->mode], nt,
+         flops / th * 1e-9, flops / tbl * 1e-9, tbl / th, 100 * flops / th * 1e-9 / bn->peak,
+         100 * flops / tbl * 1e-9 / bn->peak, md);
   fflush(stdout);
   free(a);
   free(b);
@@ -220,7 +224,7 @@ int main(int argc, char **argv) {
       !cg_llvm_jit_add(cg, &d))
     return 1;
   Bench bn = {{lookup(cg, names[0], &d), lookup(cg, names[1], &d), lookup(cg, names[2], &d)},
-              aligned_alloc(64, cg_gemm_work_bytes(&cfg[0])), reps, median};
+              aligned_alloc(64, cg_gemm_work_bytes(&cfg[0])), reps, median, 0};
   if (!bn.fn[0] || !bn.fn[1] || !bn.fn[2])
     return 1;
   printf("heed: cpu %s, %d-wide, micro-tile %dx%d, MC %d KC %d NC %d (JIT %.0f ms)\n",
@@ -230,12 +234,17 @@ int main(int argc, char **argv) {
   printf("OpenBLAS: %s, core %s (OPENBLAS_CORETYPE=%s)\n", openblas_get_config(),
          openblas_get_corename(), ct ? ct : "unset");
   printf("GFLOP/s: the %s of the runs\n", median ? "median" : "best");
-  printf("%-6s %-6s %-6s %-3s %-3s %10s %10s %7s %9s\n", "M", "K", "N", "op", "thr", "heed GF/s",
-         "BLAS GF/s", "ratio", "max|diff|");
+  printf("peak: the FP32 FMA peak measured for the thread count (bench/peak.c); heed%% and BLAS%% of it\n");
+  printf("%-6s %-6s %-6s %-3s %-3s %10s %10s %7s %7s %7s %9s\n", "M", "K", "N", "op", "thr", "heed GF/s",
+         "BLAS GF/s", "ratio", "heed%", "BLAS%", "max|diff|");
   for (int ti = 0; ti < nthreads; ti++) {
     RtPool *pool = rt_pool_new(threads[ti]);
     openblas_set_num_threads(threads[ti]);
     warm_up(&bn, threads[ti], pool);
+    int width;
+    bn.peak = bench_fma_peak(threads[ti], 0.3, &width);
+    printf("FP32 FMA peak, %d thread%s, %d-wide: %.1f GFLOP/s\n", threads[ti], threads[ti] > 1 ? "s" : "", width,
+           bn.peak);
     if (strstr(set, "gpt2"))
       for (int mi = 0; mi < nm; mi++)
         for (int s = 0; s < 4; s++) {

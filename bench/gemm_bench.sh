@@ -8,12 +8,17 @@
 set -e
 bin=$1
 shift
+if grep -qw avx512f /proc/cpuinfo; then
+  fair=SkylakeX
+else
+  fair=Haswell
+fi
 if [ -z "$OPENBLAS_CORETYPE" ]; then
-  if grep -qw avx512f /proc/cpuinfo; then
-    OPENBLAS_CORETYPE=SkylakeX
-  else
-    OPENBLAS_CORETYPE=Haswell
-  fi
+  OPENBLAS_CORETYPE=$fair
+elif [ "$OPENBLAS_CORETYPE" != "$fair" ]; then
+  # A value inherited from the environment (a shell profile, another
+  # bench) silently makes the peer weaker or stronger than fair: say so.
+  echo "note: OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE from the environment; the fair peer on this CPU is $fair" >&2
 fi
 export OPENBLAS_CORETYPE
 # OpenBLAS's OpenMP threads busy-wait after each call by default (GOMP's spin

@@ -67,6 +67,7 @@ void cg_llvm_free(CgLlvm *cg);
 const char *cg_llvm_cpu_name(const CgLlvm *cg);  // owned by cg
 int cg_llvm_vector_width(const CgLlvm *cg);      // f32 lanes: 16 (AVX-512F) or 8
 int cg_llvm_cpu_vector_width(const char *cpu);   // the same for cpu (NULL: the host), without a CgLlvm
+bool cg_llvm_is_host(const CgLlvm *cg);          // compiling for the host CPU (not a named one)
 
 // The module being built: cg_llvm_module_begin starts a new one (discarding
 // one not handed to the JIT). Generators (cg_gemm_emit) add functions to it.
@@ -169,13 +170,15 @@ typedef void (*CgGemmFn)(int64_t M, int64_t N, int64_t K, const float *A, int64_
                          const float *B, int64_t ldb, float *C, int64_t ldc, int32_t beta,
                          void *pool, int32_t nthreads, float *work);
 
-// Fills cfg with the blocking chosen for cg's CPU (vector width from its
-// features; blocks for 32-48 KB L1d, 512 KB-1 MB L2).
+// Fills cfg with the blocking chosen for cg's CPU: the register tile from
+// its vector width, KC and MC from the host's L1d and L2 (read at run time)
+// or, for a named CPU, those of the level's tuning machine (gemm.c).
 void cg_gemm_config_default(const CgLlvm *cg, CgGemmConfig *cfg, const char *name, bool trans_b);
 size_t cg_gemm_work_bytes(const CgGemmConfig *cfg);
-// The same for the default blocking of a CPU with vw f32 lanes and nthreads
-// threads (what cg_cpu_emit allocates when the program has a MATMUL).
-size_t cg_gemm_work_bytes_for(int vw, int nthreads);
+// The same for the default blocking of cpu (NULL or "": the host) with vw
+// f32 lanes and nthreads threads (what cg_cpu_emit allocates when the
+// program has a MATMUL).
+size_t cg_gemm_work_bytes_for(const char *cpu, int vw, int nthreads);
 // Adds the function cfg->name (and its static helpers) to cg's module.
 bool cg_gemm_emit(CgLlvm *cg, const CgGemmConfig *cfg, Diag *d);
 

@@ -36,6 +36,7 @@ struct CgLlvm {
   LLVMModuleRef mod;                  // the current module, or NULL
   char *triple, *cpu, *features;      // LLVM messages (LLVMDisposeMessage)
   int vw;                             // f32 lanes per vector
+  bool host;                          // compiling for the host CPU (no --cpu)
   CgPartStat *parts;                  // the last split compile's parts (cg_llvm_part_stats)
   char *cache_dir;                    // the object cache, or NULL
   int nparts;
@@ -230,7 +231,7 @@ CgLlvm *cg_llvm_new(const char *cpu, Diag *d) {
     goto fail;
   }
   cg->triple = LLVMGetDefaultTargetTriple();
-  bool host = !cpu || !*cpu;
+  bool host = cg->host = !cpu || !*cpu;
   cg->cpu = host ? LLVMGetHostCPUName() : LLVMCreateMessage(cpu);
   cg->features = host ? LLVMGetHostCPUFeatures() : LLVMCreateMessage("");
   cg->vw = cg_llvm_cpu_avx512(cg->cpu, cg->features) ? 16 : 8;
@@ -296,6 +297,7 @@ void cg_llvm_free(CgLlvm *cg) {
 
 const char *cg_llvm_cpu_name(const CgLlvm *cg) { return cg->cpu; }
 int cg_llvm_vector_width(const CgLlvm *cg) { return cg->vw; }
+bool cg_llvm_is_host(const CgLlvm *cg) { return cg->host; }
 LLVMModuleRef cg_llvm_module(CgLlvm *cg) { return cg->mod; }
 
 void cg_llvm_module_begin(CgLlvm *cg, const char *name) {

@@ -14,7 +14,7 @@ static bool cpu_caps(const CgTarget *t, const CgOptions *o, CgCaps *caps, Diag *
   if (!cg_llvm_cpu_valid(cpu, d)) return false;
   int vw = cg_llvm_cpu_vector_width(cpu), nt = o && o->nthreads > 1 && o->pool ? o->nthreads : 1;
   *caps = (CgCaps){.vector_width = vw, .alignment = 64, .shared_memory = 0,
-                   .matmul_work = (int64_t)cg_gemm_work_bytes_for(vw, nt)};
+                   .matmul_work = (int64_t)cg_gemm_work_bytes_for(cpu, vw, nt)};
   cg_cpu_caps(&caps->sched);
   return true;
 }

@@ -183,7 +183,11 @@ pre_ck = W("pre/ckpt-00000120.safetensors")
 r = train(W("ft"), "--steps", "3", "--init", pre_ck, *FT)
 ft = losses(W("ft"))
 pre_end = sum(pre[-10:]) / 10  # one batch's loss varies by +-0.4 here: the last 10 steps' mean
-check(r.returncode == 0 and "starting from the weights in" in r.stderr and abs(ft[0] - pre_end) < 0.35,
+# Near the trained run's loss: within half the way from it to a fresh model's
+# ln(256) (a fixed margin broke whenever docs/, the data, changed: a batch's
+# loss moves by +-0.4 with the text; a fresh start is ~2 nats away).
+check(r.returncode == 0 and "starting from the weights in" in r.stderr and
+      abs(ft[0] - pre_end) < 0.5 * abs(math.log(256) - pre_end),
       "--init CKPT: the first loss %.3f is near the trained run's last (mean of 10) %.3f, not ln(256) %.3f (%s)"
       % (ft[0], pre_end, math.log(256), r.stderr[-300:]))
 fmeta, fts = st_read(W("ft/ckpt-00000003.safetensors"))
@@ -200,7 +204,9 @@ r = train(W("hf"), "--steps", "1", "--init", W("hf.safetensors"), "--prefix", "t
 check(r.returncode == 1 and "lm_head.extra" in r.stderr and "--strict=false" in r.stderr,
       "--init with an extra tensor: an error naming --strict=false (%s)" % r.stderr.strip()[-300:])
 r = train(W("hf"), "--steps", "1", "--init", W("hf.safetensors"), "--prefix", "transformer.", "--strict=false", *FT)
-check(r.returncode == 0 and abs(losses(W("hf"))[0] - pre_end) < 0.35,
+# The same weights as the --init CKPT run above, the same first batch: the
+# same first loss.
+check(r.returncode == 0 and abs(losses(W("hf"))[0] - ft[0]) < 1e-6,
       "--init --prefix transformer. --strict=false: starts from those weights (%s)" % r.stderr[-300:])
 r = train(W("hf2"), "--steps", "1", "--init", W("hf.safetensors"), *FT)
 check(r.returncode == 1 and "missing tensor 'wte'" in r.stderr and "--prefix" in r.stderr,
