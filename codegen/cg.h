@@ -262,6 +262,12 @@ bool cg_cpu_supports(const IrGraph *g, const SchedKernel *k, Diag *d);
 // op's source location; false then. Results do not depend on the thread
 // count. Not reentrant (one run at a time).
 bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
+// The same on another thread pool (pool, nthreads <= the program's) and
+// workspace (cg_workspace_bytes of it, 64-byte aligned; NULL when 0): how
+// the runtime's device runs a program through the ABI (codegen/abi.c).
+bool cg_run_ctx(CgProgram *p, const int64_t *symvals, void **bufs, void *pool, int nthreads, void *work, Diag *d);
+// Bytes of the program's own workspace (the sgemm's packing buffers; 0: none).
+int64_t cg_workspace_bytes(const CgProgram *p);
 // With CgOptions.prefix: runs only the kernels of nodes [0, prefix) on bufs
 // (the same buffers and plan as cg_run; the nodes after it are left as
 // they are). Not profiled.
@@ -310,6 +316,24 @@ void cg_plan_free(CgPlan *pl);  // NULL is harmless
 // (through chains), -1 for a skipped permute or a bad id.
 int cg_node_alias(const CgProgram *p, int node_id);
 void cg_program_free(CgProgram *p);  // NULL is harmless
+
+// ---- abi.c ----
+// A compiled program as the runtime's ABI (runtime/heed_abi.h) describes
+// it: every node's buffer at (region, offset), the regions sized by the
+// memory plan for the sizes symmax (indexed like g->syms; a run may use any
+// sizes up to them), descriptors of g's inputs, outputs and parameters, and
+// a forward entry that runs p on the regions. Leaves are laid end to end
+// in their regions (parameters, optimizer state, KV caches, inputs), the
+// computed nodes at the plan's offsets in the arena, p's sgemm workspace in
+// HEED_REGION_WORKSPACE. Takes p (freed on failure too). A run-time error
+// is reported to d (which must outlive the program) and the entry returns
+// HEED_ABI_ERR_RUN. NULL with a diagnostic on failure; the caller frees
+// with cg_abi_free.
+struct HeedProgram;
+struct HeedProgram *cg_program_abi(CgProgram *p, const IrGraph *g, const int64_t *symmax, Diag *d);
+void cg_abi_free(struct HeedProgram *hp);  // NULL is harmless
+// The CgProgram inside hp (for profiles and statistics).
+CgProgram *cg_abi_program(const struct HeedProgram *hp);
 
 // ---- target.c ----
 // A backend as the driver sees it (QBE's struct Target, ggml's backend
