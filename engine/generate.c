@@ -1,4 +1,4 @@
-// cli/generate.c: `heed generate` (CLI.md): text from a model and its
+// engine/generate.c: `heed generate` (CLI.md): text from a model and its
 // weights. The glue between the frontend's forward (FeModel.forward), the
 // KV-cache pass (passes/kvcache.c), an executor for the step graph
 // (compiled code through codegen/, or the reference interpreter with
