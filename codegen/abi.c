@@ -18,6 +18,7 @@ enum { ALIGN = 64 };
 
 typedef struct {
   CgProgram *p;
+  bool own;           // p is freed with the program
   Diag *d;            // where run-time errors go
   int nnodes;
   int8_t *region;     // per node: HeedRegion, -1: no buffer of its own
@@ -63,10 +64,12 @@ static char *keep_name(CgAbi *a, const char *s) {
   return c;
 }
 
-// The descriptor of node n (its values where cg_node_alias says they are).
-static bool describe(CgAbi *a, const IrNode *n, const char *name, HeedTensorDesc *t) {
+// The descriptor of node n (its values where cg_node_alias says they are):
+// 0, 1 when it has no buffer of the plan's, 2 when out of memory.
+static int describe(CgAbi *a, const IrNode *n, const char *name, HeedTensorDesc *t) {
   int at = cg_node_alias(a->p, (int)n->id);
-  if (at < 0 || a->region[at] < 0 || !(t->name = keep_name(a, name))) return false;
+  if (at < 0 || a->region[at] < 0) return 1;
+  if (!(t->name = keep_name(a, name))) return 2;
   t->dt = abi_dtype(n->ty.dt);
   t->rank = (uint32_t)n->ty.rank;
   for (int i = 0; i < n->ty.rank; i++) {
@@ -76,7 +79,7 @@ static bool describe(CgAbi *a, const IrNode *n, const char *name, HeedTensorDesc
   }
   t->region = (uint32_t)a->region[at];
   t->off = a->off[at];
-  return true;
+  return 0;
 }
 
 static int abi_forward(const HeedProgram *hp, void *const *regions, const int64_t *symdims, void *stream) {
@@ -120,7 +123,7 @@ static bool lay_out(CgAbi *a, HeedProgram *hp, const IrGraph *g, const MemPlan *
 static void abi_impl_free(void *impl) {
   CgAbi *a = impl;
   if (!a) return;
-  cg_program_free(a->p);
+  if (a->own) cg_program_free(a->p);
   for (int i = 0; i < a->nnames; i++) heed_free(a->names[i]);
   heed_free(a->names);
   heed_free(a->region);
@@ -131,13 +134,13 @@ static void abi_impl_free(void *impl) {
   heed_free(a);
 }
 
-HeedProgram *cg_program_abi(CgProgram *p, const IrGraph *g, const int64_t *symmax, Diag *d) {
+HeedProgram *cg_program_abi(CgProgram *p, bool own, const IrGraph *g, const int64_t *symmax, Diag *d) {
   HeedProgram *hp = heed_calloc(1, sizeof *hp);
   CgAbi *a = heed_calloc(1, sizeof *a);
   int nn = g->nodes.len, nt = g->inputs.len + g->outputs.len + g->params.len;
   MemPlan *pl = NULL;
   if (!hp || !a) goto oom;
-  a->p = p, a->d = d, a->nnodes = nn;
+  a->p = p, a->own = own, a->d = d, a->nnodes = nn;
   hp->impl = a, hp->impl_free = abi_impl_free;
   a->region = heed_calloc((size_t)nn + 1, sizeof *a->region);
   a->off = heed_calloc((size_t)nn + 1, sizeof *a->off);
@@ -148,7 +151,10 @@ HeedProgram *cg_program_abi(CgProgram *p, const IrGraph *g, const int64_t *symma
   pl = pass_memplan_build(g, p->sched, symmax, ALIGN, 0, false);
   if (!a->region || !a->off || !a->bufs || !a->desc || !a->names || !a->sym_max || !pl) goto oom;
   hp->magic = HEED_ABI_MAGIC, hp->abi_version = HEED_ABI_VERSION, hp->align = ALIGN;
-  if (!lay_out(a, hp, g, pl)) {
+  if (!lay_out(a, hp, g, pl)) {  // a size that overflows, else the plan's scratch was not allocated
+    bool overflow = false;
+    for (int i = 0; i < nn; i++) overflow = overflow || pl->bytes[i] < 0;
+    if (!overflow) goto oom;
     diag_error(d, (SrcLoc){0}, "%s: the memory plan's sizes overflow", g->name ? g->name : "the graph");
     goto fail;
   }
@@ -159,15 +165,15 @@ HeedProgram *cg_program_abi(CgProgram *p, const IrGraph *g, const int64_t *symma
   }
   hp->sym_name = (const char *const *)a->names, hp->sym_max = a->sym_max;
   HeedTensorDesc *t = a->desc;
+  int bad = 0;
   hp->in = t, hp->n_in = (uint32_t)g->inputs.len;
-  for (int i = 0; i < g->inputs.len; i++)
-    if (!describe(a, g->inputs.data[i], g->inputs.data[i]->name, t++)) goto nodesc;
+  for (int i = 0; i < g->inputs.len && !bad; i++) bad = describe(a, g->inputs.data[i], g->inputs.data[i]->name, t++);
   hp->out = t, hp->n_out = (uint32_t)g->outputs.len;
-  for (int i = 0; i < g->outputs.len; i++)
-    if (!describe(a, g->outputs.data[i], g->output_names.data[i], t++)) goto nodesc;
+  for (int i = 0; i < g->outputs.len && !bad; i++) bad = describe(a, g->outputs.data[i], g->output_names.data[i], t++);
   hp->param = t, hp->n_param = (uint32_t)g->params.len;
-  for (int i = 0; i < g->params.len; i++)
-    if (!describe(a, g->params.data[i], g->params.data[i]->name, t++)) goto nodesc;
+  for (int i = 0; i < g->params.len && !bad; i++) bad = describe(a, g->params.data[i], g->params.data[i]->name, t++);
+  if (bad == 2) goto oom;
+  if (bad) goto nodesc;
   hp->forward = abi_forward;
   pass_memplan_free(pl);
   return hp;
@@ -180,7 +186,7 @@ oom:
 fail:
   pass_memplan_free(pl);
   if (a) abi_impl_free(a);
-  else cg_program_free(p);
+  else if (own) cg_program_free(p);
   heed_free(hp);
   return NULL;
 }

@@ -325,12 +325,13 @@ void cg_program_free(CgProgram *p);  // NULL is harmless
 // a forward entry that runs p on the regions. Leaves are laid end to end
 // in their regions (parameters, optimizer state, KV caches, inputs), the
 // computed nodes at the plan's offsets in the arena, p's sgemm workspace in
-// HEED_REGION_WORKSPACE. Takes p (freed on failure too). A run-time error
+// HEED_REGION_WORKSPACE. own: the program takes p (freed with it, and on
+// failure); else p must outlive it (one CgProgram, several plans). A run-time error
 // is reported to d (which must outlive the program) and the entry returns
 // HEED_ABI_ERR_RUN. NULL with a diagnostic on failure; the caller frees
 // with cg_abi_free.
 struct HeedProgram;
-struct HeedProgram *cg_program_abi(CgProgram *p, const IrGraph *g, const int64_t *symmax, Diag *d);
+struct HeedProgram *cg_program_abi(CgProgram *p, bool own, const IrGraph *g, const int64_t *symmax, Diag *d);
 void cg_abi_free(struct HeedProgram *hp);  // NULL is harmless
 // The CgProgram inside hp (for profiles and statistics).
 CgProgram *cg_abi_program(const struct HeedProgram *hp);

@@ -2,7 +2,7 @@
 // at the end of the data flow: a HeedProgram (runtime/heed_abi.h, whoever
 // compiled it) + a device -> its regions allocated once, tensors copied in
 // at (region, offset), an entry run, results copied out. The CPU device:
-// host memory, memcpy, the calling thread plus an RtPool.
+// host memory (not initialised), memcpy, the calling thread plus an RtPool.
 #include <string.h>
 
 #include "runtime/rt.h"
@@ -18,9 +18,7 @@ static void *cpu_alloc(RtDevice *dev, size_t bytes) {
   (void)dev;
   size_t n = (bytes + ALIGN - 1) / ALIGN * ALIGN;
   if (n < bytes) return NULL;
-  void *p = rt_aligned_alloc(ALIGN, n ? n : ALIGN);
-  if (p) memset(p, 0, n);
-  return p;
+  return rt_aligned_alloc(ALIGN, n ? n : ALIGN);  // not touched: pages a run never uses stay unmapped
 }
 
 static void cpu_free(RtDevice *dev, void *p) {

@@ -198,7 +198,7 @@ uint64_t rt_st_numel(const RtStTensor *t);
 int rt_st_read_f32(const RtSafetensors *st, const RtStTensor *t, float *out, char *err, size_t errlen);
 // The value of metadata key in st, or NULL.
 const char *rt_st_meta(const RtSafetensors *st, const char *key);
-// `heed train`'s checkpoints (cli/checkpoint.c) hold the model's parameters
+// `heed train`'s checkpoints (engine/checkpoint.c) hold the model's parameters
 // under their names plus optimizer state "opt.m.NAME", "opt.v.NAME",
 // "opt.b.NAME", with metadata format = RT_CKPT_FORMAT. True if st is such a
 // checkpoint and name is one of its optimizer-state tensors: every loader
@@ -547,7 +547,7 @@ void rt_gen_recompute_free(RtGenRecompute *r);
 // Where a compiled program (HeedProgram, runtime/heed_abi.h) runs: memory
 // on the device, copies between it and the host, running an entry,
 // waiting for it. The CPU device's memory is host memory (64-byte aligned,
-// zeroed), its copies memcpy, its run the calling thread plus an RtPool
+// not initialised), its copies memcpy, its run the calling thread plus an RtPool
 // (the entry gets a HeedCpuStream), its sync nothing. Functions return
 // HeedAbiStatus codes (0: success). Example (no error handling):
 //   RtDevice *dev = rt_device_cpu_new(2);
@@ -559,7 +559,7 @@ void rt_gen_recompute_free(RtGenRecompute *r);
 typedef struct RtDevice RtDevice;
 struct RtDevice {
   const char *name;  // "cpu"
-  void *(*alloc)(RtDevice *dev, size_t bytes);  // aligned to 64, zeroed; NULL: out of memory
+  void *(*alloc)(RtDevice *dev, size_t bytes);  // aligned to 64, not initialised; NULL: out of memory
   void (*free)(RtDevice *dev, void *p);         // NULL is harmless
   int (*copy_in)(RtDevice *dev, void *dst, const void *src, size_t bytes);   // host -> device
   int (*copy_out)(RtDevice *dev, void *dst, const void *src, size_t bytes);  // device -> host

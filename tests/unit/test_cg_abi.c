@@ -65,7 +65,7 @@ static void fx_init(Fx *f) {
                  .par_grain = 1, .compile_threads = 1};
   CgProgram *p = cg_compile(f->t.g, &o, &f->t.d);
   assert_non_null(p);
-  f->hp = cg_program_abi(p, f->t.g, SMAX, &f->t.d);
+  f->hp = cg_program_abi(p, true, f->t.g, SMAX, &f->t.d);
   assert_non_null(f->hp);
   char err[256];
   assert_int_equal(rt_regions_alloc(f->dev, f->hp, &f->r, err, sizeof err), HEED_ABI_OK);
