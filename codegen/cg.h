@@ -310,6 +310,11 @@ bool cg_node_computed(const CgProgram *p, int node_id);
 typedef MemPlan CgPlan;
 // NULL if out of memory; caller frees with cg_plan_free.
 CgPlan *cg_plan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals);
+// The plan of p's graph g (the one p was compiled from) for sizes symvals:
+// the offsets cg_plan_alloc_inplace(p, symvals, ..., kv_in_place) uses, for
+// a runtime that lays out buffers itself (heed build's programs). NULL if
+// out of memory; caller frees with cg_plan_free.
+CgPlan *cg_program_plan(const CgProgram *p, const IrGraph *g, const int64_t *symvals, bool kv_in_place);
 void cg_plan_free(CgPlan *pl);  // NULL is harmless
 // The node whose buffer holds node_id's values after cg_run: node_id itself
 // (computed nodes, leaves), the source of a reshape that is not computed

@@ -54,7 +54,9 @@ typedef struct {
   int *cache;               // the step: [input, appended output] node pairs
   void **bufs;
   void **copies;            // per node: an aligned copy of an unaligned parameter
-  int64_t tcap;             // the T the buffers are sized for (0: none yet)
+  int64_t *off;             // per node: its offset in the arena (heed build's memory plan); -1: none
+  int64_t arena_bytes;      // the plan's arena, for B = 1, T = the context (the caches: its length)
+  void *arena;              // the computed nodes' buffers (NULL: not allocated yet)
 } Graph;
 
 struct RtModel {
@@ -213,7 +215,16 @@ static int read_graph(Graph *g, const RtJson *r, bool step, char *err, size_t er
   g->nodes = rt_calloc((size_t)g->nnodes, sizeof *g->nodes);
   g->bufs = rt_calloc((size_t)g->nnodes, sizeof *g->bufs);
   g->copies = rt_calloc((size_t)g->nnodes, sizeof *g->copies);
-  if (!g->nodes || !g->bufs || !g->copies) return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
+  g->off = rt_calloc((size_t)g->nnodes, sizeof *g->off);
+  if (!g->nodes || !g->bufs || !g->copies || !g->off) return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
+  const RtJson *offs = rt_json_get(r, "offsets");
+  if (!get_int(r, "arena", 0, INT64_MAX / 2, &g->arena_bytes) || !offs || offs->kind != RT_JSON_ARRAY ||
+      offs->n != g->nnodes)
+    return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (the memory plan)");
+  int k = 0;
+  for (const RtJson *j = offs->child; j; j = j->next, k++)
+    if (!num_in(j, -1, g->arena_bytes, &g->off[k]))
+      return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (the memory plan, node %d)", k);
   int i = 0;
   for (const RtJson *j = nodes->child; j; j = j->next, i++)
     if (!read_node(j, g->nsyms, &g->nodes[i]))
@@ -244,8 +255,8 @@ static int read_graph(Graph *g, const RtJson *r, bool step, char *err, size_t er
 static int read_desc(RtModel *m, const RtJson *r, char *err, size_t errlen) {
   int64_t nt, gw;
   const RtJson *fmt = rt_json_get(r, "format");
-  if (!fmt || fmt->kind != RT_JSON_STRING || strcmp(fmt->str, "heed-model-1") != 0)
-    return mfail(err, errlen, RT_ERR_FORMAT, "the model description is not heed-model-1");
+  if (!fmt || fmt->kind != RT_JSON_STRING || strcmp(fmt->str, "heed-model-2") != 0)
+    return mfail(err, errlen, RT_ERR_FORMAT, "the model description is not heed-model-2");
   if (!get_int(r, "vocab", 1, INT32_MAX, &m->vocab) || !get_int(r, "ctx", 1, INT32_MAX, &m->ctx) ||
       !get_int(r, "gemm_work", 0, INT64_MAX / 8192, &gw) || !get_int(r, "nthreads_max", 1, 4096, &nt))
     return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (a field is missing or wrong)");
@@ -367,42 +378,44 @@ bool rt_model_has_step(const RtModel *m) { return m->s.fn != NULL; }
 int rt_model_threads(const RtModel *m) { return m->nthreads; }
 
 // -1: not a cache; else the index of its pair (input and appended output share a buffer).
-static int cache_of(const Graph *g, int node) {
-  for (int c = 0; c < 2 * g->ncache; c++)
-    if (g->cache[c] == node) return c / 2;
-  return -1;
+static void free_bufs(Graph *g) {
+  for (int i = 0; i < g->nnodes; i++) {
+    if (g->nodes[i].kind == KIND_INPUT) rt_free(g->bufs[i]);
+    g->bufs[i] = NULL;
+  }
+  rt_free(g->arena);
+  g->arena = NULL;
 }
 
-static void free_bufs(Graph *g, bool caches) {
-  for (int i = 0; i < g->nnodes; i++)
-    if (g->nodes[i].kind != KIND_PARAM && (caches || cache_of(g, i) < 0)) {
-      if (cache_of(g, i) < 0 || g->cache[2 * cache_of(g, i)] == i) rt_free(g->bufs[i]);
-      g->bufs[i] = NULL;
-    }
-  g->tcap = 0;
-}
-
-// Buffers of every non-parameter node for a batch of 1, T tokens and (the
-// step) caches of the context's length; the caches are kept if there.
-static int size_bufs(RtModel *m, Graph *g, int64_t T, char *err, size_t errlen) {
-  free_bufs(g, false);
+// Buffers for the largest sizes, once (B = 1, T = the context; the step's
+// caches hold the context): the inputs (tokens, pos, the caches) one
+// allocation each, every computed node at its offset in one arena from
+// heed build's memory plan (nodes whose values are not live at once share
+// bytes; an appended cache is its input's buffer: the append is in place);
+// nodes the compiled code never writes get none.
+static int size_bufs(RtModel *m, Graph *g, char *err, size_t errlen) {
   int64_t symvals[64] = {0};
   for (int s = 0; s < g->nsyms; s++) symvals[s] = 1;
-  symvals[g->seq_sym] = T;
+  symvals[g->seq_sym] = m->ctx;
   if (g->ncache) symvals[g->kv_sym] = m->ctx;
+  if ((uint64_t)g->arena_bytes > SIZE_MAX - 128 ||
+      !(g->arena = rt_aligned_alloc(64, ((size_t)g->arena_bytes + 63) / 64 * 64 + 64)))
+    return mfail(err, errlen, RT_ERR_NOMEM, "out of memory for the model's values (%" PRId64 " bytes)", g->arena_bytes);
   for (int i = 0; i < g->nnodes; i++) {
-    int c = cache_of(g, i);
-    if (g->nodes[i].kind == KIND_PARAM || g->bufs[i] || (c >= 0 && g->cache[2 * c] != i)) continue;
+    if (g->nodes[i].kind == KIND_PARAM) continue;
+    if (g->nodes[i].kind != KIND_INPUT) {
+      g->bufs[i] = g->off[i] >= 0 ? (char *)g->arena + g->off[i] : NULL;
+      continue;
+    }
     int64_t n = node_numel(&g->nodes[i], symvals);
     size_t es = rt_dtype_size((RtDType)g->nodes[i].dt);
     if (n < 0 || (uint64_t)n > (SIZE_MAX - 128) / es ||
         !(g->bufs[i] = rt_aligned_alloc(64, ((size_t)n * es + 63) / 64 * 64 + 64))) {
-      free_bufs(g, true);
-      return mfail(err, errlen, RT_ERR_NOMEM, "out of memory for %" PRId64 " tokens", T);
+      free_bufs(g);
+      return mfail(err, errlen, RT_ERR_NOMEM, "out of memory for %" PRId64 " tokens", m->ctx);
     }
   }
   for (int c = 0; c < g->ncache; c++) g->bufs[g->cache[2 * c + 1]] = g->bufs[g->cache[2 * c]];
-  g->tcap = T;
   return RT_OK;
 }
 
@@ -413,9 +426,8 @@ static int run_graph(RtModel *m, Graph *g, const int32_t *tokens, int64_t T, int
     if (tokens[i] < 0 || tokens[i] >= m->vocab)
       return mfail(err, errlen, RT_ERR_ARG, "token %" PRId32 " is outside the vocabulary of %" PRId64, tokens[i],
                    m->vocab);
-  if (T > g->tcap) {
-    int64_t want = g->tcap * 2 > T ? g->tcap * 2 : T;  // grow geometrically: few reallocations
-    int rc = size_bufs(m, g, want < m->ctx ? want : m->ctx, err, errlen);
+  if (!g->arena) {
+    int rc = size_bufs(m, g, err, errlen);
     if (rc) return rc;
   }
   void *tk = g->bufs[g->tokens];
@@ -452,7 +464,8 @@ int rt_model_step(RtModel *m, const int32_t *tokens, int64_t T, int64_t pos, con
 }
 
 static void free_graph(Graph *g) {
-  if (g->bufs) free_bufs(g, true);
+  if (g->bufs && g->nodes) free_bufs(g);
+  rt_free(g->off);
   for (int i = 0; g->copies && i < g->nnodes; i++) rt_free(g->copies[i]);
   rt_free(g->copies);
   rt_free(g->bufs);

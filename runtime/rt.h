@@ -358,8 +358,10 @@ void rt_batch_fixed(const RtSplit *s, int64_t w0, int64_t nw, int64_t B, int64_t
 // ---- model.c ----
 // The pieces heed build puts in a program or library: the object code's
 // entry (codegen's heed_forward), a JSON description of the graph (format
-// "heed-model-1", written by cli/build.c: "nodes" [[dtype, kind, [n, sym,
-// ...] per dim], ...], "params" [[node, name], ...], "tokens", "logits",
+// "heed-model-2", written by cli/build.c: "nodes" [[dtype, kind, [n, sym,
+// ...] per dim], ...], "params" [[node, name], ...], the memory plan for
+// B = 1, T = ctx ("arena": bytes, "offsets": per node, -1 none: the model
+// allocates one arena and its inputs, once), "tokens", "logits",
 // "vocab", "ctx", "nsyms", "batch_sym", "seq_sym", "gemm_work",
 // "nthreads_max", "cpu", "features"; "window", "trained_seq"; for a causal
 // decoder "step": the KV-cached step graph (the code's heed_step) as
