@@ -4,7 +4,7 @@
 //   forward graph --heed_compile(cpu, dump_obj)--> model.o (heed_forward)
 //   forward --heed_compile(pipeline kvcache, entry heed_step)--> step.o
 //     (a causal decoder only: what heed generate runs)
-//   graph + shapes --> meta.json (runtime/model.c's "heed-model-1" description)
+//   graph + shapes --> meta.json (runtime/model.c's "heed-model-2" description)
 //   weights file --checked, converted to the declared dtypes--> an aligned
 //     safetensors image (embedded with .incbin, or OUT.safetensors beside)
 //   data.S (.incbin of both) + model.o + libheedrt_main.a +
@@ -314,25 +314,11 @@ static void write_features(Compilation *c, FILE *f, const char *cpu, const char 
 // ---- the description and the data object ----
 
 #ifdef HEED_HAVE_LLVM
-// One graph's part of the description: "params", "nodes", and the memory
-// plan for the largest sizes the program runs (batch 1, ctx tokens, caches
-// of ctx): "arena" bytes and each node's "offsets" in it (-1: none).
-static bool write_graph(Compilation *c, FILE *f, const IrGraph *g, const CgProgram *prog, const Io *io, int kv_sym) {
-  int64_t sv[64], *off = heed_malloc(sizeof *off * ((size_t)g->nodes.len + 1));
-  if (!off || g->syms.len > 64) return heed_free(off), diag_error(&c->diag, NOLOC, "out of memory"), false;
-  for (int s = 0; s < g->syms.len; s++) sv[s] = 1;
-  sv[io->ssym] = io->ctx;
-  if (kv_sym >= 0) sv[kv_sym] = io->ctx;
-  int64_t arena = cg_plan_offsets(prog, sv, true, off);
-  if (arena < 0) {
-    heed_free(off);
-    return diag_error(&c->diag, NOLOC, "heed build: the memory plan for %lld tokens overflows", (long long)io->ctx),
-           false;
-  }
-  fprintf(f, ",\n\"arena\":%lld,\n\"offsets\":[", (long long)arena);
-  for (int i = 0; i < g->nodes.len; i++) fprintf(f, i ? ",%lld" : "%lld", (long long)off[i]);
-  fputc(']', f);
-  heed_free(off);
+// One graph's part of the description: "params", "nodes" and the memory
+// plan for B = 1, T = ctx (and caches of ctx: kvsym >= 0, the appends in
+// place), "arena" and "offsets" (per node, -1: no buffer of the arena's).
+// False if out of memory.
+static bool write_graph(FILE *f, const IrGraph *g, const CgProgram *prog, int ssym, int kvsym, int64_t ctx) {
   fprintf(f, ",\n\"params\":[");
   for (int i = 0; i < g->params.len; i++) {
     fprintf(f, i ? ",[%u," : "[%u,", g->params.data[i]->id);
@@ -352,13 +338,23 @@ static bool write_graph(Compilation *c, FILE *f, const IrGraph *g, const CgProgr
     fputc(']', f);
   }
   fputc(']', f);
+  int64_t sv[IR_MAX_SYMS];
+  for (int i = 0; i < IR_MAX_SYMS; i++) sv[i] = 1;
+  sv[ssym] = ctx;
+  if (kvsym >= 0) sv[kvsym] = ctx;
+  CgPlan *pl = cg_program_plan(prog, g, sv, kvsym >= 0);
+  if (!pl) return false;
+  fprintf(f, ",\n\"arena\":%lld,\"offsets\":[", (long long)pl->total);
+  for (int i = 0; i < g->nodes.len; i++) fprintf(f, i ? ",%lld" : "%lld", (long long)pl->offset[i]);
+  fputc(']', f);
+  cg_plan_free(pl);
   return true;
 }
 
 // The step graph (pass_kvcache_output): inputs tokens, pos, then the caches
 // (k, v per attention); outputs the logits, then the appended caches in
 // the inputs' order.
-static bool write_step(Compilation *c, FILE *f, const IrGraph *s, const CgProgram *prog, const Io *io) {
+static bool write_step(FILE *f, const IrGraph *s, const CgProgram *prog, const Io *io) {
   int kv = s->inputs.len > 2 ? s->inputs.data[2]->ty.dim[1].sym[0] : 0;
   fprintf(f, ",\n\"step\":{\"nsyms\":%d,\"batch_sym\":%d,\"seq_sym\":%d,\"kv_sym\":%d,\"tokens\":%u,\"pos\":%u,"
           "\"logits\":%u,\"caches\":[", s->syms.len, io->bsym, io->ssym, kv, s->inputs.data[0]->id,
@@ -366,9 +362,9 @@ static bool write_step(Compilation *c, FILE *f, const IrGraph *s, const CgProgra
   for (int i = 2; i < s->inputs.len; i++)
     fprintf(f, "%s[%u,%u]", i > 2 ? "," : "", s->inputs.data[i]->id, s->outputs.data[i - 1]->id);
   fputc(']', f);
-  if (!write_graph(c, f, s, prog, io, s->inputs.len > 2 ? kv : -1)) return false;
+  bool ok = write_graph(f, s, prog, io->ssym, kv, io->ctx);
   fputc('}', f);
-  return true;
+  return ok;
 }
 
 static bool write_meta(Compilation *c, const char *path, const IrGraph *g, const Io *io, const CgProgram *prog,
@@ -379,7 +375,7 @@ static bool write_meta(Compilation *c, const char *path, const IrGraph *g, const
   if (!cg) return fclose(f), false;
   CgGemmConfig gc;
   cg_gemm_config_default(cg, &gc, "x", false);
-  fprintf(f, "{\"format\":\"heed-model-1\",\"model\":");
+  fprintf(f, "{\"format\":\"heed-model-2\",\"model\":");
   json_str(f, c->model->decl->name);
   fprintf(f, ",\"vocab\":%lld,\"ctx\":%lld,\"window\":%lld,\"trained_seq\":%lld,\"nsyms\":%d,\"batch_sym\":%d,"
           "\"seq_sym\":%d,\"tokens\":%d,\"logits\":%d", (long long)io->vocab, (long long)io->ctx,
@@ -390,8 +386,12 @@ static bool write_meta(Compilation *c, const char *path, const IrGraph *g, const
   fprintf(f, ",\"features\":");
   write_features(c, f, cpu, tmp, cg_llvm_vector_width(cg));
   cg_llvm_free(cg);
-  if (!write_graph(c, f, g, prog, io, -1) || (step && !write_step(c, f, step, sprog, io))) return fclose(f), false;
+  bool ok = write_graph(f, g, prog, io->ssym, -1, io->ctx) && (!step || write_step(f, step, sprog, io));
   fprintf(f, "}\n");
+  if (!ok) {
+    fclose(f);
+    return diag_error(&c->diag, NOLOC, "out of memory planning the program's memory"), false;
+  }
   if (fclose(f) != 0) return diag_error(&c->diag, NOLOC, "cannot write '%s': %s", path, strerror(errno)), false;
   return true;
 }

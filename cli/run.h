@@ -3,6 +3,7 @@
 #define HEED_CLI_RUN_H
 
 #include "cli/driver.h"
+#include "engine/generate.h"
 #include "runtime/rt.h"
 
 typedef struct {
@@ -46,22 +47,6 @@ typedef struct {             // heed generate (generate.c)
 // a generate flag, -1 with a message in bad for a bad value.
 int heed_gen_flag(HeedGenOpts *g, const char *flag, const char *val, char *bad, size_t badlen);
 int heed_cmd_generate(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *g);
-// The forward's output holding the logits f32[B, T, vocab]: the one named
-// name (--output; as heed run names outputs: out, out0, out1, ...), else
-// the only f32 output of that shape (vocab: the rows of the table the
-// tokens index, when there is one). HEED_OK and *index, or HEED_ERR_USAGE
-// (no output of that name) / HEED_ERR_CHECK (none or several fit), with a
-// diagnostic naming the outputs. cmd: "generate" or "build" for messages.
-int heed_logits_output(Compilation *c, const IrGraph *f, const char *name, const char *cmd, int *index);
-// The model's context: the rows of its position table, else an integer
-// config value named like a context size (ctx, n_ctx, block_size, ...,
-// after --set), else 0 (unknown).
-int64_t heed_model_context(const Compilation *c);
-// The window generation runs in: override (--window; must be <= the
-// context), else the train section's seq when it is shorter than the
-// context (or the context is unknown), else the context (0: no limit).
-// note (if the window is shorter than the context) says why, for stderr.
-int heed_gen_window(Compilation *c, int64_t override, int64_t *window, char *note, size_t notelen);
 // The parameters of g from o->weights, as doubles (heed run's checks:
 // missing, misshapen and, with o->strict, extra tensors are errors); NULL
 // with diagnostics. Caller frees each and the array.

@@ -1,5 +1,5 @@
 // cli/train.c: `heed train MODEL.heed --data FILE` (CLI.md). Data flow: the
-// lowered model (Compilation) -> a HeedTrainer (cli/trainer.h, the compiled
+// lowered model (Compilation) -> a HeedTrainer (engine/trainer.h, the compiled
 // train step) fed (tokens, targets) windows from runtime/data.c; out come
 // checkpoints (checkpoint.c), metrics.csv and loss.svg (metrics.c) in the
 // output directory, progress on stderr and a text sample on stdout.

@@ -1,7 +1,7 @@
 // cli/train.h: `heed train` (train.c: the loop, progress, evaluation,
 // sampling; checkpoint.c: checkpoints; metrics.c: the CSV log and the SVG
 // plot). Data flow: a lowered model (Compilation) + a data file
-// (runtime/data.c) -> a HeedTrainer (cli/trainer.h: the compiled step) ->
+// (runtime/data.c) -> a HeedTrainer (engine/trainer.h: the compiled step) ->
 // checkpoints, metrics.csv and loss.svg in the output directory.
 #ifndef HEED_CLI_TRAIN_H
 #define HEED_CLI_TRAIN_H

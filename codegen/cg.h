@@ -275,6 +275,12 @@ bool cg_cpu_supports(const IrGraph *g, const SchedKernel *k, Diag *d);
 // op's source location; false then. Results do not depend on the thread
 // count. Not reentrant (one run at a time).
 bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
+// The same on another thread pool (pool, nthreads <= the program's) and
+// workspace (cg_workspace_bytes of it, 64-byte aligned; NULL when 0): how
+// the runtime's device runs a program through the ABI (codegen/abi.c).
+bool cg_run_ctx(CgProgram *p, const int64_t *symvals, void **bufs, void *pool, int nthreads, void *work, Diag *d);
+// Bytes of the program's own workspace (the sgemm's packing buffers; 0: none).
+int64_t cg_workspace_bytes(const CgProgram *p);
 // With CgOptions.prefix: runs only the kernels of nodes [0, prefix) on bufs
 // (the same buffers and plan as cg_run; the nodes after it are left as
 // they are). Not profiled.
@@ -337,12 +343,36 @@ bool cg_node_computed(const CgProgram *p, int node_id);
 typedef MemPlan CgPlan;
 // NULL if out of memory; caller frees with cg_plan_free.
 CgPlan *cg_plan_build(const IrGraph *g, const Schedule *s, const int64_t *symvals);
+// The plan of p's graph g (the one p was compiled from) for sizes symvals:
+// the offsets cg_plan_alloc_inplace(p, symvals, ..., kv_in_place) uses, for
+// a runtime that lays out buffers itself (heed build's programs). NULL if
+// out of memory; caller frees with cg_plan_free.
+CgPlan *cg_program_plan(const CgProgram *p, const IrGraph *g, const int64_t *symvals, bool kv_in_place);
 void cg_plan_free(CgPlan *pl);  // NULL is harmless
 // The node whose buffer holds node_id's values after cg_run: node_id itself
 // (computed nodes, leaves), the source of a reshape that is not computed
 // (through chains), -1 for a skipped permute or a bad id.
 int cg_node_alias(const CgProgram *p, int node_id);
 void cg_program_free(CgProgram *p);  // NULL is harmless
+
+// ---- abi.c ----
+// A compiled program as the runtime's ABI (runtime/heed_abi.h) describes
+// it: every node's buffer at (region, offset), the regions sized by the
+// memory plan for the sizes symmax (indexed like g->syms; a run may use any
+// sizes up to them), descriptors of g's inputs, outputs and parameters, and
+// a forward entry that runs p on the regions. Leaves are laid end to end
+// in their regions (parameters, optimizer state, KV caches, inputs), the
+// computed nodes at the plan's offsets in the arena, p's sgemm workspace in
+// HEED_REGION_WORKSPACE. own: the program takes p (freed with it, and on
+// failure); else p must outlive it (one CgProgram, several plans). A run-time error
+// is reported to d (which must outlive the program) and the entry returns
+// HEED_ABI_ERR_RUN. NULL with a diagnostic on failure; the caller frees
+// with cg_abi_free.
+struct HeedProgram;
+struct HeedProgram *cg_program_abi(CgProgram *p, bool own, const IrGraph *g, const int64_t *symmax, Diag *d);
+void cg_abi_free(struct HeedProgram *hp);  // NULL is harmless
+// The CgProgram inside hp (for profiles and statistics).
+CgProgram *cg_abi_program(const struct HeedProgram *hp);
 
 // ---- target.c ----
 // A backend as the driver sees it (QBE's struct Target, ggml's backend

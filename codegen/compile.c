@@ -736,23 +736,38 @@ int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals)
   return n < 0 || n > INT64_MAX / (int64_t)es ? -1 : n * (int64_t)es;
 }
 
-static bool run_entry(CgProgram *p, CgEntryFn entry, const int64_t *symvals, void **bufs, Diag *d) {
+static bool run_entry(CgProgram *p, CgEntryFn entry, const int64_t *symvals, void **bufs, const CgRunCtx *with,
+                      Diag *d) {
   if (!ir_check_size_limits(p->limits, p->nlimits, symvals, d)) return false;  // T > ctx, as the interpreter says
   CgRunCtx ctx = {.pool = p->pool, .nthreads = p->nthreads, .work = p->work, .err = {0}};
+  if (with) ctx.pool = with->pool, ctx.nthreads = with->nthreads, ctx.work = with->work;
   prof_ms = entry != p->prefix ? p->prof : NULL;  // evaluation (the prefix) is not profiled
   int rc = entry(bufs, symvals, &ctx);
   prof_ms = NULL;
   return rc == 0 || cg_report_status(p, rc, ctx.err, d);
 }
 
-bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) { return run_entry(p, p->entry, symvals, bufs, d); }
+bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) {
+  return run_entry(p, p->entry, symvals, bufs, NULL, d);
+}
+
+bool cg_run_ctx(CgProgram *p, const int64_t *symvals, void **bufs, void *pool, int nthreads, void *work, Diag *d) {
+  if (nthreads > p->nthreads || (p->work && !work)) {
+    diag_error(d, NOLOC, "cpu backend: the program was compiled for %d threads and a workspace; run with %d threads%s",
+               p->nthreads, nthreads, p->work && !work ? " and none" : "");
+    return false;
+  }
+  return run_entry(p, p->entry, symvals, bufs, &(CgRunCtx){.pool = pool, .nthreads = nthreads, .work = work}, d);
+}
+
+int64_t cg_workspace_bytes(const CgProgram *p) { return p->work ? (int64_t)cg_gemm_work_bytes(&p->gemm) : 0; }
 
 bool cg_run_prefix(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) {
   if (!p->prefix) {
     diag_error(d, NOLOC, "cpu backend: the program was compiled without a prefix entry");
     return false;
   }
-  return run_entry(p, p->prefix, symvals, bufs, d);
+  return run_entry(p, p->prefix, symvals, bufs, NULL, d);
 }
 
 static bool run_part(CgProgram *p, CgEntryFn fn, const int64_t *symvals, void **bufs, Diag *d) {
@@ -760,7 +775,7 @@ static bool run_part(CgProgram *p, CgEntryFn fn, const int64_t *symvals, void **
     diag_error(d, NOLOC, "cpu backend: the program was compiled without head and tail entries");
     return false;
   }
-  return run_entry(p, fn, symvals, bufs, d);
+  return run_entry(p, fn, symvals, bufs, NULL, d);
 }
 
 bool cg_run_head(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) { return run_part(p, p->head, symvals, bufs, d); }

@@ -53,4 +53,8 @@ CgPlan *cg_plan_build(const IrGraph *g, const Schedule *s, const int64_t *symval
   return pass_memplan_build(g, s, symvals, ALIGN, 0, false);
 }
 
+CgPlan *cg_program_plan(const CgProgram *p, const IrGraph *g, const int64_t *symvals, bool kv_in_place) {
+  return pass_memplan_build(g, p->sched, symvals, ALIGN, 0, kv_in_place);
+}
+
 void cg_plan_free(CgPlan *pl) { pass_memplan_free(pl); }

@@ -1,5 +1,5 @@
 // engine/checkpoint.c: `heed train`'s checkpoints. The trainer's tensors
-// (parameters and optimizer state, cli/trainer.h) and the run's position
+// (parameters and optimizer state, engine/trainer.h) and the run's position
 // (step, data RNG state, settings, model fingerprint) go out as one
 // safetensors file, written atomically by runtime/safetensors.c (temporary
 // file, fsync, rename, directory fsync), and come back on --resume after

@@ -1,5 +1,9 @@
 // engine/exec.c: the executor behind heed run, grad and bench (exec.h): the
 // compiled backend by default, the reference interpreter with --interp.
+// Compiled code runs through the runtime's ABI: the CPU program described
+// as a HeedProgram (codegen/abi.c) for the bound sizes, its regions on the
+// CPU device (runtime/device.c: one allocation per region), the leaves
+// copied in at their descriptors, the forward entry run, outputs copied out.
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +24,10 @@ struct HeedExec {
   IrValues *vals;             // interpreter: the last run
 #ifdef HEED_HAVE_LLVM
   CgProgram *prog;            // compiled
-  void **bufs;                // compiled: per node, its buffer: leaves their own,
-  void *arena;                // the others in the memory plan's arena
+  HeedProgram *hp;            // compiled: prog through the ABI, planned for the bound sizes
+  RtRegions regions;          // its regions on dev
 #endif
-  RtPool *pool;
+  RtDevice *dev;              // the CPU device (its pool: the compiled code's threads)
   int threads;
   char name[96];
 };
@@ -49,8 +53,13 @@ HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threa
     return x;
   }
 #ifdef HEED_HAVE_LLVM
-  x->pool = threads > 1 ? rt_pool_new(threads) : NULL;
-  CgOptions o = {.pool = x->pool, .nthreads = rt_pool_size(x->pool), .parallel_for = (CgParallelFor)rt_parallel_for,
+  if (!(x->dev = rt_device_cpu_new(threads))) {
+    diag_error(&c->diag, (SrcLoc){0}, "cannot start %d threads (out of memory or thread limit)", threads);
+    heed_exec_free(x);
+    return NULL;
+  }
+  RtPool *pool = rt_device_cpu_pool(x->dev);
+  CgOptions o = {.pool = pool, .nthreads = rt_pool_size(pool), .parallel_for = (CgParallelFor)rt_parallel_for,
                  .cache_dir = heed_cache_dir(),
                  .profile = profile};
   Diag scratch;  // what the backend cannot compile yet is a note, not an error
@@ -73,8 +82,8 @@ HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threa
     diag_note(&c->diag, (SrcLoc){0}, "the CPU backend cannot compile %s yet (%.*s); running it on the reference interpreter",
               g->name, (int)len, why ? why + 7 : "unknown reason");
     diag_fini(&scratch);
-    rt_pool_free(x->pool);
-    x->pool = NULL;
+    rt_device_free(x->dev);
+    x->dev = NULL;
     x->interp = true;
     snprintf(x->name, sizeof x->name, "reference interpreter");
     return x;
@@ -91,13 +100,9 @@ static void to_native(IrDType dt, const double *v, int64_t n, void *out) {
 }
 
 static void free_bufs(HeedExec *x) {
-  for (int i = 0; x->bufs && i < x->g->nodes.len; i++) {
-    IrOp op = x->g->nodes.data[i]->op;
-    if (op == IR_OP_INPUT || op == IR_OP_PARAM) heed_free(x->bufs[i]);
-  }
-  heed_free(x->bufs);
-  heed_free(x->arena);
-  x->bufs = NULL, x->arena = NULL;
+  rt_regions_free(&x->regions);
+  cg_abi_free(x->hp);
+  x->hp = NULL;
 }
 
 static void from_native(IrDType dt, const void *p, int64_t n, double *out) {
@@ -128,25 +133,34 @@ bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, 
     return true;
   }
 #ifdef HEED_HAVE_LLVM
-  free_bufs(x);
-  x->bufs = heed_calloc((size_t)g->nodes.len + 1, sizeof(void *));
-  if (!x->bufs) return false;
-  int64_t ab;
-  if (!(x->arena = cg_plan_alloc(x->prog, x->symvals, x->bufs, &ab))) {
-    diag_error(&x->c->diag, (SrcLoc){0}, "out of memory for the model's values (%lld bytes)", (long long)ab);
+  free_bufs(x);  // a plan for these sizes: the arena and the leaves' regions
+  char err[256];
+  int rc = HEED_ABI_OK;
+  if (!(x->hp = cg_program_abi(x->prog, false, g, x->symvals, &x->c->diag))) return false;
+  if ((rc = rt_regions_alloc(x->dev, x->hp, &x->regions, err, sizeof err)) != HEED_ABI_OK) {
+    diag_error(&x->c->diag, (SrcLoc){0}, "%s", err);
     return false;
   }
-  int ii = 0, pi = 0;
-  for (int i = 0; i < g->nodes.len; i++) {
-    const IrNode *n = g->nodes.data[i];
-    if (n->op != IR_OP_INPUT && n->op != IR_OP_PARAM) continue;
-    int64_t bytes = cg_buffer_bytes(x->prog, i, x->symvals);
-    if (bytes < 0 || !(x->bufs[i] = heed_aligned_alloc(64, (size_t)((bytes + 63) / 64 * 64 + 64)))) {
-      diag_error(&x->c->diag, n->loc, "out of memory for the values of %s (%lld bytes)", ir_op_name(n->op), (long long)bytes);
-      return false;
+  for (int pass = 0; pass < 2 && rc == HEED_ABI_OK; pass++) {
+    int n = pass ? g->params.len : g->inputs.len;
+    for (int i = 0; i < n && rc == HEED_ABI_OK; i++) {
+      const IrNode *nd = pass ? g->params.data[i] : g->inputs.data[i];
+      const HeedTensorDesc *t = pass ? &x->hp->param[i] : &x->hp->in[i];
+      int64_t bytes = rt_tensor_bytes(&x->regions, t, x->symvals);
+      void *host = bytes >= 0 ? heed_malloc((size_t)bytes + 1) : NULL;
+      if (!host) {
+        diag_error(&x->c->diag, nd->loc, "out of memory for the values of %s (%lld bytes)", ir_op_name(nd->op),
+                   (long long)bytes);
+        return false;
+      }
+      to_native(nd->ty.dt, pass ? params[i] : inputs[i], ir_type_numel(&nd->ty, x->symvals), host);
+      rc = rt_tensor_copy_in(&x->regions, t, x->symvals, host);
+      heed_free(host);
     }
-    if (n->op == IR_OP_INPUT) to_native(n->ty.dt, inputs[ii++], ir_type_numel(&n->ty, x->symvals), x->bufs[i]);
-    if (n->op == IR_OP_PARAM) to_native(n->ty.dt, params[pi++], ir_type_numel(&n->ty, x->symvals), x->bufs[i]);
+  }
+  if (rc != HEED_ABI_OK) {
+    diag_error(&x->c->diag, (SrcLoc){0}, "cpu device: %s", rt_abi_status_str(rc));
+    return false;
   }
 #endif
   return true;
@@ -159,7 +173,10 @@ bool heed_exec_run(HeedExec *x) {
     return x->vals != NULL;
   }
 #ifdef HEED_HAVE_LLVM
-  return cg_run(x->prog, x->symvals, x->bufs, &x->c->diag);
+  int rc = rt_program_run(&x->regions, x->hp->forward, x->symvals);
+  if (rc != HEED_ABI_OK && rc != HEED_ABI_ERR_RUN)  // a run-time error is reported at its op already
+    diag_error(&x->c->diag, (SrcLoc){0}, "cpu device: %s", rt_abi_status_str(rc));
+  return rc == HEED_ABI_OK;
 #else
   return false;
 #endif
@@ -176,7 +193,15 @@ double *heed_exec_output(HeedExec *x, int i, int64_t *numel) {
     return v;
   }
 #ifdef HEED_HAVE_LLVM
-  from_native(o->ty.dt, x->bufs[o->id], n, v);
+  int64_t bytes = rt_tensor_bytes(&x->regions, &x->hp->out[i], x->symvals);
+  void *host = bytes >= 0 ? heed_malloc((size_t)bytes + 1) : NULL;
+  if (!host || rt_tensor_copy_out(&x->regions, &x->hp->out[i], x->symvals, host) != HEED_ABI_OK) {
+    heed_free(host);
+    heed_free(v);
+    return NULL;
+  }
+  from_native(o->ty.dt, host, n, v);
+  heed_free(host);
 #endif
   return v;
 }
@@ -293,7 +318,7 @@ void heed_exec_free(HeedExec *x) {
   free_bufs(x);
   cg_program_free(x->prog);
 #endif
-  rt_pool_free(x->pool);
+  rt_device_free(x->dev);
   heed_free(x);
 }
 

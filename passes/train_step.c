@@ -5,7 +5,7 @@
 // OPT_MOMENT2, OPT_ADAMW (ir/ops.def; kernels in ir/kernels_grad.c and
 // codegen/compile_optim.c) where they apply, ordinary IR ops elsewhere (and
 // everywhere with PassTrainOpts.unfused, the same values bit for bit).
-// The trainer (cli/trainer.c) binds the step's scalars and swaps each
+// The trainer (engine/trainer.c) binds the step's scalars and swaps each
 // parameter's buffer with its "new.NAME" output after a step.
 //
 // Every elementwise op mirrors the order of operations of PyTorch 1.13's

@@ -3,7 +3,7 @@
 // max_new tokens, sliding the window (a prefill over the most recent half)
 // whenever it is full. The model is two callbacks (RtGenModel), so the loop
 // serves `heed generate` (JIT-compiled or interpreted graphs,
-// cli/generate.c), the sample `heed train` prints (cli/train.c, through
+// engine/generate.c), the sample `heed train` prints (cli/train.c, through
 // the recomputing adapter below) and standalone programs (program.c)
 // alike. libc and libm only.
 #include <stdarg.h>

@@ -54,9 +54,9 @@ typedef struct {
   int *cache;               // the step: [input, appended output] node pairs
   void **bufs;
   void **copies;            // per node: an aligned copy of an unaligned parameter
-  int64_t arena_bytes;      // the memory plan heed build made for the largest sizes
-  int64_t *off;             // per node: its offset in the arena (-1: none)
-  void *arena;              // NULL until the graph first runs
+  int64_t *off;             // per node: its offset in the arena (heed build's memory plan); -1: none
+  int64_t arena_bytes;      // the plan's arena, for B = 1, T = the context (the caches: its length)
+  void *arena;              // the computed nodes' buffers (NULL: not allocated yet)
 } Graph;
 
 struct RtModel {
@@ -217,18 +217,18 @@ static int read_graph(Graph *g, const RtJson *r, bool step, char *err, size_t er
   g->copies = rt_calloc((size_t)g->nnodes, sizeof *g->copies);
   g->off = rt_calloc((size_t)g->nnodes, sizeof *g->off);
   if (!g->nodes || !g->bufs || !g->copies || !g->off) return mfail(err, errlen, RT_ERR_NOMEM, "out of memory");
+  const RtJson *offs = rt_json_get(r, "offsets");
+  if (!get_int(r, "arena", 0, INT64_MAX / 2, &g->arena_bytes) || !offs || offs->kind != RT_JSON_ARRAY ||
+      offs->n != g->nnodes)
+    return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (the memory plan)");
+  int k = 0;
+  for (const RtJson *j = offs->child; j; j = j->next, k++)
+    if (!num_in(j, -1, g->arena_bytes, &g->off[k]))
+      return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (the memory plan, node %d)", k);
   int i = 0;
   for (const RtJson *j = nodes->child; j; j = j->next, i++)
     if (!read_node(j, g->nsyms, &g->nodes[i]))
       return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (node %d)", i);
-  const RtJson *offs = rt_json_get(r, "offsets");
-  if (!get_int(r, "arena", 0, INT64_MAX / 4, &g->arena_bytes) || !offs || offs->kind != RT_JSON_ARRAY ||
-      offs->n != g->nnodes)
-    return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (the memory plan)");
-  i = 0;
-  for (const RtJson *j = offs->child; j; j = j->next, i++)
-    if (!num_in(j, -1, g->arena_bytes, &g->off[i]))
-      return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (the memory plan, node %d)", i);
   const Node *tk = &g->nodes[g->tokens];
   if (tk->kind != KIND_INPUT || (tk->dt != RT_I32 && tk->dt != RT_I64) || g->nodes[g->logits].dt != RT_F32)
     return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (tokens or logits)");
@@ -252,50 +252,11 @@ static int read_graph(Graph *g, const RtJson *r, bool step, char *err, size_t er
   return RT_OK;
 }
 
-// -1: not a cache; else the index of its pair (input and appended output share a buffer).
-static int cache_of(const Graph *g, int node) {
-  for (int c = 0; c < 2 * g->ncache; c++)
-    if (g->cache[c] == node) return c / 2;
-  return -1;
-}
-
-// The sizes the plan was made for: batch 1 (every other symbol 1), the
-// context's tokens and (the step) caches of the context's length.
-static void plan_sizes(const RtModel *m, const Graph *g, int64_t *symvals) {
-  for (int s = 0; s < g->nsyms; s++) symvals[s] = 1;
-  symvals[g->seq_sym] = m->ctx;
-  if (g->ncache) symvals[g->kv_sym] = m->ctx;
-}
-
-// -1 if a node's bytes under the plan's sizes overflow.
-static int64_t node_bytes(const Node *nd, const int64_t *symvals) {
-  int64_t n = node_numel(nd, symvals);
-  size_t es = rt_dtype_size((RtDType)nd->dt);
-  return n < 0 || (uint64_t)n > (uint64_t)INT64_MAX / 2 / es ? -1 : n * (int64_t)es;
-}
-
-// Every offset of the plan holds its node inside the arena, and only
-// computed nodes have one (the caller's leaves and the in-place appends
-// have their own buffers).
-static int check_plan(const RtModel *m, const Graph *g, char *err, size_t errlen) {
-  int64_t symvals[64];
-  plan_sizes(m, g, symvals);
-  for (int i = 0; i < g->nnodes; i++) {
-    if (g->off[i] < 0) continue;
-    int64_t b = node_bytes(&g->nodes[i], symvals);
-    int c = cache_of(g, i);
-    if (g->nodes[i].kind == KIND_INPUT || g->nodes[i].kind == KIND_PARAM || c >= 0 || b < 0 ||
-        b > g->arena_bytes - g->off[i])
-      return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (the memory plan, node %d)", i);
-  }
-  return RT_OK;
-}
-
 static int read_desc(RtModel *m, const RtJson *r, char *err, size_t errlen) {
   int64_t nt, gw;
   const RtJson *fmt = rt_json_get(r, "format");
-  if (!fmt || fmt->kind != RT_JSON_STRING || strcmp(fmt->str, "heed-model-1") != 0)
-    return mfail(err, errlen, RT_ERR_FORMAT, "the model description is not heed-model-1");
+  if (!fmt || fmt->kind != RT_JSON_STRING || strcmp(fmt->str, "heed-model-2") != 0)
+    return mfail(err, errlen, RT_ERR_FORMAT, "the model description is not heed-model-2");
   if (!get_int(r, "vocab", 1, INT32_MAX, &m->vocab) || !get_int(r, "ctx", 1, INT32_MAX, &m->ctx) ||
       !get_int(r, "gemm_work", 0, INT64_MAX / 8192, &gw) || !get_int(r, "nthreads_max", 1, 4096, &nt))
     return mfail(err, errlen, RT_ERR_FORMAT, "the model description is damaged (a field is missing or wrong)");
@@ -305,14 +266,9 @@ static int read_desc(RtModel *m, const RtJson *r, char *err, size_t errlen) {
   m->work_per_thread = (size_t)gw;
   if (m->nthreads > nt) m->nthreads = (int)nt;
   int rc = read_graph(&m->f, r, false, err, errlen);
-  if (!rc) rc = check_plan(m, &m->f, err, errlen);
   const RtJson *step = rt_json_get(r, "step");
-  if (!rc && step && m->s.fn) {
-    rc = read_graph(&m->s, step, true, err, errlen);
-    if (!rc) rc = check_plan(m, &m->s, err, errlen);
-  } else {
-    m->s.fn = NULL;  // no step graph in the description, or no code for it
-  }
+  if (!rc && step && m->s.fn) rc = read_graph(&m->s, step, true, err, errlen);
+  else m->s.fn = NULL;  // no step graph in the description, or no code for it
   return rc;
 }
 
@@ -421,38 +377,42 @@ int64_t rt_model_trained_seq(const RtModel *m) { return m->trained_seq; }
 bool rt_model_has_step(const RtModel *m) { return m->s.fn != NULL; }
 int rt_model_threads(const RtModel *m) { return m->nthreads; }
 
+// -1: not a cache; else the index of its pair (input and appended output share a buffer).
 static void free_bufs(Graph *g) {
   for (int i = 0; i < g->nnodes; i++) {
     if (g->nodes[i].kind == KIND_INPUT) rt_free(g->bufs[i]);
-    if (g->nodes[i].kind != KIND_PARAM) g->bufs[i] = NULL;
+    g->bufs[i] = NULL;
   }
   rt_free(g->arena);
   g->arena = NULL;
 }
 
-// The buffers of g, once, for the largest sizes (plan_sizes): the inputs
-// (tokens, positions, the caches) each its own, zeroed; every computed
-// node at its offset in one arena laid out by heed build's memory plan
-// (nodes whose values are not live at once share bytes); an appended cache
-// is its input's buffer (the append is in place).
-static int alloc_bufs(RtModel *m, Graph *g, char *err, size_t errlen) {
-  if (g->arena) return RT_OK;
-  int64_t symvals[64];
-  plan_sizes(m, g, symvals);
-  if (!(g->arena = rt_aligned_alloc(64, (size_t)(g->arena_bytes + 63) / 64 * 64 + 64)))
+// Buffers for the largest sizes, once (B = 1, T = the context; the step's
+// caches hold the context): the inputs (tokens, pos, the caches) one
+// allocation each, every computed node at its offset in one arena from
+// heed build's memory plan (nodes whose values are not live at once share
+// bytes; an appended cache is its input's buffer: the append is in place);
+// nodes the compiled code never writes get none.
+static int size_bufs(RtModel *m, Graph *g, char *err, size_t errlen) {
+  int64_t symvals[64] = {0};
+  for (int s = 0; s < g->nsyms; s++) symvals[s] = 1;
+  symvals[g->seq_sym] = m->ctx;
+  if (g->ncache) symvals[g->kv_sym] = m->ctx;
+  if ((uint64_t)g->arena_bytes > SIZE_MAX - 128 ||
+      !(g->arena = rt_aligned_alloc(64, ((size_t)g->arena_bytes + 63) / 64 * 64 + 64)))
     return mfail(err, errlen, RT_ERR_NOMEM, "out of memory for the model's values (%" PRId64 " bytes)", g->arena_bytes);
   for (int i = 0; i < g->nnodes; i++) {
-    const Node *nd = &g->nodes[i];
-    if (nd->kind == KIND_INPUT) {
-      int64_t b = node_bytes(nd, symvals);
-      size_t a = b < 0 ? 0 : (size_t)(b + 63) / 64 * 64 + 64;
-      if (b < 0 || !(g->bufs[i] = rt_aligned_alloc(64, a))) {
-        free_bufs(g);
-        return mfail(err, errlen, RT_ERR_NOMEM, "out of memory for the model's inputs");
-      }
-      memset(g->bufs[i], 0, a);
-    } else if (nd->kind != KIND_PARAM) {
+    if (g->nodes[i].kind == KIND_PARAM) continue;
+    if (g->nodes[i].kind != KIND_INPUT) {
       g->bufs[i] = g->off[i] >= 0 ? (char *)g->arena + g->off[i] : NULL;
+      continue;
+    }
+    int64_t n = node_numel(&g->nodes[i], symvals);
+    size_t es = rt_dtype_size((RtDType)g->nodes[i].dt);
+    if (n < 0 || (uint64_t)n > (SIZE_MAX - 128) / es ||
+        !(g->bufs[i] = rt_aligned_alloc(64, ((size_t)n * es + 63) / 64 * 64 + 64))) {
+      free_bufs(g);
+      return mfail(err, errlen, RT_ERR_NOMEM, "out of memory for %" PRId64 " tokens", m->ctx);
     }
   }
   for (int c = 0; c < g->ncache; c++) g->bufs[g->cache[2 * c + 1]] = g->bufs[g->cache[2 * c]];
@@ -466,8 +426,10 @@ static int run_graph(RtModel *m, Graph *g, const int32_t *tokens, int64_t T, int
     if (tokens[i] < 0 || tokens[i] >= m->vocab)
       return mfail(err, errlen, RT_ERR_ARG, "token %" PRId32 " is outside the vocabulary of %" PRId64, tokens[i],
                    m->vocab);
-  int rc = alloc_bufs(m, g, err, errlen);
-  if (rc) return rc;
+  if (!g->arena) {
+    int rc = size_bufs(m, g, err, errlen);
+    if (rc) return rc;
+  }
   void *tk = g->bufs[g->tokens];
   for (int64_t i = 0; i < T; i++) {
     if (g->nodes[g->tokens].dt == RT_I32) ((int32_t *)tk)[i] = tokens[i];
@@ -479,7 +441,7 @@ static int run_graph(RtModel *m, Graph *g, const int32_t *tokens, int64_t T, int
   if (g->ncache) symvals[g->kv_sym] = m->ctx;
   if (g == &m->s) *(int32_t *)g->bufs[g->pos] = (int32_t)pos;
   RunCtx ctx = {.pool = m->pool, .nthreads = m->nthreads, .work = m->work};
-  rc = g->fn(g->bufs, symvals, &ctx);
+  int32_t rc = g->fn(g->bufs, symvals, &ctx);
   if (rc) return mfail(err, errlen, RT_ERR_ARG, "the model failed at node %d (values %" PRId64 ", %" PRId64 ")",
                        rc - 1, ctx.err[0], ctx.err[1]);
   *logits = g->bufs[g->logits];
@@ -502,7 +464,7 @@ int rt_model_step(RtModel *m, const int32_t *tokens, int64_t T, int64_t pos, con
 }
 
 static void free_graph(Graph *g) {
-  if (g->bufs) free_bufs(g);
+  if (g->bufs && g->nodes) free_bufs(g);
   rt_free(g->off);
   for (int i = 0; g->copies && i < g->nnodes; i++) rt_free(g->copies[i]);
   rt_free(g->copies);

@@ -17,6 +17,9 @@
 //                  description, weights image, buffers and CPU check
 //   tokenizer.c    byte-level and GPT-2 BPE tokenizers (text <-> token ids)
 //   sample.c       a seeded PRNG and temperature / top-k / top-p sampling
+//   device.c       RtDevice (alloc, free, copy in/out, run, sync; the CPU
+//                  one on the thread pool) and a compiled program's regions
+//                  on a device (runtime/heed_abi.h: the program's contract)
 //   generate.c     the generation loop over a model given as callbacks
 //                  (tokenizer, sampler and loop use libc and libm only, so
 //                  that `heed generate` and programs from `heed build` share
@@ -37,6 +40,7 @@
 #include <stdio.h>
 
 #include "runtime/dtype.h"
+#include "runtime/heed_abi.h"
 
 typedef enum {
   RT_OK = 0,
@@ -184,7 +188,7 @@ uint64_t rt_st_numel(const RtStTensor *t);
 int rt_st_read_f32(const RtSafetensors *st, const RtStTensor *t, float *out, char *err, size_t errlen);
 // The value of metadata key in st, or NULL.
 const char *rt_st_meta(const RtSafetensors *st, const char *key);
-// `heed train`'s checkpoints (cli/checkpoint.c) hold the model's parameters
+// `heed train`'s checkpoints (engine/checkpoint.c) hold the model's parameters
 // under their names plus optimizer state "opt.m.NAME", "opt.v.NAME",
 // "opt.b.NAME", with metadata format = RT_CKPT_FORMAT. True if st is such a
 // checkpoint and name is one of its optimizer-state tensors: every loader
@@ -344,8 +348,10 @@ void rt_batch_fixed(const RtSplit *s, int64_t w0, int64_t nw, int64_t B, int64_t
 // ---- model.c ----
 // The pieces heed build puts in a program or library: the object code's
 // entry (codegen's heed_forward), a JSON description of the graph (format
-// "heed-model-1", written by cli/build.c: "nodes" [[dtype, kind, [n, sym,
-// ...] per dim], ...], "params" [[node, name], ...], "tokens", "logits",
+// "heed-model-2", written by cli/build.c: "nodes" [[dtype, kind, [n, sym,
+// ...] per dim], ...], "params" [[node, name], ...], the memory plan for
+// B = 1, T = ctx ("arena": bytes, "offsets": per node, -1 none: the model
+// allocates one arena and its inputs, once), "tokens", "logits",
 // "vocab", "ctx", "nsyms", "batch_sym", "seq_sym", "gemm_work",
 // "nthreads_max", "cpu", "features"; "window", "trained_seq"; for a causal
 // decoder "step": the KV-cached step graph (the code's heed_step) as
@@ -527,5 +533,60 @@ typedef struct {
 int rt_gen_recompute_init(RtGenRecompute *r, RtGenModel *m, int64_t vocab, int64_t window, RtLogitsFn logits,
                           const char *(*message)(void *ud), void *ud);
 void rt_gen_recompute_free(RtGenRecompute *r);
+
+
+// ---- device.c ----
+// Where a compiled program (HeedProgram, runtime/heed_abi.h) runs: memory
+// on the device, copies between it and the host, running an entry,
+// waiting for it. The CPU device's memory is host memory (64-byte aligned,
+// not initialised), its copies memcpy, its run the calling thread plus an RtPool
+// (the entry gets a HeedCpuStream), its sync nothing. Functions return
+// HeedAbiStatus codes (0: success). Example (no error handling):
+//   RtDevice *dev = rt_device_cpu_new(2);
+//   RtRegions r;  rt_regions_alloc(dev, prog, &r, err, sizeof err);
+//   rt_tensor_copy_in(&r, &prog->param[i], symdims, host_values);   // each parameter, input
+//   rt_program_run(&r, prog->forward, symdims);
+//   rt_tensor_copy_out(&r, &prog->out[0], symdims, host_out);
+//   rt_regions_free(&r);  rt_device_free(dev);
+typedef struct RtDevice RtDevice;
+struct RtDevice {
+  const char *name;  // "cpu"
+  void *(*alloc)(RtDevice *dev, size_t bytes);  // aligned to 64, not initialised; NULL: out of memory
+  void (*free)(RtDevice *dev, void *p);         // NULL is harmless
+  int (*copy_in)(RtDevice *dev, void *dst, const void *src, size_t bytes);   // host -> device
+  int (*copy_out)(RtDevice *dev, void *dst, const void *src, size_t bytes);  // device -> host
+  int (*run)(RtDevice *dev, const HeedProgram *p, HeedEntry entry, void *const *regions, const int64_t *symdims);
+  int (*sync)(RtDevice *dev);                   // waits for what run started
+  void *ud;                                     // the device's own state
+};
+// The CPU device on a pool of nthreads (<= 1: the calling thread only).
+// NULL if out of memory or a thread cannot start. Free with rt_device_free.
+RtDevice *rt_device_cpu_new(int nthreads);
+void rt_device_free(RtDevice *dev);  // NULL is harmless
+RtPool *rt_device_cpu_pool(const RtDevice *dev);  // the CPU device's pool (NULL: one thread)
+
+// A program's regions on a device: one allocation per region of
+// p->region_bytes (none for 0 bytes), tensors at their descriptors' offsets.
+typedef struct {
+  RtDevice *dev;
+  const HeedProgram *p;
+  void *region[HEED_REGION_COUNT];
+} RtRegions;
+// HEED_ABI_OK, or HEED_ABI_ERR_VERSION (a program of another ABI version) /
+// HEED_ABI_ERR_NOMEM (with the region and its bytes in err); r is then
+// empty (rt_regions_free is harmless).
+int rt_regions_alloc(RtDevice *dev, const HeedProgram *p, RtRegions *r, char *err, size_t errlen);
+void rt_regions_free(RtRegions *r);
+// The bytes of t under symdims (-1: overflow, a size over its bound).
+int64_t rt_tensor_bytes(const RtRegions *r, const HeedTensorDesc *t, const int64_t *symdims);
+// Copies t's values (rt_tensor_bytes of them, row-major) from / to the host.
+int rt_tensor_copy_in(RtRegions *r, const HeedTensorDesc *t, const int64_t *symdims, const void *src);
+int rt_tensor_copy_out(RtRegions *r, const HeedTensorDesc *t, const int64_t *symdims, void *dst);
+// Where t lives on the device (the CPU: host memory the caller may use).
+void *rt_tensor_data(const RtRegions *r, const HeedTensorDesc *t);
+// Runs entry (one of r->p's; NULL: HEED_ABI_ERR_ARG) for symdims, then syncs.
+int rt_program_run(RtRegions *r, HeedEntry entry, const int64_t *symdims);
+// A HeedAbiStatus in words ("a run-time error in the program").
+const char *rt_abi_status_str(int status);
 
 #endif

@@ -1,4 +1,4 @@
-// tests/train_ref.c: a small driver over cli/trainer.h for the PyTorch
+// tests/train_ref.c: a small driver over engine/trainer.h for the PyTorch
 // comparison (tests/ref/train_torch.py); not `heed train` (that command
 // lives in cli/). Runs the steps of a model's train section on batches
 // given in a safetensors file and writes what happened:

@@ -309,7 +309,7 @@ def ckpt_variants():
     return out
 
 
-# Metadata values that cli/checkpoint.c reads leniently today (a total of
+# Metadata values that engine/checkpoint.c reads leniently today (a total of
 # steps the run overrides anyway, an rng or run id it does not range-check):
 # these must not crash, and may resume.
 LENIENT = ("meta_steps_0", "meta_rng__1", "meta_rng_111111111111", "meta_run_id_not_hex__and")

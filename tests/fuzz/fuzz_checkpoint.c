@@ -1,6 +1,6 @@
 // tests/fuzz/fuzz_checkpoint.c: libFuzzer target for what `heed train
 // --resume` and `--init` run on a file: arbitrary bytes -> a file ->
-// cli/checkpoint.c's heed_ckpt_load, heed_ckpt_read_run_id and
+// engine/checkpoint.c's heed_ckpt_load, heed_ckpt_read_run_id and
 // heed_ckpt_init_from (runtime/safetensors.c underneath). The trainer is a
 // stand-in with three small f32 tensors (two of the model, one optimizer
 // state), which is all checkpoint.c asks of it. Any crash,

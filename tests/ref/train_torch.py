@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# tests/ref/train_torch.py: heed's compiled training step (cli/trainer.c over
+# tests/ref/train_torch.py: heed's compiled training step (engine/trainer.c over
 # passes/train_step.c, driven by tests/train_ref.c) against the same run in
 # PyTorch (Debian's python3-torch, float32 on the CPU).
 #

@@ -1,4 +1,4 @@
-// tests/unit/test_trainer.c: the trainer (cli/trainer.c) and the train-step
+// tests/unit/test_trainer.c: the trainer (engine/trainer.c) and the train-step
 // graph (passes/train_step.c) on tiny models written to temporary files:
 //   - heed_train_lr: constant, warmup + cosine, warmup + linear, past the end;
 //   - the tensor list (parameters in model order, then AdamW m, v per

@@ -1,12 +1,12 @@
-// cli/generate.c: `heed generate` (CLI.md): text from a model and its
-// weights. The glue between the frontend's forward (FeModel.forward), the
+// engine/generate.c: generation's executor (generate.h), behind `heed
+// generate` (cli/generate_cmd.c: flags, prompt, printing). The glue between the frontend's forward (FeModel.forward), the
 // KV-cache pass (passes/kvcache.c), an executor for the step graph
 // (compiled code through codegen/, or the reference interpreter with
 // --interp) and the runtime's tokenizer, sampler and generation loop
 // (runtime/rt.h), which calls the model through RtGenModel callbacks:
 //
 //   prompt --rt_tok_encode--> ids --rt_generate--> prefill(ids)  step graph, T = n, pos = 0
-//                                                   sample, emit -> stdout
+//                                                   sample, emit -> the caller
 //                                                   decode(tok, pos) step graph, T = 1
 //
 // The window (heed_gen_window: the trained sequence length, or the
@@ -22,14 +22,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/run.h"
+#include "engine/generate.h"
 #include "passes/pass.h"
 #include "runtime/rt.h"
 #ifdef HEED_HAVE_LLVM
 #include "codegen/cg.h"
 #endif
 
-typedef struct {
+struct HeedGen {
   Compilation *c;
   const IrGraph *g;   // the step graph, or the forward (recomputation)
   bool incremental, interp;
@@ -39,6 +39,7 @@ typedef struct {
   int out;            // g's output holding the logits
   int64_t vocab, cap; // cap: positions the caches (or the history) hold
   bool windowed;      // cap is bounded by a window (else: the prompt and -n)
+  int64_t window;     // the window rt_generate slides (0: none)
   double **cache;     // interpreter, incremental: one per cache input
   int ncache;
   int32_t *hist;      // recomputation: every token so far
@@ -50,7 +51,8 @@ typedef struct {
 #endif
   RtPool *pool;
   char msg[256];
-} Gen;
+};
+typedef HeedGen Gen;
 
 static int find_sym(const IrGraph *g, const char *name) {
   for (int i = 0; i < g->syms.len; i++)
@@ -244,6 +246,7 @@ static bool setup_interp(Gen *x) {
 }
 
 static void gen_free(Gen *x) {
+  if (!x) return;
   for (int i = 0; x->params && i < x->g->params.len; i++) heed_free(x->params[i]);
   heed_free(x->params);
   for (int i = 0; x->cache && i < x->ncache; i++) heed_free(x->cache[i]);
@@ -350,7 +353,7 @@ int heed_logits_output(Compilation *c, const IrGraph *f, const char *name, const
 }
 
 // The forward's inputs: integer tokens (B, T) first, others (B, T) integer or bool.
-static bool check_forward(Compilation *c, const IrGraph *f) {
+bool heed_gen_check_forward(Compilation *c, const IrGraph *f) {
   const IrNode *in = f->inputs.len ? f->inputs.data[0] : NULL;
   bool ok = in && in->ty.rank == 2 && ir_dtype_info[in->ty.dt].is_int;
   for (int i = 1; ok && i < f->inputs.len; i++) {
@@ -364,71 +367,22 @@ static bool check_forward(Compilation *c, const IrGraph *f) {
   return ok;
 }
 
-// ---- the command ----
-
-typedef struct {
-  const RtTokenizer *tk;
-  int64_t unknown;  // sampled ids the tokenizer has no bytes for
-} Out;
-
-static int emit_token(void *ud, int32_t tok) {
-  Out *o = ud;
-  size_t len;
-  const char *s = rt_tok_decode(o->tk, tok, &len);
-  if (!s) o->unknown++;
-  else fwrite(s, 1, len, stdout);
-  fflush(stdout);
-  return 0;
-}
-
-static int tokenize(Compilation *c, const HeedGenOpts *go, int64_t vocab, RtTokenizer **tk, int32_t **ids, int64_t *n) {
-  char err[512];
-  if (go->tokenizer) {
-    if (rt_tok_bpe_open(go->tokenizer, tk, err, sizeof err) != RT_OK) {
-      diag_error(&c->diag, (SrcLoc){0}, "--tokenizer: %s", err);
-      return HEED_ERR_IO;
-    }
-  } else if (!(*tk = rt_tok_bytes())) {
-    return HEED_ERR_NOMEM;
-  }
-  if (rt_tok_encode(*tk, go->prompt, strlen(go->prompt), ids, n, err, sizeof err) != RT_OK) {
-    diag_error(&c->diag, (SrcLoc){0}, "--prompt: %s", err);
-    return HEED_ERR_USAGE;
-  }
-  if (*n == 0) {
-    diag_error(&c->diag, (SrcLoc){0}, "--prompt: the prompt is empty; generation needs at least one token");
-    return HEED_ERR_USAGE;
-  }
-  for (int64_t i = 0; i < *n; i++)
-    if ((*ids)[i] >= vocab) {
-      if (go->tokenizer)
-        diag_error(&c->diag, (SrcLoc){0}, "--prompt: token %lld (id %d) is outside the model's vocabulary of %lld",
-                   (long long)i, (int)(*ids)[i], (long long)vocab);
-      else
-        diag_error(&c->diag, (SrcLoc){0}, "--prompt: byte 0x%02X at offset %lld is outside the model's vocabulary of "
-                   "%lld tokens (a byte-level model needs 256; --tokenizer DIR for a BPE vocabulary)",
-                   (unsigned)(*ids)[i], (long long)i, (long long)vocab);
-      return HEED_ERR_USAGE;
-    }
-  return HEED_OK;
-}
-
 // Threads: --threads N, else the built programs' rule (rt.h): one for
 // weights under RT_SMALL_MODEL_BYTES (a small model's decode step is over
 // before a second thread gets going), else the cores.
-static int gen_threads(const IrGraph *f, const HeedRunOpts *o) {
-  if (!o->threads_auto) return o->threads;
+int heed_gen_threads(const IrGraph *f, int threads, bool threads_auto) {
+  if (!threads_auto) return threads;
   int64_t bytes = 0;
   for (int i = 0; i < f->params.len; i++) {
     const IrType *t = &f->params.data[i]->ty;
     int64_t n = ir_type_numel(t, NULL);
     bytes += n < 0 ? RT_SMALL_MODEL_BYTES : n * ir_dtype_info[t->dt].size;
   }
-  return bytes < RT_SMALL_MODEL_BYTES ? 1 : o->threads;
+  return bytes < RT_SMALL_MODEL_BYTES ? 1 : threads;
 }
 
 // Builds the executor: the step graph, or the forward for recomputation.
-static bool gen_setup(Gen *x, Compilation *c, const HeedRunOpts *o, int out, int64_t n_prompt, int64_t cap) {
+static bool gen_setup(Gen *x, Compilation *c, double **params, int threads, int out, int64_t n_prompt, int64_t cap) {
   const IrGraph *f = c->model->forward;
   HeedCompiled hc;  // the decode step's passes (kvcache); the executor compiles the result
   int rc = heed_compile(c, &(HeedCompileOpts){.kind = HEED_GRAPH_DECODE, .decode_output = out, .stop = HEED_STOP_PASSES},
@@ -451,113 +405,46 @@ static bool gen_setup(Gen *x, Compilation *c, const HeedRunOpts *o, int out, int
   x->sB = find_sym(x->g, "B"), x->sT = find_sym(x->g, f->syms.data[f->inputs.data[0]->ty.dim[1].sym[0]]);
   x->sKV = x->incremental ? find_sym(x->g, "KV") : -1;
   if (x->sB < 0) x->sB = IR_MAX_SYMS - 1;  // a forward without B (tokens (1, T)): a spare slot
-  if (!(x->params = heed_load_params(c, f, o))) return false;
+  x->params = params;
   if (x->interp) return setup_interp(x);
   int64_t keep = rt_gen_keep(cap);  // a shift's prefill
-  return setup_compiled(x, gen_threads(f, o), !x->incremental ? cap : n_prompt > keep ? n_prompt : keep);
+  return setup_compiled(x, threads, !x->incremental ? cap : n_prompt > keep ? n_prompt : keep);
 }
 
-static void report(const Gen *x, const RtGenStats *st, int64_t n, int64_t window,
-                   const Out *out) {
-  if (st->cropped)
-    fprintf(stderr, "heed generate: note: the prompt has %lld tokens; its first %lld are left out (the window "
-            "holds %lld)\n", (long long)(n + st->cropped), (long long)st->cropped, (long long)window);
-  if (st->shifts)
-    fprintf(stderr, "heed generate: the %lld-token window slid %lld time%s (each keeps the last %lld tokens)\n",
-            (long long)window, (long long)st->shifts, st->shifts == 1 ? "" : "s", (long long)rt_gen_keep(window));
-  if (out->unknown)
-    fprintf(stderr, "heed generate: %lld sampled ids have no text in the tokenizer (printed as nothing)\n",
-            (long long)out->unknown);
-  fprintf(stderr, "heed generate: %s, %s: prompt %lld tokens in %.1f ms; %lld tokens generated, decode %.1f tokens/s\n",
-          x->interp ? "interpreter" : "compiled", x->incremental ? "KV cache" : "recomputation", (long long)n,
-          st->prefill_s * 1e3, (long long)st->generated, st->decode_s > 0 ? (double)st->decoded / st->decode_s : 0.0);
-}
 
-int heed_cmd_generate(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *go) {
-  int out_index = 0, rc;
-  int64_t window = 0, vocab;
-  char note[300];
-  if (!check_forward(c, c->model->forward)) return HEED_ERR_CHECK;
-  if ((rc = heed_logits_output(c, c->model->forward, go->output, "generate", &out_index)) != HEED_OK) return rc;
-  if ((rc = heed_gen_window(c, go->window, &window, note, sizeof note)) != HEED_OK) return rc;
-  if (note[0]) fprintf(stderr, "heed generate: %s\n", note);
-  vocab = c->model->forward->outputs.data[out_index]->ty.dim[2].n;
-  RtTokenizer *tk = NULL;
-  int32_t *ids = NULL;
-  int64_t n = 0;
-  rc = tokenize(c, go, vocab, &tk, &ids, &n);
-  int64_t kept = window && n > window ? window : n, cap = kept + go->n;  // cap: the positions the caches hold
-  if (window && cap > window) cap = window;
-  Gen x = {.c = c, .interp = o->interp, .vocab = vocab, .windowed = window > 0};
+HeedGen *heed_gen_new(Compilation *c, const HeedGenSetup *s) {
+  Gen *x = heed_calloc(1, sizeof *x);
+  if (!x) {
+    for (int i = 0; s->params && i < c->model->forward->params.len; i++) heed_free(s->params[i]);
+    heed_free(s->params);
+    diag_error(&c->diag, (SrcLoc){0}, "out of memory setting up generation");
+    return NULL;
+  }
+  *x = (Gen){.c = c, .interp = s->interp, .vocab = s->vocab, .windowed = s->window > 0, .window = s->window};
 #ifndef HEED_HAVE_LLVM
-  x.interp = true;
+  x->interp = true;
 #endif
-  if (rc == HEED_OK && !gen_setup(&x, c, o, out_index, kept, cap)) rc = HEED_ERR_CHECK;
-  if (rc == HEED_OK) {
-    RtGenModel m = {.vocab = vocab, .window = window, .ud = &x, .prefill = gen_prefill, .decode = gen_decode,
-                    .message = gen_message};
-    RtGenOpts go2 = {.max_new = go->n,
-                     .sample = {.temperature = go->temperature, .top_k = go->top_k, .top_p = go->top_p, .seed = o->seed}};
-    RtGenStats st;
-    Out out = {.tk = tk};
-    char err[512];
-    int grc = rt_generate(&m, ids, n, &go2, emit_token, &out, &st, err, sizeof err);
-    printf("\n");
-    fflush(stdout);
-    if (grc != RT_OK) {
-      diag_error(&c->diag, (SrcLoc){0}, "generate: %s", err);
-      rc = grc == RT_ERR_ARG ? HEED_ERR_USAGE : HEED_ERR_CHECK;
+  if (!gen_setup(x, c, s->params, s->threads, s->out, s->n_prompt, s->cap)) {
+    if (!x->params) {  // not taken yet: gen_free frees what x holds
+      x->params = s->params;
+      if (!x->g) x->g = c->model->forward;
     }
-    report(&x, &st, kept, window, &out);
+    heed_gen_free(x);
+    return NULL;
   }
-  gen_free(&x);
-  rt_tok_free(tk);
-  heed_free(ids);
-  return rc;
+  return x;
 }
 
-// ---- flags ----
-
-static bool num(const char *v, double lo, double hi, double *out) {
-  char *end;
-  double d = v ? strtod(v, &end) : 0;
-  if (!v || !*v || *end || !(d >= lo && d <= hi)) return false;
-  *out = d;
-  return true;
+void heed_gen_model(HeedGen *x, RtGenModel *m) {
+  *m = (RtGenModel){.vocab = x->vocab, .window = x->window, .ud = x, .prefill = gen_prefill,
+                    .decode = gen_decode, .message = gen_message};
 }
 
-int heed_gen_flag(HeedGenOpts *g, const char *flag, const char *val, char *bad, size_t badlen) {
-  double d;
-  if (!strcmp(flag, "--prompt") || !strcmp(flag, "--tokenizer") || !strcmp(flag, "--output")) {
-    if (!val) return snprintf(bad, badlen, "%s needs a value", flag), -1;
-    if (flag[2] == 'p') g->prompt = val;
-    else if (flag[2] == 't') g->tokenizer = val;
-    else g->output = val;
-    return 2;
-  }
-  if (!strcmp(flag, "--window")) {
-    if (!num(val, 1, 1e9, &d) || d != (int64_t)d)
-      return snprintf(bad, badlen, "--window takes a positive integer (positions), got '%s'", val ? val : ""), -1;
-    g->window = (int64_t)d;
-    return 2;
-  }
-  if (!strcmp(flag, "-n") || !strcmp(flag, "--top-k")) {
-    if (!num(val, flag[1] == 'n' ? 1 : 0, 1e9, &d) || d != (int64_t)d)
-      return snprintf(bad, badlen, "%s takes a %s integer, got '%s'", flag, flag[1] == 'n' ? "positive" : "non-negative",
-                      val ? val : ""), -1;
-    if (flag[1] == 'n') g->n = (int64_t)d;
-    else g->top_k = (int64_t)d;
-    return 2;
-  }
-  if (!strcmp(flag, "--temperature")) {
-    if (!num(val, 0, 1e6, &d)) return snprintf(bad, badlen, "--temperature takes a number >= 0, got '%s'", val ? val : ""), -1;
-    g->temperature = d;
-    return 2;
-  }
-  if (!strcmp(flag, "--top-p")) {
-    if (!num(val, 0, 1, &d) || d == 0) return snprintf(bad, badlen, "--top-p takes a number in (0, 1], got '%s'", val ? val : ""), -1;
-    g->top_p = d;
-    return 2;
-  }
-  return 0;
+bool heed_gen_incremental(const HeedGen *x) { return x->incremental; }
+bool heed_gen_interp(const HeedGen *x) { return x->interp; }
+
+void heed_gen_free(HeedGen *x) {
+  if (!x) return;
+  gen_free(x);
+  heed_free(x);
 }
