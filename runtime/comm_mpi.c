@@ -164,7 +164,7 @@ RtComm *rt_comm_mpi_new(char *err, size_t errlen) {
 bool rt_comm_available(void) { return false; }
 
 RtComm *rt_comm_mpi_new(char *err, size_t errlen) {
-  snprintf(err, errlen, "this heed was built without MPI (Debian's libopenmpi-dev was missing when it was built)");
+  snprintf(err, errlen, "this heed was built without MPI (Debian's libopenmpi-dev missing at build time, or -DHEED_MPI=OFF)");
   return NULL;
 }
 
