@@ -567,7 +567,11 @@ static bool overlap_setup(HeedTrainer *t) {
   if (t->nranks < 2 || t->accum < 2 || !t->o.comm->threads || !cg_head_calls(t->step)) return true;
   int n = 0;
   const char *env = getenv("HEED_DP_BUCKET_KB");
-  int64_t kb = env && *env ? atoll(env) : 1024, cap = kb * 1024 / (int64_t)sizeof(float);
+  int64_t kb = env && *env ? atoll(env) : 1024;
+  char err[256];
+  if (!t->o.comm->bcast(t->o.comm, &kb, sizeof kb, err, sizeof err))  // rank 0's: the ranks' buckets must match
+    return diag_error(&t->c->diag, NOLOC, "data-parallel start (rank %d of %d): %s", t->rank, t->nranks, err), false;
+  int64_t cap = kb * 1024 / (int64_t)sizeof(float);
   if (kb <= 0) return true;  // HEED_DP_BUCKET_KB=0: no overlap (one sum after the backward; benchmarks)
   t->border = heed_calloc((size_t)t->nslots + 1, sizeof(int));
   t->bcall = heed_calloc((size_t)t->nslots + 1, sizeof(int));
@@ -615,6 +619,7 @@ static void *overlap_thread(void *arg) {
   Overlap *o = arg;
   HeedTrainer *t = o->t;
   float *mine[1024];
+  t->o.comm->polite = true;  // the backward needs the core: no spinning in MPI
   for (int b = 0; b < t->nbucket; b++) {
     pthread_mutex_lock(&o->mu);
     while (o->ready <= b && !o->stop) pthread_cond_wait(&o->cv, &o->mu);
@@ -679,6 +684,7 @@ static bool run_overlapped(HeedTrainer *t, int mine) {
     return false;
   }
   pthread_join(th, NULL);
+  t->o.comm->polite = false;
   t->exposed_s += overlap_now() - t0;
   pthread_mutex_destroy(&po->mu);
   pthread_cond_destroy(&po->cv);

@@ -25,6 +25,11 @@ struct RtComm {
   double wait_s;  // seconds spent in the calls below (receiving, sending, waiting for the others)
   bool threads;   // the calls below may come from another thread than MPI_Init's (one at a time:
                   // MPI_THREAD_SERIALIZED); the trainer then sums buckets during the backward
+  bool polite;    // wait by polling with short sleeps instead of spinning in MPI (set by the
+                  // trainer's communication thread: the backward needs the core meanwhile)
+  // (The trainer also calls it on sub-ranges, buckets of the packed
+  // gradients, from its communication thread, in the same order on every
+  // rank: each element is summed along the same chain either way.)
   // acc (n floats, on every rank) = the nmine buffers of rank 0 (n floats
   // each), then rank 1's, ..., added left to right (acc = mine[0] of rank
   // 0, acc += mine[1], ...); mine may be overwritten. false with a message.

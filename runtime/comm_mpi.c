@@ -36,6 +36,18 @@ static double now_s(void) {
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+// MPI_Wait(all), but with c->polite by MPI_Test and 20 us sleeps: MPI's own
+// wait spins on the core (Open MPI's progress loop), which the backward
+// running beside the communication thread needs.
+static int wait_all(RtComm *c, int n, MPI_Request *rq) {
+  if (!c->polite) return MPI_Waitall(n, rq, MPI_STATUSES_IGNORE);
+  for (;;) {
+    int done = 0, rc = MPI_Testall(n, rq, &done, MPI_STATUSES_IGNORE);
+    if (rc != MPI_SUCCESS || done) return rc;
+    nanosleep(&(struct timespec){.tv_nsec = 20000}, NULL);
+  }
+}
+
 static bool mpi_fail(int rc, const char *what, char *err, size_t errlen) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
@@ -70,7 +82,7 @@ static bool ordered_sum(RtComm *c, float *acc, int64_t n, float *const *mine, in
     if (c->rank == 0) {
       memcpy(a, mine[0] + at, sizeof(float) * (size_t)len);
       first = 1;
-    } else if ((rc = MPI_Wait(&recv[k], MPI_STATUS_IGNORE)) != MPI_SUCCESS) {
+    } else if ((rc = wait_all(c, 1, &recv[k])) != MPI_SUCCESS) {
       ok = mpi_fail(rc, "receiving a partial gradient sum", err, errlen);
       break;
     }
@@ -82,13 +94,15 @@ static bool ordered_sum(RtComm *c, float *acc, int64_t n, float *const *mine, in
         (rc = MPI_Isend(a, len, MPI_FLOAT, c->rank + 1, (int)(k & 0x7fff), MPI_COMM_WORLD, &send[k])) != MPI_SUCCESS)
       ok = mpi_fail(rc, "sending a partial gradient sum", err, errlen);
   }
-  if (ok && c->rank + 1 < c->size && (rc = MPI_Waitall((int)nch, send, MPI_STATUSES_IGNORE)) != MPI_SUCCESS)
+  if (ok && c->rank + 1 < c->size && (rc = wait_all(c, (int)nch, send)) != MPI_SUCCESS)
     ok = mpi_fail(rc, "sending a partial gradient sum", err, errlen);
   rt_free(rq);
   // the last rank holds the sum: to every rank, in chunks (int counts)
   for (int64_t at = 0; at < n && ok; at += CHUNK) {
     int len = (int)(n - at < CHUNK ? n - at : CHUNK);
-    if ((rc = MPI_Bcast(acc + at, len, MPI_FLOAT, c->size - 1, MPI_COMM_WORLD)) != MPI_SUCCESS)
+    MPI_Request bq;
+    if ((rc = MPI_Ibcast(acc + at, len, MPI_FLOAT, c->size - 1, MPI_COMM_WORLD, &bq)) != MPI_SUCCESS ||
+        (rc = wait_all(c, 1, &bq)) != MPI_SUCCESS)
       ok = mpi_fail(rc, "broadcasting the gradient sum", err, errlen);
   }
   c->wait_s += now_s() - t0;
@@ -150,7 +164,7 @@ RtComm *rt_comm_mpi_new(char *err, size_t errlen) {
 bool rt_comm_available(void) { return false; }
 
 RtComm *rt_comm_mpi_new(char *err, size_t errlen) {
-  snprintf(err, errlen, "this heed was built without MPI (Debian's libopenmpi-dev was missing when it was built)");
+  snprintf(err, errlen, "this heed was built without MPI (Debian's libopenmpi-dev missing at build time, or -DHEED_MPI=OFF)");
   return NULL;
 }
 
