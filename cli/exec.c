@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/exec.h"
+#include "cli/gpu_exec.h"
 #include "runtime/rt.h"
 #ifdef HEED_HAVE_LLVM
 #include "codegen/cg.h"
@@ -26,6 +27,7 @@ struct HeedExec {
   RtPool *pool;
   int threads;
   char name[96];
+  HeedGpuExec *gpu;           // --target opencl|cuda (gpu_exec.c)
 };
 
 static void free_vec(double **v, int n) {
@@ -40,6 +42,12 @@ HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threa
   x->g = g;
   x->interp = interp;
   x->threads = threads;
+  bool cuda;
+  if (!interp && heed_gpu_target(c->opts->target, &cuda)) {  // the GPU targets: gpu_exec.c
+    if (!(x->gpu = heed_gpu_exec_new(c, g, cuda))) return heed_free(x), NULL;
+    snprintf(x->name, sizeof x->name, "%.95s", heed_gpu_exec_name(x->gpu));
+    return x;
+  }
 #ifndef HEED_HAVE_LLVM
   x->interp = true;  // built without the LLVM backend
   (void)profile;
@@ -120,6 +128,7 @@ static void from_native(IrDType dt, const void *p, int64_t n, double *out) {
 bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, double *const *params) {
   const IrGraph *g = x->g;
   memcpy(x->symvals, symvals, sizeof(int64_t) * (size_t)(g->syms.len < IR_MAX_SYMS ? g->syms.len : IR_MAX_SYMS));
+  if (x->gpu) return heed_gpu_exec_bind(x->gpu, symvals, inputs, params);
   if (x->interp) {
     free_vec(x->in, g->inputs.len);
     free_vec(x->par, g->params.len);
@@ -165,6 +174,7 @@ bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, 
 }
 
 bool heed_exec_run(HeedExec *x) {
+  if (x->gpu) return heed_gpu_exec_run(x->gpu);
   if (x->interp) {
     ir_values_free(x->vals);
     x->vals = ir_interp(x->g, x->symvals, x->in, x->par, false, &x->c->diag);
@@ -178,6 +188,7 @@ bool heed_exec_run(HeedExec *x) {
 }
 
 double *heed_exec_output(HeedExec *x, int i, int64_t *numel) {
+  if (x->gpu) return heed_gpu_exec_output(x->gpu, i, numel);
   const IrNode *o = x->g->outputs.data[i];
   int64_t n = ir_type_numel(&o->ty, x->symvals);
   double *v = heed_malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
@@ -296,6 +307,7 @@ double heed_exec_compile_ms(const HeedExec *x) {
 
 void heed_exec_free(HeedExec *x) {
   if (!x) return;
+  heed_gpu_exec_free(x->gpu);
   free_vec(x->in, x->g->inputs.len);
   free_vec(x->par, x->g->params.len);
   ir_values_free(x->vals);

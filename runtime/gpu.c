@@ -1,16 +1,35 @@
 // runtime/gpu.c: the GPU devices behind runtime/gpu.h: OpenCL through the
 // ICD loader and CUDA through the driver API, both loaded with dlopen at
 // run time (the declarations of the few entry points used are here, so no
-// vendor library is needed to build or link heed). NVRTC is gpu_nvrtc.c.
-#define CL_TARGET_OPENCL_VERSION 120
-#include <CL/cl.h>
+// vendor library or header is needed to build or link heed). NVRTC is
+// gpu_nvrtc.c.
 #include <dlfcn.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/gpu.h"
+
+// ---- the OpenCL 1.2 types and constants used (as Khronos' CL/cl.h) ----
+typedef int32_t cl_int;
+typedef uint32_t cl_uint, cl_bool, cl_device_info, cl_program_build_info, cl_kernel_info;
+typedef uint64_t cl_device_type, cl_mem_flags, cl_command_queue_properties;
+typedef intptr_t cl_context_properties;
+typedef struct _cl_platform_id *cl_platform_id;
+typedef struct _cl_device_id *cl_device_id;
+typedef struct _cl_context *cl_context;
+typedef struct _cl_command_queue *cl_command_queue;
+typedef struct _cl_program *cl_program;
+typedef struct _cl_kernel *cl_kernel;
+typedef struct _cl_mem *cl_mem;
+typedef struct _cl_event *cl_event;
+enum {
+  CL_SUCCESS = 0, CL_TRUE = 1, CL_DEVICE_NAME = 0x102B, CL_MEM_READ_WRITE = 1, CL_PROGRAM_BUILD_LOG = 0x1183,
+  CL_KERNEL_FUNCTION_NAME = 0x1190
+};
+#define CL_DEVICE_TYPE_ALL 0xFFFFFFFFull
 
 // ---- the CUDA driver API's types and the entry points used ----
 typedef int CUresult;
