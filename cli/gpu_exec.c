@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/gpu_exec.h"
+#include "codegen/cg.h"
 #include "codegen/gpu/gpu.h"
 #include "runtime/gpu.h"
 #include "runtime/rt.h"
@@ -71,14 +72,56 @@ static void free_bufs(HeedGpuExec *x) {
   }
 }
 
+// NVRTC's PTX of src for arch, through the compile cache (heed_cache_dir:
+// the CPU's object cache; the key is the architecture and the whole source,
+// so a changed kernel or a newer heed's renderer misses). *ptx malloc'd.
+static bool cached_ptx(const char *src, const char *arch, char **ptx, char **log, char *err, size_t errlen) {
+  const char *dir = heed_cache_dir();
+  size_t alen = strlen(arch), slen = strlen(src), olen = 0;
+  char *key = dir ? malloc(alen + slen + 8) : NULL;
+  if (key) {
+    memcpy(key, "ptx:", 4);
+    memcpy(key + 4, arch, alen);
+    key[4 + alen] = '\n';
+    memcpy(key + 5 + alen, src, slen);
+#ifdef HEED_HAVE_LLVM
+    char *hit = cg_objcache_get(dir, key, alen + slen + 5, &olen);
+    if (hit && olen && !memchr(hit, 0, olen - 1) && hit[olen - 1] == 0) {
+      free(key);
+      *ptx = hit;
+      if (log) *log = NULL;
+      return true;
+    }
+    free(hit);
+#endif
+  }
+  bool ok = rt_nvrtc_compile(src, arch, ptx, log, err, errlen);
+#ifdef HEED_HAVE_LLVM
+  if (ok && key) cg_objcache_put(dir, key, alen + slen + 5, *ptx, strlen(*ptx) + 1, 0);
+#endif
+  free(key);
+  return ok;
+}
+
 // Renders and loads the kernels; a compiler error's log and the source are
 // in the diagnostic.
 static bool load(HeedGpuExec *x) {
   cg_gpu_program_free(x->prog);
   x->prog = cg_gpu_render(x->g, x->s, x->symvals, x->cuda ? CG_GPU_CUDA : CG_GPU_OPENCL, &x->c->diag);
   if (!x->prog) return false;
-  char err[512], *log = NULL;
-  if (rt_gpu_load(x->dev, x->prog->src, &log, err, sizeof err)) return true;
+  char err[512], *log = NULL, *ptx = NULL;
+  bool ok;
+  if (x->cuda) {
+    ok = cached_ptx(x->prog->src, rt_gpu_arch(x->dev), &ptx, &log, err, sizeof err) &&
+         rt_gpu_load_ptx(x->dev, ptx, x->prog->src, err, sizeof err);
+    free(ptx);
+  } else {
+    ok = rt_gpu_load(x->dev, x->prog->src, &log, err, sizeof err);
+  }
+  if (ok) {
+    free(log);
+    return true;
+  }
   diag_error(&x->c->diag, (SrcLoc){0}, "the %s target: %s", x->cuda ? "cuda" : "opencl", err);
   if (log) diag_note(&x->c->diag, (SrcLoc){0}, "the compiler's log:\n%s", log);
   diag_note(&x->c->diag, (SrcLoc){0}, "the source:\n%s", x->prog->src);
@@ -210,7 +253,7 @@ int heed_gpu_emit(Compilation *c, const HeedCompileOpts *base, const char *kind,
   rc = p ? HEED_OK : HEED_ERR_CHECK;
   if (p && !strcmp(kind, "ptx")) {
     char *ptx = NULL, *log = NULL, err[512];
-    if (rt_nvrtc_compile(p->src, arch, &ptx, &log, err, sizeof err)) {
+    if (cached_ptx(p->src, arch, &ptx, &log, err, sizeof err)) {
       fputs(ptx, out);
     } else {
       diag_error(&c->diag, (SrcLoc){0}, "%s", err);

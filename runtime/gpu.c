@@ -112,6 +112,7 @@ struct RtGpu {
   CUcontext cuctx;
   CUmodule mod;
   int sm;  // compute capability, e.g. 90
+  char arch[16];
   Kern *k;
   int nk;
   RtGpuBuf *bufs;
@@ -191,6 +192,7 @@ static bool open_cuda(RtGpu *g, char *err, size_t errlen) {
       !cu_ok(g, g->cu.CtxSetCurrent(g->cuctx), "context", err, errlen))
     return false;
   g->sm = major * 10 + minor;
+  snprintf(g->arch, sizeof g->arch, "sm_%d", g->sm);
   g->cu.DeviceGetName(g->name, (int)sizeof g->name - 1, g->cudev);
   return true;
 }
@@ -260,13 +262,13 @@ static bool load_opencl(RtGpu *g, const char *src, char **log, char *err, size_t
   return cl_ok(rc, "kernels", err, errlen);
 }
 
+const char *rt_gpu_arch(const RtGpu *g) { return g->arch; }
+
 // The kernel names of a CUDA source: every `KERNEL name(` (the renderer's spelling).
-static bool load_cuda(RtGpu *g, const char *src, char **log, char *err, size_t errlen) {
-  char arch[16], *ptx = NULL;
-  snprintf(arch, sizeof arch, "sm_%d", g->sm);
-  if (!rt_nvrtc_compile(src, arch, &ptx, log, err, errlen)) return false;
+bool rt_gpu_load_ptx(RtGpu *g, const char *ptx, const char *src, char *err, size_t errlen) {
+  if (g->kind != RT_GPU_CUDA) return fail(err, errlen, "PTX is for the cuda target");
+  unload(g);
   bool ok = cu_ok(g, g->cu.ModuleLoadData(&g->mod, ptx), "module load", err, errlen);
-  free(ptx);
   int cap = 0;
   for (const char *p = src; ok && (p = strstr(p, "\nKERNEL ")); p += 8) cap++;
   if (ok && !(g->k = calloc(cap ? (size_t)cap : 1, sizeof *g->k))) return fail(err, errlen, "out of memory");
@@ -276,6 +278,14 @@ static bool load_cuda(RtGpu *g, const char *src, char **log, char *err, size_t e
     snprintf(k->name, sizeof k->name, "%.*s", (int)(e ? e - b : 0), b);
     ok = cu_ok(g, g->cu.ModuleGetFunction(&k->cu, g->mod, k->name), "kernel lookup", err, errlen);
   }
+  return ok;
+}
+
+static bool load_cuda(RtGpu *g, const char *src, char **log, char *err, size_t errlen) {
+  char *ptx = NULL;
+  if (!rt_nvrtc_compile(src, g->arch, &ptx, log, err, errlen)) return false;
+  bool ok = rt_gpu_load_ptx(g, ptx, src, err, errlen);
+  free(ptx);
   return ok;
 }
 

@@ -57,6 +57,11 @@ expect 2 '--emit KIND is required' -- "$HEED" compile "$REPO/examples/gpt2.heed"
 expect 0 'extern "C" __global__' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit cuda --seq 16
 expect 0 '__kernel void' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit opencl --seq 16
 expect 0 '\.target sm_90' -- "$HEED" compile "$REPO/examples/bytegpt.heed" --emit ptx --gpu-arch sm_90 --seq 16
+# the PTX cache: the second compile reads what the first one stored
+HEED_CACHE_DIR="$T/ptxcache" "$HEED" compile "$REPO/examples/mlp.heed" --emit ptx --seq 8 >"$T/a.ptx" 2>&1
+expect 0 '\.o$' -- ls "$T/ptxcache"
+HEED_CACHE_DIR="$T/ptxcache" "$HEED" compile "$REPO/examples/mlp.heed" --emit ptx --seq 8 >"$T/b.ptx" 2>&1
+expect 0 '' -- cmp "$T/a.ptx" "$T/b.ptx"
 expect 2 '--gpu-arch takes a CUDA architecture' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ptx --gpu-arch 90
 expect 2 '--gpu-arch is for compile --emit ptx' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit cuda --gpu-arch sm_90
 # --emit ir-opt: the IR after the pipeline (heed_compile's pass_run)
