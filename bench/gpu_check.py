@@ -67,6 +67,10 @@ MODELS = [  # file, --set overrides, inputs (name, shape, high), has a train sec
 ]
 
 
+if os.environ.get("HEED_GPU_CHECK_MODELS"):  # a subset (ctest's dry run on OpenCL)
+    MODELS = [m for m in MODELS if m[0] in os.environ["HEED_GPU_CHECK_MODELS"].split(",")]
+
+
 def compare(what, ref, got, tol):
     for k in ref:
         r, g = ref[k], got[k]

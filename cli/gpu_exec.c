@@ -1,13 +1,16 @@
 // cli/gpu_exec.c: the GPU executor (gpu_exec.h): a graph scheduled under
 // cg_gpu_caps, its kernels rendered for the bound sizes and compiled by the
-// device's compiler (OpenCL) or NVRTC (CUDA), one device buffer per value
-// (leaves and calls; reshapes alias their source), launches in run order.
+// device's compiler (OpenCL) or NVRTC (CUDA); device memory as the memory
+// plan lays it out (passes/memplan.h: the computed values in one arena,
+// temporaries sharing bytes where their lifetimes do not overlap; leaves in
+// buffers of their own; reshapes alias their source); launches in run order.
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/gpu_exec.h"
 #include "codegen/cg.h"
 #include "codegen/gpu/gpu.h"
+#include "passes/memplan.h"
 #include "runtime/gpu.h"
 #include "runtime/rt.h"
 
@@ -20,6 +23,8 @@ struct HeedGpuExec {
   CgGpuProgram *prog;     // rendered for symvals
   int64_t symvals[IR_MAX_SYMS];
   RtGpuBuf **buf;         // per node id (aliases resolved through s->alias)
+  MemPlan *plan;          // for symvals
+  RtGpuBuf *arena;        // the plan's arena; buf[call] are parts of it
   char name[160];
 };
 
@@ -65,11 +70,50 @@ HeedGpuExec *heed_gpu_exec_new(Compilation *c, const IrGraph *g, bool cuda) {
 
 const char *heed_gpu_exec_name(const HeedGpuExec *x) { return x->name; }
 
+static RtGpuBuf *alloc_node(HeedGpuExec *x, const IrNode *n) {
+  char err[512];
+  size_t bytes = (size_t)ir_type_numel(&n->ty, x->symvals) * ir_dtype_info[n->ty.dt].size;
+  RtGpuBuf *b = rt_gpu_alloc(x->dev, bytes, err, sizeof err);
+  if (!b) diag_error(&x->c->diag, n->loc, "the %s target: %s", x->cuda ? "cuda" : "opencl", err);
+  return b;
+}
+
 static void free_bufs(HeedGpuExec *x) {
   for (int i = 0; i < x->g->nodes.len; i++) {
     if (x->buf[i]) rt_gpu_buf_free(x->dev, x->buf[i]);
     x->buf[i] = NULL;
   }
+  if (x->arena) rt_gpu_buf_free(x->dev, x->arena);
+  x->arena = NULL;
+  pass_memplan_free(x->plan);
+  x->plan = NULL;
+}
+
+// The plan's arena on the device and every call's result in it.
+static bool place(HeedGpuExec *x) {
+  char err[512];
+  x->plan = pass_memplan_build(x->g, x->s, x->symvals, (int)rt_gpu_align(x->dev), 0, false);
+  if (!x->plan || x->plan->total < 0) {
+    diag_error(&x->c->diag, (SrcLoc){0}, "the memory plan %s", x->plan ? "overflows" : "is out of memory");
+    return false;
+  }
+  if (!(x->arena = rt_gpu_alloc(x->dev, (size_t)x->plan->total, err, sizeof err))) {
+    diag_error(&x->c->diag, (SrcLoc){0}, "the %s target: %s (the arena: %lld bytes)", x->cuda ? "cuda" : "opencl",
+               err, (long long)x->plan->total);
+    return false;
+  }
+  for (int c = 0; c < x->s->nk; c++) {
+    int id = x->s->alias[x->s->k[c].root];
+    if (x->buf[id]) continue;
+    int64_t off = x->plan->offset[id], bytes = x->plan->bytes[id];
+    x->buf[id] = off >= 0 ? rt_gpu_sub(x->dev, x->arena, (size_t)off, (size_t)bytes, err, sizeof err)
+                          : alloc_node(x, x->g->nodes.data[id]);
+    if (!x->buf[id]) {
+      if (off >= 0) diag_error(&x->c->diag, (SrcLoc){0}, "the %s target: %s", x->cuda ? "cuda" : "opencl", err);
+      return false;
+    }
+  }
+  return true;
 }
 
 // NVRTC's PTX of src for arch, through the compile cache (heed_cache_dir:
@@ -144,13 +188,6 @@ static void *pack(IrDType dt, const double *v, int64_t n) {
   return p;
 }
 
-static RtGpuBuf *alloc_node(HeedGpuExec *x, const IrNode *n) {
-  char err[512];
-  size_t bytes = (size_t)ir_type_numel(&n->ty, x->symvals) * ir_dtype_info[n->ty.dt].size;
-  RtGpuBuf *b = rt_gpu_alloc(x->dev, bytes, err, sizeof err);
-  if (!b) diag_error(&x->c->diag, n->loc, "the %s target: %s", x->cuda ? "cuda" : "opencl", err);
-  return b;
-}
 
 bool heed_gpu_exec_bind(HeedGpuExec *x, const int64_t *symvals, double *const *inputs, double *const *params) {
   const IrGraph *g = x->g;
@@ -159,11 +196,7 @@ bool heed_gpu_exec_bind(HeedGpuExec *x, const int64_t *symvals, double *const *i
   memcpy(x->symvals, symvals, sizeof(int64_t) * (size_t)ns);
   if (!same) {
     free_bufs(x);
-    if (!load(x)) return false;
-    for (int c = 0; c < x->s->nk; c++) {
-      int id = x->s->alias[x->s->k[c].root];
-      if (!x->buf[id] && !(x->buf[id] = alloc_node(x, g->nodes.data[id]))) return false;
-    }
+    if (!load(x) || !place(x)) return false;
   }
   char err[512];
   for (int pass = 0; pass < 2; pass++) {
