@@ -726,6 +726,9 @@ int main(int argc, char **argv) {
              (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad") ||
               !strcmp(cmd->name, "generate") || !strcmp(cmd->name, "build"))) {
     rc = usage_error(cmd, "missing %s", missing_run_flag(cmd, &a));
+  } else if (rc == 0 && a.bench.profile && heed_gpu_target(a.o.target, NULL)) {
+    fprintf(stderr, "heed bench: error: --profile is not available with --target %s yet\n", a.o.target);
+    rc = 1;
   } else if (rc == 0 && !strcmp(cmd->name, "train") && !a.train.data) {
     rc = usage_error(cmd, "missing --data FILE%s", "");
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && !a.emit) {

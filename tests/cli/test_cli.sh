@@ -31,6 +31,7 @@ expect 0 'compiled CPU code; the reference interpreter with' -- "$HEED" help run
 if ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1'; then
   expect 1 'the cuda target: no NVIDIA driver' -- "$HEED" bench "$REPO/examples/mlp.heed" --target cuda
 fi
+expect 1 '--profile is not available with --target opencl' -- "$HEED" bench "$REPO/examples/mlp.heed" --target opencl --profile
 expect 1 '--target cuda is not available for heed train yet' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x --target cuda
 expect 2 '--threads takes 1 to 256, not 300' -- "$HEED" generate "$REPO/examples/bytegpt.heed" --weights w --prompt x --threads 300
 expect 2 "--target must be cpu, opencl or cuda, not 'tpu'" -- "$HEED" run "$REPO/examples/mlp.heed" --target tpu
