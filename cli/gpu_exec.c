@@ -120,6 +120,7 @@ static bool place(HeedGpuExec *x) {
 // the CPU's object cache; the key is the architecture and the whole source,
 // so a changed kernel or a newer heed's renderer misses). *ptx malloc'd.
 static bool cached_ptx(const char *src, const char *arch, char **ptx, char **log, char *err, size_t errlen) {
+#ifdef HEED_HAVE_LLVM
   const char *dir = heed_cache_dir();
   size_t alen = strlen(arch), slen = strlen(src), olen = 0;
   char *key = dir ? malloc(alen + slen + 8) : NULL;
@@ -128,7 +129,6 @@ static bool cached_ptx(const char *src, const char *arch, char **ptx, char **log
     memcpy(key + 4, arch, alen);
     key[4 + alen] = '\n';
     memcpy(key + 5 + alen, src, slen);
-#ifdef HEED_HAVE_LLVM
     char *hit = cg_objcache_get(dir, key, alen + slen + 5, &olen);
     if (hit && olen && !memchr(hit, 0, olen - 1) && hit[olen - 1] == 0) {
       free(key);
@@ -137,14 +137,14 @@ static bool cached_ptx(const char *src, const char *arch, char **ptx, char **log
       return true;
     }
     free(hit);
-#endif
   }
   bool ok = rt_nvrtc_compile(src, arch, ptx, log, err, errlen);
-#ifdef HEED_HAVE_LLVM
   if (ok && key) cg_objcache_put(dir, key, alen + slen + 5, *ptx, strlen(*ptx) + 1, 0);
-#endif
   free(key);
   return ok;
+#else  // the cache is the CPU backend's object cache (codegen/objcache.c): none without it
+  return rt_nvrtc_compile(src, arch, ptx, log, err, errlen);
+#endif
 }
 
 // Renders and loads the kernels; a compiler error's log and the source are
