@@ -86,8 +86,10 @@ static void free_data(double **v, int n) {
 enum { MAX_BLOCKS = 1 << 14 };
 static struct {
   pthread_mutex_t mu;
-  HeedAllocFn next;
+  HeedAllocFn next;         // ir/alloc.h's hook before bench's
   void *next_ud;
+  RtAllocFn rt_next;        // the runtime's (its device allocates the regions)
+  void *rt_ud;
   void *p[MAX_BLOCKS];
   size_t size[MAX_BLOCKS];
   int n;
@@ -96,7 +98,7 @@ static struct {
 } cnt = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void *count_alloc(void *ud, void *ptr, size_t size, size_t align) {
-  (void)ud;
+  bool rt = ud != NULL;  // installed with a non-NULL ud into the runtime's hook
   if (ptr && size == 0) {  // a free: forget the block if it is counted
     pthread_mutex_lock(&cnt.mu);
     for (int i = cnt.n - 1; i >= 0; i--)
@@ -107,7 +109,8 @@ static void *count_alloc(void *ud, void *ptr, size_t size, size_t align) {
       }
     pthread_mutex_unlock(&cnt.mu);
   }
-  void *r = cnt.next(cnt.next_ud, ptr, size, align);
+  void *r = rt ? (cnt.rt_next ? cnt.rt_next(cnt.rt_ud, ptr, size, align) : heed_libc_alloc(NULL, ptr, size, align))
+             : cnt.next(cnt.next_ud, ptr, size, align);
   if (r && !ptr && align) {
     pthread_mutex_lock(&cnt.mu);
     if (cnt.n < MAX_BLOCKS) cnt.p[cnt.n] = r, cnt.size[cnt.n++] = size, cnt.live += (int64_t)size;
@@ -120,13 +123,16 @@ static void *count_alloc(void *ud, void *ptr, size_t size, size_t align) {
 
 static void count_begin(void) {
   cnt.next = heed_get_allocator(&cnt.next_ud);
+  cnt.rt_next = rt_get_allocator(&cnt.rt_ud);
   cnt.n = 0, cnt.live = cnt.peak = 0, cnt.overflow = false;
   heed_set_allocator(count_alloc, NULL);
+  rt_set_allocator(count_alloc, &cnt);
 }
 
 // The peak of the counted bytes (-1: too many blocks to count).
 static int64_t count_end(void) {
   heed_set_allocator(cnt.next == heed_libc_alloc ? NULL : cnt.next, cnt.next_ud);
+  rt_set_allocator(cnt.rt_next, cnt.rt_ud);
   return cnt.overflow ? -1 : cnt.peak;
 }
 

@@ -13,6 +13,7 @@
 #include "cli/build.h"
 #include "cli/driver.h"
 #include "engine/exec.h"
+#include "engine/gpu_exec.h"
 #include "cli/fault.h"
 #include "cli/run.h"
 #include "cli/train.h"
@@ -30,9 +31,9 @@ static const Command commands[] = {
      "diagnostics (FILE:LINE:COL: error: ...) and exits with status 1.\n"
      "  --params           also list every parameter with its full name, dtype and shape\n",
      true},
-    {"compile", "write an intermediate form (ast, ir, ir-opt, dot, schedule, plan) or compiled code (llvm, asm, obj)",
+    {"compile", "write an intermediate form (ast, ir, ir-opt, dot, schedule, plan) or compiled code (llvm, asm, obj; cuda, opencl, ptx)",
      "heed compile MODEL.heed --emit KIND [--loss|--grad|--train-step|--decode] [--passes LIST] [--print-after PASS|all] "
-     "[--batch B --seq T] [-o OUT]",
+     "[--batch B --seq T] [--gpu-arch SM] [-o OUT]",
      "Compile a model file and write an intermediate form.\n"
      "  --emit ast         the syntax tree, with LINE:COL of every node\n"
      "  --emit ir          the model's forward as IR (the text form ir_parse reads back)\n"
@@ -50,7 +51,8 @@ static const Command commands[] = {
      "                     caches, outputs, activations and scratch), the arena and the total, before anything runs\n"
      "  --emit llvm|asm|obj  the compiled CPU code: optimized LLVM IR, assembly, an object file (-o needed)\n"
      "  --cpu NAME         the target CPU for llvm/asm/obj/plan (default: this machine's; e.g. znver5, x86-64-v3)\n"
-     "  --emit cuda|ptx    not available in this version\n"
+     "  --emit cuda|opencl  the GPU kernels as CUDA C (NVRTC) or OpenCL C, for the sizes of --emit plan\n"
+     "  --emit ptx         the CUDA kernels compiled by NVRTC to PTX (--gpu-arch sm_80 by default)\n"
      "  -o OUT             write to OUT instead of standard output\n",
      true},
     {"init", "write the model's initialised parameters",
@@ -157,7 +159,7 @@ static const char common_flags[] =
     "  --model NAME       which model of the file (default: the only or last one)\n"
     "  --set KEY=VALUE    override a config value or a train setting (repeatable)\n"
     "  --max-errors N     stop reporting after N errors (default 20)\n"
-    "  --target cpu       the backend (cpu; cuda is not available in this build)\n"
+    "  --target NAME      the backend: cpu; opencl or cuda (GPU kernels; run, grad and bench)\n"
     "  --print-after PASS the IR after that pass of the command's pipeline (or all), on stderr\n"
     "  --threads N        threads for compiled code (default: the cores)\n"
     "  --quantize KIND    int8, int4 or bf16: not available in this version\n"
@@ -213,7 +215,7 @@ static const Command *find_command(const char *name) {
 typedef struct {
   HeedOptions o;
   FeOverride sets[64];
-  const char *emit, *out, *cpu, *passes;
+  const char *emit, *out, *cpu, *passes, *gpu_arch;
   bool params, help;
   HeedGraphKind kind;  // compile: --loss, --grad, --train-step, --decode
   HeedRunOpts run;
@@ -235,6 +237,9 @@ static bool target_built(const char *name) {
 }
 
 static bool target_known(const char *name) { return !strcmp(name, "cpu") || !strcmp(name, "cuda"); }
+
+// The GPU targets (engine/gpu_exec.c) run heed run, grad and bench so far.
+static bool gpu_target_ok(const char *cmd) { return !strcmp(cmd, "run") || !strcmp(cmd, "grad") || !strcmp(cmd, "bench"); }
 
 static int usage_error(const Command *c, const char *fmt, const char *arg) {
   fprintf(stderr, "heed %s: ", c->name);
@@ -355,14 +360,23 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
         a->run.seed = v;
       }
     } else if (!strcmp(s, "--model") || !strcmp(s, "--set") || !strcmp(s, "--emit") || !strcmp(s, "-o") ||
-               !strcmp(s, "--max-errors") || !strcmp(s, "--target") || !strcmp(s, "--threads")) {
+               !strcmp(s, "--max-errors") || !strcmp(s, "--target") || !strcmp(s, "--threads") ||
+               !strcmp(s, "--gpu-arch")) {
       if (!val) return usage_error(c, "%s needs a value", s);
       i++;
       if (!strcmp(s, "--model")) a->o.check.model_name = val;
+      else if (!strcmp(s, "--gpu-arch") && (strncmp(val, "sm_", 3) || !val[3] || strspn(val + 3, "0123456789a") != strlen(val + 3)))
+        return usage_error(c, "--gpu-arch takes a CUDA architecture such as sm_80 or sm_90, not '%s'", val);
+      else if (!strcmp(s, "--gpu-arch")) a->gpu_arch = val;
       else if (!strcmp(s, "--emit")) a->emit = val;
       else if (!strcmp(s, "-o")) a->out = val;
+      else if (!strcmp(s, "--target") && heed_gpu_target(val, NULL) && !gpu_target_ok(c->name)) {
+        fprintf(stderr, "heed %s: error: --target %s is not available for heed %s yet (run, grad and bench run on it)\n",
+                c->name, val, c->name);
+        return 1;
+      } else if (!strcmp(s, "--target") && heed_gpu_target(val, NULL)) a->o.target = val;
       else if (!strcmp(s, "--target") && !target_built(val) && !target_known(val))
-        return usage_error(c, "--target must be cpu or cuda, not '%s'", val);
+        return usage_error(c, "--target must be cpu, opencl or cuda, not '%s'", val);
       else if (!strcmp(s, "--target") && !target_built(val)) {
         fprintf(stderr, "heed %s: error: the %s target is not available in this build (only cpu is)\n", c->name, val);
         return 1;
@@ -554,6 +568,19 @@ static int emit_plan(Compilation *c, const HeedCompileOpts *base, const Args *a,
   return heed_exec_emit_plan(c, &o, batch, seq, out, NULL) ? HEED_OK : HEED_ERR_CHECK;
 }
 
+// compile --emit cuda|opencl|ptx: the GPU kernels for the sizes --emit
+// plan takes (B = batch, every other size = seq).
+static int emit_gpu(Compilation *c, const HeedCompileOpts *base, const Args *a, FILE *out) {
+  const FeTrain *t = c->model ? c->model->train : NULL;
+  int64_t batch = a->bench.batch ? a->bench.batch : t ? t->batch : 1;
+  int64_t seq = a->bench.seq ? a->bench.seq : t ? t->seq : c->model && c->ast ? heed_model_context(c) : 0;
+  if (seq <= 0) {
+    fprintf(stderr, "heed compile: --emit %s needs --seq T (the model has no train section or context)\n", a->emit);
+    return HEED_ERR_USAGE;
+  }
+  return heed_gpu_emit(c, base, a->emit, batch, seq, a->gpu_arch ? a->gpu_arch : "sm_80", out);
+}
+
 static int cmd_frontend(const Command *cmd, Args *a) {
   Compilation *c = heed_compilation_new(&a->o);
   if (!c) {
@@ -601,6 +628,8 @@ static int cmd_frontend(const Command *cmd, Args *a) {
     if (rc == HEED_OK && ast) fe_ast_print(c->ast, out);
     else if (rc == HEED_OK && !strcmp(a->emit, "ir-opt")) rc = emit_ir_opt(c, &base, out);
     else if (rc == HEED_OK && !strcmp(a->emit, "plan")) rc = emit_plan(c, &base, a, out);
+    else if (rc == HEED_OK && (!strcmp(a->emit, "cuda") || !strcmp(a->emit, "opencl") || !strcmp(a->emit, "ptx")))
+      rc = emit_gpu(c, &base, a, out);
     else if (rc == HEED_OK && !strcmp(a->emit, "ir")) ir_print(g, out);
     else if (rc == HEED_OK) ir_print_dot(g, out);
     if (out && out != stdout && rc == HEED_OK && rt_out_commit(&of, err, sizeof err) != RT_OK) {
@@ -703,6 +732,9 @@ int main(int argc, char **argv) {
              (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad") ||
               !strcmp(cmd->name, "generate") || !strcmp(cmd->name, "build"))) {
     rc = usage_error(cmd, "missing %s", missing_run_flag(cmd, &a));
+  } else if (rc == 0 && a.bench.profile && heed_gpu_target(a.o.target, NULL)) {
+    fprintf(stderr, "heed bench: error: --profile is not available with --target %s yet\n", a.o.target);
+    rc = 1;
   } else if (rc == 0 && !strcmp(cmd->name, "train") && !a.train.data) {
     rc = usage_error(cmd, "missing --data FILE%s", "");
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && !a.emit) {
@@ -710,17 +742,11 @@ int main(int argc, char **argv) {
   } else if (rc == 0 && !strcmp(cmd->name, "compile") && strcmp(a.emit, "ast") && strcmp(a.emit, "ir") &&
              strcmp(a.emit, "ir-opt") && strcmp(a.emit, "plan") &&
              strcmp(a.emit, "dot") && strcmp(a.emit, "schedule") && strcmp(a.emit, "llvm") && strcmp(a.emit, "asm") &&
-             strcmp(a.emit, "obj")) {
-    static const char *later[] = {"cuda", "ptx"};
-    bool known = false;
-    for (int i = 0; i < 2; i++) known |= !strcmp(a.emit, later[i]);
-    if (known) {
-      fprintf(stderr, "heed compile: --emit %s is not available in this version (ast, ir, ir-opt, dot, schedule, plan, llvm, asm and obj are)\n",
-              a.emit);
-      rc = 1;
-    } else {
-      rc = usage_error(cmd, "unknown --emit kind '%s' (ast, ir, ir-opt, dot, schedule, plan, llvm, asm, obj, cuda, ptx)", a.emit);
-    }
+             strcmp(a.emit, "obj") && strcmp(a.emit, "cuda") && strcmp(a.emit, "opencl") && strcmp(a.emit, "ptx")) {
+    rc = usage_error(cmd, "unknown --emit kind '%s' (ast, ir, ir-opt, dot, schedule, plan, llvm, asm, obj, cuda, opencl, ptx)",
+                     a.emit);
+  } else if (rc == 0 && a.gpu_arch && (strcmp(cmd->name, "compile") || strcmp(a.emit, "ptx"))) {
+    rc = usage_error(cmd, "--gpu-arch is for compile --emit ptx (the architecture NVRTC compiles for)%s", "");
   } else if (rc == 0 && !(rc = check_outputs(cmd, &a))) {
     rc = cmd_frontend(cmd, &a);
   }

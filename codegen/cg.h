@@ -281,6 +281,9 @@ bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d);
 bool cg_run_ctx(CgProgram *p, const int64_t *symvals, void **bufs, void *pool, int nthreads, void *work, Diag *d);
 // Bytes of the program's own workspace (the sgemm's packing buffers; 0: none).
 int64_t cg_workspace_bytes(const CgProgram *p);
+// Frees the program's own workspace: it then runs only through cg_run_ctx
+// with the caller's (a HeedProgram's workspace region), not cg_run.
+void cg_program_release_work(CgProgram *p);
 // With CgOptions.prefix: runs only the kernels of nodes [0, prefix) on bufs
 // (the same buffers and plan as cg_run; the nodes after it are left as
 // they are). Not profiled.

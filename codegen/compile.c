@@ -738,6 +738,10 @@ int64_t cg_buffer_bytes(const CgProgram *p, int node_id, const int64_t *symvals)
 
 static bool run_entry(CgProgram *p, CgEntryFn entry, const int64_t *symvals, void **bufs, const CgRunCtx *with,
                       Diag *d) {
+  if (!with && p->work_released) {
+    diag_error(d, NOLOC, "cpu backend: internal error: the program's workspace was released (it runs with its caller's)");
+    return false;
+  }
   if (!ir_check_size_limits(p->limits, p->nlimits, symvals, d)) return false;  // T > ctx, as the interpreter says
   CgRunCtx ctx = {.pool = p->pool, .nthreads = p->nthreads, .work = p->work, .err = {0}};
   if (with) ctx.pool = with->pool, ctx.nthreads = with->nthreads, ctx.work = with->work;
@@ -752,15 +756,25 @@ bool cg_run(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) {
 }
 
 bool cg_run_ctx(CgProgram *p, const int64_t *symvals, void **bufs, void *pool, int nthreads, void *work, Diag *d) {
-  if (nthreads > p->nthreads || (p->work && !work)) {
+  bool needs = p->work || p->work_released;
+  if (nthreads > p->nthreads || (needs && !work)) {
     diag_error(d, NOLOC, "cpu backend: the program was compiled for %d threads and a workspace; run with %d threads%s",
-               p->nthreads, nthreads, p->work && !work ? " and none" : "");
+               p->nthreads, nthreads, needs && !work ? " and none" : "");
     return false;
   }
   return run_entry(p, p->entry, symvals, bufs, &(CgRunCtx){.pool = pool, .nthreads = nthreads, .work = work}, d);
 }
 
-int64_t cg_workspace_bytes(const CgProgram *p) { return p->work ? (int64_t)cg_gemm_work_bytes(&p->gemm) : 0; }
+int64_t cg_workspace_bytes(const CgProgram *p) {
+  return p->work || p->work_released ? (int64_t)cg_gemm_work_bytes(&p->gemm) : 0;
+}
+
+void cg_program_release_work(CgProgram *p) {
+  if (!p->work) return;
+  heed_free(p->work);
+  p->work = NULL;
+  p->work_released = true;
+}
 
 bool cg_run_prefix(CgProgram *p, const int64_t *symvals, void **bufs, Diag *d) {
   if (!p->prefix) {

@@ -49,6 +49,7 @@ struct CgProgram {
                     // calls, and the memory plan's lifetimes (sched->def, end: call positions)
   CgGemmConfig gemm;
   float *work;  // the sgemm's packing buffers
+  bool work_released;  // cg_program_release_work: runs only with a caller's workspace (cg_run_ctx)
   void *pool;
   int nthreads;
   CgProgramStats stats;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "engine/exec.h"
+#include "engine/gpu_exec.h"
 #include "runtime/rt.h"
 #ifdef HEED_HAVE_LLVM
 #include "codegen/cg.h"
@@ -30,6 +31,7 @@ struct HeedExec {
   RtDevice *dev;              // the CPU device (its pool: the compiled code's threads)
   int threads;
   char name[96];
+  HeedGpuExec *gpu;           // --target opencl|cuda (gpu_exec.c)
 };
 
 static void free_vec(double **v, int n) {
@@ -44,6 +46,12 @@ HeedExec *heed_exec_new(Compilation *c, const IrGraph *g, bool interp, int threa
   x->g = g;
   x->interp = interp;
   x->threads = threads;
+  bool cuda;
+  if (!interp && heed_gpu_target(c->opts->target, &cuda)) {  // the GPU targets: gpu_exec.c
+    if (!(x->gpu = heed_gpu_exec_new(c, g, cuda))) return heed_free(x), NULL;
+    snprintf(x->name, sizeof x->name, "%.95s", heed_gpu_exec_name(x->gpu));
+    return x;
+  }
 #ifndef HEED_HAVE_LLVM
   x->interp = true;  // built without the LLVM backend
   (void)profile;
@@ -113,6 +121,7 @@ static void from_native(IrDType dt, const void *p, int64_t n, double *out) {
 bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, double *const *params) {
   const IrGraph *g = x->g;
   memcpy(x->symvals, symvals, sizeof(int64_t) * (size_t)(g->syms.len < IR_MAX_SYMS ? g->syms.len : IR_MAX_SYMS));
+  if (x->gpu) return heed_gpu_exec_bind(x->gpu, symvals, inputs, params);
   if (x->interp) {
     free_vec(x->in, g->inputs.len);
     free_vec(x->par, g->params.len);
@@ -137,6 +146,7 @@ bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, 
   char err[256];
   int rc = HEED_ABI_OK;
   if (!(x->hp = cg_program_abi(x->prog, false, g, x->symvals, &x->c->diag))) return false;
+  cg_program_release_work(x->prog);  // the ABI's runs use the workspace region: one workspace, not two
   if ((rc = rt_regions_alloc(x->dev, x->hp, &x->regions, err, sizeof err)) != HEED_ABI_OK) {
     diag_error(&x->c->diag, (SrcLoc){0}, "%s", err);
     return false;
@@ -167,6 +177,7 @@ bool heed_exec_bind(HeedExec *x, const int64_t *symvals, double *const *inputs, 
 }
 
 bool heed_exec_run(HeedExec *x) {
+  if (x->gpu) return heed_gpu_exec_run(x->gpu);
   if (x->interp) {
     ir_values_free(x->vals);
     x->vals = ir_interp(x->g, x->symvals, x->in, x->par, false, &x->c->diag);
@@ -183,6 +194,7 @@ bool heed_exec_run(HeedExec *x) {
 }
 
 double *heed_exec_output(HeedExec *x, int i, int64_t *numel) {
+  if (x->gpu) return heed_gpu_exec_output(x->gpu, i, numel);
   const IrNode *o = x->g->outputs.data[i];
   int64_t n = ir_type_numel(&o->ty, x->symvals);
   double *v = heed_malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
@@ -311,6 +323,7 @@ double heed_exec_compile_ms(const HeedExec *x) {
 
 void heed_exec_free(HeedExec *x) {
   if (!x) return;
+  heed_gpu_exec_free(x->gpu);
   free_vec(x->in, x->g->inputs.len);
   free_vec(x->par, x->g->params.len);
   ir_values_free(x->vals);

@@ -26,6 +26,11 @@ void rt_set_allocator(RtAllocFn fn, void *ud) {
   alloc_ud = fn ? ud : NULL;
 }
 
+RtAllocFn rt_get_allocator(void **ud) {
+  if (ud) *ud = alloc_fn == libc_alloc ? NULL : alloc_ud;
+  return alloc_fn == libc_alloc ? NULL : alloc_fn;
+}
+
 void *rt_malloc(size_t size) { return alloc_fn(alloc_ud, NULL, size ? size : 1, 0); }
 
 void *rt_calloc(size_t n, size_t size) {

@@ -1,16 +1,35 @@
 // runtime/gpu.c: the GPU devices behind runtime/gpu.h: OpenCL through the
 // ICD loader and CUDA through the driver API, both loaded with dlopen at
 // run time (the declarations of the few entry points used are here, so no
-// vendor library is needed to build or link heed). NVRTC is gpu_nvrtc.c.
-#define CL_TARGET_OPENCL_VERSION 120
-#include <CL/cl.h>
+// vendor library or header is needed to build or link heed). NVRTC is
+// gpu_nvrtc.c.
 #include <dlfcn.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/gpu.h"
+
+// ---- the OpenCL 1.2 types and constants used (as Khronos' CL/cl.h) ----
+typedef int32_t cl_int;
+typedef uint32_t cl_uint, cl_bool, cl_device_info, cl_program_build_info, cl_kernel_info;
+typedef uint64_t cl_device_type, cl_mem_flags, cl_command_queue_properties;
+typedef intptr_t cl_context_properties;
+typedef struct _cl_platform_id *cl_platform_id;
+typedef struct _cl_device_id *cl_device_id;
+typedef struct _cl_context *cl_context;
+typedef struct _cl_command_queue *cl_command_queue;
+typedef struct _cl_program *cl_program;
+typedef struct _cl_kernel *cl_kernel;
+typedef struct _cl_mem *cl_mem;
+typedef struct _cl_event *cl_event;
+enum {
+  CL_SUCCESS = 0, CL_TRUE = 1, CL_DEVICE_NAME = 0x102B, CL_MEM_READ_WRITE = 1, CL_PROGRAM_BUILD_LOG = 0x1183,
+  CL_KERNEL_FUNCTION_NAME = 0x1190, CL_DEVICE_MEM_BASE_ADDR_ALIGN = 0x1019, CL_BUFFER_CREATE_TYPE_REGION = 0x1220
+};
+#define CL_DEVICE_TYPE_ALL 0xFFFFFFFFull
 
 // ---- the CUDA driver API's types and the entry points used ----
 typedef int CUresult;
@@ -44,6 +63,7 @@ typedef struct {
   cl_int (*ReleaseProgram)(cl_program);
   cl_int (*ReleaseCommandQueue)(cl_command_queue);
   cl_int (*ReleaseContext)(cl_context);
+  cl_mem (*CreateSubBuffer)(cl_mem, cl_mem_flags, cl_uint, const void *, cl_int *);
 } ClApi;
 
 typedef struct {
@@ -77,6 +97,7 @@ typedef struct {
 struct RtGpuBuf {
   cl_mem cl;
   CUdeviceptr cu;
+  bool sub;  // CUDA: a part of another buffer (not freed itself)
   RtGpuBuf *next;
 };
 
@@ -92,7 +113,9 @@ struct RtGpu {
   CUdevice cudev;
   CUcontext cuctx;
   CUmodule mod;
+  size_t align;  // rt_gpu_align
   int sm;  // compute capability, e.g. 90
+  char arch[16];
   Kern *k;
   int nk;
   RtGpuBuf *bufs;
@@ -119,7 +142,7 @@ static const char *const cl_names[] = {
     "clCreateProgramWithSource", "clBuildProgram", "clGetProgramBuildInfo", "clCreateKernelsInProgram",
     "clGetKernelInfo", "clSetKernelArg", "clEnqueueNDRangeKernel", "clCreateBuffer", "clEnqueueWriteBuffer",
     "clEnqueueReadBuffer", "clFinish", "clReleaseMemObject", "clReleaseKernel", "clReleaseProgram",
-    "clReleaseCommandQueue", "clReleaseContext"};
+    "clReleaseCommandQueue", "clReleaseContext", "clCreateSubBuffer"};
 static const char *const cu_names[] = {
     "cuInit", "cuDeviceGet", "cuDeviceGetName", "cuDeviceGetAttribute", "cuDevicePrimaryCtxRetain",
     "cuDevicePrimaryCtxRelease_v2", "cuCtxSetCurrent", "cuModuleLoadData", "cuModuleUnload", "cuModuleGetFunction",
@@ -152,6 +175,9 @@ static bool open_opencl(RtGpu *g, char *err, size_t errlen) {
     if (g->cl.GetDeviceIDs(plat[i], CL_DEVICE_TYPE_ALL, 1, &g->dev, &nd) != CL_SUCCESS) nd = 0;
   if (!nd) return fail(err, errlen, "no OpenCL device was found");
   g->cl.GetDeviceInfo(g->dev, CL_DEVICE_NAME, sizeof g->name - 1, g->name, NULL);
+  cl_uint bits = 0;  // the device's base address alignment, in bits
+  g->cl.GetDeviceInfo(g->dev, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL);
+  g->align = bits / 8 > 256 ? bits / 8 : 256;
   if (!(g->ctx = g->cl.CreateContext(NULL, 1, &g->dev, NULL, NULL, &rc))) return cl_ok(rc, "context", err, errlen);
   if (!(g->q = g->cl.CreateCommandQueue(g->ctx, g->dev, 0, &rc))) return cl_ok(rc, "queue", err, errlen);
   return true;
@@ -172,6 +198,8 @@ static bool open_cuda(RtGpu *g, char *err, size_t errlen) {
       !cu_ok(g, g->cu.CtxSetCurrent(g->cuctx), "context", err, errlen))
     return false;
   g->sm = major * 10 + minor;
+  g->align = 256;
+  snprintf(g->arch, sizeof g->arch, "sm_%d", g->sm);
   g->cu.DeviceGetName(g->name, (int)sizeof g->name - 1, g->cudev);
   return true;
 }
@@ -206,7 +234,7 @@ void rt_gpu_close(RtGpu *g) {
     RtGpuBuf *b = g->bufs;
     g->bufs = b->next;
     if (b->cl) g->cl.ReleaseMemObject(b->cl);
-    if (b->cu) g->cu.MemFree(b->cu);
+    if (b->cu && !b->sub) g->cu.MemFree(b->cu);
     free(b);
   }
   if (g->q) g->cl.ReleaseCommandQueue(g->q);
@@ -241,13 +269,13 @@ static bool load_opencl(RtGpu *g, const char *src, char **log, char *err, size_t
   return cl_ok(rc, "kernels", err, errlen);
 }
 
+const char *rt_gpu_arch(const RtGpu *g) { return g->arch; }
+
 // The kernel names of a CUDA source: every `KERNEL name(` (the renderer's spelling).
-static bool load_cuda(RtGpu *g, const char *src, char **log, char *err, size_t errlen) {
-  char arch[16], *ptx = NULL;
-  snprintf(arch, sizeof arch, "sm_%d", g->sm);
-  if (!rt_nvrtc_compile(src, arch, &ptx, log, err, errlen)) return false;
+bool rt_gpu_load_ptx(RtGpu *g, const char *ptx, const char *src, char *err, size_t errlen) {
+  if (g->kind != RT_GPU_CUDA) return fail(err, errlen, "PTX is for the cuda target");
+  unload(g);
   bool ok = cu_ok(g, g->cu.ModuleLoadData(&g->mod, ptx), "module load", err, errlen);
-  free(ptx);
   int cap = 0;
   for (const char *p = src; ok && (p = strstr(p, "\nKERNEL ")); p += 8) cap++;
   if (ok && !(g->k = calloc(cap ? (size_t)cap : 1, sizeof *g->k))) return fail(err, errlen, "out of memory");
@@ -257,6 +285,14 @@ static bool load_cuda(RtGpu *g, const char *src, char **log, char *err, size_t e
     snprintf(k->name, sizeof k->name, "%.*s", (int)(e ? e - b : 0), b);
     ok = cu_ok(g, g->cu.ModuleGetFunction(&k->cu, g->mod, k->name), "kernel lookup", err, errlen);
   }
+  return ok;
+}
+
+static bool load_cuda(RtGpu *g, const char *src, char **log, char *err, size_t errlen) {
+  char *ptx = NULL;
+  if (!rt_nvrtc_compile(src, g->arch, &ptx, log, err, errlen)) return false;
+  bool ok = rt_gpu_load_ptx(g, ptx, src, err, errlen);
+  free(ptx);
   return ok;
 }
 
@@ -283,12 +319,31 @@ RtGpuBuf *rt_gpu_alloc(RtGpu *g, size_t bytes, char *err, size_t errlen) {
   return b;
 }
 
+size_t rt_gpu_align(const RtGpu *g) { return g->align; }
+
+RtGpuBuf *rt_gpu_sub(RtGpu *g, RtGpuBuf *parent, size_t offset, size_t bytes, char *err, size_t errlen) {
+  RtGpuBuf *b = calloc(1, sizeof *b);
+  if (!b) return fail(err, errlen, "out of memory"), NULL;
+  if (offset % g->align) return free(b), fail(err, errlen, "sub-buffer offset %zu is not aligned", offset), NULL;
+  if (bytes == 0) bytes = 4;
+  if (g->kind == RT_GPU_OPENCL) {
+    size_t region[2] = {offset, bytes};
+    cl_int rc;
+    if (!(b->cl = g->cl.CreateSubBuffer(parent->cl, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, region, &rc)))
+      return free(b), cl_ok(rc, "sub-buffer", err, errlen), NULL;
+  } else {
+    b->cu = parent->cu + offset, b->sub = true;
+  }
+  b->next = g->bufs, g->bufs = b;
+  return b;
+}
+
 void rt_gpu_buf_free(RtGpu *g, RtGpuBuf *b) {
   for (RtGpuBuf **p = &g->bufs; b && *p; p = &(*p)->next)
     if (*p == b) {
       *p = b->next;
       if (b->cl) g->cl.ReleaseMemObject(b->cl);
-      if (b->cu) g->cu.MemFree(b->cu);
+      if (b->cu && !b->sub) g->cu.MemFree(b->cu);
       free(b);
       return;
     }

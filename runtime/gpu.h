@@ -28,8 +28,19 @@ const char *rt_gpu_device_name(const RtGpu *g);
 // architecture) and makes its kernels launchable. False with the build log
 // in *log (malloc'd, caller frees; may be NULL) and a summary in err.
 bool rt_gpu_load(RtGpu *g, const char *src, char **log, char *err, size_t errlen);
+// CUDA: the device's architecture for NVRTC ("sm_90"); OpenCL: "".
+const char *rt_gpu_arch(const RtGpu *g);
+// CUDA: loads ptx (src compiled by NVRTC for rt_gpu_arch, e.g. from a PTX
+// cache) and makes src's kernels launchable. False with the reason in err.
+bool rt_gpu_load_ptx(RtGpu *g, const char *ptx, const char *src, char *err, size_t errlen);
 RtGpuBuf *rt_gpu_alloc(RtGpu *g, size_t bytes, char *err, size_t errlen);  // contents undefined
 void rt_gpu_buf_free(RtGpu *g, RtGpuBuf *b);
+// The bytes a sub-buffer's offset must be a multiple of (at least 256).
+size_t rt_gpu_align(const RtGpu *g);
+// bytes of parent from offset (a multiple of rt_gpu_align): the memory
+// plan's tensors in one arena. Freed with rt_gpu_buf_free (before or after
+// parent; the memory is parent's).
+RtGpuBuf *rt_gpu_sub(RtGpu *g, RtGpuBuf *parent, size_t offset, size_t bytes, char *err, size_t errlen);
 bool rt_gpu_write(RtGpu *g, RtGpuBuf *b, const void *src, size_t bytes, char *err, size_t errlen);
 bool rt_gpu_read(RtGpu *g, RtGpuBuf *b, void *dst, size_t bytes, char *err, size_t errlen);  // waits
 // Queues kernel name over global work-items in groups of local (3 axes),

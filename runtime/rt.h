@@ -61,6 +61,7 @@ typedef enum {
 // HEED_FAULT_ALLOC); programs from heed build keep libc's (fn NULL).
 typedef void *(*RtAllocFn)(void *ud, void *ptr, size_t size, size_t align);
 void rt_set_allocator(RtAllocFn fn, void *ud);
+RtAllocFn rt_get_allocator(void **ud);  // the installed one; NULL: libc's
 // As libc's; a zero size allocates one byte, so NULL always means out of memory.
 void *rt_malloc(size_t size);
 void *rt_calloc(size_t n, size_t size);

@@ -173,6 +173,11 @@ static bool dtypes_ok(const IrGraph *g, const SchedKernel *k, Diag *d) {
 
 bool cg_gpu_supports(const IrGraph *g, const SchedKernel *k, Diag *d) {
   const IrNode *n = g->nodes.data[k->root];
+  IrOp fn = (IrOp)n->attr.fn;
+  if (n->op == IR_OP_UNARY_GRAD && (fn < IR_OP_NEG || fn > IR_OP_ABS || fn == IR_OP_CAST)) {
+    diag_error(d, n->loc, "the GPU backend has no derivative kernel for %s", ir_op_name(fn));
+    return false;
+  }
   if (!gr_op_supported(n->op)) {
     diag_error(d, n->loc, "the GPU backend has no kernel for %s yet (the cpu target has)", ir_op_name(n->op));
     return false;

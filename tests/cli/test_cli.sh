@@ -27,10 +27,14 @@ expect 2 "unknown flag '--wieghts'; did you mean '--weights'\?" -- "$HEED" run "
 expect 0 '--profile' -- "$HEED" help train
 expect 0 'compiled CPU code; the reference interpreter with' -- "$HEED" help run
 # flags for what is not built: a clear error, never a silent CPU run or "unknown flag"
-expect 1 'the cuda target is not available in this build' -- "$HEED" run "$REPO/examples/mlp.heed" --target cuda
-expect 1 'the cuda target is not available in this build' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x --target cuda
+# the GPU targets (docs/gpu.md): run, grad, bench; without the NVIDIA driver, cuda is a clear error
+if ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1'; then
+  expect 1 'the cuda target: no NVIDIA driver' -- "$HEED" bench "$REPO/examples/mlp.heed" --target cuda
+fi
+expect 1 '--profile is not available with --target opencl' -- "$HEED" bench "$REPO/examples/mlp.heed" --target opencl --profile
+expect 1 '--target cuda is not available for heed train yet' -- "$HEED" train "$REPO/examples/bytegpt.heed" --data x --target cuda
 expect 2 '--threads takes 1 to 256, not 300' -- "$HEED" generate "$REPO/examples/bytegpt.heed" --weights w --prompt x --threads 300
-expect 2 "--target must be cpu or cuda, not 'tpu'" -- "$HEED" run "$REPO/examples/mlp.heed" --target tpu
+expect 2 "--target must be cpu, opencl or cuda, not 'tpu'" -- "$HEED" run "$REPO/examples/mlp.heed" --target tpu
 expect 1 'quantization is not available in this version' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit ir --quantize int8
 expect 2 '--quantize takes int8, int4 or bf16' -- "$HEED" build "$REPO/examples/mlp.heed" --quantize int3
 for c in check compile init run grad bench train generate build; do
@@ -51,8 +55,16 @@ expect 2 '--set takes KEY=VALUE' -- "$HEED" check "$REPO/examples/gpt2.heed" --s
 expect 1 "$T/none.heed: cannot open" -- "$HEED" check "$T/none.heed"
 expect 1 "is a directory" -- "$HEED" check "$T"
 expect 2 '--emit KIND is required' -- "$HEED" compile "$REPO/examples/gpt2.heed"
-expect 1 'not available in this version' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit cuda
-expect 1 'not available in this version' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ptx
+expect 0 'extern "C" __global__' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit cuda --seq 16
+expect 0 '__kernel void' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit opencl --seq 16
+expect 0 '\.target sm_90' -- "$HEED" compile "$REPO/examples/bytegpt.heed" --emit ptx --gpu-arch sm_90 --seq 16
+# the PTX cache: the second compile reads what the first one stored
+HEED_CACHE_DIR="$T/ptxcache" "$HEED" compile "$REPO/examples/mlp.heed" --emit ptx --seq 8 >"$T/a.ptx" 2>&1
+expect 0 '\.o$' -- ls "$T/ptxcache"
+HEED_CACHE_DIR="$T/ptxcache" "$HEED" compile "$REPO/examples/mlp.heed" --emit ptx --seq 8 >"$T/b.ptx" 2>&1
+expect 0 '' -- cmp "$T/a.ptx" "$T/b.ptx"
+expect 2 '--gpu-arch takes a CUDA architecture' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit ptx --gpu-arch 90
+expect 2 '--gpu-arch is for compile --emit ptx' -- "$HEED" compile "$REPO/examples/gpt2.heed" --emit cuda --gpu-arch sm_90
 # --emit ir-opt: the IR after the pipeline (heed_compile's pass_run)
 expect 0 'output grad\.hidden\.weight = %' -- "$HEED" compile "$REPO/examples/mlp.heed" --emit ir-opt --grad
 expect 0 'output new\.opt\.v\.wte = %' -- "$HEED" compile "$REPO/examples/bytegpt.heed" --emit ir-opt --train-step --set layers=1
