@@ -46,6 +46,30 @@ typedef struct {             // heed generate (generate.c)
 // a generate flag, -1 with a message in bad for a bad value.
 int heed_gen_flag(HeedGenOpts *g, const char *flag, const char *val, char *bad, size_t badlen);
 int heed_cmd_generate(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *g);
+// heed serve's executor (generate.c): nslots KV caches over one compiled
+// step graph (the window: go->window or heed_gen_window's choice). Prefill
+// and decode are heed generate's, on one slot; 0 on success. Slots are not
+// safe to run from several threads at once.
+typedef struct HeedGenSlots HeedGenSlots;
+int heed_gen_slots_open(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *go, int nslots, HeedGenSlots **out);
+int64_t heed_gen_slots_vocab(const HeedGenSlots *s);
+int64_t heed_gen_slots_window(const HeedGenSlots *s);
+int heed_gen_slots_prefill(HeedGenSlots *s, int slot, const int32_t *tok, int64_t n, float *logits);
+int heed_gen_slots_decode(HeedGenSlots *s, int slot, int32_t tok, int64_t pos, float *logits);
+void heed_gen_slots_free(HeedGenSlots *s);  // NULL is harmless; also after a failed open
+typedef struct {             // heed serve (serve.c)
+  const char *host;          // --host (default 127.0.0.1)
+  int port;                  // --port (default 8080; 0: any free port)
+  int parallel;              // --parallel: slots (default 4)
+  int queue;                 // --queue: requests waiting for a slot (default 64)
+  double timeout_s, grace_s; // --timeout (default 600), --grace (default 30)
+  size_t max_body;           // --max-body bytes (default 1 MiB)
+  int64_t max_tokens;        // --max-tokens: the most a request may ask for (default 4096)
+  const char *api_key;       // --api-key
+  HeedGenOpts gen;           // --tokenizer, --output, --ctx (the window)
+} HeedServeOpts;
+int heed_serve_flag(HeedServeOpts *s, const char *flag, const char *val, char *bad, size_t badlen);
+int heed_cmd_serve(Compilation *c, const HeedRunOpts *o, const HeedServeOpts *s);
 // The forward's output holding the logits f32[B, T, vocab]: the one named
 // name (--output; as heed run names outputs: out, out0, out1, ...), else
 // the only f32 output of that shape (vocab: the rows of the table the

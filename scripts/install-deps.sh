@@ -5,9 +5,10 @@ set -euo pipefail
 
 # libclang-rt-19-dev: libFuzzer's and the sanitizers' runtimes for clang-19
 # (`make fuzz`); clang-19 does not pull it in.
-PKGS=(cmake make gcc pkg-config flex bison llvm-19-dev clang-19 libfuzzer-19-dev
+PKGS=(cmake make gcc pkg-config flex bison llvm-19-dev clang-19 libfuzzer-19-dev libmicrohttpd-dev curl
       libclang-rt-19-dev libcmocka-dev libcjson-dev python3 python3-numpy
-      python3-torch fortunes)  # fortunes: the text `make demo` trains on
+      python3-torch python3-venv fortunes)  # fortunes: the text `make demo` trains on
+# libmicrohttpd-dev: heed serve's HTTP server; curl, python3-venv: its tests
 
 missing=()
 for p in "${PKGS[@]}"; do
