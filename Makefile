@@ -15,7 +15,7 @@ MAKEFLAGS += --no-print-directory
 all: build
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh $(BUILD)
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null

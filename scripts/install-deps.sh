@@ -16,7 +16,24 @@ for p in "${PKGS[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+
+# heed serve's test drives the server with OpenAI's own Python client (PyPI:
+# openai), installed once into a venv in the build directory ($1, default
+# build/pyenv), never at test time.
+pyenv() {
+  local venv="${1:-build}/pyenv"
+  if ! "$venv/bin/python" -c 'import openai' 2>/dev/null; then
+    echo "heed: installing the openai client into $venv (heed serve's test)" >&2
+    mkdir -p "$(dirname "$venv")"
+    python3 -m venv --system-site-packages "$venv" >&2
+    "$venv/bin/pip" install -q openai >&2
+  fi
+}
+
+if [ ${#missing[@]} -eq 0 ]; then
+  pyenv "${1:-build}"
+  exit 0
+fi
 
 echo "heed: installing missing packages: ${missing[*]}" >&2
 SUDO=""
@@ -29,3 +46,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q >&2
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+pyenv "${1:-build}"
