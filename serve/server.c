@@ -34,6 +34,7 @@ typedef struct {
   char *pending;   // SSE: bytes not yet handed to MHD
   size_t plen, poff;
   size_t sent;     // SSE: text bytes sent
+  int64_t tsent;   // SSE: token ids sent
   bool ended;
 } Conn;
 
@@ -84,8 +85,10 @@ static bool client_gone(struct MHD_Connection *conn) {
   return (p.revents & POLLIN) && recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
+// A completion object (or an SSE chunk: usage false); the ids r->toks[t0..t1)
+// go into heed's extension field "token_ids" (t1 < 0: none).
 static cJSON *completion_json(const SrvServer *s, const SrvReq *r, const char *text, size_t len, const char *finish,
-                              bool usage) {
+                              bool usage, int64_t t0, int64_t t1) {
   cJSON *o = cJSON_CreateObject(), *ch = cJSON_AddArrayToObject(o, "choices"), *c0 = cJSON_CreateObject();
   char *t = srv_text_json(text, len);
   cJSON_AddStringToObject(o, "id", r->id);
@@ -106,9 +109,9 @@ static cJSON *completion_json(const SrvServer *s, const SrvReq *r, const char *t
     cJSON_AddNumberToObject(u, "completion_tokens", (double)r->ntok);
     cJSON_AddNumberToObject(u, "total_tokens", (double)(r->p.n_prompt + r->ntok));
   }
-  if (finish && usage) {  // heed's extension: the generated ids, as a client compares with heed generate
+  if (t1 >= 0) {  // heed's extension: the generated ids, as a client compares them with heed generate's
     cJSON *ids = cJSON_AddArrayToObject(c0, "token_ids");
-    for (int64_t i = 0; ids && i < r->ntok; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(r->toks[i]));
+    for (int64_t i = t0; ids && i < t1; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(r->toks[i]));
   }
   free(t);
   return o;
@@ -137,7 +140,7 @@ static enum MHD_Result finish_plain(Conn *c) {
   int st = r->err_status;
   char msg[256];
   snprintf(msg, sizeof msg, "%s", r->err);
-  cJSON *o = ok && !st ? completion_json(s, r, r->text, r->len, r->finish, true) : NULL;
+  cJSON *o = ok && !st ? completion_json(s, r, r->text, r->len, r->finish, true, 0, r->ntok) : NULL;
   pthread_mutex_unlock(&s->mu);
   if (!ok) return c->status = 499, MHD_NO;  // nginx's "client closed request", for the log
   return st ? send_error(c, st, msg, st == 503 ? "1" : NULL) : send_json(c, 200, o);
@@ -167,7 +170,7 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     c->plen = c->poff = 0;
     pthread_mutex_lock(&s->mu);
     SrvReq *r = c->r;
-    while (r->state != RQ_DONE && srv_sendable(r) <= c->sent) {
+    while (r->state != RQ_DONE && srv_sendable(r) <= c->sent && r->ntok <= c->tsent) {
       srv_wait_out(s, 0.1);
       if (r->state != RQ_DONE && client_gone(c->conn)) {
         r->cancel = true;
@@ -178,17 +181,18 @@ static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     }
     size_t end = r->state == RQ_DONE ? r->len : srv_sendable(r);
     bool done = r->state == RQ_DONE;
-    if (end > c->sent && !r->err_status) sse_add(c, completion_json(s, r, r->text + c->sent, end - c->sent, NULL, false), NULL);
-    c->sent = end;
+    if ((end > c->sent || r->ntok > c->tsent) && !r->err_status)  // a chunk per step: new text (maybe none) and ids
+      sse_add(c, completion_json(s, r, r->text + c->sent, end - c->sent, NULL, false, c->tsent, r->ntok), NULL);
+    c->sent = end, c->tsent = r->ntok;
     if (done && r->err_status) {
       char *e = srv_error_json(r->err_status, r->err);
       if (e) sse_add(c, NULL, e);
       free(e);
       c->status = r->err_status;
     } else if (done) {
-      sse_add(c, completion_json(s, r, "", 0, r->finish, false), NULL);
+      sse_add(c, completion_json(s, r, "", 0, r->finish, false, 0, -1), NULL);
       if (r->p.usage_in_stream) {
-        cJSON *u = completion_json(s, r, "", 0, NULL, true);
+        cJSON *u = completion_json(s, r, "", 0, NULL, true, 0, -1);
         cJSON_DeleteItemFromObject(u, "choices");
         cJSON_AddArrayToObject(u, "choices");
         sse_add(c, u, NULL);
