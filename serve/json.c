@@ -165,10 +165,16 @@ static int parse_fields(const cJSON *o, const SrvOpts *so, int64_t vocab, int64_
   const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "prompt");
   if (!f) return bad(err, errlen, "'prompt' is required");
   if ((rc = unsupported(o, err, errlen)) || (rc = parse_prompt(f, so, vocab, p, err, errlen))) return rc;
+  int64_t v = -1;  // truncate_prompt_tokens (vLLM's): keep the prompt's last v tokens
+  if ((rc = int_field(o, "truncate_prompt_tokens", 1, INT64_MAX / 2, &v, err, errlen))) return rc;
+  if (v > 0 && p->n_prompt > v) {
+    memmove(p->ids, p->ids + p->n_prompt - v, sizeof(int32_t) * (size_t)v);
+    p->n_prompt = v;
+  }
   if (p->n_prompt > window)
-    return bad(err, errlen, "the prompt has %lld tokens; the context holds %lld", (long long)p->n_prompt,
-               (long long)window);
-  int64_t v = -1;
+    return bad(err, errlen, "the prompt has %lld tokens; the context holds %lld (truncate_prompt_tokens keeps the "
+               "last N)", (long long)p->n_prompt, (long long)window);
+  v = -1;
   p->max_tokens = 16;  // OpenAI's default
   p->sample = (RtSampleOpts){.temperature = 1, .top_p = 1, .seed = so->seed};
   if ((rc = int_field(o, "max_tokens", 1, so->max_tokens, &p->max_tokens, err, errlen)) ||

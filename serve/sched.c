@@ -173,7 +173,8 @@ char *srv_metrics_text(SrvServer *s) {
   return buf;
 }
 
-void srv_access_log(SrvServer *s, const char *method, const char *path, int status, double seconds, const SrvReq *r) {
+void srv_access_log(SrvServer *s, const char *remote, const char *method, const char *path, int status, double seconds,
+                    const SrvReq *r) {
   pthread_mutex_lock(&s->mu);
   if (status >= 100 && status < 600) s->by_status[status]++;
   cJSON *o = cJSON_CreateObject();
@@ -182,6 +183,7 @@ void srv_access_log(SrvServer *s, const char *method, const char *path, int stat
   struct tm tm;
   strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
   cJSON_AddStringToObject(o, "time", ts);
+  cJSON_AddStringToObject(o, "remote", remote);
   cJSON_AddStringToObject(o, "method", method);
   cJSON_AddStringToObject(o, "path", path);
   cJSON_AddNumberToObject(o, "status", status);

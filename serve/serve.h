@@ -138,7 +138,7 @@ void srv_wait_out(SrvServer *s, double seconds);         // the lock held: until
 size_t srv_sendable(const SrvReq *r);                    // text bytes that may be streamed now
 char *srv_text_json(const char *text, size_t len);        // valid UTF-8 (U+FFFD for bad bytes), malloc'd
 char *srv_metrics_text(SrvServer *s);
-void srv_access_log(SrvServer *s, const char *method, const char *path, int status, double seconds, const SrvReq *r);
+void srv_access_log(SrvServer *s, const char *remote, const char *method, const char *path, int status, double seconds, const SrvReq *r);
 void srv_conn_count(SrvServer *s, int delta);
 
 #endif

@@ -29,7 +29,7 @@ typedef struct {
   bool too_large, counted;
   int status;
   double t0;
-  char method[8], path[128];
+  char method[8], path[128], remote[64];
   SrvReq *r;       // a completion's request (one reference)
   char *pending;   // SSE: bytes not yet handed to MHD
   size_t plen, poff;
@@ -303,6 +303,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     *c = (Conn){.s = s, .conn = conn, .t0 = now_s()};
     snprintf(c->method, sizeof c->method, "%s", method);
     snprintf(c->path, sizeof c->path, "%s", url);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET)
+      inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, c->remote, sizeof c->remote);
+    else if (sa && sa->sa_family == AF_INET6)
+      inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, c->remote, sizeof c->remote);
     *con_cls = c;
     srv_conn_count(s, 1);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -335,7 +341,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   (void)conn;
   if (!c) return;
   if (c->r && code != MHD_REQUEST_TERMINATED_COMPLETED_OK && c->status == 200) c->status = 499;
-  srv_access_log(s, c->method, c->path, c->status ? c->status : 499, now_s() - c->t0, c->r);
+  srv_access_log(s, c->remote, c->method, c->path, c->status ? c->status : 499, now_s() - c->t0, c->r);
   if (c->r) srv_release(s, c->r, true);
   srv_conn_count(s, -1);
   free(c->body);

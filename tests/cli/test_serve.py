@@ -147,6 +147,11 @@ def completions_with_client(srv, w):
         check(False, "openai: a prompt longer than the context is refused")
     except openai.BadRequestError as e:
         check("context" in str(e), "openai: a prompt longer than the context: BadRequestError (400)", e)
+    want = generate(w, "y" * 30, 6, 0, 1337)
+    r = client.completions.create(model="bytegpt", prompt="x" * 100 + "y" * 30, max_tokens=6, temperature=0,
+                                  extra_body={"truncate_prompt_tokens": 30})
+    check(bytes(r.choices[0].model_extra["token_ids"]) == want and r.usage.prompt_tokens == 30,
+          "truncate_prompt_tokens keeps the prompt's last N tokens", r)
 
 
 def with_curl(srv):
@@ -212,6 +217,7 @@ def bad_requests(srv):
         (b'{"prompt": ""}', 400, "empty"),
         (b'{"prompt": "\xff\xfe"}', 400, "UTF-8"),
         (b'{"prompt": "' + b"y" * 200 + b'"}', 400, "context"),
+        (b'{"prompt": "a", "truncate_prompt_tokens": 0}', 400, "truncate_prompt_tokens"),
         (b'{"prompt": "' + b"y" * 5000 + b'"}', 413, "larger than"),
     ]
     for body, status, text in cases:
