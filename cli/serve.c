@@ -43,6 +43,12 @@ int heed_cmd_serve(Compilation *c, const HeedRunOpts *o, const HeedServeOpts *so
                "'Authorization: Bearer KEY')", so->host);
     return HEED_ERR_USAGE;
   }
+  int64_t ctx = heed_model_context(c);
+  if (so->gen.window && ctx && so->gen.window > ctx) {
+    diag_error(&c->diag, (SrcLoc){0}, "--ctx %lld is larger than %s's context of %lld positions",
+               (long long)so->gen.window, c->model->decl->name, (long long)ctx);
+    return HEED_ERR_USAGE;
+  }
   RtTokenizer *tk = NULL;
   char err[512], name[256];
   if (so->gen.tokenizer ? rt_tok_bpe_open(so->gen.tokenizer, &tk, err, sizeof err) != RT_OK : !(tk = rt_tok_bytes())) {

@@ -175,7 +175,7 @@ static int parse_fields(const cJSON *o, const SrvOpts *so, int64_t vocab, int64_
     return bad(err, errlen, "the prompt has %lld tokens; the context holds %lld (truncate_prompt_tokens keeps the "
                "last N)", (long long)p->n_prompt, (long long)window);
   v = -1;
-  p->max_tokens = 16;  // OpenAI's default
+  p->max_tokens = so->max_tokens < 16 ? so->max_tokens : 16;  // OpenAI's default
   p->sample = (RtSampleOpts){.temperature = 1, .top_p = 1, .seed = so->seed};
   if ((rc = int_field(o, "max_tokens", 1, so->max_tokens, &p->max_tokens, err, errlen)) ||
       (rc = num_field(o, "temperature", 0, 100, false, &p->sample.temperature, err, errlen)) ||

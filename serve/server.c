@@ -26,7 +26,8 @@ typedef struct {
   struct MHD_Connection *conn;
   char *body;
   size_t len, cap;
-  bool too_large, counted;
+  bool big;        // the body passed --max-body (a chunked one: read on, discarded, then 413)
+  size_t skipped;
   int status;
   double t0;
   char method[8], path[128], remote[64];
@@ -218,15 +219,19 @@ static enum MHD_Result start_stream(Conn *c) {
   return ok;
 }
 
+// 413 at once (MHD then closes the connection without reading the rest).
+static enum MHD_Result too_large(Conn *c) {
+  char err[128];
+  snprintf(err, sizeof err, "the request body is larger than %zu bytes", c->s->o.max_body);
+  return send_error(c, 413, err, NULL);
+}
+
 static enum MHD_Result completions(Conn *c) {
   SrvServer *s = c->s;
   char err[512];
   if (!s->ready) return send_error(c, 503, "the model is loading", "1");
   if (s->draining) return send_error(c, 503, "the server is shutting down", NULL);
-  if (c->too_large) {
-    snprintf(err, sizeof err, "the request body is larger than %zu bytes", s->o.max_body);
-    return send_error(c, 413, err, NULL);
-  }
+  if (c->big) return too_large(c);
   SrvParams p;
   int st = srv_parse_completion(c->body ? c->body : "", c->len, &s->o, s->m->vocab, s->m->window, &p, err, sizeof err);
   if (st) return send_error(c, st, err, NULL);
@@ -312,12 +317,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     *con_cls = c;
     srv_conn_count(s, 1);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > s->o.max_body) c->too_large = true;
+    if (cl && strtoull(cl, NULL, 10) > s->o.max_body) return too_large(c);  // answered before the body is read
     return MHD_YES;
   }
   if (*size) {
-    if (!c->too_large && c->len + *size > s->o.max_body) c->too_large = true;
-    if (!c->too_large) {
+    if (c->len + *size > s->o.max_body) c->big = true;
+    if (c->big && (c->skipped += *size) > 4 * s->o.max_body) return MHD_NO;  // no more: the connection closes
+    if (!c->big) {
       if (c->len + *size + 1 > c->cap) {
         size_t cap = (c->len + *size + 1) * 2;
         char *b = realloc(c->body, cap < s->o.max_body + 1 ? cap : s->o.max_body + 1);
