@@ -66,10 +66,11 @@ int heed_cmd_serve(Compilation *c, const HeedRunOpts *o, const HeedServeOpts *so
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
-  if (srv_open(&opts, &srv, err, sizeof err) != RT_OK) {
+  int orc = srv_open(&opts, &srv, err, sizeof err);
+  if (orc != RT_OK) {  // a bad --host is usage; a port in use, a file error
     diag_error(&c->diag, (SrcLoc){0}, "%s", err);
     rt_tok_free(tk);
-    return HEED_ERR_IO;
+    return orc == RT_ERR_ARG ? HEED_ERR_USAGE : HEED_ERR_IO;
   }
   fprintf(stderr, "heed serve: listening on http://%s%s%s:%d (loading %s)\n", strchr(so->host, ':') ? "[" : "",
           so->host, strchr(so->host, ':') ? "]" : "", srv_port(srv), name);

@@ -259,6 +259,10 @@ def disconnect(srv):
 def limits(w):
     p = subprocess.run([HEED, "serve", MODEL, "--weights", w, "--host", "0.0.0.0"], capture_output=True, timeout=60)
     check(p.returncode == 2 and b"--api-key" in p.stderr, "--host 0.0.0.0 without --api-key: exit 2", p.stderr)
+    for flags, msg in ((["--ctx", "1000"], b"--ctx 1000 is larger than"), (["--port", "70000"], b"--port takes"),
+                       (["--parallel", "0"], b"--parallel takes"), (["--host", "not-an-ip", "--api-key", "k"], b"--host takes")):
+        p = subprocess.run([HEED, "serve", MODEL, "--weights", w, "--port", "0", *flags], capture_output=True, timeout=60)
+        check(p.returncode == 2 and msg in p.stderr, "heed serve %s: a clear error" % " ".join(flags), p.stderr)
     p = subprocess.run([HEED, "serve", MODEL, "--weights", w, "--quantize", "int8"], capture_output=True, timeout=60)
     check(p.returncode == 1 and b"not available" in p.stderr, "--quantize: a clear 'not available'", p.stderr)
     srv = Server(w, "--api-key", "sesame", "--timeout", "0.05", "--parallel", "1")
