@@ -122,7 +122,7 @@ static const Command commands[] = {
      "  --window N, --output NAME   positions to run over (<= the context); the output holding the logits\n"
      "  --interp, --threads N   as for run\n",
      true},
-    {"serve", "an HTTP server for completions (OpenAI-style) with continuous batching",
+    {"serve", "an HTTP server for completions (OpenAI-style), several requests at once",
      "heed serve MODEL.heed --weights W [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx T] [--threads N]",
      "Serve the model over HTTP (docs/serve.md): POST /v1/completions (OpenAI's completions,\n"
      "streaming with server-sent events), GET /v1/models, /health, /metrics (Prometheus).\n"
