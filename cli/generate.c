@@ -246,10 +246,9 @@ static bool setup_interp(Gen *x) {
 
 static void gen_free(Gen *x) {
 #ifdef HEED_HAVE_LLVM
-  if (x->clone) {  // its own inputs (tokens, pos, caches), arena and table; the rest is slot 0's
+  if (x->clone) {  // its own inputs (tokens, pos, caches) and table; the rest is slot 0's
     for (int i = 0; x->bufs && i < x->g->nodes.len; i++)
       if (x->g->nodes.data[i]->op == IR_OP_INPUT) heed_free(x->bufs[i]);
-    heed_free(x->arena);
     heed_free(x->bufs);
     return;
   }
@@ -574,9 +573,9 @@ int heed_gen_flag(HeedGenOpts *g, const char *flag, const char *val, char *bad, 
 
 // ---- slots: one compiled step graph, a KV cache per slot (heed serve) ----
 // Slot 0 is a Gen as heed generate builds it (cap = the window, prefills
-// up to the window); each other slot shares its program, thread pool and
-// parameter buffers and has its own inputs (tokens, pos, caches) and
-// arena. A slot's step is the same code on the same weights as generate's,
+// up to the window); each other slot shares its program, thread pool,
+// parameters and arena and has its own inputs (tokens, pos, caches): a
+// slot costs its KV cache. A slot's step is the same code on the same weights as generate's,
 // so a sequence gives the same logits whatever runs in the other slots.
 
 struct HeedGenSlots {
@@ -586,6 +585,10 @@ struct HeedGenSlots {
 };
 
 #ifdef HEED_HAVE_LLVM
+// Slots run one at a time, and a step's computed values live only during
+// its run (the logits are copied out; the caches are appended in place):
+// so a clone shares slot 0's arena and parameters, and owns its inputs
+// (tokens, pos, the caches) and the appends onto them.
 static bool clone_slot(Gen *y, const Gen *x) {
   const IrGraph *g = x->g;
   *y = *x;
@@ -594,32 +597,30 @@ static bool clone_slot(Gen *y, const Gen *x) {
     return gen_nomem(y, (SrcLoc){0}, "the value table", sizeof(void *) * ((uint64_t)g->nodes.len + 1));
   for (int i = 0; i < g->nodes.len; i++) {
     const IrNode *n = g->nodes.data[i];
-    if (n->op == IR_OP_PARAM) y->bufs[i] = x->bufs[i];
-    if (n->op != IR_OP_INPUT) continue;
+    if (n->op != IR_OP_INPUT) {
+      y->bufs[i] = x->bufs[i];
+      continue;
+    }
     int64_t bytes = cg_buffer_bytes(x->prog, i, x->sv);
     if (bytes < 0 || !(y->bufs[i] = heed_calloc(1, (size_t)bytes + 64)))
       return gen_nomem(y, n->loc, "a slot's KV cache", bytes < 0 ? UINT64_MAX : (uint64_t)bytes + 64);
   }
   for (int i = 0; i < g->nodes.len; i++)
     if (g->nodes.data[i]->op == IR_OP_KV_APPEND) y->bufs[i] = y->bufs[g->nodes.data[i]->src[0]->id];
-  int64_t ab;
-  if (!(y->arena = cg_plan_alloc_inplace(y->prog, y->sv, y->bufs, true, &ab)))
-    return gen_nomem(y, (SrcLoc){0}, "a slot's values (the memory plan's arena)", ab < 0 ? UINT64_MAX : (uint64_t)ab + 64);
-  memset(y->arena, 0, (size_t)ab);
   return true;
 }
 #endif
 
 int heed_gen_slots_open(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *go, int nslots, HeedGenSlots **out) {
-  int out_index = 0, rc;
-  int64_t window = 0;
-  char note[300];
   *out = NULL;
 #ifndef HEED_HAVE_LLVM
   (void)o, (void)go, (void)nslots;
   diag_error(&c->diag, (SrcLoc){0}, "heed serve needs the compiled backend (this heed was built without LLVM)");
   return HEED_ERR_USAGE;
 #else
+  int out_index = 0, rc;
+  int64_t window = 0;
+  char note[300];
   if (!check_forward(c, c->model->forward)) return HEED_ERR_CHECK;
   if ((rc = heed_logits_output(c, c->model->forward, go->output, "serve", &out_index)) != HEED_OK) return rc;
   if ((rc = heed_gen_window(c, go->window, &window, note, sizeof note)) != HEED_OK) return rc;
