@@ -13,7 +13,11 @@ per-step SSE chunks carry token_ids). Measured per phase:
     (prefills included: what clients get);
   - TTFT: request sent -> first chunk; per-token latency: between a
     request's consecutive chunks; p50 and p99 of each.
-The ratio printed is tokens/s at C clients over tokens/s at 1 client.
+The ratio printed is tokens/s at C clients over tokens/s at 1 client. The
+same run also times `heed generate` on the same weights, prompt length,
+--max-tokens, --ctx (as --window) and --threads: its decode tokens/s (its
+stderr line: decode steps over their time, prefill excluded) is the
+single-stream rate the server's one-client phase pays HTTP and scheduling on.
 Prints the CPU (lscpu). Run: /usr/bin/python3 bench/serve_bench.py --heed build/heed
 """
 import argparse
@@ -99,6 +103,12 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         w = os.path.join(tmp, "w.safetensors")
         subprocess.run([args.heed, "init", model, "-o", w, *sets], check=True)
+        prompt = ("client 0 request 0: " + "the quick brown fox jumps over the lazy dog " * 8)[:args.prompt_len]
+        g = subprocess.run([args.heed, "generate", model, "--weights", w, "--prompt", prompt, "-n", str(args.max_tokens),
+                            "--temperature", "0", "--threads", str(args.threads), "--window", str(args.ctx), *sets],
+                           capture_output=True, text=True)
+        m = re.search(r"decode ([0-9.]+) tokens/s", g.stderr)
+        gen_tps = float(m.group(1)) if m else float("nan")
         log = open(os.path.join(tmp, "server.log"), "w+b")
         srv = subprocess.Popen([args.heed, "serve", model, "--weights", w, "--port", "0", "--parallel", str(max(conc)),
                                 "--ctx", str(args.ctx), "--threads", str(args.threads), "--max-tokens", "100000", *sets],
@@ -123,6 +133,7 @@ def main():
                 print("clients %2d: %6d tokens in %6.1f s: %8.1f tokens/s  TTFT p50 %7.1f ms p99 %7.1f ms  "
                       "per-token p50 %6.1f ms p99 %6.1f ms" % (c, toks, wall, tps, 1e3 * pct(ttft, 50), 1e3 * pct(ttft, 99),
                                                             1e3 * pct(tpot, 50), 1e3 * pct(tpot, 99)), flush=True)
+            print("heed generate (one stream, decode only): %.1f tokens/s" % gen_tps)
             base = rows[0][1]
             for c, tps, _, _ in rows[1:]:
                 print("ratio tokens/s at %d clients / at %d: %.2fx" % (c, rows[0][0], tps / base))
