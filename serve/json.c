@@ -201,10 +201,23 @@ static int parse_fields(const cJSON *o, const SrvOpts *so, int64_t vocab, int64_
   return 0;
 }
 
+// Does the body escape a NUL ("\u0000") in a string? cJSON would cut the
+// string there, so the prompt would silently lose its tail.
+static bool escapes_nul(const char *s, size_t len) {
+  for (size_t i = 0; i + 6 <= len; i++) {
+    if (memcmp(s + i, "\\u0000", 6)) continue;
+    size_t back = 0;
+    while (back < i && s[i - 1 - back] == '\\') back++;
+    if (back % 2 == 0) return true;  // the backslash is not itself escaped
+  }
+  return false;
+}
+
 int srv_parse_completion(const char *body, size_t len, const SrvOpts *o, int64_t vocab, int64_t window, SrvParams *p,
                          char *err, size_t errlen) {
   *p = (SrvParams){0};
   if (!srv_utf8_valid(body, len)) return bad(err, errlen, "the request body is not valid UTF-8");
+  if (escapes_nul(body, len)) return bad(err, errlen, "a string holds a NUL character (\\u0000): not supported");
   const char *end = NULL;
   cJSON *j = memchr(body, 0, len) ? NULL : cJSON_ParseWithOpts(body, &end, true);  // body[len] is 0
   if (!j) {

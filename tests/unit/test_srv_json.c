@@ -47,6 +47,9 @@ static void test_fields(void **state) {
   assert_string_equal(p.stop[1], "bc");
   assert_true(p.stream && p.usage_in_stream);
   srv_params_free(&p);
+  assert_int_equal(parse("{\"prompt\": \"a\\\\u0000\"}", &p, err), 0);  // an escaped backslash, then text
+  assert_int_equal(p.n_prompt, 7);
+  srv_params_free(&p);
   assert_int_equal(parse("{\"prompt\": [\"abc\"], \"stop\": \"x\"}", &p, err), 0);  // a list of one string
   assert_int_equal(p.n_prompt, 3);
   assert_int_equal(p.nstop, 1);
@@ -96,6 +99,8 @@ static void test_bad(void **state) {
       {"{\"prompt\": \"a\", \"logprobs\": 1}", "not available"},
       {"{\"prompt\": \"a\", \"suffix\": \"b\"}", "not available"},
       {"{\"prompt\": \"\xC0\x80\"}", "not valid UTF-8"},
+      {"{\"prompt\": \"a\\u0000b\"}", "NUL"},
+      {"{\"prompt\": \"a\\\\\\u0000b\"}", "NUL"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     SrvParams p;
