@@ -299,7 +299,8 @@ def queue_and_sigterm(w):
         t.start()
         time.sleep(0.01)
     t0 = time.time()
-    while time.time() - t0 < 10 and not (metric(srv, "heed_busy_slots") == 2 and metric(srv, "heed_queue_depth") == 2):
+    while time.time() - t0 < 10 and not (metric(srv, "heed_busy_slots") == 2 and metric(srv, "heed_queue_depth") == 2
+                                         and len(results) >= 4):  # all 8 in: 2 running, 2 queued, 4 refused
         time.sleep(0.01)
     rc = srv.stop(signal.SIGTERM)
     for t in th:
