@@ -237,6 +237,7 @@ def bad_requests(srv):
 
 
 def disconnect(srv):
+    tok0 = metric(srv, "heed_completion_tokens_total")
     s = socket.create_connection(("127.0.0.1", srv.port))
     body = json.dumps({"prompt": "a", "max_tokens": 4000, "stream": True, "temperature": 1}).encode()
     s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
@@ -249,9 +250,26 @@ def disconnect(srv):
     t0 = time.time()
     while time.time() - t0 < 10 and metric(srv, "heed_busy_slots") != 0:
         time.sleep(0.05)
-    check(metric(srv, "heed_busy_slots") == 0, "a client that disconnects mid-stream frees its slot")
+    made = metric(srv, "heed_completion_tokens_total") - tok0
+    check(metric(srv, "heed_busy_slots") == 0 and made < 4000,
+          "a client that disconnects mid-stream frees its slot (before its 4000 tokens)", made)
     time.sleep(0.2)
     check('"status":499' in srv.stderr(), "the access log records it (499)")
+    tok0 = metric(srv, "heed_completion_tokens_total")
+    s = socket.create_connection(("127.0.0.1", srv.port))  # the same, waiting for a whole (non-streamed) answer
+    body = json.dumps({"prompt": "a", "max_tokens": 4000, "temperature": 1}).encode()
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+              % len(body) + body)
+    t0 = time.time()
+    while time.time() - t0 < 10 and metric(srv, "heed_busy_slots") != 1:
+        time.sleep(0.01)
+    s.close()
+    t0 = time.time()
+    while time.time() - t0 < 10 and metric(srv, "heed_busy_slots") != 0:
+        time.sleep(0.05)
+    made = metric(srv, "heed_completion_tokens_total") - tok0
+    check(metric(srv, "heed_busy_slots") == 0 and made < 4000,
+          "a client that disconnects while waiting for a whole answer frees its slot (before its 4000 tokens)", made)
     st, _, _ = http(srv.url + "/v1/completions", {"prompt": "b", "max_tokens": 3})
     check(st == 200, "and the server goes on serving", st)
 
