@@ -79,7 +79,8 @@ int srv_submit(SrvServer *s, SrvParams *p, SrvReq **out) {
   *r = (SrvReq){.p = *p, .refs = 2, .t_arrive = now_s(), .created = time(NULL), .stop_hold = hold ? hold - 1 : 0};
   *p = (SrvParams){0};
   pthread_mutex_lock(&s->mu);
-  if (s->qlen >= s->o.queue) {
+  int free_slots = s->m ? s->m->nslots - s->busy : 0;  // a request for a free slot waits only for the next step
+  if (s->qlen >= s->o.queue + (free_slots > 0 ? free_slots : 0)) {
     pthread_mutex_unlock(&s->mu);
     req_free(r);
     return 503;

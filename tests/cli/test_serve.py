@@ -283,7 +283,7 @@ def limits(w):
         check(p.returncode == 2 and msg in p.stderr, "heed serve %s: a clear error" % " ".join(flags), p.stderr)
     p = subprocess.run([HEED, "serve", MODEL, "--weights", w, "--quantize", "int8"], capture_output=True, timeout=60)
     check(p.returncode == 1 and b"not available" in p.stderr, "--quantize: a clear 'not available'", p.stderr)
-    srv = Server(w, "--api-key", "sesame", "--timeout", "0.05", "--parallel", "1")
+    srv = Server(w, "--api-key", "sesame", "--timeout", "0.05", "--parallel", "1", "--queue", "0")  # a free slot takes a request
     try:
         st, _, _ = http(srv.url + "/v1/models")
         check(st == 401, "--api-key: no key, 401", st)
