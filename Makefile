@@ -15,7 +15,7 @@ MAKEFLAGS += --no-print-directory
 all: build
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh $(BUILD)
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -28,6 +28,7 @@ demo: build
 	@scripts/demo.sh $(BUILD)/heed
 
 asan: deps
+	@scripts/install-deps.sh build-asan  # heed serve's test client in build-asan/pyenv
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DHEED_SANITIZE=ON >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 	@cd build-asan && ctest --output-on-failure -j $(JOBS)

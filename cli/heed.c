@@ -126,6 +126,29 @@ static const Command commands[] = {
      "  --window N, --output NAME   positions to run over (<= the context); the output holding the logits\n"
      "  --interp, --threads N   as for run\n",
      true},
+    {"serve", "an HTTP server for completions (OpenAI-style), several requests at once",
+     "heed serve MODEL.heed --weights W [--host 127.0.0.1] [--port 8080] [--parallel N] [--ctx T] [--threads N]",
+     "Serve the model over HTTP (docs/serve.md): POST /v1/completions (OpenAI's completions,\n"
+     "streaming with server-sent events), GET /v1/models, /health, /metrics (Prometheus).\n"
+     "Up to N requests decode at once, each in its own KV-cache slot; the others wait in a\n"
+     "bounded queue (503 and Retry-After when it is full). SIGTERM or SIGINT: stop accepting,\n"
+     "finish what was accepted within the grace period, exit 0. One JSON access-log line per\n"
+     "request on stderr. Greedy (temperature 0) answers equal heed generate's.\n"
+     "  --weights W        parameters (safetensors), as for run (--prefix P, --strict=false)\n"
+     "  --host ADDR        the address to listen on (default 127.0.0.1); another than loopback needs --api-key\n"
+     "  --port P           the port (default 8080; 0: any free one, printed on stderr)\n"
+     "  --api-key KEY      clients must send 'Authorization: Bearer KEY' (all but /health)\n"
+     "  --parallel N       requests decoded at once, one KV cache each (default 4)\n"
+     "  --ctx T            positions a slot holds (default: as generate's window; <= the context)\n"
+     "  --queue N          requests waiting for a slot before 503 (default 64)\n"
+     "  --timeout S        seconds a request may take from its arrival (default 600; then 504)\n"
+     "  --grace S          seconds in-flight requests get after SIGTERM (default 30)\n"
+     "  --max-body BYTES   the largest request body (default 1048576; then 413)\n"
+     "  --max-tokens N     the largest max_tokens a request may ask for (default 4096)\n"
+     "  --tokenizer DIR, --output NAME   as for generate\n"
+     "  --seed S           the sampling seed of a request without one (default 1337)\n"
+     "  --threads N        as for run\n",
+     true},
     {"build", "a standalone inference program, or a static library and header",
      "heed build MODEL.heed --weights W -o PROGRAM [--weights-file] [--cpu NAME] | --emit-lib -o DIR",
      "Build a standalone program: the compiled model, its weights and a small runtime that\n"
@@ -223,6 +246,7 @@ typedef struct {
   HeedTrainOpts train;
   HeedGenOpts gen;
   HeedBuildOpts build;
+  HeedServeOpts serve;
 } Args;
 
 // --target NAME: a target this heed has (codegen's registry), or one heed
@@ -284,6 +308,10 @@ static int parse_args(const Command *c, int argc, char **argv, Args *a) {
       if (key && !(a->sets[a->o.check.noverrides].key = heed_strdup(key))) return fprintf(stderr, "heed %s: out of memory (copying the flag '%s')\n", c->name, s), 1;
       if (key) a->sets[a->o.check.noverrides].used = true;  // no train section: heed_cmd_train says so
       if (key) a->sets[a->o.check.noverrides++].value = val;
+      i += used > 0 ? used - 1 : 0;
+    } else if (!strcmp(c->name, "serve")) {
+      char bad[256];
+      if ((used = heed_serve_flag(&a->serve, s, val, bad, sizeof bad)) < 0) return usage_error(c, "%s", bad);
       i += used > 0 ? used - 1 : 0;
     } else if (!strcmp(c->name, "generate") || !strcmp(c->name, "build")) {
       char bad[256];
@@ -466,6 +494,7 @@ static int status_to_exit(int rc) { return rc == HEED_OK ? 0 : rc == HEED_ERR_US
 // init, run, grad: what each needs on the command line.
 static const char *missing_run_flag(const Command *cmd, const Args *a) {
   if (!strcmp(cmd->name, "init")) return a->out ? NULL : "-o FILE";
+  if (!strcmp(cmd->name, "serve")) return !a->run.weights ? "--weights W" : NULL;
   if (!strcmp(cmd->name, "generate")) return !a->run.weights ? "--weights W" : !a->gen.prompt ? "--prompt TEXT" : NULL;
   if (!strcmp(cmd->name, "build")) return !a->run.weights ? "--weights W" : a->out ? NULL : "-o PROGRAM";
   if (!a->run.weights) return "--weights W";
@@ -662,6 +691,7 @@ static int cmd_frontend(const Command *cmd, Args *a) {
       rc = heed_cmd_train(c, &a->train);
     }
     else if (rc == HEED_OK && !strcmp(cmd->name, "generate")) rc = heed_cmd_generate(c, &a->run, &a->gen);
+    else if (rc == HEED_OK && !strcmp(cmd->name, "serve")) rc = heed_cmd_serve(c, &a->run, &a->serve);
     else if (rc == HEED_OK && !strcmp(cmd->name, "build")) {
       a->build = (HeedBuildOpts){a->run.weights, a->run.prefix, a->run.strict, a->out, a->cpu,
                                  a->build.weights_file, a->build.emit_lib, a->build.output, a->build.window};
@@ -715,7 +745,9 @@ int main(int argc, char **argv) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   int threads = cores < 1 ? 1 : cores > 256 ? 256 : (int)cores;
   Args a = {.run = {.strict = true, .seed = 1337, .threads = threads, .threads_auto = true}, .bench = {.threads = threads},
-            .train = {.sample = -1, .prog = argv[0]}, .gen = {.n = 64, .temperature = 1, .top_p = 1}};
+            .train = {.sample = -1, .prog = argv[0]}, .gen = {.n = 64, .temperature = 1, .top_p = 1},
+            .serve = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .queue = 64, .timeout_s = 600, .grace_s = 30,
+                      .max_body = 1 << 20, .max_tokens = 4096}};
   int rc = parse_args(cmd, argc - 2, argv + 2, &a);
   if (!cmd->available && !a.help) {  // its flags are not parsed yet
     rc = 0;
@@ -723,14 +755,14 @@ int main(int argc, char **argv) {
   if (rc == 0 && a.help) {
     usage_cmd(cmd, stdout);
   } else if (rc == 0 && !cmd->available) {
-    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad, train, generate, build and bench are)\n",
+    fprintf(stderr, "heed %s: not available in this version of heed (check, compile, init, run, grad, train, generate, serve, build and bench are)\n",
             cmd->name);
     rc = 1;
   } else if (rc == 0 && !a.o.path) {
     rc = usage_error(cmd, "missing the model file%s", "");
   } else if (rc == 0 && missing_run_flag(cmd, &a) &&
              (!strcmp(cmd->name, "init") || !strcmp(cmd->name, "run") || !strcmp(cmd->name, "grad") ||
-              !strcmp(cmd->name, "generate") || !strcmp(cmd->name, "build"))) {
+              !strcmp(cmd->name, "generate") || !strcmp(cmd->name, "build") || !strcmp(cmd->name, "serve"))) {
     rc = usage_error(cmd, "missing %s", missing_run_flag(cmd, &a));
   } else if (rc == 0 && a.bench.profile && heed_gpu_target(a.o.target, NULL)) {
     fprintf(stderr, "heed bench: error: --profile is not available with --target %s yet\n", a.o.target);

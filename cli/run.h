@@ -47,6 +47,19 @@ typedef struct {             // heed generate (generate.c)
 // a generate flag, -1 with a message in bad for a bad value.
 int heed_gen_flag(HeedGenOpts *g, const char *flag, const char *val, char *bad, size_t badlen);
 int heed_cmd_generate(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *g);
+typedef struct {             // heed serve (serve.c)
+  const char *host;          // --host (default 127.0.0.1)
+  int port;                  // --port (default 8080; 0: any free port)
+  int parallel;              // --parallel: slots (default 4)
+  int queue;                 // --queue: requests waiting for a slot (default 64)
+  double timeout_s, grace_s; // --timeout (default 600), --grace (default 30)
+  size_t max_body;           // --max-body bytes (default 1 MiB)
+  int64_t max_tokens;        // --max-tokens: the most a request may ask for (default 4096)
+  const char *api_key;       // --api-key
+  HeedGenOpts gen;           // --tokenizer, --output, --ctx (the window)
+} HeedServeOpts;
+int heed_serve_flag(HeedServeOpts *s, const char *flag, const char *val, char *bad, size_t badlen);
+int heed_cmd_serve(Compilation *c, const HeedRunOpts *o, const HeedServeOpts *s);
 // The parameters of g from o->weights, as doubles (heed run's checks:
 // missing, misshapen and, with o->strict, extra tensors are errors); NULL
 // with diagnostics. Caller frees each and the array.

@@ -50,6 +50,7 @@ struct HeedGen {
   void *arena;  // the computed nodes' buffers (cg_plan_alloc_inplace); the leaves' are their own
 #endif
   RtPool *pool;
+  bool clone;   // heed serve's other slots: g, prog, pool and the parameters are slot 0's
   char msg[256];
 };
 typedef HeedGen Gen;
@@ -247,6 +248,14 @@ static bool setup_interp(Gen *x) {
 
 static void gen_free(Gen *x) {
   if (!x) return;
+#ifdef HEED_HAVE_LLVM
+  if (x->clone) {  // its own inputs (tokens, pos, caches) and table; the rest is slot 0's
+    for (int i = 0; x->bufs && i < x->g->nodes.len; i++)
+      if (x->g->nodes.data[i]->op == IR_OP_INPUT) heed_free(x->bufs[i]);
+    heed_free(x->bufs);
+    return;
+  }
+#endif
   for (int i = 0; x->params && i < x->g->params.len; i++) heed_free(x->params[i]);
   heed_free(x->params);
   for (int i = 0; x->cache && i < x->ncache; i++) heed_free(x->cache[i]);
@@ -447,4 +456,121 @@ void heed_gen_free(HeedGen *x) {
   if (!x) return;
   gen_free(x);
   heed_free(x);
+}
+
+// ---- slots: one compiled step graph, a KV cache per slot (heed serve) ----
+// Slot 0 is a Gen as heed generate builds it (cap = the window, prefills
+// up to the window); each other slot shares its program, thread pool,
+// parameters and arena and has its own inputs (tokens, pos, caches): a
+// slot costs its KV cache. A slot's step is the same code on the same weights as generate's,
+// so a sequence gives the same logits whatever runs in the other slots.
+
+struct HeedGenSlots {
+  Gen *x;
+  int n;
+  int64_t vocab, window;
+};
+
+#ifdef HEED_HAVE_LLVM
+// Slots run one at a time, and a step's computed values live only during
+// its run (the logits are copied out; the caches are appended in place):
+// so a clone shares slot 0's arena and parameters, and owns its inputs
+// (tokens, pos, the caches) and the appends onto them.
+static bool clone_slot(Gen *y, const Gen *x) {
+  const IrGraph *g = x->g;
+  *y = *x;
+  y->clone = true, y->params = NULL, y->arena = NULL;
+  if (!(y->bufs = heed_calloc((size_t)g->nodes.len + 1, sizeof(void *))))
+    return gen_nomem(y, (SrcLoc){0}, "the value table", sizeof(void *) * ((uint64_t)g->nodes.len + 1));
+  for (int i = 0; i < g->nodes.len; i++) {
+    const IrNode *n = g->nodes.data[i];
+    if (n->op != IR_OP_INPUT) {
+      y->bufs[i] = x->bufs[i];
+      continue;
+    }
+    int64_t bytes = cg_buffer_bytes(x->prog, i, x->sv);
+    if (bytes < 0 || !(y->bufs[i] = heed_calloc(1, (size_t)bytes + 64)))
+      return gen_nomem(y, n->loc, "a slot's KV cache", bytes < 0 ? UINT64_MAX : (uint64_t)bytes + 64);
+  }
+  for (int i = 0; i < g->nodes.len; i++)
+    if (g->nodes.data[i]->op == IR_OP_KV_APPEND) y->bufs[i] = y->bufs[g->nodes.data[i]->src[0]->id];
+  return true;
+}
+#endif
+
+static int heed_gen_slots_open_(Compilation *c, double **params, int threads, const char *output,
+                                int64_t window_override, int nslots, HeedGenSlots **out, bool *taken);
+
+int heed_gen_slots_open(Compilation *c, double **params, int threads, const char *output, int64_t window_override,
+                        int nslots, HeedGenSlots **out) {
+  *out = NULL;
+  bool taken = false;  // params: freed here unless slot 0 took them
+  int rc = heed_gen_slots_open_(c, params, threads, output, window_override, nslots, out, &taken);
+  for (int i = 0; !taken && params && i < c->model->forward->params.len; i++) heed_free(params[i]);
+  if (!taken) heed_free(params);
+  return rc;
+}
+
+static int heed_gen_slots_open_(Compilation *c, double **params, int threads, const char *output,
+                                int64_t window_override, int nslots, HeedGenSlots **out, bool *taken) {
+#ifndef HEED_HAVE_LLVM
+  (void)params, (void)threads, (void)output, (void)window_override, (void)nslots, (void)out, (void)taken;
+  diag_error(&c->diag, (SrcLoc){0}, "heed serve needs the compiled backend (this heed was built without LLVM)");
+  return HEED_ERR_USAGE;
+#else
+  int out_index = 0, rc;
+  int64_t window = 0;
+  char note[300];
+  if (!params) return HEED_ERR_CHECK;  // heed_load_params said why
+  if (!heed_gen_check_forward(c, c->model->forward)) return HEED_ERR_CHECK;
+  if ((rc = heed_logits_output(c, c->model->forward, output, "serve", &out_index)) != HEED_OK) return rc;
+  if ((rc = heed_gen_window(c, window_override, &window, note, sizeof note)) != HEED_OK) return rc;
+  if (!window) {
+    diag_error(&c->diag, (SrcLoc){0}, "model '%s' has no known context; --ctx N says how many positions a slot holds",
+               c->model->decl->name);
+    return HEED_ERR_USAGE;
+  }
+  if (note[0]) fprintf(stderr, "heed serve: %s\n", note);
+  HeedGenSlots *s = heed_calloc(1, sizeof *s);
+  if (!s || !(s->x = heed_calloc((size_t)nslots, sizeof(Gen)))) {
+    heed_free(s);
+    return HEED_ERR_NOMEM;
+  }
+  *out = s;
+  s->vocab = c->model->forward->outputs.data[out_index]->ty.dim[2].n, s->window = window;
+  Gen *x = &s->x[0];
+  *x = (Gen){.c = c, .vocab = s->vocab, .windowed = true};
+  s->n = 1;
+  *taken = true;  // gen_setup keeps them in x->params (freed by gen_free), even when it fails
+  if (!gen_setup(x, c, params, threads, out_index, window, window)) {
+    if (!x->params) x->params = params, x->g = x->g ? x->g : c->model->forward;
+    return HEED_ERR_CHECK;
+  }
+  if (!x->incremental) {
+    diag_error(&c->diag, (SrcLoc){0}, "heed serve needs a model that decodes incrementally (a KV cache); '%s' "
+               "recomputes the whole sequence per token", c->model->decl->name);
+    return HEED_ERR_CHECK;
+  }
+  while (s->n < nslots)
+    if (!clone_slot(&s->x[s->n++], x)) return HEED_ERR_NOMEM;
+  return HEED_OK;
+#endif
+}
+
+int64_t heed_gen_slots_vocab(const HeedGenSlots *s) { return s->vocab; }
+int64_t heed_gen_slots_window(const HeedGenSlots *s) { return s->window; }
+
+int heed_gen_slots_prefill(HeedGenSlots *s, int slot, const int32_t *tok, int64_t n, float *logits) {
+  return gen_prefill(&s->x[slot], tok, n, logits);
+}
+
+int heed_gen_slots_decode(HeedGenSlots *s, int slot, int32_t tok, int64_t pos, float *logits) {
+  return gen_decode(&s->x[slot], tok, pos, logits);
+}
+
+void heed_gen_slots_free(HeedGenSlots *s) {
+  if (!s) return;
+  for (int i = s->n - 1; i >= 0; i--) gen_free(&s->x[i]);  // the clones before slot 0, whose buffers they share
+  heed_free(s->x);
+  heed_free(s);
 }

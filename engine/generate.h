@@ -42,6 +42,20 @@ void heed_gen_model(HeedGen *x, RtGenModel *m);
 bool heed_gen_incremental(const HeedGen *x);  // a KV cache (else: recomputation)
 bool heed_gen_interp(const HeedGen *x);       // the reference interpreter
 
+// heed serve's executor: nslots KV caches over one compiled step graph
+// (the window: window_override (--ctx) or heed_gen_window's choice; params
+// as HeedGenSetup's, taken over; output: --output or NULL). Prefill and
+// decode are heed generate's, on one slot; 0 on success. Slots are not safe
+// to run from several threads at once.
+typedef struct HeedGenSlots HeedGenSlots;
+int heed_gen_slots_open(Compilation *c, double **params, int threads, const char *output, int64_t window_override,
+                        int nslots, HeedGenSlots **out);
+int64_t heed_gen_slots_vocab(const HeedGenSlots *s);
+int64_t heed_gen_slots_window(const HeedGenSlots *s);
+int heed_gen_slots_prefill(HeedGenSlots *s, int slot, const int32_t *tok, int64_t n, float *logits);
+int heed_gen_slots_decode(HeedGenSlots *s, int slot, int32_t tok, int64_t pos, float *logits);
+void heed_gen_slots_free(HeedGenSlots *s);  // NULL is harmless; also after a failed open
+
 // The forward's inputs: integer tokens (B, T) first, others (B, T) integer
 // or bool; false with a diagnostic otherwise.
 bool heed_gen_check_forward(Compilation *c, const IrGraph *f);
