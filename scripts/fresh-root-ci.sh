@@ -19,6 +19,19 @@ mirror=$({ cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources 2>/dev/nu
 [ -n "$mirror" ] || { echo "fresh-root-ci: no Debian mirror in this machine's apt sources" >&2; exit 1; }
 debootstrap --variant=minbase bookworm "$ROOT" "$mirror"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# The machine's own network settings, as a new machine of this kind has
+# them (not something heed installs): pip's configuration and the CA bundle
+# it names (a TLS-inspecting proxy's certificate), handed to the chroot.
+pipcert=""
+if [ -f /etc/pip.conf ]; then
+  cp /etc/pip.conf "$ROOT/etc/pip.conf"
+  pipcert=$(awk -F' *= *' '$1 == "cert" {print $2}' /etc/pip.conf)
+fi
+pipcert=${PIP_CERT:-$pipcert}
+if [ -n "$pipcert" ] && [ -f "$pipcert" ]; then
+  mkdir -p "$ROOT/etc/heed-fresh-root" && cp "$pipcert" "$ROOT/etc/heed-fresh-root/ca.crt"
+  sed -i "s#$pipcert#/etc/heed-fresh-root/ca.crt#" "$ROOT/etc/pip.conf" 2>/dev/null || true
+fi
 mkdir -p "$ROOT/work"
 git clone -q "$REPO" "$ROOT/work/main"
 [ -d "$REPO/../shared" ] && cp -a "$REPO/../shared" "$ROOT/work/shared"
@@ -30,4 +43,5 @@ mount -t tmpfs tmpfs "$ROOT/dev/shm"
 # minbase has neither git nor ca-certificates; the project's own script must
 # bring everything else.
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+  ${pipcert:+PIP_CERT=/etc/heed-fresh-root/ca.crt} \
   bash -c "cd /work/main && $CMD"
