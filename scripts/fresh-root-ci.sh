@@ -36,10 +36,20 @@ mkdir -p "$ROOT/work"
 git clone -q "$REPO" "$ROOT/work/main"
 [ -d "$REPO/../shared" ] && cp -a "$REPO/../shared" "$ROOT/work/shared"
 # unmounted on any exit (before anyone runs rm -rf ROOT)
-trap 'umount "$ROOT/dev/shm" 2>/dev/null; umount "$ROOT/dev" 2>/dev/null; umount "$ROOT/proc" 2>/dev/null; true' EXIT
+trap 'for d in "$ROOT"/usr/local/cuda-* "$ROOT/usr/local/cuda"; do umount "$d" 2>/dev/null; done;
+      umount "$ROOT/sys" 2>/dev/null; umount "$ROOT/dev/shm" 2>/dev/null; umount "$ROOT/dev" 2>/dev/null;
+      umount "$ROOT/proc" 2>/dev/null; true' EXIT
 mount -t proc proc "$ROOT/proc"
 mount --bind /dev "$ROOT/dev"
 mount -t tmpfs tmpfs "$ROOT/dev/shm"
+# /sys as every machine has it (hwloc under Open MPI and PoCL read the CPU
+# topology there), and the CUDA toolkit this kind of machine comes with in
+# /usr/local/cuda (not a Debian package: NVRTC for the GPU backend's tests)
+mount -t sysfs sysfs "$ROOT/sys"
+for d in /usr/local/cuda /usr/local/cuda-*; do
+  [ -d "$d" ] && [ ! -L "$d" ] && mkdir -p "$ROOT$d" && mount --bind -o ro "$d" "$ROOT$d"
+done
+[ -L /usr/local/cuda ] && ln -sfn "$(readlink /usr/local/cuda)" "$ROOT/usr/local/cuda"
 # minbase has neither git nor ca-certificates; the project's own script must
 # bring everything else.
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
