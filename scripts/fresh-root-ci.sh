@@ -50,6 +50,9 @@ for d in /usr/local/cuda /usr/local/cuda-*; do
   [ -d "$d" ] && [ ! -L "$d" ] && mkdir -p "$ROOT$d" && mount --bind -o ro "$d" "$ROOT$d"
 done
 [ -L /usr/local/cuda ] && ln -sfn "$(readlink /usr/local/cuda)" "$ROOT/usr/local/cuda"
+for f in /etc/ld.so.conf.d/*cuda*; do  # the toolkit's loader path (NVRTC dlopens its builtins)
+  [ -f "$f" ] && cp "$f" "$ROOT/etc/ld.so.conf.d/" && chroot "$ROOT" /sbin/ldconfig
+done
 # minbase has neither git nor ca-certificates; the project's own script must
 # bring everything else.
 chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
