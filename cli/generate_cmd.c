@@ -125,14 +125,6 @@ int heed_cmd_generate(Compilation *c, const HeedRunOpts *o, const HeedGenOpts *g
 
 // ---- flags ----
 
-static bool num(const char *v, double lo, double hi, double *out) {
-  char *end;
-  double d = v ? strtod(v, &end) : 0;
-  if (!v || !*v || *end || !(d >= lo && d <= hi)) return false;
-  *out = d;
-  return true;
-}
-
 int heed_gen_flag(HeedGenOpts *g, const char *flag, const char *val, char *bad, size_t badlen) {
   double d;
   if (!strcmp(flag, "--prompt") || !strcmp(flag, "--tokenizer") || !strcmp(flag, "--output")) {
@@ -143,13 +135,13 @@ int heed_gen_flag(HeedGenOpts *g, const char *flag, const char *val, char *bad, 
     return 2;
   }
   if (!strcmp(flag, "--window")) {
-    if (!num(val, 1, 1e9, &d) || d != (int64_t)d)
+    if (!heed_parse_num(val, 1, 1e9, &d) || d != (int64_t)d)
       return snprintf(bad, badlen, "--window takes a positive integer (positions), got '%s'", val ? val : ""), -1;
     g->window = (int64_t)d;
     return 2;
   }
   if (!strcmp(flag, "-n") || !strcmp(flag, "--top-k")) {
-    if (!num(val, flag[1] == 'n' ? 1 : 0, 1e9, &d) || d != (int64_t)d)
+    if (!heed_parse_num(val, flag[1] == 'n' ? 1 : 0, 1e9, &d) || d != (int64_t)d)
       return snprintf(bad, badlen, "%s takes a %s integer, got '%s'", flag, flag[1] == 'n' ? "positive" : "non-negative",
                       val ? val : ""), -1;
     if (flag[1] == 'n') g->n = (int64_t)d;
@@ -157,12 +149,12 @@ int heed_gen_flag(HeedGenOpts *g, const char *flag, const char *val, char *bad, 
     return 2;
   }
   if (!strcmp(flag, "--temperature")) {
-    if (!num(val, 0, 1e6, &d)) return snprintf(bad, badlen, "--temperature takes a number >= 0, got '%s'", val ? val : ""), -1;
+    if (!heed_parse_num(val, 0, 1e6, &d)) return snprintf(bad, badlen, "--temperature takes a number >= 0, got '%s'", val ? val : ""), -1;
     g->temperature = d;
     return 2;
   }
   if (!strcmp(flag, "--top-p")) {
-    if (!num(val, 0, 1, &d) || d == 0) return snprintf(bad, badlen, "--top-p takes a number in (0, 1], got '%s'", val ? val : ""), -1;
+    if (!heed_parse_num(val, 0, 1, &d) || d == 0) return snprintf(bad, badlen, "--top-p takes a number in (0, 1], got '%s'", val ? val : ""), -1;
     g->top_p = d;
     return 2;
   }

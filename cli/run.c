@@ -306,3 +306,11 @@ int heed_cmd_init(Compilation *c, const HeedRunOpts *o) {
   heed_free(ts);
   return rc;
 }
+
+bool heed_parse_num(const char *v, double lo, double hi, double *out) {
+  char *end;
+  double d = v ? strtod(v, &end) : 0;
+  if (!v || !*v || *end || !(d >= lo && d <= hi)) return false;
+  *out = d;
+  return true;
+}

@@ -64,6 +64,9 @@ int heed_cmd_serve(Compilation *c, const HeedRunOpts *o, const HeedServeOpts *s)
 // missing, misshapen and, with o->strict, extra tensors are errors); NULL
 // with diagnostics. Caller frees each and the array.
 double **heed_load_params(Compilation *c, const IrGraph *g, const HeedRunOpts *o);
+// A flag's number: all of v a decimal in [lo, hi] (false: none, trailing
+// text, out of range, NaN).
+bool heed_parse_num(const char *v, double lo, double hi, double *out);
 
 // The values of an initializer for the parameter `name` (one stream per name).
 void heed_init_values(const char *name, const IrInit *in, uint64_t seed, double *out, int64_t n);

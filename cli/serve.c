@@ -103,14 +103,6 @@ int heed_cmd_serve(Compilation *c, const HeedRunOpts *o, const HeedServeOpts *so
 
 // ---- flags ----
 
-static bool num(const char *v, double lo, double hi, double *out) {
-  char *end;
-  double d = v ? strtod(v, &end) : 0;
-  if (!v || !*v || *end || !(d >= lo && d <= hi)) return false;
-  *out = d;
-  return true;
-}
-
 int heed_serve_flag(HeedServeOpts *s, const char *flag, const char *val, char *bad, size_t badlen) {
   static const struct {
     const char *flag;
@@ -128,7 +120,7 @@ int heed_serve_flag(HeedServeOpts *s, const char *flag, const char *val, char *b
   }
   for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
     if (strcmp(flag, nums[i].flag)) continue;
-    if (!num(val, nums[i].lo, nums[i].hi, &d) || (nums[i].integer && d != (int64_t)d))
+    if (!heed_parse_num(val, nums[i].lo, nums[i].hi, &d) || (nums[i].integer && d != (int64_t)d))
       return snprintf(bad, badlen, "%s takes %s from %g to %g, got '%s'", flag, nums[i].integer ? "an integer" : "a number",
                       nums[i].lo, nums[i].hi, val ? val : ""), -1;
     switch (i) {
